@@ -1,0 +1,451 @@
+"""One robust RabbitMQ connection per process: confirmed publishing, consuming with
+ack-after-work and parking of failures, and RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import ChannelInvalidStateError, PublishError
+from pydantic import ValidationError
+
+from . import topology
+from ._envelope import Envelope, EnvelopeError, follow_up_id, new_event_id
+from ._settings import BrokerSettings
+from .events import Event
+from .logs import message_context
+from .rpc import (
+    ERROR_CODE_HEADER,
+    ERROR_MESSAGE_HEADER,
+    JOB_HEADER,
+    RpcError,
+    RpcMessage,
+    RpcTimeout,
+    RpcUnavailable,
+    error_from_message,
+)
+
+log = structlog.get_logger("messaging")
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E, "MessageContext"], Awaitable[None]]
+RpcHandler = Callable[[RpcMessage], Awaitable[RpcMessage]]
+PUBLISH_TIMEOUT = 30.0
+PARK_ERROR_HEADER = "x-imagemesh-error"
+
+
+class MessageTooLarge(ValueError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the {limit} byte limit")
+        self.size = size
+        self.limit = limit
+
+
+class Unroutable(RuntimeError):
+    """The broker could not route a mandatory message: no queue is bound for it."""
+
+
+class PermanentError(Exception):
+    """Raised by a handler when a message can never succeed: it is parked at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """What a handler knows about the message it handles, and how it answers it."""
+
+    envelope: Envelope
+    broker: Broker
+
+    async def publish(self, event: Event, *, key: str = "") -> Envelope:
+        """Publish a follow-up event. Its id derives from this message's id (+ `key` when one
+        message causes several events of a type), so a redelivery publishes the same ids."""
+        return await self.broker.publish(event, cause=self.envelope, key=key)
+
+
+class Broker:
+    """The gateway between a service and RabbitMQ. Use as `async with Broker(...) as broker`."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        service: str,
+        version: str = "0",
+        host: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.version = version
+        self.host = host or socket.gethostname()
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._replies: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
+        self._reply_queue: str | None = None
+        self._reply_lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.settings.amqp_url(),
+            client_properties={"connection_name": f"{self.service}@{self.host}"},
+        )
+        # on_return_raises: an unroutable mandatory publish raises instead of vanishing.
+        self._publish_channel = await self._connection.channel(on_return_raises=True)
+        self._exchanges = await topology.declare_exchanges(self._publish_channel, self.settings)
+        log.info(
+            "broker_connected", host=self.settings.rabbitmq_host, vhost=self.settings.rabbitmq_vhost
+        )
+
+    async def close(self, *, drain_timeout: float = 30.0) -> None:
+        """Stop taking messages, let in-flight handlers finish (bounded), then disconnect."""
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception as exc:  # the connection may already be gone
+                log.warning("consumer_cancel_failed", queue=queue.name, error=str(exc))
+        self._consumers.clear()
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        except TimeoutError:
+            log.warning("drain_timeout", in_flight=self._in_flight)
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+        log.info("broker_closed")
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise RuntimeError("Broker is not connected; use `async with Broker(...)`")
+        return self._connection
+
+    def is_healthy(self) -> bool:
+        channel = self._publish_channel
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and channel is not None
+            and not channel.is_closed
+        )
+
+    async def channel(self, *, prefetch: int | None = None) -> AbstractChannel:
+        channel = await self.connection.channel(on_return_raises=True)
+        if prefetch is not None:
+            await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def envelope_for(
+        self, event: Event, *, cause: Envelope | None = None, key: str = ""
+    ) -> Envelope:
+        return Envelope(
+            id=follow_up_id(cause.id, event.type, key) if cause else new_event_id(),
+            type=event.type,
+            source=f"/imagemesh/{self.service}",
+            subject=event.job_id,
+            correlation_id=event.job_id,
+            causation_id=cause.id if cause else None,
+            agent_version=self.version,
+            agent_host=self.host,
+        )
+
+    async def publish(
+        self,
+        event: Event,
+        *,
+        cause: Envelope | None = None,
+        key: str = "",
+        envelope: Envelope | None = None,
+    ) -> Envelope:
+        """Publish persistently, mandatory, and wait for the broker's confirm."""
+        envelope = envelope or self.envelope_for(event, cause=cause, key=key)
+        body = event.model_dump_json().encode()
+        self._check_size(len(body))
+        exchange = self._exchanges[topology.exchange_name(self.settings, event.exchange)]
+        await self._publish(exchange, envelope.to_message(body), event.type)
+        log.debug("event_published", event_type=event.type, event_id=envelope.id)
+        return envelope
+
+    async def _publish(
+        self, exchange: AbstractExchange, message: aio_pika.Message, key: str
+    ) -> None:
+        try:
+            await exchange.publish(
+                message, routing_key=key, mandatory=True, timeout=PUBLISH_TIMEOUT
+            )
+        except PublishError as exc:
+            raise Unroutable(f"no queue bound on {exchange.name!r} for {key!r}") from exc
+
+    def _check_size(self, size: int) -> None:
+        if size > self.settings.amqp_max_message_bytes:
+            raise MessageTooLarge(size, self.settings.amqp_max_message_bytes)
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        spec: topology.QueueSpec,
+        handler: Handler[E],
+        accepts: type[E] | tuple[type[E], ...],
+        *,
+        prefetch: int = 8,
+    ) -> None:
+        """Consume `spec` with `handler`. The message is acked only after the handler (and
+        the publishes it awaited) finished; a failure parks it with the error, never drops it."""
+        channel = await self.channel(prefetch=prefetch)
+        queue = await topology.declare_work_queue(channel, self.settings, spec)
+        by_type = {cls.type: cls for cls in (accepts if isinstance(accepts, tuple) else (accepts,))}
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await self._tracked(self._handle(spec, by_type, handler, message))
+
+        tag = await queue.consume(on_message)
+        self._consumers.append((queue, tag))
+        log.info("consuming", queue=spec.name, prefetch=prefetch)
+
+    async def _handle(
+        self,
+        spec: topology.QueueSpec,
+        by_type: dict[str, type[E]],
+        handler: Handler[E],
+        message: AbstractIncomingMessage,
+    ) -> None:
+        try:
+            envelope = Envelope.from_message(message)
+            event_cls = by_type.get(envelope.type)
+            if event_cls is None:
+                raise EnvelopeError(f"unexpected event type {envelope.type!r} on {spec.name}")
+            event = event_cls.model_validate_json(message.body)
+        except (EnvelopeError, ValidationError) as exc:
+            log.error("message_malformed", queue=spec.name, error=str(exc))
+            await self._park(spec, message, f"malformed: {exc}")
+            return
+        with message_context(envelope, queue=spec.name):
+            started = time.monotonic()
+            try:
+                await handler(event, MessageContext(envelope, self))
+            except Exception as exc:
+                log.exception("message_failed", duration_ms=_ms_since(started))
+                await self._park(spec, message, f"{type(exc).__name__}: {exc}")
+                return
+            await _settle(message.ack())
+            log.info("message_handled", duration_ms=_ms_since(started))
+
+    async def _park(
+        self, spec: topology.QueueSpec, message: AbstractIncomingMessage, error: str
+    ) -> None:
+        """Move a message that failed to the queue's parking lot, with the error attached."""
+        headers = dict(message.headers or {})
+        headers[PARK_ERROR_HEADER] = error[:1000]
+        headers["x-imagemesh-parked-at"] = datetime.now(UTC).isoformat()
+        headers["x-imagemesh-queue"] = spec.name
+        parked = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            type=message.type,
+            app_id=message.app_id,
+            timestamp=message.timestamp,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        try:
+            await self._publish(self._exchanges[topology.DEAD_LETTER_EXCHANGE], parked, spec.name)
+        except Exception:
+            # Could not park: hand it back; the delivery limit dead-letters it eventually.
+            log.exception("park_failed", queue=spec.name)
+            await _settle(message.nack(requeue=True))
+            return
+        await _settle(message.ack())
+        log.warning("message_parked", queue=spec.name, parking=spec.parking_name, error=error)
+
+    async def _tracked(self, work: Awaitable[None]) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await work
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    # -- RPC -------------------------------------------------------------------------------
+
+    async def serve(
+        self, route: topology.RpcRoute, handler: RpcHandler, *, prefetch: int = 4
+    ) -> None:
+        """Answer requests on `route`. Handler errors become error replies (RpcError keeps
+        its code; anything else is `internal`); the request is acked once answered."""
+        channel = await self.channel(prefetch=prefetch)
+        queue = await topology.declare_rpc_queue(channel, route)
+
+        async def on_request(message: AbstractIncomingMessage) -> None:
+            await self._tracked(self._answer(route, handler, message))
+
+        tag = await queue.consume(on_request)
+        self._consumers.append((queue, tag))
+        log.info("serving", route=route.name, prefetch=prefetch)
+
+    async def _answer(
+        self, route: topology.RpcRoute, handler: RpcHandler, message: AbstractIncomingMessage
+    ) -> None:
+        job_id = (message.headers or {}).get(JOB_HEADER)
+        with structlog.contextvars.bound_contextvars(job_id=job_id, rpc=route.name):
+            started = time.monotonic()
+            headers: dict[str, Any] = {}
+            try:
+                reply = await handler(RpcMessage.from_message(message))
+            except RpcError as exc:
+                reply, headers = RpcMessage(), _error_headers(exc.code, exc.message)
+            except Exception as exc:
+                log.exception("rpc_failed")
+                reply, headers = (
+                    RpcMessage(),
+                    _error_headers("internal", f"{type(exc).__name__}: {exc}"),
+                )
+            if message.reply_to:
+                await self._reply(message, reply, headers)
+            await _settle(message.ack())
+            log.info(
+                "rpc_answered", duration_ms=_ms_since(started), error=headers.get(ERROR_CODE_HEADER)
+            )
+
+    async def _reply(
+        self, request: AbstractIncomingMessage, reply: RpcMessage, headers: dict[str, Any]
+    ) -> None:
+        assert request.reply_to is not None
+        message = reply.to_message(correlation_id=request.correlation_id, headers=headers)
+        try:
+            await self._publish(self._default_exchange(), message, request.reply_to)
+        except Unroutable:
+            log.warning("rpc_caller_gone", reply_to=request.reply_to)
+
+    def _default_exchange(self) -> AbstractExchange:
+        assert self._publish_channel is not None
+        return self._publish_channel.default_exchange
+
+    async def call(
+        self,
+        route: topology.RpcRoute,
+        request: RpcMessage,
+        *,
+        timeout: float,
+        job_id: str | None = None,
+    ) -> RpcMessage:
+        """Send a request and wait at most `timeout` seconds for its reply.
+
+        Raises RpcTimeout, RpcUnavailable (nobody ever served the route), MessageTooLarge,
+        or RpcError with the server's code."""
+        reply_to = await self._ensure_reply_queue()
+        correlation_id = str(uuid.uuid4())
+        headers = {JOB_HEADER: job_id} if job_id else {}
+        message = request.to_message(
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            expiration=timeout,
+            type=route.name,
+            app_id=f"/imagemesh/{self.service}",
+            headers=headers,
+        )
+        self._check_size(len(message.body))
+        future: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
+        self._replies[correlation_id] = future
+        try:
+            try:
+                await self._publish(self._exchanges[topology.RPC_EXCHANGE], message, route.name)
+            except Unroutable as exc:
+                raise RpcUnavailable(route.name) from exc
+            try:
+                answer = await asyncio.wait_for(future, timeout)
+            except TimeoutError as exc:
+                raise RpcTimeout(route.name, timeout) from exc
+        finally:
+            self._replies.pop(correlation_id, None)
+        error = error_from_message(answer)
+        if error is not None:
+            raise error
+        return RpcMessage.from_message(answer)
+
+    async def _ensure_reply_queue(self) -> str:
+        async with self._reply_lock:
+            if self._reply_queue is None:
+                channel = await self.channel()
+                # A fixed name (not server-named) so the robust connection re-declares the
+                # same queue after a reconnect and in-flight calls still get their replies.
+                name = f"rpc-reply.{self.service}.{uuid.uuid4().hex}"
+                queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+                await queue.consume(self._on_reply, no_ack=True)
+                self._reply_queue = name
+            return self._reply_queue
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._replies.get(message.correlation_id or "")
+        if future is None or future.done():
+            log.info("rpc_late_reply", correlation_id=message.correlation_id)
+            return
+        future.set_result(message)
+
+    # -- observation -----------------------------------------------------------------------
+
+    async def queue_depth(self, queue_name: str) -> tuple[int, int]:
+        """(ready messages, consumers) of a queue, by passive declare."""
+        channel = await self.connection.channel()
+        try:
+            queue = await channel.declare_queue(queue_name, passive=True)
+            declared = queue.declaration_result
+            return declared.message_count or 0, declared.consumer_count or 0
+        finally:
+            await channel.close()
+
+
+def _error_headers(code: str, message: str) -> dict[str, Any]:
+    return {ERROR_CODE_HEADER: code, ERROR_MESSAGE_HEADER: message[:2000]}
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)
+
+
+async def _settle(settlement: Awaitable[None]) -> None:
+    """Ack/nack; after a reconnect the delivery belongs to a dead channel and the broker
+    redelivers it anyway, so a failed settlement is logged, not raised."""
+    try:
+        await settlement
+    except ChannelInvalidStateError as exc:
+        log.warning("settle_failed_after_reconnect", error=str(exc))

@@ -1,0 +1,111 @@
+"""The mesh's RabbitMQ topology, declared in one place.
+
+- Two durable topic exchanges: domain events (routing key = event type) and provenance.
+- One direct exchange for RPC requests: unroutable (no server ever declared the route)
+  fails the call at once instead of waiting for a timeout.
+- One direct dead-letter exchange: each work queue dead-letters (delivery limit exceeded,
+  or parked by its consumer) to its own parking-lot queue `<queue>.parking`, which operators
+  see in the management console.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from ._settings import BrokerSettings
+from .events import ExchangeKind
+
+RPC_EXCHANGE = "imagemesh.rpc"
+DEAD_LETTER_EXCHANGE = "imagemesh.dead-letter"
+DEFAULT_DELIVERY_LIMIT = 5
+"""RabbitMQ 3.10 quorum queues have no default limit: a message that crashes its consumer
+would be redelivered forever. After this many deliveries it is dead-lettered to parking."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A quorum work queue shared by all replicas of one consumer (competing consumers)."""
+
+    name: str
+    bindings: tuple[tuple[ExchangeKind, str], ...]
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+
+    @property
+    def parking_name(self) -> str:
+        return f"{self.name}.parking"
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-dead-letter-routing-key": self.name,
+            "x-delivery-limit": self.delivery_limit,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RpcRoute:
+    """A request queue served by one service. Classic, durable, not replicated: a request
+    lives at most as long as its caller waits (it carries that as its expiration)."""
+
+    name: str
+
+    @property
+    def queue_name(self) -> str:
+        return f"rpc.{self.name}"
+
+
+# The work queues and RPC routes of the mesh.
+RUNNER_UPLOADS = QueueSpec("imageproc_runner.image-uploaded", (("events", "image.uploaded"),))
+PROVENANCE_EVENTS = QueueSpec("provenancedb.events", (("events", "#"), ("provenance", "#")))
+IMAGEPROC_RUN = RpcRoute("imageproc.run")
+PROVENANCE_RECORD = RpcRoute("provenancedb.record")
+PROVENANCE_JOB_STATUS = RpcRoute("provenancedb.job-status")
+
+ALL_QUEUES = (RUNNER_UPLOADS, PROVENANCE_EVENTS)
+ALL_ROUTES = (IMAGEPROC_RUN, PROVENANCE_RECORD, PROVENANCE_JOB_STATUS)
+
+
+def exchange_name(settings: BrokerSettings, kind: ExchangeKind) -> str:
+    return settings.amqp_exchange_events if kind == "events" else settings.amqp_exchange_prov
+
+
+async def declare_exchanges(
+    channel: AbstractChannel, settings: BrokerSettings
+) -> dict[str, AbstractExchange]:
+    """Declare every exchange (idempotent); return them by name."""
+    declared = {}
+    for name, kind in (
+        (settings.amqp_exchange_events, ExchangeType.TOPIC),
+        (settings.amqp_exchange_prov, ExchangeType.TOPIC),
+        (RPC_EXCHANGE, ExchangeType.DIRECT),
+        (DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT),
+    ):
+        declared[name] = await channel.declare_exchange(name, kind, durable=True)
+    return declared
+
+
+async def declare_work_queue(
+    channel: AbstractChannel, settings: BrokerSettings, spec: QueueSpec
+) -> AbstractQueue:
+    """Declare a work queue, its bindings and its parking lot (idempotent)."""
+    parking = await channel.declare_queue(
+        spec.parking_name, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await parking.bind(DEAD_LETTER_EXCHANGE, routing_key=spec.name)
+    queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
+    for kind, routing_key in spec.bindings:
+        await queue.bind(exchange_name(settings, kind), routing_key=routing_key)
+    return queue
+
+
+async def declare_rpc_queue(channel: AbstractChannel, route: RpcRoute) -> AbstractQueue:
+    queue = await channel.declare_queue(
+        route.queue_name, durable=True, arguments={"x-queue-type": "classic"}
+    )
+    await queue.bind(RPC_EXCHANGE, routing_key=route.name)
+    return queue

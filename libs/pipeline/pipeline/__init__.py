@@ -1,0 +1,49 @@
+"""The operation catalogue and the input rules, shared by upload and imageproc.
+
+Pure library code: no I/O beyond reading image headers with pyvips. imageproc must
+never trust a message, so it re-checks everything here that upload already checked.
+
+- Catalogue: one frozen model per operation (``Thumbnail``, ``Grayscale``, ``Dither``,
+  ``Convert``), the ``Operation`` union, ``parse_pipeline``, ``pipeline_to_json`` and
+  ``describe_operations`` for ``GET /api/v1/operations``.
+- Input rules: the ``ImageFormat`` allow-list, ``sniff_format`` (magic bytes),
+  ``probe_image`` (header only, ``ImageLimits`` checked before any decode) and
+  ``harden_vips`` to run once at process start.
+"""
+
+from ._catalogue import (
+    OPERATION_MODELS,
+    Convert,
+    Dither,
+    Grayscale,
+    Operation,
+    Thumbnail,
+    describe_operations,
+)
+from ._errors import ImageRejected, PipelineError
+from ._formats import SNIFF_BYTES, ImageFormat, sniff_format
+from ._parse import DEFAULT_MAX_OPS, parse_pipeline, pipeline_to_json
+from ._probe import ImageInfo, ImageLimits, check_limits, harden_vips, probe_image
+
+__all__ = [
+    "DEFAULT_MAX_OPS",
+    "OPERATION_MODELS",
+    "SNIFF_BYTES",
+    "Convert",
+    "Dither",
+    "Grayscale",
+    "ImageFormat",
+    "ImageInfo",
+    "ImageLimits",
+    "ImageRejected",
+    "Operation",
+    "PipelineError",
+    "Thumbnail",
+    "check_limits",
+    "describe_operations",
+    "harden_vips",
+    "parse_pipeline",
+    "pipeline_to_json",
+    "probe_image",
+    "sniff_format",
+]

@@ -1,0 +1,19 @@
+"""What every imagemesh service shares: settings loading that fails with one clear line,
+structlog configuration, the ops endpoints (/healthz, /readyz, /metrics) and running."""
+
+from ._logging import configure_logging
+from ._ops import Check, add_ops_routes, add_readiness_check, run_checks
+from ._run import package_version, run
+from ._settings import ServiceSettings, load_settings
+
+__all__ = [
+    "Check",
+    "ServiceSettings",
+    "add_ops_routes",
+    "add_readiness_check",
+    "configure_logging",
+    "load_settings",
+    "package_version",
+    "run",
+    "run_checks",
+]

@@ -1,0 +1,273 @@
+"""Pure synchronous pyvips pipelines: bytes and operations in, bytes and metadata out.
+
+No asyncio and no I/O here: callers run ``run_pipeline`` in a thread pool. The
+input is untrusted, so it is probed against the limits before anything is decoded.
+Only the first frame of animated or multi-page inputs is processed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyvips
+
+from pipeline import (
+    Convert,
+    Dither,
+    Grayscale,
+    ImageFormat,
+    ImageInfo,
+    ImageLimits,
+    ImageRejected,
+    Operation,
+    Thumbnail,
+    check_limits,
+    probe_image,
+)
+
+from ._dither import floyd_steinberg
+
+__all__ = [
+    "OPERATIONS",
+    "PipelineResult",
+    "ProcessingError",
+    "StepResult",
+    "run_pipeline",
+]
+
+DEFAULT_QUALITY = 80
+# "Unbounded" for the side a thumbnail request leaves out.
+_UNBOUNDED = 10_000_000
+# Reject truncated files instead of padding them with grey.
+_LOAD_OPTIONS = "fail_on=truncated"
+
+
+class ProcessingError(Exception):
+    """The job can never succeed with this input and pipeline (do not retry)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"ProcessingError(code={self.code!r}, message={self.message!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """One applied operation. libvips is lazy: most pixel work is timed in ``encode_ms``."""
+
+    op: str
+    params: dict[str, Any]
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineResult:
+    data: bytes
+    info: ImageInfo
+    content_type: str
+    steps: tuple[StepResult, ...]
+    encode_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Canvas:
+    """The image being worked on and how it will be saved."""
+
+    image: Any
+    format: ImageFormat
+    quality: int = DEFAULT_QUALITY
+    # Only 0 and 255: PNG can store it at one bit per pixel.
+    bilevel: bool = False
+
+
+def run_pipeline(data: bytes, ops: Sequence[Operation], *, limits: ImageLimits) -> PipelineResult:
+    """Apply ``ops`` to the image in ``data`` and encode the result.
+
+    Raises ProcessingError (codes ``unsupported_type``, ``undecodable``, ``too_many_pixels``,
+    ``too_large_side``, ``too_many_frames``, ``operation_failed``).
+    """
+    try:
+        info = probe_image(data, limits=limits)
+    except ImageRejected as exc:
+        raise ProcessingError(exc.code, exc.message) from None
+    canvas, steps = _apply_all(data, ops, _start_format(info.format), limits)
+    started = time.perf_counter()
+    encoded = _encode(canvas)
+    encode_ms = _elapsed_ms(started)
+    return PipelineResult(
+        data=encoded,
+        info=_output_info(canvas),
+        content_type=canvas.format.content_type,
+        steps=steps,
+        encode_ms=encode_ms,
+    )
+
+
+def _apply_all(
+    data: bytes, ops: Sequence[Operation], fmt: ImageFormat, limits: ImageLimits
+) -> tuple[_Canvas, tuple[StepResult, ...]]:
+    steps: list[StepResult] = []
+    canvas: _Canvas | None = None
+    for number, op in enumerate(ops, start=1):
+        started = time.perf_counter()
+        with _vips_errors(f"operation {number} ({op.op})"):
+            if canvas is None and isinstance(op, Thumbnail):
+                # Thumbnail straight from the bytes lets libvips shrink on load.
+                canvas = _Canvas(_thumbnail_from_buffer(data, op), fmt)
+            else:
+                canvas = OPERATIONS[op.op](canvas or _Canvas(_load(data), fmt), op)
+        _check_result(number, op.op, canvas, limits)
+        params = op.model_dump(mode="json", exclude={"op"}, exclude_none=True)
+        steps.append(StepResult(op.op, params, _elapsed_ms(started)))
+    if canvas is None:
+        with _vips_errors("load"):
+            canvas = _Canvas(_load(data), fmt)
+    return canvas, tuple(steps)
+
+
+def _load(data: bytes) -> Any:
+    image = pyvips.Image.new_from_buffer(data, _LOAD_OPTIONS, access="sequential")
+    return image.autorot()
+
+
+def _thumbnail_from_buffer(data: bytes, op: Thumbnail) -> Any:
+    width, height = _box(op)
+    return pyvips.Image.thumbnail_buffer(
+        data, width, height=height, size=_size(op), option_string=_LOAD_OPTIONS
+    )
+
+
+# --- operations: one function per catalogue entry -------------------------------------
+
+
+def _thumbnail(canvas: _Canvas, op: Thumbnail) -> _Canvas:
+    width, height = _box(op)
+    image = canvas.image.thumbnail_image(width, height=height, size=_size(op))
+    return replace(canvas, image=image, bilevel=False)
+
+
+def _grayscale(canvas: _Canvas, op: Grayscale) -> _Canvas:
+    return replace(canvas, image=_to_grey(canvas.image))
+
+
+def _dither(canvas: _Canvas, op: Dither) -> _Canvas:
+    image = canvas.image
+    if image.hasalpha():
+        # Transparent areas read as white paper, not as whatever colour they hide.
+        image = image.flatten(background=[255] * (image.bands - 1))
+    image = floyd_steinberg(_to_grey(image))
+    return replace(canvas, image=image, format=ImageFormat.PNG, bilevel=True)
+
+
+def _convert(canvas: _Canvas, op: Convert) -> _Canvas:
+    return replace(canvas, format=ImageFormat(op.format), quality=op.quality)
+
+
+OPERATIONS: dict[str, Callable[[_Canvas, Any], _Canvas]] = {
+    "thumbnail": _thumbnail,
+    "grayscale": _grayscale,
+    "dither": _dither,
+    "convert": _convert,
+}
+
+
+def _box(op: Thumbnail) -> tuple[int, int]:
+    return op.width or _UNBOUNDED, op.height or _UNBOUNDED
+
+
+def _size(op: Thumbnail) -> str:
+    return "both" if op.upscale else "down"
+
+
+def _to_grey(image: Any) -> Any:
+    return image.colourspace("b-w").cast("uchar")
+
+
+# --- encoding -----------------------------------------------------------------------
+
+
+def _start_format(fmt: ImageFormat) -> ImageFormat:
+    """Keep the input's format when libvips can write it, else fall back to PNG."""
+    return fmt if fmt.extension in pyvips.get_suffixes() else ImageFormat.PNG
+
+
+def _encode(canvas: _Canvas) -> bytes:
+    with _vips_errors(f"encode as {canvas.format.value}"):
+        image = _to_srgb(canvas.image)
+        if canvas.format is ImageFormat.JPEG and image.hasalpha():
+            image = image.flatten(background=[255] * (image.bands - 1))
+        return bytes(image.write_to_buffer(canvas.format.extension, **_save_options(canvas)))
+
+
+def _save_options(canvas: _Canvas) -> dict[str, Any]:
+    # keep="none" strips EXIF, XMP, IPTC and ICC: the pixels are already sRGB.
+    options: dict[str, Any] = {"keep": "none"}
+    if canvas.format in (ImageFormat.JPEG, ImageFormat.WEBP, ImageFormat.AVIF):
+        options["Q"] = canvas.quality
+    if canvas.format is ImageFormat.PNG and canvas.bilevel:
+        options["bitdepth"] = 1
+    return options
+
+
+def _to_srgb(image: Any) -> Any:
+    if image.interpretation in ("b-w", "grey16"):
+        return image.colourspace("b-w").cast("uchar")
+    if "icc-profile-data" in image.get_fields():
+        # Honour the embedded profile (e.g. CMYK or Adobe RGB) instead of guessing.
+        return image.icc_transform("srgb", embedded=True, intent="perceptual")
+    return image.colourspace("srgb").cast("uchar")
+
+
+def _output_info(canvas: _Canvas) -> ImageInfo:
+    image = canvas.image
+    return ImageInfo(
+        format=canvas.format,
+        width=image.width,
+        height=image.height,
+        pages=1,
+        bands=image.bands,
+        has_alpha=bool(image.hasalpha()),
+    )
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+@contextmanager
+def _vips_errors(label: str) -> Iterator[None]:
+    """Turn a pyvips.Error into a ProcessingError naming the step it came from."""
+    try:
+        yield
+    except pyvips.Error as exc:
+        raise _from_vips(label, exc) from exc
+
+
+def _from_vips(label: str, exc: Any) -> ProcessingError:
+    detail = str(exc.detail).strip().splitlines()
+    # libvips decodes lazily, so a corrupt body only surfaces inside a later step;
+    # its loaders name themselves ("jpegload_buffer: ...") or libpng's "read error".
+    if any("load" in line or "read error" in line for line in detail):
+        return ProcessingError("undecodable", f"{label}: the image data is corrupt or truncated")
+    reason = detail[0] if detail else str(exc.message)
+    return ProcessingError("operation_failed", f"{label} failed: {reason}")
+
+
+def _check_result(number: int, name: str, canvas: _Canvas, limits: ImageLimits) -> None:
+    """Stop operations (e.g. an upscaling thumbnail) from building an over-limit image."""
+    try:
+        check_limits(_output_info(canvas), limits)
+    except ImageRejected as exc:
+        raise ProcessingError(
+            exc.code, f"operation {number} ({name}): result {exc.message}"
+        ) from None
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,1129 @@
+#!/usr/bin/env python3
+"""imagemesh local stack: RabbitMQ, a CouchDB-compatible server, an S3 server and the services.
+
+Everything runs on loopback, without containers, and keeps its state under `.stack/`:
+
+    .stack/rabbitmq/   node data (mnesia), logs, generated rabbitmq.conf, enabled_plugins
+    .stack/couchdb/    PouchDB Server data, its config.json and log
+    .stack/logs/       one <component>.log per process we start
+    .stack/pids/       one <component>.pid per process we start
+
+Sub-commands: deps [--browser], infra, up, down, status, logs [NAME].
+
+Standard library only, so `deps` runs with a bare `python3` before the virtualenv exists;
+bucket provisioning imports boto3 lazily (run that with `.venv/bin/python`).
+The test suite imports this module (`sys.path.insert(0, "tools"); import stack`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_DIR = ROOT / ".stack"
+LOG_DIR = STACK_DIR / "logs"
+PID_DIR = STACK_DIR / "pids"
+RABBIT_DIR = STACK_DIR / "rabbitmq"
+COUCH_DIR = STACK_DIR / "couchdb"
+TOOLS_DIR = ROOT / "tools"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+POUCHDB_SERVER = TOOLS_DIR / "node_modules" / ".bin" / "pouchdb-server"
+MOTO_SERVER = ROOT / ".venv" / "bin" / "moto_server"
+RABBIT_SBIN = Path("/usr/lib/rabbitmq/bin")
+
+#: Local defaults; `.env` (or `.env.example`) and then the real environment override them.
+DEFAULTS: dict[str, str] = {
+    "RABBITMQ_HOST": "127.0.0.1",
+    "RABBITMQ_PORT": "5672",
+    "RABBITMQ_USER": "imagemesh",
+    "RABBITMQ_PASSWORD": "imagemesh-dev",
+    "RABBITMQ_VHOST": "imagemesh",
+    "RABBITMQ_MANAGEMENT_PORT": "15672",
+    "RABBITMQ_NODENAME": "imagemesh@localhost",
+    "S3_URL": "http://127.0.0.1:9000",
+    "S3_ACCESS_KEY": "imagemesh-dev",
+    "S3_SECRET_KEY": "imagemesh-dev-secret",
+    "S3_REGION": "us-east-1",
+    "S3_INPUT_BUCKET": "imagemesh-input",
+    "S3_OUTPUT_BUCKET": "imagemesh-output",
+    "COUCHDB_URL": "http://127.0.0.1:5984",
+    "COUCHDB_USER": "admin",
+    "COUCHDB_PASSWORD": "imagemesh-dev",
+    "COUCHDB_DB": "provenance",
+    "UPLOAD_PORT": "8000",
+    "RUNNER_OPS_PORT": "8101",
+    "IMAGEPROC_OPS_PORT": "8102",
+    "PROVENANCEDB_OPS_PORT": "8103",
+    "HTTP_HOST": "127.0.0.1",
+}
+
+APT_PACKAGES = ("rabbitmq-server",)
+APT_BROWSER_PACKAGES = ("chromium", "chromium-driver")
+
+RABBIT_TIMEOUT = 120.0
+COUCH_TIMEOUT = 60.0
+S3_TIMEOUT = 60.0
+SERVICE_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
+POLL = 0.2
+
+
+class StackError(RuntimeError):
+    """A component could not be installed, started, provisioned or stopped."""
+
+
+def say(message: str) -> None:
+    print(f"stack: {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        inner = value[1:-1]
+        if value[0] == '"':
+            inner = (
+                inner.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+            )
+        return inner
+    # Unquoted: an inline comment starts at " #".
+    hash_at = value.find(" #")
+    if hash_at >= 0:
+        value = value[:hash_at]
+    return value.strip()
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """Parse `KEY=VALUE` lines: `#` comments, blank lines, optional `export `, quotes."""
+    result: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.replace("_", "").isalnum() or key[0].isdigit():
+            continue
+        result[key] = _unquote(value.strip())
+    return result
+
+
+def default_env_file(root: Path = ROOT) -> Path | None:
+    for name in (".env", ".env.example"):
+        candidate = root / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Settings: DEFAULTS < dotenv file (`.env`, else `.env.example`) < real environment."""
+    env = os.environ if environ is None else environ
+    file_path = Path(path) if path is not None else default_env_file()
+    config = dict(DEFAULTS)
+    if file_path is not None and file_path.is_file():
+        config.update(parse_dotenv(file_path.read_text(encoding="utf-8")))
+    for key in list(config):
+        if key in env:
+            config[key] = env[key]
+    return config
+
+
+def _port(config: Mapping[str, str], key: str) -> int:
+    try:
+        return int(config[key])
+    except (KeyError, ValueError) as exc:
+        raise StackError(f"setting {key} must be a port number, got {config.get(key)!r}") from exc
+
+
+def _url_port(url: str, default: int) -> int:
+    return urllib.parse.urlsplit(url).port or default
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What /proc/<pid>/cmdline must look like for a PID to be one we started.
+
+    Every string of `contains` is a substring of some argument, and `args` (if given) occurs
+    as a contiguous run of whole arguments.
+    """
+
+    contains: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+
+
+def cmdline_matches(cmdline: Sequence[str], signature: Signature) -> bool:
+    if not cmdline:
+        return False
+    for needle in signature.contains:
+        if not any(needle in arg for arg in cmdline):
+            return False
+    run = list(signature.args)
+    if run:
+        width = len(run)
+        return any(list(cmdline[i : i + width]) == run for i in range(len(cmdline) - width + 1))
+    return True
+
+
+def proc_cmdline(pid: int) -> list[str] | None:
+    """The argv of a live process, or None (no such process, or a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    if not raw:
+        return None  # zombie or kernel thread
+    return [part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0")]
+
+
+def read_pid(pid_path: Path) -> int | None:
+    try:
+        text = pid_path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    try:
+        pid = int(text.split()[0]) if text else 0
+    except ValueError:
+        return None
+    return pid if pid > 0 else None
+
+
+def running_pid(pid_path: Path, signature: Signature) -> int | None:
+    """The PID in `pid_path` if that process is alive and is the one we started."""
+    pid = read_pid(pid_path)
+    if pid is None:
+        return None
+    cmdline = proc_cmdline(pid)
+    if cmdline is None or not cmdline_matches(cmdline, signature):
+        return None
+    return pid
+
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def spawn(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    pid_path: Path,
+    cwd: Path = ROOT,
+) -> int:
+    """Start a detached process (new session), output appended to `log_path`, PID written."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    pid_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        log.write(f"\n=== {time.strftime('%F %T')} start: {' '.join(argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    pid_path.write_text(f"{proc.pid}\n", encoding="utf-8")
+    return proc.pid
+
+
+def pid_alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    return proc_cmdline(pid) is not None
+
+
+def stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM (to the process group if the process leads one), wait, then SIGKILL."""
+
+    def send(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+
+    with contextlib.suppress(ProcessLookupError):
+        send(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            say(f"pid {pid} ignored SIGTERM for {timeout:.0f}s, sending SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                send(signal.SIGKILL)
+            kill_deadline = time.monotonic() + 10
+            while pid_alive(pid) and time.monotonic() < kill_deadline:
+                time.sleep(POLL)
+            break
+        time.sleep(POLL)
+    child = _children.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=1)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        content = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    return "\n".join(content[-lines:])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+
+def http(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    auth: tuple[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+) -> HttpAnswer:
+    """One HTTP request; any status is an answer, connection failures raise OSError."""
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("Accept", "application/json")
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return HttpAnswer(response.status, response.read(), dict(response.headers))
+    except urllib.error.HTTPError as exc:
+        return HttpAnswer(exc.code, exc.read(), dict(exc.headers))
+
+
+def wait_until(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float,
+    *,
+    alive: Callable[[], bool] | None = None,
+    interval: float = POLL,
+) -> None:
+    """Poll `check` until true; StackError at the deadline or when `alive` turns false."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return
+        if alive is not None and not alive():
+            raise StackError(f"{what}: the process exited")
+        if time.monotonic() > deadline:
+            raise StackError(f"{what}: not ready after {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
+    try:
+        return http("GET", url, auth=auth, timeout=2.0).status == 200
+    except OSError:
+        return False
+
+
+def wait_http_ok(
+    url: str,
+    timeout: float,
+    *,
+    auth: tuple[str, str] | None = None,
+    alive: Callable[[], bool] | None = None,
+) -> None:
+    """Wait until `GET url` answers 200."""
+    wait_until(f"GET {url}", lambda: http_ok(url, auth), timeout, alive=alive)
+
+
+def _answered(url: str) -> bool:
+    try:
+        http("GET", url, timeout=2.0)
+    except OSError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def _sudo() -> list[str]:
+    if os.geteuid() == 0:
+        return []
+    if shutil.which("sudo"):
+        return ["sudo"]
+    raise StackError("installing system packages needs root (or sudo)")
+
+
+def apt_missing(packages: Sequence[str]) -> list[str]:
+    missing: list[str] = []
+    for package in packages:
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0 or "install ok installed" not in result.stdout:
+            missing.append(package)
+    return missing
+
+
+def apt_install(packages: Sequence[str]) -> None:
+    missing = apt_missing(packages)
+    if not missing:
+        return
+    if not shutil.which("apt-get"):
+        raise StackError(f"missing packages {missing} and no apt-get to install them")
+    say(f"apt-get install {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    sudo = _sudo()
+    subprocess.run([*sudo, "apt-get", "update"], check=True, env=env)
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "--no-install-recommends", *missing],
+        check=True,
+        env=env,
+    )
+
+
+def npm_tools_current() -> bool:
+    """tools/node_modules matches tools/package-lock.json (as of the last `npm ci`)."""
+    installed_lock = TOOLS_DIR / "node_modules" / ".package-lock.json"
+    lock = TOOLS_DIR / "package-lock.json"
+    if not POUCHDB_SERVER.exists() or not installed_lock.exists():
+        return False
+    return installed_lock.stat().st_mtime >= lock.stat().st_mtime
+
+
+def npm_install() -> None:
+    if npm_tools_current():
+        return
+    if not shutil.which("npm"):
+        apt_install(("nodejs", "npm"))
+    say("npm ci --prefix tools (PouchDB Server)")
+    subprocess.run(
+        ["npm", "ci", "--prefix", str(TOOLS_DIR), "--no-audit", "--no-fund"],
+        check=True,
+        cwd=ROOT,
+    )
+
+
+def ensure_deps(browser: bool = False) -> None:
+    """Install what the local stack (and, with `browser`, the browser tests) need."""
+    apt_install(APT_PACKAGES + (APT_BROWSER_PACKAGES if browser else ()))
+    npm_install()
+
+
+# --------------------------------------------------------------------------- components
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    signature: Signature
+
+    @property
+    def pid_path(self) -> Path:
+        return PID_DIR / f"{self.name}.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return LOG_DIR / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        return running_pid(self.pid_path, self.signature)
+
+
+def epmd_component() -> Component:
+    return Component("epmd", Signature(contains=("epmd",), args=("-port", "4369")))
+
+
+def rabbit_component(config: Mapping[str, str]) -> Component:
+    node = config["RABBITMQ_NODENAME"]
+    return Component(
+        "rabbitmq",
+        Signature(contains=("beam", node.split("@")[0], str(RABBIT_DIR))),
+    )
+
+
+def couch_component(config: Mapping[str, str]) -> Component:
+    return Component(
+        "couchdb",
+        Signature(contains=("pouchdb-server",), args=("--dir", str(COUCH_DIR / "data"))),
+    )
+
+
+def s3_component(config: Mapping[str, str]) -> Component:
+    port = str(_url_port(config["S3_URL"], 9000))
+    return Component("s3", Signature(contains=("moto_server",), args=("-p", port)))
+
+
+#: service name (= module, log and pid name) -> setting holding its HTTP port
+SERVICES: dict[str, str] = {
+    "provenancedb": "PROVENANCEDB_OPS_PORT",
+    "imageproc": "IMAGEPROC_OPS_PORT",
+    "imageproc_runner": "RUNNER_OPS_PORT",
+    "upload": "UPLOAD_PORT",
+}
+
+
+def service_component(name: str) -> Component:
+    return Component(name, Signature(contains=("python",), args=("-m", name)))
+
+
+def infra_components(config: Mapping[str, str]) -> list[Component]:
+    return [
+        epmd_component(),
+        rabbit_component(config),
+        couch_component(config),
+        s3_component(config),
+    ]
+
+
+def all_components(config: Mapping[str, str]) -> list[Component]:
+    return infra_components(config) + [service_component(name) for name in SERVICES]
+
+
+def _fail(component: Component, message: str) -> StackError:
+    return StackError(
+        f"{component.name}: {message}\n--- last lines of {component.log_path} ---\n"
+        f"{tail(component.log_path)}"
+    )
+
+
+def _check_port_free(component: Component, host: str, port: int) -> None:
+    if port_open(host, port):
+        raise StackError(
+            f"{component.name}: port {host}:{port} is already in use by a process "
+            f"this stack did not start (see `ss -ltnp`)"
+        )
+
+
+# --- RabbitMQ
+
+
+def rabbit_env(config: Mapping[str, str]) -> dict[str, str]:
+    """Environment for rabbitmq-server / rabbitmqctl / rabbitmq-plugins on our node."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+    env.update(
+        {
+            "RABBITMQ_NODENAME": config["RABBITMQ_NODENAME"],
+            "RABBITMQ_MNESIA_BASE": str(RABBIT_DIR / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(RABBIT_DIR / "log"),
+            "RABBITMQ_CONFIG_FILE": str(RABBIT_DIR / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(RABBIT_DIR / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(RABBIT_DIR / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(RABBIT_DIR / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(PID_DIR / "rabbitmq.pid"),
+            "RABBITMQ_DIST_PORT": str(_port(config, "RABBITMQ_PORT") + 20000),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+    )
+    return env
+
+
+def rabbit_cli(name: str) -> str:
+    path = RABBIT_SBIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"{name} not found: run `python3 tools/stack.py deps`")
+    return found
+
+
+def rabbitmqctl(config: Mapping[str, str], *args: str, timeout: float = 60.0) -> str:
+    node = config["RABBITMQ_NODENAME"]
+    result = subprocess.run(
+        [rabbit_cli("rabbitmqctl"), "-n", node, *args],
+        env=rabbit_env(config),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise StackError(
+            f"rabbitmqctl {' '.join(args)} failed ({result.returncode}): "
+            f"{(result.stderr or result.stdout).strip()}"
+        )
+    return result.stdout
+
+
+def write_rabbit_config(config: Mapping[str, str]) -> None:
+    (RABBIT_DIR / "log").mkdir(parents=True, exist_ok=True)
+    (RABBIT_DIR / "mnesia").mkdir(parents=True, exist_ok=True)
+    host = config["RABBITMQ_HOST"] if config["RABBITMQ_HOST"] != "localhost" else "127.0.0.1"
+    lines = [
+        "# Generated by tools/stack.py on every start; edit the settings, not this file.",
+        f"listeners.tcp.1 = {host}:{_port(config, 'RABBITMQ_PORT')}",
+        f"management.tcp.ip = {host}",
+        f"management.tcp.port = {_port(config, 'RABBITMQ_MANAGEMENT_PORT')}",
+        # Used only when the node boots on an empty data directory (no guest user then).
+        f"default_vhost = {config['RABBITMQ_VHOST']}",
+        f"default_user = {config['RABBITMQ_USER']}",
+        f"default_pass = {config['RABBITMQ_PASSWORD']}",
+        "default_user_tags.administrator = true",
+        "default_permissions.configure = .*",
+        "default_permissions.read = .*",
+        "default_permissions.write = .*",
+        "log.file.level = info",
+        "",
+    ]
+    (RABBIT_DIR / "rabbitmq.conf").write_text("\n".join(lines), encoding="utf-8")
+    env_conf = RABBIT_DIR / "rabbitmq-env.conf"
+    if not env_conf.exists():
+        env_conf.write_text("# Intentionally empty: settings come from tools/stack.py\n")
+
+
+def enable_rabbit_plugins(config: Mapping[str, str]) -> None:
+    plugins_file = RABBIT_DIR / "enabled_plugins"
+    if plugins_file.exists() and "rabbitmq_management" in plugins_file.read_text():
+        return
+    subprocess.run(
+        [rabbit_cli("rabbitmq-plugins"), "enable", "--offline", "rabbitmq_management"],
+        env=rabbit_env(config),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def start_epmd() -> None:
+    """Our own epmd on loopback, so `down` can stop it (erl would daemonise one otherwise)."""
+    component = epmd_component()
+    if component.pid() is not None or port_open("127.0.0.1", 4369):
+        return  # ours, or somebody else's epmd that rabbit can share
+    epmd = shutil.which("epmd") or "epmd"
+    env = {**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"}
+    pid = spawn([epmd, "-port", "4369"], env, component.log_path, component.pid_path)
+    wait_until(
+        "epmd", lambda: port_open("127.0.0.1", 4369), 10, alive=lambda: pid_alive(pid)
+    )
+
+
+def start_rabbit(config: Mapping[str, str]) -> bool:
+    """Start the project-local RabbitMQ node unless running; True if it was started."""
+    component = rabbit_component(config)
+    if component.pid() is not None:
+        return False
+    port = _port(config, "RABBITMQ_PORT")
+    _check_port_free(component, "127.0.0.1", port)
+    _check_port_free(component, "127.0.0.1", _port(config, "RABBITMQ_MANAGEMENT_PORT"))
+    write_rabbit_config(config)
+    enable_rabbit_plugins(config)
+    start_epmd()
+    component.pid_path.unlink(missing_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with component.log_path.open("ab") as log:
+        log.write(f"\n=== {time.strftime('%F %T')} rabbitmq-server -detached\n".encode())
+        log.flush()
+        subprocess.run(
+            [rabbit_cli("rabbitmq-server"), "-detached"],
+            env=rabbit_env(config),
+            cwd=RABBIT_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=60,
+        )
+    return True
+
+
+def wait_rabbit(config: Mapping[str, str], timeout: float = RABBIT_TIMEOUT) -> None:
+    component = rabbit_component(config)
+    deadline = time.monotonic() + timeout
+    # The node writes its pid file early during boot.
+    try:
+        wait_until("rabbitmq pid file", lambda: component.pid() is not None, timeout)
+    except StackError as exc:
+        raise _fail(component, str(exc)) from None
+    last_error = ""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _fail(component, f"not started after {timeout:.0f}s: {last_error}")
+        if component.pid() is None:
+            raise _fail(component, "the node exited during start-up")
+        try:
+            rabbitmqctl(
+                config,
+                "await_startup",
+                "--timeout",
+                str(max(1, int(remaining))),
+                timeout=remaining + 15,
+            )
+            break
+        except (StackError, subprocess.TimeoutExpired) as exc:
+            last_error = str(exc)
+            time.sleep(1)
+    mgmt = f"http://127.0.0.1:{_port(config, 'RABBITMQ_MANAGEMENT_PORT')}/"
+    try:
+        wait_http_ok(mgmt, max(1.0, deadline - time.monotonic()))
+    except StackError as exc:
+        raise _fail(component, str(exc)) from None
+
+
+def _mgmt_base(config: Mapping[str, str]) -> str:
+    return f"http://127.0.0.1:{_port(config, 'RABBITMQ_MANAGEMENT_PORT')}/api"
+
+
+def _q(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def provision_rabbitmq(
+    config: Mapping[str, str],
+    vhost: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+) -> None:
+    """Idempotently create `vhost` and `user` (administrator, full rights on `vhost`)."""
+    vhost = vhost or config["RABBITMQ_VHOST"]
+    user = user or config["RABBITMQ_USER"]
+    password = password if password is not None else config["RABBITMQ_PASSWORD"]
+    admin = (config["RABBITMQ_USER"], config["RABBITMQ_PASSWORD"])
+    base = _mgmt_base(config)
+    if http("GET", f"{base}/whoami", auth=admin).status != 200:
+        # Data directory from another configuration: bootstrap the admin with the CLI.
+        say(f"rabbitmq: creating administrator {admin[0]!r} with rabbitmqctl")
+        try:
+            rabbitmqctl(config, "add_user", admin[0], admin[1])
+        except StackError:
+            rabbitmqctl(config, "change_password", admin[0], admin[1])
+        rabbitmqctl(config, "set_user_tags", admin[0], "administrator")
+    steps: list[tuple[str, dict[str, Any]]] = [
+        (f"/vhosts/{_q(vhost)}", {}),
+        (f"/users/{_q(user)}", {"password": password, "tags": "administrator"}),
+        (
+            f"/permissions/{_q(vhost)}/{_q(user)}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        ),
+    ]
+    if user != admin[0]:
+        steps.append(
+            (
+                f"/permissions/{_q(vhost)}/{_q(admin[0])}",
+                {"configure": ".*", "write": ".*", "read": ".*"},
+            )
+        )
+    for path, payload in steps:
+        if path.startswith("/users/") and user == admin[0]:
+            answer = http("GET", f"{base}{path}", auth=admin)
+            if answer.status == 200 and "administrator" in str(answer.json().get("tags")):
+                continue  # the admin itself: already right, don't rehash its password
+        answer = http("PUT", f"{base}{path}", body=json.dumps(payload).encode(), auth=admin)
+        if answer.status not in (200, 201, 204):
+            raise StackError(f"rabbitmq: PUT {path} -> {answer.status} {answer.body[:200]!r}")
+
+
+# --- CouchDB-compatible (PouchDB Server)
+
+
+def start_couch(config: Mapping[str, str]) -> bool:
+    component = couch_component(config)
+    if component.pid() is not None:
+        return False
+    if not POUCHDB_SERVER.exists():
+        raise StackError("PouchDB Server is not installed: run `python3 tools/stack.py deps`")
+    port = _url_port(config["COUCHDB_URL"], 5984)
+    _check_port_free(component, "127.0.0.1", port)
+    data = COUCH_DIR / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    config_json = COUCH_DIR / "config.json"
+    if not config_json.exists():
+        config_json.write_text(
+            json.dumps({"log": {"file": str(COUCH_DIR / "log.txt")}}, indent=2) + "\n"
+        )
+    argv = [
+        str(POUCHDB_SERVER),
+        "--dir",
+        str(data),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(config_json),
+    ]
+    spawn(argv, os.environ, component.log_path, component.pid_path, cwd=COUCH_DIR)
+    return True
+
+
+def _couch_base(config: Mapping[str, str]) -> str:
+    return config["COUCHDB_URL"].rstrip("/")
+
+
+def wait_couch(config: Mapping[str, str], timeout: float = COUCH_TIMEOUT) -> None:
+    component = couch_component(config)
+    try:
+        wait_http_ok(
+            f"{_couch_base(config)}/", timeout, alive=lambda: component.pid() is not None
+        )
+    except StackError as exc:
+        raise _fail(component, str(exc)) from None
+
+
+def provision_couchdb(config: Mapping[str, str], db: str | None = None) -> None:
+    """Leave admin party (create the admin) if needed, then create database `db`."""
+    db = db or config["COUCHDB_DB"]
+    base = _couch_base(config)
+    auth = (config["COUCHDB_USER"], config["COUCHDB_PASSWORD"])
+    session = http("GET", f"{base}/_session", auth=auth)
+    roles: list[str] = []
+    if session.status == 200:
+        roles = list(session.json().get("userCtx", {}).get("roles", []))
+        name = session.json().get("userCtx", {}).get("name")
+        if name != auth[0]:
+            roles = []
+    if "_admin" not in roles:
+        answer = http(
+            "PUT",
+            f"{base}/_config/admins/{_q(auth[0])}",
+            body=json.dumps(auth[1]).encode(),
+        )
+        if answer.status != 200:
+            raise StackError(
+                f"couchdb: cannot create admin {auth[0]!r} ({answer.status}); the server "
+                f"has other admins: fix COUCHDB_USER/COUCHDB_PASSWORD or remove {COUCH_DIR}"
+            )
+        say(f"couchdb: admin {auth[0]!r} created (admin party is over)")
+    answer = http("PUT", f"{base}/{_q(db)}", auth=auth)
+    if answer.status not in (201, 202, 412):
+        raise StackError(f"couchdb: PUT /{db} -> {answer.status} {answer.body[:200]!r}")
+
+
+# --- S3 (moto server, in memory)
+
+
+def start_s3(config: Mapping[str, str]) -> bool:
+    component = s3_component(config)
+    if component.pid() is not None:
+        return False
+    if not MOTO_SERVER.exists():
+        raise StackError(f"{MOTO_SERVER} missing: run `make venv`")
+    port = _url_port(config["S3_URL"], 9000)
+    _check_port_free(component, "127.0.0.1", port)
+    argv = [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)]
+    spawn(argv, os.environ, component.log_path, component.pid_path)
+    return True
+
+
+def wait_s3(config: Mapping[str, str], timeout: float = S3_TIMEOUT) -> None:
+    component = s3_component(config)
+    url = config["S3_URL"].rstrip("/") + "/"
+    try:
+        wait_until(
+            f"GET {url}",
+            lambda: _answered(url),
+            timeout,
+            alive=lambda: component.pid() is not None,
+        )
+    except StackError as exc:
+        raise _fail(component, str(exc)) from None
+
+
+def s3_client(config: Mapping[str, str]) -> Any:
+    """A boto3 S3 client for the configured server (boto3 is imported lazily)."""
+    boto3 = importlib.import_module("boto3")
+    botocore_config = importlib.import_module("botocore.config")
+    return boto3.client(
+        "s3",
+        endpoint_url=config["S3_URL"],
+        aws_access_key_id=config["S3_ACCESS_KEY"],
+        aws_secret_access_key=config["S3_SECRET_KEY"],
+        region_name=config["S3_REGION"],
+        config=botocore_config.Config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3},
+        ),
+    )
+
+
+def provision_s3(config: Mapping[str, str], buckets: Sequence[str] | None = None) -> None:
+    """Create the buckets that do not exist yet."""
+    names = list(buckets) if buckets is not None else [
+        config["S3_INPUT_BUCKET"],
+        config["S3_OUTPUT_BUCKET"],
+    ]
+    client = s3_client(config)
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    for name in names:
+        if name in existing:
+            continue
+        try:
+            if config["S3_REGION"] == "us-east-1":
+                client.create_bucket(Bucket=name)
+            else:
+                client.create_bucket(
+                    Bucket=name,
+                    CreateBucketConfiguration={"LocationConstraint": config["S3_REGION"]},
+                )
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+
+
+# --- all infrastructure
+
+
+def ensure_infra(config: Mapping[str, str]) -> None:
+    """Start RabbitMQ, PouchDB Server and moto unless running, wait, and provision them."""
+    for directory in (LOG_DIR, PID_DIR, RABBIT_DIR, COUCH_DIR):
+        directory.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    # Start all three, then wait: their start-ups overlap.
+    new = {
+        "rabbitmq": start_rabbit(config),
+        "couchdb": start_couch(config),
+        "s3": start_s3(config),
+    }
+    wait_s3(config)
+    provision_s3(config)
+    wait_couch(config)
+    provision_couchdb(config)
+    wait_rabbit(config)
+    provision_rabbitmq(config)
+    begun = [name for name, was_started in new.items() if was_started]
+    detail = f"started {', '.join(begun)}" if begun else "already running"
+    say(f"infrastructure ready in {time.monotonic() - started:.1f}s ({detail})")
+
+
+# --- services
+
+
+def service_env(config: Mapping[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(config)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def start_service(
+    name: str,
+    env: Mapping[str, str],
+    log_path: Path | None = None,
+    pid_path: Path | None = None,
+    python: Path = VENV_PYTHON,
+) -> int:
+    """Start `python -m <name>` detached; returns its PID."""
+    component = service_component(name)
+    return spawn(
+        [str(python), "-m", name],
+        env,
+        log_path or component.log_path,
+        pid_path or component.pid_path,
+    )
+
+
+def service_ready_url(name: str, config: Mapping[str, str]) -> str:
+    return f"http://127.0.0.1:{_port(config, SERVICES[name])}/readyz"
+
+
+def ensure_services(config: Mapping[str, str], timeout: float = SERVICE_TIMEOUT) -> None:
+    env = service_env(config)
+    pending: list[Component] = []
+    for name in SERVICES:
+        component = service_component(name)
+        if component.pid() is None:
+            _check_port_free(component, "127.0.0.1", _port(config, SERVICES[name]))
+            start_service(name, env)
+        pending.append(component)
+    deadline = time.monotonic() + timeout
+    for component in pending:
+        try:
+            wait_http_ok(
+                service_ready_url(component.name, config),
+                max(1.0, deadline - time.monotonic()),
+                alive=lambda c=component: c.pid() is not None,  # type: ignore[misc]
+            )
+        except StackError as exc:
+            raise _fail(component, str(exc)) from None
+        say(f"{component.name} ready")
+
+
+# --- stop / status
+
+
+def stop_component(component: Component, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop the process the pid file names (if it is ours); remove the pid file."""
+    pid = component.pid()
+    if pid is not None:
+        say(f"stopping {component.name} (pid {pid})")
+        stop_pid(pid, timeout)
+    component.pid_path.unlink(missing_ok=True)
+    return pid is not None
+
+
+def down(config: Mapping[str, str]) -> None:
+    components = all_components(config)
+    # Services first, then infrastructure; epmd last (rabbit needs it to shut down cleanly).
+    order = components[4:] + components[1:4] + components[:1]
+    for component in order:
+        stop_component(component)
+
+
+def status_rows(config: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
+    probes: dict[str, str] = {
+        "epmd": "tcp://127.0.0.1:4369",
+        "rabbitmq": f"http://127.0.0.1:{_port(config, 'RABBITMQ_MANAGEMENT_PORT')}/",
+        "couchdb": f"{_couch_base(config)}/",
+        "s3": config["S3_URL"].rstrip("/") + "/",
+    }
+    for name in SERVICES:
+        probes[name] = service_ready_url(name, config)
+    rows: list[tuple[str, str, str, str]] = []
+    for component in all_components(config):
+        pid = component.pid()
+        probe = probes[component.name]
+        if probe.startswith("tcp://"):
+            ok = port_open("127.0.0.1", 4369)
+        elif component.name == "s3":
+            ok = _answered(probe)
+        else:
+            ok = http_ok(probe)
+        rows.append(
+            (
+                component.name,
+                str(pid) if pid is not None else "-",
+                "up" if ok else "down",
+                probe,
+            )
+        )
+    return rows
+
+
+def print_status(config: Mapping[str, str]) -> bool:
+    rows = status_rows(config)
+    header = ("component", "pid", "state", "probe")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return all(row[1] != "-" and row[2] == "up" for row in rows)
+
+
+def print_urls(config: Mapping[str, str]) -> None:
+    mgmt = _port(config, "RABBITMQ_MANAGEMENT_PORT")
+    couch = urllib.parse.urlsplit(config["COUCHDB_URL"])
+    s3 = urllib.parse.urlsplit(config["S3_URL"])
+    print(
+        "\nimagemesh is up:\n"
+        f"  upload form      http://localhost:{_port(config, 'UPLOAD_PORT')}\n"
+        f"  RabbitMQ console http://localhost:{mgmt}  "
+        f"({config['RABBITMQ_USER']} / {config['RABBITMQ_PASSWORD']})\n"
+        f"  Fauxton          http://localhost:{couch.port or 5984}/_utils  "
+        f"({config['COUCHDB_USER']} / {config['COUCHDB_PASSWORD']})\n"
+        f"  S3 (moto)        http://localhost:{s3.port or 9000}  "
+        f"(buckets {config['S3_INPUT_BUCKET']}, {config['S3_OUTPUT_BUCKET']})\n"
+        f"  logs             {LOG_DIR}  (make logs)\n",
+        flush=True,
+    )
+
+
+def log_files(name: str | None = None) -> Iterator[Path]:
+    if name is not None:
+        yield LOG_DIR / f"{name}.log"
+        return
+    yield from sorted(LOG_DIR.glob("*.log"))
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stack.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--env-file", help="dotenv file (default: .env, else .env.example)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    deps_parser = sub.add_parser("deps", help="install missing apt/npm packages")
+    deps_parser.add_argument("--browser", action="store_true", help="also chromium + driver")
+    sub.add_parser("infra", help="deps + start and provision RabbitMQ, CouchDB, S3")
+    sub.add_parser("up", help="infra + the four services")
+    sub.add_parser("down", help="stop everything the pid files name")
+    sub.add_parser("status", help="component / pid / state table")
+    logs_parser = sub.add_parser("logs", help="follow the logs (all, or one component)")
+    logs_parser.add_argument("name", nargs="?")
+    args = parser.parse_args(argv)
+
+    config = load_config(args.env_file)
+    try:
+        if args.command == "deps":
+            ensure_deps(browser=args.browser)
+        elif args.command in ("infra", "up"):
+            ensure_deps()
+            ensure_infra(config)
+            if args.command == "up":
+                ensure_services(config)
+                print_urls(config)
+        elif args.command == "down":
+            down(config)
+        elif args.command == "status":
+            return 0 if print_status(config) else 3
+        elif args.command == "logs":
+            files = [str(p) for p in log_files(args.name)]
+            if not files:
+                say(f"no logs under {LOG_DIR}")
+                return 1
+            os.execvp("tail", ["tail", "-n", "50", "-F", *files])
+    except StackError as exc:
+        print(f"stack: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        print(f"stack: error: {exc}", file=sys.stderr, flush=True)
+        return exc.returncode or 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
