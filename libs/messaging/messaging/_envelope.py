@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +72,20 @@ class Envelope:
             if value is not None:
                 headers[name] = value
         return headers
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready attributes, for carrying an envelope inside another message."""
+        return {**asdict(self), "time": self.time.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Envelope:
+        known = {f.name for f in fields(cls)}
+        try:
+            attributes = {k: v for k, v in data.items() if k in known}
+            attributes["time"] = _parse_time(data["time"], None)
+            return cls(**attributes)
+        except (KeyError, TypeError) as exc:
+            raise EnvelopeError(f"not an envelope: {exc}") from exc
 
     def to_message(self, body: bytes, *, headers: dict[str, Any] | None = None) -> Message:
         return Message(

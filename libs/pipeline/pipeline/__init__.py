@@ -24,6 +24,7 @@ from ._errors import ImageRejected, PipelineError
 from ._formats import SNIFF_BYTES, ImageFormat, sniff_format
 from ._parse import DEFAULT_MAX_OPS, parse_pipeline, pipeline_to_json
 from ._probe import ImageInfo, ImageLimits, check_limits, harden_vips, probe_image
+from ._settings import ImageRulesSettings
 
 __all__ = [
     "DEFAULT_MAX_OPS",
@@ -36,6 +37,7 @@ __all__ = [
     "ImageInfo",
     "ImageLimits",
     "ImageRejected",
+    "ImageRulesSettings",
     "Operation",
     "PipelineError",
     "Thumbnail",

@@ -3,7 +3,7 @@ structlog configuration, the ops endpoints (/healthz, /readyz, /metrics) and run
 
 from ._logging import configure_logging
 from ._ops import Check, add_ops_routes, add_readiness_check, run_checks
-from ._run import package_version, run
+from ._run import package_version, run_service
 from ._settings import ServiceSettings, load_settings
 
 __all__ = [
@@ -14,6 +14,6 @@ __all__ = [
     "configure_logging",
     "load_settings",
     "package_version",
-    "run",
     "run_checks",
+    "run_service",
 ]

@@ -13,7 +13,7 @@ log = structlog.get_logger("servicekit")
 
 Check = Callable[[], Awaitable[bool]]
 CHECK_TIMEOUT = 3.0
-READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, Check])
+READINESS_CHECKS: web.AppKey[dict[str, Check]] = web.AppKey("readiness_checks")
 
 
 def add_ops_routes(app: web.Application) -> None:
@@ -46,7 +46,7 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    checks: Mapping[str, Check] = request.app.get(READINESS_CHECKS) or {}
+    checks = request.app[READINESS_CHECKS]
     results = await run_checks(checks)
     ready = all(results.values())
     return web.json_response(

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import TypeVar
 
 from aiohttp import web
+
+from ._logging import configure_logging
+from ._settings import ServiceSettings, load_settings
+
+S = TypeVar("S", bound=ServiceSettings)
 
 
 def package_version(distribution: str) -> str:
@@ -12,15 +19,24 @@ def package_version(distribution: str) -> str:
         return "0+unknown"
 
 
-def run(app: web.Application, *, host: str, port: int, shutdown_timeout: float) -> None:
-    """Serve until SIGTERM/SIGINT; aiohttp then runs the app's cleanup contexts in reverse,
-    so consumers (registered last) stop first and resources close after them."""
+def run_service(
+    name: str,
+    settings_cls: type[S],
+    create_app: Callable[[S], web.Application],
+    *,
+    port: Callable[[S], int],
+) -> None:
+    """A service's whole `__main__`: settings (or one clear line and exit 2), logging, serve
+    until SIGTERM/SIGINT. aiohttp then runs the app's cleanup contexts in reverse, so
+    consumers (registered last) stop first and resources close after them."""
+    settings = load_settings(settings_cls, name)
+    configure_logging(name, level=settings.log_level, fmt=settings.log_format)
     web.run_app(
-        app,
-        host=host,
-        port=port,
+        create_app(settings),
+        host=settings.http_host,
+        port=port(settings),
         access_log=None,
         print=None,
-        shutdown_timeout=shutdown_timeout,
+        shutdown_timeout=settings.shutdown_timeout_seconds,
         handle_signals=True,
     )

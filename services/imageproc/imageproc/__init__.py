@@ -1,1 +1,10 @@
-"""TODO"""
+"""imageproc: pure image processing with pyvips/libvips. No S3, no database, no credentials
+beyond its broker login.
+
+Serves RPC: `imageproc.run` — request payload = the input image's bytes, meta =
+`{"pipeline": [...]}`; reply payload = the output image's bytes, meta = its format,
+dimensions and per-operation timings. Errors come back as RPC error codes
+(`invalid_pipeline`, `unsupported_type`, `undecodable`, `too_many_pixels`, ...).
+Consumes and publishes no events. Pipelines run in a thread pool (`operations.py` holds
+the pure synchronous pyvips code).
+"""

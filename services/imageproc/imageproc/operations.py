@@ -99,7 +99,7 @@ def run_pipeline(data: bytes, ops: Sequence[Operation], *, limits: ImageLimits) 
         raise ProcessingError(exc.code, exc.message) from None
     canvas, steps = _apply_all(data, ops, _start_format(info.format), limits)
     started = time.perf_counter()
-    encoded = _encode(canvas)
+    encoded = _encode(canvas, data)
     encode_ms = _elapsed_ms(started)
     return PipelineResult(
         data=encoded,
@@ -117,7 +117,7 @@ def _apply_all(
     canvas: _Canvas | None = None
     for number, op in enumerate(ops, start=1):
         started = time.perf_counter()
-        with _vips_errors(f"operation {number} ({op.op})"):
+        with _vips_errors(f"operation {number} ({op.op})", data):
             if canvas is None and isinstance(op, Thumbnail):
                 # Thumbnail straight from the bytes lets libvips shrink on load.
                 canvas = _Canvas(_thumbnail_from_buffer(data, op), fmt)
@@ -127,7 +127,7 @@ def _apply_all(
         params = op.model_dump(mode="json", exclude={"op"}, exclude_none=True)
         steps.append(StepResult(op.op, params, _elapsed_ms(started)))
     if canvas is None:
-        with _vips_errors("load"):
+        with _vips_errors("load", data):
             canvas = _Canvas(_load(data), fmt)
     return canvas, tuple(steps)
 
@@ -198,8 +198,8 @@ def _start_format(fmt: ImageFormat) -> ImageFormat:
     return fmt if fmt.extension in pyvips.get_suffixes() else ImageFormat.PNG
 
 
-def _encode(canvas: _Canvas) -> bytes:
-    with _vips_errors(f"encode as {canvas.format.value}"):
+def _encode(canvas: _Canvas, data: bytes) -> bytes:
+    with _vips_errors(f"encode as {canvas.format.value}", data):
         image = _to_srgb(canvas.image)
         if canvas.format is ImageFormat.JPEG and image.hasalpha():
             image = image.flatten(background=[255] * (image.bands - 1))
@@ -241,22 +241,30 @@ def _output_info(canvas: _Canvas) -> ImageInfo:
 
 
 @contextmanager
-def _vips_errors(label: str) -> Iterator[None]:
+def _vips_errors(label: str, data: bytes) -> Iterator[None]:
     """Turn a pyvips.Error into a ProcessingError naming the step it came from."""
     try:
         yield
     except pyvips.Error as exc:
-        raise _from_vips(label, exc) from exc
+        raise _from_vips(label, data, exc) from exc
 
 
-def _from_vips(label: str, exc: Any) -> ProcessingError:
-    detail = str(exc.detail).strip().splitlines()
-    # libvips decodes lazily, so a corrupt body only surfaces inside a later step;
-    # its loaders name themselves ("jpegload_buffer: ...") or libpng's "read error".
-    if any("load" in line or "read error" in line for line in detail):
+def _from_vips(label: str, data: bytes, exc: Any) -> ProcessingError:
+    # libvips decodes lazily, so a corrupt body surfaces inside whichever step first
+    # reads pixels, and its error text varies; decoding the input again tells for sure.
+    if not _decodes(data):
         return ProcessingError("undecodable", f"{label}: the image data is corrupt or truncated")
+    detail = str(exc.detail).strip().splitlines()
     reason = detail[0] if detail else str(exc.message)
     return ProcessingError("operation_failed", f"{label} failed: {reason}")
+
+
+def _decodes(data: bytes) -> bool:
+    try:
+        pyvips.Image.new_from_buffer(data, _LOAD_OPTIONS, access="sequential").avg()
+    except pyvips.Error:
+        return False
+    return True
 
 
 def _check_result(number: int, name: str, canvas: _Canvas, limits: ImageLimits) -> None:

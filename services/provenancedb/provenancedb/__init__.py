@@ -1,1 +1,9 @@
-"""TODO"""
+"""provenancedb: the audit trail. The only service with CouchDB credentials.
+
+Consumes: every event on the events and provenance exchanges (queue
+`provenancedb.events`) and writes each as one CouchDB document whose `_id` is the event
+id, so a redelivery is a no-op.
+Serves RPC: `provenancedb.record` (record an event synchronously; upload uses it before
+answering 202) and `provenancedb.job-status` (a job's status folded from its documents).
+Publishes: nothing.
+"""

@@ -1,0 +1,103 @@
+"""Handles one uploaded image: S3 in, imageproc over RPC, S3 out, outcome published."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import structlog
+
+from messaging import Broker, MessageContext, RpcError, RpcMessage, topology
+from messaging.events import (
+    ErrorInfo,
+    ImageProcessed,
+    ImageRef,
+    ImageUploaded,
+    JobFailed,
+    ProcessingStarted,
+    StepTiming,
+)
+from objectstore import ObjectStore
+
+log = structlog.get_logger("imageproc_runner")
+
+# Worth trying again later (issue 4 adds retries); everything else is the input's fault.
+TRANSIENT_RPC_CODES = frozenset({"rpc_timeout", "rpc_unavailable", "internal"})
+_EXTENSIONS = {
+    "jpeg": ".jpg",
+    "png": ".png",
+    "webp": ".webp",
+    "gif": ".gif",
+    "tiff": ".tiff",
+    "avif": ".avif",
+}
+
+
+class Runner:
+    def __init__(
+        self, broker: Broker, store: ObjectStore, *, output_bucket: str, imageproc_timeout: float
+    ) -> None:
+        self._broker = broker
+        self._store = store
+        self._output_bucket = output_bucket
+        self._timeout = imageproc_timeout
+
+    async def on_uploaded(self, event: ImageUploaded, ctx: MessageContext) -> None:
+        started = time.monotonic()
+        await ctx.publish(
+            ProcessingStarted(job_id=event.job_id, input=event.input, pipeline=event.pipeline)
+        )
+        data = await self._store.get(event.input.bucket, event.input.key)
+        try:
+            reply = await self._broker.call(
+                topology.IMAGEPROC_RUN,
+                RpcMessage({"pipeline": event.pipeline}, data),
+                timeout=self._timeout,
+                job_id=event.job_id,
+            )
+        except RpcError as exc:
+            if exc.code in TRANSIENT_RPC_CODES:
+                raise
+            log.info("job_failed", code=exc.code, reason=exc.message)
+            failed = JobFailed(
+                job_id=event.job_id,
+                error=ErrorInfo(code=exc.code, message=exc.message),
+                input=event.input,
+                pipeline=event.pipeline,
+            )
+            await ctx.publish(failed)
+            return
+        output = await self._store_output(event.job_id, event.input, reply)
+        await ctx.publish(
+            ImageProcessed(
+                job_id=event.job_id,
+                input=event.input,
+                output=output,
+                pipeline=event.pipeline,
+                steps=[StepTiming.model_validate(step) for step in reply.meta.get("steps", [])],
+                duration_ms=round((time.monotonic() - started) * 1000, 2),
+            )
+        )
+        log.info("job_succeeded", output=output.uri, bytes=output.bytes)
+
+    async def _store_output(self, job_id: str, source: ImageRef, reply: RpcMessage) -> ImageRef:
+        meta = reply.meta
+        # One key per job: unique across jobs, and a redelivery rewrites the same object.
+        key = f"{job_id}/output{_EXTENSIONS.get(meta['format'], '.bin')}"
+        await self._store.put(
+            self._output_bucket,
+            key,
+            reply.payload,
+            content_type=meta["content_type"],
+            metadata={"job-id": job_id, "derived-from-sha256": source.sha256},
+        )
+        return ImageRef(
+            bucket=self._output_bucket,
+            key=key,
+            sha256=hashlib.sha256(reply.payload).hexdigest(),
+            bytes=len(reply.payload),
+            format=meta["format"],
+            width=meta["width"],
+            height=meta["height"],
+            content_type=meta["content_type"],
+        )

@@ -1,0 +1,53 @@
+"""A job's status, folded from its provenance documents (order-independent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from messaging.events import ImageProcessed, ImageUploaded, JobFailed, ProcessingStarted
+
+_RANK = {
+    ImageUploaded.type: (0, "queued"),
+    ProcessingStarted.type: (1, "processing"),
+    ImageProcessed.type: (2, "succeeded"),
+    JobFailed.type: (2, "failed"),
+}
+_IMAGE_FIELDS = ("sha256", "bytes", "format", "width", "height")
+
+
+def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The job as the public API shows it, or None when no document names the job.
+
+    Redeliveries and out-of-order arrival are harmless: the most advanced step wins."""
+    known = [d for d in docs if d.get("type") in _RANK]
+    if not known:
+        return None
+    latest = max(known, key=lambda d: (_RANK[d["type"]][0], d["time"]))
+    job: dict[str, Any] = {
+        "id": job_id,
+        "status": _RANK[latest["type"]][1],
+        "created_at": min(d["time"] for d in known),
+        "updated_at": max(d["time"] for d in known),
+    }
+    data_with_input = next((d["data"] for d in known if d["data"].get("input")), None)
+    if data_with_input:
+        job["input"] = public_image(data_with_input["input"])
+        job["pipeline"] = data_with_input.get("pipeline", [])
+    uploaded = next((d for d in known if d["type"] == ImageUploaded.type), None)
+    if uploaded:
+        job["created_at"] = uploaded["data"]["created_at"]
+        job["filename"] = uploaded["data"].get("filename")
+    if latest["type"] == ImageProcessed.type:
+        job["output"] = {
+            **public_image(latest["data"]["output"]),
+            "content_type": latest["data"]["output"]["content_type"],
+        }
+        job["output_ref"] = latest["data"]["output"]
+        job["steps"] = latest["data"].get("steps", [])
+    elif latest["type"] == JobFailed.type:
+        job["error"] = latest["data"]["error"]
+    return job
+
+
+def public_image(image: dict[str, Any]) -> dict[str, Any]:
+    return {name: image[name] for name in _IMAGE_FIELDS}

@@ -1,0 +1,90 @@
+"""The CouchDB gateway (aiocouch). The only place that knows CouchDB from PouchDB Server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import structlog
+from aiocouch import ConflictError, CouchDB, Database, Document
+
+from .settings import Settings
+
+log = structlog.get_logger("provenancedb.store")
+
+DESIGN = "provenance"
+DESIGN_VIEWS = {
+    # Timeline of a job: key [job_id, time].
+    "by_job": {
+        "map": "function (doc) {"
+        " if (doc.job_id && doc.time) { emit([doc.job_id, doc.time], null); } }"
+    },
+    # Every job that used a given input: key input_sha256.
+    "by_input": {
+        "map": "function (doc) { if (doc.input_sha256) { emit(doc.input_sha256, doc.job_id); } }"
+    },
+    # What an output was derived from: key output_sha256 -> input_sha256.
+    "by_output": {
+        "map": "function (doc) {"
+        " if (doc.output_sha256) { emit(doc.output_sha256, doc.input_sha256); } }"
+    },
+}
+
+
+async def _accept_json(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    # PouchDB Server answers text/plain unless asked for JSON; CouchDB 3 does not mind.
+    request.headers["Accept"] = "application/json"
+    return await handler(request)
+
+
+class ProvenanceStore:
+    def __init__(self, couch: CouchDB, db: Database) -> None:
+        self._couch = couch
+        self._db = db
+
+    async def install_design(self) -> None:
+        """Create or update the design document (idempotent; replicas may race)."""
+        ddoc = await self._db.design_doc(DESIGN, exists_ok=True)
+        if ddoc.get("views") == DESIGN_VIEWS:
+            return
+        ddoc["views"] = DESIGN_VIEWS
+        try:
+            await ddoc.save()
+        except ConflictError:
+            log.info("design_doc_race", design=DESIGN)
+
+    async def record(self, doc: dict[str, Any]) -> bool:
+        """Store `doc`; False when a document with its `_id` already exists (a redelivery)."""
+        try:
+            await Document(self._db, doc["_id"], data=dict(doc)).save()
+        except ConflictError:
+            return False
+        return True
+
+    async def job_documents(self, job_id: str) -> list[dict[str, Any]]:
+        view = self._db.view(DESIGN, "by_job")
+        response = await view.get(startkey=[job_id], endkey=[job_id, {}], include_docs=True)
+        return [row["doc"] for row in response.rows if row.get("doc")]
+
+    async def ping(self) -> bool:
+        info = await self._db.info()
+        return bool(info)
+
+
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[ProvenanceStore]:
+    async with CouchDB(
+        settings.couchdb_url,
+        user=settings.couchdb_user,
+        password=settings.couchdb_password.get_secret_value(),
+        middlewares=(_accept_json,),
+        timeout=aiohttp.ClientTimeout(total=30),
+    ) as couch:
+        db = await couch.create(settings.couchdb_db, exists_ok=True)
+        store = ProvenanceStore(couch, db)
+        await store.install_design()
+        yield store

@@ -1,0 +1,7 @@
+from servicekit import run_service
+
+from .app import create_app
+from .settings import Settings
+
+if __name__ == "__main__":
+    run_service("upload", Settings, create_app, port=lambda s: s.upload_port)

@@ -1,0 +1,58 @@
+"""The API's error shape: {"error": {"code": ..., "message": ...}} with a matching status."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+log = structlog.get_logger("upload")
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def response(self) -> web.Response:
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
+        return error_response(self.status, self.code, self.message, headers=headers)
+
+
+def error_response(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        log.info(
+            "request_refused",
+            path=request.path,
+            status=exc.status,
+            code=exc.code,
+            reason=exc.message,
+        )
+        return exc.response()
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        return error_response(exc.status, _code_for(exc.status), exc.reason)
+    except Exception:
+        log.exception("request_failed", path=request.path)
+        return error_response(500, "internal", "internal error; the incident is logged")
+
+
+def _code_for(status: int) -> str:
+    return {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(status, "http_error")

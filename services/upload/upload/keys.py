@@ -1,0 +1,12 @@
+from aiohttp import web
+
+from messaging import Broker
+from objectstore import ObjectStore
+
+from .jobs import Jobs
+from .settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+BROKER = web.AppKey("broker", Broker)
+STORE = web.AppKey("store", ObjectStore)
+JOBS = web.AppKey("jobs", Jobs)
