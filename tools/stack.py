@@ -42,6 +42,7 @@ STACK_DIR = ROOT / ".stack"
 LOG_DIR = STACK_DIR / "logs"
 PID_DIR = STACK_DIR / "pids"
 RABBIT_DIR = STACK_DIR / "rabbitmq"
+RABBIT_STARTUP_LOG = RABBIT_DIR / "log" / "startup.log"
 COUCH_DIR = STACK_DIR / "couchdb"
 TOOLS_DIR = ROOT / "tools"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -101,9 +102,7 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         inner = value[1:-1]
         if value[0] == '"':
-            inner = (
-                inner.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
-            )
+            inner = inner.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
         return inner
     # Unquoted: an inline comment starts at " #".
     hash_at = value.find(" #")
@@ -172,11 +171,19 @@ class Signature:
     """What /proc/<pid>/cmdline must look like for a PID to be one we started.
 
     Every string of `contains` is a substring of some argument, and `args` (if given) occurs
-    as a contiguous run of whole arguments.
+    as a contiguous run of whole arguments. `environ` pairs must be in /proc/<pid>/environ
+    (checked when that is readable; it is for our own processes).
     """
 
     contains: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
+    environ: tuple[tuple[str, str], ...] = ()
+
+
+def environ_matches(environ: Mapping[str, str] | None, signature: Signature) -> bool:
+    if environ is None:  # not readable: rely on the command line alone
+        return True
+    return all(environ.get(key) == value for key, value in signature.environ)
 
 
 def cmdline_matches(cmdline: Sequence[str], signature: Signature) -> bool:
@@ -203,6 +210,15 @@ def proc_cmdline(pid: int) -> list[str] | None:
     return [part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0")]
 
 
+def proc_environ(pid: int) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    pairs = (part.decode("utf-8", "replace").partition("=") for part in raw.split(b"\0"))
+    return {key: value for key, _, value in pairs if key}
+
+
 def read_pid(pid_path: Path) -> int | None:
     try:
         text = pid_path.read_text(encoding="utf-8").strip()
@@ -220,8 +236,14 @@ def running_pid(pid_path: Path, signature: Signature) -> int | None:
     pid = read_pid(pid_path)
     if pid is None:
         return None
+    child = _children.get(pid)
+    if child is not None:
+        # Started by this process: between fork and exec its cmdline is still ours.
+        return pid if child.poll() is None else None
     cmdline = proc_cmdline(pid)
     if cmdline is None or not cmdline_matches(cmdline, signature):
+        return None
+    if signature.environ and not environ_matches(proc_environ(pid), signature):
         return None
     return pid
 
@@ -328,11 +350,15 @@ def http(
     body: bytes | None = None,
     auth: tuple[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
+    accept: str = "application/json",
     timeout: float = 5.0,
 ) -> HttpAnswer:
-    """One HTTP request; any status is an answer, connection failures raise OSError."""
+    """One HTTP request; any status is an answer, connection failures raise OSError.
+
+    JSON is asked for by default: PouchDB Server answers text/plain otherwise.
+    """
     request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Accept", "application/json")
+    request.add_header("Accept", accept)
     if body is not None:
         request.add_header("Content-Type", "application/json")
     for key, value in (headers or {}).items():
@@ -369,7 +395,7 @@ def wait_until(
 
 def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
     try:
-        return http("GET", url, auth=auth, timeout=2.0).status == 200
+        return http("GET", url, auth=auth, accept="*/*", timeout=2.0).status == 200
     except OSError:
         return False
 
@@ -387,7 +413,7 @@ def wait_http_ok(
 
 def _answered(url: str) -> bool:
     try:
-        http("GET", url, timeout=2.0)
+        http("GET", url, accept="*/*", timeout=2.0)
     except OSError:
         return False
     return True
@@ -457,8 +483,11 @@ def npm_install() -> None:
     )
 
 
-def ensure_deps(browser: bool = False) -> None:
+def ensure_deps(browser: bool = False, pip: bool = False) -> None:
     """Install what the local stack (and, with `browser`, the browser tests) need."""
+    if pip:  # only to bootstrap uv on a machine whose python3 has no pip
+        apt_install(("python3-pip",))
+        return
     apt_install(APT_PACKAGES + (APT_BROWSER_PACKAGES if browser else ()))
     npm_install()
 
@@ -482,16 +511,26 @@ class Component:
     def pid(self) -> int | None:
         return running_pid(self.pid_path, self.signature)
 
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
 
 def epmd_component() -> Component:
     return Component("epmd", Signature(contains=("epmd",), args=("-port", "4369")))
 
 
 def rabbit_component(config: Mapping[str, str]) -> Component:
-    node = config["RABBITMQ_NODENAME"]
+    # The node name and data directory reach beam.smp through the environment only.
     return Component(
         "rabbitmq",
-        Signature(contains=("beam", node.split("@")[0], str(RABBIT_DIR))),
+        Signature(
+            contains=("beam",),
+            args=("-s", "rabbit", "boot"),
+            environ=(
+                ("RABBITMQ_NODENAME", config["RABBITMQ_NODENAME"]),
+                ("RABBITMQ_MNESIA_BASE", str(RABBIT_DIR / "mnesia")),
+            ),
+        ),
     )
 
 
@@ -603,7 +642,7 @@ def rabbitmqctl(config: Mapping[str, str], *args: str, timeout: float = 60.0) ->
 def write_rabbit_config(config: Mapping[str, str]) -> None:
     (RABBIT_DIR / "log").mkdir(parents=True, exist_ok=True)
     (RABBIT_DIR / "mnesia").mkdir(parents=True, exist_ok=True)
-    host = config["RABBITMQ_HOST"] if config["RABBITMQ_HOST"] != "localhost" else "127.0.0.1"
+    host = "127.0.0.1"  # the local stack listens on loopback only
     lines = [
         "# Generated by tools/stack.py on every start; edit the settings, not this file.",
         f"listeners.tcp.1 = {host}:{_port(config, 'RABBITMQ_PORT')}",
@@ -647,9 +686,7 @@ def start_epmd() -> None:
     epmd = shutil.which("epmd") or "epmd"
     env = {**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"}
     pid = spawn([epmd, "-port", "4369"], env, component.log_path, component.pid_path)
-    wait_until(
-        "epmd", lambda: port_open("127.0.0.1", 4369), 10, alive=lambda: pid_alive(pid)
-    )
+    wait_until("epmd", lambda: port_open("127.0.0.1", 4369), 10, alive=lambda: pid_alive(pid))
 
 
 def start_rabbit(config: Mapping[str, str]) -> bool:
@@ -664,8 +701,13 @@ def start_rabbit(config: Mapping[str, str]) -> bool:
     enable_rabbit_plugins(config)
     start_epmd()
     component.pid_path.unlink(missing_ok=True)
+    # .stack/logs/rabbitmq.log is a link to the node's own log, for `logs` and error tails.
+    node_log = RABBIT_DIR / "log" / f"{config['RABBITMQ_NODENAME']}.log"
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with component.log_path.open("ab") as log:
+    if component.log_path.is_symlink() or component.log_path.exists():
+        component.log_path.unlink()
+    component.log_path.symlink_to(os.path.relpath(node_log, LOG_DIR))
+    with RABBIT_STARTUP_LOG.open("ab") as log:
         log.write(f"\n=== {time.strftime('%F %T')} rabbitmq-server -detached\n".encode())
         log.flush()
         subprocess.run(
@@ -684,11 +726,15 @@ def start_rabbit(config: Mapping[str, str]) -> bool:
 def wait_rabbit(config: Mapping[str, str], timeout: float = RABBIT_TIMEOUT) -> None:
     component = rabbit_component(config)
     deadline = time.monotonic() + timeout
-    # The node writes its pid file early during boot.
+    # The node writes its pid file within seconds of `rabbitmq-server -detached`.
     try:
-        wait_until("rabbitmq pid file", lambda: component.pid() is not None, timeout)
+        wait_until("rabbitmq pid file", component.is_running, min(timeout, 30.0))
     except StackError as exc:
-        raise _fail(component, str(exc)) from None
+        raise StackError(
+            f"rabbitmq: {exc}\n--- last lines of {RABBIT_STARTUP_LOG} ---\n"
+            f"{tail(RABBIT_STARTUP_LOG)}\n--- last lines of {component.log_path} ---\n"
+            f"{tail(component.log_path)}"
+        ) from None
     last_error = ""
     while True:
         remaining = deadline - time.monotonic()
@@ -796,6 +842,7 @@ def start_couch(config: Mapping[str, str]) -> bool:
         str(port),
         "--config",
         str(config_json),
+        "--no-color",
     ]
     spawn(argv, os.environ, component.log_path, component.pid_path, cwd=COUCH_DIR)
     return True
@@ -808,9 +855,7 @@ def _couch_base(config: Mapping[str, str]) -> str:
 def wait_couch(config: Mapping[str, str], timeout: float = COUCH_TIMEOUT) -> None:
     component = couch_component(config)
     try:
-        wait_http_ok(
-            f"{_couch_base(config)}/", timeout, alive=lambda: component.pid() is not None
-        )
+        wait_http_ok(f"{_couch_base(config)}/", timeout, alive=component.is_running)
     except StackError as exc:
         raise _fail(component, str(exc)) from None
 
@@ -868,7 +913,7 @@ def wait_s3(config: Mapping[str, str], timeout: float = S3_TIMEOUT) -> None:
             f"GET {url}",
             lambda: _answered(url),
             timeout,
-            alive=lambda: component.pid() is not None,
+            alive=component.is_running,
         )
     except StackError as exc:
         raise _fail(component, str(exc)) from None
@@ -895,10 +940,14 @@ def s3_client(config: Mapping[str, str]) -> Any:
 
 def provision_s3(config: Mapping[str, str], buckets: Sequence[str] | None = None) -> None:
     """Create the buckets that do not exist yet."""
-    names = list(buckets) if buckets is not None else [
-        config["S3_INPUT_BUCKET"],
-        config["S3_OUTPUT_BUCKET"],
-    ]
+    names = (
+        list(buckets)
+        if buckets is not None
+        else [
+            config["S3_INPUT_BUCKET"],
+            config["S3_OUTPUT_BUCKET"],
+        ]
+    )
     client = s3_client(config)
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for name in names:
@@ -987,7 +1036,7 @@ def ensure_services(config: Mapping[str, str], timeout: float = SERVICE_TIMEOUT)
             wait_http_ok(
                 service_ready_url(component.name, config),
                 max(1.0, deadline - time.monotonic()),
-                alive=lambda c=component: c.pid() is not None,  # type: ignore[misc]
+                alive=component.is_running,
             )
         except StackError as exc:
             raise _fail(component, str(exc)) from None
@@ -1088,6 +1137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     deps_parser = sub.add_parser("deps", help="install missing apt/npm packages")
     deps_parser.add_argument("--browser", action="store_true", help="also chromium + driver")
+    deps_parser.add_argument("--pip", action="store_true", help="only python3-pip (for uv)")
     sub.add_parser("infra", help="deps + start and provision RabbitMQ, CouchDB, S3")
     sub.add_parser("up", help="infra + the four services")
     sub.add_parser("down", help="stop everything the pid files name")
@@ -1099,7 +1149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(args.env_file)
     try:
         if args.command == "deps":
-            ensure_deps(browser=args.browser)
+            ensure_deps(browser=args.browser, pip=args.pip)
         elif args.command in ("infra", "up"):
             ensure_deps()
             ensure_infra(config)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import aiohttp
 import structlog
-from aiocouch import ConflictError, CouchDB, Database, Document
+from aiocouch import ConflictError, CouchDB, Database, Document, NotFoundError
 
 from .settings import Settings
 
@@ -47,15 +48,25 @@ class ProvenanceStore:
         self._db = db
 
     async def install_design(self) -> None:
-        """Create or update the design document (idempotent; replicas may race)."""
-        ddoc = await self._db.design_doc(DESIGN, exists_ok=True)
-        if ddoc.get("views") == DESIGN_VIEWS:
-            return
-        ddoc["views"] = DESIGN_VIEWS
-        try:
-            await ddoc.save()
-        except ConflictError:
-            log.info("design_doc_race", design=DESIGN)
+        """Create or update the design document (idempotent; replicas may race).
+
+        A plain Document with the full `_design/` id, not aiocouch's DesignDocument: that
+        one puts `_id` without the prefix in the body, which PouchDB Server refuses."""
+        for _attempt in range(3):
+            ddoc = Document(self._db, f"_design/{DESIGN}")
+            with suppress(NotFoundError):
+                await ddoc.fetch()
+            if ddoc.get("views") == DESIGN_VIEWS:
+                return
+            ddoc["language"] = "javascript"
+            ddoc["views"] = DESIGN_VIEWS
+            try:
+                await ddoc.save()
+                log.info("design_installed", design=DESIGN)
+                return
+            except ConflictError:
+                log.info("design_doc_race", design=DESIGN)
+        raise RuntimeError(f"could not install _design/{DESIGN}: it keeps changing")
 
     async def record(self, doc: dict[str, Any]) -> bool:
         """Store `doc`; False when a document with its `_id` already exists (a redelivery)."""
@@ -67,7 +78,10 @@ class ProvenanceStore:
 
     async def job_documents(self, job_id: str) -> list[dict[str, Any]]:
         view = self._db.view(DESIGN, "by_job")
-        response = await view.get(startkey=[job_id], endkey=[job_id, {}], include_docs=True)
+        # aiocouch passes query parameters through as they are: keys must be JSON already.
+        response = await view.get(
+            startkey=json.dumps([job_id]), endkey=json.dumps([job_id, {}]), include_docs=True
+        )
         return [row["doc"] for row in response.rows if row.get("doc")]
 
     async def ping(self) -> bool:

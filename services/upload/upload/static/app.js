@@ -11,6 +11,21 @@ function syncPipelineFromPreset() {
   if (preset !== "custom") { $("pipeline").value = preset; }
 }
 
+// The JSON body of a response, or null when it has none (a proxy's HTML error page, say).
+async function jsonOrNull(response) {
+  try {
+    return await response.json();
+  } catch (err) {
+    return null;
+  }
+}
+
+// The API's own words for a refused request, or a plain fallback naming the status.
+function errorMessage(body, response, what) {
+  if (body && body.error && body.error.message) { return body.error.message; }
+  return `${what} (HTTP ${response.status} ${response.statusText})`.replace(/ \)$/, ")");
+}
+
 async function loadOperations() {
   try {
     const response = await fetch("/api/v1/operations");
@@ -27,18 +42,25 @@ async function submit(event) {
   const form = $("upload-form");
   const data = new FormData(form);
   $("submit").disabled = true;
+  let response;
+  let body;
   try {
-    const response = await fetch(form.action, { method: "POST", body: data });
-    const body = await response.json();
-    if (response.status !== 202) {
-      $("form-error").textContent = body.error ? body.error.message : `upload failed (${response.status})`;
-      show($("form-error"), true);
-      return;
-    }
-    await follow(body.id);
+    response = await fetch(form.action, { method: "POST", body: data });
+    body = await jsonOrNull(response);
   } catch (err) {
-    $("form-error").textContent = `upload failed: ${err}`;
+    $("form-error").textContent = `upload failed: ${err.message || err}`;
     show($("form-error"), true);
+    $("submit").disabled = false;
+    return;
+  }
+  if (response.status !== 202 || !body || !body.id) {
+    $("form-error").textContent = errorMessage(body, response, "upload failed");
+    show($("form-error"), true);
+    $("submit").disabled = false;
+    return;
+  }
+  try {
+    await follow(body.id);
   } finally {
     $("submit").disabled = false;
   }
@@ -49,18 +71,32 @@ function setStatus(status) {
   $("job-status").dataset.status = status;
 }
 
+// Say why the status is not moving, while polling goes on; null hides the note.
+function setNote(text) {
+  $("job-note").textContent = text || "";
+  show($("job-note"), Boolean(text));
+}
+
 async function follow(jobId) {
   $("job-id").textContent = jobId;
   show($("job"), true);
   show($("job-result"), false);
   show($("job-error"), false);
+  setNote(null);
   setStatus("queued");
   for (;;) {
-    const response = await fetch(`/api/v1/jobs/${jobId}`);
-    const job = await response.json();
-    if (response.ok) {
-      setStatus(job.status);
-      if (TERMINAL.has(job.status)) { return finish(job); }
+    try {
+      const response = await fetch(`/api/v1/jobs/${encodeURIComponent(jobId)}`);
+      const job = await jsonOrNull(response);
+      if (response.ok && job && job.status) {
+        setNote(null);
+        setStatus(job.status);
+        if (TERMINAL.has(job.status)) { return finish(job); }
+      } else {
+        setNote(`${errorMessage(job, response, "status unavailable")}; still trying…`);
+      }
+    } catch (err) {
+      setNote(`status unavailable: ${err.message || err}; still trying…`);
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
@@ -68,14 +104,17 @@ async function follow(jobId) {
 
 function finish(job) {
   if (job.status === "failed") {
-    $("job-error").textContent = `${job.error.message} (${job.error.code})`;
+    const error = job.error || { message: "the job failed", code: "unknown" };
+    $("job-error").textContent = `${error.message} (${error.code})`;
     show($("job-error"), true);
     return;
   }
-  const url = `/api/v1/jobs/${job.id}/result`;
-  const out = job.output;
+  const url = `/api/v1/jobs/${encodeURIComponent(job.id)}/result`;
+  const out = job.output || {};
   $("result-image").src = url;
   $("result-download").href = url;
+  const extension = out.format === "jpeg" ? "jpg" : out.format;
+  $("result-download").download = extension ? `${job.id}.${extension}` : "";
   $("result-info").textContent = `${out.width}×${out.height} ${out.format}, ${out.bytes} bytes`;
   show($("job-result"), true);
 }

@@ -1,0 +1,55 @@
+# imagemesh — local stack and checks. `make` (or `make help`) lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY      := .venv/bin/python
+STACK   := $(PY) tools/stack.py
+UV      := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: help venv deps browser-deps infra up down status logs lint typecheck test clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: ## create/refresh .venv from uv.lock (installs uv if missing)
+	@command -v uv >/dev/null 2>&1 || python3 -c 'import uv' 2>/dev/null || { \
+	  python3 -m pip --version >/dev/null 2>&1 || python3 tools/stack.py deps --pip; \
+	  python3 -m pip install --quiet uv \
+	  || python3 -m pip install --quiet --user --break-system-packages uv; }
+	$(UV) sync --all-packages --frozen
+
+deps: ## install missing system (apt) and node (npm ci) packages for the stack
+	python3 tools/stack.py deps
+
+browser-deps: ## deps + chromium and chromium-driver for the browser tests
+	python3 tools/stack.py deps --browser
+
+infra: venv ## start + provision RabbitMQ, PouchDB Server (CouchDB) and moto (S3)
+	$(STACK) infra
+
+up: venv ## infra + the four services; prints the URLs when all are ready
+	$(STACK) up
+
+down: ## stop everything the stack started (data stays in .stack/)
+	python3 tools/stack.py down
+
+status: ## table of components, pids and readiness
+	@python3 tools/stack.py status || true
+
+logs: ## follow all logs under .stack/logs (NAME=rabbitmq for one)
+	python3 tools/stack.py logs $(NAME)
+
+lint: ## ruff check + ruff format --check
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+typecheck: ## mypy (strict, see pyproject.toml)
+	.venv/bin/mypy
+
+test: venv browser-deps ## venv + deps + infra, then pytest, lint and typecheck
+	$(STACK) infra
+	.venv/bin/pytest
+	$(MAKE) lint
+	$(MAKE) typecheck
+
+clean: down ## stop the stack and delete .stack, .venv and tools/node_modules
+	rm -rf .stack .venv tools/node_modules

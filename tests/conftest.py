@@ -1,0 +1,217 @@
+"""Test set-up on the real servers.
+
+The infrastructure (RabbitMQ, PouchDB Server, moto S3) is the local stack's, started if
+it is not running. Each test session gets its own vhost, database and buckets, so tests
+neither see nor disturb a mesh started with `make up`, nor an earlier test run."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import stack  # noqa: E402
+
+from messaging import Broker, BrokerSettings  # noqa: E402
+
+SERVICES = {
+    "provenancedb": "PROVENANCEDB_OPS_PORT",
+    "imageproc": "IMAGEPROC_OPS_PORT",
+    "imageproc_runner": "RUNNER_OPS_PORT",
+    "upload": "UPLOAD_PORT",
+}
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {condition}")
+        time.sleep(interval)
+
+
+async def async_wait_for(condition: Callable[[], Any], *, timeout: float = 30.0) -> Any:
+    import asyncio
+    import inspect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def stack_config() -> dict[str, str]:
+    config = stack.load_config()
+    stack.ensure_infra(config)
+    return dict(config)
+
+
+@pytest.fixture(scope="session")
+def test_env(stack_config: dict[str, str]) -> Iterator[dict[str, str]]:
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        **stack_config,
+        "RABBITMQ_VHOST": f"imagemesh-test-{suffix}",
+        "COUCHDB_DB": f"provenance-test-{suffix}",
+        "S3_INPUT_BUCKET": f"imagemesh-test-{suffix}-input",
+        "S3_OUTPUT_BUCKET": f"imagemesh-test-{suffix}-output",
+        "LOG_FORMAT": "json",
+    }
+    stack.provision_rabbitmq(env, vhost=env["RABBITMQ_VHOST"])
+    stack.provision_couchdb(env, db=env["COUCHDB_DB"])
+    stack.provision_s3(env, buckets=[env["S3_INPUT_BUCKET"], env["S3_OUTPUT_BUCKET"]])
+    yield env
+    with contextlib.suppress(Exception):
+        management(env, "DELETE", f"/api/vhosts/{env['RABBITMQ_VHOST']}")
+    with contextlib.suppress(Exception):
+        couch(env, "DELETE", f"/{env['COUCHDB_DB']}")
+
+
+def settings_from(env: dict[str, str], cls: type[Any]) -> Any:
+    return cls.model_validate({key.lower(): value for key, value in env.items()})
+
+
+@pytest.fixture(scope="session")
+def broker_settings(test_env: dict[str, str]) -> BrokerSettings:
+    settings: BrokerSettings = settings_from(test_env, BrokerSettings)
+    return settings
+
+
+@pytest.fixture
+async def broker(broker_settings: BrokerSettings) -> AsyncIterator[Broker]:
+    async with Broker(broker_settings, service="tests") as connected:
+        yield connected
+
+
+def _request(url: str, method: str, auth: tuple[str, str], body: bytes | None = None) -> Any:
+    import base64
+    import json
+
+    request = urllib.request.Request(url, method=method, data=body)
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    request.add_header("Accept", "application/json")
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def management(env: dict[str, str], method: str, path: str) -> Any:
+    """Call the RabbitMQ management HTTP API (what an operator's console shows)."""
+    port = env.get("RABBITMQ_MANAGEMENT_PORT", "15672")
+    url = f"http://{env['RABBITMQ_HOST']}:{port}{path}"
+    return _request(url, method, (env["RABBITMQ_USER"], env["RABBITMQ_PASSWORD"]))
+
+
+def couch(env: dict[str, str], method: str, path: str, body: bytes | None = None) -> Any:
+    url = env["COUCHDB_URL"].rstrip("/") + path
+    return _request(url, method, (env["COUCHDB_USER"], env["COUCHDB_PASSWORD"]), body)
+
+
+def queue_counts(env: dict[str, str]) -> dict[str, int]:
+    """Messages (ready + unacked) per queue in the test vhost."""
+    queues = management(env, "GET", f"/api/queues/{env['RABBITMQ_VHOST']}")
+    return {q["name"]: q.get("messages", 0) for q in queues}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Mesh:
+    env: dict[str, str]
+    logs: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def upload_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['UPLOAD_PORT']}"
+
+    def ops_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.env[SERVICES[service]]}"
+
+    def start(self, name: str) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", name],
+            cwd=ROOT,
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        url = f"{self.ops_url(name)}/readyz"
+
+        def ready() -> bool:
+            if self.processes[name].poll() is not None:
+                raise AssertionError(f"{name} exited:\n{self.log_tail(name)}")
+            return stack.http_ok(url)
+
+        try:
+            wait_for(ready, timeout=timeout, interval=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{name} not ready: {exc}\n{self.log_tail(name)}") from None
+
+    def stop(self, name: str) -> int | None:
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return None
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
+
+
+@pytest.fixture(scope="session")
+def mesh(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """The four services as real processes on free ports, against the session's vhost."""
+    env = {**test_env, **{variable: str(free_port()) for variable in SERVICES.values()}}
+    running = Mesh(env, tmp_path_factory.mktemp("mesh-logs"))
+    try:
+        for name in SERVICES:
+            running.start(name)
+        for name in SERVICES:
+            running.wait_ready(name)
+        yield running
+    finally:
+        for name in list(running.processes):
+            running.stop(name)

@@ -1,0 +1,60 @@
+"""Making images and talking to the mesh's public API, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from typing import Any
+
+import aiohttp
+from PIL import Image
+
+
+def photo(width: int, height: int, fmt: str = "JPEG", *, quality: int = 85) -> bytes:
+    """A photo-like image: smooth gradients plus fine detail, so encoders have real work."""
+    gradient = Image.linear_gradient("L").resize((width, height))
+    noise = Image.effect_noise((width, height), 40)
+    red = Image.blend(gradient, noise, 0.3)
+    image = Image.merge("RGB", (red, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT), noise))
+    buffer = io.BytesIO()
+    options: dict[str, Any] = {"quality": quality} if fmt == "JPEG" else {}
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+async def submit(
+    session: aiohttp.ClientSession,
+    base: str,
+    data: bytes,
+    pipeline: str | None,
+    *,
+    filename: str = "image.jpg",
+) -> aiohttp.ClientResponse:
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename=filename, content_type="application/octet-stream")
+    if pipeline is not None:
+        form.add_field("pipeline", pipeline)
+    return await session.post(f"{base}/api/v1/jobs", data=form)
+
+
+async def wait_finished(
+    session: aiohttp.ClientSession, base: str, job_id: str, *, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Poll the job until it succeeded or failed (with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with session.get(f"{base}/api/v1/jobs/{job_id}") as response:
+            assert response.status == 200, await response.text()
+            job: dict[str, Any] = await response.json()
+        if job["status"] in {"succeeded", "failed"}:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+        await asyncio.sleep(0.1)
