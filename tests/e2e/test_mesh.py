@@ -146,5 +146,9 @@ async def test_twenty_jobs_leave_empty_queues_and_one_document_per_step(
     counts = await async_wait_for(drained, timeout=20)
     assert "imageproc_runner.image-uploaded.parking" in counts
     for job_id in ids:
-        docs = await async_wait_for(lambda j=job_id: _complete(job_documents(mesh, j)), timeout=20)
+
+        def complete(job_id: str = job_id) -> list[dict[str, Any]] | None:
+            return _complete(job_documents(mesh, job_id))
+
+        docs = await async_wait_for(complete, timeout=20)
         assert sorted(Counter(d["type"] for d in docs).values()) == [1, 1, 1], docs

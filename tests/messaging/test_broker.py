@@ -9,6 +9,8 @@ from typing import ClassVar
 
 import pytest
 
+from aio_pika.abc import AbstractIncomingMessage
+
 from messaging import (
     Broker,
     BrokerSettings,
@@ -47,10 +49,10 @@ def _spec(routing_key: str = Pinged.type) -> QueueSpec:
     return QueueSpec(f"test.{uuid.uuid4().hex[:8]}", (("events", routing_key),))
 
 
-async def _parked(broker: Broker, spec: QueueSpec, count: int) -> list[object]:
+async def _parked(broker: Broker, spec: QueueSpec, count: int) -> list[AbstractIncomingMessage]:
     channel = await broker.channel()
     queue = await channel.declare_queue(spec.parking_name, passive=True)
-    got = []
+    got: list[AbstractIncomingMessage] = []
 
     async def take() -> bool:
         message = await queue.get(fail=False, no_ack=True)
@@ -101,9 +103,9 @@ async def test_handler_failure_parks_message_with_error(broker: Broker) -> None:
     await broker.subscribe(spec, explode, Pinged)
     await broker.publish(Pinged(job_id="job-2", n=3))
     [parked] = await _parked(broker, spec, 1)
-    assert parked.headers["x-imagemesh-error"] == "RuntimeError: boom 3"  # type: ignore[attr-defined]
-    assert parked.headers["x-imagemesh-queue"] == spec.name  # type: ignore[attr-defined]
-    assert parked.correlation_id == "job-2"  # type: ignore[attr-defined]
+    assert parked.headers["x-imagemesh-error"] == "RuntimeError: boom 3"
+    assert parked.headers["x-imagemesh-queue"] == spec.name
+    assert parked.correlation_id == "job-2"
 
 
 async def test_malformed_message_is_parked_not_dropped(broker: Broker) -> None:
@@ -120,7 +122,7 @@ async def test_malformed_message_is_parked_not_dropped(broker: Broker) -> None:
         envelope.to_message(b'{"job_id": "job-3", "n": "not a number"}'), Pinged.type
     )
     [parked] = await _parked(broker, spec, 1)
-    assert "malformed" in parked.headers["x-imagemesh-error"]  # type: ignore[attr-defined]
+    assert "malformed" in parked.headers["x-imagemesh-error"]
     assert handled == []
 
 
