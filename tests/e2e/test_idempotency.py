@@ -1,0 +1,69 @@
+"""A redelivered upload event creates no second output and no second provenance document."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from messaging import Broker, Envelope
+from messaging.events import ImageUploaded
+from tests.conftest import Mesh, async_wait_for
+from tests.e2e.helpers import photo, submit, wait_finished
+from tests.e2e.test_mesh import job_documents
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session
+
+
+async def test_redelivered_upload_is_a_no_op(
+    mesh: Mesh, broker: Broker, http: aiohttp.ClientSession
+) -> None:
+    response = await submit(
+        http, mesh.upload_url, photo(300, 200), json.dumps([{"op": "grayscale"}])
+    )
+    job = await wait_finished(http, mesh.upload_url, (await response.json())["id"])
+    assert job["status"] == "succeeded"
+    docs = await async_wait_for(
+        lambda: len(job_documents(mesh, job["id"])) == 3 and job_documents(mesh, job["id"])
+    )
+    uploaded = next(d for d in docs if d["type"] == ImageUploaded.type)
+    processed = next(d for d in docs if d["type"] == "image.processed")
+
+    # Publish the very same event (same id) again, as a broker redelivery would.
+    envelope = Envelope(
+        id=uploaded["_id"],
+        type=ImageUploaded.type,
+        source=uploaded["source"],
+        correlation_id=job["id"],
+        subject=job["id"],
+    )
+    await broker.publish(ImageUploaded.model_validate(uploaded["data"]), envelope=envelope)
+
+    def processed_again() -> bool:
+        # The runner redid the work and provenancedb refused the repeated documents.
+        lines = [
+            json.loads(line)
+            for line in mesh.log_tail("provenancedb", 400).splitlines()
+            if line.startswith("{")
+        ]
+        return any(
+            line.get("event") == "provenance_duplicate" and line.get("doc_id") == processed["_id"]
+            for line in lines
+        )
+
+    await async_wait_for(processed_again, timeout=30)
+    after = job_documents(mesh, job["id"])
+    assert Counter(d["type"] for d in after) == Counter(d["type"] for d in docs)
+    parked, _ = await broker.queue_depth("imageproc_runner.image-uploaded.parking")
+    assert parked == 0
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job['id']}") as again:
+        assert (await again.json())["output"] == job["output"]
