@@ -125,9 +125,12 @@ async def test_malformed_message_is_parked_not_dropped(broker: Broker) -> None:
     assert handled == []
 
 
-async def test_unroutable_publish_is_an_error(broker: Broker) -> None:
-    with pytest.raises(Unroutable):
-        await broker.publish(Orphaned(job_id="job-4"))
+async def test_unroutable_publish_is_an_error(broker_settings: BrokerSettings) -> None:
+    # provenancedb binds "#" on the mesh's exchanges; a fresh exchange has no bindings.
+    lonely = broker_settings.model_copy(update={"amqp_exchange_events": f"test.{uuid.uuid4().hex}"})
+    async with Broker(lonely, service="tests") as broker:
+        with pytest.raises(Unroutable):
+            await broker.publish(Orphaned(job_id="job-4"))
 
 
 async def test_oversize_publish_is_refused_before_sending(broker_settings: BrokerSettings) -> None:

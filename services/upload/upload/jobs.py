@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from messaging import Broker, RpcError, RpcMessage, topology
+from messaging import Broker, Envelope, RpcError, RpcMessage, topology
 from messaging.events import ErrorInfo, ImageRef, ImageUploaded, JobFailed
 from objectstore import ObjectStore
 
@@ -50,7 +50,7 @@ class Jobs:
             try:
                 await self._broker.publish(event, envelope=envelope)
             except Exception as exc:
-                await self._record_not_queued(event, envelope.id, exc)
+                await self._record_not_queued(event, envelope, exc)
                 raise _unavailable("the job could not be queued") from exc
             log.info("job_accepted", input=image.uri, bytes=image.bytes, ops=len(upload.pipeline))
         return job_id
@@ -78,7 +78,9 @@ class Jobs:
             content_type=content_type,
         )
 
-    async def _record_not_queued(self, event: ImageUploaded, cause_id: str, exc: Exception) -> None:
+    async def _record_not_queued(
+        self, event: ImageUploaded, cause: Envelope, exc: Exception
+    ) -> None:
         """The job is recorded but could not be queued: say so in its provenance (best effort)."""
         failed = JobFailed(
             job_id=event.job_id,
@@ -86,17 +88,10 @@ class Jobs:
             input=event.input,
             pipeline=event.pipeline,
         )
-        cause = self._broker.envelope_for(event)
         envelope = self._broker.envelope_for(failed, cause=cause)
+        meta = {"envelope": envelope.as_dict(), "event": failed.model_dump(mode="json")}
         try:
-            await self._call(
-                topology.PROVENANCE_RECORD,
-                {
-                    "envelope": {**envelope.as_dict(), "causation_id": cause_id},
-                    "event": failed.model_dump(mode="json"),
-                },
-                event.job_id,
-            )
+            await self._call(topology.PROVENANCE_RECORD, meta, event.job_id)
         except ApiError:
             log.exception("job_lost_in_provenance")
 

@@ -1,0 +1,70 @@
+"""imageproc's RPC endpoint on the real broker: it re-checks everything it is sent."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestServer
+from PIL import Image
+
+from imageproc.app import create_app
+from imageproc.settings import Settings
+from messaging import Broker, RpcError, RpcMessage, topology
+from tests.conftest import settings_from
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def imageproc(test_env: dict[str, str]) -> AsyncIterator[None]:
+    settings: Settings = settings_from({**test_env, "IMAGEPROC_CONCURRENCY": "2"}, Settings)
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    yield
+    await server.close()
+
+
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 100, 50)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def _run(broker: Broker, pipeline: object, payload: bytes) -> RpcMessage:
+    return await broker.call(
+        topology.IMAGEPROC_RUN, RpcMessage({"pipeline": pipeline}, payload), timeout=30
+    )
+
+
+async def test_runs_a_pipeline_and_reports_the_output(imageproc: None, broker: Broker) -> None:
+    reply = await _run(
+        broker,
+        [{"op": "thumbnail", "width": 40}, {"op": "convert", "format": "webp"}],
+        _png(200, 100),
+    )
+    assert reply.meta["format"] == "webp"
+    assert (reply.meta["width"], reply.meta["height"]) == (40, 20)
+    assert reply.meta["bytes"] == len(reply.payload)
+    assert [step["op"] for step in reply.meta["steps"]] == ["thumbnail", "convert"]
+    assert Image.open(io.BytesIO(reply.payload)).format == "WEBP"
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "payload", "code"),
+    [
+        ([{"op": "thumbnail", "width": 0}], _png(10, 10), "invalid_pipeline"),
+        ([{"op": "explode"}], _png(10, 10), "invalid_pipeline"),
+        ("not a list", _png(10, 10), "invalid_pipeline"),
+        ([], b"%PDF-1.7 definitely not an image", "unsupported_type"),
+        ([], _png(10, 10)[:30], "undecodable"),
+    ],
+)
+async def test_refuses_what_upload_should_have_refused(
+    imageproc: None, broker: Broker, pipeline: object, payload: bytes, code: str
+) -> None:
+    with pytest.raises(RpcError) as caught:
+        await _run(broker, pipeline, payload)
+    assert caught.value.code == code
+    assert caught.value.message
