@@ -88,8 +88,10 @@ class Broker:
         service: str,
         version: str = "0",
         host: str | None = None,
+        shutdown_timeout: float = 30.0,
     ) -> None:
         self.settings = settings
+        self.shutdown_timeout = shutdown_timeout
         self.service = service
         self.version = version
         self.host = host or socket.gethostname()
@@ -130,8 +132,9 @@ class Broker:
             "broker_connected", host=self.settings.rabbitmq_host, vhost=self.settings.rabbitmq_vhost
         )
 
-    async def close(self, *, drain_timeout: float = 30.0) -> None:
-        """Stop taking messages, let in-flight handlers finish (bounded), then disconnect."""
+    async def close(self) -> None:
+        """Stop taking messages, let in-flight handlers finish (within the shutdown timeout),
+        then disconnect."""
         for queue, tag in self._consumers:
             try:
                 await queue.cancel(tag)
@@ -139,7 +142,7 @@ class Broker:
                 log.warning("consumer_cancel_failed", queue=queue.name, error=str(exc))
         self._consumers.clear()
         try:
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+            await asyncio.wait_for(self._idle.wait(), self.shutdown_timeout)
         except TimeoutError:
             log.warning("drain_timeout", in_flight=self._in_flight)
         if self._connection is not None:
@@ -152,6 +155,10 @@ class Broker:
         if self._connection is None:
             raise RuntimeError("Broker is not connected; use `async with Broker(...)`")
         return self._connection
+
+    async def ping(self) -> bool:
+        """Readiness: connected, with an open channel."""
+        return self.is_healthy()
 
     def is_healthy(self) -> bool:
         channel = self._publish_channel

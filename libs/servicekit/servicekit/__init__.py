@@ -3,17 +3,20 @@ structlog configuration, the ops endpoints (/healthz, /readyz, /metrics) and run
 
 from ._logging import configure_logging
 from ._ops import Check, add_ops_routes, add_readiness_check, run_checks
+from ._resources import CleanupContext, resource
 from ._run import package_version, run_service
 from ._settings import ServiceSettings, load_settings
 
 __all__ = [
     "Check",
+    "CleanupContext",
     "ServiceSettings",
     "add_ops_routes",
     "add_readiness_check",
     "configure_logging",
     "load_settings",
     "package_version",
+    "resource",
     "run_checks",
     "run_service",
 ]

@@ -17,7 +17,7 @@ from messaging import (
     topology,
 )
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
-from servicekit import add_ops_routes, add_readiness_check, package_version
+from servicekit import add_ops_routes, package_version, resource
 
 from .documents import to_document
 from .settings import Settings
@@ -26,54 +26,45 @@ from .store import ProvenanceStore, open_store
 
 log = structlog.get_logger("provenancedb")
 
-SETTINGS = web.AppKey("settings", Settings)
 BROKER = web.AppKey("broker", Broker)
 STORE = web.AppKey("store", ProvenanceStore)
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application()
-    app[SETTINGS] = settings
     add_ops_routes(app)
-    app.cleanup_ctx.extend([_store_ctx, _broker_ctx, _consumers_ctx])
+
+    def broker() -> Broker:
+        version = package_version("imagemesh-provenancedb")
+        return Broker(
+            settings,
+            service="provenancedb",
+            version=version,
+            shutdown_timeout=settings.shutdown_timeout_seconds,
+        )
+
+    async def consume(app: web.Application) -> AsyncIterator[None]:
+        broker, recorder = app[BROKER], Recorder(app[STORE])
+        await broker.subscribe(
+            topology.PROVENANCE_EVENTS,
+            recorder.on_event,
+            ALL_EVENTS,
+            prefetch=settings.provenancedb_prefetch,
+        )
+        await broker.serve(topology.PROVENANCE_RECORD, recorder.on_record_request)
+        await broker.serve(topology.PROVENANCE_JOB_STATUS, recorder.on_status_request)
+        yield
+
+    app.cleanup_ctx.extend(
+        [
+            resource(
+                STORE, lambda: open_store(settings), readiness=("couchdb", ProvenanceStore.ping)
+            ),
+            resource(BROKER, broker, readiness=("rabbitmq", Broker.ping)),
+            consume,
+        ]
+    )
     return app
-
-
-async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_store(app[SETTINGS]) as store:
-        app[STORE] = store
-        add_readiness_check(app, "couchdb", store.ping)
-        yield
-
-
-async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    broker = Broker(
-        settings, service="provenancedb", version=package_version("imagemesh-provenancedb")
-    )
-    async with broker:
-        app[BROKER] = broker
-
-        async def broker_ready() -> bool:
-            return broker.is_healthy()
-
-        add_readiness_check(app, "rabbitmq", broker_ready)
-        yield
-        await broker.close(drain_timeout=settings.shutdown_timeout_seconds)
-
-
-async def _consumers_ctx(app: web.Application) -> AsyncIterator[None]:
-    broker, store = app[BROKER], app[STORE]
-    recorder = Recorder(store)
-    await broker.subscribe(
-        topology.PROVENANCE_EVENTS,
-        recorder.on_event,
-        ALL_EVENTS,
-        prefetch=app[SETTINGS].provenancedb_prefetch,
-    )
-    await broker.serve(topology.PROVENANCE_RECORD, recorder.on_record_request)
-    await broker.serve(topology.PROVENANCE_JOB_STATUS, recorder.on_status_request)
-    yield
 
 
 class Recorder:
