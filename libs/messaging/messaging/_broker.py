@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -86,14 +87,14 @@ class Broker:
         settings: BrokerSettings,
         *,
         service: str,
-        version: str = "0",
+        version: str | None = None,
         host: str | None = None,
         shutdown_timeout: float = 30.0,
     ) -> None:
         self.settings = settings
         self.shutdown_timeout = shutdown_timeout
         self.service = service
-        self.version = version
+        self.version = version or _distribution_version(f"imagemesh-{service.replace('_', '-')}")
         self.host = host or socket.gethostname()
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
@@ -439,6 +440,13 @@ class Broker:
             return declared.message_count or 0, declared.consumer_count or 0
         finally:
             await channel.close()
+
+
+def _distribution_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def _error_headers(code: str, message: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from messaging import Broker, topology
 from pipeline import harden_vips
-from servicekit import add_ops_routes, package_version, resource
+from servicekit import add_ops_routes, resource
 
 from .service import ImageProcessor
 from .settings import Settings
@@ -23,12 +23,8 @@ def create_app(settings: Settings) -> web.Application:
     add_ops_routes(app)
 
     def broker() -> Broker:
-        version = package_version("imagemesh-imageproc")
         return Broker(
-            settings,
-            service="imageproc",
-            version=version,
-            shutdown_timeout=settings.shutdown_timeout_seconds,
+            settings, service="imageproc", shutdown_timeout=settings.shutdown_timeout_seconds
         )
 
     async def serve(app: web.Application) -> AsyncIterator[None]:

@@ -7,7 +7,7 @@ from aiohttp import web
 from messaging import Broker, topology
 from messaging.events import ImageUploaded
 from objectstore import ObjectStore, open_store
-from servicekit import add_ops_routes, package_version, resource
+from servicekit import add_ops_routes, resource
 
 from .runner import Runner
 from .settings import Settings
@@ -21,12 +21,8 @@ def create_app(settings: Settings) -> web.Application:
     add_ops_routes(app)
 
     def broker() -> Broker:
-        version = package_version("imagemesh-imageproc-runner")
         return Broker(
-            settings,
-            service="imageproc_runner",
-            version=version,
-            shutdown_timeout=settings.shutdown_timeout_seconds,
+            settings, service="imageproc_runner", shutdown_timeout=settings.shutdown_timeout_seconds
         )
 
     async def s3_ready(store: ObjectStore) -> bool:

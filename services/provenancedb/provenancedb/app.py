@@ -17,7 +17,7 @@ from messaging import (
     topology,
 )
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
-from servicekit import add_ops_routes, package_version, resource
+from servicekit import add_ops_routes, resource
 
 from .documents import to_document
 from .settings import Settings
@@ -35,12 +35,8 @@ def create_app(settings: Settings) -> web.Application:
     add_ops_routes(app)
 
     def broker() -> Broker:
-        version = package_version("imagemesh-provenancedb")
         return Broker(
-            settings,
-            service="provenancedb",
-            version=version,
-            shutdown_timeout=settings.shutdown_timeout_seconds,
+            settings, service="provenancedb", shutdown_timeout=settings.shutdown_timeout_seconds
         )
 
     async def consume(app: web.Application) -> AsyncIterator[None]:

@@ -7,7 +7,7 @@ from aiohttp import web
 from messaging import Broker, topology
 from objectstore import ObjectStore, open_store
 from pipeline import harden_vips
-from servicekit import add_ops_routes, add_readiness_check, package_version, resource
+from servicekit import add_ops_routes, add_readiness_check, resource
 
 from .errors import error_middleware
 from .jobs import Jobs
@@ -25,12 +25,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_static("/static/", STATIC)
 
     def broker() -> Broker:
-        version = package_version("imagemesh-upload")
         return Broker(
-            settings,
-            service="upload",
-            version=version,
-            shutdown_timeout=settings.shutdown_timeout_seconds,
+            settings, service="upload", shutdown_timeout=settings.shutdown_timeout_seconds
         )
 
     async def s3_ready(store: ObjectStore) -> bool:
