@@ -41,12 +41,7 @@ async def create_job(request: web.Request) -> web.Response:
     body = {
         "id": job_id,
         "status": "queued",
-        "links": {
-            "self": location,
-            "result": f"{location}/result",
-            "events": f"{location}/events",
-            "provenance": f"{location}/provenance",
-        },
+        "links": {"self": location, "result": f"{location}/result"},
     }
     return web.json_response(body, status=202, headers={"Location": location})
 
