@@ -8,17 +8,14 @@ Only the first frame of animated or multi-page inputs is processed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pyvips
 
 from pipeline import (
-    Convert,
-    Dither,
-    Grayscale,
     ImageFormat,
     ImageInfo,
     ImageLimits,
@@ -29,7 +26,9 @@ from pipeline import (
     probe_image,
 )
 
-from ._dither import floyd_steinberg
+from ._canvas import Canvas
+from .ops import OPERATIONS
+from .ops.geometry import thumbnail_box, thumbnail_size
 
 __all__ = [
     "OPERATIONS",
@@ -39,9 +38,6 @@ __all__ = [
     "run_pipeline",
 ]
 
-DEFAULT_QUALITY = 80
-# "Unbounded" for the side a thumbnail request leaves out.
-_UNBOUNDED = 10_000_000
 # Reject truncated files instead of padding them with grey.
 _LOAD_OPTIONS = "fail_on=truncated"
 
@@ -76,17 +72,6 @@ class PipelineResult:
     encode_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Canvas:
-    """The image being worked on and how it will be saved."""
-
-    image: Any
-    format: ImageFormat
-    quality: int = DEFAULT_QUALITY
-    # Only 0 and 255: PNG can store it at one bit per pixel.
-    bilevel: bool = False
-
-
 def run_pipeline(data: bytes, ops: Sequence[Operation], *, limits: ImageLimits) -> PipelineResult:
     """Apply ``ops`` to the image in ``data`` and encode the result.
 
@@ -112,23 +97,23 @@ def run_pipeline(data: bytes, ops: Sequence[Operation], *, limits: ImageLimits) 
 
 def _apply_all(
     data: bytes, ops: Sequence[Operation], fmt: ImageFormat, limits: ImageLimits
-) -> tuple[_Canvas, tuple[StepResult, ...]]:
+) -> tuple[Canvas, tuple[StepResult, ...]]:
     steps: list[StepResult] = []
-    canvas: _Canvas | None = None
+    canvas: Canvas | None = None
     for number, op in enumerate(ops, start=1):
         started = time.perf_counter()
         with _vips_errors(f"operation {number} ({op.op})", data):
             if canvas is None and isinstance(op, Thumbnail):
                 # Thumbnail straight from the bytes lets libvips shrink on load.
-                canvas = _Canvas(_thumbnail_from_buffer(data, op), fmt)
+                canvas = Canvas(_thumbnail_from_buffer(data, op), fmt)
             else:
-                canvas = OPERATIONS[op.op](canvas or _Canvas(_load(data), fmt), op)
+                canvas = OPERATIONS[op.op](canvas or Canvas(_load(data), fmt), op)
         _check_result(number, op.op, canvas, limits)
         params = op.model_dump(mode="json", exclude={"op"}, exclude_none=True)
         steps.append(StepResult(op.op, params, _elapsed_ms(started)))
     if canvas is None:
         with _vips_errors("load", data):
-            canvas = _Canvas(_load(data), fmt)
+            canvas = Canvas(_load(data), fmt)
     return canvas, tuple(steps)
 
 
@@ -138,56 +123,10 @@ def _load(data: bytes) -> Any:
 
 
 def _thumbnail_from_buffer(data: bytes, op: Thumbnail) -> Any:
-    width, height = _box(op)
+    width, height = thumbnail_box(op)
     return pyvips.Image.thumbnail_buffer(
-        data, width, height=height, size=_size(op), option_string=_LOAD_OPTIONS
+        data, width, height=height, size=thumbnail_size(op), option_string=_LOAD_OPTIONS
     )
-
-
-# --- operations: one function per catalogue entry -------------------------------------
-
-
-def _thumbnail(canvas: _Canvas, op: Thumbnail) -> _Canvas:
-    width, height = _box(op)
-    image = canvas.image.thumbnail_image(width, height=height, size=_size(op))
-    return replace(canvas, image=image, bilevel=False)
-
-
-def _grayscale(canvas: _Canvas, op: Grayscale) -> _Canvas:
-    return replace(canvas, image=_to_grey(canvas.image))
-
-
-def _dither(canvas: _Canvas, op: Dither) -> _Canvas:
-    image = canvas.image
-    if image.hasalpha():
-        # Transparent areas read as white paper, not as whatever colour they hide.
-        image = image.flatten(background=[255] * (image.bands - 1))
-    image = floyd_steinberg(_to_grey(image))
-    return replace(canvas, image=image, format=ImageFormat.PNG, bilevel=True)
-
-
-def _convert(canvas: _Canvas, op: Convert) -> _Canvas:
-    return replace(canvas, format=ImageFormat(op.format), quality=op.quality)
-
-
-OPERATIONS: dict[str, Callable[[_Canvas, Any], _Canvas]] = {
-    "thumbnail": _thumbnail,
-    "grayscale": _grayscale,
-    "dither": _dither,
-    "convert": _convert,
-}
-
-
-def _box(op: Thumbnail) -> tuple[int, int]:
-    return op.width or _UNBOUNDED, op.height or _UNBOUNDED
-
-
-def _size(op: Thumbnail) -> str:
-    return "both" if op.upscale else "down"
-
-
-def _to_grey(image: Any) -> Any:
-    return image.colourspace("b-w").cast("uchar")
 
 
 # --- encoding -----------------------------------------------------------------------
@@ -198,7 +137,7 @@ def _start_format(fmt: ImageFormat) -> ImageFormat:
     return fmt if fmt.extension in pyvips.get_suffixes() else ImageFormat.PNG
 
 
-def _encode(canvas: _Canvas, data: bytes) -> bytes:
+def _encode(canvas: Canvas, data: bytes) -> bytes:
     with _vips_errors(f"encode as {canvas.format.value}", data):
         image = _to_srgb(canvas.image)
         if canvas.format is ImageFormat.JPEG and image.hasalpha():
@@ -206,7 +145,7 @@ def _encode(canvas: _Canvas, data: bytes) -> bytes:
         return bytes(image.write_to_buffer(canvas.format.extension, **_save_options(canvas)))
 
 
-def _save_options(canvas: _Canvas) -> dict[str, Any]:
+def _save_options(canvas: Canvas) -> dict[str, Any]:
     # keep="none" strips EXIF, XMP, IPTC and ICC: the pixels are already sRGB.
     options: dict[str, Any] = {"keep": "none"}
     if canvas.format in (ImageFormat.JPEG, ImageFormat.WEBP, ImageFormat.AVIF):
@@ -225,7 +164,7 @@ def _to_srgb(image: Any) -> Any:
     return image.colourspace("srgb").cast("uchar")
 
 
-def _output_info(canvas: _Canvas) -> ImageInfo:
+def _output_info(canvas: Canvas) -> ImageInfo:
     image = canvas.image
     return ImageInfo(
         format=canvas.format,
@@ -267,7 +206,7 @@ def _decodes(data: bytes) -> bool:
     return True
 
 
-def _check_result(number: int, name: str, canvas: _Canvas, limits: ImageLimits) -> None:
+def _check_result(number: int, name: str, canvas: Canvas, limits: ImageLimits) -> None:
     """Stop operations (e.g. an upscaling thumbnail) from building an over-limit image."""
     try:
         check_limits(_output_info(canvas), limits)
