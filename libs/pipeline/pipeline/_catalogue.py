@@ -1,20 +1,21 @@
 """The operation catalogue: one frozen model per operation, discriminated by ``op``.
 
-The models live by family (``_geometry``, ``_tone``, ``_output``). Adding an operation
-means one model class there (plus its name in ``Operation`` below) and one function in
-imageproc's registry for the same family.
+The models live by family (``geometry``, ``tone``, ``output``). Adding an operation
+means one model class there, listed in its family's tuple, and one function in imageproc's
+registry for the same family.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Any, get_args
+from typing import Any, TypeAlias
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from ._geometry import Thumbnail
-from ._output import Convert
-from ._tone import Dither, Grayscale
+from ._model import OpModel
+from .geometry import GEOMETRY_OPS, Thumbnail
+from .output import OUTPUT_OPS, Convert
+from .tone import TONE_OPS, Dither, Grayscale
 
 __all__ = [
     "OPERATION_MODELS",
@@ -27,10 +28,11 @@ __all__ = [
 ]
 
 
-Operation = Annotated[Thumbnail | Grayscale | Dither | Convert, Field(discriminator="op")]
+Operation: TypeAlias = OpModel
+"""Any operation; `op` names which (see OPERATION_MODELS)."""
 
-OPERATION_MODELS: dict[str, type[BaseModel]] = {
-    model.model_fields["op"].default: model for model in get_args(get_args(Operation)[0])
+OPERATION_MODELS: dict[str, type[OpModel]] = {
+    model.model_fields["op"].default: model for model in (*GEOMETRY_OPS, *TONE_OPS, *OUTPUT_OPS)
 }
 
 

@@ -8,3 +8,6 @@ class OpModel(BaseModel):
 
     # Strict everywhere: pipelines arrive as JSON, where "100" or true is never a width.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    op: str
+    """The operation's name; each subclass narrows it to a Literal."""

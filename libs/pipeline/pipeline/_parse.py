@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -58,7 +58,7 @@ def _parse_one(number: int, item: object) -> Operation:
             f"operation {number}: unknown operation {json.dumps(name)}; known: {known}"
         )
     try:
-        return cast(Operation, model.model_validate(item))
+        return model.model_validate(item)
     except ValidationError as exc:
         problems = "; ".join(_plain(error, model) for error in exc.errors())
         raise PipelineError(f"operation {number} ({name}): {problems}") from None
