@@ -19,6 +19,14 @@ class Canvas:
     quality: int = DEFAULT_QUALITY
     # Only 0 and 255: PNG can store it at one bit per pixel.
     bilevel: bool = False
+    progressive: bool = False
+    """Progressive JPEG / interlaced PNG and GIF."""
+    lossless: bool = False
+    """WebP, AVIF (and TIFF) lossless where the format has it."""
+    palette_colours: int | None = None
+    """Save as an error-diffused palette image of this many colours (PNG, GIF)."""
+    keep: frozenset[str] = frozenset()
+    """Metadata to keep on save ("icc", "exif", "xmp", "iptc"); nothing by default."""
 
 
 def to_grey(image: Any) -> Any:

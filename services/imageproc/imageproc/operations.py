@@ -27,6 +27,7 @@ from pipeline import (
 )
 
 from ._canvas import Canvas
+from ._encode import encode, start_format
 from .ops import OPERATIONS
 from .ops.geometry import thumbnail_box, thumbnail_size
 
@@ -82,9 +83,10 @@ def run_pipeline(data: bytes, ops: Sequence[Operation], *, limits: ImageLimits) 
         info = probe_image(data, limits=limits)
     except ImageRejected as exc:
         raise ProcessingError(exc.code, exc.message) from None
-    canvas, steps = _apply_all(data, ops, _start_format(info.format), limits)
+    canvas, steps = _apply_all(data, ops, start_format(info.format), limits)
     started = time.perf_counter()
-    encoded = _encode(canvas, data)
+    with _vips_errors(f"encode as {canvas.format.value}", data):
+        encoded = encode(canvas)
     encode_ms = _elapsed_ms(started)
     return PipelineResult(
         data=encoded,
@@ -130,38 +132,6 @@ def _thumbnail_from_buffer(data: bytes, op: Thumbnail) -> Any:
 
 
 # --- encoding -----------------------------------------------------------------------
-
-
-def _start_format(fmt: ImageFormat) -> ImageFormat:
-    """Keep the input's format when libvips can write it, else fall back to PNG."""
-    return fmt if fmt.extension in pyvips.get_suffixes() else ImageFormat.PNG
-
-
-def _encode(canvas: Canvas, data: bytes) -> bytes:
-    with _vips_errors(f"encode as {canvas.format.value}", data):
-        image = _to_srgb(canvas.image)
-        if canvas.format is ImageFormat.JPEG and image.hasalpha():
-            image = image.flatten(background=[255] * (image.bands - 1))
-        return bytes(image.write_to_buffer(canvas.format.extension, **_save_options(canvas)))
-
-
-def _save_options(canvas: Canvas) -> dict[str, Any]:
-    # keep="none" strips EXIF, XMP, IPTC and ICC: the pixels are already sRGB.
-    options: dict[str, Any] = {"keep": "none"}
-    if canvas.format in (ImageFormat.JPEG, ImageFormat.WEBP, ImageFormat.AVIF):
-        options["Q"] = canvas.quality
-    if canvas.format is ImageFormat.PNG and canvas.bilevel:
-        options["bitdepth"] = 1
-    return options
-
-
-def _to_srgb(image: Any) -> Any:
-    if image.interpretation in ("b-w", "grey16"):
-        return image.colourspace("b-w").cast("uchar")
-    if "icc-profile-data" in image.get_fields():
-        # Honour the embedded profile (e.g. CMYK or Adobe RGB) instead of guessing.
-        return image.icc_transform("srgb", embedded=True, intent="perceptual")
-    return image.colourspace("srgb").cast("uchar")
 
 
 def _output_info(canvas: Canvas) -> ImageInfo:
