@@ -29,7 +29,7 @@ from pipeline import (
 from ._canvas import Canvas
 from ._encode import encode, start_format
 from .ops import OPERATIONS
-from .ops.geometry import thumbnail_box, thumbnail_size
+from .ops.geometry import thumbnail_from_buffer
 
 __all__ = [
     "OPERATIONS",
@@ -107,7 +107,7 @@ def _apply_all(
         with _vips_errors(f"operation {number} ({op.op})", data):
             if canvas is None and isinstance(op, Thumbnail):
                 # Thumbnail straight from the bytes lets libvips shrink on load.
-                canvas = Canvas(_thumbnail_from_buffer(data, op), fmt)
+                canvas = Canvas(thumbnail_from_buffer(data, op, _LOAD_OPTIONS), fmt)
             else:
                 canvas = OPERATIONS[op.op](canvas or Canvas(_load(data), fmt), op)
         _check_result(number, op.op, canvas, limits)
@@ -122,13 +122,6 @@ def _apply_all(
 def _load(data: bytes) -> Any:
     image = pyvips.Image.new_from_buffer(data, _LOAD_OPTIONS, access="sequential")
     return image.autorot()
-
-
-def _thumbnail_from_buffer(data: bytes, op: Thumbnail) -> Any:
-    width, height = thumbnail_box(op)
-    return pyvips.Image.thumbnail_buffer(
-        data, width, height=height, size=thumbnail_size(op), option_string=_LOAD_OPTIONS
-    )
 
 
 # --- encoding -----------------------------------------------------------------------
