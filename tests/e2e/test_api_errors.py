@@ -63,7 +63,7 @@ async def test_missing_file_is_400(mesh: Mesh, http: aiohttp.ClientSession) -> N
 
 
 async def test_too_large_is_413(mesh: Mesh, http: aiohttp.ClientSession) -> None:
-    limit = int(mesh.env.get("UPLOAD_MAX_BYTES", 25 * 1024 * 1024))
+    limit = int(mesh.env.get("IMAGE_MAX_BYTES", 25 * 1024 * 1024))
     huge = b"\xff\xd8\xff" + b"\0" * limit
     message = await _error(await submit(http, mesh.upload_url, huge, "[]"), 413, "too_large")
     assert "MiB" in message

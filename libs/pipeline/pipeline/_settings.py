@@ -12,6 +12,8 @@ class ImageRulesSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
+    image_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    """Largest accepted input file; upload enforces it while streaming, imageproc again."""
     image_max_pixels: int = Field(default=50_000_000, ge=1)
     image_max_side: int = Field(default=20_000, ge=1)
     image_max_frames: int = Field(default=100, ge=1)

@@ -25,12 +25,15 @@ def run_service(
     create_app: Callable[[S], web.Application],
     *,
     port: Callable[[S], int],
+    prepare: Callable[[S], None] | None = None,
 ) -> None:
     """A service's whole `__main__`: settings (or one clear line and exit 2), logging, serve
     until SIGTERM/SIGINT. aiohttp then runs the app's cleanup contexts in reverse, so
     consumers (registered last) stop first and resources close after them."""
     settings = load_settings(settings_cls, name)
     configure_logging(name, level=settings.log_level, fmt=settings.log_format)
+    if prepare is not None:
+        prepare(settings)  # process-wide set-up (e.g. resource limits), never in tests
     web.run_app(
         create_app(settings),
         host=settings.http_host,

@@ -16,6 +16,8 @@ class Canvas:
 
     image: Any
     format: ImageFormat
+    pages: int = 1
+    """Frames stacked vertically in `image` (animations); operations see one at a time."""
     quality: int = DEFAULT_QUALITY
     # Only 0 and 255: PNG can store it at one bit per pixel.
     bilevel: bool = False

@@ -10,7 +10,7 @@ from messaging import Broker, topology
 from pipeline import harden_vips
 from servicekit import add_ops_routes, resource
 
-from .service import ImageProcessor
+from .service import ImageProcessor, Rules
 from .settings import Settings
 
 BROKER = web.AppKey("broker", Broker)
@@ -28,12 +28,15 @@ def create_app(settings: Settings) -> web.Application:
         )
 
     async def serve(app: web.Application) -> AsyncIterator[None]:
-        processor = ImageProcessor(
-            app[POOL],
+        rules = Rules(
             limits=settings.image_limits(),
             max_ops=settings.pipeline_max_ops,
-            max_output_bytes=settings.amqp_max_message_bytes,
+            max_input_bytes=settings.image_max_bytes,
+            # The reply carries the output: it must fit in one message.
+            max_output_bytes=settings.amqp_max_message_bytes - 64 * 1024,
+            timeout=settings.pipeline_timeout_seconds,
         )
+        processor = ImageProcessor(app[POOL], rules)
         await app[BROKER].serve(
             topology.IMAGEPROC_RUN, processor.on_run, prefetch=settings.imageproc_concurrency
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import structlog
@@ -17,35 +17,52 @@ from .operations import PipelineResult, ProcessingError, run_pipeline
 log = structlog.get_logger("imageproc")
 
 
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What imageproc accepts and produces, whatever upload already checked."""
+
+    limits: ImageLimits
+    max_ops: int
+    max_input_bytes: int
+    max_output_bytes: int
+    timeout: float
+
+
 class ImageProcessor:
     """Runs pipelines in a thread pool so the event loop never blocks on pyvips."""
 
-    def __init__(
-        self, pool: ThreadPoolExecutor, *, limits: ImageLimits, max_ops: int, max_output_bytes: int
-    ) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, rules: Rules) -> None:
         self._pool = pool
-        self._limits = limits
-        self._max_ops = max_ops
-        self._max_output_bytes = max_output_bytes
+        self._rules = rules
 
     async def on_run(self, request: RpcMessage) -> RpcMessage:
-        # Never trust the message: the pipeline and the image are checked again here.
+        # Never trust the message: size, pipeline and image are checked again here.
+        rules = self._rules
+        if len(request.payload) > rules.max_input_bytes:
+            raise RpcError(
+                "too_large",
+                f"input of {len(request.payload)} bytes exceeds the limit of "
+                f"{rules.max_input_bytes} bytes",
+            )
         try:
-            ops = parse_pipeline(request.meta.get("pipeline", []), max_ops=self._max_ops)
+            ops = parse_pipeline(request.meta.get("pipeline", []), max_ops=rules.max_ops)
         except PipelineError as exc:
             raise RpcError("invalid_pipeline", str(exc)) from exc
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(
-                self._pool, lambda: run_pipeline(request.payload, ops, limits=self._limits)
+                self._pool,
+                lambda: run_pipeline(
+                    request.payload, ops, limits=rules.limits, timeout=rules.timeout
+                ),
             )
         except ProcessingError as exc:
             raise RpcError(exc.code, exc.message) from exc
-        if len(result.data) > self._max_output_bytes:
+        if len(result.data) > rules.max_output_bytes:
             raise RpcError(
                 "output_too_large",
-                f"output of {len(result.data)} bytes exceeds the {self._max_output_bytes} byte "
-                "message limit",
+                f"output of {len(result.data)} bytes exceeds the limit of "
+                f"{rules.max_output_bytes} bytes",
             )
         log.info(
             "pipeline_done", ops=len(ops), bytes_in=len(request.payload), bytes_out=len(result.data)

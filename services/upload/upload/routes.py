@@ -32,7 +32,7 @@ async def create_job(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     upload = await read_upload(
         request,
-        max_bytes=settings.upload_max_bytes,
+        max_bytes=settings.image_max_bytes,
         limits=settings.image_limits(),
         max_ops=settings.pipeline_max_ops,
     )

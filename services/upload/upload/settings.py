@@ -10,7 +10,5 @@ from servicekit import ServiceSettings
 
 class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     upload_port: int = Field(default=8000, ge=1, le=65535)
-    upload_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
-    """Largest accepted image file; enforced while the request streams in."""
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long the API waits for provenancedb (job status, recording a new job)."""
