@@ -33,7 +33,7 @@ from ._canvas import Canvas
 from ._deadline import deadline, guard
 from ._encode import encode, start_format
 from .ops import OPERATIONS, OpFunction
-from .ops.geometry import thumbnail_from_buffer
+from .ops.geometry import autorotate_at_load, thumbnail_from_buffer
 from .ops.output import OPERATIONS as SAVE_TIME_OPS
 
 __all__ = [
@@ -118,6 +118,7 @@ def _apply_all(
     steps: list[StepResult] = []
     canvas: Canvas | None = None
     plan = _shrink_first(ops)
+    upright = autorotate_at_load(ops)
     for number, op in plan:
         label = f"operation {number} ({op.op})"
         started = time.perf_counter()
@@ -125,16 +126,16 @@ def _apply_all(
             _deadline.check()
             if canvas is None and isinstance(op, Thumbnail):
                 # Thumbnail straight from the bytes lets libvips shrink on load.
-                image = thumbnail_from_buffer(data, op, _load_options(info))
+                image = thumbnail_from_buffer(data, op, _load_options(info), autorotate=upright)
                 canvas = Canvas(guard(image), start_format(info.format), pages=_pages(info))
             else:
-                canvas = _apply(OPERATIONS[op.op], canvas or _load(data, info), op)
+                canvas = _apply(OPERATIONS[op.op], canvas or _load(data, info, upright), op)
         _check_result(label, canvas, limits)
         params = op.model_dump(mode="json", exclude={"op"}, exclude_none=True)
         steps.append(StepResult(op.op, params, _elapsed_ms(started)))
     if canvas is None:
         with _step_errors("load", data):
-            canvas = _load(data, info)
+            canvas = _load(data, info, upright)
     return canvas, tuple(steps)
 
 
@@ -196,9 +197,9 @@ def _load_options(info: ImageInfo) -> str:
     return f"{_LOAD_OPTIONS},n=-1" if _pages(info) > 1 else _LOAD_OPTIONS
 
 
-def _load(data: bytes, info: ImageInfo) -> Canvas:
+def _load(data: bytes, info: ImageInfo, upright: bool) -> Canvas:
     image = pyvips.Image.new_from_buffer(data, _load_options(info), access="sequential")
-    if _pages(info) == 1:
+    if upright and _pages(info) == 1:
         image = image.autorot()
     return Canvas(guard(image), start_format(info.format), pages=_pages(info))
 
