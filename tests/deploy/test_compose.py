@@ -407,7 +407,9 @@ def test_built_services_run_a_real_module_on_the_port_their_settings_bind() -> N
         field = settings_class(package).model_fields[port_field]
         assert field.default == int(args["PORT"]), f"{name}: PORT arg != {port_field} default"
         main = (ROOT / "services" / package / package / "__main__.py").read_text()
-        assert f"port=lambda s: s.{port_field})" in main, f"{name} does not bind {port_field}"
+        assert re.search(rf"port=lambda s: s\.{port_field}\b", main), (
+            f"{name} does not bind {port_field}"
+        )
         # The container listens where the image's HEALTHCHECK looks.
         assert environment(name)[args["PORT_VAR"]] == args["PORT"]
         assert "test" not in services()[name]["healthcheck"], "keep the image's check"

@@ -58,7 +58,9 @@ async def test_jpeg_becomes_its_thumbnail_with_provenance(
     assert job["input"]["width"] == 1200
     assert job["input"]["format"] == "jpeg"
     assert (job["output"]["width"], job["output"]["height"]) == (256, 171)
-    assert job["pipeline"] == [{"op": "thumbnail", "width": 256, "height": 256, "upscale": False}]
+    assert job["pipeline"] == [
+        {"op": "thumbnail", "width": 256, "height": 256, "fit": "inside", "upscale": False}
+    ]
 
     async with http.get(f"{mesh.upload_url}/api/v1/jobs/{body['id']}/result") as result:
         assert result.status == 200

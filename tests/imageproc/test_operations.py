@@ -266,8 +266,8 @@ def test_steps_record_each_operation():
     result = _run(data, [{"op": "thumbnail", "width": 20}, {"op": "convert", "format": "webp"}])
 
     assert [(step.op, step.params) for step in result.steps] == [
-        ("thumbnail", {"width": 20, "upscale": False}),
-        ("convert", {"format": "webp", "quality": 80}),
+        ("thumbnail", {"width": 20, "fit": "inside", "upscale": False}),
+        ("convert", {"format": "webp", "quality": 80, "progressive": False, "lossless": False}),
     ]
     assert all(step.duration_ms >= 0 for step in result.steps)
     assert result.encode_ms >= 0

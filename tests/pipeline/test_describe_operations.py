@@ -13,7 +13,18 @@ def _by_name() -> dict[str, dict[str, Any]]:
 def test_lists_every_operation_sorted_by_name():
     names = [entry["name"] for entry in describe_operations()]
 
-    assert names == ["convert", "dither", "grayscale", "thumbnail"]
+    assert names == sorted(names)
+    assert {
+        "thumbnail",
+        "resize",
+        "crop",
+        "rotate",
+        "dither",
+        "watermark",
+        "convert",
+        "strip",
+        "info",
+    } <= set(names)
     assert set(names) == set(OPERATION_MODELS)
 
 
@@ -47,7 +58,7 @@ def test_thumbnail_schema_carries_ranges_and_defaults():
 def test_convert_schema_carries_enum_and_default():
     params = _by_name()["convert"]["params"]
 
-    assert params["properties"]["format"]["enum"] == ["jpeg", "png", "webp"]
+    assert params["properties"]["format"]["enum"] == ["jpeg", "png", "webp", "avif", "tiff", "gif"]
     assert params["properties"]["quality"]["default"] == 80
     assert params["properties"]["quality"]["minimum"] == 1
     assert params["properties"]["quality"]["maximum"] == 100
@@ -66,7 +77,8 @@ def test_grayscale_has_no_params():
         ("thumbnail", {}, False),
         ("thumbnail", {"width": 0}, False),
         ("convert", {"format": "png"}, True),
-        ("convert", {"format": "gif"}, False),
+        ("convert", {"format": "bmp"}, False),
+        ("convert", {"format": "gif", "lossless": True}, False),
         ("grayscale", {"x": 1}, False),
         ("dither", {}, True),
     ],

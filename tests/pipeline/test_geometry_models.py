@@ -11,7 +11,8 @@ GEOMETRY_NAMES = {model.model_fields["op"].default for model in GEOMETRY_OPS}
 
 def _params(name: str) -> dict[str, Any]:
     (entry,) = (entry for entry in describe_operations() if entry["name"] == name)
-    return entry["params"]
+    params: dict[str, Any] = entry["params"]
+    return params
 
 
 def test_every_geometry_operation_is_in_the_catalogue():
@@ -33,8 +34,8 @@ def test_crop_is_extract_under_another_name():
     region = {"x": 1, "y": 2, "width": 3, "height": 4}
 
     assert parse_pipeline([{"op": "crop", **region}, {"op": "extract", **region}]) == (
-        Crop(**region),
-        Extract(**region),
+        Crop.model_validate({"op": "crop", **region}),
+        Extract.model_validate({"op": "extract", **region}),
     )
     assert _params("crop") == _params("extract")
 

@@ -12,6 +12,11 @@ from pipeline import (
     pipeline_to_json,
 )
 
+KNOWN = (
+    "autorotate, blur, brightness, contrast, convert, crop, dither, extract, flip, gamma, "
+    "grayscale, info, resize, rotate, sharpen, strip, thumbnail, watermark"
+)
+
 
 def test_parses_every_operation_from_a_list():
     ops = parse_pipeline(
@@ -85,11 +90,11 @@ def test_defaults_are_filled_in():
         ),
         (
             [{"op": "foo"}],
-            'operation 1: unknown operation "foo"; known: convert, dither, grayscale, thumbnail',
+            f'operation 1: unknown operation "foo"; known: {KNOWN}',
         ),
         (
             [{"op": 3}],
-            "operation 1: unknown operation 3; known: convert, dither, grayscale, thumbnail",
+            f"operation 1: unknown operation 3; known: {KNOWN}",
         ),
         (
             [{"op": "convert"}],
@@ -97,7 +102,8 @@ def test_defaults_are_filled_in():
         ),
         (
             [{"op": "convert", "format": "bmp"}],
-            "operation 1 (convert): format must be one of 'jpeg', 'png' or 'webp'",
+            "operation 1 (convert): format must be one of "
+            "'jpeg', 'png', 'webp', 'avif', 'tiff' or 'gif'",
         ),
         (
             [{"op": "convert", "format": "png", "quality": 101}],
@@ -110,11 +116,11 @@ def test_defaults_are_filled_in():
         (
             [{"op": "thumbnail", "width": 0, "colour": "red"}],
             "operation 1 (thumbnail): width must be at least 1; "
-            'unknown parameter "colour" (parameters: width, height, upscale)',
+            'unknown parameter "colour" (parameters: width, height, fit, crop, upscale)',
         ),
         (
             [{"op": "dither", "method": "atkinson"}],
-            "operation 1 (dither): method must be one of 'floyd-steinberg'",
+            "operation 1 (dither): method must be one of 'floyd-steinberg', 'bayer' or 'palette'",
         ),
         ([{"width": 3}], 'operation 1 has no "op" naming the operation'),
         (["grayscale"], 'operation 1 must be an object like {"op": "grayscale"}'),
@@ -167,8 +173,8 @@ def test_round_trips_through_json():
     as_json = pipeline_to_json(ops)
 
     assert as_json == [
-        {"op": "thumbnail", "width": 64, "upscale": False},
+        {"op": "thumbnail", "width": 64, "fit": "inside", "upscale": False},
         {"op": "dither", "method": "floyd-steinberg"},
-        {"op": "convert", "format": "png", "quality": 80},
+        {"op": "convert", "format": "png", "quality": 80, "progressive": False, "lossless": False},
     ]
     assert parse_pipeline(json.dumps(as_json)) == ops

@@ -29,6 +29,9 @@ class ImageRef(_Frozen):
     width: int = Field(ge=0)
     height: int = Field(ge=0)
     content_type: str
+    info: dict[str, Any] | None = None
+    """What imageproc read from the image: colour space, bands, orientation, pages, an
+    EXIF summary (never GPS coordinates). Set once imageproc has seen the image."""
 
     @property
     def uri(self) -> str:
@@ -46,6 +49,8 @@ class StepTiming(_Frozen):
     op: str
     params: dict[str, Any]
     duration_ms: float
+    info: dict[str, Any] | None = None
+    """For `info` operations: the image at that point of the pipeline."""
 
 
 class Event(_Frozen):

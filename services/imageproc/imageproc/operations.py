@@ -27,11 +27,13 @@ from pipeline import (
     check_limits,
     probe_image,
 )
+from pipeline.output import Info
 
 from . import _deadline
 from ._canvas import Canvas
 from ._deadline import deadline, guard
 from ._encode import encode, start_format
+from ._info import describe_bytes, describe_image
 from .ops import OPERATIONS, OpFunction
 from .ops.geometry import autorotate_at_load, thumbnail_from_buffer
 from .ops.output import OPERATIONS as SAVE_TIME_OPS
@@ -69,6 +71,8 @@ class StepResult:
     op: str
     params: dict[str, Any]
     duration_ms: float
+    info: dict[str, Any] | None = None
+    """For `info` steps: the image as it was at that point (see `_info.describe_image`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,8 @@ class PipelineResult:
     content_type: str
     steps: tuple[StepResult, ...]
     encode_ms: float
+    input_info: dict[str, Any]
+    output_info: dict[str, Any]
 
 
 def run_pipeline(
@@ -109,6 +115,8 @@ def run_pipeline(
         content_type=canvas.format.content_type,
         steps=steps,
         encode_ms=_elapsed_ms(started),
+        input_info=describe_bytes(data),
+        output_info=describe_bytes(encoded),
     )
 
 
@@ -132,11 +140,16 @@ def _apply_all(
                 canvas = _apply(OPERATIONS[op.op], canvas or _load(data, info, upright), op)
         _check_result(label, canvas, limits)
         params = op.model_dump(mode="json", exclude={"op"}, exclude_none=True)
-        steps.append(StepResult(op.op, params, _elapsed_ms(started)))
+        snapshot = _snapshot(canvas) if isinstance(op, Info) else None
+        steps.append(StepResult(op.op, params, _elapsed_ms(started), snapshot))
     if canvas is None:
         with _step_errors("load", data):
             canvas = _load(data, info, upright)
     return canvas, tuple(steps)
+
+
+def _snapshot(canvas: Canvas) -> dict[str, Any]:
+    return describe_image(canvas.image, canvas.format, pages=canvas.pages)
 
 
 def _shrink_first(ops: Sequence[Operation]) -> list[tuple[int, Operation]]:

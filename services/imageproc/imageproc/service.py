@@ -77,6 +77,11 @@ def _describe(result: PipelineResult) -> dict[str, Any]:
         "width": result.info.width,
         "height": result.info.height,
         "bytes": len(result.data),
-        "steps": [asdict(step) for step in result.steps],
+        "steps": [
+            {key: value for key, value in asdict(step).items() if value is not None}
+            for step in result.steps
+        ],
         "encode_ms": result.encode_ms,
+        "input_info": result.input_info,
+        "output_info": result.output_info,
     }

@@ -71,7 +71,7 @@ class Runner:
         await ctx.publish(
             ImageProcessed(
                 job_id=event.job_id,
-                input=event.input,
+                input=event.input.model_copy(update={"info": reply.meta.get("input_info")}),
                 output=output,
                 pipeline=event.pipeline,
                 steps=[StepTiming.model_validate(step) for step in reply.meta.get("steps", [])],
@@ -100,4 +100,5 @@ class Runner:
             width=meta["width"],
             height=meta["height"],
             content_type=meta["content_type"],
+            info=meta.get("output_info"),
         )

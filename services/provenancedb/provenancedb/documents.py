@@ -115,7 +115,8 @@ def prov_view(
 
 
 def _entity(image: ImageRef) -> dict[str, Any]:
-    return {
+    described = {"imagemesh:info": image.info} if image.info else {}
+    return described | {
         "prov:type": "imagemesh:Image",
         "prov:location": image.uri,
         "imagemesh:sha256": image.sha256,

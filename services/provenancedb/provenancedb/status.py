@@ -22,14 +22,16 @@ def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | Non
     known = [d for d in docs if d.get("type") in _RANK]
     if not known:
         return None
-    latest = max(known, key=lambda d: (_RANK[d["type"]][0], d["time"]))
+    by_progress = sorted(known, key=lambda d: (_RANK[d["type"]][0], d["time"]), reverse=True)
+    latest = by_progress[0]
     job: dict[str, Any] = {
         "id": job_id,
         "status": _RANK[latest["type"]][1],
         "created_at": min(d["time"] for d in known),
         "updated_at": max(d["time"] for d in known),
     }
-    data_with_input = next((d["data"] for d in known if d["data"].get("input")), None)
+    # The most advanced step's copy of the input carries what imageproc read from it.
+    data_with_input = next((d["data"] for d in by_progress if d["data"].get("input")), None)
     if data_with_input:
         job["input"] = public_image(data_with_input["input"])
         job["pipeline"] = data_with_input.get("pipeline", [])
@@ -50,4 +52,7 @@ def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | Non
 
 
 def public_image(image: dict[str, Any]) -> dict[str, Any]:
-    return {name: image[name] for name in _IMAGE_FIELDS}
+    public = {name: image[name] for name in _IMAGE_FIELDS}
+    if image.get("info"):
+        public["info"] = image["info"]
+    return public
