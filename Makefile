@@ -6,7 +6,7 @@ PY      := .venv/bin/python
 STACK   := $(PY) tools/stack.py
 UV      := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help venv deps browser-deps infra up down status logs lint typecheck test clean
+.PHONY: help venv deps test-deps infra up down status logs lint typecheck test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,8 +21,8 @@ venv: ## create/refresh .venv from uv.lock (installs uv if missing)
 deps: ## install missing system (apt) and node (npm ci) packages for the stack
 	python3 tools/stack.py deps
 
-browser-deps: ## deps + chromium and chromium-driver for the browser tests
-	python3 tools/stack.py deps --browser
+test-deps: ## deps + what the tests need (chromium, chromium-driver, real photos)
+	python3 tools/stack.py deps --test
 
 infra: venv ## start + provision RabbitMQ, PouchDB Server (CouchDB) and moto (S3)
 	$(STACK) infra
@@ -45,7 +45,7 @@ lint: ## ruff check + ruff format --check
 typecheck: ## mypy (strict, see pyproject.toml)
 	.venv/bin/mypy
 
-test: venv browser-deps ## venv + deps + infra, then pytest, lint and typecheck
+test: venv test-deps ## venv + deps + infra, then pytest, lint and typecheck
 	$(STACK) infra
 	.venv/bin/pytest
 	$(MAKE) lint

@@ -165,7 +165,7 @@ class Mesh:
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", name],
             cwd=ROOT,
-            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -8,7 +8,7 @@ Everything runs on loopback, without containers, and keeps its state under `.sta
     .stack/logs/       one <component>.log per process we start
     .stack/pids/       one <component>.pid per process we start
 
-Sub-commands: deps [--browser], infra, up, down, status, logs [NAME].
+Sub-commands: deps [--test], infra, up, down, status, logs [NAME].
 
 Standard library only, so `deps` runs with a bare `python3` before the virtualenv exists;
 bucket provisioning imports boto3 lazily (run that with `.venv/bin/python`).
@@ -77,7 +77,9 @@ DEFAULTS: dict[str, str] = {
 }
 
 APT_PACKAGES = ("rabbitmq-server",)
-APT_BROWSER_PACKAGES = ("chromium", "chromium-driver")
+# For the test suite: the browser tests' Chromium, and real photographs (16 MB) for the
+# image-processing golden tests.
+APT_TEST_PACKAGES = ("chromium", "chromium-driver", "lomiri-wallpapers-16.04")
 
 RABBIT_TIMEOUT = 120.0
 COUCH_TIMEOUT = 60.0
@@ -483,12 +485,12 @@ def npm_install() -> None:
     )
 
 
-def ensure_deps(browser: bool = False, pip: bool = False) -> None:
-    """Install what the local stack (and, with `browser`, the browser tests) need."""
+def ensure_deps(test: bool = False, pip: bool = False) -> None:
+    """Install what the local stack (and, with `test`, the test suite) needs."""
     if pip:  # only to bootstrap uv on a machine whose python3 has no pip
         apt_install(("python3-pip",))
         return
-    apt_install(APT_PACKAGES + (APT_BROWSER_PACKAGES if browser else ()))
+    apt_install(APT_PACKAGES + (APT_TEST_PACKAGES if test else ()))
     npm_install()
 
 
@@ -997,6 +999,8 @@ def service_env(config: Mapping[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(config)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # glibc's per-thread arenas let a pyvips worker's RSS double over many images.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     return env
 
 
@@ -1136,7 +1140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env-file", help="dotenv file (default: .env, else .env.example)")
     sub = parser.add_subparsers(dest="command", required=True)
     deps_parser = sub.add_parser("deps", help="install missing apt/npm packages")
-    deps_parser.add_argument("--browser", action="store_true", help="also chromium + driver")
+    deps_parser.add_argument(
+        "--test", action="store_true", help="also what the tests need (chromium, photos)"
+    )
     deps_parser.add_argument("--pip", action="store_true", help="only python3-pip (for uv)")
     sub.add_parser("infra", help="deps + start and provision RabbitMQ, CouchDB, S3")
     sub.add_parser("up", help="infra + the four services")
@@ -1149,7 +1155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(args.env_file)
     try:
         if args.command == "deps":
-            ensure_deps(browser=args.browser, pip=args.pip)
+            ensure_deps(test=args.test, pip=args.pip)
         elif args.command in ("infra", "up"):
             ensure_deps()
             ensure_infra(config)
