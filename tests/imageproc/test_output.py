@@ -1,5 +1,6 @@
 import io
 import json
+import struct
 from typing import Any
 
 import pytest
@@ -489,3 +490,39 @@ def test_describe_is_json_ready():
 def test_describe_refuses_other_formats():
     with pytest.raises(ValueError, match="not an allowed image format"):
         describe_bytes(b"<svg/>")
+
+
+def _exif_with_thumbnail(thumbnail: bytes) -> bytes:
+    """A little-endian EXIF blob: IFD0 (Make) -> IFD1 (an embedded JPEG thumbnail)."""
+    make = b"Canon\0"
+    ifd0_size, ifd1_size = 2 + 12 + 4, 2 + 2 * 12 + 4
+    make_at = 8 + ifd0_size
+    ifd1_at = make_at + len(make)
+    thumbnail_at = ifd1_at + ifd1_size
+    ifd0 = struct.pack("<HHHII", 1, 0x010F, 2, len(make), make_at) + struct.pack("<I", ifd1_at)
+    ifd1 = (
+        struct.pack("<H", 2)
+        + struct.pack("<HHII", 0x0201, 4, 1, thumbnail_at)
+        + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail))
+        + struct.pack("<I", 0)
+    )
+    return b"Exif\0\0" + b"II*\0" + struct.pack("<I", 8) + ifd0 + make + ifd1 + thumbnail
+
+
+def test_kept_exif_never_carries_the_originals_embedded_thumbnail() -> None:
+    # The preview would still show what a crop cut away.
+    preview = io.BytesIO()
+    Image.new("RGB", (40, 30), (0, 255, 0)).save(preview, "JPEG")
+    source = io.BytesIO()
+    Image.new("RGB", (400, 300), (200, 10, 10)).save(
+        source, "JPEG", exif=_exif_with_thumbnail(preview.getvalue())
+    )
+    assert source.getvalue().count(b"\xff\xd8") == 2
+    pipeline = [
+        {"op": "extract", "x": 0, "y": 0, "width": 100, "height": 100},
+        {"op": "strip", "keep": ["exif"]},
+    ]
+    out = run_pipeline(source.getvalue(), parse_pipeline(pipeline), limits=ImageLimits()).data
+    assert b"Canon" in out
+    assert out.count(b"\xff\xd8") == 1
+    assert preview.getvalue()[20:60] not in out

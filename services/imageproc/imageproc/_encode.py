@@ -35,6 +35,9 @@ _GIF_PALETTE_DEPTHS = range(1, 9)
 
 # libvips writes the EXIF GPS IFD from these fields: removing them removes the location.
 _GPS_FIELDS = "exif-ifd3-"
+# IFD1 holds an embedded preview of the ORIGINAL image: after a crop or an edit it would
+# still show what was cut away. Never kept.
+_THUMBNAIL_FIELDS = ("exif-ifd1-", "jpeg-thumbnail-data")
 
 # An XMP property named GPS*: attribute, empty element, or element with content.
 _XMP_GPS = re.compile(
@@ -161,14 +164,15 @@ def _to_srgb(image: Any) -> Any:
 
 
 def _without_location(image: Any, keep: Collection[str]) -> Any:
-    """Remove GPS data from the EXIF and XMP that will be kept."""
+    """Remove GPS data from the EXIF and XMP that will be kept, and the EXIF thumbnail."""
     fields = image.get_fields()
-    gps = [name for name in fields if name.startswith(_GPS_FIELDS)] if "exif" in keep else []
+    unsafe = (_GPS_FIELDS, *_THUMBNAIL_FIELDS)
+    dropped = [name for name in fields if name.startswith(unsafe)] if "exif" in keep else []
     xmp = "xmp" in keep and "xmp-data" in fields
-    if not gps and not xmp:
+    if not dropped and not xmp:
         return image
     image = image.copy()
-    for name in gps:
+    for name in dropped:
         image.remove(name)
     if xmp:
         scrubbed = _XMP_GPS.sub(b"", bytes(image.get("xmp-data")))
