@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -14,12 +13,6 @@ from tests.conftest import Mesh
 from tests.e2e.helpers import photo, submit, wait_finished
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 async def _error(response: aiohttp.ClientResponse, status: int, code: str) -> str:

@@ -4,7 +4,6 @@ or processed to its documented outcome; no worker crash, nothing parked or lost.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -14,12 +13,6 @@ from tests.e2e.helpers import submit, wait_finished
 from tests.hostile import corpus
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 async def test_every_hostile_input_ends_as_documented(

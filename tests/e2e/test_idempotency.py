@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -16,12 +15,6 @@ from tests.e2e.helpers import photo, submit, wait_finished
 from tests.e2e.test_mesh import job_documents
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 async def test_redelivered_upload_is_a_no_op(

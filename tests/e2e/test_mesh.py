@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,12 +18,6 @@ pytestmark = pytest.mark.e2e
 
 THUMBNAIL = json.dumps([{"op": "thumbnail", "width": 256, "height": 256}])
 DITHER = json.dumps([{"op": "dither"}])
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 def job_documents(mesh: Mesh, job_id: str) -> list[dict[str, Any]]:

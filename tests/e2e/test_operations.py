@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -45,12 +44,6 @@ SAMPLES: dict[str, tuple[list[dict[str, Any]], str, tuple[int, int] | None]] = {
     "strip": ([{"op": "strip", "keep": ["icc"]}], "jpeg", (320, 240)),
     "info": ([{"op": "grayscale"}, {"op": "info"}], "jpeg", (320, 240)),
 }
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 async def test_the_catalogue_documents_every_sampled_operation(

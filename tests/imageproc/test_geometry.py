@@ -10,25 +10,13 @@ import pyvips
 from imageproc._canvas import Canvas
 from imageproc.operations import ProcessingError, run_pipeline
 from imageproc.ops.geometry import autorotate, autorotate_at_load, extract
-from pipeline import ImageFormat, ImageLimits, harden_vips, parse_pipeline
+from pipeline import ImageFormat, ImageLimits, parse_pipeline
 from pipeline.geometry import Autorotate, Extract
+from tests.imageproc.images import ramp
 
 LIMITS = ImageLimits()
 RED = (255, 0, 0)
 BACKGROUNDS = Path("/usr/share/backgrounds")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _hardened():
-    harden_vips()
-
-
-def _photo(width: int, height: int) -> pyvips.Image:
-    """Colourful content: a red/green ramp over a blue constant."""
-    xyz = pyvips.Image.xyz(width, height)
-    red = (xyz[0] * 255 / max(width - 1, 1)).cast("uchar")
-    green = (xyz[1] * 255 / max(height - 1, 1)).cast("uchar")
-    return red.bandjoin([green, 90]).copy(interpretation="srgb").cast("uchar")
 
 
 def _marked(width: int, height: int, side: int = 8) -> pyvips.Image:
@@ -108,7 +96,7 @@ PATHS = pytest.mark.parametrize("before", [[], [{"op": "flip"}]], ids=["from-byt
     ],
 )
 def test_thumbnail_fit_gives_the_box(before, size, params, expected):
-    data = _photo(*size).pngsave_buffer()
+    data = ramp(*size).pngsave_buffer()
 
     result = _run(data, [*before, {"op": "thumbnail", **params}])
 
@@ -118,7 +106,7 @@ def test_thumbnail_fit_gives_the_box(before, size, params, expected):
 
 def test_thumbnail_fill_measures_the_upright_image():
     # Stored 40x20 on its side (orientation 6): upright it is 20x40.
-    data = _with_exif_orientation(_photo(40, 20), 6)
+    data = _with_exif_orientation(ramp(40, 20), 6)
 
     out = _out(data, [{"op": "thumbnail", "width": 100, "height": 30, "fit": "fill"}])
 
@@ -163,14 +151,14 @@ def test_thumbnail_cover_of_an_animation_keeps_every_frame():
     assert [round(out[0].crop(0, 30 * i, 30, 30).avg()) for i in range(3)] == [0, 60, 120]
 
 
-def _a_photo() -> Path | None:
+def _aramp() -> Path | None:
     photos = sorted(BACKGROUNDS.glob("*.jpg")) if BACKGROUNDS.is_dir() else []
     return photos[0] if photos else None
 
 
-@pytest.mark.skipif(_a_photo() is None, reason=f"no photographs under {BACKGROUNDS}")
-def test_thumbnail_cover_attention_of_a_real_photo():
-    photo = _a_photo()
+@pytest.mark.skipif(_aramp() is None, reason=f"no photographs under {BACKGROUNDS}")
+def test_thumbnail_cover_attention_of_a_realramp():
+    photo = _aramp()
     assert photo is not None
     data = photo.read_bytes()
     params = {"width": 256, "height": 256, "fit": "cover", "crop": "attention"}
@@ -197,7 +185,7 @@ def test_thumbnail_cover_attention_of_a_real_photo():
     ],
 )
 def test_resize_scales_and_rounds(params, expected):
-    data = _photo(101, 81).pngsave_buffer()
+    data = ramp(101, 81).pngsave_buffer()
 
     out = _out(data, [{"op": "resize", **params}])
 
@@ -205,7 +193,7 @@ def test_resize_scales_and_rounds(params, expected):
 
 
 def test_resize_nearest_copies_pixels():
-    source = _photo(30, 20)
+    source = ramp(30, 20)
 
     out = _out(source.pngsave_buffer(), [{"op": "resize", "scale": 3, "kernel": "nearest"}])
 
@@ -213,7 +201,7 @@ def test_resize_nearest_copies_pixels():
 
 
 def test_resize_nearest_keeps_a_dither_one_bit():
-    data = _photo(64, 64).pngsave_buffer()
+    data = ramp(64, 64).pngsave_buffer()
 
     result = _run(data, [{"op": "dither"}, {"op": "resize", "scale": 2, "kernel": "nearest"}])
 
@@ -225,7 +213,7 @@ def test_resize_nearest_keeps_a_dither_one_bit():
 
 @pytest.mark.parametrize("name", ["extract", "crop"])
 def test_extract_cuts_out_the_region(name):
-    source = _photo(100, 80)
+    source = ramp(100, 80)
 
     out = _out(source.pngsave_buffer(), [{"op": name, "x": 10, "y": 20, "width": 30, "height": 40}])
 
@@ -234,7 +222,7 @@ def test_extract_cuts_out_the_region(name):
 
 @pytest.mark.parametrize("name", ["extract", "crop"])
 def test_extract_of_the_whole_image_is_the_image(name):
-    source = _photo(100, 80)
+    source = ramp(100, 80)
 
     out = _out(source.pngsave_buffer(), [{"op": name, "x": 0, "y": 0, "width": 100, "height": 80}])
 
@@ -251,7 +239,7 @@ def test_extract_of_the_whole_image_is_the_image(name):
 )
 def test_extract_outside_the_image_is_refused(region, message):
     x, y, width, height = region
-    canvas = Canvas(_photo(100, 80), ImageFormat.PNG)
+    canvas = Canvas(ramp(100, 80), ImageFormat.PNG)
 
     with pytest.raises(ValueError, match=f"^{message}$"):
         extract(canvas, Extract(x=x, y=y, width=width, height=height))
@@ -259,7 +247,7 @@ def test_extract_outside_the_image_is_refused(region, message):
 
 @pytest.mark.parametrize("name", ["extract", "crop"])
 def test_extract_outside_the_image_names_the_step(name):
-    data = _photo(100, 80).pngsave_buffer()
+    data = ramp(100, 80).pngsave_buffer()
     region = {"x": 10, "y": 10, "width": 200, "height": 200}
 
     error = _refused(data, [{"op": "flip"}, {"op": name, **region}])
@@ -269,7 +257,7 @@ def test_extract_outside_the_image_names_the_step(name):
 
 
 def test_extract_is_checked_against_the_image_at_that_step():
-    data = _photo(100, 80).pngsave_buffer()
+    data = ramp(100, 80).pngsave_buffer()
     region = {"x": 0, "y": 0, "width": 60, "height": 60}
 
     error = _refused(data, [{"op": "thumbnail", "width": 50}, {"op": "extract", **region}])
@@ -295,7 +283,7 @@ def test_extract_is_checked_against_the_image_at_that_step():
     ],
 )
 def test_rotate_by_right_angles_is_lossless(angle, expected):
-    source = _photo(40, 20)
+    source = ramp(40, 20)
 
     out = _out(source.pngsave_buffer(), [{"op": "rotate", "angle": angle}])
 
@@ -303,7 +291,7 @@ def test_rotate_by_right_angles_is_lossless(angle, expected):
 
 
 def test_rotate_90_four_times_gives_the_same_pixels():
-    source = _photo(40, 20)
+    source = ramp(40, 20)
 
     out = _out(source.pngsave_buffer(), [{"op": "rotate", "angle": 90}] * 4)
 
@@ -324,7 +312,7 @@ def test_rotate_by_other_angles_grows_to_hold_the_image(angle):
     grown_width = abs(width * math.cos(rad)) + abs(height * math.sin(rad))
     grown_height = abs(width * math.sin(rad)) + abs(height * math.cos(rad))
 
-    out = _out(_photo(width, height).pngsave_buffer(), [{"op": "rotate", "angle": angle}])
+    out = _out(ramp(width, height).pngsave_buffer(), [{"op": "rotate", "angle": angle}])
 
     assert out.width == pytest.approx(grown_width, abs=1)
     assert out.height == pytest.approx(grown_height, abs=1)
@@ -396,7 +384,7 @@ def test_flip_moves_the_marked_corner(params, corner):
 
 
 def test_flip_twice_gives_the_same_pixels():
-    source = _photo(40, 20)
+    source = ramp(40, 20)
 
     out = _out(source.pngsave_buffer(), [{"op": "flip", "direction": "vertical"}] * 2)
 
@@ -500,7 +488,7 @@ def test_autorotate_at_load_unless_disabled(pipeline, expected):
 
 
 def test_steps_record_geometry_defaults():
-    data = _photo(40, 30).pngsave_buffer()
+    data = ramp(40, 30).pngsave_buffer()
     pipeline = [
         {"op": "thumbnail", "width": 20, "height": 20, "fit": "cover"},
         {"op": "rotate", "angle": 10, "background": "#ABCDEF"},

@@ -4,29 +4,15 @@ documented outcome, and the worker goes on serving."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from imageproc.app import create_app
-from imageproc.settings import Settings
 from messaging import Broker, RpcError, RpcMessage, topology
-from tests.conftest import settings_from
 from tests.hostile import Hostile, corpus
 
 pytestmark = pytest.mark.integration
 PIPELINE = [{"op": "thumbnail", "width": 64}]
-
-
-@pytest.fixture(scope="module")
-async def imageproc(test_env: dict[str, str]) -> AsyncIterator[None]:
-    settings: Settings = settings_from({**test_env, "IMAGEPROC_CONCURRENCY": "2"}, Settings)
-    server = TestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server()
-    yield
-    await server.close()
 
 
 async def _run(broker: Broker, data: bytes) -> RpcMessage:

@@ -4,7 +4,8 @@ import pytest
 import pyvips
 
 from imageproc.operations import OPERATIONS, ProcessingError, run_pipeline
-from pipeline import OPERATION_MODELS, ImageFormat, ImageLimits, harden_vips, parse_pipeline
+from pipeline import OPERATION_MODELS, ImageFormat, ImageLimits, parse_pipeline
+from tests.imageproc.images import ramp
 
 LIMITS = ImageLimits()
 
@@ -18,11 +19,6 @@ MAGIC = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _hardened():
-    harden_vips()
-
-
 def _rgb(width: int, height: int, grey: int = 128) -> pyvips.Image:
     return (
         (pyvips.Image.black(width, height) + grey)
@@ -30,14 +26,6 @@ def _rgb(width: int, height: int, grey: int = 128) -> pyvips.Image:
         .copy(interpretation="srgb")
         .cast("uchar")
     )
-
-
-def _photo(width: int, height: int) -> pyvips.Image:
-    """Colourful content: a red/green ramp over a blue constant."""
-    xyz = pyvips.Image.xyz(width, height)
-    red = (xyz[0] * 255 / max(width - 1, 1)).cast("uchar")
-    green = (xyz[1] * 255 / max(height - 1, 1)).cast("uchar")
-    return red.bandjoin([green, 90]).copy(interpretation="srgb").cast("uchar")
 
 
 def _run(data: bytes, pipeline: list[dict[str, Any]], limits: ImageLimits = LIMITS):
@@ -72,7 +60,7 @@ def test_every_catalogue_operation_has_a_function():
     ],
 )
 def test_thumbnail_fits_inside_keeping_aspect_ratio(size, params, expected):
-    data = _photo(*size).pngsave_buffer()
+    data = ramp(*size).pngsave_buffer()
 
     result = _run(data, [{"op": "thumbnail", **params}])
 
@@ -82,7 +70,7 @@ def test_thumbnail_fits_inside_keeping_aspect_ratio(size, params, expected):
 
 
 def test_thumbnail_does_not_upscale_by_default():
-    data = _photo(40, 20).pngsave_buffer()
+    data = ramp(40, 20).pngsave_buffer()
 
     result = _run(data, [{"op": "thumbnail", "width": 400}])
 
@@ -90,7 +78,7 @@ def test_thumbnail_does_not_upscale_by_default():
 
 
 def test_thumbnail_upscales_when_asked():
-    data = _photo(40, 20).pngsave_buffer()
+    data = ramp(40, 20).pngsave_buffer()
 
     result = _run(data, [{"op": "thumbnail", "width": 400, "upscale": True}])
 
@@ -98,7 +86,7 @@ def test_thumbnail_upscales_when_asked():
 
 
 def test_thumbnail_after_another_operation():
-    data = _photo(400, 200).jpegsave_buffer()
+    data = ramp(400, 200).jpegsave_buffer()
 
     result = _run(data, [{"op": "grayscale"}, {"op": "thumbnail", "width": 100}])
 
@@ -107,7 +95,7 @@ def test_thumbnail_after_another_operation():
 
 
 def test_thumbnail_result_over_the_limits_is_refused():
-    data = _photo(40, 20).pngsave_buffer()
+    data = ramp(40, 20).pngsave_buffer()
 
     with pytest.raises(ProcessingError) as caught:
         _run(data, [{"op": "thumbnail", "height": 10000, "upscale": True}])
@@ -122,7 +110,7 @@ def test_thumbnail_result_over_the_limits_is_refused():
 
 
 def test_grayscale_gives_one_band():
-    data = _photo(30, 20).jpegsave_buffer()
+    data = ramp(30, 20).jpegsave_buffer()
 
     result = _run(data, [{"op": "grayscale"}])
 
@@ -133,7 +121,7 @@ def test_grayscale_gives_one_band():
 
 
 def test_grayscale_keeps_alpha():
-    data = _photo(30, 20).bandjoin(200).pngsave_buffer()
+    data = ramp(30, 20).bandjoin(200).pngsave_buffer()
 
     result = _run(data, [{"op": "grayscale"}])
 
@@ -154,7 +142,7 @@ def _black_fraction(image: pyvips.Image) -> float:
 
 
 def test_dither_gives_pure_black_and_white_png():
-    data = _photo(120, 80).jpegsave_buffer()
+    data = ramp(120, 80).jpegsave_buffer()
 
     result = _run(data, [{"op": "dither"}])
 
@@ -167,7 +155,7 @@ def test_dither_gives_pure_black_and_white_png():
 
 
 def test_dither_png_is_one_bit_deep():
-    result = _run(_photo(64, 64).pngsave_buffer(), [{"op": "dither"}])
+    result = _run(ramp(64, 64).pngsave_buffer(), [{"op": "dither"}])
 
     # IHDR: 8-byte signature, 4 length, 4 type, 4 width, 4 height, then the bit depth.
     assert result.data[24] == 1
@@ -199,7 +187,7 @@ def test_dither_treats_transparency_as_white():
 
 
 def test_convert_after_dither_changes_the_format():
-    data = _photo(50, 50).pngsave_buffer()
+    data = ramp(50, 50).pngsave_buffer()
 
     result = _run(data, [{"op": "dither"}, {"op": "convert", "format": "webp"}])
 
@@ -208,7 +196,7 @@ def test_convert_after_dither_changes_the_format():
 
 
 def test_thumbnail_after_dither_is_no_longer_one_bit():
-    data = _photo(100, 100).pngsave_buffer()
+    data = ramp(100, 100).pngsave_buffer()
 
     result = _run(data, [{"op": "dither"}, {"op": "thumbnail", "width": 33}])
 
@@ -221,7 +209,7 @@ def test_thumbnail_after_dither_is_no_longer_one_bit():
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
 def test_convert_sets_magic_and_content_type(fmt):
-    data = _photo(40, 30).pngsave_buffer()
+    data = ramp(40, 30).pngsave_buffer()
 
     result = _run(data, [{"op": "convert", "format": fmt}])
 
@@ -232,7 +220,7 @@ def test_convert_sets_magic_and_content_type(fmt):
 
 
 def test_convert_quality_changes_the_size():
-    data = _photo(200, 200).pngsave_buffer()
+    data = ramp(200, 200).pngsave_buffer()
 
     low = _run(data, [{"op": "convert", "format": "jpeg", "quality": 10}])
     high = _run(data, [{"op": "convert", "format": "jpeg", "quality": 95}])
@@ -241,7 +229,7 @@ def test_convert_quality_changes_the_size():
 
 
 def test_convert_to_jpeg_flattens_alpha():
-    data = _photo(20, 20).bandjoin(128).pngsave_buffer()
+    data = ramp(20, 20).bandjoin(128).pngsave_buffer()
 
     result = _run(data, [{"op": "convert", "format": "jpeg"}])
 
@@ -250,7 +238,7 @@ def test_convert_to_jpeg_flattens_alpha():
 
 @pytest.mark.parametrize("fmt", list(ImageFormat))
 def test_empty_pipeline_keeps_the_input_format(fmt):
-    data = _photo(16, 12).write_to_buffer(fmt.extension)
+    data = ramp(16, 12).write_to_buffer(fmt.extension)
 
     result = _run(data, [])
 
@@ -261,7 +249,7 @@ def test_empty_pipeline_keeps_the_input_format(fmt):
 
 
 def test_steps_record_each_operation():
-    data = _photo(40, 30).pngsave_buffer()
+    data = ramp(40, 30).pngsave_buffer()
 
     result = _run(data, [{"op": "thumbnail", "width": 20}, {"op": "convert", "format": "webp"}])
 
@@ -280,7 +268,7 @@ def test_steps_record_each_operation():
     "pipeline", [[], [{"op": "grayscale"}], [{"op": "thumbnail", "width": 1000}]]
 )
 def test_exif_orientation_is_applied(pipeline):
-    data = _with_exif_orientation(_photo(40, 20), 6)
+    data = _with_exif_orientation(ramp(40, 20), 6)
     assert _decode(data).get("orientation") == 6
 
     out = _decode(_run(data, pipeline).data)
@@ -291,7 +279,7 @@ def test_exif_orientation_is_applied(pipeline):
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
 def test_metadata_is_stripped(fmt):
-    data = _with_exif_orientation(_photo(40, 20), 1)
+    data = _with_exif_orientation(ramp(40, 20), 1)
     assert "exif-data" in _decode(data).get_fields()
 
     out = _decode(_run(data, [{"op": "convert", "format": fmt}]).data)
@@ -303,7 +291,7 @@ def test_metadata_is_stripped(fmt):
 
 
 def test_output_is_srgb():
-    data = _photo(20, 20).colourspace("lab").tiffsave_buffer()
+    data = ramp(20, 20).colourspace("lab").tiffsave_buffer()
 
     result = _run(data, [{"op": "convert", "format": "png"}])
 
@@ -363,7 +351,7 @@ def test_failing_operation_is_named(monkeypatch):
         return canvas.image.flip("sideways-ish")
 
     monkeypatch.setitem(OPERATIONS, "grayscale", broken)
-    data = _photo(10, 10).pngsave_buffer()
+    data = ramp(10, 10).pngsave_buffer()
 
     error = _refused(data, [{"op": "thumbnail", "width": 5}, {"op": "grayscale"}])
 

@@ -11,7 +11,8 @@ from imageproc._canvas import Canvas
 from imageproc._encode import encode
 from imageproc._info import describe_bytes, describe_image
 from imageproc.operations import run_pipeline
-from pipeline import ImageFormat, ImageLimits, PipelineError, harden_vips, parse_pipeline
+from pipeline import ImageFormat, ImageLimits, PipelineError, parse_pipeline
+from tests.imageproc.images import ramp
 
 LIMITS = ImageLimits()
 
@@ -36,22 +37,9 @@ XMP = (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _hardened():
-    harden_vips()
-
-
-def _photo(width: int, height: int) -> pyvips.Image:
-    """Colourful content: a red/green ramp over a blue constant."""
-    xyz = pyvips.Image.xyz(width, height)
-    red = (xyz[0] * 255 / max(width - 1, 1)).cast("uchar")
-    green = (xyz[1] * 255 / max(height - 1, 1)).cast("uchar")
-    return red.bandjoin([green, 90]).copy(interpretation="srgb").cast("uchar")
-
-
 def _noisy(width: int, height: int) -> pyvips.Image:
     noise = pyvips.Image.gaussnoise(width, height, sigma=30)
-    return (_photo(width, height) + noise).cast("uchar").copy(interpretation="srgb")
+    return (ramp(width, height) + noise).cast("uchar").copy(interpretation="srgb")
 
 
 def _run(data: bytes, pipeline: list[dict[str, Any]]):
@@ -96,7 +84,7 @@ def _pillow_exif(data: bytes) -> Image.Exif:
 
 @pytest.mark.parametrize("fmt", list(ImageFormat))
 def test_convert_writes_each_format(fmt):
-    result = _run(_photo(24, 16).pngsave_buffer(), [{"op": "convert", "format": fmt.value}])
+    result = _run(ramp(24, 16).pngsave_buffer(), [{"op": "convert", "format": fmt.value}])
 
     assert result.data.startswith(MAGIC[fmt.value])
     assert result.content_type == fmt.content_type
@@ -115,7 +103,7 @@ def test_lower_quality_gives_a_smaller_file(fmt, size):
 
 
 def test_progressive_jpeg_has_a_progressive_frame():
-    data = _photo(64, 64).pngsave_buffer()
+    data = ramp(64, 64).pngsave_buffer()
 
     baseline = _run(data, [{"op": "convert", "format": "jpeg"}]).data
     progressive = _run(data, [{"op": "convert", "format": "jpeg", "progressive": True}]).data
@@ -128,7 +116,7 @@ def test_progressive_jpeg_has_a_progressive_frame():
 
 @pytest.mark.parametrize(("progressive", "interlace"), [(False, 0), (True, 1)])
 def test_progressive_png_is_interlaced(progressive, interlace):
-    data = _photo(32, 32).jpegsave_buffer()
+    data = ramp(32, 32).jpegsave_buffer()
 
     out = _run(data, [{"op": "convert", "format": "png", "progressive": progressive}]).data
 
@@ -139,7 +127,7 @@ def test_progressive_png_is_interlaced(progressive, interlace):
 
 @pytest.mark.parametrize(("progressive", "interlaced"), [(False, False), (True, True)])
 def test_progressive_gif_is_interlaced(progressive, interlaced):
-    data = _photo(32, 32).pngsave_buffer()
+    data = ramp(32, 32).pngsave_buffer()
 
     out = _run(data, [{"op": "convert", "format": "gif", "progressive": progressive}]).data
 
@@ -209,7 +197,7 @@ def test_gif_has_at_most_256_colours():
 
 
 def test_tiff_is_deflate_compressed():
-    data = _run(_photo(64, 64).pngsave_buffer(), [{"op": "convert", "format": "tiff"}]).data
+    data = _run(ramp(64, 64).pngsave_buffer(), [{"op": "convert", "format": "tiff"}]).data
 
     assert Image.open(io.BytesIO(data)).info["compression"] == "tiff_adobe_deflate"
 
@@ -244,7 +232,7 @@ def test_palette_colours_limit_gif():
 
 
 def test_grey_palette_png_stays_grey():
-    grey = _photo(32, 32).colourspace("b-w")
+    grey = ramp(32, 32).colourspace("b-w")
 
     out = _decode(encode(Canvas(grey, ImageFormat.PNG, palette_colours=16)))
 
@@ -253,7 +241,7 @@ def test_grey_palette_png_stays_grey():
 
 @pytest.mark.parametrize("fmt", [ImageFormat.PNG, ImageFormat.TIFF, ImageFormat.GIF])
 def test_bilevel_is_saved_as_black_and_white(fmt):
-    image = (_photo(32, 32).colourspace("b-w") > 128).ifthenelse(255, 0).cast("uchar")
+    image = (ramp(32, 32).colourspace("b-w") > 128).ifthenelse(255, 0).cast("uchar")
 
     out = _decode(encode(Canvas(image.copy(interpretation="b-w"), fmt, bilevel=True)))
 
@@ -321,7 +309,7 @@ def test_kept_xmp_loses_its_gps():
 
 
 def test_xmp_with_gps_the_scrubber_misses_is_dropped():
-    image = _photo(20, 20)
+    image = ramp(20, 20)
     image.set_type(pyvips.GValue.blob_type, "xmp-data", b"<x><a:GPSLatitude>51</x>")
 
     data = encode(Canvas(image, ImageFormat.JPEG, keep=frozenset({"xmp"})))
@@ -330,7 +318,7 @@ def test_xmp_with_gps_the_scrubber_misses_is_dropped():
 
 
 def _p3_png() -> tuple[pyvips.Image, bytes]:
-    image = _photo(32, 32).icc_transform("p3", input_profile="srgb")
+    image = ramp(32, 32).icc_transform("p3", input_profile="srgb")
     return image, bytes(image.pngsave_buffer())
 
 
@@ -351,11 +339,11 @@ def test_without_icc_the_pixels_are_converted_to_srgb():
 
     assert "icc-profile-data" not in out.get_fields()
     assert (out - image).abs().max() > 10
-    assert (out - _photo(32, 32)).abs().avg() < 1
+    assert (out - ramp(32, 32)).abs().avg() < 1
 
 
 def test_kept_icc_of_cmyk_becomes_srgb_with_its_profile():
-    cmyk = _photo(32, 32).icc_transform("cmyk", input_profile="srgb").jpegsave_buffer()
+    cmyk = ramp(32, 32).icc_transform("cmyk", input_profile="srgb").jpegsave_buffer()
 
     result = _run(cmyk, [{"op": "strip", "keep": ["icc"]}])
 
@@ -392,12 +380,12 @@ def test_strip_refuses_bad_keep(keep):
 
 
 def test_info_leaves_the_image_alone():
-    data = _photo(30, 20).pngsave_buffer()
+    data = ramp(30, 20).pngsave_buffer()
 
     result = _run(data, [{"op": "info"}])
 
     assert [(step.op, step.params) for step in result.steps] == [("info", {})]
-    assert (_decode(result.data) - _photo(30, 20)).abs().max() == 0
+    assert (_decode(result.data) - ramp(30, 20)).abs().max() == 0
 
 
 def test_describe_jpeg_with_camera_exif():
@@ -450,7 +438,7 @@ def test_describe_exposure_numbers():
 
 
 def test_describe_png_with_alpha():
-    data = _photo(30, 20).bandjoin(128).pngsave_buffer(keep="none")
+    data = ramp(30, 20).bandjoin(128).pngsave_buffer(keep="none")
 
     info = describe_bytes(data)
 
@@ -459,7 +447,7 @@ def test_describe_png_with_alpha():
 
 
 def test_describe_animated_gif():
-    frames = [_photo(20, 10) * (0.5 + i / 4) for i in range(3)]
+    frames = [ramp(20, 10) * (0.5 + i / 4) for i in range(3)]
     strip = pyvips.Image.arrayjoin(frames, across=1).cast("uchar").copy(interpretation="srgb")
     strip.set_type(pyvips.GValue.gint_type, "page-height", 10)
     strip.set_type(pyvips.GValue.gint_type, "n-pages", 3)

@@ -8,28 +8,16 @@ import pyvips
 
 from imageproc._dither import bayer_matrix
 from imageproc.operations import run_pipeline
-from pipeline import ImageLimits, harden_vips, parse_pipeline
+from pipeline import ImageLimits, parse_pipeline
+from tests.imageproc.images import ramp
 
 LIMITS = ImageLimits()
 PHOTO_DIRS = (Path("/usr/share/backgrounds"), Path("/usr/share/wallpapers"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _hardened():
-    harden_vips()
-
-
 def _flat(width: int, height: int, grey: int, bands: int = 3) -> pyvips.Image:
     image = (pyvips.Image.black(width, height, bands=bands) + grey).cast("uchar")
     return image.copy(interpretation="srgb" if bands >= 3 else "b-w")
-
-
-def _photo(width: int, height: int) -> pyvips.Image:
-    """Colourful content: a red/green ramp over a blue constant."""
-    xyz = pyvips.Image.xyz(width, height)
-    red = (xyz[0] * 255 / max(width - 1, 1)).cast("uchar")
-    green = (xyz[1] * 255 / max(height - 1, 1)).cast("uchar")
-    return red.bandjoin([green, 90]).copy(interpretation="srgb").cast("uchar")
 
 
 def _noise(width: int, height: int) -> pyvips.Image:
@@ -82,7 +70,7 @@ KEEP_ALPHA: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("op", KEEP_ALPHA, ids=lambda op: op["op"])
 def test_colour_operations_keep_size_bands_and_alpha(op):
-    image = _photo(120, 80).bandjoin(_flat(120, 80, 0, bands=1) + 77)
+    image = ramp(120, 80).bandjoin(_flat(120, 80, 0, bands=1) + 77)
 
     out = _run_image(image, [op])
 
@@ -97,18 +85,18 @@ def test_colour_operations_keep_size_bands_and_alpha(op):
     ids=lambda op: op["op"],
 )
 def test_grey_stays_grey(op):
-    out = _run_image(_photo(60, 40).colourspace("b-w"), [op])
+    out = _run_image(ramp(60, 40).colourspace("b-w"), [op])
 
     assert (out.interpretation, out.bands) == ("b-w", 1)
 
 
 def test_sixteen_bit_input_is_scaled_not_clipped():
-    image = (_photo(40, 40).cast("ushort") * 257).copy(interpretation="rgb16")
+    image = (ramp(40, 40).cast("ushort") * 257).copy(interpretation="rgb16")
 
     out = _run_image(image, [{"op": "brightness", "factor": 1}])
 
     assert (out.format, out.interpretation) == ("uchar", "srgb")
-    assert _band_means(out) == pytest.approx(_band_means(_photo(40, 40)), abs=1)
+    assert _band_means(out) == pytest.approx(_band_means(ramp(40, 40)), abs=1)
 
 
 # --- blur and sharpen ----------------------------------------------------------------
@@ -173,7 +161,7 @@ def test_brightness_doubles_a_dark_image():
 
 
 def test_brightness_clips_at_white():
-    out = _run_image(_photo(64, 64), [{"op": "brightness", "factor": 2}])
+    out = _run_image(ramp(64, 64), [{"op": "brightness", "factor": 2}])
 
     assert out.max() == 255
     # Red ramps 0..255 over 64 columns: columns with red over 127 all end at 255.
@@ -189,7 +177,7 @@ def test_brightness_zero_is_black_and_leaves_alpha():
 
 
 def test_contrast_zero_gives_flat_mid_grey():
-    out = _run_image(_photo(64, 48), [{"op": "contrast", "factor": 0}])
+    out = _run_image(ramp(64, 48), [{"op": "contrast", "factor": 0}])
 
     assert _values(out) == {128}
 
@@ -231,7 +219,7 @@ def test_bayer_matrix_holds_each_threshold_once(size):
 
 
 def test_bayer_gives_a_one_bit_png():
-    result = _run(_photo(64, 64).jpegsave_buffer(), [{"op": "dither", "method": "bayer"}])
+    result = _run(ramp(64, 64).jpegsave_buffer(), [{"op": "dither", "method": "bayer"}])
 
     assert result.content_type == "image/png"
     assert result.data[24] == 1
@@ -291,7 +279,7 @@ def test_bayer_treats_transparency_as_white():
 
 @pytest.mark.parametrize(("colours", "tolerance"), [(2, 8), (4, 4), (16, 3), (256, 2)])
 def test_palette_keeps_at_most_n_colours_and_the_mean(colours, tolerance):
-    image = _photo(160, 120)
+    image = ramp(160, 120)
 
     result = _run(
         bytes(image.pngsave_buffer()), [{"op": "dither", "method": "palette", "colours": colours}]
@@ -305,13 +293,13 @@ def test_palette_keeps_at_most_n_colours_and_the_mean(colours, tolerance):
 
 
 def test_palette_defaults_to_sixteen_colours():
-    out = _run_image(_photo(160, 120), [{"op": "dither", "method": "palette"}])
+    out = _run_image(ramp(160, 120), [{"op": "dither", "method": "palette"}])
 
     assert 8 < len(_colours(out)) <= 16
 
 
 def test_palette_result_survives_a_convert():
-    data = bytes(_photo(80, 60).pngsave_buffer())
+    data = bytes(ramp(80, 60).pngsave_buffer())
     pipeline: list[dict[str, Any]] = [
         {"op": "dither", "method": "palette", "colours": 4},
         {"op": "convert", "format": "webp"},
@@ -374,7 +362,7 @@ def test_watermark_edges_and_centre(gravity):
 
 
 def test_watermark_opacity_zero_leaves_the_image_unchanged():
-    image = _photo(120, 80)
+    image = ramp(120, 80)
     data = bytes(image.pngsave_buffer())
 
     out = _decode(_run(data, [{"op": "watermark", "text": "x", "opacity": 0}]).data)
@@ -428,7 +416,7 @@ def test_watermark_on_grey_gives_colour_and_keeps_alpha():
 # --- real photographs ----------------------------------------------------------------
 
 
-def _smallest_photo() -> Path | None:
+def _smallestramp() -> Path | None:
     photos = [path for folder in PHOTO_DIRS if folder.is_dir() for path in folder.rglob("*.jpg")]
     if not photos:
         return None
@@ -441,8 +429,8 @@ def _pixels(path: Path) -> int:
 
 
 @pytest.mark.parametrize("method", ["floyd-steinberg", "bayer", "palette"])
-def test_dither_a_real_photo(method):
-    path = _smallest_photo()
+def test_dither_a_realramp(method):
+    path = _smallestramp()
     if path is None:
         pytest.skip("no photographs under /usr/share/backgrounds or /usr/share/wallpapers")
     data = path.read_bytes()
