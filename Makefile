@@ -6,7 +6,7 @@ PY      := .venv/bin/python
 STACK   := $(PY) tools/stack.py
 UV      := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help venv deps test-deps infra up down status logs lint typecheck test clean
+.PHONY: help venv deps test-deps infra up down status logs lint typecheck test bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ test: venv test-deps ## venv + deps + infra, then pytest, lint and typecheck
 	.venv/bin/pytest
 	$(MAKE) lint
 	$(MAKE) typecheck
+
+bench: venv ## worker memory (24 MP JPEG peak RSS) + libvips tuning -> benchmarks/results/
+	$(PY) -m benchmarks.memory
 
 clean: down ## stop the stack and delete .stack, .venv and tools/node_modules
 	rm -rf .stack .venv tools/node_modules
