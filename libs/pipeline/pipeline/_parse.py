@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -23,10 +23,15 @@ def parse_pipeline(raw: object, *, max_ops: int = DEFAULT_MAX_OPS) -> tuple[Oper
     Operations are numbered from 1 in error messages. An empty pipeline is valid:
     it means "re-encode the image as it is".
     """
-    items = _as_list(raw)
-    if len(items) > max_ops:
-        raise PipelineError(f"pipeline has {len(items)} operations; at most {max_ops} are allowed")
-    return tuple(_parse_one(number, item) for number, item in enumerate(items, start=1))
+    try:
+        items = _as_list(raw)
+        if len(items) > max_ops:
+            raise PipelineError(
+                f"pipeline has {len(items)} operations; at most {max_ops} are allowed"
+            )
+        return tuple(_parse_one(number, item) for number, item in enumerate(items, start=1))
+    except RecursionError:
+        raise PipelineError("pipeline is nested too deeply") from None
 
 
 def pipeline_to_json(ops: Sequence[Operation]) -> list[dict[str, Any]]:
@@ -54,30 +59,54 @@ def _parse_one(number: int, item: object) -> Operation:
     model = OPERATION_MODELS.get(name) if isinstance(name, str) else None
     if model is None:
         known = ", ".join(sorted(OPERATION_MODELS))
-        raise PipelineError(
-            f"operation {number}: unknown operation {json.dumps(name)}; known: {known}"
-        )
+        raise PipelineError(f"operation {number}: unknown operation {_quote(name)}; known: {known}")
     try:
         return model.model_validate(item)
     except ValidationError as exc:
-        problems = "; ".join(_plain(error, model) for error in exc.errors())
-        raise PipelineError(f"operation {number} ({name}): {problems}") from None
+        problems = _unique(_plain(error, model) for error in exc.errors())
+        message = f"operation {number} ({name}): {'; '.join(problems)}"
+        raise PipelineError(_bounded(message)) from None
 
 
 def _plain(error: ErrorDetails, model: type[BaseModel]) -> str:
     """One pydantic error in plain words, naming the parameter."""
-    param = ".".join(str(part) for part in error["loc"])
+    param = _quote(".".join(str(part) for part in error["loc"]), quoted=False)
     ctx = error.get("ctx", {})
     kind = error["type"]
     if kind == "extra_forbidden":
         known = ", ".join(name for name in model.model_fields if name != "op") or "none"
-        return f'unknown parameter "{param}" (parameters: {known})'
+        return f"unknown parameter {_quote(error['loc'][-1])} (parameters: {known})"
     if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
+        return _single_line(str(ctx.get("error", error["msg"])))
     message = _MESSAGES.get(kind)
     if message is None:
         return f"{param}: {error['msg'][:1].lower()}{error['msg'][1:]}"
     return f"{param} {message.format(**ctx)}"
+
+
+MAX_MESSAGE = 500
+"""Error messages echo what the client sent: escaped and cut, never the whole input."""
+
+
+def _quote(value: object, *, quoted: bool = True, limit: int = 60) -> str:
+    """A client-supplied value as JSON text on one line, cut to `limit` characters."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = json.dumps(value) if quoted else _single_line(str(value))
+    else:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def _single_line(text: str) -> str:
+    return json.dumps(text)[1:-1] if any(ch < " " for ch in text) else text
+
+
+def _unique(messages: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(messages))
+
+
+def _bounded(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else f"{message[: MAX_MESSAGE - 1]}…"
 
 
 _MESSAGES = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ._model import OpModel
 
@@ -20,6 +20,11 @@ __all__ = [
     "Sharpen",
     "Watermark",
 ]
+
+
+_PRINTABLE_TEXT = (
+    r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$"
+)
 
 
 class Grayscale(OpModel):
@@ -93,6 +98,18 @@ class Dither(OpModel):
     A later convert can change the format.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "dependentSchemas": {
+                "matrix_size": {
+                    "properties": {"method": {"const": "bayer"}},
+                    "required": ["method"],
+                },
+                "colours": {"properties": {"method": {"const": "palette"}}, "required": ["method"]},
+            }
+        }
+    )
+
     op: Literal["dither"] = "dither"
     method: Literal["floyd-steinberg", "bayer", "palette"] = Field(
         default="floyd-steinberg", description="Dithering method."
@@ -121,7 +138,14 @@ class Watermark(OpModel):
     """
 
     op: Literal["watermark"] = "watermark"
-    text: str = Field(min_length=1, max_length=200, description="The text, drawn as it is.")
+    text: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The text, drawn as it is.",
+        # What the validator below enforces: something besides spaces, no control characters
+        # (newlines allowed). In the schema only, so the model keeps its plain message.
+        json_schema_extra={"pattern": _PRINTABLE_TEXT},
+    )
     font_size: int = Field(default=24, ge=6, le=400, description="Font size in pixels.")
     opacity: float = Field(default=0.5, ge=0, le=1, description="0 invisible, 1 opaque text.")
     gravity: Literal[
