@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -16,11 +19,14 @@ from messaging import (
     Envelope,
     MessageContext,
     MessageTooLarge,
+    PermanentError,
     RpcError,
     RpcMessage,
     RpcTimeout,
     RpcUnavailable,
     Unroutable,
+    delivery_attempts,
+    retry_delay,
 )
 from messaging.events import ErrorInfo, Event, ExchangeKind, JobFailed
 from messaging.topology import QueueSpec, RpcRoute
@@ -93,18 +99,128 @@ async def test_publish_consume_carries_envelope_and_follow_ups_are_deterministic
     )
 
 
-async def test_handler_failure_parks_message_with_error(broker: Broker) -> None:
+@pytest.fixture
+async def quick(broker_settings: BrokerSettings) -> AsyncIterator[Broker]:
+    """A broker with fast back-off: 0.2 s, then 0.4 s (repeating), 4 attempts."""
+    fast = broker_settings.model_copy(
+        update={"amqp_retry_delays": (0.2, 0.4), "amqp_max_attempts": 4}
+    )
+    async with Broker(fast, service="tests") as connected:
+        yield connected
+
+
+async def test_a_failing_handler_is_retried_with_back_off_until_it_succeeds(quick: Broker) -> None:
     spec = _spec()
+    attempts: list[tuple[float, int]] = []
+    started = time.monotonic()
+
+    async def flaky(event: Pinged, ctx: MessageContext) -> None:
+        attempts.append((time.monotonic() - started, len(attempts) + 1))
+        if len(attempts) < 3:
+            raise ConnectionError("S3 is down")
+
+    await quick.subscribe(spec, flaky, Pinged)
+    await quick.publish(Pinged(job_id="job-r", n=1))
+    await async_wait_for(lambda: len(attempts) >= 3, timeout=10)
+    gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.2
+    assert gaps[1] >= 0.4
+    parked, _ = await quick.queue_depth(spec.parking_name)
+    assert parked == 0
+
+
+async def test_a_handler_that_keeps_failing_is_parked_after_its_last_attempt(quick: Broker) -> None:
+    spec = _spec()
+    calls: list[int] = []
+    told: list[str] = []
 
     async def explode(event: Pinged, ctx: MessageContext) -> None:
+        calls.append(event.n)
         raise RuntimeError(f"boom {event.n}")
 
-    await broker.subscribe(spec, explode, Pinged)
-    await broker.publish(Pinged(job_id="job-2", n=3))
-    [parked] = await _parked(broker, spec, 1)
-    assert parked.headers["x-imagemesh-error"] == "RuntimeError: boom 3"
+    async def on_park(event: Pinged, ctx: MessageContext, error: str) -> None:
+        told.append(error)
+
+    await quick.subscribe(spec, explode, Pinged, on_park=on_park)
+    await quick.publish(Pinged(job_id="job-2", n=3))
+    [parked] = await _parked(quick, spec, 1)
+    assert len(calls) == 4
+    assert told == ["gave up after 4 attempts: RuntimeError: boom 3"]
+    assert parked.headers["x-imagemesh-error"] == told[0]
     assert parked.headers["x-imagemesh-queue"] == spec.name
     assert parked.correlation_id == "job-2"
+    assert delivery_attempts(parked.headers, spec) == 3
+
+
+async def test_a_permanent_error_is_parked_at_once(quick: Broker) -> None:
+    spec = _spec()
+    calls: list[int] = []
+
+    async def refuse(event: Pinged, ctx: MessageContext) -> None:
+        calls.append(1)
+        raise PermanentError("cannot ever work")
+
+    await quick.subscribe(spec, refuse, Pinged)
+    await quick.publish(Pinged(job_id="job-p", n=1))
+    [parked] = await _parked(quick, spec, 1)
+    assert calls == [1]
+    assert parked.headers["x-imagemesh-error"] == "permanent: cannot ever work"
+
+
+async def test_an_oversized_message_is_parked_unread(
+    broker: Broker, broker_settings: BrokerSettings
+) -> None:
+    spec = _spec()
+    small = broker_settings.model_copy(update={"amqp_max_message_bytes": 1024})
+    handled: list[Pinged] = []
+
+    async def handle(event: Pinged, ctx: MessageContext) -> None:
+        handled.append(event)
+
+    async with Broker(small, service="tests") as strict:
+        await strict.subscribe(spec, handle, Pinged)
+        envelope = broker.envelope_for(Pinged(job_id="job-big", n=1))
+        exchange = await (await broker.channel()).get_exchange(broker.settings.amqp_exchange_events)
+        await exchange.publish(envelope.to_message(b" " * 2048), Pinged.type)
+        [parked] = await _parked(broker, spec, 1)
+    assert "too large" in str(parked.headers["x-imagemesh-error"])
+    assert handled == []
+
+
+async def test_an_rpc_request_nobody_can_answer_is_parked(broker: Broker) -> None:
+    route = RpcRoute(f"test.noreply.{uuid.uuid4().hex[:8]}")
+
+    async def echo(request: RpcMessage) -> RpcMessage:
+        return request
+
+    await broker.serve(route, echo)
+    exchange = await (await broker.channel()).get_exchange("imagemesh.rpc")
+    await exchange.publish(RpcMessage({"a": 1}).to_message(), route.name)
+    channel = await broker.channel()
+    queue = await channel.declare_queue(route.parking_name, passive=True)
+    parked = await async_wait_for(lambda: queue.get(fail=False, no_ack=True), timeout=10)
+    assert "without reply_to" in str(parked.headers["x-imagemesh-error"])
+
+
+def test_attempts_are_counted_from_x_death_of_the_queues_own_delay_queues() -> None:
+    spec = QueueSpec("q", (("events", "x"),))
+    headers = {
+        "x-death": [
+            {"queue": "q.delay.1s", "reason": "expired", "count": 2},
+            {"queue": "q.delay.5s", "reason": "expired", "count": 1},
+            {"queue": "other.delay.1s", "reason": "expired", "count": 7},
+            {"queue": "q", "reason": "rejected", "count": 1},
+        ]
+    }
+    assert delivery_attempts(headers, spec) == 3
+    assert delivery_attempts({}, spec) == 0
+    assert [retry_delay(n, (1.0, 5.0, 30.0)) for n in (1, 2, 3, 4, 9)] == [
+        1.0,
+        5.0,
+        30.0,
+        30.0,
+        30.0,
+    ]
 
 
 async def test_malformed_message_is_parked_not_dropped(broker: Broker) -> None:

@@ -11,15 +11,9 @@ a parking lot for failures, RPC with timeouts, and per-message log context.
 """
 
 from . import events, topology
-from ._broker import (
-    Broker,
-    Handler,
-    MessageContext,
-    MessageTooLarge,
-    PermanentError,
-    RpcHandler,
-    Unroutable,
-)
+from ._broker import Broker, MessageTooLarge, RpcHandler, Unroutable
+from ._consumer import Handler, ParkHandler, delivery_attempts, retry_delay
+from ._context import MessageContext, PermanentError
 from ._envelope import Envelope, EnvelopeError, follow_up_id, new_event_id
 from ._settings import BrokerSettings
 from .rpc import RpcError, RpcMessage, RpcTimeout, RpcUnavailable
@@ -32,6 +26,7 @@ __all__ = [
     "Handler",
     "MessageContext",
     "MessageTooLarge",
+    "ParkHandler",
     "PermanentError",
     "RpcError",
     "RpcHandler",
@@ -39,8 +34,10 @@ __all__ = [
     "RpcTimeout",
     "RpcUnavailable",
     "Unroutable",
+    "delivery_attempts",
     "events",
     "follow_up_id",
     "new_event_id",
+    "retry_delay",
     "topology",
 ]

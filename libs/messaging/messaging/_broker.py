@@ -8,11 +8,10 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import aio_pika
 import structlog
@@ -23,14 +22,13 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import ChannelInvalidStateError, PublishError
-from pydantic import ValidationError
+from aio_pika.exceptions import PublishError
 
 from . import topology
-from ._envelope import Envelope, EnvelopeError, follow_up_id, new_event_id
+from ._consumer import E, Handler, ParkHandler, _Consumer, settle
+from ._envelope import Envelope, follow_up_id, new_event_id
 from ._settings import BrokerSettings
 from .events import Event
-from .logs import message_context
 from .rpc import (
     ERROR_CODE_HEADER,
     ERROR_MESSAGE_HEADER,
@@ -44,11 +42,12 @@ from .rpc import (
 
 log = structlog.get_logger("messaging")
 
-E = TypeVar("E", bound=Event)
-Handler = Callable[[E, "MessageContext"], Awaitable[None]]
 RpcHandler = Callable[[RpcMessage], Awaitable[RpcMessage]]
 PUBLISH_TIMEOUT = 30.0
+FLOW_CHECK_TIMEOUT = 0.05
 PARK_ERROR_HEADER = "x-imagemesh-error"
+LAST_ERROR_HEADER = "x-imagemesh-last-error"
+QUEUE_HEADER = "x-imagemesh-queue"
 
 
 class MessageTooLarge(ValueError):
@@ -60,23 +59,6 @@ class MessageTooLarge(ValueError):
 
 class Unroutable(RuntimeError):
     """The broker could not route a mandatory message: no queue is bound for it."""
-
-
-class PermanentError(Exception):
-    """Raised by a handler when a message can never succeed: it is parked at once."""
-
-
-@dataclass(frozen=True, slots=True)
-class MessageContext:
-    """What a handler knows about the message it handles, and how it answers it."""
-
-    envelope: Envelope
-    broker: Broker
-
-    async def publish(self, event: Event, *, key: str = "") -> Envelope:
-        """Publish a follow-up event. Its id derives from this message's id (+ `key` when one
-        message causes several events of a type), so a redelivery publishes the same ids."""
-        return await self.broker.publish(event, cause=self.envelope, key=key)
 
 
 class Broker:
@@ -157,6 +139,18 @@ class Broker:
             raise RuntimeError("Broker is not connected; use `async with Broker(...)`")
         return self._connection
 
+    async def accepts_publishes(self) -> bool:
+        """False while disconnected or while the broker blocks publishers (memory or disk
+        alarm): a publish now would wait instead of being confirmed."""
+        transport = getattr(self._connection, "transport", None)
+        if transport is None or not self.is_healthy():
+            return False
+        try:
+            await asyncio.wait_for(transport.connection.ready(), FLOW_CHECK_TIMEOUT)
+        except TimeoutError:
+            return False
+        return True
+
     async def ping(self) -> bool:
         """Readiness: connected, with an open channel."""
         return self.is_healthy()
@@ -165,7 +159,7 @@ class Broker:
         channel = self._publish_channel
         return (
             self._connection is not None
-            and not self._connection.is_closed
+            and self._connection.connected.is_set()  # false while reconnecting
             and channel is not None
             and not channel.is_closed
         )
@@ -232,57 +226,55 @@ class Broker:
         accepts: type[E] | tuple[type[E], ...],
         *,
         prefetch: int = 8,
+        on_park: ParkHandler[E] | None = None,
     ) -> None:
-        """Consume `spec` with `handler`. The message is acked only after the handler (and
-        the publishes it awaited) finished; a failure parks it with the error, never drops it."""
+        """Consume `spec` with `handler`. A message is acked only after the handler (and the
+        publishes it awaited) finished. A failure is retried after a back-off delay; after
+        the last attempt, or at once for PermanentError and malformed messages, the message
+        is parked with its error (and `on_park` is told, for messages that parsed)."""
         channel = await self.channel(prefetch=prefetch)
         queue = await topology.declare_work_queue(channel, self.settings, spec)
         by_type = {cls.type: cls for cls in (accepts if isinstance(accepts, tuple) else (accepts,))}
+        consumer = _Consumer(self, spec, by_type, handler, on_park)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            await self._tracked(self._handle(spec, by_type, handler, message))
+            await self._tracked(consumer.handle(message))
 
         tag = await queue.consume(on_message)
         self._consumers.append((queue, tag))
         log.info("consuming", queue=spec.name, prefetch=prefetch)
 
-    async def _handle(
-        self,
-        spec: topology.QueueSpec,
-        by_type: dict[str, type[E]],
-        handler: Handler[E],
-        message: AbstractIncomingMessage,
-    ) -> None:
-        try:
-            envelope = Envelope.from_message(message)
-            event_cls = by_type.get(envelope.type)
-            if event_cls is None:
-                raise EnvelopeError(f"unexpected event type {envelope.type!r} on {spec.name}")
-            event = event_cls.model_validate_json(message.body)
-        except (EnvelopeError, ValidationError) as exc:
-            log.error("message_malformed", queue=spec.name, error=str(exc))
-            await self._park(spec, message, f"malformed: {exc}")
-            return
-        with message_context(envelope, queue=spec.name):
-            started = time.monotonic()
-            try:
-                await handler(event, MessageContext(envelope, self))
-            except Exception as exc:
-                log.exception("message_failed", duration_ms=_ms_since(started))
-                await self._park(spec, message, f"{type(exc).__name__}: {exc}")
-                return
-            await _settle(message.ack())
-            log.info("message_handled", duration_ms=_ms_since(started))
-
-    async def _park(
-        self, spec: topology.QueueSpec, message: AbstractIncomingMessage, error: str
-    ) -> None:
-        """Move a message that failed to the queue's parking lot, with the error attached."""
+    async def park(self, queue: str, message: AbstractIncomingMessage, error: str) -> None:
+        """Move a message to `queue`'s parking lot with the error attached, then ack it."""
         headers = dict(message.headers or {})
         headers[PARK_ERROR_HEADER] = error[:1000]
         headers["x-imagemesh-parked-at"] = datetime.now(UTC).isoformat()
-        headers["x-imagemesh-queue"] = spec.name
-        parked = aio_pika.Message(
+        headers[QUEUE_HEADER] = queue
+        exchange = self._exchanges[topology.DEAD_LETTER_EXCHANGE]
+        if await self._republish(message, exchange, queue, headers):
+            log.warning(
+                "message_parked", queue=queue, parking=topology.parking_name(queue), error=error
+            )
+
+    async def retry_later(
+        self, spec: topology.QueueSpec, message: AbstractIncomingMessage, delay: float, error: str
+    ) -> None:
+        """Send a message to its delay queue for `delay` seconds, then ack it."""
+        headers = {**(message.headers or {}), LAST_ERROR_HEADER: error[:1000]}
+        if await self._republish(
+            message, self._default_exchange(), spec.delay_name(delay), headers
+        ):
+            log.info("message_retry_scheduled", queue=spec.name, delay_s=delay, error=error)
+
+    async def _republish(
+        self,
+        message: AbstractIncomingMessage,
+        exchange: AbstractExchange,
+        routing_key: str,
+        headers: dict[str, Any],
+    ) -> bool:
+        """Publish a copy (confirmed), then ack the original; on failure hand it back."""
+        copy = aio_pika.Message(
             message.body,
             headers=headers,
             content_type=message.content_type,
@@ -291,17 +283,18 @@ class Broker:
             type=message.type,
             app_id=message.app_id,
             timestamp=message.timestamp,
+            reply_to=message.reply_to,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         try:
-            await self._publish(self._exchanges[topology.DEAD_LETTER_EXCHANGE], parked, spec.name)
+            await self._publish(exchange, copy, routing_key)
         except Exception:
-            # Could not park: hand it back; the delivery limit dead-letters it eventually.
-            log.exception("park_failed", queue=spec.name)
-            await _settle(message.nack(requeue=True))
-            return
-        await _settle(message.ack())
-        log.warning("message_parked", queue=spec.name, parking=spec.parking_name, error=error)
+            # Could not move it: hand it back; the delivery limit parks it eventually.
+            log.exception("republish_failed", routing_key=routing_key)
+            await settle(message.nack(requeue=True))
+            return False
+        await settle(message.ack())
+        return True
 
     async def _tracked(self, work: Awaitable[None]) -> None:
         self._in_flight += 1
@@ -335,10 +328,18 @@ class Broker:
     ) -> None:
         job_id = (message.headers or {}).get(JOB_HEADER)
         with structlog.contextvars.bound_contextvars(job_id=job_id, rpc=route.name):
+            if not message.reply_to:
+                await self.park(
+                    route.queue_name, message, "request without reply_to: nobody to answer"
+                )
+                return
             started = time.monotonic()
             headers: dict[str, Any] = {}
             try:
+                self._check_size(len(message.body))
                 reply = await handler(RpcMessage.from_message(message))
+            except MessageTooLarge as exc:
+                reply, headers = RpcMessage(), _error_headers("too_large", str(exc))
             except RpcError as exc:
                 reply, headers = RpcMessage(), _error_headers(exc.code, exc.message)
             except Exception as exc:
@@ -347,9 +348,8 @@ class Broker:
                     RpcMessage(),
                     _error_headers("internal", f"{type(exc).__name__}: {exc}"),
                 )
-            if message.reply_to:
-                await self._reply(message, reply, headers)
-            await _settle(message.ack())
+            await self._reply(message, reply, headers)
+            await settle(message.ack())
             log.info(
                 "rpc_answered", duration_ms=_ms_since(started), error=headers.get(ERROR_CODE_HEADER)
             )
@@ -455,12 +455,3 @@ def _error_headers(code: str, message: str) -> dict[str, Any]:
 
 def _ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 2)
-
-
-async def _settle(settlement: Awaitable[None]) -> None:
-    """Ack/nack; after a reconnect the delivery belongs to a dead channel and the broker
-    redelivers it anyway, so a failed settlement is logged, not raised."""
-    try:
-        await settlement
-    except ChannelInvalidStateError as exc:
-        log.warning("settle_failed_after_reconnect", error=str(exc))

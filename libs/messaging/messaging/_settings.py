@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class BrokerSettings(BaseSettings):
@@ -19,7 +20,26 @@ class BrokerSettings(BaseSettings):
     amqp_exchange_events: str = "imagemesh.events"
     amqp_exchange_prov: str = "imagemesh.provenance"
     amqp_max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    """Refuse to publish larger bodies; keep below the broker's max_message_size (128 MiB)."""
+    """Refuse to publish (or consume) larger bodies; below the broker's 128 MiB limit."""
+    amqp_retry_delays: Annotated[tuple[float, ...], NoDecode] = (1.0, 5.0, 30.0, 120.0, 300.0)
+    """Back-off tiers in seconds (env: comma-separated). A failed message waits in the
+    tier for its attempt (the last tier repeats), then goes back to its queue."""
+    amqp_max_attempts: int = Field(default=8, ge=1, le=100)
+    """Deliveries before a failing message is parked."""
+
+    @field_validator("amqp_retry_delays", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("amqp_retry_delays")
+    @classmethod
+    def _positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(delay <= 0 for delay in value):
+            raise ValueError("give at least one delay, each above 0 seconds")
+        return value
 
     def amqp_url(self) -> str:
         user = quote(self.rabbitmq_user, safe="")

@@ -3,9 +3,13 @@
 - Two durable topic exchanges: domain events (routing key = event type) and provenance.
 - One direct exchange for RPC requests: unroutable (no server ever declared the route)
   fails the call at once instead of waiting for a timeout.
-- One direct dead-letter exchange: each work queue dead-letters (delivery limit exceeded,
-  or parked by its consumer) to its own parking-lot queue `<queue>.parking`, which operators
-  see in the management console.
+- Retries: a message whose handler failed waits in one of its queue's delay queues
+  (`<queue>.delay.<seconds>s`, one per back-off tier, quorum, per-queue TTL) and is then
+  dead-lettered to the direct `imagemesh.retry` exchange, where only its own queue is bound
+  under its name: other consumers of the original event never see the retry.
+- One direct dead-letter exchange: each queue dead-letters (delivery limit exceeded, or
+  parked by its consumer after its last attempt) to its own parking-lot queue
+  `<queue>.parking`, which operators see in the management console.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ._settings import BrokerSettings
 from .events import ExchangeKind
 
 RPC_EXCHANGE = "imagemesh.rpc"
+RETRY_EXCHANGE = "imagemesh.retry"
 DEAD_LETTER_EXCHANGE = "imagemesh.dead-letter"
 DEFAULT_DELIVERY_LIMIT = 5
 """RabbitMQ 3.10 quorum queues have no default limit: a message that crashes its consumer
@@ -36,7 +41,10 @@ class QueueSpec:
 
     @property
     def parking_name(self) -> str:
-        return f"{self.name}.parking"
+        return parking_name(self.name)
+
+    def delay_name(self, seconds: float) -> str:
+        return f"{self.name}.delay.{seconds:g}s"
 
     def arguments(self) -> dict[str, Any]:
         return {
@@ -57,6 +65,14 @@ class RpcRoute:
     @property
     def queue_name(self) -> str:
         return f"rpc.{self.name}"
+
+    @property
+    def parking_name(self) -> str:
+        return parking_name(self.queue_name)
+
+
+def parking_name(queue: str) -> str:
+    return f"{queue}.parking"
 
 
 # The work queues and RPC routes of the mesh.
@@ -83,6 +99,7 @@ async def declare_exchanges(
         (settings.amqp_exchange_events, ExchangeType.TOPIC),
         (settings.amqp_exchange_prov, ExchangeType.TOPIC),
         (RPC_EXCHANGE, ExchangeType.DIRECT),
+        (RETRY_EXCHANGE, ExchangeType.DIRECT),
         (DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT),
     ):
         declared[name] = await channel.declare_exchange(name, kind, durable=True)
@@ -92,18 +109,36 @@ async def declare_exchanges(
 async def declare_work_queue(
     channel: AbstractChannel, settings: BrokerSettings, spec: QueueSpec
 ) -> AbstractQueue:
-    """Declare a work queue, its bindings and its parking lot (idempotent)."""
-    parking = await channel.declare_queue(
-        spec.parking_name, durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await parking.bind(DEAD_LETTER_EXCHANGE, routing_key=spec.name)
+    """Declare a work queue, its bindings, its delay queues and its parking lot (idempotent)."""
+    await _declare_parking(channel, spec.name)
     queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
     for kind, routing_key in spec.bindings:
         await queue.bind(exchange_name(settings, kind), routing_key=routing_key)
+    await queue.bind(RETRY_EXCHANGE, routing_key=spec.name)
+    for seconds in settings.amqp_retry_delays:
+        await channel.declare_queue(
+            spec.delay_name(seconds),
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-message-ttl": round(seconds * 1000),
+                "x-dead-letter-exchange": RETRY_EXCHANGE,
+                "x-dead-letter-routing-key": spec.name,
+            },
+        )
     return queue
 
 
+async def _declare_parking(channel: AbstractChannel, queue: str) -> None:
+    parking = await channel.declare_queue(
+        parking_name(queue), durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await parking.bind(DEAD_LETTER_EXCHANGE, routing_key=queue)
+
+
 async def declare_rpc_queue(channel: AbstractChannel, route: RpcRoute) -> AbstractQueue:
+    # Requests that cannot be answered (no reply_to) are parked, not dropped.
+    await _declare_parking(channel, route.queue_name)
     queue = await channel.declare_queue(
         route.queue_name, durable=True, arguments={"x-queue-type": "classic"}
     )

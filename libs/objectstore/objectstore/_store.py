@@ -20,6 +20,8 @@ class S3Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_input_bucket: str = Field(default="imagemesh-input", min_length=3, max_length=63)
     s3_output_bucket: str = Field(default="imagemesh-output", min_length=3, max_length=63)
+    s3_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Connect and read timeout per S3 request; an unresponsive S3 is a transient error."""
 
 
 class ObjectNotFound(LookupError):
@@ -82,9 +84,10 @@ async def open_store(settings: S3Settings) -> AsyncIterator[ObjectStore]:
         # boto3 >= 1.36 sends new default checksums that S3-compatible servers reject.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=60,
+        # Few quick retries here: the message broker's delayed retries handle long outages.
+        retries={"max_attempts": 2, "mode": "standard"},
+        connect_timeout=settings.s3_timeout_seconds,
+        read_timeout=settings.s3_timeout_seconds,
     )
     async with session.client(
         "s3",

@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
             runner.on_uploaded,
             ImageUploaded,
             prefetch=settings.runner_concurrency,
+            on_park=runner.on_parked,
         )
         yield
 

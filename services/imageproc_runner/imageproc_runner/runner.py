@@ -80,6 +80,23 @@ class Runner:
         )
         log.info("job_succeeded", output=output.uri, bytes=output.bytes)
 
+    async def on_parked(self, event: ImageUploaded, ctx: MessageContext, error: str) -> None:
+        """The upload is parked after its last attempt: tell the job's owner it failed.
+        Re-published from the parking lot and then successful, the job ends succeeded."""
+        await self._fail(event, ctx, "retries_exhausted", error)
+
+    async def _fail(
+        self, event: ImageUploaded, ctx: MessageContext, code: str, message: str
+    ) -> None:
+        log.info("job_failed", code=code, reason=message)
+        failed = JobFailed(
+            job_id=event.job_id,
+            error=ErrorInfo(code=code, message=message),
+            input=event.input,
+            pipeline=event.pipeline,
+        )
+        await ctx.publish(failed)
+
     async def _store_output(self, job_id: str, source: ImageRef, reply: RpcMessage) -> ImageRef:
         meta = reply.meta
         # One key per job: unique across jobs, and a redelivery rewrites the same object.

@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
             app[STORE],
             input_bucket=settings.s3_input_bucket,
             rpc_timeout=settings.rpc_timeout_seconds,
+            max_queued=settings.upload_max_queued,
         )
         yield
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -17,16 +18,54 @@ from .intake import Upload
 
 log = structlog.get_logger("upload")
 RETRY_AFTER_SECONDS = 5
+QUEUE_CHECK_INTERVAL = 1.0
+"""Seconds a queue-depth reading is reused: one broker round trip per second at most."""
 
 
 class Jobs:
     def __init__(
-        self, broker: Broker, store: ObjectStore, *, input_bucket: str, rpc_timeout: float
+        self,
+        broker: Broker,
+        store: ObjectStore,
+        *,
+        input_bucket: str,
+        rpc_timeout: float,
+        max_queued: int,
     ) -> None:
         self._broker = broker
         self._store = store
         self._input_bucket = input_bucket
         self._rpc_timeout = rpc_timeout
+        self._max_queued = max_queued
+        self._queued = (0, -QUEUE_CHECK_INTERVAL)  # (ready messages, when checked)
+
+    async def admit(self) -> None:
+        """Backpressure: refuse a new job while the broker blocks publishers or too many
+        jobs already wait. Also refuses while no runner queue exists, where an upload
+        event would reach provenancedb alone and never be processed."""
+        if not await self._broker.accepts_publishes():
+            raise _unavailable("the message broker is not accepting new work right now")
+        waiting = await self._waiting()
+        if waiting > self._max_queued:
+            raise ApiError(
+                503,
+                "busy",
+                f"{waiting} jobs are waiting to be processed; try again shortly",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
+
+    async def _waiting(self) -> int:
+        count, checked = self._queued
+        now = time.monotonic()
+        if now - checked < QUEUE_CHECK_INTERVAL:
+            return count
+        try:
+            count, _ = await self._broker.queue_depth(topology.RUNNER_UPLOADS.name)
+        except Exception as exc:
+            log.warning("runner_queue_unavailable", error=repr(exc))
+            raise _unavailable("no image runner is set up yet") from exc
+        self._queued = (count, now)
+        return count
 
     async def submit(self, upload: Upload) -> str:
         """Store the input, record the job, queue it. Returns the job id."""

@@ -30,6 +30,7 @@ async def operations(_request: web.Request) -> web.Response:
 @routes.post("/api/v1/jobs")
 async def create_job(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
+    await request.app[JOBS].admit()
     upload = await read_upload(
         request,
         max_bytes=settings.image_max_bytes,

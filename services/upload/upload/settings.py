@@ -10,5 +10,7 @@ from servicekit import ServiceSettings
 
 class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     upload_port: int = Field(default=8000, ge=1, le=65535)
+    upload_max_queued: int = Field(default=1000, ge=1)
+    """New jobs are refused (503, Retry-After) while more than this many wait for a runner."""
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long the API waits for provenancedb (job status, recording a new job)."""

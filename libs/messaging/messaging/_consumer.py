@@ -1,0 +1,138 @@
+"""Handling one delivered message: parse, handle, then ack, retry later or park."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
+from pydantic import ValidationError
+
+from . import topology
+from ._context import MessageContext, PermanentError
+from ._envelope import Envelope, EnvelopeError
+from .events import Event
+from .logs import message_context
+
+if TYPE_CHECKING:
+    from ._broker import Broker
+
+log = structlog.get_logger("messaging")
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E, MessageContext], Awaitable[None]]
+ParkHandler = Callable[[E, MessageContext, str], Awaitable[None]]
+
+
+def delivery_attempts(headers: Mapping[str, Any] | None, spec: topology.QueueSpec) -> int:
+    """How many times the message has already been tried, from the broker's `x-death`:
+    each return from one of the queue's delay queues counts one failed attempt."""
+    prefix = f"{spec.name}.delay."
+    deaths = (headers or {}).get("x-death") or []
+    return sum(
+        int(death.get("count", 0))
+        for death in deaths
+        if _text(death.get("reason")) == "expired" and _text(death.get("queue")).startswith(prefix)
+    )
+
+
+def retry_delay(attempt: int, delays: tuple[float, ...]) -> float:
+    """Back-off after failed attempt number `attempt` (1-based); the last tier is the cap."""
+    return delays[min(attempt, len(delays)) - 1]
+
+
+class _Consumer(Generic[E]):
+    def __init__(
+        self,
+        broker: Broker,
+        spec: topology.QueueSpec,
+        by_type: dict[str, type[E]],
+        handler: Handler[E],
+        on_park: ParkHandler[E] | None,
+    ) -> None:
+        self._broker = broker
+        self._spec = spec
+        self._by_type = by_type
+        self._handler = handler
+        self._on_park = on_park
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        limit = self._broker.settings.amqp_max_message_bytes
+        if len(message.body) > limit:
+            await self._broker.park(
+                self._spec.name, message, f"too large: {len(message.body)} > {limit} bytes"
+            )
+            return
+        try:
+            envelope, event = self._parse(message)
+        except (EnvelopeError, ValidationError) as exc:
+            log.error("message_malformed", queue=self._spec.name, error=str(exc))
+            await self._broker.park(self._spec.name, message, f"malformed: {exc}")
+            return
+        with message_context(envelope, queue=self._spec.name):
+            started = time.monotonic()
+            outcome = await self._run(message, event, MessageContext(envelope, self._broker))
+            log.info("message_handled", outcome=outcome, duration_ms=_ms_since(started))
+
+    def _parse(self, message: AbstractIncomingMessage) -> tuple[Envelope, E]:
+        envelope = Envelope.from_message(message)
+        event_cls = self._by_type.get(envelope.type)
+        if event_cls is None:
+            raise EnvelopeError(f"unexpected event type {envelope.type!r} on {self._spec.name}")
+        return envelope, event_cls.model_validate_json(message.body)
+
+    async def _run(self, message: AbstractIncomingMessage, event: E, ctx: MessageContext) -> str:
+        try:
+            await self._handler(event, ctx)
+        except PermanentError as exc:
+            log.warning("message_refused", error=str(exc))
+            await self._give_up(message, event, ctx, f"permanent: {exc}")
+            return "parked"
+        except Exception as exc:
+            return await self._failed(message, event, ctx, f"{type(exc).__name__}: {exc}")
+        await settle(message.ack())
+        return "acked"
+
+    async def _failed(
+        self, message: AbstractIncomingMessage, event: E, ctx: MessageContext, error: str
+    ) -> str:
+        settings = self._broker.settings
+        attempt = delivery_attempts(message.headers, self._spec) + 1
+        if attempt >= settings.amqp_max_attempts:
+            log.exception("message_failed", attempt=attempt, final=True)
+            await self._give_up(message, event, ctx, f"gave up after {attempt} attempts: {error}")
+            return "parked"
+        log.warning("message_failed", attempt=attempt, error=error, exc_info=True)
+        delay = retry_delay(attempt, settings.amqp_retry_delays)
+        await self._broker.retry_later(self._spec, message, delay, error)
+        return "retry_scheduled"
+
+    async def _give_up(
+        self, message: AbstractIncomingMessage, event: E, ctx: MessageContext, error: str
+    ) -> None:
+        if self._on_park is not None:
+            try:
+                await self._on_park(event, ctx, error)
+            except Exception:
+                log.exception("on_park_failed")
+        await self._broker.park(self._spec.name, message, error)
+
+
+async def settle(settlement: Awaitable[None]) -> None:
+    """Ack/nack; after a reconnect the delivery belongs to a dead channel and the broker
+    redelivers it anyway, so a failed settlement is logged, not raised."""
+    try:
+        await settlement
+    except ChannelInvalidStateError as exc:
+        log.warning("settle_failed_after_reconnect", error=str(exc))
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._envelope import Envelope
+from .events import Event
+
+if TYPE_CHECKING:
+    from ._broker import Broker
+
+
+class PermanentError(Exception):
+    """Raised by a handler when a message can never succeed: it is parked at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """What a handler knows about the message it handles, and how it answers it."""
+
+    envelope: Envelope
+    broker: Broker
+
+    async def publish(self, event: Event, *, key: str = "") -> Envelope:
+        """Publish a follow-up event. Its id derives from this message's id (+ `key` when one
+        message causes several events of a type), so a redelivery publishes the same ids."""
+        return await self.broker.publish(event, cause=self.envelope, key=key)
