@@ -6,7 +6,7 @@ PY      := .venv/bin/python
 STACK   := $(PY) tools/stack.py
 UV      := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help venv deps test-deps infra up down status logs lint typecheck test bench clean
+.PHONY: help venv deps test-deps infra up down status logs parking lint typecheck test bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,9 @@ status: ## table of components, pids and readiness
 
 logs: ## follow all logs under .stack/logs (NAME=rabbitmq for one)
 	python3 tools/stack.py logs $(NAME)
+
+parking: venv ## list, inspect and re-publish parked messages (ARGS="show ID" / ARGS="republish --all")
+	$(STACK) parking $(ARGS)
 
 lint: ## ruff check + ruff format --check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """imagemesh local stack: RabbitMQ, a CouchDB-compatible server, an S3 server and the services.
 
-Everything runs on loopback, without containers, and keeps its state under `.stack/`:
+Everything runs on loopback, without containers, and keeps its state under `.stack/`
+(or the directory STACK_DIR names, e.g. for a second, private set of services):
 
     .stack/rabbitmq/   node data (mnesia), logs, generated rabbitmq.conf, enabled_plugins
     .stack/couchdb/    PouchDB Server data, its config.json and log
-    .stack/logs/       one <component>.log per process we start
-    .stack/pids/       one <component>.pid per process we start
+    .stack/logs/       one <component>.log per process we start (+ <service>.supervisor.log)
+    .stack/pids/       one <component>.pid per process we start (+ <service>.supervisor.json)
 
-Sub-commands: deps [--test], infra, up, down, status, logs [NAME].
+Sub-commands: deps [--test], infra, up, down, status, logs [NAME], parking [ARGS...],
+supervise NAME [-- CMD...].
+
+Each service runs under `supervise`, a small supervisor (this file, as its own process) that
+restarts it with exponential back-off when it exits by itself, as compose's
+`restart: unless-stopped` does, and logs each restart as one JSON line. Its pid file holds
+the supervisor's pid: SIGTERM to the supervisor drains and stops the service, then it exits.
 
 Standard library only, so `deps` runs with a bare `python3` before the virtualenv exists;
 bucket provisioning imports boto3 lazily (run that with `.venv/bin/python`).
@@ -20,6 +27,9 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
+import datetime
+import functools
 import importlib
 import json
 import os
@@ -37,8 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-STACK_DIR = ROOT / ".stack"
+STACK_SCRIPT = Path(__file__).resolve()
+ROOT = STACK_SCRIPT.parent.parent
+STACK_DIR = Path(os.environ.get("STACK_DIR") or ROOT / ".stack").absolute()
 LOG_DIR = STACK_DIR / "logs"
 PID_DIR = STACK_DIR / "pids"
 RABBIT_DIR = STACK_DIR / "rabbitmq"
@@ -85,6 +96,8 @@ RABBIT_TIMEOUT = 120.0
 COUCH_TIMEOUT = 60.0
 S3_TIMEOUT = 60.0
 SERVICE_TIMEOUT = 90.0
+#: `up` stops waiting for a service whose supervisor restarted it this often meanwhile.
+CRASH_LOOP_RESTARTS = 3
 STOP_TIMEOUT = 30.0
 POLL = 0.2
 
@@ -287,33 +300,53 @@ def pid_alive(pid: int) -> bool:
     return proc_cmdline(pid) is not None
 
 
-def stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM (to the process group if the process leads one), wait, then SIGKILL."""
+def proc_ppid(pid: int) -> int | None:
+    """The parent PID of a live, non-zombie process, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # the command name may contain spaces
+    if len(fields) < 2 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[1])
 
-    def send(sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, sig)
-            else:
-                os.kill(pid, sig)
 
+def _send(pid: int, sig: signal.Signals) -> None:
+    """Signal `pid`'s process group if it leads one (a process we spawned), else `pid`."""
     with contextlib.suppress(ProcessLookupError):
-        send(signal.SIGTERM)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def stop_pids(pids: Sequence[int], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM all of `pids` at once, wait for them, then SIGKILL what is left."""
+    for pid in pids:
+        _send(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while pid_alive(pid):
+    while any(pid_alive(pid) for pid in pids):
         if time.monotonic() > deadline:
-            say(f"pid {pid} ignored SIGTERM for {timeout:.0f}s, sending SIGKILL")
-            with contextlib.suppress(ProcessLookupError):
-                send(signal.SIGKILL)
+            for pid in pids:
+                if pid_alive(pid):
+                    say(f"pid {pid} ignored SIGTERM for {timeout:.0f}s, sending SIGKILL")
+                    _send(pid, signal.SIGKILL)
             kill_deadline = time.monotonic() + 10
-            while pid_alive(pid) and time.monotonic() < kill_deadline:
+            while any(pid_alive(pid) for pid in pids) and time.monotonic() < kill_deadline:
                 time.sleep(POLL)
             break
         time.sleep(POLL)
-    child = _children.pop(pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=1)
+    for pid in pids:
+        child = _children.pop(pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
+
+
+def stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM (to the process group if the process leads one), wait, then SIGKILL."""
+    stop_pids([pid], timeout)
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -501,6 +534,8 @@ def ensure_deps(test: bool = False, pip: bool = False) -> None:
 class Component:
     name: str
     signature: Signature
+    #: other command lines that are ours too (a service started before it was supervised)
+    alternatives: tuple[Signature, ...] = ()
 
     @property
     def pid_path(self) -> Path:
@@ -511,7 +546,11 @@ class Component:
         return LOG_DIR / f"{self.name}.log"
 
     def pid(self) -> int | None:
-        return running_pid(self.pid_path, self.signature)
+        for signature in (self.signature, *self.alternatives):
+            pid = running_pid(self.pid_path, signature)
+            if pid is not None:
+                return pid
+        return None
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -558,7 +597,20 @@ SERVICES: dict[str, str] = {
 
 
 def service_component(name: str) -> Component:
-    return Component(name, Signature(contains=("python",), args=("-m", name)))
+    """A service; its pid file names its supervisor (`stack.py supervise NAME`)."""
+    return Component(
+        name,
+        Signature(contains=("stack.py",), args=("supervise", name)),
+        alternatives=(Signature(contains=("python",), args=("-m", name)),),
+    )
+
+
+def supervisor_log_path(name: str) -> Path:
+    return LOG_DIR / f"{name}.supervisor.log"
+
+
+def supervisor_state_path(name: str) -> Path:
+    return PID_DIR / f"{name}.supervisor.json"
 
 
 def infra_components(config: Mapping[str, str]) -> list[Component]:
@@ -1021,8 +1073,29 @@ def start_service(
     )
 
 
+def start_supervised(name: str, env: Mapping[str, str]) -> int:
+    """Start `stack.py supervise NAME` detached (it runs the service); returns its PID."""
+    component = service_component(name)
+    return spawn(
+        [sys.executable, str(STACK_SCRIPT), "supervise", name],
+        {**env, "STACK_DIR": str(STACK_DIR)},
+        supervisor_log_path(name),
+        component.pid_path,
+    )
+
+
 def service_ready_url(name: str, config: Mapping[str, str]) -> str:
     return f"http://127.0.0.1:{_port(config, SERVICES[name])}/readyz"
+
+
+def _crash_looping(name: str) -> bool:
+    state = read_supervisor_state(supervisor_state_path(name))
+    return state is not None and state.restarts >= CRASH_LOOP_RESTARTS
+
+
+def _starting(component: Component) -> bool:
+    """Still worth waiting for: its supervisor runs and it has not crashed over and over."""
+    return component.is_running() and not _crash_looping(component.name)
 
 
 def ensure_services(config: Mapping[str, str], timeout: float = SERVICE_TIMEOUT) -> None:
@@ -1032,7 +1105,7 @@ def ensure_services(config: Mapping[str, str], timeout: float = SERVICE_TIMEOUT)
         component = service_component(name)
         if component.pid() is None:
             _check_port_free(component, "127.0.0.1", _port(config, SERVICES[name]))
-            start_service(name, env)
+            start_supervised(name, env)
         pending.append(component)
     deadline = time.monotonic() + timeout
     for component in pending:
@@ -1040,10 +1113,16 @@ def ensure_services(config: Mapping[str, str], timeout: float = SERVICE_TIMEOUT)
             wait_http_ok(
                 service_ready_url(component.name, config),
                 max(1.0, deadline - time.monotonic()),
-                alive=component.is_running,
+                alive=functools.partial(_starting, component),
             )
         except StackError as exc:
-            raise _fail(component, str(exc)) from None
+            message = str(exc)
+            if _crash_looping(component.name):
+                message = (
+                    f"exited {CRASH_LOOP_RESTARTS + 1} times while starting; its supervisor "
+                    "keeps restarting it with back-off (`make down` stops it)"
+                )
+            raise _fail(component, message) from None
         say(f"{component.name} ready")
 
 
@@ -1060,25 +1139,108 @@ def stop_component(component: Component, timeout: float = STOP_TIMEOUT) -> bool:
     return pid is not None
 
 
+def stop_services(config: Mapping[str, str]) -> None:
+    """SIGTERM every service's supervisor at once (they drain in parallel), then wait."""
+    running: list[tuple[Component, int]] = []
+    for name in SERVICES:
+        component = service_component(name)
+        pid = component.pid()
+        if pid is not None:
+            say(f"stopping {name} (pid {pid})")
+            running.append((component, pid))
+    # A supervisor gives its service SHUTDOWN_TIMEOUT_SECONDS + a margin, then SIGKILLs it.
+    stop_pids([pid for _, pid in running], service_stop_timeout(config) + STOP_MARGIN)
+    for name in SERVICES:
+        service_component(name).pid_path.unlink(missing_ok=True)
+        supervisor_state_path(name).unlink(missing_ok=True)
+
+
 def down(config: Mapping[str, str]) -> None:
-    components = all_components(config)
-    # Services first, then infrastructure; epmd last (rabbit needs it to shut down cleanly).
-    order = components[4:] + components[1:4] + components[:1]
-    for component in order:
+    stop_services(config)
+    # Then the infrastructure; epmd last (rabbit needs it to shut down cleanly).
+    components = infra_components(config)
+    for component in components[1:] + components[:1]:
         stop_component(component)
 
 
-def status_rows(config: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
+@dataclass(frozen=True)
+class StatusRow:
+    component: str
+    pid: str
+    child: str
+    restarts: str
+    state: str
+    probe: str
+    ok: bool
+
+
+def _check_passed(value: Any) -> bool:
+    if isinstance(value, dict):
+        value = value.get("ok", value.get("status"))
+    return value is True or value in ("ok", "ready", "up")
+
+
+def readiness(answer: HttpAnswer | None) -> tuple[bool, str]:
+    """(ready, state) from a /readyz answer (None: nothing answered)."""
+    if answer is None:
+        return False, "down"
+    if answer.status == 200:
+        return True, "up"
+    failing: list[str] = []
+    with contextlib.suppress(ValueError, AttributeError):
+        checks = answer.json().get("checks") or {}
+        failing = [name for name, value in checks.items() if not _check_passed(value)]
+    if answer.status == 503:
+        return False, f"not ready ({', '.join(failing)} failing)" if failing else "not ready"
+    return False, f"HTTP {answer.status}"
+
+
+def probe_readiness(url: str, timeout: float = 6.0) -> tuple[bool, str]:
+    """GET /readyz; a service gives each check up to 3 s (servicekit CHECK_TIMEOUT)."""
+    try:
+        return readiness(http("GET", url, timeout=timeout))
+    except OSError as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, TimeoutError):
+            return False, f"no answer in {timeout:.0f}s"
+        return readiness(None)
+
+
+def _service_row(name: str, config: Mapping[str, str]) -> StatusRow:
+    component = service_component(name)
+    url = service_ready_url(name, config)
+    pid = component.pid()
+    ready, state = probe_readiness(url)
+    child = restarts = "-"
+    if pid is not None:
+        supervisor = read_supervisor_state(supervisor_state_path(name))
+        if supervisor is not None and supervisor.supervisor_pid == pid:
+            restarts = str(supervisor.restarts)
+            child_pid = supervised_child(supervisor, pid)
+            if child_pid is not None:
+                child = str(child_pid)
+            elif supervisor.next_start is not None:
+                wait = max(0.0, supervisor.next_start - time.time())
+                ready, state = False, f"restarting (attempt {supervisor.attempt}, in {wait:.0f}s)"
+            else:
+                ready, state = False, "starting"
+        elif cmdline_matches(proc_cmdline(pid) or [], component.signature):
+            ready, state = False, "starting"  # the supervisor has not started the service yet
+        else:
+            state += " (unsupervised)"  # started by an older stack.py, without a supervisor
+    pid_text = str(pid) if pid is not None else "-"
+    return StatusRow(name, pid_text, child, restarts, state, url, ready)
+
+
+def status_rows(config: Mapping[str, str]) -> list[StatusRow]:
     probes: dict[str, str] = {
         "epmd": "tcp://127.0.0.1:4369",
         "rabbitmq": f"http://127.0.0.1:{_port(config, 'RABBITMQ_MANAGEMENT_PORT')}/",
         "couchdb": f"{_couch_base(config)}/",
         "s3": config["S3_URL"].rstrip("/") + "/",
     }
-    for name in SERVICES:
-        probes[name] = service_ready_url(name, config)
-    rows: list[tuple[str, str, str, str]] = []
-    for component in all_components(config):
+    rows: list[StatusRow] = []
+    for component in infra_components(config):
         pid = component.pid()
         probe = probes[component.name]
         if probe.startswith("tcp://"):
@@ -1087,24 +1249,23 @@ def status_rows(config: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
             ok = _answered(probe)
         else:
             ok = http_ok(probe)
+        pid_text = str(pid) if pid is not None else "-"
         rows.append(
-            (
-                component.name,
-                str(pid) if pid is not None else "-",
-                "up" if ok else "down",
-                probe,
-            )
+            StatusRow(component.name, pid_text, "-", "-", "up" if ok else "down", probe, ok)
         )
+    rows.extend(_service_row(name, config) for name in SERVICES)
     return rows
 
 
 def print_status(config: Mapping[str, str]) -> bool:
+    """The table; True if every component is ours (has a pid) and up."""
     rows = status_rows(config)
-    header = ("component", "pid", "state", "probe")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for row in [header, *rows]:
+    header = ("component", "pid", "child", "restarts", "state", "probe")
+    cells = [header] + [(r.component, r.pid, r.child, r.restarts, r.state, r.probe) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-    return all(row[1] != "-" and row[2] == "up" for row in rows)
+    return all(r.pid != "-" and r.ok for r in rows)
 
 
 def print_urls(config: Mapping[str, str]) -> None:
@@ -1132,10 +1293,329 @@ def log_files(name: str | None = None) -> Iterator[Path]:
     yield from sorted(LOG_DIR.glob("*.log"))
 
 
+# --------------------------------------------------------------------------- supervision
+
+#: Restart back-off: 1 s, 2 s, 4 s ... capped; back to 1 s once a run lasted `RESET_AFTER`.
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 30.0
+BACKOFF_RESET_AFTER = 60.0
+#: A supervisor's SIGTERM -> SIGKILL grace for its service, beyond the service's own
+#: SHUTDOWN_TIMEOUT_SECONDS (how long it drains in-flight work).
+STOP_MARGIN = 10.0
+#: Signals that stop a supervisor (and, forwarded, its service) instead of a restart.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Delay before restart number `attempt` (1, 2, ...) of a run of quick failures."""
+    return min(maximum, initial * 2.0 ** min(max(attempt - 1, 0), 64))
+
+
+def service_stop_timeout(config: Mapping[str, str]) -> float:
+    """How long a supervisor lets its service drain after SIGTERM before SIGKILL."""
+    try:
+        drain = float(config.get("SHUTDOWN_TIMEOUT_SECONDS", "30"))
+    except ValueError:
+        drain = 30.0
+    return drain + STOP_MARGIN
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+@dataclass
+class SupervisorState:
+    """What a supervisor publishes in `<service>.supervisor.json` for `status`."""
+
+    supervisor_pid: int
+    child_pid: int | None = None
+    restarts: int = 0
+    attempt: int = 0
+    next_start: float | None = None  # epoch seconds, while waiting out a back-off
+    last_exit: dict[str, Any] | None = None
+
+
+def read_supervisor_state(path: Path) -> SupervisorState | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return SupervisorState(**data)
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def supervised_child(state: SupervisorState | None, supervisor_pid: int) -> int | None:
+    """The supervisor's live service process, if `state` names one."""
+    if state is None or state.supervisor_pid != supervisor_pid or state.child_pid is None:
+        return None
+    return state.child_pid if proc_ppid(state.child_pid) == supervisor_pid else None
+
+
+@dataclass
+class Supervisor:
+    """Runs `argv` as a child and restarts it, with back-off, whenever it exits by itself.
+
+    SIGTERM/SIGINT (SIGHUP as SIGTERM) are forwarded to the child once; the supervisor then
+    waits up to `stop_timeout` for it, SIGKILLs it if need be, and returns. The child runs in
+    its own process group (so a signal to the supervisor's group reaches it only through the
+    supervisor, exactly once) and gets SIGTERM if the supervisor dies (PR_SET_PDEATHSIG).
+    Signals are blocked and taken with sigtimedwait: no handler runs at a random point.
+    """
+
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    service_log: Path
+    state_path: Path
+    backoff: float = BACKOFF_INITIAL
+    backoff_max: float = BACKOFF_MAX
+    reset_after: float = BACKOFF_RESET_AFTER
+    stop_timeout: float = STOP_MARGIN + 30.0
+    cwd: Path = ROOT
+    out: Any = None  # a text stream for the supervisor's own log (default: stdout)
+    state: SupervisorState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = SupervisorState(supervisor_pid=os.getpid())
+
+    # --- logging and state
+
+    def log(self, level: str, event: str, *, to_service_log: bool = True, **fields: Any) -> None:
+        record = {
+            "timestamp": _utc_now(),
+            "level": level,
+            "logger": "supervisor",
+            "service": self.name,
+            "event": event,
+            **fields,
+        }
+        line = json.dumps(record) + "\n"
+        out = self.out if self.out is not None else sys.stdout
+        out.write(line)
+        out.flush()
+        if to_service_log:
+            with self.service_log.open("a", encoding="utf-8") as log:
+                log.write(line)
+
+    def save_state(self) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(self.state.__dict__) + "\n", encoding="utf-8")
+        os.replace(tmp, self.state_path)
+
+    # --- the child
+
+    def _start(self) -> subprocess.Popen[bytes] | None:
+        self.service_log.parent.mkdir(parents=True, exist_ok=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork, used after it
+        parent = os.getpid()
+
+        def in_child() -> None:  # between fork and exec: async-signal-safe calls only
+            os.setpgid(0, 0)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [*STOP_SIGNALS, signal.SIGCHLD])
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+            if os.getppid() != parent:  # the supervisor died before prctl
+                os._exit(1)
+
+        try:
+            with self.service_log.open("ab") as log:
+                return subprocess.Popen(
+                    list(self.argv),
+                    cwd=self.cwd,
+                    env=dict(self.env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=in_child,
+                )
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.log("error", "service_start_failed", error=str(exc), argv=list(self.argv))
+            return None
+
+    def _watch(self, child: subprocess.Popen[bytes]) -> signal.Signals | None:
+        """Wait for the child to exit; the stop signal if one came meanwhile."""
+        stop: signal.Signals | None = None
+        kill_at: float | None = None
+        while child.poll() is None:
+            wait = 1.0 if kill_at is None else max(0.0, min(1.0, kill_at - time.monotonic()))
+            info = signal.sigtimedwait([*STOP_SIGNALS, signal.SIGCHLD], wait)
+            if info is not None and info.si_signo in STOP_SIGNALS and stop is None:
+                stop = signal.Signals(info.si_signo)
+                forward = stop if stop in (signal.SIGTERM, signal.SIGINT) else signal.SIGTERM
+                self.log(
+                    "info",
+                    "service_stopping",
+                    signal=stop.name,
+                    forwarded=forward.name,
+                    pid=child.pid,
+                    timeout_seconds=self.stop_timeout,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(forward)
+                kill_at = time.monotonic() + self.stop_timeout
+            if kill_at is not None and time.monotonic() >= kill_at and child.poll() is None:
+                self.log(
+                    "warning", "service_killed", pid=child.pid, after_seconds=self.stop_timeout
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
+                child.wait()
+        return stop
+
+    def _sleep(self, seconds: float) -> signal.Signals | None:
+        """Wait out a back-off; the stop signal if one ends it early."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            info = signal.sigtimedwait(list(STOP_SIGNALS), remaining)
+            if info is not None:
+                return signal.Signals(info.si_signo)
+        return None
+
+    def run(self) -> int:
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [*STOP_SIGNALS, signal.SIGCHLD])
+        self.log(
+            "info",
+            "supervisor_started",
+            to_service_log=False,
+            pid=os.getpid(),
+            argv=list(self.argv),
+            backoff_seconds=self.backoff,
+            backoff_max_seconds=self.backoff_max,
+            reset_after_seconds=self.reset_after,
+        )
+        restart: dict[str, Any] | None = None  # the exit that the next start restarts from
+        try:
+            while True:
+                child = self._start()
+                started = time.monotonic()
+                self.state.child_pid = child.pid if child is not None else None
+                self.state.next_start = None
+                self.save_state()
+                if child is not None:
+                    if restart is None:
+                        self.log("info", "service_started", pid=child.pid)
+                    else:
+                        self.state.restarts += 1
+                        self.save_state()
+                        self.log(
+                            "warning",
+                            "service_restarted",
+                            pid=child.pid,
+                            restarts=self.state.restarts,
+                            **restart,
+                        )
+                    stop = self._watch(child)
+                    code = child.returncode
+                    if stop is not None:
+                        self.log("info", "service_stopped", exit_code=code, signal=stop.name)
+                        return 0
+                    exit_info: dict[str, Any] = {
+                        "exit_code": code if code >= 0 else None,
+                        "signal": _signal_name(-code) if code < 0 else None,
+                    }
+                else:
+                    exit_info = {"exit_code": None, "signal": None, "start_failed": True}
+                uptime = time.monotonic() - started
+                if uptime >= self.reset_after:
+                    self.state.attempt = 0
+                self.state.attempt += 1
+                delay = backoff_delay(self.state.attempt, self.backoff, self.backoff_max)
+                restart = {
+                    **exit_info,
+                    "attempt": self.state.attempt,
+                    "delay_seconds": delay,
+                    "uptime_seconds": round(uptime, 3),
+                }
+                self.state.child_pid = None
+                self.state.next_start = time.time() + delay
+                self.state.last_exit = restart
+                self.save_state()
+                self.log("warning", "service_exited", restart_in_seconds=delay, **exit_info)
+                stop = self._sleep(delay)
+                if stop is not None:
+                    self.log("info", "service_stopped", signal=stop.name, during="back-off")
+                    return 0
+        finally:
+            self.state_path.unlink(missing_ok=True)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def supervise(
+    name: str,
+    config: Mapping[str, str],
+    command: Sequence[str] = (),
+    *,
+    backoff: float = BACKOFF_INITIAL,
+    backoff_max: float = BACKOFF_MAX,
+    reset_after: float = BACKOFF_RESET_AFTER,
+    stop_timeout: float | None = None,
+) -> int:
+    """`supervise NAME`: run the service NAME (or `command`) under a Supervisor, in front."""
+    component = service_component(name)
+    other = component.pid()
+    if other is not None and other != os.getpid():
+        raise StackError(f"{name} is already supervised by pid {other}")
+    PID_DIR.mkdir(parents=True, exist_ok=True)
+    component.pid_path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    try:
+        return Supervisor(
+            name=name,
+            argv=list(command) or [str(VENV_PYTHON), "-m", name],
+            env=service_env(config),
+            service_log=component.log_path,
+            state_path=supervisor_state_path(name),
+            backoff=backoff,
+            backoff_max=backoff_max,
+            reset_after=reset_after,
+            stop_timeout=service_stop_timeout(config) if stop_timeout is None else stop_timeout,
+        ).run()
+    finally:
+        if read_pid(component.pid_path) == os.getpid():
+            component.pid_path.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
+def parking_command(
+    args: Sequence[str], config: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of `python -m messaging.parking ARGS` (the services' settings)."""
+    return [str(VENV_PYTHON), "-m", "messaging.parking", *args], service_env(config)
+
+
+def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split off what goes to another program untouched: everything after `parking`, or
+    after `--` (the command of `supervise NAME -- CMD...`)."""
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--env-file":
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        if arg == "parking":
+            return argv[: i + 1], argv[i + 1 :]
+        break
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1 :]
+    return argv, []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    own, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="stack.py", description=__doc__.split("\n")[0])
     parser.add_argument("--env-file", help="dotenv file (default: .env, else .env.example)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1150,7 +1630,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="component / pid / state table")
     logs_parser = sub.add_parser("logs", help="follow the logs (all, or one component)")
     logs_parser.add_argument("name", nargs="?")
-    args = parser.parse_args(argv)
+    sub.add_parser(
+        "parking",
+        help="python -m messaging.parking ARGS... with the services' settings",
+        add_help=False,
+    )
+    sup = sub.add_parser(
+        "supervise",
+        help="run service NAME (or `-- CMD...`) in front, restarting it when it exits",
+    )
+    sup.add_argument("name", help="service: its log, pid and state file names")
+    sup.add_argument("--backoff", type=float, default=BACKOFF_INITIAL, metavar="SECONDS")
+    sup.add_argument("--backoff-max", type=float, default=BACKOFF_MAX, metavar="SECONDS")
+    sup.add_argument(
+        "--reset-after",
+        type=float,
+        default=BACKOFF_RESET_AFTER,
+        metavar="SECONDS",
+        help="a run this long resets the back-off",
+    )
+    sup.add_argument(
+        "--stop-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="SIGTERM -> SIGKILL grace (default: SHUTDOWN_TIMEOUT_SECONDS + 10)",
+    )
+    args = parser.parse_args(own)
+    if passthrough and args.command not in ("parking", "supervise"):
+        parser.error(f"unexpected arguments: {' '.join(passthrough)}")
 
     config = load_config(args.env_file)
     try:
@@ -1166,6 +1673,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             down(config)
         elif args.command == "status":
             return 0 if print_status(config) else 3
+        elif args.command == "supervise":
+            return supervise(
+                args.name,
+                config,
+                passthrough,
+                backoff=args.backoff,
+                backoff_max=args.backoff_max,
+                reset_after=args.reset_after,
+                stop_timeout=args.stop_timeout,
+            )
+        elif args.command == "parking":
+            command, env = parking_command(passthrough, config)
+            os.chdir(ROOT)
+            os.execve(command[0], command, env)
         elif args.command == "logs":
             files = [str(p) for p in log_files(args.name)]
             if not files:
