@@ -40,7 +40,7 @@ logs: ## follow all logs under .stack/logs (NAME=rabbitmq for one)
 	python3 tools/stack.py logs $(NAME)
 
 parking: venv ## list, inspect and re-publish parked messages (ARGS="show ID" / ARGS="republish --all")
-	$(STACK) parking $(ARGS)
+	$(STACK) parking $(or $(ARGS),list)
 
 lint: ## ruff check + ruff format --check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
