@@ -321,3 +321,37 @@ async def test_rpc_to_a_route_nobody_serves_fails_at_once(broker: Broker) -> Non
     with pytest.raises(RpcUnavailable):
         await broker.call(RpcRoute("test.nobody"), RpcMessage({}), timeout=30)
     assert (datetime.now(UTC) - started).total_seconds() < 10
+
+
+async def test_a_publishing_channel_left_closed_is_replaced(broker: Broker) -> None:
+    # aio-pika sometimes fails to restore a robust channel after a broker restart and leaves
+    # it closed for good; closing it by hand puts the broker in exactly that state.
+    spec = _spec()
+    seen: list[int] = []
+
+    async def handle(event: Pinged, ctx: MessageContext) -> None:
+        seen.append(event.n)
+
+    await broker.subscribe(spec, handle, Pinged)
+    assert broker._publish_channel is not None
+    await broker._publish_channel.close()
+    await broker.publish(Pinged(job_id="job-heal", n=5))
+    await async_wait_for(lambda: seen == [5], timeout=10)
+    assert broker.is_healthy()
+
+
+async def test_a_consumer_channel_left_closed_is_restarted(broker: Broker) -> None:
+    spec = _spec()
+    seen: list[int] = []
+
+    async def handle(event: Pinged, ctx: MessageContext) -> None:
+        seen.append(event.n)
+
+    await broker.subscribe(spec, handle, Pinged)
+    [subscription] = [s for s in broker._subscriptions if s.name == spec.name]
+    assert subscription.channel is not None
+    await subscription.channel.close()
+    assert not broker.is_healthy()
+    await broker.publish(Pinged(job_id="job-heal", n=6))
+    await async_wait_for(lambda: seen == [6], timeout=20)
+    assert broker.is_healthy()

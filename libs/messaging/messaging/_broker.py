@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from types import TracebackType
@@ -22,7 +23,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import PublishError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, PublishError
 
 from . import topology
 from ._consumer import E, Handler, ParkHandler, _Consumer, settle
@@ -44,6 +45,8 @@ log = structlog.get_logger("messaging")
 
 RpcHandler = Callable[[RpcMessage], Awaitable[RpcMessage]]
 PUBLISH_TIMEOUT = 30.0
+REQUEUE_PAUSE = 1.0
+WATCHDOG_INTERVAL = 5.0
 FLOW_CHECK_TIMEOUT = 0.05
 PARK_ERROR_HEADER = "x-imagemesh-error"
 LAST_ERROR_HEADER = "x-imagemesh-last-error"
@@ -59,6 +62,18 @@ class MessageTooLarge(ValueError):
 
 class Unroutable(RuntimeError):
     """The broker could not route a mandatory message: no queue is bound for it."""
+
+
+@dataclass(eq=False)
+class _Subscription:
+    """A consumer, and how to start it again on a fresh channel."""
+
+    name: str
+    prefetch: int
+    declare: Callable[[AbstractChannel], Awaitable[AbstractQueue]]
+    callback: Callable[[AbstractIncomingMessage], Awaitable[None]]
+    channel: AbstractChannel | None = None
+    consumer: tuple[AbstractQueue, str] | None = None
 
 
 class Broker:
@@ -81,12 +96,15 @@ class Broker:
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
-        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._publisher_lock = asyncio.Lock()
+        self._subscriptions: list[_Subscription] = []
+        self._watchdog: asyncio.Task[None] | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._replies: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
         self._reply_queue: str | None = None
+        self._reply_channel: AbstractChannel | None = None
         self._reply_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -108,22 +126,48 @@ class Broker:
             self.settings.amqp_url(),
             client_properties={"connection_name": f"{self.service}@{self.host}"},
         )
-        # on_return_raises: an unroutable mandatory publish raises instead of vanishing.
-        self._publish_channel = await self._connection.channel(on_return_raises=True)
-        self._exchanges = await topology.declare_exchanges(self._publish_channel, self.settings)
+        await self._open_publisher()
+        self._connection.reconnect_callbacks.add(self._on_reconnect)
         log.info(
             "broker_connected", host=self.settings.rabbitmq_host, vhost=self.settings.rabbitmq_vhost
         )
 
+    async def _open_publisher(self) -> None:
+        # on_return_raises: an unroutable mandatory publish raises instead of vanishing.
+        channel = await self.connection.channel(on_return_raises=True)
+        self._exchanges = await topology.declare_exchanges(channel, self.settings)
+        self._publish_channel = channel
+
+    def _on_reconnect(self, *_args: Any) -> None:
+        log.warning("broker_reconnected", host=self.settings.rabbitmq_host)
+
+    async def _publisher(self, name: str) -> AbstractExchange:
+        """The exchange `name` ("" = default) on a publishing channel that is open.
+
+        aio-pika's robust channel sometimes fails to restore itself after a broker restart
+        (its close callback races the closing connection) and then stays closed for good:
+        a closed publishing channel is replaced here instead."""
+        async with self._publisher_lock:
+            channel = self._publish_channel
+            if channel is None or channel.is_closed:
+                log.warning("publish_channel_reopened")
+                await self._open_publisher()
+                channel = self._publish_channel
+            assert channel is not None
+        return channel.default_exchange if name == "" else self._exchanges[name]
+
     async def close(self) -> None:
         """Stop taking messages, let in-flight handlers finish (within the shutdown timeout),
         then disconnect."""
-        for queue, tag in self._consumers:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        for queue, tag in (s.consumer for s in self._subscriptions if s.consumer):
             try:
                 await queue.cancel(tag)
             except Exception as exc:  # the connection may already be gone
                 log.warning("consumer_cancel_failed", queue=queue.name, error=str(exc))
-        self._consumers.clear()
+        self._subscriptions.clear()
         try:
             await asyncio.wait_for(self._idle.wait(), self.shutdown_timeout)
         except TimeoutError:
@@ -162,6 +206,7 @@ class Broker:
             and self._connection.connected.is_set()  # false while reconnecting
             and channel is not None
             and not channel.is_closed
+            and all(s.channel is None or not s.channel.is_closed for s in self._subscriptions)
         )
 
     async def channel(self, *, prefetch: int | None = None) -> AbstractChannel:
@@ -198,20 +243,27 @@ class Broker:
         envelope = envelope or self.envelope_for(event, cause=cause, key=key)
         body = event.model_dump_json().encode()
         self._check_size(len(body))
-        exchange = self._exchanges[topology.exchange_name(self.settings, event.exchange)]
+        exchange = topology.exchange_name(self.settings, event.exchange)
         await self._publish(exchange, envelope.to_message(body), event.type)
         log.debug("event_published", event_type=event.type, event_id=envelope.id)
         return envelope
 
-    async def _publish(
-        self, exchange: AbstractExchange, message: aio_pika.Message, key: str
-    ) -> None:
-        try:
-            await exchange.publish(
-                message, routing_key=key, mandatory=True, timeout=PUBLISH_TIMEOUT
-            )
-        except PublishError as exc:
-            raise Unroutable(f"no queue bound on {exchange.name!r} for {key!r}") from exc
+    async def _publish(self, exchange_name: str, message: aio_pika.Message, key: str) -> None:
+        """Publish persistently, mandatory, confirmed; once more on a fresh channel if the
+        publishing channel turned out to be closed."""
+        for attempt in (1, 2):
+            exchange = await self._publisher(exchange_name)
+            try:
+                await exchange.publish(
+                    message, routing_key=key, mandatory=True, timeout=PUBLISH_TIMEOUT
+                )
+            except PublishError as exc:
+                raise Unroutable(f"no queue bound on {exchange_name!r} for {key!r}") from exc
+            except ChannelInvalidStateError:
+                if attempt == 2:
+                    raise
+                continue
+            return
 
     def _check_size(self, size: int) -> None:
         if size > self.settings.amqp_max_message_bytes:
@@ -232,16 +284,16 @@ class Broker:
         publishes it awaited) finished. A failure is retried after a back-off delay; after
         the last attempt, or at once for PermanentError and malformed messages, the message
         is parked with its error (and `on_park` is told, for messages that parsed)."""
-        channel = await self.channel(prefetch=prefetch)
-        queue = await topology.declare_work_queue(channel, self.settings, spec)
         by_type = {cls.type: cls for cls in (accepts if isinstance(accepts, tuple) else (accepts,))}
         consumer = _Consumer(self, spec, by_type, handler, on_park)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             await self._tracked(consumer.handle(message))
 
-        tag = await queue.consume(on_message)
-        self._consumers.append((queue, tag))
+        async def declare(channel: AbstractChannel) -> AbstractQueue:
+            return await topology.declare_work_queue(channel, self.settings, spec)
+
+        await self._start(_Subscription(spec.name, prefetch, declare, on_message))
         log.info("consuming", queue=spec.name, prefetch=prefetch)
 
     async def park(self, queue: str, message: AbstractIncomingMessage, error: str) -> None:
@@ -250,8 +302,7 @@ class Broker:
         headers[PARK_ERROR_HEADER] = error[:1000]
         headers["x-imagemesh-parked-at"] = datetime.now(UTC).isoformat()
         headers[QUEUE_HEADER] = queue
-        exchange = self._exchanges[topology.DEAD_LETTER_EXCHANGE]
-        if await self._republish(message, exchange, queue, headers):
+        if await self._republish(message, topology.DEAD_LETTER_EXCHANGE, queue, headers):
             log.warning(
                 "message_parked", queue=queue, parking=topology.parking_name(queue), error=error
             )
@@ -261,19 +312,18 @@ class Broker:
     ) -> None:
         """Send a message to its delay queue for `delay` seconds, then ack it."""
         headers = {**(message.headers or {}), LAST_ERROR_HEADER: error[:1000]}
-        if await self._republish(
-            message, self._default_exchange(), spec.delay_name(delay), headers
-        ):
+        if await self._republish(message, "", spec.delay_name(delay), headers):
             log.info("message_retry_scheduled", queue=spec.name, delay_s=delay, error=error)
 
     async def _republish(
         self,
         message: AbstractIncomingMessage,
-        exchange: AbstractExchange,
+        exchange: str,
         routing_key: str,
         headers: dict[str, Any],
     ) -> bool:
-        """Publish a copy (confirmed), then ack the original; on failure hand it back."""
+        """Publish a copy (confirmed), then ack the original; on failure hand it back
+        after a pause (no hot loop: the queue's delivery limit counts every hand-back)."""
         copy = aio_pika.Message(
             message.body,
             headers=headers,
@@ -289,8 +339,8 @@ class Broker:
         try:
             await self._publish(exchange, copy, routing_key)
         except Exception:
-            # Could not move it: hand it back; the delivery limit parks it eventually.
             log.exception("republish_failed", routing_key=routing_key)
+            await asyncio.sleep(REQUEUE_PAUSE)
             await settle(message.nack(requeue=True))
             return False
         await settle(message.ack())
@@ -313,15 +363,43 @@ class Broker:
     ) -> None:
         """Answer requests on `route`. Handler errors become error replies (RpcError keeps
         its code; anything else is `internal`); the request is acked once answered."""
-        channel = await self.channel(prefetch=prefetch)
-        queue = await topology.declare_rpc_queue(channel, route)
 
         async def on_request(message: AbstractIncomingMessage) -> None:
             await self._tracked(self._answer(route, handler, message))
 
-        tag = await queue.consume(on_request)
-        self._consumers.append((queue, tag))
+        async def declare(channel: AbstractChannel) -> AbstractQueue:
+            return await topology.declare_rpc_queue(channel, route)
+
+        await self._start(_Subscription(route.queue_name, prefetch, declare, on_request))
         log.info("serving", route=route.name, prefetch=prefetch)
+
+    async def _start(self, subscription: _Subscription) -> None:
+        channel = await self.channel(prefetch=subscription.prefetch)
+        queue = await subscription.declare(channel)
+        subscription.channel = channel
+        subscription.consumer = (queue, await queue.consume(subscription.callback))
+        if subscription not in self._subscriptions:
+            self._subscriptions.append(subscription)
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch_consumers())
+
+    async def _watch_consumers(self) -> None:
+        """Restart consumers whose channel aio-pika failed to restore after a reconnect
+        (the race described in _publisher): otherwise a service would quietly stop
+        consuming while looking alive."""
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL)
+            if self._connection is None or not self._connection.connected.is_set():
+                continue
+            for subscription in self._subscriptions:
+                if subscription.channel is not None and subscription.channel.is_closed:
+                    try:
+                        await self._start(subscription)
+                        log.warning("consumer_restored", queue=subscription.name)
+                    except Exception as exc:
+                        log.warning(
+                            "consumer_restore_failed", queue=subscription.name, error=repr(exc)
+                        )
 
     async def _answer(
         self, route: topology.RpcRoute, handler: RpcHandler, message: AbstractIncomingMessage
@@ -360,13 +438,9 @@ class Broker:
         assert request.reply_to is not None
         message = reply.to_message(correlation_id=request.correlation_id, headers=headers)
         try:
-            await self._publish(self._default_exchange(), message, request.reply_to)
+            await self._publish("", message, request.reply_to)
         except Unroutable:
             log.warning("rpc_caller_gone", reply_to=request.reply_to)
-
-    def _default_exchange(self) -> AbstractExchange:
-        assert self._publish_channel is not None
-        return self._publish_channel.default_exchange
 
     async def call(
         self,
@@ -396,9 +470,12 @@ class Broker:
         self._replies[correlation_id] = future
         try:
             try:
-                await self._publish(self._exchanges[topology.RPC_EXCHANGE], message, route.name)
+                await self._publish(topology.RPC_EXCHANGE, message, route.name)
             except Unroutable as exc:
                 raise RpcUnavailable(route.name) from exc
+            except (AMQPError, ConnectionError, TimeoutError) as exc:
+                message_text = f"could not send to {route.name}: {exc}"
+                raise RpcError("broker_unavailable", message_text) from exc
             try:
                 answer = await asyncio.wait_for(future, timeout)
             except TimeoutError as exc:
@@ -412,8 +489,11 @@ class Broker:
 
     async def _ensure_reply_queue(self) -> str:
         async with self._reply_lock:
+            if self._reply_channel is not None and self._reply_channel.is_closed:
+                log.warning("reply_channel_reopened")  # see _publisher: same aio-pika race
+                self._reply_queue = None
             if self._reply_queue is None:
-                channel = await self.channel()
+                channel = self._reply_channel = await self.channel()
                 # A fixed name (not server-named) so the robust connection re-declares the
                 # same queue after a reconnect and in-flight calls still get their replies.
                 name = f"rpc-reply.{self.service}.{uuid.uuid4().hex}"
