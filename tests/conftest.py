@@ -71,25 +71,49 @@ def stack_config() -> dict[str, str]:
     return dict(config)
 
 
-@pytest.fixture(scope="session")
-def test_env(stack_config: dict[str, str]) -> Iterator[dict[str, str]]:
+@contextlib.contextmanager
+def isolated_env(stack_config: dict[str, str], kind: str) -> Iterator[dict[str, str]]:
+    """A vhost, a database and two buckets of their own on the shared servers, removed
+    afterwards, so tests neither see nor disturb a mesh started with `make up`."""
     suffix = uuid.uuid4().hex[:8]
     env = {
         **stack_config,
-        "RABBITMQ_VHOST": f"imagemesh-test-{suffix}",
-        "COUCHDB_DB": f"provenance-test-{suffix}",
-        "S3_INPUT_BUCKET": f"imagemesh-test-{suffix}-input",
-        "S3_OUTPUT_BUCKET": f"imagemesh-test-{suffix}-output",
+        "RABBITMQ_VHOST": f"imagemesh-{kind}-{suffix}",
+        "COUCHDB_DB": f"provenance-{kind}-{suffix}",
+        "S3_INPUT_BUCKET": f"imagemesh-{kind}-{suffix}-input",
+        "S3_OUTPUT_BUCKET": f"imagemesh-{kind}-{suffix}-output",
         "LOG_FORMAT": "json",
     }
+    buckets = [env["S3_INPUT_BUCKET"], env["S3_OUTPUT_BUCKET"]]
     stack.provision_rabbitmq(env, vhost=env["RABBITMQ_VHOST"])
     stack.provision_couchdb(env, db=env["COUCHDB_DB"])
-    stack.provision_s3(env, buckets=[env["S3_INPUT_BUCKET"], env["S3_OUTPUT_BUCKET"]])
-    yield env
-    with contextlib.suppress(Exception):
-        management(env, "DELETE", f"/api/vhosts/{env['RABBITMQ_VHOST']}")
-    with contextlib.suppress(Exception):
-        couch(env, "DELETE", f"/{env['COUCHDB_DB']}")
+    stack.provision_s3(env, buckets=buckets)
+    try:
+        yield env
+    finally:
+        with contextlib.suppress(Exception):
+            management(env, "DELETE", f"/api/vhosts/{env['RABBITMQ_VHOST']}")
+        with contextlib.suppress(Exception):
+            couch(env, "DELETE", f"/{env['COUCHDB_DB']}")
+        with contextlib.suppress(Exception):
+            _delete_buckets(env, buckets)
+
+
+def _delete_buckets(env: dict[str, str], buckets: list[str]) -> None:
+    """moto keeps everything in memory: give it back."""
+    client = stack.s3_client(env)
+    for bucket in buckets:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture(scope="session")
+def test_env(stack_config: dict[str, str]) -> Iterator[dict[str, str]]:
+    with isolated_env(stack_config, "test") as env:
+        yield env
 
 
 def settings_from(env: dict[str, str], cls: type[Any]) -> Any:

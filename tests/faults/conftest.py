@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ import aiohttp
 import pytest
 import stack
 
-from tests.conftest import SERVICES, Mesh, couch, free_port, management, queue_counts
+from tests.conftest import SERVICES, Mesh, free_port, isolated_env, queue_counts
 
 FAST_SETTINGS = {
     "AMQP_RETRY_DELAYS": "0.5,1,2,4,8",
@@ -43,25 +42,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture
 def fault_env(stack_config: dict[str, str]) -> Iterator[dict[str, str]]:
     """A vhost, a database and two buckets of this test's own, deleted afterwards."""
-    suffix = uuid.uuid4().hex[:8]
-    env = {
-        **stack_config,
-        "RABBITMQ_VHOST": f"imagemesh-fault-{suffix}",
-        "COUCHDB_DB": f"provenance-fault-{suffix}",
-        "S3_INPUT_BUCKET": f"imagemesh-fault-{suffix}-input",
-        "S3_OUTPUT_BUCKET": f"imagemesh-fault-{suffix}-output",
-    }
-    stack.provision_rabbitmq(env, vhost=env["RABBITMQ_VHOST"])
-    stack.provision_couchdb(env, db=env["COUCHDB_DB"])
-    stack.provision_s3(env, buckets=[env["S3_INPUT_BUCKET"], env["S3_OUTPUT_BUCKET"]])
-    yield env
-    restore_infra(stack_config)
-    with contextlib.suppress(Exception):
-        management(env, "DELETE", f"/api/vhosts/{env['RABBITMQ_VHOST']}")
-    with contextlib.suppress(Exception):
-        couch(env, "DELETE", f"/{env['COUCHDB_DB']}")
-    with contextlib.suppress(Exception):
-        _delete_buckets(env, [env["S3_INPUT_BUCKET"], env["S3_OUTPUT_BUCKET"]])
+    with isolated_env(stack_config, "fault") as env:
+        try:
+            yield env
+        finally:
+            restore_infra(stack_config)
 
 
 def restore_infra(config: dict[str, str]) -> None:
@@ -73,17 +58,6 @@ def restore_infra(config: dict[str, str]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
     stack.ensure_infra(config)
-
-
-def _delete_buckets(env: dict[str, str], buckets: list[str]) -> None:
-    """moto keeps everything in memory: give it back."""
-    client = stack.s3_client(env)
-    for bucket in buckets:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-            if keys:
-                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
-        client.delete_bucket(Bucket=bucket)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, PublishErro
 
 from . import topology
 from ._consumer import E, Handler, ParkHandler, _Consumer, settle
-from ._envelope import Envelope, follow_up_id, new_event_id
+from ._envelope import Envelope, copy_of, follow_up_id, new_event_id
 from ._settings import BrokerSettings
 from .events import Event
 from .rpc import (
@@ -324,18 +324,7 @@ class Broker:
     ) -> bool:
         """Publish a copy (confirmed), then ack the original; on failure hand it back
         after a pause (no hot loop: the queue's delivery limit counts every hand-back)."""
-        copy = aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            type=message.type,
-            app_id=message.app_id,
-            timestamp=message.timestamp,
-            reply_to=message.reply_to,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
+        copy = copy_of(message, headers)
         try:
             await self._publish(exchange, copy, routing_key)
         except Exception:

@@ -123,6 +123,23 @@ class Envelope:
         )
 
 
+def copy_of(message: AbstractIncomingMessage, headers: dict[str, Any]) -> Message:
+    """A persistent copy of a delivered message (to retry, park or re-publish it), with
+    its properties kept and its headers replaced."""
+    return Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        app_id=message.app_id,
+        timestamp=message.timestamp,
+        reply_to=message.reply_to,
+        delivery_mode=DeliveryMode.PERSISTENT,
+    )
+
+
 def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")

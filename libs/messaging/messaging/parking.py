@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from . import topology
 from ._broker import PARK_ERROR_HEADER, QUEUE_HEADER
+from ._envelope import copy_of
 from ._settings import BrokerSettings
 
 _DROPPED_HEADERS = (
@@ -96,21 +97,7 @@ async def republish(channel: AbstractChannel, parked: Parked) -> None:
     }
     exchange = await channel.get_exchange(topology.RETRY_EXCHANGE)
     message = parked.message
-    await exchange.publish(
-        aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            type=message.type,
-            app_id=message.app_id,
-            timestamp=message.timestamp,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        ),
-        routing_key=parked.queue,
-        mandatory=True,
-    )
+    await exchange.publish(copy_of(message, headers), routing_key=parked.queue, mandatory=True)
     await message.ack()
 
 
