@@ -225,11 +225,11 @@ class Mesh:
         )
 
 
-@pytest.fixture(scope="session")
-def mesh(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """The four services as real processes on free ports, against the session's vhost."""
-    env = {**test_env, **{variable: str(free_port()) for variable in SERVICES.values()}}
-    running = Mesh(env, tmp_path_factory.mktemp("mesh-logs"))
+@contextlib.contextmanager
+def running_mesh(env: dict[str, str], logs: Path) -> Iterator[Mesh]:
+    """The four services as real processes on free ports; stopped (SIGTERM) afterwards."""
+    env = {**env, **{variable: str(free_port()) for variable in SERVICES.values()}}
+    running = Mesh(env, logs)
     try:
         for name in SERVICES:
             running.start(name)
@@ -239,3 +239,10 @@ def mesh(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         for name in list(running.processes):
             running.stop(name)
+
+
+@pytest.fixture(scope="session")
+def mesh(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """The four services against the session's vhost."""
+    with running_mesh(test_env, tmp_path_factory.mktemp("mesh-logs")) as running:
+        yield running

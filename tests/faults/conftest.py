@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import stack
 
-from tests.conftest import SERVICES, Mesh, free_port, isolated_env, queue_counts
+from tests.conftest import SERVICES, Mesh, isolated_env, queue_counts, running_mesh
 
 FAST_SETTINGS = {
     "AMQP_RETRY_DELAYS": "0.5,1,2,4,8",
@@ -74,30 +74,18 @@ def fault_mesh(
     tmp_path: Any,
 ) -> Iterator[Mesh]:
     """The four services as real processes on free ports, against this test's vhost."""
-    env = {
-        **fault_env,
-        **FAST_SETTINGS,
-        **mesh_overrides,
-        **{variable: str(free_port()) for variable in SERVICES.values()},
-    }
     logs = tmp_path / "mesh-logs"
     logs.mkdir()
-    running = Mesh(env, logs)
-    try:
-        for name in SERVICES:
-            running.start(name)
-        for name in SERVICES:
-            running.wait_ready(name)
-        yield running
-    finally:
-        failed = any(
-            getattr(getattr(request.node, f"report_{when}", None), "failed", False)
-            for when in ("setup", "call")
-        )
-        if failed:
-            print(diagnostics(running))
-        for name in list(running.processes):
-            running.stop(name)
+    with running_mesh({**fault_env, **FAST_SETTINGS, **mesh_overrides}, logs) as running:
+        try:
+            yield running
+        finally:
+            failed = any(
+                getattr(getattr(request.node, f"report_{when}", None), "failed", False)
+                for when in ("setup", "call")
+            )
+            if failed:
+                print(diagnostics(running))
 
 
 def diagnostics(mesh: Mesh, lines: int = 60) -> str:

@@ -5,18 +5,7 @@ import pyvips
 
 from imageproc.operations import OPERATIONS, ProcessingError, run_pipeline
 from pipeline import OPERATION_MODELS, ImageFormat, ImageLimits, parse_pipeline
-from tests.imageproc.images import ramp
-
-LIMITS = ImageLimits()
-
-MAGIC = {
-    "jpeg": b"\xff\xd8\xff",
-    "png": b"\x89PNG\r\n\x1a\n",
-    "webp": b"RIFF",
-    "gif": b"GIF8",
-    "tiff": b"II*\x00",
-    "avif": b"\x00\x00\x00",
-}
+from tests.imageproc.images import LIMITS, MAGIC, ramp
 
 
 def _rgb(width: int, height: int, grey: int = 128) -> pyvips.Image:

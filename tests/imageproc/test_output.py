@@ -12,18 +12,7 @@ from imageproc._encode import encode
 from imageproc._info import describe_bytes, describe_image
 from imageproc.operations import run_pipeline
 from pipeline import ImageFormat, ImageLimits, PipelineError, parse_pipeline
-from tests.imageproc.images import ramp
-
-LIMITS = ImageLimits()
-
-MAGIC = {
-    "jpeg": b"\xff\xd8\xff",
-    "png": b"\x89PNG\r\n\x1a\n",
-    "webp": b"RIFF",
-    "gif": b"GIF8",
-    "tiff": b"II*\x00",
-    "avif": b"\x00\x00\x00",
-}
+from tests.imageproc.images import LIMITS, MAGIC, ramp
 
 MAKE = 0x010F
 GPS_IFD = 0x8825

@@ -4,7 +4,7 @@ structlog configuration, the ops endpoints (/healthz, /readyz, /metrics) and run
 from ._logging import configure_logging
 from ._ops import Check, add_ops_routes, add_readiness_check, run_checks
 from ._resources import CleanupContext, resource
-from ._run import package_version, run_service
+from ._run import run_service
 from ._settings import ServiceSettings, load_settings
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "add_readiness_check",
     "configure_logging",
     "load_settings",
-    "package_version",
     "resource",
     "run_checks",
     "run_service",

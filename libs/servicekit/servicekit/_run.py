@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import TypeVar
 
 from aiohttp import web
@@ -10,13 +9,6 @@ from ._logging import configure_logging
 from ._settings import ServiceSettings, load_settings
 
 S = TypeVar("S", bound=ServiceSettings)
-
-
-def package_version(distribution: str) -> str:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def run_service(

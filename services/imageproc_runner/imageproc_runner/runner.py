@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -111,7 +112,7 @@ class Runner:
         return ImageRef(
             bucket=self._output_bucket,
             key=key,
-            sha256=hashlib.sha256(reply.payload).hexdigest(),
+            sha256=await asyncio.to_thread(lambda: hashlib.sha256(reply.payload).hexdigest()),
             bytes=len(reply.payload),
             format=meta["format"],
             width=meta["width"],
