@@ -355,3 +355,15 @@ async def test_a_consumer_channel_left_closed_is_restarted(broker: Broker) -> No
     await broker.publish(Pinged(job_id="job-heal", n=6))
     await async_wait_for(lambda: seen == [6], timeout=20)
     assert broker.is_healthy()
+
+
+async def test_an_rpc_call_while_the_broker_is_away_is_broker_unavailable(
+    broker_settings: BrokerSettings,
+) -> None:
+    # Mid-reconnect the connection refuses new channels; a caller must get the RpcError a
+    # service maps to 503, never an unexpected exception (a 500 at the API).
+    async with Broker(broker_settings, service="test-away") as away:
+        await away.connection.close()
+        with pytest.raises(RpcError) as raised:
+            await away.call(RpcRoute("test.anything"), RpcMessage({}), timeout=5)
+    assert raised.value.code == "broker_unavailable"

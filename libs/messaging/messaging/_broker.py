@@ -443,7 +443,12 @@ class Broker:
 
         Raises RpcTimeout, RpcUnavailable (nobody ever served the route), MessageTooLarge,
         or RpcError with the server's code."""
-        reply_to = await self._ensure_reply_queue()
+        try:
+            reply_to = await self._ensure_reply_queue()
+        except (AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
+            # Mid-reconnect the connection refuses new channels: the broker is away, which
+            # callers must see as such (a 503 upstream), not as an unexpected error.
+            raise RpcError("broker_unavailable", f"no reply queue: {exc!r}") from exc
         correlation_id = str(uuid.uuid4())
         headers = {JOB_HEADER: job_id} if job_id else {}
         message = request.to_message(
@@ -462,8 +467,9 @@ class Broker:
                 await self._publish(topology.RPC_EXCHANGE, message, route.name)
             except Unroutable as exc:
                 raise RpcUnavailable(route.name) from exc
-            except (AMQPError, ConnectionError, TimeoutError) as exc:
-                message_text = f"could not send to {route.name}: {exc}"
+            except (AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
+                # RuntimeError: aio-pika's ChannelInvalidStateError, or "connection closed".
+                message_text = f"could not send to {route.name}: {exc!r}"
                 raise RpcError("broker_unavailable", message_text) from exc
             try:
                 answer = await asyncio.wait_for(future, timeout)
