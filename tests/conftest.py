@@ -7,16 +7,19 @@ neither see nor disturb a mesh started with `make up`, nor an earlier test run."
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 import stack  # noqa: E402
 
 from messaging import Broker, BrokerSettings  # noqa: E402
+from objectstore import open_store as open_objects  # noqa: E402
+from provenancedb.audit import Gap, Report, audit, job_gaps  # noqa: E402
+from provenancedb.settings import AuditSettings  # noqa: E402
+from provenancedb.store import open_store as open_provenance  # noqa: E402
 
 SERVICES = {
     "provenancedb": "PROVENANCEDB_OPS_PORT",
@@ -34,6 +41,11 @@ SERVICES = {
     "imageproc_runner": "RUNNER_OPS_PORT",
     "upload": "UPLOAD_PORT",
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last` run after all others (in their collected order)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05) -> Any:
@@ -157,6 +169,50 @@ def management(env: dict[str, str], method: str, path: str) -> Any:
 def couch(env: dict[str, str], method: str, path: str, body: bytes | None = None) -> Any:
     url = env["COUCHDB_URL"].rstrip("/") + path
     return _request(url, method, (env["COUCHDB_USER"], env["COUCHDB_PASSWORD"]), body)
+
+
+def job_documents(env: Mapping[str, str], job_id: str) -> list[dict[str, Any]]:
+    """A job's provenance documents in time order, as an auditor reads them in Fauxton:
+    the `by_job` view, keys from [job_id] to [job_id, {}]."""
+    query = urllib.parse.urlencode(
+        {
+            "include_docs": "true",
+            "startkey": json.dumps([job_id]),
+            "endkey": json.dumps([job_id, {}]),
+        }
+    )
+    result = couch(
+        dict(env), "GET", f"/{env['COUCHDB_DB']}/_design/provenance/_view/by_job?{query}"
+    )
+    return [row["doc"] for row in result["rows"] if row.get("doc")]
+
+
+def all_documents(env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every provenance document with a job, through the `by_job` view."""
+    path = f"/{env['COUCHDB_DB']}/_design/provenance/_view/by_job?include_docs=true"
+    result = couch(dict(env), "GET", path)
+    return [row["doc"] for row in result["rows"] if row.get("doc")]
+
+
+def trail(env: Mapping[str, str], job_id: str) -> tuple[str, list[Gap], list[dict[str, Any]]]:
+    """(status, gaps, documents) of a job's provenance trail, by the completeness check's
+    own rules (`provenancedb.audit.job_gaps`); an unfinished job is never a gap here."""
+    docs = job_documents(env, job_id)
+    status, gaps = job_gaps(job_id, docs, now=datetime.now(UTC), grace=float("inf"))
+    return status, gaps, docs
+
+
+def complete_trail(env: Mapping[str, str], job_id: str) -> list[dict[str, Any]] | None:
+    """The job's documents once it is finished and its trail has no gap, else None."""
+    status, gaps, docs = trail(env, job_id)
+    return docs if status in {"succeeded", "failed"} and not gaps else None
+
+
+async def audit_env(env: Mapping[str, str], *, grace: float = 0.0) -> Report:
+    """The completeness check (`python -m provenancedb.audit`) over a test environment."""
+    settings = settings_from(dict(env), AuditSettings)
+    async with open_provenance(settings) as store, open_objects(settings) as objects:
+        return await audit(store, objects, settings, grace=grace)
 
 
 def queue_counts(env: dict[str, str]) -> dict[str, int]:

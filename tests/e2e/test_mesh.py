@@ -11,26 +11,13 @@ import aiohttp
 import pytest
 
 from objectstore import S3Settings, open_store
-from tests.conftest import Mesh, async_wait_for, couch, queue_counts, settings_from
+from tests.conftest import Mesh, async_wait_for, complete_trail, queue_counts, settings_from
 from tests.e2e.helpers import decode, photo, submit, wait_finished
 
 pytestmark = pytest.mark.e2e
 
 THUMBNAIL = json.dumps([{"op": "thumbnail", "width": 256, "height": 256}])
 DITHER = json.dumps([{"op": "dither"}])
-
-
-def job_documents(mesh: Mesh, job_id: str) -> list[dict[str, Any]]:
-    key = json.dumps([job_id])
-    end = json.dumps([job_id, {}])
-    path = (
-        f"/{mesh.env['COUCHDB_DB']}/_design/provenance/_view/by_job"
-        f"?include_docs=true&startkey={key}&endkey={end}"
-    )
-    from urllib.parse import quote
-
-    result = couch(mesh.env, "GET", quote(path, safe="/?=&_"))
-    return [row["doc"] for row in result["rows"]]
 
 
 async def test_jpeg_becomes_its_thumbnail_with_provenance(
@@ -67,24 +54,35 @@ async def test_jpeg_becomes_its_thumbnail_with_provenance(
     assert stored.format == "JPEG"
     assert stored.size == (256, 171)
 
-    docs = await async_wait_for(lambda: _complete(job_documents(mesh, body["id"])), timeout=20)
+    docs = await async_wait_for(lambda: complete_trail(mesh.env, body["id"]), timeout=20)
     assert Counter(d["type"] for d in docs) == {
+        "upload.received": 1,
+        "image.stored": 2,
         "image.uploaded": 1,
         "job.processing-started": 1,
+        "operation.applied": 1,
         "image.processed": 1,
     }
     for doc in docs:
         assert doc["job_id"] == body["id"]
         assert doc["time"].endswith("Z")
-        assert doc["service"] in {"upload", "imageproc_runner"}
         assert doc["prov"]["agent"]
+    services = {(d["type"], d["data"].get("role")): d["service"] for d in docs}
+    assert services == {
+        ("upload.received", None): "upload",
+        ("image.stored", "input"): "upload",
+        ("image.uploaded", None): "upload",
+        ("job.processing-started", None): "imageproc_runner",
+        ("operation.applied", None): "imageproc",
+        ("image.stored", "output"): "imageproc_runner",
+        ("image.processed", None): "imageproc_runner",
+    }
+    received = next(d for d in docs if d["type"] == "upload.received")
+    assert received["data"]["filename"] == "cat.jpg"
+    assert received["data"]["client"]["address"] == "127.0.0.1"
     processed = next(d for d in docs if d["type"] == "image.processed")
     assert processed["input_sha256"] == job["input"]["sha256"]
     assert processed["output_sha256"] == job["output"]["sha256"]
-
-
-def _complete(docs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    return docs if any(d["type"] == "image.processed" for d in docs) else None
 
 
 async def test_png_becomes_pure_black_and_white(mesh: Mesh, http: aiohttp.ClientSession) -> None:
@@ -143,7 +141,7 @@ async def test_twenty_jobs_leave_empty_queues_and_one_document_per_step(
     for job_id in ids:
 
         def complete(job_id: str = job_id) -> list[dict[str, Any]] | None:
-            return _complete(job_documents(mesh, job_id))
+            return complete_trail(mesh.env, job_id)
 
-        docs = await async_wait_for(complete, timeout=20)
-        assert sorted(Counter(d["type"] for d in docs).values()) == [1, 1, 1], docs
+        # One document per step: the trail is complete and no step is recorded twice.
+        await async_wait_for(complete, timeout=20)

@@ -9,9 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Mesh, async_wait_for
+from tests.conftest import Mesh, async_wait_for, job_documents
 from tests.e2e.helpers import decode, photo, submit, wait_finished
-from tests.e2e.test_mesh import job_documents
 
 pytestmark = pytest.mark.e2e
 
@@ -101,12 +100,16 @@ async def test_image_info_is_recorded_in_provenance(
 
     def processed() -> dict[str, Any] | None:
         return next(
-            (d for d in job_documents(mesh, job["id"]) if d["type"] == "image.processed"), None
+            (d for d in job_documents(mesh.env, job["id"]) if d["type"] == "image.processed"), None
         )
 
     doc = await async_wait_for(processed, timeout=20)
     entities = doc["prov"]["entity"]
-    assert entities[f"sha256:{job['input']['sha256']}"]["imagemesh:info"]["width"] == 320
-    assert entities[f"sha256:{job['output']['sha256']}"]["imagemesh:info"]["bands"] == 1
+    # PROV attribute values are literals: structured ones are typed JSON literals.
+    input_info = entities[f"sha256:{job['input']['sha256']}"]["imagemesh:info"]
+    output_info = entities[f"sha256:{job['output']['sha256']}"]["imagemesh:info"]
+    assert input_info["type"] == output_info["type"] == "imagemesh:json"
+    assert json.loads(input_info["$"])["width"] == 320
+    assert json.loads(output_info["$"])["bands"] == 1
     [info_step] = [step for step in doc["data"]["steps"] if step["op"] == "info"]
     assert info_step["info"]["interpretation"] == "b-w"

@@ -11,8 +11,7 @@ import pytest
 
 from messaging import Broker, BrokerSettings, Envelope
 from messaging.events import ImageUploaded
-from tests.conftest import Mesh, settings_from
-from tests.e2e.test_mesh import job_documents
+from tests.conftest import Mesh, job_documents, settings_from
 from tests.faults.harness import Batch, poll
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
@@ -31,7 +30,9 @@ async def test_same_upload_event_delivered_three_times(
             # Recorded before the 202: the event is in provenance as soon as we have the id.
             docs = await poll(
                 lambda: [
-                    d for d in job_documents(fault_mesh, job_id) if d["type"] == "image.uploaded"
+                    d
+                    for d in job_documents(fault_mesh.env, job_id)
+                    if d["type"] == "image.uploaded"
                 ],
                 timeout=10,
                 what=f"image.uploaded document of {job_id}",

@@ -28,7 +28,14 @@ from messaging import (
     delivery_attempts,
     retry_delay,
 )
-from messaging.events import ErrorInfo, Event, ExchangeKind, JobFailed
+from messaging.events import (
+    ErrorInfo,
+    Event,
+    ExchangeKind,
+    JobFailed,
+    MessageParked,
+    RetryScheduled,
+)
 from messaging.topology import QueueSpec, RpcRoute
 from tests.conftest import async_wait_for, management
 
@@ -150,6 +157,45 @@ async def test_a_handler_that_keeps_failing_is_parked_after_its_last_attempt(qui
     assert parked.headers["x-imagemesh-queue"] == spec.name
     assert parked.correlation_id == "job-2"
     assert delivery_attempts(parked.headers, spec) == 3
+
+
+async def test_retries_and_parking_are_recorded_as_provenance_events(quick: Broker) -> None:
+    spec = _spec()
+    attempts: list[int] = []
+    recorded: list[tuple[Event, Envelope]] = []
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+
+    async def explode(event: Pinged, ctx: MessageContext) -> None:
+        attempts.append(ctx.attempt)
+        raise ConnectionError("S3 is down")
+
+    async def record(event: Event, ctx: MessageContext) -> None:
+        if event.job_id == job_id:
+            recorded.append((event, ctx.envelope))
+
+    witness = QueueSpec(
+        f"test.{uuid.uuid4().hex[:8]}",
+        (("provenance", RetryScheduled.type), ("provenance", MessageParked.type)),
+    )
+    recordable: tuple[type[Event], ...] = (RetryScheduled, MessageParked)
+    await quick.subscribe(witness, record, recordable)
+    await quick.subscribe(spec, explode, Pinged, record_retries=True)
+    sent = await quick.publish(Pinged(job_id=job_id, n=5))
+    await _parked(quick, spec, 1)
+    await async_wait_for(lambda: len(recorded) >= 4, timeout=10)
+
+    assert attempts == [1, 2, 3, 4]
+    retries = sorted(
+        (e for e, _ in recorded if isinstance(e, RetryScheduled)), key=lambda e: e.attempt
+    )
+    assert [(r.attempt, r.delay_seconds) for r in retries] == [(1, 0.2), (2, 0.4), (3, 0.4)]
+    assert {r.queue for r in retries} == {spec.name}
+    assert all("S3 is down" in r.error for r in retries)
+    [parked] = [e for e, _ in recorded if isinstance(e, MessageParked)]
+    assert (parked.attempts, parked.parking_queue) == (4, spec.parking_name)
+    assert {envelope.causation_id for _, envelope in recorded} == {sent.id}
+    # Ids derive from the message and the attempt: a redelivery records nothing twice.
+    assert len({envelope.id for _, envelope in recorded}) == 4
 
 
 async def test_a_permanent_error_is_parked_at_once(quick: Broker) -> None:

@@ -279,13 +279,18 @@ class Broker:
         *,
         prefetch: int = 8,
         on_park: ParkHandler[E] | None = None,
+        record_retries: bool = False,
     ) -> None:
         """Consume `spec` with `handler`. A message is acked only after the handler (and the
         publishes it awaited) finished. A failure is retried after a back-off delay; after
         the last attempt, or at once for PermanentError and malformed messages, the message
-        is parked with its error (and `on_park` is told, for messages that parsed)."""
+        is parked with its error (and `on_park` is told, for messages that parsed).
+
+        `record_retries` publishes each retry and parking as a provenance event of the job.
+        Not for provenancedb's own queue: there a retry record would feed the queue it is
+        recording, and while CouchDB is down every retry would make another."""
         by_type = {cls.type: cls for cls in (accepts if isinstance(accepts, tuple) else (accepts,))}
-        consumer = _Consumer(self, spec, by_type, handler, on_park)
+        consumer = _Consumer(self, spec, by_type, handler, on_park, record_retries)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             await self._tracked(consumer.handle(message))

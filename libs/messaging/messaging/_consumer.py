@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from . import topology
 from ._context import MessageContext, PermanentError
 from ._envelope import Envelope, EnvelopeError
-from .events import Event
+from .events import Event, MessageParked, RetryScheduled
 from .logs import message_context
 
 if TYPE_CHECKING:
@@ -52,12 +52,14 @@ class _Consumer(Generic[E]):
         by_type: dict[str, type[E]],
         handler: Handler[E],
         on_park: ParkHandler[E] | None,
+        record_retries: bool,
     ) -> None:
         self._broker = broker
         self._spec = spec
         self._by_type = by_type
         self._handler = handler
         self._on_park = on_park
+        self._record_retries = record_retries
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         limit = self._broker.settings.amqp_max_message_bytes
@@ -74,7 +76,9 @@ class _Consumer(Generic[E]):
             return
         with message_context(envelope, queue=self._spec.name):
             started = time.monotonic()
-            outcome = await self._run(message, event, MessageContext(envelope, self._broker))
+            attempt = delivery_attempts(message.headers, self._spec) + 1
+            ctx = MessageContext(envelope, self._broker, attempt)
+            outcome = await self._run(message, event, ctx)
             log.info("message_handled", outcome=outcome, duration_ms=_ms_since(started))
 
     def _parse(self, message: AbstractIncomingMessage) -> tuple[Envelope, E]:
@@ -100,13 +104,24 @@ class _Consumer(Generic[E]):
         self, message: AbstractIncomingMessage, event: E, ctx: MessageContext, error: str
     ) -> str:
         settings = self._broker.settings
-        attempt = delivery_attempts(message.headers, self._spec) + 1
+        attempt = ctx.attempt
         if attempt >= settings.amqp_max_attempts:
             log.exception("message_failed", attempt=attempt, final=True)
             await self._give_up(message, event, ctx, f"gave up after {attempt} attempts: {error}")
             return "parked"
         log.warning("message_failed", attempt=attempt, error=error, exc_info=True)
         delay = retry_delay(attempt, settings.amqp_retry_delays)
+        await self._record(
+            ctx,
+            RetryScheduled(
+                job_id=event.job_id,
+                queue=self._spec.name,
+                attempt=attempt,
+                delay_seconds=delay,
+                error=error[:1000],
+            ),
+            key=f"attempt-{attempt}",
+        )
         await self._broker.retry_later(self._spec, message, delay, error)
         return "retry_scheduled"
 
@@ -118,7 +133,26 @@ class _Consumer(Generic[E]):
                 await self._on_park(event, ctx, error)
             except Exception:
                 log.exception("on_park_failed")
+        parked = MessageParked(
+            job_id=event.job_id,
+            queue=self._spec.name,
+            parking_queue=topology.parking_name(self._spec.name),
+            attempts=ctx.attempt,
+            error=error[:1000],
+        )
+        await self._record(ctx, parked, key=f"attempt-{ctx.attempt}")
         await self._broker.park(self._spec.name, message, error)
+
+    async def _record(self, ctx: MessageContext, event: Event, *, key: str) -> None:
+        """Publish a retry or parking as a provenance event of the job (when this queue's
+        subscription asked for that). Best effort: the retry or parking itself must happen
+        even when the record cannot be published."""
+        if not self._record_retries:
+            return
+        try:
+            await ctx.publish(event, key=key)
+        except Exception as exc:
+            log.warning("retry_record_failed", event_type=event.type, error=repr(exc))
 
 
 async def settle(settlement: Awaitable[None]) -> None:

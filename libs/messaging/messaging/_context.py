@@ -20,6 +20,8 @@ class MessageContext:
 
     envelope: Envelope
     broker: Broker
+    attempt: int = 1
+    """Which attempt at this message this is (1 on first delivery; retries count up)."""
 
     async def publish(self, event: Event, *, key: str = "") -> Envelope:
         """Publish a follow-up event. Its id derives from this message's id (+ `key` when one

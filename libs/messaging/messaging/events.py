@@ -62,8 +62,43 @@ class Event(_Frozen):
     job_id: str
 
 
+class ClientInfo(_Frozen):
+    """Where an upload came from, as the upload service saw it."""
+
+    address: str | None = None
+    user_agent: str | None = Field(default=None, max_length=512)
+
+
+class UploadReceived(Event):
+    """An upload passed validation (before anything is stored): who sent what."""
+
+    type: ClassVar[str] = "upload.received"
+    exchange: ClassVar[ExchangeKind] = "provenance"
+
+    client: ClientInfo
+    filename: str | None = None
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+    format: str
+    width: int = Field(ge=0)
+    height: int = Field(ge=0)
+
+
+class ImageStored(Event):
+    """An image was written to S3: a job's input (by upload) or its output (by the runner)."""
+
+    type: ClassVar[str] = "image.stored"
+    exchange: ClassVar[ExchangeKind] = "provenance"
+
+    role: Literal["input", "output"]
+    image: ImageRef
+    derived_from: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """For an output: the SHA-256 of the input it was made from."""
+
+
 class ImageUploaded(Event):
-    """A user's image passed validation, is stored in the input bucket and awaits processing."""
+    """A user's image passed validation, is stored in the input bucket and awaits processing
+    (the job is queued)."""
 
     type: ClassVar[str] = "image.uploaded"
     exchange: ClassVar[ExchangeKind] = "events"
@@ -81,6 +116,24 @@ class ProcessingStarted(Event):
 
     input: ImageRef
     pipeline: list[dict[str, Any]]
+    attempt: int = Field(default=1, ge=1)
+
+
+class OperationApplied(Event):
+    """imageproc applied one operation of a job's pipeline (in the order it ran it)."""
+
+    type: ClassVar[str] = "operation.applied"
+    exchange: ClassVar[ExchangeKind] = "provenance"
+
+    index: int = Field(ge=0)
+    op: str
+    params: dict[str, Any]
+    duration_ms: float
+    input_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """The job's input (the operation itself works on an intermediate image, never stored)."""
+    attempt: int = Field(default=1, ge=1)
+    info: dict[str, Any] | None = None
+    """For `info` operations: the image at that point of the pipeline."""
 
 
 class ImageProcessed(Event):
@@ -105,7 +158,43 @@ class JobFailed(Event):
     error: ErrorInfo
     input: ImageRef | None = None
     pipeline: list[dict[str, Any]] = Field(default_factory=list)
+    attempt: int | None = Field(default=None, ge=1)
 
 
-ALL_EVENTS: tuple[type[Event], ...] = (ImageUploaded, ProcessingStarted, ImageProcessed, JobFailed)
+class RetryScheduled(Event):
+    """Handling a job's message failed; it is tried again after `delay_seconds`."""
+
+    type: ClassVar[str] = "job.retry-scheduled"
+    exchange: ClassVar[ExchangeKind] = "provenance"
+
+    queue: str
+    attempt: int = Field(ge=1)
+    """The attempt that failed."""
+    delay_seconds: float
+    error: str
+
+
+class MessageParked(Event):
+    """A job's message was moved to a parking lot, where an operator sees it."""
+
+    type: ClassVar[str] = "job.parked"
+    exchange: ClassVar[ExchangeKind] = "provenance"
+
+    queue: str
+    parking_queue: str
+    attempts: int = Field(ge=1)
+    error: str
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    UploadReceived,
+    ImageStored,
+    ImageUploaded,
+    ProcessingStarted,
+    OperationApplied,
+    ImageProcessed,
+    JobFailed,
+    RetryScheduled,
+    MessageParked,
+)
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.type: cls for cls in ALL_EVENTS}

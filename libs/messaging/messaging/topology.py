@@ -81,9 +81,17 @@ PROVENANCE_EVENTS = QueueSpec("provenancedb.events", (("events", "#"), ("provena
 IMAGEPROC_RUN = RpcRoute("imageproc.run")
 PROVENANCE_RECORD = RpcRoute("provenancedb.record")
 PROVENANCE_JOB_STATUS = RpcRoute("provenancedb.job-status")
+PROVENANCE_JOB_PROV = RpcRoute("provenancedb.job-provenance")
+PROVENANCE_LINEAGE = RpcRoute("provenancedb.lineage")
 
 ALL_QUEUES = (RUNNER_UPLOADS, PROVENANCE_EVENTS)
-ALL_ROUTES = (IMAGEPROC_RUN, PROVENANCE_RECORD, PROVENANCE_JOB_STATUS)
+ALL_ROUTES = (
+    IMAGEPROC_RUN,
+    PROVENANCE_RECORD,
+    PROVENANCE_JOB_STATUS,
+    PROVENANCE_JOB_PROV,
+    PROVENANCE_LINEAGE,
+)
 
 
 def exchange_name(settings: BrokerSettings, kind: ExchangeKind) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aioboto3
@@ -26,6 +27,17 @@ class S3Settings(BaseSettings):
 
 class ObjectNotFound(LookupError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    bucket: str
+    key: str
+    size: int
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
 
 
 class ObjectStore:
@@ -66,6 +78,23 @@ class ObjectStore:
                 return False
             raise
         return True
+
+    async def metadata(self, bucket: str, key: str) -> dict[str, str]:
+        """The object's user metadata (`x-amz-meta-*`, names lower-cased)."""
+        try:
+            response = await self._client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                raise ObjectNotFound(f"s3://{bucket}/{key}") from exc
+            raise
+        return {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
+
+    async def objects(self, bucket: str, prefix: str = "") -> AsyncIterator[StoredObject]:
+        """Every object in a bucket (under `prefix`), page by page."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield StoredObject(bucket, item["Key"], int(item["Size"]))
 
     async def ping(self, bucket: str) -> bool:
         """True when the bucket answers (readiness)."""

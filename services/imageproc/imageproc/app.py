@@ -6,7 +6,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from messaging import Broker, topology
+from messaging import Broker, Envelope, topology
+from messaging.events import OperationApplied
 from pipeline import harden_vips
 from servicekit import add_ops_routes, resource
 
@@ -36,7 +37,12 @@ def create_app(settings: Settings) -> web.Application:
             max_output_bytes=settings.amqp_max_message_bytes - 64 * 1024,
             timeout=settings.pipeline_timeout_seconds,
         )
-        processor = ImageProcessor(app[POOL], rules)
+        broker = app[BROKER]
+
+        async def record(event: OperationApplied, cause: Envelope, key: str) -> object:
+            return await broker.publish(event, cause=cause, key=key)
+
+        processor = ImageProcessor(app[POOL], rules, record)
         await app[BROKER].serve(
             topology.IMAGEPROC_RUN, processor.on_run, prefetch=settings.imageproc_concurrency
         )

@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> web.Application:
             ImageUploaded,
             prefetch=settings.runner_concurrency,
             on_park=runner.on_parked,
+            record_retries=True,
         )
         yield
 

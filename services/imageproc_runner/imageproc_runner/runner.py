@@ -13,6 +13,7 @@ from messaging.events import (
     ErrorInfo,
     ImageProcessed,
     ImageRef,
+    ImageStored,
     ImageUploaded,
     JobFailed,
     ProcessingStarted,
@@ -22,7 +23,7 @@ from objectstore import ObjectStore
 
 log = structlog.get_logger("imageproc_runner")
 
-# Worth trying again later (issue 4 adds retries); everything else is the input's fault.
+# Worth trying again later; everything else is the input's fault.
 TRANSIENT_RPC_CODES = frozenset({"rpc_timeout", "rpc_unavailable", "internal"})
 _EXTENSIONS = {
     "jpeg": ".jpg",
@@ -45,30 +46,45 @@ class Runner:
 
     async def on_uploaded(self, event: ImageUploaded, ctx: MessageContext) -> None:
         started = time.monotonic()
-        await ctx.publish(
-            ProcessingStarted(job_id=event.job_id, input=event.input, pipeline=event.pipeline)
+        # One record per attempt (a redelivery of the same attempt publishes the same id).
+        attempt_key = f"attempt-{ctx.attempt}"
+        processing = await ctx.publish(
+            ProcessingStarted(
+                job_id=event.job_id,
+                input=event.input,
+                pipeline=event.pipeline,
+                attempt=ctx.attempt,
+            ),
+            key=attempt_key,
         )
         data = await self._store.get(event.input.bucket, event.input.key)
         try:
             reply = await self._broker.call(
                 topology.IMAGEPROC_RUN,
-                RpcMessage({"pipeline": event.pipeline}, data),
+                RpcMessage(
+                    {
+                        "pipeline": event.pipeline,
+                        # imageproc records each operation it applies as caused by this.
+                        "cause": processing.as_dict(),
+                        "input_sha256": event.input.sha256,
+                        "attempt": ctx.attempt,
+                    },
+                    data,
+                ),
                 timeout=self._timeout,
                 job_id=event.job_id,
             )
         except RpcError as exc:
             if exc.code in TRANSIENT_RPC_CODES:
                 raise
-            log.info("job_failed", code=exc.code, reason=exc.message)
-            failed = JobFailed(
-                job_id=event.job_id,
-                error=ErrorInfo(code=exc.code, message=exc.message),
-                input=event.input,
-                pipeline=event.pipeline,
-            )
-            await ctx.publish(failed)
+            await self._fail(event, ctx, exc.code, exc.message)
             return
         output = await self._store_output(event.job_id, event.input, reply)
+        await ctx.publish(
+            ImageStored(
+                job_id=event.job_id, role="output", image=output, derived_from=event.input.sha256
+            )
+        )
         await ctx.publish(
             ImageProcessed(
                 job_id=event.job_id,
@@ -95,11 +111,13 @@ class Runner:
             error=ErrorInfo(code=code, message=message),
             input=event.input,
             pipeline=event.pipeline,
+            attempt=ctx.attempt,
         )
         await ctx.publish(failed)
 
     async def _store_output(self, job_id: str, source: ImageRef, reply: RpcMessage) -> ImageRef:
         meta = reply.meta
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(reply.payload).hexdigest())
         # One key per job: unique across jobs, and a redelivery rewrites the same object.
         key = f"{job_id}/output{_EXTENSIONS.get(meta['format'], '.bin')}"
         await self._store.put(
@@ -107,12 +125,12 @@ class Runner:
             key,
             reply.payload,
             content_type=meta["content_type"],
-            metadata={"job-id": job_id, "derived-from-sha256": source.sha256},
+            metadata={"job-id": job_id, "sha256": digest, "derived-from-sha256": source.sha256},
         )
         return ImageRef(
             bucket=self._output_bucket,
             key=key,
-            sha256=await asyncio.to_thread(lambda: hashlib.sha256(reply.payload).hexdigest()),
+            sha256=digest,
             bytes=len(reply.payload),
             format=meta["format"],
             width=meta["width"],

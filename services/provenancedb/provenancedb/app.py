@@ -19,7 +19,8 @@ from messaging import (
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
 from servicekit import add_ops_routes, resource
 
-from .documents import to_document
+from .documents import merge_prov, to_document
+from .lineage import SHA256, image_lineage
 from .settings import Settings
 from .status import fold_status
 from .store import ProvenanceStore, open_store
@@ -49,6 +50,8 @@ def create_app(settings: Settings) -> web.Application:
         )
         await broker.serve(topology.PROVENANCE_RECORD, recorder.on_record_request)
         await broker.serve(topology.PROVENANCE_JOB_STATUS, recorder.on_status_request)
+        await broker.serve(topology.PROVENANCE_JOB_PROV, recorder.on_provenance_request)
+        await broker.serve(topology.PROVENANCE_LINEAGE, recorder.on_lineage_request)
         yield
 
     app.cleanup_ctx.extend(
@@ -78,21 +81,47 @@ class Recorder:
         return created
 
     async def on_record_request(self, request: RpcMessage) -> RpcMessage:
-        """Record an event synchronously: the upload service calls this before it answers
-        202, so the job exists for `GET /api/v1/jobs/{id}` the moment the client has its id."""
-        envelope, event = _event_from_meta(request.meta)
-        created = await self._record(envelope, event)
-        return RpcMessage({"recorded": True, "created": created})
+        """Record events synchronously, in order: the upload service records a job's intake
+        this way before it answers 202, so the job exists for `GET /api/v1/jobs/{id}` the
+        moment the client has its id."""
+        events = request.meta.get("events")
+        if not isinstance(events, list) or not events:
+            raise RpcError("bad_request", "events must be a non-empty list")
+        parsed = [_event_from_meta(item) for item in events]
+        created = await self._store.record_all([to_document(*pair) for pair in parsed])
+        for (envelope, _), new in zip(parsed, created, strict=True):
+            log.info("provenance_recorded" if new else "provenance_duplicate", doc_id=envelope.id)
+        return RpcMessage({"recorded": len(created), "created": sum(created)})
 
     async def on_status_request(self, request: RpcMessage) -> RpcMessage:
-        job_id = request.meta.get("job_id")
-        if not isinstance(job_id, str):
-            raise RpcError("bad_request", "job_id must be a string")
+        job_id = _job_id(request.meta)
         job = fold_status(job_id, await self._store.job_documents(job_id))
         return RpcMessage({"found": job is not None, "job": job})
 
+    async def on_provenance_request(self, request: RpcMessage) -> RpcMessage:
+        """The job's whole history as one W3C PROV-JSON document."""
+        docs = await self._store.job_documents(_job_id(request.meta))
+        if not docs:
+            return RpcMessage({"found": False})
+        return RpcMessage({"found": True, "document": merge_prov([d["prov"] for d in docs])})
 
-def _event_from_meta(meta: dict[str, Any]) -> tuple[Envelope, Event]:
+    async def on_lineage_request(self, request: RpcMessage) -> RpcMessage:
+        """An image's ancestors and descendants, across jobs."""
+        sha256 = request.meta.get("sha256")
+        if not isinstance(sha256, str) or not SHA256.match(sha256):
+            raise RpcError("bad_request", "sha256 must be 64 lowercase hex digits")
+        lineage = await image_lineage(self._store, sha256)
+        return RpcMessage({"found": lineage is not None, "lineage": lineage})
+
+
+def _job_id(meta: dict[str, Any]) -> str:
+    job_id = meta.get("job_id")
+    if not isinstance(job_id, str):
+        raise RpcError("bad_request", "job_id must be a string")
+    return job_id
+
+
+def _event_from_meta(meta: Any) -> tuple[Envelope, Event]:
     try:
         envelope = Envelope.from_dict(meta["envelope"])
         event = EVENTS_BY_TYPE[envelope.type].model_validate(meta["event"])

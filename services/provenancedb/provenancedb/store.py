@@ -5,33 +5,70 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import structlog
 from aiocouch import ConflictError, CouchDB, Database, Document, NotFoundError
+from aiocouch.view import View
 
-from .settings import Settings
+from .settings import CouchSettings
 
 log = structlog.get_logger("provenancedb.store")
+PAGE = 500
 
 DESIGN = "provenance"
-DESIGN_VIEWS = {
-    # Timeline of a job: key [job_id, time].
+DESIGN_VIEWS: dict[str, dict[str, str]] = {
+    # Timeline of a job: key [job_id, time], value the event type.
     "by_job": {
         "map": "function (doc) {"
-        " if (doc.job_id && doc.time) { emit([doc.job_id, doc.time], null); } }"
+        " if (doc.job_id && doc.time) { emit([doc.job_id, doc.time], doc.type); } }"
     },
-    # Every job that used a given input: key input_sha256.
+    # Every job that used a given input: key input_sha256, value job_id.
     "by_input": {
-        "map": "function (doc) { if (doc.input_sha256) { emit(doc.input_sha256, doc.job_id); } }"
+        "map": "function (doc) { if (doc.type === 'image.uploaded' && doc.input_sha256) {"
+        " emit(doc.input_sha256, doc.job_id); } }"
     },
-    # What an output was derived from: key output_sha256 -> input_sha256.
+    # What an output was derived from: key output_sha256, value input_sha256.
     "by_output": {
+        "map": "function (doc) { if (doc.type === 'image.processed' && doc.output_sha256) {"
+        " emit(doc.output_sha256, doc.input_sha256); } }"
+    },
+    # The derivation graph, both ways: [sha, "from"] -> its sources, [sha, "to"] -> what
+    # was made from it; each value names the job that did it.
+    "derivations": {
         "map": "function (doc) {"
-        " if (doc.output_sha256) { emit(doc.output_sha256, doc.input_sha256); } }"
+        " if (doc.type === 'image.processed' && doc.input_sha256 && doc.output_sha256) {"
+        " emit([doc.output_sha256, 'from'], {sha256: doc.input_sha256, job_id: doc.job_id});"
+        " emit([doc.input_sha256, 'to'], {sha256: doc.output_sha256, job_id: doc.job_id}); } }"
+    },
+    # Where each image is stored, and what it is: key sha256.
+    "images": {
+        "map": "function (doc) { if (doc.type === 'image.stored') { var i = doc.data.image;"
+        " emit(i.sha256, {role: doc.data.role, job_id: doc.job_id, location: doc.location,"
+        " format: i.format, width: i.width, height: i.height, bytes: i.bytes}); } }"
+    },
+    # Failed jobs by error code: key [code, time]; reduce counts them (group_level=1).
+    "failures": {
+        "map": "function (doc) { if (doc.type === 'job.failed') {"
+        " emit([doc.error_code, doc.time], doc.job_id); } }",
+        "reduce": "_count",
+    },
+    # Events per day and type: key [YYYY-MM-DD, type]; reduce counts.
+    "per_day": {
+        "map": "function (doc) { if (doc.type && doc.time) {"
+        " emit([doc.time.slice(0, 10), doc.type], 1); } }",
+        "reduce": "_count",
+    },
+    # Operations applied per operation and day: key [op, YYYY-MM-DD], value the duration;
+    # reduce gives count, sum, min and max of the durations (ms).
+    "per_operation": {
+        "map": "function (doc) { if (doc.type === 'operation.applied') {"
+        " emit([doc.operation, doc.time.slice(0, 10)], doc.data.duration_ms); } }",
+        "reduce": "_stats",
     },
 }
+MAX_LINEAGE_DEPTH = 64
 
 
 async def _accept_json(
@@ -76,21 +113,93 @@ class ProvenanceStore:
             return False
         return True
 
+    async def record_all(self, docs: list[dict[str, Any]]) -> list[bool]:
+        """Store several documents in one request (`_bulk_docs`), so a job's intake is never
+        half written; per document, False when it already existed (a redelivery).
+
+        Through aiocouch's `_bulk_docs` itself: its BulkOperation assumes the answers come
+        in request order, which PouchDB Server does not always keep; we match them by id."""
+        response = await self._db._bulk_docs([dict(doc) for doc in docs])
+        by_id = {str(status.get("id")): status for status in cast(list[dict[str, Any]], response)}
+        created = []
+        for doc in docs:
+            status = by_id.get(doc["_id"], {})
+            if "ok" not in status and status.get("error") != "conflict":
+                raise RuntimeError(f"could not store {doc['_id']}: {status or 'no answer'}")
+            created.append("ok" in status)
+        return created
+
     async def job_documents(self, job_id: str) -> list[dict[str, Any]]:
-        view = self._db.view(DESIGN, "by_job")
-        # aiocouch passes query parameters through as they are: keys must be JSON already.
-        response = await view.get(
-            startkey=json.dumps([job_id]), endkey=json.dumps([job_id, {}]), include_docs=True
+        """Every document of a job, oldest first."""
+        response = await self._view("by_job").get(
+            startkey=_key([job_id]), endkey=_key([job_id, {}]), include_docs="true"
         )
         return [row["doc"] for row in response.rows if row.get("doc")]
+
+    async def jobs_using(self, sha256: str) -> list[str]:
+        response = await self._view("by_input").get(key=_key(sha256))
+        return sorted({row["value"] for row in response.rows})
+
+    async def image(self, sha256: str) -> list[dict[str, Any]]:
+        """Where an image is stored and what it is (one row per storing job)."""
+        response = await self._view("images").get(key=_key(sha256))
+        return [row["value"] for row in response.rows]
+
+    async def lineage(self, sha256: str, direction: str) -> list[dict[str, Any]]:
+        """Ancestors (`from`) or descendants (`to`) of an image, breadth first, each with
+        its depth, the image it is linked to and the job that linked them."""
+        found: list[dict[str, Any]] = []
+        seen, frontier = {sha256}, [sha256]
+        for depth in range(1, MAX_LINEAGE_DEPTH + 1):
+            if not frontier:
+                break
+            # Keys are JSON values; aiocouch only annotates them as strings.
+            keys: list[Any] = [[node, direction] for node in frontier]
+            response = await self._view("derivations").post(keys)
+            frontier = []
+            for row in response.rows:
+                linked, job_id = row["value"]["sha256"], row["value"]["job_id"]
+                via = "derived" if direction == "from" else "source"
+                found.append(
+                    {"sha256": linked, "depth": depth, "job_id": job_id, via: row["key"][0]}
+                )
+                if linked not in seen:
+                    seen.add(linked)
+                    frontier.append(linked)
+        return found
+
+    async def all_job_documents(self) -> AsyncIterator[dict[str, Any]]:
+        """Every event document, job by job in time order (for audits), page by page."""
+        after: dict[str, Any] | None = None
+        while True:
+            params: dict[str, Any] = {"include_docs": "true", "limit": PAGE}
+            if after is not None:
+                # Keys repeat (events of a job in the same millisecond): the doc id breaks ties.
+                params |= {"startkey": _key(after["key"]), "startkey_docid": after["id"]}
+                params |= {"skip": 1}
+            rows = (await self._view("by_job").get(**params)).rows
+            for row in rows:
+                if row.get("doc"):
+                    yield row["doc"]
+            if len(rows) < PAGE:
+                return
+            after = rows[-1]
+
+    def _view(self, name: str) -> View:
+        return self._db.view(DESIGN, name)
 
     async def ping(self) -> bool:
         info = await self._db.info()
         return bool(info)
 
 
+def _key(value: Any) -> str:
+    # aiocouch passes query parameters through as they are: view keys must be JSON already.
+    return json.dumps(value, separators=(",", ":"))
+
+
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[ProvenanceStore]:
+async def open_store(settings: CouchSettings) -> AsyncIterator[ProvenanceStore]:
     async with CouchDB(
         settings.couchdb_url,
         user=settings.couchdb_user,

@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> web.Application:
             max_queued=settings.upload_max_queued,
         )
         yield
+        await app[JOBS].close()
 
     app.cleanup_ctx.extend(
         [

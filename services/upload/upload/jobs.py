@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -10,7 +11,16 @@ from typing import Any
 import structlog
 
 from messaging import Broker, Envelope, RpcError, RpcMessage, topology
-from messaging.events import ErrorInfo, ImageRef, ImageUploaded, JobFailed
+from messaging.events import (
+    ClientInfo,
+    ErrorInfo,
+    Event,
+    ImageRef,
+    ImageStored,
+    ImageUploaded,
+    JobFailed,
+    UploadReceived,
+)
 from objectstore import ObjectStore
 
 from .errors import ApiError
@@ -18,6 +28,8 @@ from .intake import Upload
 
 log = structlog.get_logger("upload")
 RETRY_AFTER_SECONDS = 5
+ABANDON_SECONDS = 120.0
+"""How long upload keeps trying to mark a refused job `not_accepted` in provenance."""
 QUEUE_CHECK_INTERVAL = 1.0
 """Seconds a queue-depth reading is reused: one broker round trip per second at most."""
 
@@ -38,6 +50,13 @@ class Jobs:
         self._rpc_timeout = rpc_timeout
         self._max_queued = max_queued
         self._queued = (0, -QUEUE_CHECK_INTERVAL)  # (ready messages, when checked)
+        self._abandoning: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Stop marking refused jobs (at shutdown); what is unmarked the audit reports."""
+        for task in self._abandoning:
+            task.cancel()
+        await asyncio.gather(*self._abandoning, return_exceptions=True)
 
     async def admit(self) -> None:
         """Backpressure: refuse a new job while the broker blocks publishers or too many
@@ -67,11 +86,24 @@ class Jobs:
         self._queued = (count, now)
         return count
 
-    async def submit(self, upload: Upload) -> str:
+    async def submit(self, upload: Upload, client: ClientInfo) -> str:
         """Store the input, record the job, queue it. Returns the job id."""
         job_id = str(uuid.uuid4())
         with structlog.contextvars.bound_contextvars(job_id=job_id):
+            received = UploadReceived(
+                job_id=job_id,
+                client=client,
+                filename=upload.filename,
+                sha256=upload.sha256,
+                bytes=len(upload.data),
+                format=upload.info.format.value,
+                width=upload.info.width,
+                height=upload.info.height,
+            )
+            received_envelope = self._broker.envelope_for(received)
             image = await self._store_input(upload)
+            stored = ImageStored(job_id=job_id, role="input", image=image)
+            stored_envelope = self._broker.envelope_for(stored, cause=received_envelope)
             event = ImageUploaded(
                 job_id=job_id,
                 input=image,
@@ -79,13 +111,21 @@ class Jobs:
                 filename=upload.filename,
                 created_at=datetime.now(UTC),
             )
-            envelope = self._broker.envelope_for(event)
-            # Recorded before 202, so GET /jobs/{id} never answers 404 for an accepted job.
-            await self._call(
-                topology.PROVENANCE_RECORD,
-                {"envelope": envelope.as_dict(), "event": event.model_dump(mode="json")},
-                job_id,
-            )
+            envelope = self._broker.envelope_for(event, cause=stored_envelope)
+            # The whole intake is recorded before 202 (in one write), so GET /jobs/{id}
+            # never answers 404 for an accepted job.
+            try:
+                await self._record(
+                    job_id,
+                    (received_envelope, received),
+                    (stored_envelope, stored),
+                    (envelope, event),
+                )
+            except ApiError:
+                # Refused with 503, but the record may have landed after all (its reply was
+                # lost): mark the job not accepted, so it never looks queued forever.
+                self._abandon(event, envelope)
+                raise
             try:
                 await self._broker.publish(event, envelope=envelope)
             except Exception as exc:
@@ -93,6 +133,50 @@ class Jobs:
                 raise _unavailable("the job could not be queued") from exc
             log.info("job_accepted", input=image.uri, bytes=image.bytes, ops=len(upload.pipeline))
         return job_id
+
+    async def _record(self, job_id: str, *events: tuple[Envelope, Event]) -> None:
+        """Write events to provenance now, in order (provenancedb.record over RPC)."""
+        meta = {
+            "events": [
+                {"envelope": envelope.as_dict(), "event": event.model_dump(mode="json")}
+                for envelope, event in events
+            ]
+        }
+        await self._call(topology.PROVENANCE_RECORD, meta, job_id)
+
+    def _abandon(self, event: ImageUploaded, cause: Envelope) -> None:
+        task = asyncio.create_task(self._mark_not_accepted(event, cause))
+        self._abandoning.add(task)
+        task.add_done_callback(self._abandoning.discard)
+
+    async def _mark_not_accepted(self, event: ImageUploaded, cause: Envelope) -> None:
+        """Publish `job.failed` (not_accepted) for a refused job, retrying while the broker
+        is away. Its id derives from the job's, so it is recorded once however often it is
+        sent; for a job provenance never recorded, it is the whole (complete) trail."""
+        failed = JobFailed(
+            job_id=event.job_id,
+            error=ErrorInfo(
+                code="not_accepted",
+                message="the upload was refused (503): the job could not be recorded in time",
+            ),
+            input=event.input,
+            pipeline=event.pipeline,
+        )
+        deadline = time.monotonic() + ABANDON_SECONDS
+        pause = 0.5
+        with structlog.contextvars.bound_contextvars(job_id=event.job_id):
+            while True:
+                try:
+                    await self._broker.publish(failed, cause=cause)
+                except Exception as exc:
+                    if time.monotonic() + pause > deadline:
+                        log.error("job_not_marked_refused", error=repr(exc))
+                        return
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 10.0)
+                    continue
+                log.info("job_marked_not_accepted")
+                return
 
     async def _store_input(self, upload: Upload) -> ImageRef:
         # Content-addressed: the user influences nothing of the key but the bytes.
@@ -128,9 +212,8 @@ class Jobs:
             pipeline=event.pipeline,
         )
         envelope = self._broker.envelope_for(failed, cause=cause)
-        meta = {"envelope": envelope.as_dict(), "event": failed.model_dump(mode="json")}
         try:
-            await self._call(topology.PROVENANCE_RECORD, meta, event.job_id)
+            await self._record(event.job_id, (envelope, failed))
         except ApiError:
             log.exception("job_lost_in_provenance")
 
@@ -138,6 +221,18 @@ class Jobs:
         reply = await self._call(topology.PROVENANCE_JOB_STATUS, {"job_id": job_id}, job_id)
         job = reply.get("job")
         return job if isinstance(job, dict) else None
+
+    async def provenance(self, job_id: str) -> dict[str, Any] | None:
+        """The job's W3C PROV-JSON document, or None for an unknown job."""
+        reply = await self._call(topology.PROVENANCE_JOB_PROV, {"job_id": job_id}, job_id)
+        document = reply.get("document")
+        return document if reply.get("found") and isinstance(document, dict) else None
+
+    async def lineage(self, sha256: str) -> dict[str, Any] | None:
+        """Ancestors and descendants of an image, or None when provenance never saw it."""
+        reply = await self._call(topology.PROVENANCE_LINEAGE, {"sha256": sha256}, None)
+        lineage = reply.get("lineage")
+        return lineage if isinstance(lineage, dict) else None
 
     async def result(self, job_id: str) -> tuple[bytes, str]:
         job = await self.status(job_id)
@@ -156,7 +251,7 @@ class Jobs:
         return data, output["content_type"]
 
     async def _call(
-        self, route: topology.RpcRoute, meta: dict[str, Any], job_id: str
+        self, route: topology.RpcRoute, meta: dict[str, Any], job_id: str | None
     ) -> dict[str, Any]:
         try:
             reply = await self._broker.call(

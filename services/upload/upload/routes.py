@@ -5,6 +5,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from messaging.events import ClientInfo
 from pipeline import describe_operations
 
 from .errors import ApiError
@@ -12,6 +13,7 @@ from .intake import read_upload
 from .keys import JOBS, SETTINGS
 
 STATIC = Path(__file__).parent / "static"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 routes = web.RouteTableDef()
@@ -37,12 +39,20 @@ async def create_job(request: web.Request) -> web.Response:
         limits=settings.image_limits(),
         max_ops=settings.pipeline_max_ops,
     )
-    job_id = await request.app[JOBS].submit(upload)
+    client = ClientInfo(
+        address=request.remote, user_agent=request.headers.get("User-Agent", "")[:512] or None
+    )
+    job_id = await request.app[JOBS].submit(upload, client)
     location = f"/api/v1/jobs/{job_id}"
     body = {
         "id": job_id,
         "status": "queued",
-        "links": {"self": location, "result": f"{location}/result"},
+        "links": {
+            "self": location,
+            "result": f"{location}/result",
+            "provenance": f"{location}/provenance",
+            "input_lineage": f"/api/v1/images/{upload.sha256}/lineage",
+        },
     }
     return web.json_response(body, status=202, headers={"Location": location})
 
@@ -66,6 +76,28 @@ async def get_result(request: web.Request) -> web.Response:
         content_type=content_type,
         headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
+
+
+@routes.get("/api/v1/jobs/{job_id}/provenance")
+async def get_provenance(request: web.Request) -> web.Response:
+    """The job's history as a W3C PROV-JSON document."""
+    job_id = _job_id(request)
+    document = await request.app[JOBS].provenance(job_id)
+    if document is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return web.json_response(document)
+
+
+@routes.get("/api/v1/images/{sha256}/lineage")
+async def get_lineage(request: web.Request) -> web.Response:
+    """What an image was derived from, and what was derived from it, across jobs."""
+    sha256 = request.match_info["sha256"].lower()
+    if not _SHA256.match(sha256):
+        raise ApiError(400, "bad_request", "an image is named by its SHA-256: 64 hex digits")
+    lineage = await request.app[JOBS].lineage(sha256)
+    if lineage is None:
+        raise ApiError(404, "not_found", f"no image {sha256} in provenance")
+    return web.json_response({"sha256": sha256, **lineage})
 
 
 def _job_id(request: web.Request) -> str:

@@ -1,0 +1,272 @@
+"""The completeness check: every job has its whole trail, every output its provenance.
+
+    python -m provenancedb.audit [--grace SECONDS] [--json]      (or: make audit)
+
+Reads every provenance document and lists both S3 buckets, then reports
+
+- jobs whose trail is incomplete: intake (`upload.received`, `image.stored` input,
+  `image.uploaded`) not all there; a succeeded job without its processing, each operation,
+  its stored output and `image.processed`; a failed job without `job.failed`;
+- steps recorded twice under different ids (a follow-up id that was not deterministic);
+- jobs still unfinished after `--grace` seconds (a job parked and never re-published);
+- outputs in S3 that no `image.processed` names, and outputs provenance names that S3
+  does not have.
+
+Inputs in S3 that no job used are listed but are not gaps: an upload stores its input
+before the job is recorded, so a refused upload (503) leaves one behind.
+
+Exit status: 0 without gaps, 1 with gaps, 2 when the check itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from objectstore import ObjectStore
+from objectstore import open_store as open_object_store
+from servicekit import load_settings
+
+from .settings import AuditSettings
+from .status import fold_status
+from .store import ProvenanceStore, open_store
+
+INTAKE = (("upload.received",), ("image.stored", "input"), ("image.uploaded",))
+TERMINAL = {"succeeded", "failed"}
+NOT_ACCEPTED = "not_accepted"
+_INPUT_KEY = re.compile(r"^sha256/([0-9a-f]{64})(\.[a-z0-9]+)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    kind: str
+    """incomplete_trail, duplicate_step, unfinished, output_without_provenance or
+    missing_output."""
+    subject: str
+    """The job id, or the S3 URI of the object."""
+    detail: str
+
+
+@dataclass
+class Report:
+    jobs: Counter[str] = field(default_factory=Counter)
+    """Jobs by status."""
+    in_progress: list[str] = field(default_factory=list)
+    outputs_checked: int = 0
+    inputs_checked: int = 0
+    unused_inputs: list[str] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "jobs": dict(self.jobs),
+            "in_progress": self.in_progress,
+            "outputs_checked": self.outputs_checked,
+            "inputs_checked": self.inputs_checked,
+            "unused_inputs": self.unused_inputs,
+            "gaps": [asdict(gap) for gap in self.gaps],
+        }
+
+    def summary(self) -> str:
+        jobs = ", ".join(f"{count} {status}" for status, count in sorted(self.jobs.items()))
+        lines = [
+            f"jobs: {sum(self.jobs.values())} ({jobs or 'none'}); "
+            f"outputs checked: {self.outputs_checked}; inputs checked: {self.inputs_checked}",
+            f"in progress: {len(self.in_progress)}; inputs no job used: {len(self.unused_inputs)}",
+            f"gaps: {len(self.gaps)}",
+        ]
+        lines += [f"  {gap.kind}: {gap.subject}: {gap.detail}" for gap in self.gaps]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- one job
+
+
+def step_key(doc: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes a recorded step unique within its job: two documents with the same key
+    are the same step written twice."""
+    kind, data = doc.get("type"), doc.get("data") or {}
+    if kind == "image.stored":
+        return (kind, data.get("role"))
+    if kind == "operation.applied":
+        return (kind, data.get("index"), data.get("attempt"))
+    if kind in {"job.processing-started", "job.failed", "job.retry-scheduled", "job.parked"}:
+        return (kind, doc.get("attempt"))
+    return (kind,)
+
+
+def job_gaps(
+    job_id: str, docs: list[dict[str, Any]], *, now: datetime, grace: float
+) -> tuple[str, list[Gap]]:
+    """(status, gaps) of one job's trail."""
+    steps = Counter(step_key(doc) for doc in docs)
+    gaps = [
+        Gap("duplicate_step", job_id, f"{' '.join(map(str, key))} recorded {count} times")
+        for key, count in steps.items()
+        if count > 1
+    ]
+
+    def missing(*keys: tuple[Any, ...]) -> None:
+        for key in keys:
+            if not steps[key]:
+                gaps.append(Gap("incomplete_trail", job_id, f"no {' '.join(map(str, key))}"))
+
+    job = fold_status(job_id, docs)
+    status = job["status"] if job else "unknown"
+    refused = status == "failed" and job is not None and job["error"]["code"] == NOT_ACCEPTED
+    if not refused:
+        # A refused upload (503) may have been recorded in full, in part or not at all.
+        missing(*INTAKE)
+    if status == "succeeded":
+        processed = next(d for d in docs if d["type"] == "image.processed")
+        missing(("image.stored", "output"))
+        if not any(key[0] == "job.processing-started" for key in steps):
+            gaps.append(Gap("incomplete_trail", job_id, "no job.processing-started"))
+        gaps += _operation_gaps(job_id, docs, len(processed["data"].get("steps", [])))
+        stored = [
+            d for d in docs if d["type"] == "image.stored" and d["data"].get("role") == "output"
+        ]
+        if stored and stored[0].get("output_sha256") != processed.get("output_sha256"):
+            gaps.append(
+                Gap("incomplete_trail", job_id, "stored output differs from the processed one")
+            )
+    elif status == "failed":
+        if not any(key[0] == "job.failed" for key in steps):
+            gaps.append(Gap("incomplete_trail", job_id, "no job.failed"))
+    else:
+        newest = max((_time(d) for d in docs), default=now)
+        if (now - newest).total_seconds() > grace:
+            gaps.append(
+                Gap("unfinished", job_id, f"{status} since {newest.isoformat()}, no step since")
+            )
+    return status, gaps
+
+
+def _operation_gaps(job_id: str, docs: list[dict[str, Any]], count: int) -> list[Gap]:
+    """Some attempt must have recorded every operation the output went through."""
+    by_attempt: dict[Any, set[int]] = defaultdict(set)
+    for doc in docs:
+        if doc["type"] == "operation.applied":
+            by_attempt[doc["data"].get("attempt")].add(doc["data"].get("index"))
+    if count and not any(indexes >= set(range(count)) for indexes in by_attempt.values()):
+        seen = {attempt: sorted(indexes) for attempt, indexes in by_attempt.items()}
+        return [
+            Gap(
+                "incomplete_trail",
+                job_id,
+                f"{count} operations applied, operation.applied by attempt: {seen}",
+            )
+        ]
+    return []
+
+
+def _time(doc: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00"))
+
+
+# --------------------------------------------------------------------------- everything
+
+
+def audit_documents(
+    docs: Iterable[dict[str, Any]], *, now: datetime, grace: float
+) -> tuple[Report, dict[str, dict[str, Any]]]:
+    """Check every job's trail. Also returns each succeeded job's output, by job id."""
+    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for doc in docs:
+        by_job[str(doc.get("job_id"))].append(doc)
+    report = Report()
+    outputs: dict[str, dict[str, Any]] = {}
+    for job_id, job_docs in by_job.items():
+        status, gaps = job_gaps(job_id, job_docs, now=now, grace=grace)
+        report.jobs[status] += 1
+        report.gaps += gaps
+        if status not in TERMINAL and not any(g.kind == "unfinished" for g in gaps):
+            report.in_progress.append(job_id)
+        if status == "succeeded":
+            processed = next(d for d in job_docs if d["type"] == "image.processed")
+            outputs[job_id] = processed["data"]["output"]
+    return report, outputs
+
+
+async def audit(
+    store: ProvenanceStore,
+    objects: ObjectStore,
+    settings: AuditSettings,
+    *,
+    grace: float = 600.0,
+    now: datetime | None = None,
+) -> Report:
+    """The whole check: provenance against itself, then against both buckets."""
+    docs = [doc async for doc in store.all_job_documents()]
+    report, outputs = audit_documents(docs, now=now or datetime.now(UTC), grace=grace)
+    inputs_used = {doc["input_sha256"] for doc in docs if doc.get("type") == "image.uploaded"}
+
+    expected = {(o["bucket"], o["key"]): job_id for job_id, o in outputs.items()}
+    found: set[tuple[str, str]] = set()
+    async for item in objects.objects(settings.s3_output_bucket):
+        report.outputs_checked += 1
+        found.add((item.bucket, item.key))
+        job_id = expected.get((item.bucket, item.key))
+        if job_id is None:
+            metadata = await objects.metadata(item.bucket, item.key)
+            named = metadata.get("job-id", "no job-id metadata")
+            report.gaps.append(
+                Gap(
+                    "output_without_provenance",
+                    item.uri,
+                    f"no image.processed names it (job {named})",
+                )
+            )
+    for (bucket, key), job_id in expected.items():
+        if bucket == settings.s3_output_bucket and (bucket, key) not in found:
+            report.gaps.append(
+                Gap("missing_output", f"s3://{bucket}/{key}", f"job {job_id} names it; S3 has not")
+            )
+
+    async for item in objects.objects(settings.s3_input_bucket):
+        report.inputs_checked += 1
+        match = _INPUT_KEY.match(item.key)
+        if match is None or match.group(1) not in inputs_used:
+            report.unused_inputs.append(item.uri)
+    return report
+
+
+async def _main(grace: float, as_json: bool) -> int:
+    settings = load_settings(AuditSettings, "provenancedb.audit")
+    async with open_store(settings) as store, open_object_store(settings) as objects:
+        report = await audit(store, objects, settings, grace=grace)
+    print(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
+    return 1 if report.gaps else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m provenancedb.audit",
+        description="Report jobs without a complete provenance trail and outputs without "
+        "provenance.",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=600.0,
+        help="seconds an unfinished job may go without a new step before it is a gap (default 600)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(_main(args.grace, args.json))
+    except (OSError, RuntimeError) as exc:
+        print(f"provenancedb.audit: could not run: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Provenance as an auditor meets it: the PROV-JSON of a job, an image's lineage across jobs,
+the timeline view Fauxton shows, and the completeness check over everything the suite did."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import pytest
+from prov.model import ProvActivity, ProvAgent, ProvDerivation, ProvDocument, ProvEntity
+
+from tests.conftest import Mesh, async_wait_for, audit_env, complete_trail, couch
+from tests.e2e.helpers import photo, submit, wait_finished
+
+pytestmark = pytest.mark.e2e
+
+PIPELINE: list[dict[str, Any]] = [
+    {"op": "thumbnail", "width": 200, "height": 200},
+    {"op": "grayscale"},
+]
+
+
+async def _job(
+    mesh: Mesh, http: aiohttp.ClientSession, data: bytes, pipeline: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run a job to success; (the job as the API shows it, its complete documents)."""
+    response = await submit(http, mesh.upload_url, data, json.dumps(pipeline), filename="in.jpg")
+    assert response.status == 202, await response.text()
+    job = await wait_finished(http, mesh.upload_url, (await response.json())["id"])
+    assert job["status"] == "succeeded", job
+    docs = await async_wait_for(lambda: complete_trail(mesh.env, job["id"]), timeout=20)
+    return job, docs
+
+
+async def _result(mesh: Mesh, http: aiohttp.ClientSession, job_id: str) -> bytes:
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job_id}/result") as response:
+        assert response.status == 200
+        return await response.read()
+
+
+async def test_job_provenance_is_valid_prov_json_with_every_step(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    job, docs = await _job(mesh, http, photo(640, 480), PIPELINE)
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job['id']}/provenance") as response:
+        assert response.status == 200
+        assert response.content_type == "application/json"
+        body = await response.json()
+
+    document = ProvDocument.deserialize(content=json.dumps(body), format="json")
+    activities = {str(a.identifier): a for a in document.get_records(ProvActivity)}
+    assert len(activities) == len(docs)
+    by_type = Counter(next(iter(a.get_attribute("prov:type"))) for a in activities.values())
+    assert by_type == Counter(d["type"] for d in docs)
+    assert by_type["operation.applied"] == len(PIPELINE)
+
+    # Each operation: its name, its parameters as applied, its time and duration.
+    operations = sorted(
+        (a for a in body["activity"].values() if a["prov:type"] == "operation.applied"),
+        key=lambda a: a["imagemesh:index"],
+    )
+    assert [a["imagemesh:operation"] for a in operations] == ["thumbnail", "grayscale"]
+    assert json.loads(operations[0]["imagemesh:params"]["$"])["width"] == 200
+    for activity in body["activity"].values():
+        assert activity["prov:startTime"].endswith("Z")
+        assert activity["prov:startTime"] <= activity["prov:endTime"]
+        assert activity["imagemesh:job"] == job["id"]
+
+    # Every service version that took part is an agent, associated with its steps.
+    agents = [a for a in document.get_records(ProvAgent)]
+    services = {
+        next(iter(a.get_attribute("imagemesh:service")))
+        for a in agents
+        if a.get_attribute("imagemesh:service")
+    }
+    assert services == {"upload", "imageproc_runner", "imageproc"}
+    assert all(v != "unknown" for a in agents for v in a.get_attribute("imagemesh:version"))
+    assert len(body["wasAssociatedWith"]) == len(docs) + 1  # + the uploading client
+
+    # The output was derived from the input, both identified by content, with their places.
+    entities = {str(e.identifier): e for e in document.get_records(ProvEntity)}
+    source, output = f"sha256:{job['input']['sha256']}", f"sha256:{job['output']['sha256']}"
+    assert set(entities) == {source, output}
+    [derivation] = document.get_records(ProvDerivation)
+    assert (str(derivation.args[0]), str(derivation.args[1])) == (output, source)
+    assert body["entity"][output]["prov:location"] == f"s3://{mesh.env['S3_OUTPUT_BUCKET']}/" + (
+        f"{job['id']}/output.jpg"
+    )
+    # Each step was informed by the one that caused it: a chain from upload to result.
+    assert len(body["wasInformedBy"]) == len(docs) - 1
+
+
+async def test_unknown_job_has_no_provenance(mesh: Mesh, http: aiohttp.ClientSession) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{unknown}/provenance") as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_lineage_of_a_three_generation_chain_in_both_directions(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    original = photo(500, 400)
+    first, _ = await _job(mesh, http, original, [{"op": "thumbnail", "width": 300}])
+    second, _ = await _job(mesh, http, await _result(mesh, http, first["id"]), [{"op": "flip"}])
+    third, _ = await _job(
+        mesh, http, await _result(mesh, http, second["id"]), [{"op": "rotate", "angle": 90}]
+    )
+    # Re-uploading an output makes it the next job's input: the same entity, by content.
+    assert second["input"]["sha256"] == first["output"]["sha256"]
+    assert third["input"]["sha256"] == second["output"]["sha256"]
+    sha = [
+        hashlib.sha256(original).hexdigest(),
+        first["output"]["sha256"],
+        second["output"]["sha256"],
+        third["output"]["sha256"],
+    ]
+    jobs = [first["id"], second["id"], third["id"]]
+
+    async def lineage(digest: str) -> dict[str, Any]:
+        async with http.get(f"{mesh.upload_url}/api/v1/images/{digest}/lineage") as response:
+            assert response.status == 200, await response.text()
+            answer: dict[str, Any] = await response.json()
+            return answer
+
+    def chain(links: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+        return sorted(
+            ((link["sha256"], link["depth"], link["job_id"]) for link in links), key=lambda x: x[1]
+        )
+
+    middle = await lineage(sha[2])
+    assert middle["sha256"] == sha[2]
+    assert chain(middle["ancestors"]) == [(sha[1], 1, jobs[1]), (sha[0], 2, jobs[0])]
+    assert chain(middle["descendants"]) == [(sha[3], 1, jobs[2])]
+    assert middle["produced_by"] == [jobs[1]]
+    assert middle["used_by"] == [jobs[2]]
+    assert middle["image"]["locations"] == sorted(
+        [
+            f"s3://{mesh.env['S3_INPUT_BUCKET']}/sha256/{sha[2]}.jpg",
+            f"s3://{mesh.env['S3_OUTPUT_BUCKET']}/{jobs[1]}/output.jpg",
+        ]
+    )
+
+    root = await lineage(sha[0])
+    assert root["ancestors"] == []
+    assert chain(root["descendants"]) == [
+        (sha[1], 1, jobs[0]),
+        (sha[2], 2, jobs[1]),
+        (sha[3], 3, jobs[2]),
+    ]
+    leaf = await lineage(sha[3])
+    assert chain(leaf["ancestors"]) == [
+        (sha[2], 1, jobs[2]),
+        (sha[1], 2, jobs[1]),
+        (sha[0], 3, jobs[0]),
+    ]
+    assert leaf["descendants"] == []
+
+
+async def test_lineage_refuses_a_bad_name_and_does_not_know_a_stranger(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{mesh.upload_url}/api/v1/images/not-a-digest/lineage") as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "bad_request"
+    stranger = hashlib.sha256(b"never uploaded").hexdigest()
+    async with http.get(f"{mesh.upload_url}/api/v1/images/{stranger}/lineage") as response:
+        assert response.status == 404
+
+
+async def test_timeline_view_shows_every_step_as_fauxton_does(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    job, _ = await _job(mesh, http, photo(320, 240), PIPELINE)
+    # What Fauxton requests for Design Documents > provenance > by_job with a key range.
+    db = mesh.env["COUCHDB_DB"]
+    path = (
+        f"/{db}/_design/provenance/_view/by_job?include_docs=true"
+        f"&startkey=%5B%22{job['id']}%22%5D&endkey=%5B%22{job['id']}%22%2C%7B%7D%5D"
+    )
+    rows = couch(mesh.env, "GET", path)["rows"]
+    times = [row["key"][1] for row in rows]
+    assert times == sorted(times)
+    assert [row["value"] for row in rows][:3] == [
+        "upload.received",
+        "image.stored",
+        "image.uploaded",
+    ]
+    assert rows[-1]["value"] == "image.processed"
+    for row in rows:
+        doc = row["doc"]
+        assert doc["agent"]["version"], doc
+        assert doc["time"].endswith("Z")
+    ops = [row["doc"] for row in rows if row["value"] == "operation.applied"]
+    assert [(d["operation"], d["data"]["params"]) for d in ops] == [
+        ("thumbnail", {"width": 200, "height": 200, "fit": "inside", "upscale": False}),
+        ("grayscale", {}),
+    ]
+    assert all(d["data"]["duration_ms"] >= 0 for d in ops)
+
+
+@pytest.mark.last
+async def test_completeness_check_finds_no_gap_after_the_suite(mesh: Mesh) -> None:
+    """Runs after every other test of the session (`last`): every job the suite made has
+    its complete trail, every output its provenance."""
+
+    async def settled() -> Any:
+        report = await audit_env(mesh.env, grace=float("inf"))
+        return report if not report.in_progress else None
+
+    report = await async_wait_for(settled, timeout=60)
+    assert sum(report.jobs.values()) >= 5
+    assert report.outputs_checked >= report.jobs["succeeded"]
+    assert not report.gaps, report.summary()
