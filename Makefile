@@ -6,7 +6,7 @@ PY      := .venv/bin/python
 STACK   := $(PY) tools/stack.py
 UV      := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help venv deps test-deps infra up down status logs parking lint typecheck test bench clean
+.PHONY: help venv deps test-deps infra up down status logs parking audit lint typecheck test bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ logs: ## follow all logs under .stack/logs (NAME=rabbitmq for one)
 
 parking: venv ## list, inspect and re-publish parked messages (ARGS="show ID" / ARGS="republish --all")
 	$(STACK) parking $(or $(ARGS),list)
+
+audit: venv ## provenance completeness check: jobs without a whole trail, outputs without provenance (ARGS="--json")
+	$(STACK) audit $(ARGS)
 
 lint: ## ruff check + ruff format --check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -1585,16 +1585,27 @@ def supervise(
 # --------------------------------------------------------------------------- CLI
 
 
-def parking_command(
-    args: Sequence[str], config: Mapping[str, str]
+TOOLS = {
+    "parking": ("messaging.parking", "python -m messaging.parking ARGS... (parked messages)"),
+    "audit": (
+        "provenancedb.audit",
+        "python -m provenancedb.audit ARGS... (provenance completeness check)",
+    ),
+}
+"""Operator commands run with the services' settings: `stack.py NAME ARGS...`."""
+
+
+def tool_command(
+    name: str, args: Sequence[str], config: Mapping[str, str]
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and environment of `python -m messaging.parking ARGS` (the services' settings)."""
-    return [str(VENV_PYTHON), "-m", "messaging.parking", *args], service_env(config)
+    """argv and environment of `python -m <module> ARGS` with the services' settings."""
+    module, _ = TOOLS[name]
+    return [str(VENV_PYTHON), "-m", module, *args], service_env(config)
 
 
 def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split off what goes to another program untouched: everything after `parking`, or
-    after `--` (the command of `supervise NAME -- CMD...`)."""
+    """Split off what goes to another program untouched: everything after a tool's name
+    (`parking`, `audit`), or after `--` (the command of `supervise NAME -- CMD...`)."""
     argv = list(argv)
     i = 0
     while i < len(argv):
@@ -1605,7 +1616,7 @@ def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         if arg.startswith("-"):
             i += 1
             continue
-        if arg == "parking":
+        if arg in TOOLS:
             return argv[: i + 1], argv[i + 1 :]
         break
     if "--" in argv:
@@ -1630,11 +1641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="component / pid / state table")
     logs_parser = sub.add_parser("logs", help="follow the logs (all, or one component)")
     logs_parser.add_argument("name", nargs="?")
-    sub.add_parser(
-        "parking",
-        help="python -m messaging.parking ARGS... with the services' settings",
-        add_help=False,
-    )
+    for tool, (_, description) in TOOLS.items():
+        sub.add_parser(tool, help=f"{description}, with the services' settings", add_help=False)
     sup = sub.add_parser(
         "supervise",
         help="run service NAME (or `-- CMD...`) in front, restarting it when it exits",
@@ -1656,7 +1664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="SIGTERM -> SIGKILL grace (default: SHUTDOWN_TIMEOUT_SECONDS + 10)",
     )
     args = parser.parse_args(own)
-    if passthrough and args.command not in ("parking", "supervise"):
+    if passthrough and args.command not in (*TOOLS, "supervise"):
         parser.error(f"unexpected arguments: {' '.join(passthrough)}")
 
     config = load_config(args.env_file)
@@ -1683,8 +1691,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reset_after=args.reset_after,
                 stop_timeout=args.stop_timeout,
             )
-        elif args.command == "parking":
-            command, env = parking_command(passthrough, config)
+        elif args.command in TOOLS:
+            command, env = tool_command(args.command, passthrough, config)
             os.chdir(ROOT)
             os.execve(command[0], command, env)
         elif args.command == "logs":

@@ -207,11 +207,17 @@ async def test_completeness_check_finds_no_gap_after_the_suite(mesh: Mesh) -> No
     """Runs after every other test of the session (`last`): every job the suite made has
     its complete trail, every output its provenance."""
 
-    async def settled() -> Any:
-        report = await audit_env(mesh.env, grace=float("inf"))
-        return report if not report.in_progress else None
+    reports = []
 
-    report = await async_wait_for(settled, timeout=60)
+    async def settled() -> bool:
+        reports.append(await audit_env(mesh.env, grace=float("inf")))
+        return not reports[-1].in_progress
+
+    try:
+        await async_wait_for(settled, timeout=60)
+    except AssertionError:
+        raise AssertionError(f"jobs never finished:\n{reports[-1].summary()}") from None
+    report = reports[-1]
     assert sum(report.jobs.values()) >= 5
     assert report.outputs_checked >= report.jobs["succeeded"]
     assert not report.gaps, report.summary()

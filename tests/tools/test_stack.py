@@ -201,9 +201,17 @@ def test_readiness_reports_the_failing_checks() -> None:
 # --------------------------------------------------------------------------- parking
 
 
+def test_audit_runs_the_completeness_check_with_the_services_settings() -> None:
+    config = dict(stack.DEFAULTS, COUCHDB_DB="from-config")
+    argv, env = stack.tool_command("audit", ["--json"], config)
+    assert argv == [str(stack.VENV_PYTHON), "-m", "provenancedb.audit", "--json"]
+    assert env["COUCHDB_DB"] == "from-config"
+    assert env["S3_OUTPUT_BUCKET"] == stack.DEFAULTS["S3_OUTPUT_BUCKET"]
+
+
 def test_parking_runs_the_cli_with_the_services_settings() -> None:
     config = dict(stack.DEFAULTS, RABBITMQ_VHOST="from-config")
-    argv, env = stack.parking_command(["republish", "--all", "--queue", "q"], config)
+    argv, env = stack.tool_command("parking", ["republish", "--all", "--queue", "q"], config)
     assert argv == [
         str(stack.VENV_PYTHON),
         "-m",
@@ -227,6 +235,7 @@ def test_parking_runs_the_cli_with_the_services_settings() -> None:
             ["show", "1"],
         ),
         (["parking", "--", "-x"], ["parking"], ["--", "-x"]),
+        (["audit", "--grace", "60"], ["audit"], ["--grace", "60"]),
         (
             ["supervise", "n", "--backoff", "1", "--", "sh", "--", "-c"],
             ["supervise", "n", "--backoff", "1"],

@@ -111,7 +111,9 @@ def _flat_fields(event: Event) -> dict[str, Any]:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """UTC, always with microseconds: view keys compare as strings, and a time on a whole
+    second must not sort after the same second's fractions."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def service_of(envelope: Envelope) -> str:
@@ -149,7 +151,7 @@ def prov_view(envelope: Envelope, event: Event) -> dict[str, Any]:
         },
         "agent": {
             agent: {
-                "prov:type": "prov:SoftwareAgent",
+                "prov:type": qualified_name("prov:SoftwareAgent"),
                 "imagemesh:service": service_of(envelope),
                 "imagemesh:version": envelope.agent_version or "unknown",
                 "imagemesh:host": envelope.agent_host or "unknown",
@@ -231,7 +233,7 @@ def _id_of(image: _Image) -> str:
 
 def _entity(image: _Image) -> tuple[str, dict[str, Any]]:
     attributes: dict[str, Any] = {
-        "prov:type": "imagemesh:Image",
+        "prov:type": qualified_name("imagemesh:Image"),
         "imagemesh:sha256": image.sha256,
         "imagemesh:bytes": image.bytes,
         "imagemesh:format": image.format,
@@ -249,14 +251,14 @@ def _entity(image: _Image) -> tuple[str, dict[str, Any]]:
 def _add_client(view: dict[str, Any], event_id: str, activity: str, event: UploadReceived) -> None:
     client = f"imagemesh:client/{event.client.address or 'unknown'}"
     view["agent"][client] = {
-        "prov:type": "imagemesh:Client",
+        "prov:type": qualified_name("imagemesh:Client"),
         "imagemesh:address": event.client.address or "unknown",
         "imagemesh:user_agent": event.client.user_agent or "unknown",
     }
     view["wasAssociatedWith"][f"_:assoc/{event_id}/client"] = {
         "prov:activity": activity,
         "prov:agent": client,
-        "prov:role": "imagemesh:uploader",
+        "prov:role": qualified_name("imagemesh:uploader"),
     }
 
 
@@ -316,6 +318,11 @@ def _duration_ms(event: Event) -> float:
     if isinstance(event, OperationApplied | ImageProcessed):
         return event.duration_ms
     return 0.0
+
+
+def qualified_name(name: str) -> dict[str, str]:
+    """A PROV type or role: a qualified name, not a string that happens to contain a colon."""
+    return {"$": name, "type": "prov:QUALIFIED_NAME"}
 
 
 def json_literal(value: Any) -> dict[str, str]:

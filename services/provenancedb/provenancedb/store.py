@@ -1,4 +1,18 @@
-"""The CouchDB gateway (aiocouch). The only place that knows CouchDB from PouchDB Server."""
+"""The CouchDB gateway (aiocouch). The only place that knows CouchDB from PouchDB Server.
+
+Everything here works on both CouchDB 3 and PouchDB Server (the local stack); where they
+differ, this module does what both accept:
+
+- design documents are saved as plain documents with the full `_design/...` id: aiocouch's
+  DesignDocument puts the id without its prefix in the body, which PouchDB Server refuses;
+- every request asks for `Accept: application/json` (PouchDB Server otherwise answers some
+  requests as text/plain);
+- `_bulk_docs` answers are matched to documents by id, not by position;
+- views use only the built-in reduces both servers have (`_count`, `_stats`), and map
+  functions in plain ES5 (CouchDB 3's SpiderMonkey, PouchDB's JavaScript alike);
+- view keys are sent as JSON (aiocouch passes query parameters through unencoded);
+- paging past equal keys skips the rows already read: PouchDB ignores `startkey_docid`.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +82,12 @@ DESIGN_VIEWS: dict[str, dict[str, str]] = {
         "reduce": "_stats",
     },
 }
+MANGO_INDEXES = {
+    # For Fauxton's "Run A Query with Mango": {"selector": {"type": "job.failed"}}, sorted
+    # by time; and the same by service.
+    "by-type-time": ["type", "time"],
+    "by-service-time": ["service", "time"],
+}
 MAX_LINEAGE_DEPTH = 64
 
 
@@ -104,6 +124,11 @@ class ProvenanceStore:
             except ConflictError:
                 log.info("design_doc_race", design=DESIGN)
         raise RuntimeError(f"could not install _design/{DESIGN}: it keeps changing")
+
+    async def install_indexes(self) -> None:
+        """Create the Mango indexes (the server answers "exists" when they are there)."""
+        for name, fields in MANGO_INDEXES.items():
+            await self._db.index({"fields": fields}, ddoc=f"mango-{name}", name=name)
 
     async def record(self, doc: dict[str, Any]) -> bool:
         """Store `doc`; False when a document with its `_id` already exists (a redelivery)."""
@@ -170,20 +195,24 @@ class ProvenanceStore:
 
     async def all_job_documents(self) -> AsyncIterator[dict[str, Any]]:
         """Every event document, job by job in time order (for audits), page by page."""
-        after: dict[str, Any] | None = None
+        last_key: Any = None
+        same_key = 0  # rows already yielded whose key is last_key
         while True:
             params: dict[str, Any] = {"include_docs": "true", "limit": PAGE}
-            if after is not None:
-                # Keys repeat (events of a job in the same millisecond): the doc id breaks ties.
-                params |= {"startkey": _key(after["key"]), "startkey_docid": after["id"]}
-                params |= {"skip": 1}
+            if last_key is not None:
+                # Rows of one key come in doc id order on both servers, but PouchDB Server
+                # ignores startkey_docid: skip the rows of the last key already read.
+                params |= {"startkey": _key(last_key), "skip": same_key}
             rows = (await self._view("by_job").get(**params)).rows
             for row in rows:
                 if row.get("doc"):
                     yield row["doc"]
+                if row["key"] == last_key:
+                    same_key += 1
+                else:
+                    last_key, same_key = row["key"], 1
             if len(rows) < PAGE:
                 return
-            after = rows[-1]
 
     def _view(self, name: str) -> View:
         return self._db.view(DESIGN, name)
@@ -210,4 +239,5 @@ async def open_store(settings: CouchSettings) -> AsyncIterator[ProvenanceStore]:
         db = await couch.create(settings.couchdb_db, exists_ok=True)
         store = ProvenanceStore(couch, db)
         await store.install_design()
+        await store.install_indexes()
         yield store
