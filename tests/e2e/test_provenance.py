@@ -29,7 +29,12 @@ async def _job(
     """Run a job to success; (the job as the API shows it, its complete documents)."""
     response = await submit(http, mesh.upload_url, data, json.dumps(pipeline), filename="in.jpg")
     assert response.status == 202, await response.text()
-    job = await wait_finished(http, mesh.upload_url, (await response.json())["id"])
+    accepted = await response.json()
+    assert accepted["links"]["provenance"] == f"/api/v1/jobs/{accepted['id']}/provenance"
+    assert accepted["links"]["input_lineage"] == (
+        f"/api/v1/images/{hashlib.sha256(data).hexdigest()}/lineage"
+    )
+    job = await wait_finished(http, mesh.upload_url, accepted["id"])
     assert job["status"] == "succeeded", job
     docs = await async_wait_for(lambda: complete_trail(mesh.env, job["id"]), timeout=20)
     return job, docs
