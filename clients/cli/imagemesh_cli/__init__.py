@@ -1,0 +1,1 @@
+"""imagemesh's command line client: talks to the public HTTP API only."""
