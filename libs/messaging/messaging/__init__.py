@@ -11,7 +11,7 @@ a parking lot for failures, RPC with timeouts, and per-message log context.
 """
 
 from . import events, topology
-from ._broker import Broker, MessageTooLarge, RpcHandler, Unroutable
+from ._broker import Broker, MessageTooLarge, RpcHandler, Unroutable, Watcher
 from ._consumer import Handler, ParkHandler, delivery_attempts, retry_delay
 from ._context import MessageContext, PermanentError
 from ._envelope import Envelope, EnvelopeError, follow_up_id, new_event_id
@@ -34,6 +34,7 @@ __all__ = [
     "RpcTimeout",
     "RpcUnavailable",
     "Unroutable",
+    "Watcher",
     "delivery_attempts",
     "events",
     "follow_up_id",

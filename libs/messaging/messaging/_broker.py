@@ -24,12 +24,13 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, PublishError
+from pydantic import ValidationError
 
 from . import topology
 from ._consumer import E, Handler, ParkHandler, _Consumer, settle
-from ._envelope import Envelope, copy_of, follow_up_id, new_event_id
+from ._envelope import Envelope, EnvelopeError, copy_of, follow_up_id, new_event_id
 from ._settings import BrokerSettings
-from .events import Event
+from .events import EVENTS_BY_TYPE, Event
 from .rpc import (
     ERROR_CODE_HEADER,
     ERROR_MESSAGE_HEADER,
@@ -44,6 +45,8 @@ from .rpc import (
 log = structlog.get_logger("messaging")
 
 RpcHandler = Callable[[RpcMessage], Awaitable[RpcMessage]]
+Watcher = Callable[[Envelope, Event], None]
+"""Told of each event as it passes (synchronously: hand work off, never block)."""
 PUBLISH_TIMEOUT = 30.0
 REQUEUE_PAUSE = 1.0
 WATCHDOG_INTERVAL = 5.0
@@ -72,6 +75,7 @@ class _Subscription:
     prefetch: int
     declare: Callable[[AbstractChannel], Awaitable[AbstractQueue]]
     callback: Callable[[AbstractIncomingMessage], Awaitable[None]]
+    no_ack: bool = False
     channel: AbstractChannel | None = None
     consumer: tuple[AbstractQueue, str] | None = None
 
@@ -301,6 +305,29 @@ class Broker:
         await self._start(_Subscription(spec.name, prefetch, declare, on_message))
         log.info("consuming", queue=spec.name, prefetch=prefetch)
 
+    async def watch(self, callback: Watcher) -> None:
+        """Follow every event of the mesh as it happens, on a queue of this process's own
+        (see `topology.declare_live_queue`): for live views such as progress streams.
+        Nothing is acknowledged or retried; an unreadable message is skipped."""
+        name = f"live.{self.service}.{uuid.uuid4().hex}"
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            try:
+                envelope = Envelope.from_message(message)
+                event = EVENTS_BY_TYPE[envelope.type].model_validate_json(message.body)
+            except (KeyError, EnvelopeError, ValidationError):
+                return
+            try:
+                callback(envelope, event)
+            except Exception:
+                log.exception("watcher_failed", event_type=envelope.type)
+
+        async def declare(channel: AbstractChannel) -> AbstractQueue:
+            return await topology.declare_live_queue(channel, self.settings, name)
+
+        await self._start(_Subscription(name, 256, declare, on_message, no_ack=True))
+        log.info("watching", queue=name)
+
     async def park(self, queue: str, message: AbstractIncomingMessage, error: str) -> None:
         """Move a message to `queue`'s parking lot with the error attached, then ack it."""
         headers = dict(message.headers or {})
@@ -371,7 +398,8 @@ class Broker:
         channel = await self.channel(prefetch=subscription.prefetch)
         queue = await subscription.declare(channel)
         subscription.channel = channel
-        subscription.consumer = (queue, await queue.consume(subscription.callback))
+        consumer_tag = await queue.consume(subscription.callback, no_ack=subscription.no_ack)
+        subscription.consumer = (queue, consumer_tag)
         if subscription not in self._subscriptions:
             self._subscriptions.append(subscription)
         if self._watchdog is None:

@@ -58,6 +58,8 @@ class Event(_Frozen):
 
     type: ClassVar[str]
     exchange: ClassVar[ExchangeKind]
+    published_by: ClassVar[tuple[str, ...]] = ()
+    """The services that publish it (for the AsyncAPI document)."""
 
     job_id: str
 
@@ -74,6 +76,7 @@ class UploadReceived(Event):
 
     type: ClassVar[str] = "upload.received"
     exchange: ClassVar[ExchangeKind] = "provenance"
+    published_by: ClassVar[tuple[str, ...]] = ("upload",)
 
     client: ClientInfo
     filename: str | None = None
@@ -89,6 +92,7 @@ class ImageStored(Event):
 
     type: ClassVar[str] = "image.stored"
     exchange: ClassVar[ExchangeKind] = "provenance"
+    published_by: ClassVar[tuple[str, ...]] = ("upload", "imageproc_runner")
 
     role: Literal["input", "output"]
     image: ImageRef
@@ -102,6 +106,7 @@ class ImageUploaded(Event):
 
     type: ClassVar[str] = "image.uploaded"
     exchange: ClassVar[ExchangeKind] = "events"
+    published_by: ClassVar[tuple[str, ...]] = ("upload",)
 
     input: ImageRef
     pipeline: list[dict[str, Any]]
@@ -113,6 +118,7 @@ class ImageUploaded(Event):
 class ProcessingStarted(Event):
     type: ClassVar[str] = "job.processing-started"
     exchange: ClassVar[ExchangeKind] = "provenance"
+    published_by: ClassVar[tuple[str, ...]] = ("imageproc_runner",)
 
     input: ImageRef
     pipeline: list[dict[str, Any]]
@@ -124,6 +130,7 @@ class OperationApplied(Event):
 
     type: ClassVar[str] = "operation.applied"
     exchange: ClassVar[ExchangeKind] = "provenance"
+    published_by: ClassVar[tuple[str, ...]] = ("imageproc",)
 
     index: int = Field(ge=0)
     op: str
@@ -141,6 +148,7 @@ class ImageProcessed(Event):
 
     type: ClassVar[str] = "image.processed"
     exchange: ClassVar[ExchangeKind] = "events"
+    published_by: ClassVar[tuple[str, ...]] = ("imageproc_runner",)
 
     input: ImageRef
     output: ImageRef
@@ -154,6 +162,7 @@ class JobFailed(Event):
 
     type: ClassVar[str] = "job.failed"
     exchange: ClassVar[ExchangeKind] = "events"
+    published_by: ClassVar[tuple[str, ...]] = ("upload", "imageproc_runner")
 
     error: ErrorInfo
     input: ImageRef | None = None
@@ -166,6 +175,7 @@ class RetryScheduled(Event):
 
     type: ClassVar[str] = "job.retry-scheduled"
     exchange: ClassVar[ExchangeKind] = "provenance"
+    published_by: ClassVar[tuple[str, ...]] = ("imageproc_runner",)
 
     queue: str
     attempt: int = Field(ge=1)
@@ -179,6 +189,7 @@ class MessageParked(Event):
 
     type: ClassVar[str] = "job.parked"
     exchange: ClassVar[ExchangeKind] = "provenance"
+    published_by: ClassVar[tuple[str, ...]] = ("imageproc_runner",)
 
     queue: str
     parking_queue: str

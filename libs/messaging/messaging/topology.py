@@ -83,6 +83,7 @@ PROVENANCE_RECORD = RpcRoute("provenancedb.record")
 PROVENANCE_JOB_STATUS = RpcRoute("provenancedb.job-status")
 PROVENANCE_JOB_PROV = RpcRoute("provenancedb.job-provenance")
 PROVENANCE_LINEAGE = RpcRoute("provenancedb.lineage")
+PROVENANCE_JOBS = RpcRoute("provenancedb.jobs")
 
 ALL_QUEUES = (RUNNER_UPLOADS, PROVENANCE_EVENTS)
 ALL_ROUTES = (
@@ -91,6 +92,7 @@ ALL_ROUTES = (
     PROVENANCE_JOB_STATUS,
     PROVENANCE_JOB_PROV,
     PROVENANCE_LINEAGE,
+    PROVENANCE_JOBS,
 )
 
 
@@ -134,6 +136,29 @@ async def declare_work_queue(
                 "x-dead-letter-routing-key": spec.name,
             },
         )
+    return queue
+
+
+LIVE_QUEUE_ARGUMENTS: dict[str, Any] = {
+    # A live view that falls behind loses the oldest events, not the broker's memory.
+    "x-message-ttl": 60_000,
+    "x-max-length": 10_000,
+    "x-overflow": "drop-head",
+}
+
+
+async def declare_live_queue(
+    channel: AbstractChannel, settings: BrokerSettings, name: str
+) -> AbstractQueue:
+    """A process's own live copy of every event (for progress streams): exclusive and
+    deleted with its connection; classic, not durable. Not a work queue: nothing on it is
+    work, and a watcher that misses events reads the state again."""
+    queue = await channel.declare_queue(
+        name, exclusive=True, auto_delete=True, arguments=LIVE_QUEUE_ARGUMENTS
+    )
+    kinds: tuple[ExchangeKind, ...] = ("events", "provenance")
+    for kind in kinds:
+        await queue.bind(exchange_name(settings, kind), routing_key="#")
     return queue
 
 

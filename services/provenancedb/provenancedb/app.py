@@ -20,6 +20,7 @@ from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
 from servicekit import add_ops_routes, resource
 
 from .documents import merge_prov, to_document
+from .history import HistoryQuery, recent_jobs
 from .lineage import SHA256, image_lineage
 from .settings import Settings
 from .status import fold_status
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> web.Application:
         await broker.serve(topology.PROVENANCE_JOB_STATUS, recorder.on_status_request)
         await broker.serve(topology.PROVENANCE_JOB_PROV, recorder.on_provenance_request)
         await broker.serve(topology.PROVENANCE_LINEAGE, recorder.on_lineage_request)
+        await broker.serve(topology.PROVENANCE_JOBS, recorder.on_jobs_request)
         yield
 
     app.cleanup_ctx.extend(
@@ -112,6 +114,12 @@ class Recorder:
             raise RpcError("bad_request", "sha256 must be 64 lowercase hex digits")
         lineage = await image_lineage(self._store, sha256)
         return RpcMessage({"found": lineage is not None, "lineage": lineage})
+
+    async def on_jobs_request(self, request: RpcMessage) -> RpcMessage:
+        """Recent jobs, newest first, optionally of one status, a page at a time."""
+        query = HistoryQuery.from_meta(request.meta)
+        page = await recent_jobs(self._store, query)
+        return RpcMessage(page)
 
 
 def _job_id(meta: dict[str, Any]) -> str:

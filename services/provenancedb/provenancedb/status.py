@@ -34,6 +34,7 @@ def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | Non
     data_with_input = next((d["data"] for d in by_progress if d["data"].get("input")), None)
     if data_with_input:
         job["input"] = public_image(data_with_input["input"])
+        job["input_ref"] = data_with_input["input"]
         job["pipeline"] = data_with_input.get("pipeline", [])
     uploaded = next((d for d in known if d["type"] == ImageUploaded.type), None)
     if uploaded:

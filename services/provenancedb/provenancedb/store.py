@@ -38,6 +38,11 @@ DESIGN_VIEWS: dict[str, dict[str, str]] = {
         "map": "function (doc) {"
         " if (doc.job_id && doc.time) { emit([doc.job_id, doc.time], doc.type); } }"
     },
+    # Jobs newest first (query with descending=true): key [time queued, job_id].
+    "jobs_by_time": {
+        "map": "function (doc) { if (doc.type === 'image.uploaded') {"
+        " emit([doc.time, doc.job_id], null); } }"
+    },
     # Every job that used a given input: key input_sha256, value job_id.
     "by_input": {
         "map": "function (doc) { if (doc.type === 'image.uploaded' && doc.input_sha256) {"
@@ -160,6 +165,14 @@ class ProvenanceStore:
             startkey=_key([job_id]), endkey=_key([job_id, {}]), include_docs="true"
         )
         return [row["doc"] for row in response.rows if row.get("doc")]
+
+    async def job_ids(self, *, limit: int, before: list[str] | None) -> list[list[str]]:
+        """Keys [time, job_id] of jobs queued before `before` (a key), newest first."""
+        params: dict[str, Any] = {"descending": "true", "limit": limit}
+        if before is not None:
+            params |= {"startkey": _key(before), "skip": 1}
+        response = await self._view("jobs_by_time").get(**params)
+        return [row["key"] for row in response.rows]
 
     async def jobs_using(self, sha256: str) -> list[str]:
         response = await self._view("by_input").get(key=_key(sha256))

@@ -9,9 +9,10 @@ from objectstore import ObjectStore, open_store
 from pipeline import harden_vips
 from servicekit import add_ops_routes, add_readiness_check, resource
 
-from .errors import error_middleware
+from .errors import error_middleware, security_headers
 from .jobs import Jobs
-from .keys import BROKER, JOBS, SETTINGS, STORE
+from .keys import BROKER, JOBS, LIVE, SETTINGS, STORE
+from .live import LiveJobs
 from .routes import STATIC, routes
 from .settings import Settings
 
@@ -19,6 +20,7 @@ from .settings import Settings
 def create_app(settings: Settings) -> web.Application:
     harden_vips()
     app = web.Application(middlewares=[error_middleware])
+    app.on_response_prepare.append(security_headers)
     app[SETTINGS] = settings
     add_ops_routes(app)
     app.add_routes(routes)
@@ -46,6 +48,9 @@ def create_app(settings: Settings) -> web.Application:
             rpc_timeout=settings.rpc_timeout_seconds,
             max_queued=settings.upload_max_queued,
         )
+        # Every event passes this replica too, for the progress streams it serves.
+        app[LIVE] = LiveJobs()
+        await app[BROKER].watch(app[LIVE].on_event)
         yield
         await app[JOBS].close()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from pipeline import (
     ImageInfo,
@@ -52,7 +53,11 @@ async def read_upload(
         raise ApiError(
             400, "bad_request", "expected multipart/form-data with a `file` field"
         ) from exc
-    data, filename, raw_pipeline = await _read_parts(reader, max_bytes)
+    try:
+        data, filename, raw_pipeline = await _read_parts(reader, max_bytes)
+    except (HttpProcessingError, ValueError, AssertionError) as exc:
+        # Broken part headers or boundaries: the client's fault, said plainly.
+        raise ApiError(400, "bad_request", f"malformed multipart form: {_first_line(exc)}") from exc
     if data is None:
         raise ApiError(400, "missing_file", "the form has no `file` field")
     ops = _parse(raw_pipeline, max_ops)
@@ -115,6 +120,11 @@ def _probe(data: bytes, limits: ImageLimits) -> ImageInfo:
     except ImageRejected as exc:
         status = 415 if exc.code == "unsupported_type" else 422
         raise ApiError(status, exc.code, exc.message) from exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return str(text).strip().splitlines()[0][:200]
 
 
 def _too_large(max_bytes: int) -> ApiError:

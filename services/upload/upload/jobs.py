@@ -222,6 +222,22 @@ class Jobs:
         job = reply.get("job")
         return job if isinstance(job, dict) else None
 
+    async def recent(self, *, status: str | None, limit: int, before: str | None) -> dict[str, Any]:
+        """Recent jobs, newest first: {"jobs": [...], "next": cursor or None}."""
+        meta = {"status": status, "limit": limit, "before": before}
+        reply = await self._call(topology.PROVENANCE_JOBS, meta, None)
+        return {"jobs": [public(job) for job in reply["jobs"]], "next": reply.get("next")}
+
+    async def input(self, job_id: str) -> tuple[bytes, str]:
+        """The job's input image and its content type."""
+        job = await self.status(job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"no job {job_id}")
+        source = job.get("input_ref")
+        if not source:
+            raise ApiError(404, "not_found", f"job {job_id} has no stored input")
+        return await self._fetch(source), source["content_type"]
+
     async def provenance(self, job_id: str) -> dict[str, Any] | None:
         """The job's W3C PROV-JSON document, or None for an unknown job."""
         reply = await self._call(topology.PROVENANCE_JOB_PROV, {"job_id": job_id}, job_id)
@@ -243,12 +259,14 @@ class Jobs:
         if job["status"] != "succeeded":
             raise ApiError(409, "not_finished", f"the job is {job['status']}; try again later")
         output = job["output_ref"]
+        return await self._fetch(output), output["content_type"]
+
+    async def _fetch(self, image: dict[str, Any]) -> bytes:
         try:
-            data = await self._store.get(output["bucket"], output["key"])
+            return await self._store.get(image["bucket"], image["key"])
         except Exception as exc:
-            log.exception("result_fetch_failed", job_id=job_id)
+            log.exception("image_fetch_failed", uri=f"s3://{image['bucket']}/{image['key']}")
             raise _unavailable("the image store is unavailable") from exc
-        return data, output["content_type"]
 
     async def _call(
         self, route: topology.RpcRoute, meta: dict[str, Any], job_id: str | None
@@ -258,11 +276,18 @@ class Jobs:
                 route, RpcMessage(meta), timeout=self._rpc_timeout, job_id=job_id
             )
         except RpcError as exc:
+            if exc.code == "bad_request":  # the question itself was wrong: the client's
+                raise ApiError(400, "bad_request", exc.message) from exc
             log.warning(
                 "provenance_unavailable", route=route.name, code=exc.code, reason=exc.message
             )
             raise _unavailable("the provenance service is unavailable") from exc
         return reply.meta
+
+
+def public(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as the API shows it: without where its images are stored."""
+    return {name: value for name, value in job.items() if not name.endswith("_ref")}
 
 
 def _unavailable(message: str) -> ApiError:

@@ -4,9 +4,11 @@ from messaging import Broker
 from objectstore import ObjectStore
 
 from .jobs import Jobs
+from .live import LiveJobs
 from .settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 BROKER = web.AppKey("broker", Broker)
 STORE = web.AppKey("store", ObjectStore)
 JOBS = web.AppKey("jobs", Jobs)
+LIVE = web.AppKey("live", LiveJobs)

@@ -1,3 +1,6 @@
+"""The public HTTP API and the web app's pages. Every API route documents itself for the
+OpenAPI document (`openapi.documented`)."""
+
 from __future__ import annotations
 
 import re
@@ -5,31 +8,116 @@ from pathlib import Path
 
 from aiohttp import web
 
+from messaging.asyncapi import asyncapi_document
 from messaging.events import ClientInfo
 from pipeline import describe_operations
 
+from . import schemas
 from .errors import ApiError
 from .intake import read_upload
-from .keys import JOBS, SETTINGS
+from .jobs import public
+from .keys import BROKER, JOBS, LIVE, SETTINGS
+from .openapi import (
+    Doc,
+    documented,
+    error,
+    openapi_document,
+    path_parameter,
+    query_parameter,
+)
+from .progress import stream_progress
 
 STATIC = Path(__file__).parent / "static"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
+JOB_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_SHA256 = re.compile(SHA256_PATTERN)
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+JOB_ID = path_parameter("job_id", "the id `POST /api/v1/jobs` answered with", JOB_ID_PATTERN)
+UNAVAILABLE = error("a dependency is down; retry after `Retry-After` seconds")
+UNKNOWN_JOB = error("no such job")
+IMAGE_TYPES = "image/*"
 
 routes = web.RouteTableDef()
 
 
+# --------------------------------------------------------------------------- pages
+
+
+def _page(name: str) -> web.FileResponse:
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+
 @routes.get("/")
 async def index(_request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html")
+    return _page("index.html")
+
+
+@routes.get("/history")
+async def history_page(_request: web.Request) -> web.FileResponse:
+    return _page("history.html")
+
+
+@routes.get("/jobs/{job_id}")
+async def job_page(_request: web.Request) -> web.FileResponse:
+    return _page("job.html")
+
+
+@routes.get("/api/docs")
+async def api_docs_page(_request: web.Request) -> web.FileResponse:
+    return _page("api.html")
+
+
+# --------------------------------------------------------------------------- the API
 
 
 @routes.get("/api/v1/operations")
+@documented(
+    Doc(
+        "The operation catalogue",
+        {200: ("every operation with the JSON Schema of its parameters", schemas.Operations)},
+        tags=("catalogue",),
+    )
+)
 async def operations(_request: web.Request) -> web.Response:
     return web.json_response({"operations": describe_operations()})
 
 
 @routes.post("/api/v1/jobs")
+@documented(
+    Doc(
+        "Submit an image with a pipeline",
+        {
+            202: ("accepted and queued; `Location` names the job", schemas.Accepted),
+            400: error("a bad form or pipeline (names the operation and parameter)"),
+            413: error("the file is larger than IMAGE_MAX_BYTES"),
+            415: error("not an image type we accept (decided by content)"),
+            422: error("undecodable, or over the pixel, side or frame limits"),
+            503: UNAVAILABLE,
+        },
+        description="One job per file. The type is decided by the content, never the name; "
+        "size is checked while streaming and pixels from the header, before decoding.",
+        request_body={
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "pipeline": {
+                                "type": "string",
+                                "description": 'JSON list of {"op": name, ...params}; '
+                                "see GET /api/v1/operations",
+                                "default": "[]",
+                            },
+                        },
+                    }
+                }
+            },
+        },
+    )
+)
 async def create_job(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     await request.app[JOBS].admit()
@@ -50,6 +138,7 @@ async def create_job(request: web.Request) -> web.Response:
         "links": {
             "self": location,
             "result": f"{location}/result",
+            "events": f"{location}/events",
             "provenance": f"{location}/provenance",
             "input_lineage": f"/api/v1/images/{upload.sha256}/lineage",
         },
@@ -57,30 +146,129 @@ async def create_job(request: web.Request) -> web.Response:
     return web.json_response(body, status=202, headers={"Location": location})
 
 
+@routes.get("/api/v1/jobs")
+@documented(
+    Doc(
+        "Recent jobs, newest first",
+        {
+            200: ("a page of jobs, and the cursor of the next one", schemas.JobPage),
+            400: error("a bad status, limit or cursor"),
+            503: UNAVAILABLE,
+        },
+        parameters=(
+            query_parameter(
+                "status",
+                "only jobs in this status",
+                {"type": "string", "enum": ["queued", "processing", "succeeded", "failed"]},
+            ),
+            query_parameter(
+                "limit", "jobs per page", {"type": "integer", "minimum": 1, "maximum": 100}
+            ),
+            query_parameter("before", "the `next` cursor of the previous page", {"type": "string"}),
+        ),
+    )
+)
+async def list_jobs(request: web.Request) -> web.Response:
+    status = request.query.get("status") or None
+    if status is not None and status not in {"queued", "processing", "succeeded", "failed"}:
+        raise ApiError(400, "bad_request", "status: queued, processing, succeeded or failed")
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "bad_request", "limit: an integer from 1 to 100")
+    before = request.query.get("before") or None
+    page = await request.app[JOBS].recent(status=status, limit=limit, before=before)
+    return web.json_response(page)
+
+
 @routes.get("/api/v1/jobs/{job_id}")
+@documented(
+    Doc(
+        "A job: status, input, pipeline, output or error",
+        {200: ("the job", schemas.Job), 404: UNKNOWN_JOB, 503: UNAVAILABLE},
+        description="Never 404 for a job `POST` accepted.",
+        parameters=(JOB_ID,),
+    )
+)
 async def get_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     job = await request.app[JOBS].status(job_id)
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
-    job.pop("output_ref", None)
-    return web.json_response(job)
+    return web.json_response(public(job))
+
+
+@routes.get("/api/v1/jobs/{job_id}/events")
+@documented(
+    Doc(
+        "Follow a job live (server-sent events)",
+        {
+            200: ("`text/event-stream` until the job ends", "text/event-stream"),
+            404: UNKNOWN_JOB,
+            503: UNAVAILABLE,
+        },
+        description="`event: status` (the job, as GET /api/v1/jobs/{id} shows it) first and "
+        "whenever the status changes; `event: step` "
+        '(`{"type", "time", "service", "operation"?, "index"?, "attempt"?, "duration_ms"?, '
+        '"error"?}`) for each step as the mesh records it. The stream ends after the job '
+        "succeeded or failed; a reconnecting client starts again from the current status.",
+        parameters=(JOB_ID,),
+    )
+)
+async def job_events(request: web.Request) -> web.StreamResponse:
+    job_id = _job_id(request)
+    response = await stream_progress(request, request.app[JOBS], request.app[LIVE], job_id)
+    if response is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return response
 
 
 @routes.get("/api/v1/jobs/{job_id}/result")
-async def get_result(request: web.Request) -> web.Response:
-    job_id = _job_id(request)
-    data, content_type = await request.app[JOBS].result(job_id)
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+@documented(
+    Doc(
+        "The output image",
+        {
+            200: ("the output, with its content type", IMAGE_TYPES),
+            404: UNKNOWN_JOB,
+            409: error("not finished yet (`not_finished`), or failed (`job_failed`)"),
+            503: UNAVAILABLE,
+        },
+        parameters=(JOB_ID,),
     )
+)
+async def get_result(request: web.Request) -> web.Response:
+    data, content_type = await request.app[JOBS].result(_job_id(request))
+    return _image(data, content_type)
+
+
+@routes.get("/api/v1/jobs/{job_id}/input")
+@documented(
+    Doc(
+        "The input image, as uploaded",
+        {200: ("the input, with its content type", IMAGE_TYPES), 404: UNKNOWN_JOB,
+         503: UNAVAILABLE},
+        parameters=(JOB_ID,),
+    )
+)  # fmt: skip
+async def get_input(request: web.Request) -> web.Response:
+    data, content_type = await request.app[JOBS].input(_job_id(request))
+    return _image(data, content_type)
 
 
 @routes.get("/api/v1/jobs/{job_id}/provenance")
+@documented(
+    Doc(
+        "The job's history as a W3C PROV-JSON document",
+        {200: ("PROV-JSON", schemas.ProvDocument), 404: UNKNOWN_JOB, 503: UNAVAILABLE},
+        description="Every step is an activity with its times, parameters and the service "
+        "version that ran it; images are entities named by content (`sha256:<hex>`).",
+        tags=("provenance",),
+        parameters=(JOB_ID,),
+    )
+)
 async def get_provenance(request: web.Request) -> web.Response:
-    """The job's history as a W3C PROV-JSON document."""
     job_id = _job_id(request)
     document = await request.app[JOBS].provenance(job_id)
     if document is None:
@@ -89,8 +277,20 @@ async def get_provenance(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/images/{sha256}/lineage")
+@documented(
+    Doc(
+        "What an image was derived from, and what was derived from it, across jobs",
+        {
+            200: ("ancestors and descendants, each with its depth and job", schemas.Lineage),
+            400: error("not a SHA-256"),
+            404: error("provenance never saw this image"),
+            503: UNAVAILABLE,
+        },
+        tags=("provenance",),
+        parameters=(path_parameter("sha256", "the image's SHA-256 (hex)", SHA256_PATTERN),),
+    )
+)
 async def get_lineage(request: web.Request) -> web.Response:
-    """What an image was derived from, and what was derived from it, across jobs."""
     sha256 = request.match_info["sha256"].lower()
     if not _SHA256.match(sha256):
         raise ApiError(400, "bad_request", "an image is named by its SHA-256: 64 hex digits")
@@ -98,6 +298,52 @@ async def get_lineage(request: web.Request) -> web.Response:
     if lineage is None:
         raise ApiError(404, "not_found", f"no image {sha256} in provenance")
     return web.json_response({"sha256": sha256, **lineage})
+
+
+@routes.get("/api/v1/about")
+@documented(
+    Doc(
+        "Version and links: API documents, operator consoles",
+        {200: ("this service", schemas.About)},
+        tags=("service",),
+    )
+)
+async def about(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = {
+        "service": "imagemesh",
+        "version": request.app[BROKER].version,
+        "links": {
+            "openapi": "/api/v1/openapi.json",
+            "api_docs": "/api/docs",
+            "asyncapi": "/api/v1/asyncapi.json",
+            "fauxton": settings.upload_fauxton_url,
+            "rabbitmq_console": settings.upload_rabbitmq_console_url,
+        },
+    }
+    return web.json_response(body)
+
+
+@routes.get("/api/v1/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app, version=request.app[BROKER].version))
+
+
+@routes.get("/api/v1/asyncapi.json")
+async def asyncapi_json(request: web.Request) -> web.Response:
+    broker = request.app[BROKER]
+    return web.json_response(asyncapi_document(broker.settings, version=broker.version))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _image(data: bytes, content_type: str) -> web.Response:
+    return web.Response(
+        body=data,
+        content_type=content_type,
+        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _job_id(request: web.Request) -> str:

@@ -14,3 +14,7 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     """New jobs are refused (503, Retry-After) while more than this many wait for a runner."""
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long the API waits for provenancedb (job status, recording a new job)."""
+    upload_fauxton_url: str = "http://localhost:5984/_utils/#database/provenance"
+    """Where operators browse provenance (linked from the job page)."""
+    upload_rabbitmq_console_url: str = "http://localhost:15672/"
+    """Where operators watch the queues (linked from the job page)."""

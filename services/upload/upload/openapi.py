@@ -1,0 +1,144 @@
+"""The OpenAPI 3.1 document, built from the routes themselves.
+
+Each API handler carries its documentation (`@documented(...)`), and the document is made
+by walking the application's router: a route cannot exist undocumented or be documented
+without existing (tests/upload checks both ways), and the response schemas are the
+models of `schemas`, which the contract tests hold the running service to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from . import schemas
+
+H = TypeVar("H", bound=Callable[..., Any])
+REF = "#/components/schemas/{model}"
+JSON = "application/json"
+MODELS: tuple[type[BaseModel], ...] = (
+    schemas.ErrorBody,
+    schemas.Job,
+    schemas.Accepted,
+    schemas.JobPage,
+    schemas.Operations,
+    schemas.Lineage,
+    schemas.About,
+    schemas.Health,
+    schemas.ProvDocument,
+)
+
+Body = type[BaseModel] | str | None
+"""A response body: a model (JSON), a media type (e.g. "image/*"), or none."""
+
+
+@dataclass(frozen=True)
+class Doc:
+    summary: str
+    responses: dict[int, tuple[str, Body]]
+    description: str = ""
+    tags: tuple[str, ...] = ("jobs",)
+    parameters: tuple[dict[str, Any], ...] = ()
+    request_body: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def documented(doc: Doc) -> Callable[[H], H]:
+    def attach(handler: H) -> H:
+        handler.__openapi__ = doc  # type: ignore[attr-defined]
+        return handler
+
+    return attach
+
+
+def doc_of(handler: object) -> Doc | None:
+    return getattr(handler, "__openapi__", None)
+
+
+def path_parameter(name: str, description: str, pattern: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
+def query_parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+def error(description: str) -> tuple[str, Body]:
+    return description, schemas.ErrorBody
+
+
+def openapi_document(app: web.Application, *, version: str) -> dict[str, Any]:
+    """The OpenAPI document of every documented route of `app`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in app.router.routes():
+        doc = doc_of(route.handler)
+        if doc is None or route.method == "HEAD":
+            continue
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if path is None:
+            continue
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route, doc)
+    _, definitions = models_json_schema(
+        [(model, "serialization") for model in MODELS], ref_template=REF
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "imagemesh",
+            "version": version,
+            "description": "Upload images, run a pipeline of operations on them, follow the "
+            "job live, fetch the result, and read its provenance (W3C PROV) and lineage. "
+            'Errors are always `{"error": {"code", "message"}}`.',
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "jobs", "description": "submit and follow image jobs"},
+            {"name": "provenance", "description": "history and lineage, for auditors"},
+            {"name": "catalogue", "description": "what the pipeline can do"},
+            {"name": "service", "description": "health and metadata"},
+        ],
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": definitions.get("$defs", {})},
+    }
+
+
+def _operation(route: web.AbstractRoute, doc: Doc) -> dict[str, Any]:
+    name = getattr(route.handler, "__name__", "handler")
+    operation: dict[str, Any] = {
+        "operationId": name,
+        "summary": doc.summary,
+        "tags": list(doc.tags),
+        "responses": {
+            str(status): _response(description, body)
+            for status, (description, body) in sorted(doc.responses.items())
+        },
+    }
+    if doc.description:
+        operation["description"] = doc.description
+    if doc.parameters:
+        operation["parameters"] = list(doc.parameters)
+    if doc.request_body:
+        operation["requestBody"] = doc.request_body
+    return operation | doc.extra
+
+
+def _response(description: str, body: Body) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description}
+    if isinstance(body, type):
+        response["content"] = {JSON: {"schema": {"$ref": REF.format(model=body.__name__)}}}
+    elif isinstance(body, str):
+        response["content"] = {body: {"schema": {"type": "string", "format": "binary"}}}
+    return response

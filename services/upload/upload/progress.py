@@ -1,0 +1,155 @@
+"""`GET /api/v1/jobs/{id}/events`: a job's progress as server-sent events.
+
+    retry: 3000
+    event: status      data: the job, as GET /api/v1/jobs/{id} shows it
+    event: step        data: {"type", "time", "service", "operation"?, "index"?, ...}
+
+The first event is the job's current status; then each step of the job as the mesh
+publishes it, and the status again whenever it changes. The stream ends after a terminal
+status. A client that reconnects (EventSource does, on its own) starts over with the
+current status, so nothing it missed matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from messaging import Envelope
+from messaging.events import (
+    Event,
+    ImageProcessed,
+    ImageUploaded,
+    JobFailed,
+    MessageParked,
+    OperationApplied,
+    ProcessingStarted,
+    RetryScheduled,
+)
+
+from .jobs import Jobs, public
+from .live import Inbox, LiveJobs
+
+log = structlog.get_logger("upload")
+
+TERMINAL = frozenset({"succeeded", "failed"})
+HEARTBEAT_SECONDS = 15.0
+MAX_STREAM_SECONDS = 3600.0
+RECONNECT_MS = 3000
+STATUS_SETTLE_SECONDS = 10.0
+"""How long to wait for provenance to show a status an event implies."""
+_IMPLIED_STATUS = {
+    ImageUploaded.type: "queued",
+    ProcessingStarted.type: "processing",
+    ImageProcessed.type: "succeeded",
+    JobFailed.type: "failed",
+}
+_ORDER = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2}
+
+
+async def stream_progress(
+    request: web.Request, jobs: Jobs, live: LiveJobs, job_id: str
+) -> web.StreamResponse | None:
+    """Stream a job's progress; None when the job is unknown (before anything is sent)."""
+    # Follow first, then read the status: an event between the two is not lost.
+    with live.follow(job_id) as inbox, structlog.contextvars.bound_contextvars(job_id=job_id):
+        job = await jobs.status(job_id)
+        if job is None:
+            return None
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",  # proxies must not buffer the stream
+            }
+        )
+        await response.prepare(request)
+        stream = _Stream(response)
+        await stream.send(f"retry: {RECONNECT_MS}\n\n")
+        await stream.event("status", public(job))
+        try:
+            await _follow(stream, jobs, inbox, job)
+        except (ConnectionResetError, asyncio.CancelledError):
+            log.info("progress_stream_closed_by_client")
+            raise
+        return response
+
+
+async def _follow(stream: _Stream, jobs: Jobs, inbox: Inbox, job: dict[str, Any]) -> None:
+    deadline = time.monotonic() + MAX_STREAM_SECONDS
+    while job["status"] not in TERMINAL and time.monotonic() < deadline:
+        try:
+            envelope, event = await asyncio.wait_for(inbox.queue.get(), HEARTBEAT_SECONDS)
+        except TimeoutError:
+            await stream.send(": keep-alive\n\n")
+            continue
+        await stream.event("step", step(envelope, event), event_id=envelope.id)
+        implied = _IMPLIED_STATUS.get(event.type)
+        if inbox.overflowed or (implied and _ORDER[implied] > _ORDER[job["status"]]):
+            inbox.overflowed = False
+            fresh = await _status_at_least(jobs, job["id"], implied or job["status"])
+            if fresh["status"] != job["status"]:
+                await stream.event("status", public(fresh))
+            job = fresh
+
+
+async def _status_at_least(jobs: Jobs, job_id: str, wanted: str) -> dict[str, Any]:
+    """The job's status once provenance has recorded what an event says happened (it
+    records the same event concurrently), or whatever it shows after a while."""
+    deadline = time.monotonic() + STATUS_SETTLE_SECONDS
+    pause = 0.05
+    while True:
+        job = await jobs.status(job_id)
+        assert job is not None  # it was there a moment ago; jobs are never deleted
+        if _ORDER[job["status"]] >= _ORDER[wanted] or time.monotonic() > deadline:
+            return job
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def step(envelope: Envelope, event: Event) -> dict[str, Any]:
+    """What a progress view shows of one step."""
+    shown: dict[str, Any] = {
+        "type": envelope.type,
+        "time": envelope.time.isoformat().replace("+00:00", "Z"),
+        "service": envelope.source.rstrip("/").rsplit("/", 1)[-1],
+    }
+    match event:
+        case OperationApplied():
+            shown |= {
+                "operation": event.op,
+                "index": event.index,
+                "attempt": event.attempt,
+                "duration_ms": event.duration_ms,
+            }
+        case ProcessingStarted():
+            shown["attempt"] = event.attempt
+        case ImageProcessed():
+            shown["duration_ms"] = event.duration_ms
+        case JobFailed():
+            shown["error"] = event.error.model_dump()
+        case RetryScheduled():
+            shown |= {"attempt": event.attempt, "error": event.error}
+        case MessageParked():
+            shown |= {"attempt": event.attempts, "error": event.error}
+    return shown
+
+
+class _Stream:
+    def __init__(self, response: web.StreamResponse) -> None:
+        self._response = response
+        self._sent = 0
+
+    async def send(self, text: str) -> None:
+        await self._response.write(text.encode())
+
+    async def event(self, name: str, data: dict[str, Any], *, event_id: str | None = None) -> None:
+        self._sent += 1
+        lines = [f"event: {name}", f"id: {event_id or self._sent}"]
+        lines += [f"data: {line}" for line in json.dumps(data).splitlines()]
+        await self.send("\n".join(lines) + "\n\n")

@@ -1,0 +1,120 @@
+"""The public API's bodies as models: the OpenAPI document's schemas come from these, and
+the contract tests check the running service's answers against them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "processing", "succeeded", "failed"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Body):
+    code: str = Field(description="machine-readable, e.g. too_large, invalid_pipeline")
+    message: str = Field(description="human-readable, names the limit or the problem")
+
+
+class ErrorBody(_Body):
+    error: ErrorDetail
+
+
+class Image(_Body):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+    format: str
+    width: int = Field(ge=0)
+    height: int = Field(ge=0)
+    info: dict[str, Any] | None = Field(
+        default=None, description="colour space, bands, orientation, pages, EXIF summary"
+    )
+    content_type: str | None = Field(default=None, description="outputs only")
+
+
+class Step(_Body):
+    op: str
+    params: dict[str, Any]
+    duration_ms: float
+    info: dict[str, Any] | None = None
+
+
+class Job(_Body):
+    id: str
+    status: JobStatus
+    created_at: str = Field(description="UTC, RFC 3339")
+    updated_at: str = Field(description="UTC, RFC 3339")
+    filename: str | None = Field(default=None, description="as the client gave it")
+    input: Image | None = None
+    pipeline: list[dict[str, Any]] = Field(default_factory=list)
+    output: Image | None = Field(default=None, description="on success")
+    steps: list[Step] | None = Field(default=None, description="on success")
+    error: ErrorDetail | None = Field(default=None, description="on failure")
+
+
+class Accepted(_Body):
+    id: str
+    status: Literal["queued"]
+    links: dict[str, str] = Field(
+        description="self, result, events, provenance, input_lineage: paths on this service"
+    )
+
+
+class JobPage(_Body):
+    jobs: list[Job] = Field(description="newest first")
+    next: str | None = Field(description="cursor for the next page (`before=`), or null")
+
+
+class Operation(_Body):
+    name: str
+    description: str
+    params: dict[str, Any] = Field(description="JSON Schema of the operation's parameters")
+
+
+class Operations(_Body):
+    operations: list[Operation]
+
+
+class LineageLink(_Body):
+    sha256: str
+    depth: int = Field(ge=1)
+    job_id: str = Field(description="the job that made this link")
+    derived: str | None = Field(default=None, description="ancestors: the image made from it")
+    source: str | None = Field(default=None, description="descendants: the image it came from")
+
+
+class Lineage(_Body):
+    sha256: str
+    image: dict[str, Any] = Field(description="format, size, dimensions, S3 locations")
+    produced_by: list[str] = Field(description="jobs whose output this image is")
+    used_by: list[str] = Field(description="jobs that took this image as input")
+    ancestors: list[LineageLink]
+    descendants: list[LineageLink]
+
+
+class About(_Body):
+    service: str
+    version: str
+    links: dict[str, str] = Field(
+        description="API documents, and operator consoles: fauxton, rabbitmq_console"
+    )
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+
+
+class ProvDocument(BaseModel):
+    """W3C PROV-JSON (https://www.w3.org/submissions/prov-json/)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prefix: dict[str, str]
+    activity: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    entity: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    agent: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -1,0 +1,158 @@
+"""Live progress (server-sent events), history, the input image and the about document,
+against the running mesh."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import Mesh
+from tests.e2e.helpers import photo, submit, wait_finished
+
+pytestmark = pytest.mark.e2e
+
+PIPELINE = json.dumps([{"op": "thumbnail", "width": 120}, {"op": "grayscale"}])
+
+
+async def read_events(
+    response: aiohttp.ClientResponse, *, timeout: float = 30.0
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every (event, data) of a server-sent event stream, until the server ends it."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    name, data = "message", []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"the stream did not end within {timeout} s: {events}"
+        line = await asyncio.wait_for(response.content.readline(), remaining)
+        if not line:
+            return events
+        text = line.decode().rstrip("\n")
+        if text.startswith("event: "):
+            name = text[7:]
+        elif text.startswith("data: "):
+            data.append(text[6:])
+        elif text == "" and data:
+            events.append((name, json.loads("\n".join(data))))
+            name, data = "message", []
+
+
+async def test_progress_streams_every_step_live_until_the_job_ends(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    mesh.stop("imageproc_runner")  # the job waits queued while we start following it
+    try:
+        response = await submit(http, mesh.upload_url, photo(400, 300), PIPELINE)
+        accepted = await response.json()
+        assert accepted["links"]["events"] == f"/api/v1/jobs/{accepted['id']}/events"
+        stream = await http.get(f"{mesh.upload_url}{accepted['links']['events']}")
+        assert stream.status == 200
+        assert stream.content_type == "text/event-stream"
+        assert stream.headers["Cache-Control"] == "no-cache"
+    finally:
+        mesh.start("imageproc_runner")
+    async with stream:
+        events = await read_events(stream)
+
+    statuses = [data["status"] for name, data in events if name == "status"]
+    assert statuses == ["queued", "processing", "succeeded"]
+    final = events[-1][1]
+    assert events[-1][0] == "status"
+    assert final["output"]["width"] == 120
+    assert not {"output_ref", "input_ref"} & set(final)
+    steps = [data for name, data in events if name == "step"]
+    kinds = [step["type"] for step in steps]
+    assert kinds[0] == "job.processing-started"
+    assert [s["operation"] for s in steps if s["type"] == "operation.applied"] == [
+        "thumbnail",
+        "grayscale",
+    ]
+    assert "image.processed" in kinds
+    assert all(step["time"].endswith("Z") and step["service"] for step in steps)
+
+
+async def test_a_finished_job_streams_its_status_and_ends(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    response = await submit(http, mesh.upload_url, photo(64, 64), "[]")
+    job = await wait_finished(http, mesh.upload_url, (await response.json())["id"])
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job['id']}/events") as stream:
+        events = await read_events(stream, timeout=10)
+    assert events == [("status", job)]
+
+
+async def test_progress_of_an_unknown_job_is_404_json(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{unknown}/events") as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_history_lists_recent_jobs_newest_first_paged_and_filtered(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    ids = []
+    for n in range(3):
+        response = await submit(http, mesh.upload_url, photo(50 + n, 40), "[]")
+        ids.append((await response.json())["id"])
+    bad = json.dumps([{"op": "thumbnail", "width": 10000, "height": 10000, "upscale": True}])
+    failing = (await (await submit(http, mesh.upload_url, photo(40, 40), bad)).json())["id"]
+    for job_id in [*ids, failing]:
+        await wait_finished(http, mesh.upload_url, job_id)
+
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs?limit=2") as response:
+        assert response.status == 200
+        first = await response.json()
+    assert [job["id"] for job in first["jobs"]] == [failing, ids[2]]
+    assert first["next"]
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs?limit=2&before={first['next']}") as page:
+        second = await page.json()
+    assert [job["id"] for job in second["jobs"]] == [ids[1], ids[0]]
+    assert all("output_ref" not in job for job in first["jobs"] + second["jobs"])
+
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs?status=failed&limit=5") as response:
+        failed = await response.json()
+    assert failed["jobs"][0]["id"] == failing
+    assert {job["status"] for job in failed["jobs"]} == {"failed"}
+
+    for query in ("status=lost", "limit=0", "limit=x", "before=not-a-cursor"):
+        async with http.get(f"{mesh.upload_url}/api/v1/jobs?{query}") as response:
+            assert response.status == 400, query
+            assert (await response.json())["error"]["code"] == "bad_request"
+
+
+async def test_the_input_image_is_served_as_uploaded(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    original = photo(90, 60)
+    response = await submit(http, mesh.upload_url, original, "[]")
+    job_id = (await response.json())["id"]
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job_id}/input") as answer:
+        assert answer.status == 200
+        assert answer.content_type == "image/jpeg"
+        assert await answer.read() == original
+
+
+async def test_about_links_the_documents_and_consoles(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{mesh.upload_url}/api/v1/about") as response:
+        about = await response.json()
+        # Only our own scripts and styles, never framed.
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Frame-Options"] == "DENY"
+    assert about["version"]
+    assert about["links"]["fauxton"].startswith("http")
+    assert about["links"]["rabbitmq_console"].startswith("http")
+    for document in ("openapi", "asyncapi"):
+        async with http.get(f"{mesh.upload_url}{about['links'][document]}") as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["info"]["version"] == about["version"]

@@ -1,0 +1,122 @@
+"""The OpenAPI and AsyncAPI documents: valid by their specifications, and the same as the
+code (routes, models, topology, events). The running service is held to the OpenAPI
+document by the contract test (tests/e2e/test_api_contract.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]  # no stubs installed
+import pytest
+import stack
+from openapi_spec_validator import validate
+
+from messaging import BrokerSettings, topology
+from messaging.asyncapi import asyncapi_document
+from messaging.events import ALL_EVENTS
+from tests.conftest import ROOT
+from upload.app import create_app
+from upload.openapi import doc_of, openapi_document
+from upload.settings import Settings
+
+ASYNCAPI_SCHEMA = ROOT / "tools/node_modules/@asyncapi/specs/schemas/3.0.0.json"
+UNDOCUMENTED = {"/api/v1/openapi.json", "/api/v1/asyncapi.json"}
+"""The documents themselves."""
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings.model_validate(
+        {
+            key.lower(): value
+            for key, value in stack.DEFAULTS.items()
+            if key.startswith(("RABBITMQ_", "S3_", "UPLOAD_"))
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def openapi(settings: Settings) -> dict[str, Any]:
+    return openapi_document(create_app(settings), version="0.0.0-test")
+
+
+@pytest.fixture(scope="module")
+def asyncapi(settings: Settings) -> dict[str, Any]:
+    return asyncapi_document(settings, version="0.0.0-test")
+
+
+def test_openapi_document_is_valid_openapi_3_1(openapi: dict[str, Any]) -> None:
+    validate(openapi)  # raises on any violation
+    assert openapi["openapi"] == "3.1.0"
+
+
+def test_every_api_route_is_documented_and_every_documented_route_exists(
+    settings: Settings, openapi: dict[str, Any]
+) -> None:
+    app = create_app(settings)
+    served: set[tuple[str, str]] = set()
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter") or ""
+        if path.startswith("/api/v1/") and route.method != "HEAD" and path not in UNDOCUMENTED:
+            assert doc_of(route.handler) is not None, f"{route.method} {path} is undocumented"
+            served.add((path, route.method.lower()))
+    documented = {(path, method) for path, ops in openapi["paths"].items() for method in ops}
+    assert documented == served
+    assert ("/api/v1/jobs/{job_id}/events", "get") in documented
+
+
+def test_openapi_schemas_are_the_api_models(openapi: dict[str, Any]) -> None:
+    job = openapi["components"]["schemas"]["Job"]
+    assert set(job["properties"]["status"]["enum"]) == {
+        "queued",
+        "processing",
+        "succeeded",
+        "failed",
+    }
+    accepted = openapi["paths"]["/api/v1/jobs"]["post"]["responses"]["202"]
+    assert accepted["content"]["application/json"]["schema"]["$ref"].endswith("/Accepted")
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema["$ref"].endswith("/ErrorBody"), (path, method, status)
+
+
+def test_asyncapi_document_is_valid_by_the_official_schema(asyncapi: dict[str, Any]) -> None:
+    schema = json.loads(Path(ASYNCAPI_SCHEMA).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [
+        f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator.iter_errors(asyncapi)
+    ]
+    assert not errors, errors
+    # The schema does catch mistakes: a channel without a string address is refused.
+    broken = asyncapi | {"channels": {"x": {"address": 5}}}
+    assert list(validator.iter_errors(broken))
+
+
+def test_asyncapi_describes_every_event_queue_and_route_of_the_code(
+    asyncapi: dict[str, Any], settings: BrokerSettings
+) -> None:
+    messages = asyncapi["components"]["messages"]
+    for event in ALL_EVENTS:
+        message = messages[event.__name__]
+        assert message["name"] == event.type
+        schema = asyncapi["components"]["schemas"][event.__name__]
+        assert set(schema["properties"]) == set(event.model_fields)
+        channel = "events" if event.exchange == "events" else "provenance"
+        assert event.__name__ in asyncapi["channels"][channel]["messages"]
+        for service in event.published_by:
+            assert f"{service}.publish.{event.__name__}" in asyncapi["operations"]
+    assert asyncapi["channels"]["events"]["address"] == settings.amqp_exchange_events
+    assert asyncapi["channels"]["provenance"]["address"] == settings.amqp_exchange_prov
+    titles = " ".join(op["title"] for op in asyncapi["operations"].values())
+    for spec in topology.ALL_QUEUES:
+        assert spec.name in titles
+    for route in topology.ALL_ROUTES:
+        assert any(
+            channel["address"] == route.queue_name for channel in asyncapi["channels"].values()
+        )
