@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import Mesh
+from tests.conftest import Mesh, free_port
 from tests.e2e.helpers import photo, submit, wait_finished
 
 pytestmark = pytest.mark.e2e
@@ -156,3 +157,31 @@ async def test_about_links_the_documents_and_consoles(
             assert response.status == 200
             body = await response.json()
         assert body["info"]["version"] == about["version"]
+
+
+async def test_any_upload_replica_streams_a_job_another_one_accepted(
+    mesh: Mesh, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # A second upload replica on the same vhost: one live queue each, both see every event.
+    replica = Mesh({**mesh.env, "UPLOAD_PORT": str(free_port())}, tmp_path)
+    replica.start("upload")
+    try:
+        replica.wait_ready("upload")
+        mesh.stop("imageproc_runner")
+        try:
+            response = await submit(http, mesh.upload_url, photo(200, 150), PIPELINE)
+            job_id = (await response.json())["id"]
+            stream = await http.get(f"{replica.upload_url}/api/v1/jobs/{job_id}/events")
+            assert stream.status == 200
+        finally:
+            mesh.start("imageproc_runner")
+        async with stream:
+            events = await read_events(stream)
+    finally:
+        replica.stop("upload")
+    assert [data["status"] for name, data in events if name == "status"] == [
+        "queued",
+        "processing",
+        "succeeded",
+    ]
+    assert sum(1 for name, data in events if data.get("type") == "operation.applied") == 2
