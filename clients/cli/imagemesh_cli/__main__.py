@@ -1,9 +1,186 @@
+"""`imagemesh`: parse the command line, run the command, exit with its code."""
+
 from __future__ import annotations
 
+import argparse
+import asyncio
+import functools
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-def main() -> int:
-    raise SystemExit("imagemesh: not built yet")
+from .api import DEFAULT_URL, ApiClient
+from .commands import Command, Waiting, history, run, status, submit
+from .render import Printer
+
+STATUSES = ("queued", "processing", "succeeded", "failed")
+EPILOG = """\
+exit codes: 0 done (every job succeeded), 1 a job failed or the API refused a request,
+2 bad usage or an invalid pipeline (nothing submitted), 3 service unreachable or unavailable
+
+examples:
+  imagemesh submit photo.jpg --op thumbnail:width=256,height=256 --op grayscale --wait
+  imagemesh submit *.png --pipeline '[{"op": "convert", "format": "webp"}]' --wait -o out/
+  imagemesh status 3f2a9c1d-...          imagemesh history --status failed --limit 5
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    url: str = args.url
+    if not url.startswith(("http://", "https://")):
+        parser.error(f"--url must be an http:// or https:// URL, got {url!r}")
+    command = _command(parser, args)
+    client = ApiClient(url, retry_for=args.retry_for)
+    printer = Printer(json_mode=args.json)
+    try:
+        return asyncio.run(run(client, printer, command))
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagemesh",
+        description="Submit images to imagemesh, follow their jobs, list the history.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(parser, defaults=True)
+    # The options are accepted after the command too; there they must not default, or
+    # they would overwrite what was given before the command.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, defaults=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_submit(commands, common)
+    show = commands.add_parser("status", parents=[common], help="show one job")
+    show.add_argument("job_id", metavar="ID")
+    recent = commands.add_parser("history", parents=[common], help="list recent jobs")
+    recent.add_argument("--status", choices=STATUSES, help="only jobs with this status")
+    recent.add_argument("--limit", type=_positive, default=20, help="at most N jobs (default 20)")
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default(os.environ.get("IMAGEMESH_URL") or DEFAULT_URL),
+        help=f"the API's base URL (default: $IMAGEMESH_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="machine-readable output: one JSON object per line",
+    )
+    parser.add_argument(
+        "--retry-for",
+        type=_seconds,
+        default=default(30.0),
+        metavar="SECONDS",
+        help="how long to keep retrying while the service answers 503 or the connection "
+        "drops (default: 30)",
+    )
+
+
+def _add_submit(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    send = commands.add_parser(
+        "submit",
+        parents=[common],
+        help="submit images (one job each)",
+        description="Submit each FILE as one job with the same pipeline.",
+    )
+    send.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    given = send.add_mutually_exclusive_group()
+    given.add_argument(
+        "--op",
+        action="append",
+        default=[],
+        metavar="NAME[:key=value,...]",
+        help="an operation, repeatable, applied in order (e.g. thumbnail:width=256 "
+        "--op grayscale); values are JSON when they parse as JSON, else text",
+    )
+    given.add_argument("--pipeline", metavar="JSON", help="the whole pipeline as a JSON list")
+    given.add_argument(
+        "--pipeline-file",
+        type=Path,
+        metavar="FILE",
+        help="the pipeline JSON from a file (- = stdin)",
+    )
+    send.add_argument("--wait", action="store_true", help="follow each job and save its result")
+    send.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="with --wait: where results go, as <name>-<job id>.<ext> (default: .)",
+    )
+    send.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="with --wait: give up on a job after this long (default: no limit)",
+    )
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Command:
+    if args.command == "status":
+        return functools.partial(status, job_id=args.job_id)
+    if args.command == "history":
+        return functools.partial(history, status=args.status, limit=args.limit)
+    if not args.wait and (args.output is not None or args.timeout is not None):
+        parser.error("--output and --timeout go with --wait")
+    pipeline_json, source = args.pipeline, "--pipeline"
+    if args.pipeline_file is not None:
+        pipeline_json = _read_pipeline_file(parser, args.pipeline_file)
+        source = str(args.pipeline_file)
+    wait = Waiting(args.output or Path(), args.timeout) if args.wait else None
+    return functools.partial(
+        submit,
+        files=args.files,
+        ops=args.op,
+        pipeline_json=pipeline_json,
+        pipeline_source=source,
+        wait=wait,
+    )
+
+
+def _read_pipeline_file(parser: argparse.ArgumentParser, path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        parser.error(f"--pipeline-file {path}: {exc.strerror}")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    return value
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""An async client of imagemesh's public HTTP API (`/api/v1`), over aiohttp.
+
+Exceptions:
+
+    ImagemeshError
+    ├── ApiError          the API answered with an error ({"error": {"code", "message"}})
+    └── Unavailable       no usable answer: a 503 that outlasted the retry deadline, ...
+        ├── Unreachable   ... no connection at all (nothing was sent)
+        └── Disconnected  ... or a connection lost while reading a response
+
+A 503 is retried for up to `retry_for` seconds, waiting as its `Retry-After` asks."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from .sse import ServerSentEvent, SSEDecoder
+
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "Disconnected",
+    "ImagemeshError",
+    "Unavailable",
+    "Unreachable",
+]
+
+DEFAULT_URL = "http://localhost:8000"
+DEFAULT_RETRY_AFTER = 1.0
+"""Seconds to wait after a 503 that does not say how long."""
+MIN_RETRY_AFTER = 0.1
+"""A 503 saying `Retry-After: 0` is retried this soon, not in a busy loop."""
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+"""No limit on a whole request (uploads and event streams may be long), but on each read:
+a stream silent for a minute is treated as dropped, and reconnected."""
+
+
+class ImagemeshError(Exception):
+    """Anything that stops a request from getting its answer."""
+
+
+class ApiError(ImagemeshError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Unavailable(ImagemeshError):
+    pass
+
+
+class Unreachable(Unavailable):
+    pass
+
+
+class Disconnected(Unavailable):
+    pass
+
+
+class ApiClient:
+    """One HTTP session with the API; use it as an async context manager."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        retry_for: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry_for = retry_for
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=TIMEOUT, headers={"User-Agent": f"imagemesh-cli/{_version()}"}
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def operations(self) -> list[dict[str, Any]]:
+        """The catalogue: each operation's name, description and params JSON Schema."""
+        body = await self._json("GET", "/api/v1/operations")
+        operations: list[dict[str, Any]] = body["operations"]
+        return operations
+
+    async def submit(
+        self, data: bytes, filename: str, pipeline: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Upload one image with its pipeline: the 202 body (`id`, `status`, `links`)."""
+
+        def form() -> aiohttp.FormData:
+            # A FormData is spent once sent: a retry after a 503 needs a fresh one.
+            fields = aiohttp.FormData()
+            fields.add_field(
+                "file", data, filename=filename, content_type="application/octet-stream"
+            )
+            fields.add_field("pipeline", json.dumps(pipeline))
+            return fields
+
+        return await self._json("POST", "/api/v1/jobs", data=form)
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/api/v1/jobs/{job_id}")
+
+    async def jobs(
+        self, *, status: str | None = None, limit: int | None = None, before: str | None = None
+    ) -> dict[str, Any]:
+        """One page of recent jobs, newest first: `{"jobs": [...], "next": cursor | None}`."""
+        query = {"status": status, "limit": limit, "before": before}
+        params = {name: str(value) for name, value in query.items() if value is not None}
+        return await self._json("GET", "/api/v1/jobs", params=params)
+
+    async def result(self, job_id: str) -> tuple[bytes, str]:
+        """The output image's bytes and content type."""
+        async with self._open("GET", f"/api/v1/jobs/{job_id}/result") as response:
+            return await _read(response), response.content_type
+
+    async def events(
+        self, job_id: str, *, last_event_id: str | None = None
+    ) -> AsyncGenerator[ServerSentEvent, None]:
+        """The job's server-sent events until the server closes the stream.
+
+        Raises ApiError (404 also when the server has no event stream at all),
+        Unreachable, or Disconnected when the stream breaks off."""
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        path = f"/api/v1/jobs/{job_id}/events"
+        async with self._open("GET", path, headers=headers) as response:
+            if response.content_type != "text/event-stream":
+                raise ApiError(404, "not_found", f"{path} is not an event stream")
+            decoder = SSEDecoder()
+            try:
+                async for chunk in response.content.iter_any():
+                    for event in decoder.feed(chunk):
+                        yield event
+                for event in decoder.close():
+                    yield event
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise Disconnected(f"the event stream of job {job_id} broke off: {exc}") from exc
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Callable[[], aiohttp.FormData] | None = None,
+    ) -> dict[str, Any]:
+        async with self._open(method, path, params=params, data=data) as response:
+            body = await _read(response)
+        try:
+            decoded = json.loads(body)
+        except ValueError as exc:
+            raise ApiError(response.status, "bad_response", f"{path}: not JSON") from exc
+        if not isinstance(decoded, dict):
+            raise ApiError(response.status, "bad_response", f"{path}: not a JSON object")
+        return decoded
+
+    @asynccontextmanager
+    async def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Callable[[], aiohttp.FormData] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A successful response, its body unread; errors raised as this module's."""
+        if self._session is None:
+            raise RuntimeError("use the ApiClient as `async with ApiClient(...) as client`")
+        url = self.base_url + path
+        deadline = time.monotonic() + self.retry_for
+        while True:
+            try:
+                response = await self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    data=data() if data else None,
+                    headers=headers,
+                )
+            except aiohttp.ClientConnectorError as exc:
+                raise Unreachable(f"cannot reach imagemesh at {self.base_url}: {exc}") from exc
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise Disconnected(f"{method} {path}: the connection broke off: {exc}") from exc
+            if response.status < 400:
+                try:
+                    yield response
+                finally:
+                    response.release()
+                return
+            error = await _error_of(response)
+            response.release()
+            if response.status != 503:
+                raise error
+            pause = _retry_after(response.headers.get("Retry-After"))
+            if time.monotonic() + pause > deadline:
+                raise Unavailable(error.message)
+            await asyncio.sleep(pause)
+
+
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Disconnected(f"the connection broke off while reading: {exc}") from exc
+
+
+async def _error_of(response: aiohttp.ClientResponse) -> ApiError:
+    """The API's `{"error": {"code", "message"}}`, or what can be said without it."""
+    try:
+        body = json.loads(await response.read())
+        error = body["error"]
+        return ApiError(response.status, str(error["code"]), str(error["message"]))
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+        reason = response.reason or "error"
+        return ApiError(response.status, "http_error", f"HTTP {response.status} {reason}")
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds a `Retry-After` header asks for (delta-seconds or an HTTP date)."""
+    if not value:
+        return DEFAULT_RETRY_AFTER
+    if value.strip().isdigit():
+        return max(float(value), MIN_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), MIN_RETRY_AFTER)
+
+
+def _version() -> str:
+    try:
+        return version("imagemesh-cli")
+    except PackageNotFoundError:
+        return "0"

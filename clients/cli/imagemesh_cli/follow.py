@@ -1,0 +1,196 @@
+"""Following a job until it finishes: its event stream, else polling.
+
+The stream (`GET /api/v1/jobs/{id}/events`) sends the job's status first and on every
+change, and its steps as they happen; it is reconnected when it drops (the server sends a
+fresh status first). A server without the stream answers 404 for a job that exists: then
+the job is polled. Either way the caller sees each status once and each step once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+from .api import ApiClient, ApiError, Disconnected, Unavailable, Unreachable
+
+__all__ = ["TERMINAL", "StatusChanged", "StepRecorded", "Update", "follow"]
+
+TERMINAL = frozenset({"succeeded", "failed"})
+OPERATION_APPLIED = "operation.applied"
+RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+POLL_DELAYS = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    job: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.job.get("status", "unknown"))
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecorded:
+    step: dict[str, Any]
+
+
+Update = StatusChanged | StepRecorded
+
+
+class EventsUnsupported(Exception):
+    """The server has no event stream for jobs (it predates it)."""
+
+
+async def follow(
+    client: ApiClient, job_id: str, *, retry_for: float | None = None
+) -> AsyncGenerator[Update, None]:
+    """The job's status changes and steps, until (and including) its final status.
+
+    Connection losses are retried for `retry_for` seconds in a row (default: the client's),
+    then raised as Unavailable."""
+    seen = _Seen()
+    outage = _Outage(client.retry_for if retry_for is None else retry_for)
+    try:
+        async with aclosing(_stream(client, job_id, outage)) as updates:
+            async for update in updates:
+                for new in seen.filter(update):
+                    yield new
+        return
+    except EventsUnsupported:
+        pass
+    async with aclosing(_poll(client, job_id, outage)) as updates:
+        async for update in updates:
+            for new in seen.filter(update):
+                yield new
+
+
+async def _stream(client: ApiClient, job_id: str, outage: _Outage) -> AsyncGenerator[Update, None]:
+    last_id: str | None = None
+    server_delay: float | None = None
+    while True:
+        try:
+            async with aclosing(client.events(job_id, last_event_id=last_id)) as events:
+                async for event in events:
+                    outage.clear()
+                    last_id = event.id or last_id
+                    if event.retry is not None:
+                        server_delay = event.retry / 1000
+                    update = _decode(event.event, event.data)
+                    if update is None:
+                        continue
+                    yield update
+                    if isinstance(update, StatusChanged) and update.terminal:
+                        return
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            await client.job(job_id)  # raises 404 itself when there is no such job
+            raise EventsUnsupported from exc
+        except (Unreachable, Disconnected) as exc:
+            outage.failed(exc)
+        # Closed before the job finished, or dropped: reconnect.
+        await asyncio.sleep(server_delay if server_delay is not None else outage.delay())
+
+
+async def _poll(client: ApiClient, job_id: str, outage: _Outage) -> AsyncGenerator[Update, None]:
+    attempt = 0
+    while True:
+        try:
+            job = await client.job(job_id)
+        except (Unreachable, Disconnected) as exc:
+            outage.failed(exc)
+            await asyncio.sleep(outage.delay())
+            continue
+        outage.clear()
+        update = StatusChanged(job)
+        yield update
+        if update.terminal:
+            return
+        await asyncio.sleep(POLL_DELAYS[min(attempt, len(POLL_DELAYS) - 1)])
+        attempt += 1
+
+
+def _decode(kind: str, data: str) -> Update | None:
+    """A stream event as an update; None for kinds this client does not know (or bad data)."""
+    if kind not in {"status", "step"}:
+        return None
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    return StatusChanged(payload) if kind == "status" else StepRecorded(payload)
+
+
+@dataclass
+class _Seen:
+    """Each status once (a reconnection repeats it) and each step once."""
+
+    status: str | None = None
+    steps: set[str] = field(default_factory=set)
+    operations: int = 0
+
+    def filter(self, update: Update) -> list[Update]:
+        if isinstance(update, StepRecorded):
+            key = json.dumps(update.step, sort_keys=True, default=str)
+            if key in self.steps:
+                return []
+            self.steps.add(key)
+            if update.step.get("type") == OPERATION_APPLIED:
+                self.operations += 1
+            return [update]
+        if update.status == self.status:
+            return []
+        self.status = update.status
+        if update.status == "succeeded" and not self.operations:
+            # Polled, or the stream opened after the job ended: its steps are in the job.
+            return [*_steps_of(update.job), update]
+        return [update]
+
+
+def _steps_of(job: dict[str, Any]) -> list[Update]:
+    return [
+        StepRecorded(
+            {
+                "type": OPERATION_APPLIED,
+                "operation": step.get("op"),
+                "index": index,
+                "duration_ms": step.get("duration_ms"),
+            }
+        )
+        for index, step in enumerate(job.get("steps") or [])
+        if isinstance(step, dict)
+    ]
+
+
+class _Outage:
+    """How long the connection has been failing in a row, and the pause before the next try."""
+
+    def __init__(self, limit: float) -> None:
+        self._limit = limit
+        self._since: float | None = None
+        self._failures = 0
+
+    def failed(self, exc: Unavailable) -> None:
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        self._failures += 1
+        if now - self._since > self._limit:
+            raise Unavailable(f"{exc} (for {now - self._since:.0f} s)") from exc
+
+    def delay(self) -> float:
+        return RECONNECT_DELAYS[min(self._failures, len(RECONNECT_DELAYS) - 1)]
+
+    def clear(self) -> None:
+        self._since, self._failures = None, 0
