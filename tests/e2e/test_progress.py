@@ -74,6 +74,7 @@ async def test_progress_streams_every_step_live_until_the_job_ends(
         "grayscale",
     ]
     assert "image.processed" in kinds
+    assert [s["role"] for s in steps if s["type"] == "image.stored"] == ["output"]
     assert all(step["time"].endswith("Z") and step["service"] for step in steps)
 
 
@@ -152,6 +153,8 @@ async def test_about_links_the_documents_and_consoles(
     assert about["version"]
     assert about["links"]["fauxton"].startswith("http")
     assert about["links"]["rabbitmq_console"].startswith("http")
+    assert about["limits"]["image_max_bytes"] == int(mesh.env.get("IMAGE_MAX_BYTES", 26214400))
+    assert about["limits"]["pipeline_max_ops"] >= 1
     for document in ("openapi", "asyncapi"):
         async with http.get(f"{mesh.upload_url}{about['links'][document]}") as response:
             assert response.status == 200

@@ -24,6 +24,7 @@ from messaging import Envelope
 from messaging.events import (
     Event,
     ImageProcessed,
+    ImageStored,
     ImageUploaded,
     JobFailed,
     MessageParked,
@@ -129,6 +130,8 @@ def step(envelope: Envelope, event: Event) -> dict[str, Any]:
             }
         case ProcessingStarted():
             shown["attempt"] = event.attempt
+        case ImageStored():
+            shown["role"] = event.role
         case ImageProcessed():
             shown["duration_ms"] = event.duration_ms
         case JobFailed():

@@ -320,6 +320,11 @@ async def about(request: web.Request) -> web.Response:
             "fauxton": settings.upload_fauxton_url,
             "rabbitmq_console": settings.upload_rabbitmq_console_url,
         },
+        "limits": {
+            "image_max_bytes": settings.image_max_bytes,
+            "image_max_pixels": settings.image_max_pixels,
+            "pipeline_max_ops": settings.pipeline_max_ops,
+        },
     }
     return web.json_response(body)
 

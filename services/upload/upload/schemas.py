@@ -101,6 +101,9 @@ class About(_Body):
     links: dict[str, str] = Field(
         description="API documents, and operator consoles: fauxton, rabbitmq_console"
     )
+    limits: dict[str, int] = Field(
+        description="what an upload may be: image_max_bytes, image_max_pixels, pipeline_max_ops"
+    )
 
 
 class Health(BaseModel):

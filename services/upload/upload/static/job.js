@@ -1,0 +1,168 @@
+// The job page /jobs/{id}: status (live until it ends), before/after, the provenance
+// timeline, the lineage of its input and output, and links for operators.
+
+import { about, getJson, headline, jobUrl, lineageUrl } from "./api.js";
+import { $, badge, fill, h, markCurrentNav } from "./dom.js";
+import { followJob, TERMINAL } from "./follow.js";
+import { ago, bytes, dimensions, elapsed, formatName, localTime, stepText } from "./format.js";
+import { lineageCard, timeline } from "./provenance.js";
+import { beforeAfter, downloadLink, failure } from "./results.js";
+
+const jobId = decodeURIComponent(window.location.pathname.split("/").filter(Boolean)[1] || "");
+const page = { job: null, lastStep: null, timer: null, refresh: null };
+
+function imageFacts(image) {
+  return image ? `${dimensions(image.width, image.height)} ${formatName(image.format)}, ${bytes(image.bytes)}` : "\u2014";
+}
+
+function fact(term, ...value) {
+  return h("div", { class: term === "Pipeline" ? "wide" : null }, h("dt", {}, term), h("dd", {}, ...value));
+}
+
+function renderFacts(job) {
+  const terminal = TERMINAL.has(job.status);
+  const pipeline = job.pipeline || [];
+  fill($("#job-facts"),
+    fact("Started", h("time", { datetime: job.created_at, title: localTime(job.created_at) }, ago(job.created_at))),
+    fact(terminal ? "Took" : "Running for", h("span", { id: "job-elapsed" }, elapsed(job, terminal))),
+    fact("Input", imageFacts(job.input)),
+    fact("Output", imageFacts(job.output)),
+    fact("Pipeline", pipeline.length
+      ? h("ol", { class: "pipeline-list" }, pipeline.map(({ op, ...params }) => h("li", {},
+        op, Object.keys(params).length ? h("code", { class: "params-json" }, ` ${JSON.stringify(params)}`) : null)))
+      : "no operations"));
+}
+
+function liveText(job) {
+  if (job.status === "succeeded") { return `Done in ${elapsed(job, true)}.`; }
+  if (job.status === "failed") {
+    const error = job.error || { code: "unknown", message: "the job failed" };
+    return `${headline(error.code)}: ${error.message}`;
+  }
+  const step = page.lastStep ? ` Last step: ${stepText(page.lastStep).toLowerCase()}.` : "";
+  return job.status === "queued" ? `Queued: waiting for a worker.${step}` : `Processing.${step}`;
+}
+
+function render(job) {
+  const previous = page.job;
+  page.job = { ...previous, ...job };
+  job = page.job;
+  const name = job.filename || "Untitled image";
+  $("#job-title").textContent = name;
+  document.title = `${name} · Job · imagemesh`;
+  fill($("#job-badge"), badge(job.status, { succeeded: "Done", failed: "Failed", queued: "Queued", processing: "Processing" }[job.status] || job.status));
+  document.body.dataset.status = job.status;
+  $("#job-live").textContent = liveText(job);
+  $("#job-live").dataset.status = job.status;
+  renderFacts(job);
+  if (!previous || previous.status !== job.status) { renderResult(job); }
+}
+
+function renderResult(job) {
+  const box = $("#job-result");
+  if (job.status === "succeeded") {
+    fill(box, beforeAfter(job), h("div", { class: "card-actions" }, downloadLink(job)));
+  } else if (job.status === "failed") {
+    fill(box, failure(job.error));
+  } else {
+    fill(box, h("p", { class: "hint" }, "The result appears here as soon as the job is done."));
+  }
+}
+
+async function loadTimeline() {
+  const box = $("#timeline");
+  try {
+    fill(box, timeline(await getJson(jobUrl(jobId, "provenance"))));
+  } catch (err) {
+    fill(box, failure({ code: err.code, message: `the provenance cannot be loaded: ${err.message}` }));
+  } finally {
+    box.setAttribute("aria-busy", "false");
+  }
+}
+
+async function lineageOf(title, sha256) {
+  try {
+    return lineageCard(title, await getJson(lineageUrl(sha256)), jobId);
+  } catch (err) {
+    return h("div", {}, h("h3", {}, title), h("p", { class: "hint" }, `Lineage unavailable: ${err.message}`));
+  }
+}
+
+async function loadLineage() {
+  const job = page.job;
+  const cards = [];
+  if (job.input) { cards.push(lineageOf("Input", job.input.sha256)); }
+  if (job.output) { cards.push(lineageOf("Output", job.output.sha256)); }
+  fill($("#lineage"), cards.length ? await Promise.all(cards) : h("p", { class: "hint" }, "No images recorded for this job."));
+}
+
+async function loadOperatorLinks() {
+  const list = $("#operator-links");
+  const own = [
+    h("li", {}, h("a", { href: jobUrl(jobId) }, "Job JSON")),
+    h("li", {}, h("a", { href: jobUrl(jobId, "provenance") }, "Provenance (PROV-JSON)")),
+  ];
+  fill(list, own);
+  try {
+    const links = (await about()).links || {};
+    const named = [
+      ["fauxton", "Provenance documents in Fauxton", `view by_job, startkey ["${jobId}"], endkey ["${jobId}", {}]`],
+      ["rabbitmq_console", "RabbitMQ console (queues, parking lots)", null],
+      ["openapi", "OpenAPI document", null],
+      ["asyncapi", "AsyncAPI document (events)", null],
+    ];
+    for (const [key, text, hint] of named) {
+      if (links[key]) {
+        list.append(h("li", {}, h("a", { href: links[key], rel: key === "fauxton" || key === "rabbitmq_console" ? "noopener" : null }, text),
+          hint ? h("span", { class: "hint" }, ` (${hint})`) : null));
+      }
+    }
+  } catch {
+    // The page works without them; the job's own links are there.
+  }
+}
+
+function scheduleTimeline() {
+  clearTimeout(page.refresh);
+  page.refresh = setTimeout(loadTimeline, 400);
+}
+
+function finished() {
+  clearInterval(page.timer);
+  loadTimeline();
+  loadLineage();
+}
+
+function gone(err) {
+  clearInterval(page.timer);
+  $("#job-title").textContent = "No such job";
+  $("#job-live").textContent = "";
+  const problem = $("#job-problem");
+  fill(problem, failure({ code: err.code, message: err.status === 404 ? `there is no job ${jobId}` : err.message }),
+    h("p", {}, h("a", { href: "/history" }, "See the recent jobs")));
+  problem.hidden = false;
+  for (const section of document.querySelectorAll("main > section")) { section.hidden = true; }
+}
+
+markCurrentNav();
+$("#job-id").textContent = jobId;
+$("#prov-link").href = jobUrl(jobId, "provenance");
+loadOperatorLinks();
+page.timer = setInterval(() => {
+  const shown = $("#job-elapsed");
+  if (shown && page.job && !TERMINAL.has(page.job.status)) { shown.textContent = elapsed(page.job, false); }
+}, 250);
+followJob(jobId, {
+  onStatus: (job) => {
+    const first = page.job === null;
+    render(job);
+    if (TERMINAL.has(job.status)) { finished(); } else if (first) { loadTimeline(); }
+  },
+  onStep: (step) => {
+    page.lastStep = step;
+    if (page.job) { $("#job-live").textContent = liveText(page.job); }
+    scheduleTimeline();
+  },
+  onNote: (note) => { if (note && page.job) { $("#job-live").textContent = `${liveText(page.job)} ${note}`; } },
+  onGone: gone,
+});

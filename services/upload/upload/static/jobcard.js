@@ -1,0 +1,203 @@
+// One image on the upload page, from choosing it to its result: preview, upload
+// progress, live status and steps, then before/after and download (or why not).
+
+import { headline, jobPage } from "./api.js";
+import { announce, badge, fill, h } from "./dom.js";
+import { followJob, TERMINAL } from "./follow.js";
+import { bytes, dimensions, duration, elapsed, parseTime, STATUS_TEXT, stepText } from "./format.js";
+import { beforeAfter, downloadLink } from "./results.js";
+
+export class JobCard {
+  constructor(file, { onRemove } = {}) {
+    this.file = file;
+    this.preview = file.type.startsWith("image/") || file.type === "" ? URL.createObjectURL(file) : null;
+    this.job = null;
+    this.done = new Set(); // indexes of operations applied
+    this.steps = [];
+    this.build(onRemove);
+    this.setState("ready", "Ready to upload");
+  }
+
+  build(onRemove) {
+    const thumb = h("img", { class: "thumb", alt: "", src: this.preview });
+    this.facts = h("p", { class: "hint" }, bytes(this.file.size));
+    thumb.addEventListener("error", () => { thumb.replaceWith(h("span", { class: "thumb thumb-none", "aria-hidden": "true" }, "?")); });
+    thumb.addEventListener("load", () => {
+      this.facts.textContent = `${bytes(this.file.size)} \u00b7 ${dimensions(thumb.naturalWidth, thumb.naturalHeight)}`;
+    });
+    this.badge = badge("ready", "Ready");
+    this.statusLine = h("p", { class: "status-line" });
+    this.elapsedText = h("span", { class: "elapsed" });
+    this.progress = h("progress", { max: "100", value: "0", hidden: true, "aria-label": `Upload of ${this.file.name}` });
+    this.chips = h("ol", { class: "chips", "aria-label": "Operations", hidden: true });
+    this.body = h("div", { class: "card-body" });
+    this.removeButton = h("button", {
+      type: "button", class: "icon subtle card-remove", "aria-label": `Remove ${this.file.name}`,
+      on: { click: () => onRemove && onRemove(this) },
+    }, "\u2715");
+    this.actions = h("div", { class: "card-actions" });
+    this.stepsList = h("ol", { class: "steps-log" });
+    this.stepsBox = h("details", { class: "steps-box", hidden: true },
+      h("summary", {}, "Steps so far"), this.stepsList);
+    this.element = h("li", { class: "card" },
+      h("div", { class: "card-head" },
+        thumb,
+        h("div", { class: "card-title" },
+          h("h3", { class: "file-name", title: this.file.name }, this.file.name),
+          this.facts),
+        this.badge,
+        this.removeButton),
+      h("div", { class: "card-live", "aria-live": "polite" }, this.statusLine),
+      h("div", { class: "card-meta" }, this.elapsedText),
+      this.progress,
+      this.chips,
+      this.body,
+      this.stepsBox,
+      this.actions);
+  }
+
+  setState(state, text) {
+    this.state = state;
+    this.element.dataset.status = state;
+    this.badge.dataset.status = state;
+    this.badge.textContent = STATUS_TEXT[state] || state;
+    this.statusLine.textContent = text;
+    this.removeButton.hidden = !["ready", "refused"].includes(state);
+  }
+
+  /** A problem found before upload (too large for the known limit, say). */
+  precheck(error) {
+    this.refused(error);
+  }
+
+  uploading(fraction) {
+    const percent = Math.round(fraction * 100);
+    this.progress.hidden = false;
+    this.progress.value = percent;
+    this.setState("uploading", percent >= 100 ? "Uploaded; checking the image\u2026" : `Uploading\u2026 ${percent}%`);
+  }
+
+  waiting(error, seconds) {
+    this.progress.hidden = true;
+    this.setState("waiting", `${headline(error.code)}: ${error.message}. Trying again in ${seconds} s\u2026`);
+  }
+
+  refused(error, { onRetry } = {}) {
+    this.progress.hidden = true;
+    this.setState("refused", `${headline(error.code)}: ${error.message}`);
+    this.statusLine.dataset.code = error.code;
+    fill(this.actions, onRetry ? h("button", { type: "button", class: "secondary", on: { click: onRetry } }, "Try again") : null);
+    announce(`${this.file.name} refused: ${error.message}`);
+  }
+
+  /** Accepted (202): follow the job live. */
+  accepted(accepted, pipeline) {
+    this.progress.hidden = true;
+    this.element.dataset.jobId = accepted.id;
+    this.pipeline = pipeline;
+    this.job = { id: accepted.id, status: "queued", created_at: new Date().toISOString(), pipeline };
+    fill(this.body);
+    fill(this.actions, h("a", { href: jobPage(accepted.id), class: "details-link" }, "Job details"));
+    this.renderChips();
+    this.update(this.job);
+    this.timer = setInterval(() => this.tick(), 250);
+    this.follower = followJob(accepted.id, {
+      onStatus: (job) => this.update(job),
+      onStep: (step) => this.step(step),
+      onNote: (note) => { this.note = note; this.describe(); },
+      onGone: (err) => this.finish({ ...this.job, status: "failed", error: { code: err.code, message: err.message } }),
+    });
+  }
+
+  update(job) {
+    this.job = { ...this.job, ...job };
+    if (job.pipeline) { this.pipeline = job.pipeline; }
+    if (job.status === "succeeded") { this.pipeline.forEach((_, index) => this.done.add(index)); }
+    this.renderChips();
+    this.describe();
+    if (TERMINAL.has(job.status)) { this.finish(this.job); }
+  }
+
+  step(step) {
+    this.steps.push(step);
+    if (step.type === "operation.applied" && typeof step.index === "number") { this.done.add(step.index); }
+    if (step.type === "job.processing-started" && this.job.status === "queued") { this.job.status = "processing"; }
+    this.lastStep = step;
+    const start = parseTime(this.job.created_at);
+    const offset = Number.isNaN(start) ? "" : `+${duration(Math.max(0, parseTime(step.time) - start))}`;
+    this.stepsList.append(h("li", {},
+      h("span", { class: "when" }, offset),
+      h("span", { class: "what" }, stepText(step)),
+      h("span", { class: "who" }, step.service || ""),
+      step.duration_ms !== undefined ? h("span", { class: "took" }, duration(step.duration_ms)) : null));
+    this.stepsBox.hidden = false;
+    this.stepsBox.querySelector("summary").textContent = `Steps (${this.steps.length})`;
+    this.renderChips();
+    this.describe();
+  }
+
+  /** The status line: what is happening now, in words. */
+  describe() {
+    const job = this.job;
+    if (!job || TERMINAL.has(job.status)) { return; }
+    let text = "Queued: waiting for a worker";
+    if (job.status === "processing" || this.done.size > 0) {
+      const next = this.pipeline.findIndex((_, index) => !this.done.has(index));
+      text = next >= 0
+        ? `Running ${this.pipeline[next].op} (step ${next + 1} of ${this.pipeline.length})`
+        : "Saving the result";
+    }
+    if (this.lastStep && this.lastStep.type === "job.retry-scheduled") {
+      const reason = this.lastStep.error && this.lastStep.error.message;
+      text = `Attempt ${this.lastStep.attempt} failed${reason ? ` (${reason})` : ""}; retrying`;
+    }
+    if (this.note) { text = `${text}. ${this.note}`; }
+    const state = job.status === "processing" || this.done.size > 0 ? "processing" : "queued";
+    if (this.statusLine.textContent !== text || this.state !== state) { this.setState(state, text); }
+  }
+
+  renderChips() {
+    const pipeline = this.pipeline || [];
+    this.chips.hidden = pipeline.length === 0;
+    const running = this.job && this.job.status === "processing"
+      ? pipeline.findIndex((_, index) => !this.done.has(index)) : -1;
+    fill(this.chips, pipeline.map((step, index) => {
+      const state = this.done.has(index) ? "done" : index === running ? "running" : "pending";
+      const words = { done: "done", running: "running", pending: "to do" }[state];
+      return h("li", { class: "chip-step", dataset: { state } },
+        step.op, h("span", { class: "visually-hidden" }, `: ${words}`));
+    }));
+  }
+
+  tick() {
+    if (this.job) { this.elapsedText.textContent = `${elapsed(this.job, false)} since upload`; }
+  }
+
+  finish(job) {
+    clearInterval(this.timer);
+    if (this.follower) { this.follower.stop(); }
+    if (this.finished) { return; }
+    this.finished = true;
+    this.elapsedText.textContent = "";
+    if (job.status === "succeeded") {
+      this.setState("succeeded", `Done in ${elapsed(job, true)}`);
+      fill(this.body, beforeAfter(job, { beforeSrc: this.preview }));
+      fill(this.actions, downloadLink(job),
+        h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"));
+      announce(`${this.file.name} is done`);
+    } else {
+      const error = job.error || { code: "unknown", message: "the job failed" };
+      this.setState("failed", `${headline(error.code)}: ${error.message}`);
+      this.statusLine.dataset.code = error.code;
+      fill(this.actions, h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"));
+      announce(`${this.file.name} failed`);
+    }
+  }
+
+  dispose() {
+    clearInterval(this.timer);
+    if (this.follower) { this.follower.stop(); }
+    if (this.preview) { URL.revokeObjectURL(this.preview); }
+    this.element.remove();
+  }
+}

@@ -1,0 +1,146 @@
+// A job's PROV-JSON as an ordered timeline, and an image's lineage as links between jobs.
+
+import { jobPage } from "./api.js";
+import { h } from "./dom.js";
+import { dimensions, duration, formatName, localTime, parseTime, pipelineSummary, stepText } from "./format.js";
+
+/** A PROV-JSON value: plain, or typed as {"$": value, "type": ...}. */
+const plain = (value) => (value && typeof value === "object" && "$" in value ? value.$ : value);
+
+function parsedJson(value) {
+  const text = plain(value);
+  if (typeof text !== "string") { return text; }
+  try { return JSON.parse(text); } catch { return text; }
+}
+
+/** Activities in the order they happened, each with the agents (service, version) that ran it. */
+export function timelineSteps(doc) {
+  const agents = doc.agent || {};
+  const associated = new Map();
+  for (const relation of Object.values(doc.wasAssociatedWith || {})) {
+    const list = associated.get(relation["prov:activity"]) || [];
+    list.push(agents[relation["prov:agent"]] || {});
+    associated.set(relation["prov:activity"], list);
+  }
+  const steps = Object.entries(doc.activity || {}).map(([id, activity]) => {
+    const related = associated.get(id) || [];
+    const service = related.find((agent) => agent["imagemesh:service"]) || {};
+    const client = related.find((agent) => agent["imagemesh:address"] || agent["imagemesh:user_agent"]) || null;
+    return {
+      id,
+      activity,
+      type: plain(activity["prov:type"]),
+      start: parseTime(plain(activity["prov:startTime"])),
+      end: parseTime(plain(activity["prov:endTime"]) || plain(activity["prov:startTime"])),
+      service: plain(service["imagemesh:service"]) || "",
+      version: plain(service["imagemesh:version"]) || "",
+      host: plain(service["imagemesh:host"]) || "",
+      client,
+    };
+  });
+  // By end time: a whole-job activity (image.processed) starts early but ends last.
+  steps.sort((a, b) => (a.end - b.end) || (a.start - b.start)
+    || ((plain(a.activity["imagemesh:index"]) ?? 0) - (plain(b.activity["imagemesh:index"]) ?? 0)));
+  return steps;
+}
+
+function details(step) {
+  const a = (name) => plain(step.activity[`imagemesh:${name}`]);
+  const parts = [];
+  switch (step.type) {
+    case "upload.received":
+      if (a("filename")) { parts.push(["file ", h("code", {}, a("filename"))]); }
+      if (step.client) {
+        const who = [plain(step.client["imagemesh:address"]), plain(step.client["imagemesh:user_agent"])].filter(Boolean);
+        parts.push(`from ${who.join(", ")}`);
+      }
+      break;
+    case "image.stored":
+      parts.push([`${a("role") || "image"} at `, h("code", {}, plain(step.activity["prov:location"]) || "?")]);
+      break;
+    case "image.uploaded":
+    case "job.processing-started": {
+      const pipeline = parsedJson(step.activity["imagemesh:pipeline"]);
+      if (Array.isArray(pipeline)) { parts.push(["pipeline ", h("code", {}, pipelineSummary(pipeline))]); }
+      break;
+    }
+    case "operation.applied": {
+      const params = parsedJson(step.activity["imagemesh:params"]);
+      const shown = params && typeof params === "object" ? JSON.stringify(params) : String(params ?? "");
+      parts.push([h("code", {}, a("operation")), shown && shown !== "{}" ? [" ", h("code", {}, shown)] : null]);
+      break;
+    }
+    default:
+      break;
+  }
+  const code = a("error_code");
+  const message = a("error_message") || a("error");
+  if (code || message) { parts.push(["error ", h("code", {}, code || ""), message ? ` ${plain(message)}` : ""]); }
+  if (typeof a("duration_ms") === "number") { parts.push(`took ${duration(a("duration_ms"))}`); }
+  return parts;
+}
+
+/** The timeline as an ordered list: time since the first step, what, who. */
+export function timeline(doc) {
+  const steps = timelineSteps(doc);
+  if (steps.length === 0) { return h("p", { class: "hint" }, "No steps recorded yet."); }
+  const first = Math.min(...steps.map((step) => step.start).filter(Number.isFinite));
+  return h("ol", { class: "timeline" }, steps.map((step) => {
+    const attrs = {
+      type: step.type,
+      role: plain(step.activity["imagemesh:role"]),
+      operation: plain(step.activity["imagemesh:operation"]),
+      index: plain(step.activity["imagemesh:index"]),
+      attempt: plain(step.activity["imagemesh:attempt"]),
+    };
+    const offset = Math.max(0, step.end - first);
+    const when = Number.isFinite(step.end) ? (offset < 1 ? "start" : `+${duration(offset)}`) : "";
+    const text = details(step);
+    return h("li", { dataset: { type: step.type, service: step.service } },
+      h("div", { class: "tl-head" },
+        h("span", { class: "tl-title" }, stepText(attrs)),
+        step.service ? h("span", { class: "tl-agent", title: step.host ? `on ${step.host}` : null },
+          `${step.service}${step.version ? ` ${step.version}` : ""}`) : null,
+        h("time", { class: "tl-when", datetime: plain(step.activity["prov:endTime"]) || "",
+          title: localTime(plain(step.activity["prov:endTime"])) }, when)),
+      text.length ? h("p", { class: "tl-detail" }, text.flatMap((part, i) => (i ? [" \u00b7 ", part] : [part]))) : null);
+  }));
+}
+
+const short = (sha) => `${sha.slice(0, 12)}\u2026`;
+
+function jobLink(jobId, currentId) {
+  return [h("a", { href: jobPage(jobId) }, `job ${jobId.slice(0, 8)}`),
+    jobId === currentId ? h("span", { class: "hint" }, " (this job)") : null];
+}
+
+function imageLine(image) {
+  if (!image || !image.width) { return null; }
+  return h("p", { class: "hint" }, `${dimensions(image.width, image.height)} ${formatName(image.format)}`);
+}
+
+function linkList(cls, items, empty) {
+  return items.length ? h("ul", { class: cls }, items) : h("p", { class: ["hint", cls] }, empty);
+}
+
+/** One image's lineage: where it came from and what it led to, with links to the jobs. */
+export function lineageCard(title, lineage, currentId) {
+  const ancestors = (lineage.ancestors || []).map((link) => h("li", { dataset: { jobId: link.job_id } },
+    h("span", { class: "sha", title: link.sha256 }, short(link.sha256)), ` (${link.depth} back), via `,
+    jobLink(link.job_id, currentId)));
+  const descendants = (lineage.descendants || []).map((link) => h("li", { dataset: { jobId: link.job_id } },
+    h("span", { class: "sha", title: link.sha256 }, short(link.sha256)), ` (${link.depth} on), by `,
+    jobLink(link.job_id, currentId)));
+  const usedBy = (lineage.used_by || []).map((id) => h("li", { dataset: { jobId: id } }, jobLink(id, currentId)));
+  const madeBy = (lineage.produced_by || []).map((id) => h("li", { dataset: { jobId: id } }, jobLink(id, currentId)));
+  return h("div", { class: "lineage-card", dataset: { sha256: lineage.sha256 } },
+    h("h3", {}, title, " ", h("span", { class: "sha", title: lineage.sha256 }, short(lineage.sha256))),
+    imageLine(lineage.image),
+    ancestors.length || !madeBy.length
+      ? [h("h4", {}, "Came from"), linkList("came-from", ancestors, "Uploaded: no job here made this image.")] : null,
+    madeBy.length ? [h("h4", {}, "Made by"), linkList("made-by", madeBy, "")] : null,
+    h("h4", {}, "Used as input by"),
+    linkList("used-by", usedBy, "No job yet."),
+    h("h4", {}, "Led to"),
+    linkList("led-to", descendants, "Nothing yet: upload this image to continue its lineage."));
+}

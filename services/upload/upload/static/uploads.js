@@ -1,0 +1,163 @@
+// The upload page: choose or drop images (one job each), build the pipeline, upload
+// them with progress, and follow every job to its result.
+
+import { about, ApiError, operations, submitJob } from "./api.js";
+import { Builder } from "./builder.js";
+import { $, announce, fill, h, markCurrentNav } from "./dom.js";
+import { bytes } from "./format.js";
+import { JobCard } from "./jobcard.js";
+
+const PARALLEL_UPLOADS = 3;
+const MAX_ATTEMPTS = 3; // a 503 (busy, a dependency down) is retried after Retry-After
+const MAX_WAIT_SECONDS = 30;
+
+const page = { selected: [], builder: null, maxBytes: null };
+
+function addFiles(files) {
+  const added = [...files].map((file) => {
+    const card = new JobCard(file, { onRemove: removeSelected });
+    if (page.maxBytes && file.size > page.maxBytes) {
+      card.precheck(new ApiError(413, "too_large",
+        `the file is ${bytes(file.size)}; the limit is ${bytes(page.maxBytes)} (${page.maxBytes} bytes)`));
+    }
+    page.selected.push(card);
+    $("#selected").append(card.element);
+    return card;
+  });
+  if (added.length) {
+    hideFormError();
+    announce(`${added.length} ${added.length === 1 ? "image" : "images"} added, ${readyCards().length} ready to upload`);
+  }
+  updateSubmit();
+}
+
+function removeSelected(card) {
+  page.selected = page.selected.filter((other) => other !== card);
+  card.dispose();
+  updateSubmit();
+  announce(`Removed ${card.file.name}`);
+  $("#files").focus();
+}
+
+const readyCards = () => page.selected.filter((card) => card.state === "ready");
+
+function updateSubmit() {
+  const count = readyCards().length;
+  $("#submit").textContent = count ? `Upload and process ${count} ${count === 1 ? "image" : "images"}` : "Upload and process";
+  $("#selected-empty").hidden = page.selected.length > 0;
+}
+
+function showFormError(text) {
+  const box = $("#form-error");
+  box.textContent = text;
+  box.hidden = false;
+}
+
+function hideFormError() { $("#form-error").hidden = true; }
+
+async function submit(event) {
+  event.preventDefault();
+  hideFormError();
+  const cards = readyCards();
+  if (cards.length === 0) {
+    showFormError(page.selected.length ? "None of the chosen images can be uploaded; see why on each." : "Choose at least one image first.");
+    $("#files").focus();
+    return;
+  }
+  if (page.builder && !page.builder.check()) { return; }
+  const pipeline = page.builder ? page.builder.pipeline() : [];
+  page.selected = page.selected.filter((card) => !cards.includes(card));
+  const jobs = $("#jobs");
+  for (const card of [...cards].reverse()) { jobs.prepend(card.element); }
+  $("#jobs-section").hidden = false;
+  updateSubmit();
+  announce(`Uploading ${cards.length} ${cards.length === 1 ? "image" : "images"}`);
+  const queue = cards.map((card) => () => upload(card, pipeline));
+  await Promise.all(Array.from({ length: PARALLEL_UPLOADS }, async () => {
+    while (queue.length) { await queue.shift()(); }
+  }));
+}
+
+async function upload(card, pipeline, attempt = 1) {
+  card.uploading(0);
+  try {
+    const accepted = await submitJob(card.file, pipeline, { onProgress: (fraction) => card.uploading(fraction) });
+    card.accepted(accepted, pipeline);
+  } catch (err) {
+    if (err.status === 503 && attempt < MAX_ATTEMPTS) {
+      await countdown(card, err, Math.min(err.retryAfter || 5, MAX_WAIT_SECONDS));
+      return upload(card, pipeline, attempt + 1);
+    }
+    const again = err.status === 0 || err.status === 503 || err.status >= 500;
+    card.refused(err, { onRetry: again ? () => upload(card, pipeline) : null });
+  }
+  return undefined;
+}
+
+async function countdown(card, error, seconds) {
+  for (let left = seconds; left > 0; left -= 1) {
+    card.waiting(error, left);
+    await new Promise((resolve) => { setTimeout(resolve, 1000); });
+  }
+}
+
+function clearFinished() {
+  for (const element of [...$("#jobs").children]) {
+    if (["succeeded", "failed", "refused"].includes(element.dataset.status)) { element.remove(); }
+  }
+  if ($("#jobs").children.length === 0) { $("#jobs-section").hidden = true; }
+}
+
+function wireDropzone() {
+  const zone = $("#dropzone");
+  const hasFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+  zone.addEventListener("dragenter", (event) => { if (hasFiles(event)) { zone.classList.add("over"); } });
+  zone.addEventListener("dragover", (event) => {
+    if (!hasFiles(event)) { return; }
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", (event) => {
+    if (!zone.contains(event.relatedTarget)) { zone.classList.remove("over"); }
+  });
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    addFiles(event.dataTransfer.files);
+  });
+  // A file dropped next to the zone must not make the browser leave the page for it.
+  for (const type of ["dragover", "drop"]) {
+    window.addEventListener(type, (event) => { if (hasFiles(event)) { event.preventDefault(); } });
+  }
+  $("#files").addEventListener("change", (event) => {
+    addFiles(event.target.files);
+    event.target.value = ""; // choosing the same file again is a new job
+  });
+  document.addEventListener("paste", (event) => {
+    const files = event.clipboardData && [...event.clipboardData.files];
+    if (files && files.length) { addFiles(files); }
+  });
+}
+
+async function loadBuilder() {
+  const root = $("#builder");
+  try {
+    const [catalogue, info] = await Promise.all([operations(), about().catch(() => null)]);
+    const limits = (info && info.limits) || {};
+    page.maxBytes = limits.image_max_bytes || null;
+    page.builder = new Builder(root, catalogue, { maxOps: limits.pipeline_max_ops || null });
+    document.body.dataset.ready = "true";
+  } catch (err) {
+    fill(root, h("div", { class: "failure" },
+      h("strong", {}, "The list of operations cannot be loaded: "), err.message, " ",
+      h("button", { type: "button", class: "secondary", on: { click: loadBuilder } }, "Try again")));
+  }
+}
+
+markCurrentNav();
+wireDropzone();
+$("#upload-form").addEventListener("submit", submit);
+$("#clear-finished").addEventListener("click", clearFinished);
+updateSubmit();
+loadBuilder();
