@@ -29,7 +29,10 @@ class HistoryQuery:
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> HistoryQuery:
-        status, limit, cursor = meta.get("status"), meta.get("limit", 20), meta.get("before")
+        unknown = set(meta) - {"status", "limit", "before"}
+        if unknown or "limit" not in meta:
+            raise RpcError("bad_request", "expected status, limit (required) and before")
+        status, limit, cursor = meta.get("status"), meta["limit"], meta.get("before")
         if status is not None and status not in STATUSES:
             raise RpcError("bad_request", f"status must be one of {sorted(STATUSES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
