@@ -166,9 +166,23 @@ def management(env: dict[str, str], method: str, path: str) -> Any:
     return _request(url, method, (env["RABBITMQ_USER"], env["RABBITMQ_PASSWORD"]))
 
 
-def couch(env: dict[str, str], method: str, path: str, body: bytes | None = None) -> Any:
+def couch(
+    env: dict[str, str],
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    login: tuple[str, str] | None = None,
+) -> Any:
+    """Call CouchDB as the server admin (provisioning, clean-up), or as `login`."""
     url = env["COUCHDB_URL"].rstrip("/") + path
-    return _request(url, method, (env["COUCHDB_USER"], env["COUCHDB_PASSWORD"]), body)
+    admin = (env["COUCHDB_ADMIN_USER"], env["COUCHDB_ADMIN_PASSWORD"])
+    return _request(url, method, login or admin, body)
+
+
+def auditor(env: Mapping[str, str]) -> tuple[str, str]:
+    """The read-only CouchDB user (role `auditor`) of the local stack."""
+    return env["COUCHDB_AUDITOR_USER"], env["COUCHDB_AUDITOR_PASSWORD"]
 
 
 def job_documents(env: Mapping[str, str], job_id: str) -> list[dict[str, Any]]:
@@ -182,7 +196,10 @@ def job_documents(env: Mapping[str, str], job_id: str) -> list[dict[str, Any]]:
         }
     )
     result = couch(
-        dict(env), "GET", f"/{env['COUCHDB_DB']}/_design/provenance/_view/by_job?{query}"
+        dict(env),
+        "GET",
+        f"/{env['COUCHDB_DB']}/_design/provenance/_view/by_job?{query}",
+        login=auditor(env),
     )
     return [row["doc"] for row in result["rows"] if row.get("doc")]
 
@@ -190,7 +207,7 @@ def job_documents(env: Mapping[str, str], job_id: str) -> list[dict[str, Any]]:
 def all_documents(env: Mapping[str, str]) -> list[dict[str, Any]]:
     """Every provenance document with a job, through the `by_job` view."""
     path = f"/{env['COUCHDB_DB']}/_design/provenance/_view/by_job?include_docs=true"
-    result = couch(dict(env), "GET", path)
+    result = couch(dict(env), "GET", path, login=auditor(env))
     return [row["doc"] for row in result["rows"] if row.get("doc")]
 
 
@@ -210,8 +227,11 @@ def complete_trail(env: Mapping[str, str], job_id: str) -> list[dict[str, Any]] 
 
 async def audit_env(env: Mapping[str, str], *, grace: float = 0.0) -> Report:
     """The completeness check (`python -m provenancedb.audit`) over a test environment."""
-    settings = settings_from(dict(env), AuditSettings)
-    async with open_provenance(settings) as store, open_objects(settings) as objects:
+    settings: AuditSettings = settings_from(dict(env), AuditSettings)
+    async with (
+        open_provenance(settings, settings.login()) as store,
+        open_objects(settings) as objects,
+    ):
         return await audit(store, objects, settings, grace=grace)
 
 
@@ -245,7 +265,18 @@ class Mesh:
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", name],
             cwd=ROOT,
-            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"},
+            env={
+                **os.environ,
+                # CouchDB's admin and auditor are not the services' (stack.service_env).
+                **{
+                    key: value
+                    for key, value in self.env.items()
+                    if key not in stack.COUCH_ADMIN_ONLY + stack.COUCH_AUDITOR_ONLY
+                },
+                **service_broker_env(self.env, name),
+                "PYTHONUNBUFFERED": "1",
+                "MALLOC_ARENA_MAX": "2",
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -281,10 +312,25 @@ class Mesh:
         )
 
 
+def service_broker_env(env: Mapping[str, str], service: str) -> dict[str, str]:
+    """A service's own broker user, as the local stack runs it (least privilege), when the
+    environment's vhost was provisioned for service users (`AMQP_DECLARE_EXCHANGES=false`)."""
+    if env.get("AMQP_DECLARE_EXCHANGES", "true") != "false":
+        return {}
+    user, password = stack.service_rabbit_user(env, service)
+    return {"RABBITMQ_USER": user, "RABBITMQ_PASSWORD": password}
+
+
 @contextlib.contextmanager
 def running_mesh(env: dict[str, str], logs: Path) -> Iterator[Mesh]:
-    """The four services as real processes on free ports; stopped (SIGTERM) afterwards."""
-    env = {**env, **{variable: str(free_port()) for variable in SERVICES.values()}}
+    """The four services as real processes on free ports, each as its own broker user with
+    only its own permissions; stopped (SIGTERM) afterwards."""
+    stack.provision_service_users(env)
+    env = {
+        **env,
+        **{variable: str(free_port()) for variable in SERVICES.values()},
+        "AMQP_DECLARE_EXCHANGES": "false",
+    }
     running = Mesh(env, logs)
     try:
         for name in SERVICES:

@@ -18,7 +18,8 @@ restarts it with exponential back-off when it exits by itself, as compose's
 the supervisor's pid: SIGTERM to the supervisor drains and stops the service, then it exits.
 
 Standard library only, so `deps` runs with a bare `python3` before the virtualenv exists;
-bucket provisioning imports boto3 lazily (run that with `.venv/bin/python`).
+bucket provisioning imports boto3 lazily (run that with `.venv/bin/python`), and CouchDB
+provisioning runs `.venv/bin/python -m provenancedb.migrate`.
 The test suite imports this module (`sys.path.insert(0, "tools"); import stack`).
 """
 
@@ -67,6 +68,11 @@ DEFAULTS: dict[str, str] = {
     "RABBITMQ_PORT": "5672",
     "RABBITMQ_USER": "imagemesh",
     "RABBITMQ_PASSWORD": "imagemesh-dev",
+    # Each service's own broker user (least privilege); development-only passwords.
+    "RABBITMQ_UPLOAD_PASSWORD": "imagemesh-dev",
+    "RABBITMQ_IMAGEPROC_RUNNER_PASSWORD": "imagemesh-dev",
+    "RABBITMQ_IMAGEPROC_PASSWORD": "imagemesh-dev",
+    "RABBITMQ_PROVENANCEDB_PASSWORD": "imagemesh-dev",
     "RABBITMQ_VHOST": "imagemesh",
     "RABBITMQ_MANAGEMENT_PORT": "15672",
     "RABBITMQ_NODENAME": "imagemesh@localhost",
@@ -77,8 +83,14 @@ DEFAULTS: dict[str, str] = {
     "S3_INPUT_BUCKET": "imagemesh-input",
     "S3_OUTPUT_BUCKET": "imagemesh-output",
     "COUCHDB_URL": "http://127.0.0.1:5984",
-    "COUCHDB_USER": "admin",
+    # provenancedb's own user (the writer), the auditor (reads) and the server admin (only
+    # provisioning: `provision_couchdb`); development-only passwords.
+    "COUCHDB_USER": "provenancedb",
     "COUCHDB_PASSWORD": "imagemesh-dev",
+    "COUCHDB_AUDITOR_USER": "auditor",
+    "COUCHDB_AUDITOR_PASSWORD": "imagemesh-dev",
+    "COUCHDB_ADMIN_USER": "admin",
+    "COUCHDB_ADMIN_PASSWORD": "imagemesh-dev",
     "COUCHDB_DB": "provenance",
     "UPLOAD_PORT": "8000",
     "RUNNER_OPS_PORT": "8101",
@@ -868,6 +880,61 @@ def provision_rabbitmq(
             raise StackError(f"rabbitmq: PUT {path} -> {answer.status} {answer.body[:200]!r}")
 
 
+def rabbit_provisioning(config: Mapping[str, str]) -> dict[str, Any]:
+    """The mesh's exchanges and each service's grants, from the code itself
+    (`python -m messaging.permissions`, with the exchange names of `config`)."""
+    env = {**os.environ, **{k: v for k, v in config.items() if k.startswith("AMQP_")}}
+    output = subprocess.run(
+        [str(VENV_PYTHON), "-m", "messaging.permissions"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    provisioning: dict[str, Any] = json.loads(output)
+    return provisioning
+
+
+def service_rabbit_user(config: Mapping[str, str], service: str) -> tuple[str, str]:
+    """The RabbitMQ user and password a service runs as (least privilege)."""
+    key = f"RABBITMQ_{service.upper()}_PASSWORD"
+    return f"{config.get('RABBITMQ_SERVICE_USER_PREFIX', '')}{service}", config[key]
+
+
+def provision_service_users(config: Mapping[str, str], vhost: str | None = None) -> None:
+    """Declare the exchanges as the administrator, then give each service's user exactly
+    its grants on `vhost` (configure/write/read, and topic write per event type)."""
+    vhost = vhost or config["RABBITMQ_VHOST"]
+    admin = (config["RABBITMQ_USER"], config["RABBITMQ_PASSWORD"])
+    base = _mgmt_base(config)
+    provisioning = rabbit_provisioning(config)
+    steps: list[tuple[str, dict[str, Any]]] = [
+        (f"/exchanges/{_q(vhost)}/{_q(name)}", {"type": kind, "durable": True})
+        for name, kind in provisioning["exchanges"].items()
+    ]
+    for service, grant in provisioning["grants"].items():
+        user, password = service_rabbit_user(config, service)
+        steps.append((f"/users/{_q(user)}", {"password": password, "tags": ""}))
+        steps.append(
+            (
+                f"/permissions/{_q(vhost)}/{_q(user)}",
+                {key: grant[key] for key in ("configure", "write", "read")},
+            )
+        )
+        for exchange, write in grant["topics"].items():
+            steps.append(
+                (
+                    f"/topic-permissions/{_q(vhost)}/{_q(user)}",
+                    {"exchange": exchange, "write": write, "read": ".*"},
+                )
+            )
+    for path, payload in steps:
+        answer = http("PUT", f"{base}{path}", body=json.dumps(payload).encode(), auth=admin)
+        if answer.status not in (200, 201, 204):
+            raise StackError(f"rabbitmq: PUT {path} -> {answer.status} {answer.body[:200]!r}")
+
+
 # --- CouchDB-compatible (PouchDB Server)
 
 
@@ -886,7 +953,13 @@ def start_couch(config: Mapping[str, str]) -> bool:
         config_json.write_text(
             json.dumps({"log": {"file": str(COUCH_DIR / "log.txt")}}, indent=2) + "\n"
         )
-    argv = [
+    argv = couch_argv(data, config_json, port)
+    spawn(argv, couch_env(), component.log_path, component.pid_path, cwd=COUCH_DIR)
+    return True
+
+
+def couch_argv(data: Path, config_json: Path, port: int) -> list[str]:
+    return [
         str(POUCHDB_SERVER),
         "--dir",
         str(data),
@@ -898,8 +971,23 @@ def start_couch(config: Mapping[str, str]) -> bool:
         str(config_json),
         "--no-color",
     ]
-    spawn(argv, os.environ, component.log_path, component.pid_path, cwd=COUCH_DIR)
-    return True
+
+
+def couch_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """PouchDB Server's environment. It predates Node 15, which ends the process on an
+    unhandled promise rejection; some of its refusals lead to one (a non-admin's
+    `PUT /<new db>`; the next database opened after a non-admin's `DELETE /<db>`), so
+    any client could stop it: warn instead (provenancedb/store.py has the rest)."""
+    env = dict(os.environ if environ is None else environ)
+    options = env.get("NODE_OPTIONS", "")
+    if "--unhandled-rejections" not in options:
+        env["NODE_OPTIONS"] = f"{options} --unhandled-rejections=warn".strip()
+    return env
+
+
+#: Settings only CouchDB provisioning gets, and those only operator tools get (audit).
+COUCH_ADMIN_ONLY = ("COUCHDB_ADMIN_USER", "COUCHDB_ADMIN_PASSWORD")
+COUCH_AUDITOR_ONLY = ("COUCHDB_AUDITOR_USER", "COUCHDB_AUDITOR_PASSWORD")
 
 
 def _couch_base(config: Mapping[str, str]) -> str:
@@ -915,10 +1003,13 @@ def wait_couch(config: Mapping[str, str], timeout: float = COUCH_TIMEOUT) -> Non
 
 
 def provision_couchdb(config: Mapping[str, str], db: str | None = None) -> None:
-    """Leave admin party (create the admin) if needed, then create database `db`."""
+    """Leave admin party (create the admin) if needed, then provision database `db` with
+    `python -m provenancedb.migrate` as that admin: the writer and auditor users, the
+    database, its `_security`, the design document (views, append-only validation) and
+    the indexes. The services never get the admin's credentials (`service_env`)."""
     db = db or config["COUCHDB_DB"]
     base = _couch_base(config)
-    auth = (config["COUCHDB_USER"], config["COUCHDB_PASSWORD"])
+    auth = (config["COUCHDB_ADMIN_USER"], config["COUCHDB_ADMIN_PASSWORD"])
     session = http("GET", f"{base}/_session", auth=auth)
     roles: list[str] = []
     if session.status == 200:
@@ -934,13 +1025,27 @@ def provision_couchdb(config: Mapping[str, str], db: str | None = None) -> None:
         )
         if answer.status != 200:
             raise StackError(
-                f"couchdb: cannot create admin {auth[0]!r} ({answer.status}); the server "
-                f"has other admins: fix COUCHDB_USER/COUCHDB_PASSWORD or remove {COUCH_DIR}"
+                f"couchdb: cannot create admin {auth[0]!r} ({answer.status}); the server has "
+                f"other admins: fix COUCHDB_ADMIN_USER/COUCHDB_ADMIN_PASSWORD (COUCHDB_USER "
+                f"is provenancedb's own user now) or remove {COUCH_DIR}"
             )
         say(f"couchdb: admin {auth[0]!r} created (admin party is over)")
-    answer = http("PUT", f"{base}/{_q(db)}", auth=auth)
-    if answer.status not in (201, 202, 412):
-        raise StackError(f"couchdb: PUT /{db} -> {answer.status} {answer.body[:200]!r}")
+    if not VENV_PYTHON.exists():
+        raise StackError(f"couchdb: provisioning needs {VENV_PYTHON}: run `make venv`")
+    migrate = subprocess.run(
+        [str(VENV_PYTHON), "-m", "provenancedb.migrate"],
+        env={**os.environ, **config, "COUCHDB_DB": db},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    for line in migrate.stdout.splitlines():
+        if not line.endswith("(0 change(s))"):
+            say(f"couchdb: {line.removeprefix('provenancedb.migrate: ')}")
+    if migrate.returncode != 0:
+        raise StackError(f"couchdb: {migrate.stderr.strip() or migrate.stdout.strip()}")
 
 
 # --- S3 (moto server, in memory)
@@ -1039,6 +1144,7 @@ def ensure_infra(config: Mapping[str, str]) -> None:
     provision_couchdb(config)
     wait_rabbit(config)
     provision_rabbitmq(config)
+    provision_service_users(config)
     begun = [name for name, was_started in new.items() if was_started]
     detail = f"started {', '.join(begun)}" if begun else "already running"
     say(f"infrastructure ready in {time.monotonic() - started:.1f}s ({detail})")
@@ -1047,9 +1153,18 @@ def ensure_infra(config: Mapping[str, str]) -> None:
 # --- services
 
 
-def service_env(config: Mapping[str, str]) -> dict[str, str]:
+def service_env(config: Mapping[str, str], service: str | None = None) -> dict[str, str]:
+    """The environment a service (or an operator tool, `service=None`) runs with. A service
+    connects to the broker as its own user, with only its own permissions."""
     env = dict(os.environ)
     env.update(config)
+    # CouchDB's admin provisions (provision_couchdb); only operator tools read as the auditor.
+    drop = COUCH_ADMIN_ONLY + (COUCH_AUDITOR_ONLY if service in SERVICES else ())
+    for name in drop:
+        env.pop(name, None)
+    if service in SERVICES:
+        env["RABBITMQ_USER"], env["RABBITMQ_PASSWORD"] = service_rabbit_user(config, service)
+        env["AMQP_DECLARE_EXCHANGES"] = "false"  # provisioned by the administrator
     env.setdefault("PYTHONUNBUFFERED", "1")
     # glibc's per-thread arenas let a pyvips worker's RSS double over many images.
     env.setdefault("MALLOC_ARENA_MAX", "2")
@@ -1099,13 +1214,12 @@ def _starting(component: Component) -> bool:
 
 
 def ensure_services(config: Mapping[str, str], timeout: float = SERVICE_TIMEOUT) -> None:
-    env = service_env(config)
     pending: list[Component] = []
     for name in SERVICES:
         component = service_component(name)
         if component.pid() is None:
             _check_port_free(component, "127.0.0.1", _port(config, SERVICES[name]))
-            start_supervised(name, env)
+            start_supervised(name, service_env(config, name))
         pending.append(component)
     deadline = time.monotonic() + timeout
     for component in pending:
@@ -1278,7 +1392,8 @@ def print_urls(config: Mapping[str, str]) -> None:
         f"  RabbitMQ console http://localhost:{mgmt}  "
         f"({config['RABBITMQ_USER']} / {config['RABBITMQ_PASSWORD']})\n"
         f"  Fauxton          http://localhost:{couch.port or 5984}/_utils  "
-        f"({config['COUCHDB_USER']} / {config['COUCHDB_PASSWORD']})\n"
+        f"({config['COUCHDB_AUDITOR_USER']} / {config['COUCHDB_AUDITOR_PASSWORD']} reads; "
+        f"admin {config['COUCHDB_ADMIN_USER']} / {config['COUCHDB_ADMIN_PASSWORD']})\n"
         f"  S3 (moto)        http://localhost:{s3.port or 9000}  "
         f"(buckets {config['S3_INPUT_BUCKET']}, {config['S3_OUTPUT_BUCKET']})\n"
         f"  logs             {LOG_DIR}  (make logs)\n",
@@ -1569,7 +1684,7 @@ def supervise(
         return Supervisor(
             name=name,
             argv=list(command) or [str(VENV_PYTHON), "-m", name],
-            env=service_env(config),
+            env=service_env(config, name),
             service_log=component.log_path,
             state_path=supervisor_state_path(name),
             backoff=backoff,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+import typing
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,10 +40,22 @@ STACK_TOOL = ROOT / "tools" / "stack.py"
 APP_SERVICES = ("upload", "imageproc_runner", "imageproc", "provenancedb")
 #: Competing consumers, run with `--scale`: no fixed name, no published port.
 SCALED_SERVICES = ("imageproc", "imageproc_runner", "provenancedb")
+#: One-off jobs built like a service, running one of its commands: compose service ->
+#: (service, module run with `python -m`, the command's settings class).
+COMMANDS = {"provenancedb-migrate": ("provenancedb", "provenancedb.migrate", "MigrateSettings")}
+#: Settings classes of the services' commands (`python -m ...`): their variables are
+#: documented in .env.example too.
+COMMAND_SETTINGS = (("provenancedb", "MigrateSettings"), ("provenancedb", "AuditSettings"))
 
 #: Variables in .env.example that no service's Settings reads, and who reads them.
 READ_OUTSIDE_SETTINGS = {
     "RABBITMQ_MANAGEMENT_PORT": STACK_TOOL,  # the local stack's management listener
+    # Each service's broker password: the stack provisions the user and passes it to the
+    # service as RABBITMQ_PASSWORD (compose does not yet run services as their own users).
+    "RABBITMQ_UPLOAD_PASSWORD": STACK_TOOL,
+    "RABBITMQ_IMAGEPROC_RUNNER_PASSWORD": STACK_TOOL,
+    "RABBITMQ_IMAGEPROC_PASSWORD": STACK_TOOL,
+    "RABBITMQ_PROVENANCEDB_PASSWORD": STACK_TOOL,
 }
 
 #: Settings a service reads that its compose `environment:` leaves to the code's default,
@@ -111,26 +124,33 @@ def env_example() -> dict[str, str]:
     return values
 
 
-def settings_class(service: str) -> type[BaseSettings]:
-    cls = importlib.import_module(f"{service}.settings").Settings
+def settings_class(service: str, name: str = "Settings") -> type[BaseSettings]:
+    cls = getattr(importlib.import_module(f"{service}.settings"), name)
     assert isinstance(cls, type)
     assert issubclass(cls, BaseSettings)
     return cls
 
 
-def settings_vars(service: str) -> set[str]:
-    """The environment variables a service's Settings reads: its field names, uppercased."""
-    cls = settings_class(service)
+def settings_vars(service: str, name: str = "Settings") -> set[str]:
+    """The environment variables a service's Settings (or its command's `name` class)
+    reads: its field names, uppercased."""
+    cls = settings_class(service, name)
     assert not cls.model_config.get("env_prefix"), f"{service}: an env_prefix changes the names"
     return {name.upper() for name in cls.model_fields}
 
 
+def is_secret(field: Any) -> bool:
+    return SecretStr in (field.annotation, *typing.get_args(field.annotation))
+
+
 def secret_vars() -> set[str]:
+    classes = [settings_class(service) for service in APP_SERVICES]
+    classes += [settings_class(*command) for command in COMMAND_SETTINGS]
     return {
         name.upper()
-        for service in APP_SERVICES
-        for name, field in settings_class(service).model_fields.items()
-        if field.annotation is SecretStr
+        for cls in classes
+        for name, field in cls.model_fields.items()
+        if is_secret(field)
     }
 
 
@@ -291,7 +311,7 @@ def test_minio_init_creates_both_buckets() -> None:
 def test_long_running_services_restart_have_limits_and_health() -> None:
     shutdown = settings_class("upload").model_fields["shutdown_timeout_seconds"].default
     for name, spec in services().items():
-        if name == "minio-init":
+        if name == "minio-init" or name in COMMANDS:
             continue
         assert spec.get("restart") == "unless-stopped", name
         limits = spec["deploy"]["resources"]["limits"]
@@ -329,6 +349,7 @@ def test_every_setting_is_documented_in_env_example() -> None:
 
 def test_env_example_has_no_stale_names() -> None:
     read = set().union(*(settings_vars(service) for service in APP_SERVICES))
+    read |= set().union(*(settings_vars(*command) for command in COMMAND_SETTINGS))
     for name, reader in READ_OUTSIDE_SETTINGS.items():
         assert name not in read, f"{name} is read by a service now: drop it from the list"
         assert name in reader.read_text(), f"{name}: {reader} no longer reads it"
@@ -337,12 +358,13 @@ def test_env_example_has_no_stale_names() -> None:
 
 
 def test_env_example_values_match_the_code_defaults() -> None:
-    for service in APP_SERVICES:
-        cls = settings_class(service)
+    classes = [settings_class(service) for service in APP_SERVICES]
+    classes += [settings_class(*command) for command in COMMAND_SETTINGS]
+    for cls in classes:
         secrets = {name: "x" for name, field in cls.model_fields.items() if field.is_required()}
         for name, field in cls.model_fields.items():
             var = name.upper()
-            if field.is_required():
+            if field.is_required() or is_secret(field):
                 continue
             if field.default_factory is not None or var in ENV_EXAMPLE_DIFFERS_FROM_CODE:
                 assert var in ENV_EXAMPLE_DIFFERS_FROM_CODE, f"{var}: computed default, say why"
@@ -378,7 +400,13 @@ def test_services_reach_each_other_by_compose_service_name() -> None:
 def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -> None:
     documented = env_example()
     secrets = secret_vars()
-    assert secrets == {"RABBITMQ_PASSWORD", "S3_SECRET_KEY", "COUCHDB_PASSWORD"}
+    assert secrets == {
+        "RABBITMQ_PASSWORD",
+        "S3_SECRET_KEY",
+        "COUCHDB_PASSWORD",
+        "COUCHDB_AUDITOR_PASSWORD",
+        "COUCHDB_ADMIN_PASSWORD",
+    }
     seen = set()
     for name, rest in interpolations(compose()):
         seen.add(name)
@@ -396,8 +424,8 @@ def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -
 
 def test_built_services_run_a_real_module_on_the_port_their_settings_bind() -> None:
     built = {name for name, spec in services().items() if "build" in spec}
-    assert built == set(APP_SERVICES)
-    for name in sorted(built):
+    assert built == set(APP_SERVICES) | set(COMMANDS)
+    for name in APP_SERVICES:
         build = services()[name]["build"]
         assert (COMPOSE_FILE.parent / build["context"]).resolve() == ROOT
         assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILE
@@ -415,6 +443,23 @@ def test_built_services_run_a_real_module_on_the_port_their_settings_bind() -> N
         # The container listens where the image's HEALTHCHECK looks.
         assert environment(name)[args["PORT_VAR"]] == args["PORT"]
         assert "test" not in services()[name]["healthcheck"], "keep the image's check"
+
+
+def test_commands_run_once_from_their_services_image_with_their_settings() -> None:
+    for name, (service, module, settings) in COMMANDS.items():
+        spec = services()[name]
+        assert spec["build"] == services()[service]["build"], f"{name}: not {service}'s image"
+        assert spec["command"] == ["python", "-m", module]
+        assert importlib.util.find_spec(module) is not None, module
+        assert spec["restart"] == "no"
+        assert spec["healthcheck"] == {"disable": True}, f"{name} serves no /healthz"
+        assert set(environment(name)) == settings_vars(service, settings)
+        for var, value in CONTAINER_VALUES.items():
+            if var in environment(name):
+                assert environment(name)[var] == value, f"{name}: {var}"
+        # The service starts only once its command succeeded.
+        waits = services()[service]["depends_on"][name]
+        assert waits == {"condition": "service_completed_successfully"}
 
 
 def test_dockerfile_is_multi_stage_on_a_pinned_python_base() -> None:

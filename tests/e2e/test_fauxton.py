@@ -168,7 +168,8 @@ async def test_an_auditor_finds_a_jobs_timeline_in_fauxton(
     (job_id, docs), (other_id, _), _ = await asyncio.gather(
         run_job(mesh, http, PIPELINE),
         run_job(mesh, http, NEIGHBOUR),
-        log_in(page, mesh.env["COUCHDB_USER"], mesh.env["COUCHDB_PASSWORD"]),
+        # As the read-only auditor (role `auditor`): what Fauxton needs, nothing more.
+        log_in(page, mesh.env["COUCHDB_AUDITOR_USER"], mesh.env["COUCHDB_AUDITOR_PASSWORD"]),
     )
     assert [doc["type"] for doc in docs] == TIMELINE
     db = mesh.env["COUCHDB_DB"]
@@ -240,4 +241,7 @@ async def test_an_auditor_finds_a_jobs_timeline_in_fauxton(
     await expect(cells).to_have_text(TIMELINE)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "fauxton-by-job.png"), full_page=True)
-    assert problems.messages == []
+    # Fauxton looks at `_users` after logging in; only admins may (provenancedb.migrate
+    # closes it to everyone else on PouchDB Server), so the auditor is refused there.
+    refused_users_db = re.compile(r"^HTTP 40[13] GET \S+/_users(\?\S*)?$")
+    assert [m for m in problems.messages if not refused_users_db.match(m)] == []

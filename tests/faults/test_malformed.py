@@ -206,6 +206,8 @@ async def test_malformed_messages_are_parked_and_consumers_keep_going(
         replies: dict[str, AbstractIncomingMessage] = {}
         channel = await connection.channel()
         reply_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        # Replies come through the reply exchange, under the reply queue's name.
+        await reply_queue.bind(topology.REPLY_EXCHANGE, routing_key=reply_queue.name)
 
         expected_replies: list[str] = []
         all_replied = asyncio.Event()

@@ -14,9 +14,8 @@ import pytest
 
 from messaging.events import ImageRef
 from provenancedb.lineage import image_lineage
-from provenancedb.settings import Settings
-from provenancedb.store import ProvenanceStore, open_store
-from tests.conftest import couch, settings_from
+from provenancedb.store import ProvenanceStore
+from tests.provenancedb.conftest import OpenStore
 from tests.provenancedb.test_documents import (
     documents,
     input_ref,
@@ -44,12 +43,9 @@ PNG = {"format": "png", "width": 320, "height": 240, "bytes": 20_480}
 
 
 @pytest.fixture
-async def store(test_env: dict[str, str]) -> AsyncIterator[ProvenanceStore]:
-    db = f"lineage-test-{uuid.uuid4().hex[:8]}"
-    settings: Settings = settings_from({**test_env, "COUCHDB_DB": db}, Settings)
-    async with open_store(settings) as opened:
+async def store(writer_store: OpenStore) -> AsyncIterator[ProvenanceStore]:
+    async with writer_store("lineage-test") as opened:
         yield opened
-    couch(test_env, "DELETE", f"/{db}")
 
 
 def _output(job_id: str, digest: str) -> ImageRef:

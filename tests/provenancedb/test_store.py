@@ -1,12 +1,12 @@
-"""provenancedb's store against the real CouchDB-compatible server: writes, the design
-document's views through the store and as an auditor queries them over HTTP (Fauxton),
-and paging through every document."""
+"""provenancedb's store against the real CouchDB-compatible server: writes as the writer,
+the design document's views through the store and as an auditor queries them over HTTP
+(Fauxton), paging through every document, and readiness: what the store says when its
+database is not provisioned as this version expects."""
 
 from __future__ import annotations
 
 import json
 import urllib.parse
-import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -14,11 +14,20 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
 import pytest
+from pydantic import SecretStr
 
 from provenancedb import store as store_module
-from provenancedb.settings import Settings
-from provenancedb.store import DESIGN_VIEWS, ProvenanceStore, open_store
-from tests.conftest import couch, settings_from
+from provenancedb.migrate import migrate
+from provenancedb.settings import MigrateSettings, Settings
+from provenancedb.store import (
+    DESIGN_VIEWS,
+    ProvenanceStore,
+    StoreNotReady,
+    design_document,
+    open_store,
+)
+from tests.conftest import auditor, couch, settings_from
+from tests.provenancedb.conftest import OpenStore
 from tests.provenancedb.test_documents import (
     documents,
     failed_trail,
@@ -34,12 +43,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def store(test_env: dict[str, str]) -> AsyncIterator[ProvenanceStore]:
-    db = f"store-test-{uuid.uuid4().hex[:8]}"
-    settings: Settings = settings_from({**test_env, "COUCHDB_DB": db}, Settings)
-    async with open_store(settings) as opened:
+async def store(writer_store: OpenStore) -> AsyncIterator[ProvenanceStore]:
+    async with writer_store("store-test") as opened:
         yield opened
-    couch(test_env, "DELETE", f"/{db}")
 
 
 def _doc(doc_id: str, job_id: str, time: str) -> dict[str, object]:
@@ -52,7 +58,7 @@ def _view(
     """A view as an auditor queries it over HTTP (every query value is JSON)."""
     query = urllib.parse.urlencode({key: json.dumps(value) for key, value in params.items()})
     path = f"/{store._db.id}/_design/provenance/_view/{name}?{query}"
-    rows: list[dict[str, Any]] = couch(env, "GET", path)["rows"]
+    rows: list[dict[str, Any]] = couch(env, "GET", path, login=auditor(env))["rows"]
     return rows
 
 
@@ -80,15 +86,97 @@ async def test_timeline_is_one_jobs_documents_in_time_order(store: ProvenanceSto
     assert [d["_id"] for d in await store.job_documents("job-b")] == ["early", "late"]
 
 
+# --------------------------------------------------------------------------- readiness
+
+
+def _env(test_env: dict[str, str], store: ProvenanceStore, **changes: str) -> dict[str, str]:
+    return {**test_env, "COUCHDB_DB": store._db.id, **changes}
+
+
+def _ddoc_path(store: ProvenanceStore) -> str:
+    return f"/{store._db.id}/_design/provenance"
+
+
+async def test_a_provisioned_store_is_ready_for_the_writer(
+    store: ProvenanceStore, test_env: dict[str, str]
+) -> None:
+    assert await store.ready() is True
+    ddoc = couch(test_env, "GET", _ddoc_path(store))
+    assert ddoc["views"] == DESIGN_VIEWS
+    assert {key: ddoc[key] for key in ("language", "views", "validate_doc_update")} == (
+        design_document(test_env["COUCHDB_USER"])
+    )
+
+
 async def test_design_document_install_is_idempotent(
     store: ProvenanceStore, test_env: dict[str, str]
 ) -> None:
-    await store.install_design()
-    await store.install_design()
-    db = store._db.id
-    ddoc = couch(test_env, "GET", f"/{db}/_design/provenance")
-    assert ddoc["views"] == DESIGN_VIEWS
-    assert ddoc["_rev"].startswith("1-")
+    env = _env(test_env, store)
+    admin = settings_from(env, MigrateSettings)
+    async with open_store(admin, admin.admin()) as as_admin:
+        assert await as_admin.install_design() is False
+        assert await as_admin.install_design() is False
+    assert couch(test_env, "GET", _ddoc_path(store))["_rev"].startswith("1-")
+    assert await migrate(admin) == []
+
+
+async def test_an_outdated_design_document_makes_the_store_unready_until_migrated(
+    store: ProvenanceStore, test_env: dict[str, str]
+) -> None:
+    ddoc = couch(test_env, "GET", _ddoc_path(store))
+    del ddoc["views"]["per_day"]
+    couch(test_env, "PUT", _ddoc_path(store), json.dumps(ddoc).encode())
+
+    with pytest.raises(StoreNotReady, match=r"is not the one .* provenancedb.migrate"):
+        await store.ready()
+    # The writer cannot repair it: design documents are the admin's.
+    with pytest.raises(PermissionError):
+        await store.install_design()
+
+    changes = await migrate(settings_from(_env(test_env, store), MigrateSettings))
+    assert changes == [f"{store._db.id}: _design/provenance installed"]
+    assert await store.ready() is True
+
+
+async def test_a_missing_design_document_is_reported(
+    store: ProvenanceStore, test_env: dict[str, str]
+) -> None:
+    ddoc = couch(test_env, "GET", _ddoc_path(store))
+    couch(test_env, "DELETE", f"{_ddoc_path(store)}?rev={ddoc['_rev']}")
+    with pytest.raises(
+        StoreNotReady, match=r"_design/provenance is missing .* provenancedb.migrate"
+    ):
+        await store.ready()
+
+
+async def test_a_design_document_for_another_writer_is_not_current(
+    store: ProvenanceStore, test_env: dict[str, str]
+) -> None:
+    settings: Settings = settings_from(_env(test_env, store, COUCHDB_USER="someone-else"), Settings)
+    login = (test_env["COUCHDB_USER"], settings.couchdb_password)
+    async with open_store(settings, login) as expecting_another_writer:
+        with pytest.raises(StoreNotReady, match="writer 'someone-else'"):
+            await expecting_another_writer.ready()
+
+
+async def test_a_database_that_was_never_provisioned_is_reported(
+    test_env: dict[str, str],
+) -> None:
+    settings: Settings = settings_from({**test_env, "COUCHDB_DB": "never-provisioned"}, Settings)
+    async with open_store(settings, settings.login()) as store:
+        with pytest.raises(StoreNotReady, match=r"'never-provisioned' does not exist: run"):
+            await store.ready()
+    assert "never-provisioned" not in couch(test_env, "GET", "/_all_dbs")
+
+
+async def test_a_wrong_password_is_reported(
+    store: ProvenanceStore, test_env: dict[str, str]
+) -> None:
+    settings: Settings = settings_from(_env(test_env, store), Settings)
+    login = (settings.couchdb_user, SecretStr("not-the-password"))
+    async with open_store(settings, login) as wrong:
+        with pytest.raises(StoreNotReady, match=r"may not read .* wrong password"):
+            await wrong.ready()
 
 
 JOB_A = "5f0c2a9e-1b7d-4f5e-8a43-0c6e7d9b1a01"

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not url.startswith(("http://", "https://")):
         parser.error(f"--url must be an http:// or https:// URL, got {url!r}")
     command = _command(parser, args)
-    client = ApiClient(url, retry_for=args.retry_for)
+    client = ApiClient(url, retry_for=args.retry_for, token=os.environ.get("IMAGEMESH_TOKEN"))
     printer = Printer(json_mode=args.json)
     try:
         return asyncio.run(run(client, printer, command))

@@ -39,6 +39,8 @@ __all__ = [
 DEFAULT_URL = "http://localhost:8000"
 DEFAULT_RETRY_AFTER = 1.0
 """Seconds to wait after a 503 that does not say how long."""
+RETRIED = frozenset({429, 503})
+"""Busy (rate limited) or unavailable: both say when to come back (`Retry-After`)."""
 MIN_RETRY_AFTER = 0.1
 """A 503 saying `Retry-After: 0` is retried this soon, not in a busy loop."""
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
@@ -78,18 +80,21 @@ class ApiClient:
         base_url: str = DEFAULT_URL,
         *,
         retry_for: float = 30.0,
+        token: str | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry_for = retry_for
+        self.token = token
         self._session = session
         self._owns_session = session is None
 
     async def __aenter__(self) -> Self:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=TIMEOUT, headers={"User-Agent": f"imagemesh-cli/{_version()}"}
-            )
+            headers = {"User-Agent": f"imagemesh-cli/{_version()}"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT, headers=headers)
         return self
 
     async def __aexit__(
@@ -218,7 +223,7 @@ class ApiClient:
                 return
             error = await _error_of(response)
             response.release()
-            if response.status != 503:
+            if response.status not in RETRIED:
                 raise error
             pause = _retry_after(response.headers.get("Retry-After"))
             if time.monotonic() + pause > deadline:

@@ -139,7 +139,9 @@ class Broker:
     async def _open_publisher(self) -> None:
         # on_return_raises: an unroutable mandatory publish raises instead of vanishing.
         channel = await self.connection.channel(on_return_raises=True)
-        self._exchanges = await topology.declare_exchanges(channel, self.settings)
+        self._exchanges = await topology.declare_exchanges(
+            channel, self.settings, passive=not self.settings.amqp_declare_exchanges
+        )
         self._publish_channel = channel
 
     def _on_reconnect(self, *_args: Any) -> None:
@@ -344,7 +346,8 @@ class Broker:
     ) -> None:
         """Send a message to its delay queue for `delay` seconds, then ack it."""
         headers = {**(message.headers or {}), LAST_ERROR_HEADER: error[:1000]}
-        if await self._republish(message, "", spec.delay_name(delay), headers):
+        delay_queue = spec.delay_name(delay)
+        if await self._republish(message, topology.DELAY_EXCHANGE, delay_queue, headers):
             log.info("message_retry_scheduled", queue=spec.name, delay_s=delay, error=error)
 
     async def _republish(
@@ -460,7 +463,7 @@ class Broker:
         assert request.reply_to is not None
         message = reply.to_message(correlation_id=request.correlation_id, headers=headers)
         try:
-            await self._publish("", message, request.reply_to)
+            await self._publish(topology.REPLY_EXCHANGE, message, request.reply_to)
         except Unroutable:
             log.warning("rpc_caller_gone", reply_to=request.reply_to)
 
@@ -526,6 +529,7 @@ class Broker:
                 # same queue after a reconnect and in-flight calls still get their replies.
                 name = f"rpc-reply.{self.service}.{uuid.uuid4().hex}"
                 queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+                await queue.bind(topology.REPLY_EXCHANGE, routing_key=name)
                 await queue.consume(self._on_reply, no_ack=True)
                 self._reply_queue = name
             return self._reply_queue

@@ -19,6 +19,9 @@ class BrokerSettings(BaseSettings):
     rabbitmq_vhost: str = "imagemesh"
     amqp_exchange_events: str = "imagemesh.events"
     amqp_exchange_prov: str = "imagemesh.provenance"
+    amqp_declare_exchanges: bool = True
+    """Declare the exchanges at connect. Off for a service whose user may not configure
+    them (least privilege): they are provisioned, and only checked to exist."""
     amqp_max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Refuse to publish (or consume) larger bodies; below the broker's 128 MiB limit."""
     amqp_retry_delays: Annotated[tuple[float, ...], NoDecode] = (1.0, 5.0, 30.0, 120.0, 300.0)
@@ -29,7 +32,7 @@ class BrokerSettings(BaseSettings):
 
     @field_validator("amqp_retry_delays", mode="before")
     @classmethod
-    def _split(cls, value: object) -> object:
+    def _split_retry_delays(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(float(part) for part in value.split(",") if part.strip())
         return value

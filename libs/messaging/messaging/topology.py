@@ -24,6 +24,12 @@ from ._settings import BrokerSettings
 from .events import ExchangeKind
 
 RPC_EXCHANGE = "imagemesh.rpc"
+REPLY_EXCHANGE = "imagemesh.reply"
+"""RPC replies: each caller binds its reply queue under the queue's own name."""
+DELAY_EXCHANGE = "imagemesh.delay"
+"""Messages to retry later: each delay queue is bound under its own name. With it and the
+reply exchange, no service needs to publish to the default exchange (which reaches every
+queue by name, whatever the permissions on the mesh's exchanges say)."""
 RETRY_EXCHANGE = "imagemesh.retry"
 DEAD_LETTER_EXCHANGE = "imagemesh.dead-letter"
 DEFAULT_DELIVERY_LIMIT = 5
@@ -100,19 +106,32 @@ def exchange_name(settings: BrokerSettings, kind: ExchangeKind) -> str:
     return settings.amqp_exchange_events if kind == "events" else settings.amqp_exchange_prov
 
 
+EXCHANGE_TYPES = {
+    RPC_EXCHANGE: ExchangeType.DIRECT,
+    REPLY_EXCHANGE: ExchangeType.DIRECT,
+    DELAY_EXCHANGE: ExchangeType.DIRECT,
+    RETRY_EXCHANGE: ExchangeType.DIRECT,
+    DEAD_LETTER_EXCHANGE: ExchangeType.DIRECT,
+}
+
+
+def exchanges(settings: BrokerSettings) -> dict[str, ExchangeType]:
+    """Every exchange of the mesh and its type."""
+    return {
+        settings.amqp_exchange_events: ExchangeType.TOPIC,
+        settings.amqp_exchange_prov: ExchangeType.TOPIC,
+        **EXCHANGE_TYPES,
+    }
+
+
 async def declare_exchanges(
-    channel: AbstractChannel, settings: BrokerSettings
+    channel: AbstractChannel, settings: BrokerSettings, *, passive: bool = False
 ) -> dict[str, AbstractExchange]:
-    """Declare every exchange (idempotent); return them by name."""
+    """Declare every exchange (idempotent); return them by name. `passive` only checks
+    they exist: a service without configure permission on them (they are provisioned)."""
     declared = {}
-    for name, kind in (
-        (settings.amqp_exchange_events, ExchangeType.TOPIC),
-        (settings.amqp_exchange_prov, ExchangeType.TOPIC),
-        (RPC_EXCHANGE, ExchangeType.DIRECT),
-        (RETRY_EXCHANGE, ExchangeType.DIRECT),
-        (DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT),
-    ):
-        declared[name] = await channel.declare_exchange(name, kind, durable=True)
+    for name, kind in exchanges(settings).items():
+        declared[name] = await channel.declare_exchange(name, kind, durable=True, passive=passive)
     return declared
 
 
@@ -126,7 +145,7 @@ async def declare_work_queue(
         await queue.bind(exchange_name(settings, kind), routing_key=routing_key)
     await queue.bind(RETRY_EXCHANGE, routing_key=spec.name)
     for seconds in settings.amqp_retry_delays:
-        await channel.declare_queue(
+        delay = await channel.declare_queue(
             spec.delay_name(seconds),
             durable=True,
             arguments={
@@ -136,6 +155,7 @@ async def declare_work_queue(
                 "x-dead-letter-routing-key": spec.name,
             },
         )
+        await delay.bind(DELAY_EXCHANGE, routing_key=delay.name)
     return queue
 
 

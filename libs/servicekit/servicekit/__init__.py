@@ -5,15 +5,17 @@ from ._logging import configure_logging
 from ._ops import Check, add_ops_routes, add_readiness_check, run_checks
 from ._resources import CleanupContext, resource
 from ._run import run_service
-from ._settings import ServiceSettings, load_settings
+from ._settings import DEVELOPMENT_SECRETS, ServiceSettings, development_secrets, load_settings
 
 __all__ = [
+    "DEVELOPMENT_SECRETS",
     "Check",
     "CleanupContext",
     "ServiceSettings",
     "add_ops_routes",
     "add_readiness_check",
     "configure_logging",
+    "development_secrets",
     "load_settings",
     "resource",
     "run_checks",

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import sys
-from typing import Literal, TypeVar
+from typing import Literal, NoReturn, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
+
+DEVELOPMENT_SECRETS: frozenset[str] = frozenset({"imagemesh-dev", "imagemesh-dev-secret"})
+"""The secrets `.env.example` ships for a local stack (tests/security checks the two agree):
+public knowledge, so a production service refuses to start with any of them."""
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN")
+"""A setting named so is never echoed when invalid: it may hold a secret."""
 
 
 class ServiceSettings(BaseSettings):
@@ -14,6 +20,8 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
+    imagemesh_env: Literal["development", "production"] = "development"
+    """`production`: refuse to start with a development secret from `.env.example`."""
     http_host: str = "127.0.0.1"
     """Address the service's HTTP endpoints bind to (0.0.0.0 in containers)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -25,11 +33,37 @@ class ServiceSettings(BaseSettings):
 def load_settings(cls: type[S], service: str) -> S:
     """Build settings from the environment, or exit with one line naming what is wrong."""
     try:
-        return cls()
+        settings = cls()
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
-        print(f"{service}: invalid configuration: {problems}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(service, problems)
+    production = getattr(settings, "imagemesh_env", "development") == "production"
+    if production and (unsafe := development_secrets(settings)):
+        _refuse(
+            service,
+            "; ".join(
+                f"{name} is a development default from .env.example, "
+                "not allowed with IMAGEMESH_ENV=production"
+                for name in unsafe
+            ),
+        )
+    return settings
+
+
+def development_secrets(settings: BaseSettings) -> list[str]:
+    """The secret settings (SecretStr) whose value is one of DEVELOPMENT_SECRETS, as
+    environment variable names."""
+    return [
+        name.upper()
+        for name in type(settings).model_fields
+        if isinstance(value := getattr(settings, name), SecretStr)
+        and value.get_secret_value() in DEVELOPMENT_SECRETS
+    ]
+
+
+def _refuse(service: str, problems: str) -> NoReturn:
+    print(f"{service}: invalid configuration: {problems}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 def _describe(error: object) -> str:
@@ -37,4 +71,6 @@ def _describe(error: object) -> str:
     name = ".".join(str(part) for part in error.get("loc", ())).upper() or "?"
     if error.get("type") == "missing":
         return f"{name} is required but not set"
+    if any(word in name for word in _SECRET_WORDS):
+        return f"{name} (value not shown): {error.get('msg')}"
     return f"{name}={error.get('input')!r}: {error.get('msg')}"

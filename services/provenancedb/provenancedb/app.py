@@ -56,11 +56,22 @@ def create_app(settings: Settings) -> web.Application:
         await broker.serve(topology.PROVENANCE_JOBS, recorder.on_jobs_request)
         yield
 
+    async def check_store(app: web.Application) -> AsyncIterator[None]:
+        # Say at once what is wrong; /readyz keeps failing (and logging why) until fixed.
+        try:
+            await app[STORE].ready()
+        except Exception as exc:
+            log.error("couchdb_not_ready", reason=str(exc) or repr(exc))
+        yield
+
     app.cleanup_ctx.extend(
         [
             resource(
-                STORE, lambda: open_store(settings), readiness=("couchdb", ProvenanceStore.ping)
+                STORE,
+                lambda: open_store(settings, settings.login()),
+                readiness=("couchdb", ProvenanceStore.ready),
             ),
+            check_store,
             resource(BROKER, broker, readiness=("rabbitmq", Broker.ping)),
             consume,
         ]

@@ -2,7 +2,8 @@
 
     python -m provenancedb.audit [--grace SECONDS] [--json]      (or: make audit)
 
-Reads every provenance document and lists both S3 buckets, then reports
+Reads every provenance document (as the auditor when `COUCHDB_AUDITOR_PASSWORD` is set:
+read-only) and lists both S3 buckets, then reports
 
 - jobs whose trail is incomplete: intake (`upload.received`, `image.stored` input,
   `image.uploaded`) not all there; a succeeded job without its processing, each operation,
@@ -241,7 +242,11 @@ async def audit(
 
 async def _main(grace: float, as_json: bool) -> int:
     settings = load_settings(AuditSettings, "provenancedb.audit")
-    async with open_store(settings) as store, open_object_store(settings) as objects:
+    async with (
+        open_store(settings, settings.login()) as store,
+        open_object_store(settings) as objects,
+    ):
+        await store.ready()
         report = await audit(store, objects, settings, grace=grace)
     print(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
     return 1 if report.gaps else 0

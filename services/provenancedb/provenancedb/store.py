@@ -1,7 +1,17 @@
 """The CouchDB gateway (aiocouch). The only place that knows CouchDB from PouchDB Server.
 
-Everything here works on both CouchDB 3 and PouchDB Server (the local stack); where they
-differ, this module does what both accept:
+Least privilege. Three accounts (`settings.py`): the server admin only provisions
+(`python -m provenancedb.migrate`), provenancedb writes as a plain user, the auditor reads.
+The database's `_security` names the admin as its only admin and, as its members, the
+writer (by name) and the role `auditor`: nobody else, anonymous or not, reads or writes it.
+`_design/provenance` holds the views and a `validate_doc_update` that makes provenance
+append-only for everyone but server admins: a document can only be created (never updated,
+given a revision or deleted), only by the writer (by name), and only as an event document
+(`type` and `time`, no attachments). Server admins install it; provenancedb only checks, at
+start and in `/readyz`, that the installed one is current (`ProvenanceStore.ready`).
+
+Everything here works on both CouchDB 3 (compose) and PouchDB Server 4.2 (the local stack);
+where they differ, this module does what both accept:
 
 - design documents are saved as plain documents with the full `_design/...` id: aiocouch's
   DesignDocument puts the id without its prefix in the body, which PouchDB Server refuses;
@@ -11,24 +21,66 @@ differ, this module does what both accept:
 - views use only the built-in reduces both servers have (`_count`, `_stats`), and map
   functions in plain ES5 (CouchDB 3's SpiderMonkey, PouchDB's JavaScript alike);
 - view keys are sent as JSON (aiocouch passes query parameters through unencoded);
-- paging past equal keys skips the rows already read: PouchDB ignores `startkey_docid`.
+- paging past equal keys skips the rows already read: PouchDB ignores `startkey_docid`;
+- the service never creates its database (a non-admin cannot; see the last point).
+
+Security: measured on PouchDB Server 4.2 and pinned by `tests/security/test_couchdb.py`
+(which runs on CouchDB 3 too); CouchDB 3's side as its documentation states it.
+
+- Both enforce `_security` on documents, views, `_all_docs`, `_changes` and `_bulk_docs`
+  (anonymous: 401; a user who is not a member: 401 on PouchDB Server, 403 on CouchDB 3),
+  let only database admins write design documents and `_security`, and run
+  `validate_doc_update` (403 with its reason) on PUT, POST, DELETE, `_bulk_docs` (also
+  with `new_edits: false`) and attachments.
+- A write without `_rev` to an existing document reaches the validation function on
+  PouchDB Server (CouchDB 3 answers 409 before): the function lets it through so that the
+  storage answers 409 there too, and a redelivered event stays a conflict.
+- PouchDB Server lets a user give itself any role (its `_users/<own id>` route treats the
+  user as an admin) and lets anyone sign up. So the writer is a name, not a role (a
+  `provenance-writer` role would be self-granted), and migrate closes `_users` to
+  non-admins on PouchDB Server (through its `_security`), so nobody can sign up and grant
+  itself `auditor`. CouchDB 3's `_users` validation refuses self-granted roles.
+- PouchDB Server does not enforce, where CouchDB 3 does:
+  - `_security` on `_find`, `_explain` and `GET _index`: anyone, even anonymous, reads
+    every document through `_find`;
+  - `_security` on `POST _index`: anyone can add index design documents, and naming an
+    existing one rewrites its `language` (provenancedb's readiness then reports the design
+    document outdated until migrate runs again);
+  - the security object itself: it is the local document `_local/_security`, which any
+    member (writer or auditor) can overwrite, e.g. to make itself a database admin and then
+    replace the design document, validation included.
+  On the local stack (loopback only) these rules therefore hold against mistakes and
+  against anyone who is not a member, not against a hostile member, nor against reading
+  through `_find`. Deploy on CouchDB 3 (compose) for the real boundary.
+- PouchDB Server 4.2 predates Node 15, which ends a process on an unhandled promise
+  rejection: a non-admin's `PUT /<new database>` stops it, and so does the next database
+  opened after a non-admin's `DELETE /<database>`. The local stack runs it with
+  `--unhandled-rejections=warn` (`tools/stack.py`), and provenancedb never creates its
+  database. Even then, a refused `DELETE /<database>` leaves the server unable to open,
+  create or delete any database not open yet, until it restarts (an upstream bug).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import aiohttp
-import structlog
-from aiocouch import ConflictError, CouchDB, Database, Document, NotFoundError
+from aiocouch import (
+    ConflictError,
+    CouchDB,
+    Database,
+    Document,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+)
 from aiocouch.view import View
 
-from .settings import CouchSettings
+from .settings import CouchSettings, Login
 
-log = structlog.get_logger("provenancedb.store")
 PAGE = 500
 
 DESIGN = "provenance"
@@ -95,6 +147,62 @@ MANGO_INDEXES = {
 }
 MAX_LINEAGE_DEPTH = 64
 
+AUDITOR_ROLE = "auditor"
+"""Members with this role read provenance; the validation function refuses their writes."""
+MIGRATE = (
+    "run `python -m provenancedb.migrate` with the CouchDB admin's credentials "
+    "(local stack: `make infra`)"
+)
+
+# Append-only, for everyone but server admins (provisioning and repairs). WRITER is the
+# writer's name as a JSON string. Plain ES5, like the views.
+_VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
+  if (userCtx.roles.indexOf('_admin') !== -1) { return; }
+  if (newDoc._deleted) {
+    throw({forbidden: 'provenance is append-only: ' + newDoc._id + ' cannot be deleted'});
+  }
+  if (newDoc._rev) {
+    throw({forbidden: 'provenance is append-only: ' + newDoc._id + ' cannot be changed'});
+  }
+  if (userCtx.name !== WRITER) {
+    throw({forbidden: 'only ' + WRITER + ' records provenance'});
+  }
+  if (typeof newDoc.type !== 'string' || typeof newDoc.time !== 'string' ||
+      newDoc._attachments) {
+    throw({forbidden: 'not an event document: type and time, no attachments'});
+  }
+}"""
+# No `_rev` and an `oldDoc`: a repeated create. CouchDB 3 answers 409 before it validates;
+# PouchDB Server validates first, so the function lets it through to the same 409.
+
+
+def design_document(writer: str) -> dict[str, Any]:
+    """`_design/provenance` (without `_id` and `_rev`): the views, and the validation
+    function that lets only `writer` create documents and nobody change one."""
+    return {
+        "language": "javascript",
+        "views": DESIGN_VIEWS,
+        "validate_doc_update": _VALIDATE.replace("WRITER", json.dumps(writer)),
+    }
+
+
+def security_object(admin: str, writer: str) -> dict[str, Any]:
+    """The database's `_security`: the server admin administers, the writer and the
+    auditors are its only members."""
+    return {
+        "admins": {"names": [admin], "roles": []},
+        "members": {"names": [writer], "roles": [AUDITOR_ROLE]},
+    }
+
+
+def is_pouchdb_server(welcome: dict[str, Any]) -> bool:
+    """Whether `GET /` came from PouchDB Server rather than CouchDB."""
+    return "express-pouchdb" in welcome
+
+
+class StoreNotReady(RuntimeError):
+    """The provenance database cannot be used as it is; the message says what to do."""
+
 
 async def _accept_json(
     request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
@@ -105,33 +213,70 @@ async def _accept_json(
 
 
 class ProvenanceStore:
-    def __init__(self, couch: CouchDB, db: Database) -> None:
+    def __init__(self, couch: CouchDB, db: Database, *, user: str, writer: str) -> None:
         self._couch = couch
         self._db = db
+        self._user = user
+        self._writer = writer
 
-    async def install_design(self) -> None:
-        """Create or update the design document (idempotent; replicas may race).
+    def design_document(self) -> dict[str, Any]:
+        return design_document(self._writer)
+
+    async def ready(self) -> bool:
+        """True when the database answers and its design document is the one this code
+        expects; else StoreNotReady, saying what is wrong and what to run."""
+        db = self._db.id
+        try:
+            await self._db.info()
+            ddoc = await self._design()
+        except NotFoundError:
+            raise StoreNotReady(f"CouchDB database {db!r} does not exist: {MIGRATE}") from None
+        except (UnauthorizedError, ForbiddenError):
+            raise StoreNotReady(
+                f"CouchDB user {self._user!r} may not read database {db!r}: a wrong password, "
+                f"or not a member: {MIGRATE}"
+            ) from None
+        if ddoc is None:
+            raise StoreNotReady(f"_design/{DESIGN} is missing in {db!r}: {MIGRATE}")
+        if not self._is_current(ddoc):
+            raise StoreNotReady(
+                f"_design/{DESIGN} in {db!r} is not the one this version of provenancedb "
+                f"expects (views, validation or writer {self._writer!r}): {MIGRATE}"
+            )
+        return True
+
+    async def _design(self) -> Document | None:
+        ddoc = Document(self._db, f"_design/{DESIGN}")
+        try:
+            await ddoc.fetch()
+        except NotFoundError:
+            return None
+        return ddoc
+
+    def _is_current(self, ddoc: Document) -> bool:
+        return all(ddoc.get(key) == value for key, value in self.design_document().items())
+
+    async def install_design(self) -> bool:
+        """Create or update the design document (idempotent; concurrent runs may race);
+        False when it was current already. Needs a database admin (migrate's job).
 
         A plain Document with the full `_design/` id, not aiocouch's DesignDocument: that
         one puts `_id` without the prefix in the body, which PouchDB Server refuses."""
         for _attempt in range(3):
-            ddoc = Document(self._db, f"_design/{DESIGN}")
-            with suppress(NotFoundError):
-                await ddoc.fetch()
-            if ddoc.get("views") == DESIGN_VIEWS:
-                return
-            ddoc["language"] = "javascript"
-            ddoc["views"] = DESIGN_VIEWS
+            ddoc = await self._design() or Document(self._db, f"_design/{DESIGN}")
+            if self._is_current(ddoc):
+                return False
+            ddoc.update(self.design_document())
             try:
                 await ddoc.save()
-                log.info("design_installed", design=DESIGN)
-                return
+                return True
             except ConflictError:
-                log.info("design_doc_race", design=DESIGN)
+                continue  # another migrate run saved it meanwhile: look again
         raise RuntimeError(f"could not install _design/{DESIGN}: it keeps changing")
 
     async def install_indexes(self) -> None:
-        """Create the Mango indexes (the server answers "exists" when they are there)."""
+        """Create the Mango indexes (the server answers "exists" when they are there).
+        Needs a database admin."""
         for name, fields in MANGO_INDEXES.items():
             await self._db.index({"fields": fields}, ddoc=f"mango-{name}", name=name)
 
@@ -230,27 +375,28 @@ class ProvenanceStore:
     def _view(self, name: str) -> View:
         return self._db.view(DESIGN, name)
 
-    async def ping(self) -> bool:
-        info = await self._db.info()
-        return bool(info)
-
 
 def _key(value: Any) -> str:
     # aiocouch passes query parameters through as they are: view keys must be JSON already.
     return json.dumps(value, separators=(",", ":"))
 
 
-@asynccontextmanager
-async def open_store(settings: CouchSettings) -> AsyncIterator[ProvenanceStore]:
-    async with CouchDB(
+def couch_client(settings: CouchSettings, login: Login) -> CouchDB:
+    """A CouchDB client (an async context manager) logged in as `login` (user, password)."""
+    user, password = login
+    return CouchDB(
         settings.couchdb_url,
-        user=settings.couchdb_user,
-        password=settings.couchdb_password.get_secret_value(),
+        user=user,
+        password=password.get_secret_value(),
         middlewares=(_accept_json,),
         timeout=aiohttp.ClientTimeout(total=30),
-    ) as couch:
-        db = await couch.create(settings.couchdb_db, exists_ok=True)
-        store = ProvenanceStore(couch, db)
-        await store.install_design()
-        await store.install_indexes()
-        yield store
+    )
+
+
+@asynccontextmanager
+async def open_store(settings: CouchSettings, login: Login) -> AsyncIterator[ProvenanceStore]:
+    """The provenance database as `login`. Creates and installs nothing (that is migrate's,
+    as the admin); `ProvenanceStore.ready` says whether it can be used."""
+    async with couch_client(settings, login) as couch:
+        db = Database(couch, settings.couchdb_db)
+        yield ProvenanceStore(couch, db, user=login[0], writer=settings.couchdb_user)

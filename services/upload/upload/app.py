@@ -10,8 +10,9 @@ from pipeline import harden_vips
 from servicekit import add_ops_routes, add_readiness_check, resource
 
 from .errors import error_middleware, security_headers
+from .guard import Guard, guard_middleware
 from .jobs import Jobs
-from .keys import BROKER, JOBS, LIVE, SETTINGS, STORE
+from .keys import BROKER, GUARD, JOBS, LIVE, SETTINGS, STORE
 from .live import LiveJobs
 from .routes import STATIC, routes
 from .settings import Settings
@@ -19,9 +20,11 @@ from .settings import Settings
 
 def create_app(settings: Settings) -> web.Application:
     harden_vips()
-    app = web.Application(middlewares=[error_middleware])
+    guard = Guard(settings)
+    app = web.Application(middlewares=[error_middleware, guard_middleware(guard)])
     app.on_response_prepare.append(security_headers)
     app[SETTINGS] = settings
+    app[GUARD] = guard
     add_ops_routes(app)
     app.add_routes(routes)
     app.router.add_static("/static/", STATIC)

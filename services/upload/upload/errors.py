@@ -11,17 +11,26 @@ log = structlog.get_logger("upload")
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, *, retry_after: int | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.headers = headers
 
     def response(self) -> web.Response:
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
-        return error_response(self.status, self.code, self.message, headers=headers)
+        headers = dict(self.headers or {})
+        if self.retry_after:
+            headers["Retry-After"] = str(self.retry_after)
+        return error_response(self.status, self.code, self.message, headers=headers or None)
 
 
 def error_response(

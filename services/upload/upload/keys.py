@@ -3,6 +3,7 @@ from aiohttp import web
 from messaging import Broker
 from objectstore import ObjectStore
 
+from .guard import Guard
 from .jobs import Jobs
 from .live import LiveJobs
 from .settings import Settings
@@ -12,3 +13,4 @@ BROKER = web.AppKey("broker", Broker)
 STORE = web.AppKey("store", ObjectStore)
 JOBS = web.AppKey("jobs", Jobs)
 LIVE = web.AppKey("live", LiveJobs)
+GUARD = web.AppKey("guard", Guard)

@@ -9,7 +9,7 @@ models of `schemas`, which the contract tests hold the running service to.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import schemas
+from .guard import CSRF_COOKIE, CSRF_HEADER, needs_token, rate_limited, unsafe
 
 H = TypeVar("H", bound=Callable[..., Any])
 REF = "#/components/schemas/{model}"
@@ -79,8 +80,37 @@ def error(description: str) -> tuple[str, Body]:
     return description, schemas.ErrorBody
 
 
-def openapi_document(app: web.Application, *, version: str) -> dict[str, Any]:
-    """The OpenAPI document of every documented route of `app`."""
+BEARER = "bearerAuth"
+SECURITY_SCHEMES = {
+    BEARER: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token, when the server requires them (`UPLOAD_API_TOKEN_HASHES`"
+        " lists their SHA-256; `python -m upload.tokens new` makes one). The web app's own "
+        f"same-origin requests use the `{CSRF_COOKIE}` cookie and `{CSRF_HEADER}` header "
+        "instead.",
+    }
+}
+CSRF_FAILED = error(
+    f"a browser request without the `{CSRF_HEADER}` header matching the `{CSRF_COOKIE}` "
+    "cookie the pages set, or from another origin (`csrf_failed`); API clients that send "
+    "no `Origin`, `Sec-Fetch-Site` or `Cookie` are not affected"
+)
+UNAUTHORIZED = error(
+    "no valid `Authorization: Bearer <token>` while the server requires API tokens "
+    "(`unauthorized`, with `WWW-Authenticate: Bearer`)"
+)
+RATE_LIMITED = error(
+    "too many requests from this client (`rate_limited`); retry after `Retry-After` seconds"
+)
+
+
+def openapi_document(
+    app: web.Application, *, version: str, tokens_required: bool = False
+) -> dict[str, Any]:
+    """The OpenAPI document of every documented route of `app`. `tokens_required`: the
+    server has API tokens on (otherwise the bearer scheme is optional)."""
+    security: list[dict[str, list[str]]] = [{BEARER: []}] if tokens_required else [{BEARER: []}, {}]
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         doc = doc_of(route.handler)
@@ -90,7 +120,10 @@ def openapi_document(app: web.Application, *, version: str) -> dict[str, Any]:
         path = info.get("path") or info.get("formatter")
         if path is None:
             continue
-        paths.setdefault(path, {})[route.method.lower()] = _operation(route, doc)
+        operation = _operation(route, _guarded(doc, route.method, path))
+        if needs_token(path):
+            operation["security"] = security
+        paths.setdefault(path, {})[route.method.lower()] = operation
     _, definitions = models_json_schema(
         [(model, "serialization") for model in MODELS], ref_template=REF
     )
@@ -111,8 +144,23 @@ def openapi_document(app: web.Application, *, version: str) -> dict[str, Any]:
             {"name": "service", "description": "health and metadata"},
         ],
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": definitions.get("$defs", {})},
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": SECURITY_SCHEMES,
+        },
     }
+
+
+def _guarded(doc: Doc, method: str, path: str) -> Doc:
+    """`doc` with the answers of the guard (upload.guard) where they apply."""
+    responses = dict(doc.responses)
+    if unsafe(method):
+        responses.setdefault(403, CSRF_FAILED)
+    if needs_token(path):
+        responses.setdefault(401, UNAUTHORIZED)
+    if rate_limited(path):
+        responses.setdefault(429, RATE_LIMITED)
+    return replace(doc, responses=responses)
 
 
 def _operation(route: web.AbstractRoute, doc: Doc) -> dict[str, Any]:

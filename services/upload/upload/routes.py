@@ -14,9 +14,10 @@ from pipeline import describe_operations
 
 from . import schemas
 from .errors import ApiError
+from .guard import PEER, set_csrf_cookie
 from .intake import read_upload
 from .jobs import public
-from .keys import BROKER, JOBS, LIVE, SETTINGS
+from .keys import BROKER, GUARD, JOBS, LIVE, SETTINGS
 from .openapi import (
     Doc,
     documented,
@@ -43,28 +44,31 @@ routes = web.RouteTableDef()
 # --------------------------------------------------------------------------- pages
 
 
-def _page(name: str) -> web.FileResponse:
-    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+def _page(request: web.Request, name: str) -> web.FileResponse:
+    """A page of the web app, with the CSRF cookie its script sends back on every POST."""
+    response = web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+    set_csrf_cookie(request, response)
+    return response
 
 
 @routes.get("/")
-async def index(_request: web.Request) -> web.FileResponse:
-    return _page("index.html")
+async def index(request: web.Request) -> web.FileResponse:
+    return _page(request, "index.html")
 
 
 @routes.get("/history")
-async def history_page(_request: web.Request) -> web.FileResponse:
-    return _page("history.html")
+async def history_page(request: web.Request) -> web.FileResponse:
+    return _page(request, "history.html")
 
 
 @routes.get("/jobs/{job_id}")
-async def job_page(_request: web.Request) -> web.FileResponse:
-    return _page("job.html")
+async def job_page(request: web.Request) -> web.FileResponse:
+    return _page(request, "job.html")
 
 
 @routes.get("/api/docs")
-async def api_docs_page(_request: web.Request) -> web.FileResponse:
-    return _page("api.html")
+async def api_docs_page(request: web.Request) -> web.FileResponse:
+    return _page(request, "api.html")
 
 
 # --------------------------------------------------------------------------- the API
@@ -128,7 +132,8 @@ async def create_job(request: web.Request) -> web.Response:
         max_ops=settings.pipeline_max_ops,
     )
     client = ClientInfo(
-        address=request.remote, user_agent=request.headers.get("User-Agent", "")[:512] or None
+        address=request[PEER].address or None,  # through trusted proxies (UPLOAD_TRUSTED_PROXIES)
+        user_agent=request.headers.get("User-Agent", "")[:512] or None,
     )
     job_id = await request.app[JOBS].submit(upload, client)
     location = f"/api/v1/jobs/{job_id}"
@@ -331,7 +336,12 @@ async def about(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/openapi.json")
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app, version=request.app[BROKER].version))
+    document = openapi_document(
+        request.app,
+        version=request.app[BROKER].version,
+        tokens_required=request.app[GUARD].tokens.enabled,
+    )
+    return web.json_response(document)
 
 
 @routes.get("/api/v1/asyncapi.json")

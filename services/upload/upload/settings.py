@@ -1,11 +1,18 @@
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from messaging import BrokerSettings
 from objectstore import S3Settings
 from pipeline import ImageRulesSettings
 from servicekit import ServiceSettings
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
@@ -18,3 +25,35 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     """Where operators browse provenance (linked from the job page)."""
     upload_rabbitmq_console_url: str = "http://localhost:15672/"
     """Where operators watch the queues (linked from the job page)."""
+    upload_api_token_hashes: Annotated[tuple[str, ...], NoDecode] = ()
+    """SHA-256 (hex) of each API token, comma-separated (`python -m upload.tokens new` makes
+    one). Empty: no token is needed. Otherwise /api/ requests other than the web app's own
+    (same-origin, with the CSRF cookie and header) need `Authorization: Bearer <token>`."""
+    upload_trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    """Addresses or networks of the reverse proxies in front of upload, comma-separated:
+    only their `X-Forwarded-For` / `X-Forwarded-Proto` are believed."""
+    upload_rate_limit_per_minute: int = Field(default=600, ge=0)
+    """New jobs (POST /api/v1/jobs) per client per minute, sustained; 0: no limit."""
+    upload_rate_limit_burst: int = Field(default=120, ge=1)
+    """New jobs a client may submit at once before the rate applies."""
+    upload_api_rate_limit_per_minute: int = Field(default=12000, ge=0)
+    """Other /api/ requests per client per minute (job status, results, streams); 0: none."""
+    upload_api_rate_limit_burst: int = Field(default=2400, ge=1)
+
+    @field_validator("upload_api_token_hashes", "upload_trusted_proxies", mode="before")
+    @classmethod
+    def _split_upload_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("upload_api_token_hashes")
+    @classmethod
+    def _hashes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        hashes = tuple(part.lower() for part in value)
+        if not all(_SHA256_HEX.match(part) for part in hashes):
+            raise ValueError(
+                "give SHA-256 hashes (64 hex digits) of the tokens, never the tokens: "
+                "python -m upload.tokens new"
+            )
+        return hashes

@@ -1,0 +1,168 @@
+"""Provision CouchDB for provenancedb, as the server admin. Idempotent; safe to re-run.
+
+    python -m provenancedb.migrate     (compose: the one-off `provenancedb-migrate`
+                                        service; the local stack: `tools/stack.py infra`)
+
+1. the writer (`COUCHDB_USER`, no roles) and, when `COUCHDB_AUDITOR_PASSWORD` is set, the
+   auditor (`COUCHDB_AUDITOR_USER`, role `auditor`) in `_users`, created, or given the
+   configured password and roles when they differ;
+2. on PouchDB Server only: `_users` closed to non-admins, so that nobody can sign up and
+   grant itself a role there (`store.py` says why);
+3. the database, and its `_security`: the admin administers it, the writer and the role
+   `auditor` are its only members;
+4. `_design/provenance` (views and the append-only validation) and the Mango indexes.
+
+provenancedb holds none of these rights: it only checks that the design document is the
+current one, and is not ready until it is. Reads `MigrateSettings` (`settings.py`).
+
+Exit status: 0 when done, 2 when it could not (one line on stderr says why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from typing import Any
+
+import aiohttp
+from aiocouch import (
+    BadRequestError,
+    ConflictError,
+    CouchDB,
+    Database,
+    Document,
+    NotFoundError,
+    PreconditionFailedError,
+)
+
+from servicekit import load_settings
+
+from .settings import Login, MigrateSettings
+from .store import (
+    AUDITOR_ROLE,
+    ProvenanceStore,
+    couch_client,
+    is_pouchdb_server,
+    security_object,
+)
+
+LogsIn = Callable[[Login], Awaitable[list[str] | None]]
+"""The roles a user name and password log in with, or None when they do not."""
+
+#: `_users` on PouchDB Server: only server admins may read or write it (logging in still
+#: works: the server reads it for itself).
+CLOSED_USERS_DB = {
+    "admins": {"names": [], "roles": []},
+    "members": {"names": [], "roles": ["_admin"]},
+}
+
+
+async def migrate(settings: MigrateSettings) -> list[str]:
+    """Provision everything; one line per change made (none when all was in place)."""
+    settings.check_accounts()
+    session_url = settings.couchdb_url.rstrip("/") + "/_session"
+    async with aiohttp.ClientSession(
+        headers={"Accept": "application/json"}, timeout=aiohttp.ClientTimeout(total=30)
+    ) as http:
+
+        async def logs_in(login: Login) -> list[str] | None:
+            return await _roles(http, session_url, login)
+
+        if "_admin" not in (await logs_in(settings.admin()) or []):
+            raise RuntimeError(
+                f"COUCHDB_ADMIN_USER {settings.couchdb_admin_user!r} with "
+                "COUCHDB_ADMIN_PASSWORD is not a CouchDB server admin"
+            )
+        async with couch_client(settings, settings.admin()) as couch:
+            return await _provision(settings, couch, logs_in)
+
+
+async def _provision(settings: MigrateSettings, couch: CouchDB, logs_in: LogsIn) -> list[str]:
+    changes: list[str] = []
+    users = await couch.create("_users", exists_ok=True)
+    accounts: list[tuple[Login, list[str]]] = [(settings.writer(), [])]
+    if (auditor := settings.auditor()) is not None:
+        accounts.append((auditor, [AUDITOR_ROLE]))
+    for login, roles in accounts:
+        changes += await _ensure_user(users, logs_in, login, roles)
+    if is_pouchdb_server(await couch.info()):
+        changes += await _ensure_security(users, CLOSED_USERS_DB)
+
+    db = await couch.create(settings.couchdb_db, exists_ok=True)
+    admin, writer = settings.couchdb_admin_user, settings.couchdb_user
+    changes += await _ensure_security(db, security_object(admin, writer))
+    store = ProvenanceStore(couch, db, user=admin, writer=writer)
+    if await store.install_design():
+        changes.append(f"{db.id}: _design/provenance installed")
+    await store.install_indexes()
+    return changes
+
+
+async def _roles(http: aiohttp.ClientSession, session_url: str, login: Login) -> list[str] | None:
+    """The roles of `login` when its user name and password log in, else None."""
+    name, password = login
+    token = base64.b64encode(f"{name}:{password.get_secret_value()}".encode()).decode()
+    async with http.get(session_url, headers={"Authorization": f"Basic {token}"}) as response:
+        if response.status != 200:
+            return None
+        context: dict[str, Any] = (await response.json(content_type=None))["userCtx"]
+    return list(context.get("roles", [])) if context.get("name") == name else None
+
+
+async def _ensure_user(
+    users: Database, logs_in: LogsIn, login: Login, roles: list[str]
+) -> list[str]:
+    name, password = login
+    for _attempt in range(3):
+        doc = Document(users, f"org.couchdb.user:{name}")
+        with suppress(NotFoundError):
+            await doc.fetch()
+        if doc.exists and doc.get("roles") == roles and await logs_in(login) is not None:
+            return []
+        change = "updated" if doc.exists else "created"
+        doc.update({"name": name, "type": "user", "roles": roles})
+        doc["password"] = password.get_secret_value()
+        try:
+            await doc.save()
+        except ConflictError:
+            continue  # another provisioning run got there first: look again
+        return [f"user {name!r} {change} (roles {roles})"]
+    raise RuntimeError(f"could not provision user {name!r}: its document keeps changing")
+
+
+async def _ensure_security(db: Database, wanted: dict[str, Any]) -> list[str]:
+    security = await db.security()
+    if all(security.get(key) == value for key, value in wanted.items()):
+        return []
+    security.update(wanted)
+    await security.save()
+    return [f"{db.id}: _security set"]
+
+
+def main() -> int:
+    settings = load_settings(MigrateSettings, "provenancedb.migrate")
+    try:
+        changes = asyncio.run(migrate(settings))
+    except (
+        OSError,  # aiocouch's UnauthorizedError and ForbiddenError are PermissionErrors
+        RuntimeError,
+        aiohttp.ClientError,
+        BadRequestError,
+        ConflictError,
+        NotFoundError,
+        PreconditionFailedError,
+    ) as exc:
+        print(f"provenancedb.migrate: could not provision CouchDB: {exc}", file=sys.stderr)
+        return 2
+    for change in changes:
+        print(f"provenancedb.migrate: {change}")
+    db = settings.couchdb_db
+    print(f"provenancedb.migrate: {db!r} ready ({len(changes)} change(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""The web app in headless Chromium (Debian's, as tests/e2e/test_browser.py drives it):
+an XSS filename is shown as text everywhere, never run; with API tokens on, the web app
+still works through its CSRF cookie and header, without any token."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+
+from tests.conftest import Mesh
+from tests.e2e.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    JOB_DEADLINE_MS,
+    UI_DEADLINE_MS,
+    PageProblems,
+    card,
+    photo_like,
+    upload,
+)
+from tests.security.conftest import upload_replica
+from upload.tokens import new_token, token_hash
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+XSS_NAME = "<img src=x onerror=alert(1)>.jpg"
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class Dialogs:
+    """Every alert/confirm/prompt a page opens (each dismissed at once)."""
+
+    def __init__(self, page: Page) -> None:
+        self.seen: list[str] = []
+        page.on("dialog", self._opened)
+
+    async def _opened(self, dialog: Dialog) -> None:
+        self.seen.append(f"{dialog.type}: {dialog.message}")
+        await dialog.dismiss()
+
+
+async def new_page(browser: Browser, base_url: str) -> Page:
+    context = await browser.new_context(base_url=base_url, viewport=DESKTOP)
+    context.set_default_timeout(UI_DEADLINE_MS)
+    return await context.new_page()
+
+
+async def upload_one(page: Page, name: str) -> str:
+    """Send one file through the upload page; returns its job id once it succeeded."""
+    await page.goto("/")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    await page.get_by_label("Choose images").set_input_files(
+        [upload(name, "image/jpeg", photo_like(240, 160, "JPEG"))]
+    )
+    await page.get_by_role("button", name="Upload and process 1 image").click()
+    job = card(page, name)
+    await expect(job).to_have_attribute("data-status", "succeeded", timeout=JOB_DEADLINE_MS)
+    href = await job.get_by_role("link", name="Details and provenance").get_attribute("href")
+    assert href is not None
+    match = re.fullmatch(r"/jobs/([0-9a-f-]{36})", href)
+    assert match, href
+    return match[1]
+
+
+async def nothing_injected(page: Page) -> None:
+    assert await page.locator('img[src="x"]').count() == 0
+    assert await page.locator("[onerror]").count() == 0
+
+
+async def test_an_xss_filename_is_shown_as_text_and_never_runs(
+    browser: Browser, mesh: Mesh
+) -> None:
+    page = await new_page(browser, mesh.upload_url)
+    dialogs = Dialogs(page)
+    problems = PageProblems(page)
+    try:
+        job_id = await upload_one(page, XSS_NAME)
+        await expect(card(page, XSS_NAME).locator(".file-name")).to_have_text(XSS_NAME)
+        await nothing_injected(page)
+
+        await page.goto(f"/jobs/{job_id}")
+        await expect(page.locator("#job-title")).to_have_text(XSS_NAME)
+        assert XSS_NAME in await page.title()
+        # The provenance timeline names the file as it was given, as text.
+        await expect(page.locator("code", has_text=XSS_NAME).first).to_be_visible(
+            timeout=JOB_DEADLINE_MS
+        )
+        await nothing_injected(page)
+
+        await page.goto("/history")
+        row = page.locator(f'#history tr[data-job-id="{job_id}"]')
+        await expect(row.get_by_role("link", name=XSS_NAME, exact=True)).to_be_visible()
+        await nothing_injected(page)
+        assert dialogs.seen == []
+        assert problems.unexpected() == []
+    finally:
+        await page.context.close()
+
+
+@pytest.fixture(scope="module")
+def guarded(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """An upload process with API tokens on; nobody gives the browser a token."""
+    hashes = token_hash(new_token())
+    with upload_replica(
+        mesh, tmp_path_factory.mktemp("upload-browser-tokens"), UPLOAD_API_TOKEN_HASHES=hashes
+    ) as replica:
+        yield replica
+
+
+async def test_with_api_tokens_on_the_web_app_works_without_one(
+    browser: Browser, guarded: Mesh
+) -> None:
+    page = await new_page(browser, guarded.upload_url)
+    problems = PageProblems(page)
+    posts: list[dict[str, str]] = []
+    page.on("request", lambda r: posts.append(r.headers) if r.method == "POST" else None)
+    try:
+        job_id = await upload_one(page, "with-tokens-on.jpg")
+        assert len(posts) == 1
+        assert posts[0]["x-csrf-token"]
+        assert "authorization" not in posts[0]
+        # Followed live (EventSource), before/after shown (<img>), all same-origin.
+        job = card(page, "with-tokens-on.jpg")
+        await expect(job.locator("figure.after img")).to_have_js_property(
+            "complete", True, timeout=JOB_DEADLINE_MS
+        )
+        assert await job.locator("figure.after img").evaluate("(img) => img.naturalWidth") > 0
+        await page.goto(f"/jobs/{job_id}")
+        await expect(page.locator("#job-title")).to_have_text("with-tokens-on.jpg")
+        await page.goto("/history")
+        await expect(page.locator(f'#history tr[data-job-id="{job_id}"]')).to_be_visible()
+        assert problems.unexpected() == []
+        # The same browser's requests without the page's cookie are an API client's.
+        await page.context.clear_cookies()
+        answer = await page.request.get(f"/api/v1/jobs/{job_id}")
+        assert answer.status == 401
+    finally:
+        await page.context.close()

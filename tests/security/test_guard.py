@@ -1,0 +1,397 @@
+"""The guard's pieces without servers: rate buckets on a fake clock, tokens, CSRF and
+origins, client addresses through proxies, the OpenAPI document's security, settings."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import stack
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from openapi_spec_validator import validate
+from pydantic import ValidationError
+
+from upload.app import create_app
+from upload.errors import ApiError
+from upload.guard import CSRF_COOKIE, PEER, Guard, Peer, csrf_problem, same_origin
+from upload.openapi import openapi_document
+from upload.ratelimit import RateLimiter
+from upload.settings import Settings
+from upload.tokens import TokenSet, bearer_token, new_token, token_hash
+
+CSRF = "c" * 43
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def settings(**values: Any) -> Settings:
+    base = {
+        key.lower(): value
+        for key, value in stack.DEFAULTS.items()
+        if key.startswith(("RABBITMQ_", "S3_", "UPLOAD_"))
+    }
+    return Settings.model_validate({**base, **values})
+
+
+def request(
+    method: str = "GET",
+    path: str = "/api/v1/jobs",
+    headers: dict[str, str] | None = None,
+    *,
+    remote: str = "192.0.2.10",
+) -> web.Request:
+    made = make_mocked_request(
+        method, path, headers={"Host": "upload.test:8000", **(headers or {})}
+    )
+    return made.clone(remote=remote)
+
+
+def browser(*, origin: str | None = "http://upload.test:8000", **extra: str) -> dict[str, str]:
+    headers = {"Cookie": f"{CSRF_COOKIE}={CSRF}", "X-CSRF-Token": CSRF, **extra}
+    if origin is not None:
+        headers["Origin"] = origin
+    return headers
+
+
+def refusal(guard: Guard, req: web.Request) -> tuple[int, str] | None:
+    try:
+        guard.check(req)
+    except ApiError as exc:
+        return exc.status, exc.code
+    return None
+
+
+# --------------------------------------------------------------------------- rate buckets
+
+
+def test_a_bucket_allows_the_burst_then_the_rate_and_says_how_long_to_wait() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
+    assert [limiter.take("a") for _ in range(3)] == [0, 0, 0]
+    assert limiter.take("a") == 1  # one a second
+    assert limiter.take("b") == 0  # every client has its own
+    clock.now += 1.0
+    assert limiter.take("a") == 0
+    assert limiter.take("a") == 1
+    clock.now += 0.25
+    assert limiter.take("a") == 1  # 0.25 of a token: still a (rounded-up) second
+    slow = RateLimiter(per_minute=2, burst=1, clock=clock)
+    assert slow.take("a") == 0
+    assert slow.take("a") == 30
+
+
+def test_buckets_of_idle_clients_are_dropped_and_memory_is_bounded() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60, burst=5, clock=clock, max_clients=100)
+    for n in range(100):
+        limiter.take(f"client-{n}")
+    assert len(limiter) == 100
+    for n in range(1000):  # a flood of new addresses never holds more than max_clients
+        limiter.take(f"flood-{n}")
+        assert len(limiter) <= 100
+    clock.now += 5.0  # refilled: the same as no bucket at all
+    limiter.take("late")
+    assert len(limiter) == 1
+
+
+def test_a_limit_of_zero_is_off() -> None:
+    limiter = RateLimiter(per_minute=0, burst=1)
+    assert not limiter.enabled
+    assert all(limiter.take("a") == 0 for _ in range(1000))
+    assert len(limiter) == 0
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def test_tokens_are_checked_by_hash_and_only_ours_pass() -> None:
+    token = new_token()
+    assert len(token) >= 43
+    tokens = TokenSet([hashlib.sha256(b"other").hexdigest(), token_hash(token)])
+    assert tokens.enabled
+    assert tokens.verify(token) == token_hash(token)
+    assert tokens.verify(token + "x") is None
+    assert tokens.verify("") is None
+    assert tokens.verify("x" * 10_000) is None
+    assert not TokenSet([]).enabled
+    assert TokenSet([]).verify(token) is None
+
+
+def test_bearer_header_parsing() -> None:
+    assert bearer_token("Bearer abc") == "abc"
+    assert bearer_token("bearer   abc ") == "abc"
+    assert bearer_token("Basic abc") is None
+    assert bearer_token("Bearer") is None
+    assert bearer_token("") is None
+
+
+def test_the_token_helper_prints_a_token_and_its_hash() -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "upload.tokens", "new"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = dict(line.split(":", 1) for line in made.stdout.splitlines())
+    token, digest = lines["token"].strip(), lines["sha256"].strip()
+    assert hashlib.sha256(token.encode()).hexdigest() == digest
+    assert "UPLOAD_API_TOKEN_HASHES" in made.stderr
+    hashed = subprocess.run(
+        [sys.executable, "-m", "upload.tokens", "hash"],
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert hashed.stdout.strip() == digest
+    assert Settings.model_validate(
+        {**settings().model_dump(), "upload_api_token_hashes": f" {digest.upper()} ,"}
+    ).upload_api_token_hashes == (digest,)
+
+
+def test_a_token_in_place_of_its_hash_is_refused() -> None:
+    with pytest.raises(ValidationError, match="SHA-256"):
+        settings(upload_api_token_hashes="not-a-hash")
+
+
+# --------------------------------------------------------------------------- CSRF
+
+
+def test_same_origin_compares_scheme_host_and_port() -> None:
+    assert same_origin("http://upload.test:8000", "http", "upload.test:8000")
+    assert same_origin("https://upload.test", "https", "upload.test:443")
+    assert same_origin("http://[::1]:8000", "http", "[::1]:8000")
+    for origin in (
+        "http://evil.test:8000",
+        "https://upload.test:8000",
+        "http://upload.test:8001",
+        "http://upload.test",
+        "null",
+        "",
+        "http://upload.test:8000/path",
+        "http://upload.test:port",
+        "javascript:alert(1)",
+    ):
+        assert not same_origin(origin, "http", "upload.test:8000"), origin
+
+
+def test_unsafe_browser_requests_need_the_token_and_this_origin() -> None:
+    peer = Peer("192.0.2.10", "http")
+
+    def problem(headers: dict[str, str], method: str = "POST") -> str | None:
+        return csrf_problem(request(method, headers=headers), peer)
+
+    assert problem(browser()) is None
+    assert problem(browser(origin=None)) is None
+    assert problem(browser(**{"Sec-Fetch-Site": "same-origin"})) is None
+    assert problem(browser(origin="http://evil.test")) == "cross-origin request refused"
+    assert problem(browser(**{"Sec-Fetch-Site": "cross-site"})) == "cross-site request refused"
+    assert problem(browser(**{"Sec-Fetch-Site": "same-site"})) == "cross-site request refused"
+    assert "does not match" in (problem({**browser(), "X-CSRF-Token": ""}) or "")
+    no_header = {k: v for k, v in browser().items() if k != "X-CSRF-Token"}
+    assert "missing" in (problem(no_header) or "")
+    assert "does not match" in (problem({**browser(), "X-CSRF-Token": "d" * 43}) or "")
+    assert "no CSRF cookie" in (problem({**browser(), "Cookie": "other=1"}) or "")
+    assert "no CSRF cookie" in (problem({**browser(), "Cookie": f"{CSRF_COOKIE}=short"}) or "")
+    # A safe request may say instead that it is same-origin (EventSource, <img>)...
+    same_site = {**no_header, "Sec-Fetch-Site": "same-origin"}
+    assert problem(same_site, "GET") is None
+    # ...an unsafe one may not.
+    assert problem(same_site, "POST") is not None
+
+
+def test_the_guard_refuses_browser_posts_without_csrf_but_not_api_clients() -> None:
+    guard = Guard(settings())
+    assert refusal(guard, request("POST")) is None  # curl: no Origin, Cookie or Sec-Fetch-Site
+    assert refusal(guard, request("POST", headers=browser())) is None
+    for headers in (
+        {"Origin": "http://evil.test"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Cookie": f"{CSRF_COOKIE}={CSRF}"},
+        browser(origin="http://evil.test"),
+    ):
+        assert refusal(guard, request("POST", headers=headers)) == (403, "csrf_failed"), headers
+    # Safe requests are never refused for CSRF, and the pages are no exception.
+    assert refusal(guard, request("GET", headers={"Origin": "http://evil.test"})) is None
+    assert refusal(guard, request("POST", "/", headers={"Origin": "http://evil.test"})) == (
+        403,
+        "csrf_failed",
+    )
+
+
+def test_with_tokens_on_the_api_needs_one_unless_the_web_app_asks() -> None:
+    token = new_token()
+    guard = Guard(settings(upload_api_token_hashes=token_hash(token)))
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert refusal(guard, request("POST")) == (401, "unauthorized")
+    assert refusal(guard, request("GET", "/api/v1/jobs/x")) == (401, "unauthorized")
+    assert refusal(guard, request("POST", headers={"Authorization": "Bearer nope"})) == (
+        401,
+        "unauthorized",
+    )
+    assert refusal(guard, request("POST", headers=bearer)) is None
+    assert refusal(guard, request("GET", "/api/v1/operations", headers=bearer)) is None
+    # The web app's own requests: same-origin with the CSRF cookie.
+    assert refusal(guard, request("POST", headers=browser())) is None
+    no_header = {k: v for k, v in browser().items() if k != "X-CSRF-Token"}
+    same_origin_get = {**no_header, "Sec-Fetch-Site": "same-origin"}
+    assert refusal(guard, request("GET", "/api/v1/jobs/x/events", headers=same_origin_get)) is None
+    assert refusal(guard, request("GET", "/api/v1/jobs/x", headers=no_header)) == (
+        401,
+        "unauthorized",
+    )
+    # Open: pages, health, the documents and about.
+    for path in (
+        "/",
+        "/history",
+        "/jobs/x",
+        "/api/docs",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/static/api.js",
+        "/api/v1/openapi.json",
+        "/api/v1/asyncapi.json",
+        "/api/v1/about",
+    ):
+        assert refusal(guard, request("GET", path)) is None, path
+
+
+def test_a_wrong_token_says_so_in_its_challenge() -> None:
+    guard = Guard(settings(upload_api_token_hashes=token_hash(new_token())))
+    with pytest.raises(ApiError) as refused:
+        guard.check(request("GET", "/api/v1/jobs", headers={"Authorization": "Bearer wrong"}))
+    assert refused.value.headers == {
+        "WWW-Authenticate": 'Bearer realm="imagemesh", error="invalid_token"'
+    }
+    with pytest.raises(ApiError) as missing:
+        guard.check(request("GET", "/api/v1/jobs"))
+    assert missing.value.headers == {"WWW-Authenticate": 'Bearer realm="imagemesh"'}
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def test_forwarded_headers_count_only_from_a_trusted_proxy() -> None:
+    spoofed = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    untrusted = Guard(settings())
+    assert untrusted.peer(request(headers=spoofed, remote="192.0.2.10")) == Peer(
+        "192.0.2.10", "http"
+    )
+    trusted = Guard(settings(upload_trusted_proxies="10.0.0.0/8, 192.0.2.10"))
+    assert trusted.peer(request(headers=spoofed, remote="192.0.2.10")) == Peer(
+        "203.0.113.7", "https"
+    )
+    # What a client writes itself is left of the hop our proxies saw: ignored.
+    chain = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7, 10.1.2.3"}
+    assert trusted.peer(request(headers=chain, remote="192.0.2.10")).address == "203.0.113.7"
+    assert trusted.peer(request(remote="192.0.2.10")).address == "192.0.2.10"
+    assert trusted.peer(request(headers=spoofed, remote="192.0.2.99")).address == "192.0.2.99"
+
+
+def test_rate_keys_are_the_valid_token_else_the_address_by_ipv6_64() -> None:
+    token = new_token()
+    guard = Guard(
+        settings(
+            upload_api_token_hashes=token_hash(token),
+            upload_rate_limit_per_minute=60,
+            upload_rate_limit_burst=1,
+        )
+    )
+    post = {"Authorization": f"Bearer {token}"}
+    assert refusal(guard, request("POST", headers=post)) is None
+    assert refusal(guard, request("POST", headers=post)) == (429, "rate_limited")
+    # The same address without the token is another client; so is another token.
+    assert refusal(guard, request("POST")) == (401, "unauthorized")
+    assert refusal(guard, request("POST")) == (429, "rate_limited")
+    # Made-up tokens do not escape the address's bucket.
+    assert refusal(guard, request("POST", headers={"Authorization": "Bearer made-up"})) == (
+        429,
+        "rate_limited",
+    )
+    # One IPv6 /64 is one client.
+    assert refusal(guard, request("POST", headers=post, remote="2001:db8::1")) == (
+        429,
+        "rate_limited",
+    )
+    v6 = Guard(settings(upload_rate_limit_per_minute=60, upload_rate_limit_burst=1))
+    assert refusal(v6, request("POST", remote="2001:db8:0:1::1")) is None
+    assert refusal(v6, request("POST", remote="2001:db8:0:1::2")) == (429, "rate_limited")
+    assert refusal(v6, request("POST", remote="2001:db8:0:2::1")) is None
+
+
+def test_jobs_and_other_api_requests_have_separate_buckets() -> None:
+    guard = Guard(
+        settings(
+            upload_rate_limit_per_minute=60,
+            upload_rate_limit_burst=1,
+            upload_api_rate_limit_per_minute=60,
+            upload_api_rate_limit_burst=2,
+        )
+    )
+    assert refusal(guard, request("POST")) is None
+    assert refusal(guard, request("POST")) == (429, "rate_limited")
+    assert refusal(guard, request("GET", "/api/v1/jobs")) is None
+    assert refusal(guard, request("GET", "/api/v1/operations")) is None
+    assert refusal(guard, request("GET", "/api/v1/operations")) == (429, "rate_limited")
+    for path in ("/", "/healthz", "/static/api.js", "/api/docs"):  # not limited
+        assert refusal(guard, request("GET", path)) is None
+    with pytest.raises(ApiError) as limited:
+        guard.check(request("GET", "/api/v1/jobs"))
+    assert limited.value.retry_after == 1
+    assert limited.value.response().headers["Retry-After"] == "1"
+
+
+def test_forged_requests_do_not_spend_their_victims_budget() -> None:
+    guard = Guard(settings(upload_rate_limit_per_minute=60, upload_rate_limit_burst=1))
+    forged = {"Origin": "http://evil.test", "Sec-Fetch-Site": "cross-site"}
+    for _ in range(5):
+        assert refusal(guard, request("POST", headers=forged)) == (403, "csrf_failed")
+    assert refusal(guard, request("POST", headers=browser())) is None
+
+
+def test_the_peer_is_noted_for_the_handlers() -> None:
+    guard = Guard(settings())
+    req = request()
+    guard.check(req)
+    assert req[PEER] == Peer("192.0.2.10", "http")
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+@pytest.mark.parametrize("tokens_required", [False, True])
+def test_the_openapi_document_declares_the_bearer_scheme_and_the_guards_answers(
+    tokens_required: bool,
+) -> None:
+    document = openapi_document(
+        create_app(settings()), version="0.0.0-test", tokens_required=tokens_required
+    )
+    validate(document)
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    expected: list[dict[str, list[str]]] = (
+        [{"bearerAuth": []}] if tokens_required else [{"bearerAuth": []}, {}]
+    )
+    submit = document["paths"]["/api/v1/jobs"]["post"]
+    assert submit["security"] == expected
+    assert {"401", "403", "429"} <= set(submit["responses"])
+    status = document["paths"]["/api/v1/jobs/{job_id}"]["get"]
+    assert status["security"] == expected
+    assert {"401", "429"} <= set(status["responses"])
+    assert "403" not in status["responses"]  # safe methods are never refused for CSRF
+    about = document["paths"]["/api/v1/about"]["get"]
+    assert "security" not in about
+    assert "401" not in about["responses"]
