@@ -880,22 +880,6 @@ def provision_rabbitmq(
             raise StackError(f"rabbitmq: PUT {path} -> {answer.status} {answer.body[:200]!r}")
 
 
-def rabbit_provisioning(config: Mapping[str, str]) -> dict[str, Any]:
-    """The mesh's exchanges and each service's grants, from the code itself
-    (`python -m messaging.permissions`, with the exchange names of `config`)."""
-    env = {**os.environ, **{k: v for k, v in config.items() if k.startswith("AMQP_")}}
-    output = subprocess.run(
-        [str(VENV_PYTHON), "-m", "messaging.permissions"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    provisioning: dict[str, Any] = json.loads(output)
-    return provisioning
-
-
 def service_rabbit_user(config: Mapping[str, str], service: str) -> tuple[str, str]:
     """The RabbitMQ user and password a service runs as (least privilege)."""
     key = f"RABBITMQ_{service.upper()}_PASSWORD"
@@ -903,36 +887,24 @@ def service_rabbit_user(config: Mapping[str, str], service: str) -> tuple[str, s
 
 
 def provision_service_users(config: Mapping[str, str], vhost: str | None = None) -> None:
-    """Declare the exchanges as the administrator, then give each service's user exactly
-    its grants on `vhost` (configure/write/read, and topic write per event type)."""
-    vhost = vhost or config["RABBITMQ_VHOST"]
-    admin = (config["RABBITMQ_USER"], config["RABBITMQ_PASSWORD"])
-    base = _mgmt_base(config)
-    provisioning = rabbit_provisioning(config)
-    steps: list[tuple[str, dict[str, Any]]] = [
-        (f"/exchanges/{_q(vhost)}/{_q(name)}", {"type": kind, "durable": True})
-        for name, kind in provisioning["exchanges"].items()
-    ]
-    for service, grant in provisioning["grants"].items():
-        user, password = service_rabbit_user(config, service)
-        steps.append((f"/users/{_q(user)}", {"password": password, "tags": ""}))
-        steps.append(
-            (
-                f"/permissions/{_q(vhost)}/{_q(user)}",
-                {key: grant[key] for key in ("configure", "write", "read")},
-            )
-        )
-        for exchange, write in grant["topics"].items():
-            steps.append(
-                (
-                    f"/topic-permissions/{_q(vhost)}/{_q(user)}",
-                    {"exchange": exchange, "write": write, "read": ".*"},
-                )
-            )
-    for path, payload in steps:
-        answer = http("PUT", f"{base}{path}", body=json.dumps(payload).encode(), auth=admin)
-        if answer.status not in (200, 201, 204):
-            raise StackError(f"rabbitmq: PUT {path} -> {answer.status} {answer.body[:200]!r}")
+    """As the administrator: the exchanges, and each service's user with exactly its
+    grants on `vhost` (`python -m messaging.provision`: grants derived from the code)."""
+    env = {
+        **os.environ,
+        **config,
+        "RABBITMQ_VHOST": vhost or config["RABBITMQ_VHOST"],
+        "RABBITMQ_MANAGEMENT_URL": _mgmt_base(config).removesuffix("/api"),
+    }
+    result = subprocess.run(
+        [str(VENV_PYTHON), "-m", "messaging.provision"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise StackError(f"rabbitmq: provisioning failed: {result.stderr.strip()}")
 
 
 # --- CouchDB-compatible (PouchDB Server)

@@ -42,20 +42,21 @@ APP_SERVICES = ("upload", "imageproc_runner", "imageproc", "provenancedb")
 SCALED_SERVICES = ("imageproc", "imageproc_runner", "provenancedb")
 #: One-off jobs built like a service, running one of its commands: compose service ->
 #: (service, module run with `python -m`, the command's settings class).
-COMMANDS = {"provenancedb-migrate": ("provenancedb", "provenancedb.migrate", "MigrateSettings")}
+COMMANDS = {
+    "provenancedb-migrate": ("provenancedb", "provenancedb.migrate", "MigrateSettings"),
+    "rabbitmq-init": ("upload", "messaging.provision", "messaging.provision:ProvisionSettings"),
+}
 #: Settings classes of the services' commands (`python -m ...`): their variables are
 #: documented in .env.example too.
-COMMAND_SETTINGS = (("provenancedb", "MigrateSettings"), ("provenancedb", "AuditSettings"))
+COMMAND_SETTINGS = (
+    ("provenancedb", "MigrateSettings"),
+    ("provenancedb", "AuditSettings"),
+    ("upload", "messaging.provision:ProvisionSettings"),
+)
 
 #: Variables in .env.example that no service's Settings reads, and who reads them.
 READ_OUTSIDE_SETTINGS = {
     "RABBITMQ_MANAGEMENT_PORT": STACK_TOOL,  # the local stack's management listener
-    # Each service's broker password: the stack provisions the user and passes it to the
-    # service as RABBITMQ_PASSWORD (compose does not yet run services as their own users).
-    "RABBITMQ_UPLOAD_PASSWORD": STACK_TOOL,
-    "RABBITMQ_IMAGEPROC_RUNNER_PASSWORD": STACK_TOOL,
-    "RABBITMQ_IMAGEPROC_PASSWORD": STACK_TOOL,
-    "RABBITMQ_PROVENANCEDB_PASSWORD": STACK_TOOL,
 }
 
 #: Settings a service reads that its compose `environment:` leaves to the code's default,
@@ -125,7 +126,9 @@ def env_example() -> dict[str, str]:
 
 
 def settings_class(service: str, name: str = "Settings") -> type[BaseSettings]:
-    cls = getattr(importlib.import_module(f"{service}.settings"), name)
+    """`name` in the service's settings module, or `module:Class` anywhere in its image."""
+    module, _, name = name.rpartition(":") if ":" in name else (f"{service}.settings", "", name)
+    cls = getattr(importlib.import_module(module), name)
     assert isinstance(cls, type)
     assert issubclass(cls, BaseSettings)
     return cls
@@ -402,6 +405,10 @@ def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -
     secrets = secret_vars()
     assert secrets == {
         "RABBITMQ_PASSWORD",
+        "RABBITMQ_UPLOAD_PASSWORD",
+        "RABBITMQ_IMAGEPROC_RUNNER_PASSWORD",
+        "RABBITMQ_IMAGEPROC_PASSWORD",
+        "RABBITMQ_PROVENANCEDB_PASSWORD",
         "S3_SECRET_KEY",
         "COUCHDB_PASSWORD",
         "COUCHDB_AUDITOR_PASSWORD",
