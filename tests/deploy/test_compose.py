@@ -57,6 +57,10 @@ COMMAND_SETTINGS = (
 #: Variables in .env.example that no service's Settings reads, and who reads them.
 READ_OUTSIDE_SETTINGS = {
     "RABBITMQ_MANAGEMENT_PORT": STACK_TOOL,  # the local stack's management listener
+    # Each service's own MinIO user (compose's minio-init creates them; the services read
+    # them as S3_SECRET_KEY). moto, the local S3, has no per-user policies.
+    "S3_UPLOAD_SECRET_KEY": COMPOSE_FILE,
+    "S3_RUNNER_SECRET_KEY": COMPOSE_FILE,
 }
 
 #: Settings a service reads that its compose `environment:` leaves to the code's default,
@@ -311,6 +315,52 @@ def test_minio_init_creates_both_buckets() -> None:
         assert spec["environment"][bucket] == f"${{{bucket}:-{env_example()[bucket]}}}"
 
 
+def test_minio_init_gives_each_service_a_user_with_only_its_buckets(tmp_path: Path) -> None:
+    """Run minio-init's script with a stand-in `mc` that records each call and keeps each
+    policy it is given: the policies must be valid JSON granting exactly what each needs."""
+    script = services()["minio-init"]["entrypoint"][2].replace("$$", "$")
+    fake_mc = (
+        f'mc() {{ echo "$*" >> {tmp_path}/calls; '
+        f'if [ "$2 $3" = "policy create" ]; then cp "$6" {tmp_path}/"$5".json; fi; }}\n'
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "S3_ACCESS_KEY": "root",
+        "S3_SECRET_KEY": "root-secret",
+        "S3_INPUT_BUCKET": "in",
+        "S3_OUTPUT_BUCKET": "out",
+        "S3_UPLOAD_SECRET_KEY": "u-secret",
+        "S3_RUNNER_SECRET_KEY": "r-secret",
+    }
+    subprocess.run(["sh", "-ec", fake_mc + script], env=env, check=True, cwd=tmp_path)
+
+    def objects(policy: str, action: str) -> set[str]:
+        statements = json.loads((tmp_path / f"{policy}.json").read_text())["Statement"]
+        return {r for st in statements if action in st["Action"] for r in st["Resource"]}
+
+    assert objects("imagemesh-upload", "s3:PutObject") == {"arn:aws:s3:::in/*"}
+    assert objects("imagemesh-upload", "s3:GetObject") == {
+        "arn:aws:s3:::in/*",
+        "arn:aws:s3:::out/*",
+    }
+    assert objects("imagemesh-runner", "s3:PutObject") == {"arn:aws:s3:::out/*"}
+    assert objects("imagemesh-runner", "s3:GetObject") == {
+        "arn:aws:s3:::in/*",
+        "arn:aws:s3:::out/*",
+    }
+    calls = (tmp_path / "calls").read_text()
+    assert "admin user add imagemesh upload u-secret" in calls
+    assert "admin policy attach imagemesh imagemesh-runner --user imageproc_runner" in calls
+    for service, key in (
+        ("upload", "S3_UPLOAD_SECRET_KEY"),
+        ("imageproc_runner", "S3_RUNNER_SECRET_KEY"),
+    ):
+        assert environment(service)["S3_ACCESS_KEY"] == service
+        assert environment(service)["S3_SECRET_KEY"].startswith(f"${{{key}:?")
+    for service in ("imageproc", "provenancedb"):
+        assert "S3_SECRET_KEY" not in environment(service)
+
+
 def test_long_running_services_restart_have_limits_and_health() -> None:
     shutdown = settings_class("upload").model_fields["shutdown_timeout_seconds"].default
     for name, spec in services().items():
@@ -400,9 +450,14 @@ def test_services_reach_each_other_by_compose_service_name() -> None:
     assert hosts <= set(services())
 
 
+#: Secrets no Settings field reads under that name: compose hands them to a service as
+#: another variable (each service's own MinIO user's key becomes its S3_SECRET_KEY).
+COMPOSE_ONLY_SECRETS = {"S3_UPLOAD_SECRET_KEY", "S3_RUNNER_SECRET_KEY"}
+
+
 def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -> None:
     documented = env_example()
-    secrets = secret_vars()
+    secrets = secret_vars() | COMPOSE_ONLY_SECRETS
     assert secrets == {
         "RABBITMQ_PASSWORD",
         "RABBITMQ_UPLOAD_PASSWORD",
@@ -410,6 +465,8 @@ def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -
         "RABBITMQ_IMAGEPROC_PASSWORD",
         "RABBITMQ_PROVENANCEDB_PASSWORD",
         "S3_SECRET_KEY",
+        "S3_UPLOAD_SECRET_KEY",
+        "S3_RUNNER_SECRET_KEY",
         "COUCHDB_PASSWORD",
         "COUCHDB_AUDITOR_PASSWORD",
         "COUCHDB_ADMIN_PASSWORD",
