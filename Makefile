@@ -6,7 +6,7 @@ PY      := .venv/bin/python
 STACK   := $(PY) tools/stack.py
 UV      := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help venv deps test-deps infra up down status logs parking audit lint typecheck test bench clean
+.PHONY: help venv deps test-deps infra up down status logs parking audit lint typecheck test fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,9 @@ test: venv test-deps ## venv + deps + infra, then pytest, lint and typecheck
 	.venv/bin/pytest
 	$(MAKE) lint
 	$(MAKE) typecheck
+
+fuzz: venv ## fuzz uploads and AMQP messages in process (MINUTES per target, default 10; TARGET=name)
+	$(PY) -m tests.fuzz --minutes $(or $(MINUTES),10) $(if $(TARGET),--target $(TARGET))
 
 bench: venv ## worker memory (24 MP JPEG peak RSS) + libvips tuning -> benchmarks/results/
 	$(PY) -m benchmarks.memory

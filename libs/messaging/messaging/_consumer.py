@@ -31,11 +31,17 @@ def delivery_attempts(headers: Mapping[str, Any] | None, spec: topology.QueueSpe
     """How many times the message has already been tried, from the broker's `x-death`:
     each return from one of the queue's delay queues counts one failed attempt."""
     prefix = f"{spec.name}.delay."
-    deaths = (headers or {}).get("x-death") or []
+    deaths = (headers or {}).get("x-death")
+    if not isinstance(deaths, list):
+        return 0  # absent, or not what the broker writes: forged headers count nothing
     return sum(
-        int(death.get("count", 0))
+        death["count"]
         for death in deaths
-        if _text(death.get("reason")) == "expired" and _text(death.get("queue")).startswith(prefix)
+        if isinstance(death, Mapping)
+        and type(death.get("count")) is int
+        and death["count"] > 0
+        and _text(death.get("reason")) == "expired"
+        and _text(death.get("queue")).startswith(prefix)
     )
 
 
@@ -165,7 +171,9 @@ async def settle(settlement: Awaitable[None]) -> None:
 
 
 def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return value if isinstance(value, str) else ""
 
 
 def _ms_since(started: float) -> float:

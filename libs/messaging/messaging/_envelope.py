@@ -79,6 +79,14 @@ class Envelope:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Envelope:
+        if not isinstance(data, Mapping):
+            raise EnvelopeError("not an envelope: not an object")
+        for name in ("id", "type", "source"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise EnvelopeError(f"not an envelope: {name} must be non-empty text")
+        for name in _OPTIONAL_TEXT:
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise EnvelopeError(f"not an envelope: {name} must be text")
         known = {f.name for f in fields(cls)}
         try:
             attributes = {k: v for k, v in data.items() if k in known}
@@ -146,14 +154,31 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_OPTIONAL_TEXT = (
+    "subject",
+    "correlation_id",
+    "causation_id",
+    "agent_version",
+    "agent_host",
+    "datacontenttype",
+    "specversion",
+)
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
 def _parse_time(value: object, fallback: datetime | None) -> datetime:
     text = _text(value)
     if text:
         try:
             parsed = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise EnvelopeError(f"ce-time is not RFC 3339: {text!r}") from exc
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            in_utc = parsed.astimezone(UTC)
+        except (ValueError, OverflowError) as exc:
+            raise EnvelopeError(f"ce-time is not RFC 3339: {text[:64]!r}") from exc
+        if not _EARLIEST <= in_utc <= _LATEST:
+            raise EnvelopeError(f"ce-time is out of range: {text[:64]!r}")
+        return parsed
     if fallback is not None:
         return fallback if fallback.tzinfo else fallback.replace(tzinfo=UTC)
     return datetime.now(UTC)

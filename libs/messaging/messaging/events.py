@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ExchangeKind = Literal["events", "provenance"]
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000
+"""No step of a job takes a week: a longer (or NaN, infinite) duration is not a fact."""
 
 
 class _Frozen(BaseModel):
@@ -48,7 +50,7 @@ class StepTiming(_Frozen):
 
     op: str
     params: dict[str, Any]
-    duration_ms: float
+    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
     info: dict[str, Any] | None = None
     """For `info` operations: the image at that point of the pipeline."""
 
@@ -135,7 +137,7 @@ class OperationApplied(Event):
     index: int = Field(ge=0)
     op: str
     params: dict[str, Any]
-    duration_ms: float
+    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
     input_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     """The job's input (the operation itself works on an intermediate image, never stored)."""
     attempt: int = Field(default=1, ge=1)
@@ -154,7 +156,7 @@ class ImageProcessed(Event):
     output: ImageRef
     pipeline: list[dict[str, Any]]
     steps: list[StepTiming]
-    duration_ms: float
+    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
 
 
 class JobFailed(Event):
@@ -180,7 +182,7 @@ class RetryScheduled(Event):
     queue: str
     attempt: int = Field(ge=1)
     """The attempt that failed."""
-    delay_seconds: float
+    delay_seconds: float = Field(ge=0, allow_inf_nan=False)
     error: str
 
 

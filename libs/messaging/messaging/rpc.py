@@ -65,7 +65,10 @@ class RpcMessage:
         headers = message.headers or {}
         if META_HEADER in headers:
             raw = headers[META_HEADER]
-            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            except UnicodeDecodeError as exc:
+                raise RpcError("malformed_request", "RPC meta is not UTF-8 text") from exc
             return cls(meta=_json_object(text), payload=message.body)
         if not message.body:
             return cls()
@@ -88,8 +91,8 @@ def _str(value: object) -> str:
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RpcError("malformed_request", f"RPC meta is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # not JSON, too deep, a number too long
+        raise RpcError("malformed_request", f"RPC meta is not JSON: {exc}"[:300]) from exc
     if not isinstance(value, dict):
         raise RpcError("malformed_request", "RPC meta must be a JSON object")
     return value

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -144,6 +145,8 @@ def _event_from_meta(meta: Any) -> tuple[Envelope, Event]:
     try:
         envelope = Envelope.from_dict(meta["envelope"])
         event = EVENTS_BY_TYPE[envelope.type].model_validate(meta["event"])
-    except (KeyError, TypeError, EnvelopeError, ValidationError) as exc:
-        raise RpcError("bad_request", f"not a recordable event: {exc}") from exc
+        # Free-form parts (parameters, image info) must be strict JSON too (no NaN).
+        json.dumps(event.model_dump(mode="json"), allow_nan=False)
+    except (KeyError, TypeError, ValueError, EnvelopeError, ValidationError) as exc:
+        raise RpcError("bad_request", f"not a recordable event: {exc}"[:500]) from exc
     return envelope, event

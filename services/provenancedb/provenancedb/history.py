@@ -33,7 +33,7 @@ class HistoryQuery:
         if unknown or "limit" not in meta:
             raise RpcError("bad_request", "expected status, limit (required) and before")
         status, limit, cursor = meta.get("status"), meta["limit"], meta.get("before")
-        if status is not None and status not in STATUSES:
+        if status is not None and (not isinstance(status, str) or status not in STATUSES):
             raise RpcError("bad_request", f"status must be one of {sorted(STATUSES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise RpcError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
@@ -72,7 +72,7 @@ def decode_cursor(cursor: object) -> list[str]:
         raise bad
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise bad from exc
     if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key)):
         raise bad

@@ -55,7 +55,7 @@ async def read_upload(
         ) from exc
     try:
         data, filename, raw_pipeline = await _read_parts(reader, max_bytes)
-    except (HttpProcessingError, ValueError, AssertionError) as exc:
+    except (HttpProcessingError, ValueError, AssertionError, RuntimeError) as exc:
         # Broken part headers or boundaries: the client's fault, said plainly.
         raise ApiError(400, "bad_request", f"malformed multipart form: {_first_line(exc)}") from exc
     if data is None:
@@ -85,7 +85,7 @@ async def _read_parts(
         if part.name == "file":
             data, filename = (
                 await _read_limited(part, max_bytes, _too_large(max_bytes)),
-                part.filename,
+                _text_of(part.filename),
             )
         elif part.name == "pipeline":
             too_long = ApiError(
@@ -120,6 +120,14 @@ def _probe(data: bytes, limits: ImageLimits) -> ImageInfo:
     except ImageRejected as exc:
         status = 415 if exc.code == "unsupported_type" else 422
         raise ApiError(status, exc.code, exc.message) from exc
+
+
+def _text_of(filename: str | None) -> str | None:
+    """The name as given, made valid UTF-8 (undecodable bytes become U+FFFD): it travels in
+    events and documents, never as a path."""
+    if filename is None:
+        return None
+    return filename.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _first_line(exc: Exception) -> str:
