@@ -33,21 +33,7 @@ class Known:
     """How it shows in the targets (one cause can fail in several places)."""
 
 
-KNOWN: tuple[Known, ...] = (
-    Known(
-        "unbounded-body",
-        "read_upload bounds the file and the pipeline but not the request: with chunked "
-        "encoding, other parts, a preamble or an epilogue are read without end",
-        ((None, "unbounded_read"),),
-    ),
-    Known(
-        "republish-headers",
-        "a delivered header pamqp decodes but cannot encode (a long string that is not "
-        "UTF-8, a double beyond float32, a decimal over 2**31) makes the parked or retried "
-        "copy unpublishable",
-        ((None, "unpublishable_copy"),),
-    ),
-)
+KNOWN: tuple[Known, ...] = ()
 
 
 def match(exc: BaseException) -> Known | None:

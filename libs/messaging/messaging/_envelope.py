@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from aio_pika import DeliveryMode, Message
@@ -136,7 +137,7 @@ def copy_of(message: AbstractIncomingMessage, headers: dict[str, Any]) -> Messag
     its properties kept and its headers replaced."""
     return Message(
         message.body,
-        headers=headers,
+        headers=republishable(headers),
         content_type=message.content_type,
         message_id=message.message_id,
         correlation_id=message.correlation_id,
@@ -146,6 +147,32 @@ def copy_of(message: AbstractIncomingMessage, headers: dict[str, Any]) -> Messag
         reply_to=message.reply_to,
         delivery_mode=DeliveryMode.PERSISTENT,
     )
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+INT32_LIMIT = 2**31
+
+
+def republishable(value: Any) -> Any:
+    """Header values as pamqp can encode them again. A delivery may carry what it decodes
+    but cannot encode (a long string that is not UTF-8 arrives as bytes, a double beyond
+    float32, a decimal beyond 32 bits): a copy to retry or park must still be publishable."""
+    if isinstance(value, dict):
+        return {key: republishable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [republishable(item) for item in value]
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, float) and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+        return repr(value)
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        if not isinstance(exponent, int) or not value.is_finite():
+            return str(value)
+        unscaled = int(value.scaleb(-exponent))
+        if not -INT32_LIMIT < unscaled < INT32_LIMIT or not 0 <= -exponent <= 255:
+            return str(value)
+    return value
 
 
 def _text(value: object) -> str | None:

@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from pipeline import (
@@ -28,6 +28,8 @@ from .errors import ApiError
 CHUNK = 64 * 1024
 MAX_PIPELINE_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = MAX_PIPELINE_BYTES + 16 * 1024
+MAX_PARTS = 8
+"""Fields a form may have: `file`, `pipeline` and a few a browser or client adds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ async def read_upload(
             400, "bad_request", "expected multipart/form-data with a `file` field"
         ) from exc
     try:
-        data, filename, raw_pipeline = await _read_parts(reader, max_bytes)
+        data, filename, raw_pipeline = await _read_parts(reader, request.content, max_bytes)
     except (HttpProcessingError, ValueError, AssertionError, RuntimeError) as exc:
         # Broken part headers or boundaries: the client's fault, said plainly.
         raise ApiError(400, "bad_request", f"malformed multipart form: {_first_line(exc)}") from exc
@@ -74,12 +76,22 @@ async def read_upload(
 
 
 async def _read_parts(
-    reader: MultipartReader, max_bytes: int
+    reader: MultipartReader, body: StreamReader, max_bytes: int
 ) -> tuple[bytes | None, str | None, str]:
+    """The form's `file` and `pipeline`; other fields are read and dropped. The whole body is
+    bounded too (a chunked request declares no length): past the file's limit plus the
+    form's overhead it is refused, whatever part the bytes are in."""
     data: bytes | None = None
     filename: str | None = None
     raw_pipeline = "[]"
+    too_large = _too_large(max_bytes)
+    parts = 0
     while (part := await reader.next()) is not None:
+        parts += 1
+        if body.total_bytes > max_bytes + MULTIPART_OVERHEAD:
+            raise too_large
+        if parts > MAX_PARTS:
+            raise ApiError(400, "bad_request", f"the form has more than {MAX_PARTS} fields")
         if not isinstance(part, BodyPartReader):
             raise ApiError(400, "bad_request", "nested multipart is not supported")
         if part.name == "file":
@@ -94,7 +106,9 @@ async def _read_parts(
             raw = await _read_limited(part, MAX_PIPELINE_BYTES, too_long)
             raw_pipeline = raw.decode("utf-8", "replace").strip() or "[]"
         else:
-            await part.release()
+            await _read_limited(part, MULTIPART_OVERHEAD, too_large)
+    if body.total_bytes > max_bytes + MULTIPART_OVERHEAD:
+        raise too_large
     return data, filename, raw_pipeline
 
 
