@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -60,6 +61,30 @@ async def test_too_large_is_413(mesh: Mesh, http: aiohttp.ClientSession) -> None
     huge = b"\xff\xd8\xff" + b"\0" * limit
     message = await _error(await submit(http, mesh.upload_url, huge, "[]"), 413, "too_large")
     assert "MiB" in message
+
+
+async def test_a_chunked_upload_without_length_is_411(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    # Without a Content-Length the body could not be bounded before it is read.
+    boundary = "imagemesh-test"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+        ).encode()
+        + photo(32, 32)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body
+
+    response = await http.post(
+        f"{mesh.upload_url}/api/v1/jobs",
+        data=chunks(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    await _error(response, 411, "length_required")
 
 
 async def test_not_an_image_is_415_whatever_its_name(

@@ -72,6 +72,7 @@ DOCUMENTED = {
     "bad_request": 400,
     "missing_file": 400,
     "invalid_pipeline": 400,
+    "length_required": 411,
     "too_large": 413,
     "unsupported_type": 415,
     "undecodable": 422,

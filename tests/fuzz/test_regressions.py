@@ -84,7 +84,8 @@ async def test_a_chunked_request_is_refused_once_it_outgrows_the_limit() -> None
         _form(("other", b"x" * (4 * 1024 * 1024)), ("file", seeds()["png"])), chunked=True
     )
     assert isinstance(outcome, ApiError)
-    assert (outcome.status, outcome.code) == (413, "too_large")
+    # Refused before a byte is read: an upload must say its length.
+    assert (outcome.status, outcome.code) == (411, "length_required")
 
 
 # --- RPC messages --------------------------------------------------------------------------

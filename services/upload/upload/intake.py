@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from pipeline import (
@@ -44,10 +44,15 @@ class Upload:
 async def read_upload(
     request: web.Request, *, max_bytes: int, limits: ImageLimits, max_ops: int
 ) -> Upload:
-    if (
-        request.content_length is not None
-        and request.content_length > max_bytes + MULTIPART_OVERHEAD
-    ):
+    # The whole body is bounded before anything is read: a chunked request (no length)
+    # could otherwise send a preamble or fields without end before the form is parsed.
+    if request.content_length is None:
+        raise ApiError(
+            411,
+            "length_required",
+            "send the upload with a Content-Length (chunked uploads are not accepted)",
+        )
+    if request.content_length > max_bytes + MULTIPART_OVERHEAD:
         raise _too_large(max_bytes)
     try:
         reader = await request.multipart()
@@ -56,7 +61,7 @@ async def read_upload(
             400, "bad_request", "expected multipart/form-data with a `file` field"
         ) from exc
     try:
-        data, filename, raw_pipeline = await _read_parts(reader, request.content, max_bytes)
+        data, filename, raw_pipeline = await _read_parts(reader, max_bytes)
     except (HttpProcessingError, ValueError, AssertionError, RuntimeError) as exc:
         # Broken part headers or boundaries: the client's fault, said plainly.
         raise ApiError(400, "bad_request", f"malformed multipart form: {_first_line(exc)}") from exc
@@ -76,11 +81,9 @@ async def read_upload(
 
 
 async def _read_parts(
-    reader: MultipartReader, body: StreamReader, max_bytes: int
+    reader: MultipartReader, max_bytes: int
 ) -> tuple[bytes | None, str | None, str]:
-    """The form's `file` and `pipeline`; other fields are read and dropped. The whole body is
-    bounded too (a chunked request declares no length): past the file's limit plus the
-    form's overhead it is refused, whatever part the bytes are in."""
+    """The form's `file` and `pipeline`; a few other fields are read (bounded) and dropped."""
     data: bytes | None = None
     filename: str | None = None
     raw_pipeline = "[]"
@@ -88,8 +91,6 @@ async def _read_parts(
     parts = 0
     while (part := await reader.next()) is not None:
         parts += 1
-        if body.total_bytes > max_bytes + MULTIPART_OVERHEAD:
-            raise too_large
         if parts > MAX_PARTS:
             raise ApiError(400, "bad_request", f"the form has more than {MAX_PARTS} fields")
         if not isinstance(part, BodyPartReader):
@@ -107,8 +108,6 @@ async def _read_parts(
             raw_pipeline = raw.decode("utf-8", "replace").strip() or "[]"
         else:
             await _read_limited(part, MULTIPART_OVERHEAD, too_large)
-    if body.total_bytes > max_bytes + MULTIPART_OVERHEAD:
-        raise too_large
     return data, filename, raw_pipeline
 
 

@@ -93,6 +93,7 @@ async def operations(_request: web.Request) -> web.Response:
         {
             202: ("accepted and queued; `Location` names the job", schemas.Accepted),
             400: error("a bad form or pipeline (names the operation and parameter)"),
+            411: error("no Content-Length: chunked uploads are not accepted"),
             413: error("the file is larger than IMAGE_MAX_BYTES"),
             415: error("not an image type we accept (decided by content)"),
             422: error("undecodable, or over the pixel, side or frame limits"),
