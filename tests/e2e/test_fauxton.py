@@ -20,25 +20,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import ConsoleMessage, Page, Request, Response, async_playwright, expect
+from playwright.async_api import Page, Response, async_playwright, expect
 
 from tests.conftest import Mesh, async_wait_for, complete_trail
 from tests.e2e.helpers import photo, submit, wait_finished
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, PageProblems
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-# As test_browser.py launches it (not imported: that module's fixtures are its own).
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 UI_DEADLINE_MS = 10_000
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("IMAGEMESH_ARTIFACTS", str(ROOT / ".artifacts"))) / "screenshots"
@@ -58,30 +47,6 @@ TIMELINE = [
     "image.stored",
     "image.processed",
 ]
-
-
-class PageProblems:
-    """Uncaught exceptions, console errors and failed or refused requests seen by a page."""
-
-    def __init__(self, page: Page) -> None:
-        self.messages: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.messages.append(f"uncaught: {exc}"))
-        page.on("response", self._response)
-        page.on("requestfailed", self._failed)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        # Chromium logs every HTTP error as "Failed to load resource" without the URL;
-        # `_response` records those with their URL instead.
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            self.messages.append(f"console: {message.text}")
-
-    def _response(self, response: Response) -> None:
-        if response.status >= 400:
-            self.messages.append(f"HTTP {response.status} {response.request.method} {response.url}")
-
-    def _failed(self, request: Request) -> None:
-        self.messages.append(f"request failed: {request.url} ({request.failure})")
 
 
 @pytest.fixture
