@@ -48,11 +48,6 @@ def match(exc: BaseException) -> Known | None:
     return None
 
 
-def by_id(bug_id: str) -> Known:
-    (bug,) = (bug for bug in KNOWN if bug.id == bug_id)
-    return bug
-
-
 def where(exc: BaseException) -> str | None:
     """`module:function` of the innermost frame of imagemesh code the exception left."""
     found = None

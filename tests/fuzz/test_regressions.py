@@ -1,6 +1,6 @@
 """The crashes the fuzz targets found, each reduced to one input and held to the documented
-outcome. They fail until the product is fixed (xfail, strict, with the bug's summary from
-`known.KNOWN`); once a fix makes one pass, remove its xfail mark and its `known` entry."""
+outcome; all are fixed. A new finding goes here first, pinned with
+`pytest.mark.xfail(strict=True, reason=...)` and listed in `known.KNOWN` until it is fixed."""
 
 from __future__ import annotations
 
@@ -20,19 +20,10 @@ from provenancedb.history import HistoryQuery, decode_cursor
 from upload.errors import ApiError
 from upload.intake import Upload, read_upload
 
-from . import known, samples
+from . import samples
 from .images import seeds
 from .targets import CouchStandIn, WireBroker, mocked_request
 from .wire import Channel, Delivery, header_frame, string, table
-
-
-def xfail(bug_id: str, raises: type[BaseException]) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=raises, reason=known.by_id(bug_id).summary)
-
-
-DID_NOT_RAISE = pytest.fail.Exception
-"""What `pytest.raises` raises when the expected exception does not come."""
-
 
 # --- upload --------------------------------------------------------------------------------
 
