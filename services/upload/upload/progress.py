@@ -44,6 +44,8 @@ MAX_STREAM_SECONDS = 3600.0
 RECONNECT_MS = 3000
 STATUS_SETTLE_SECONDS = 10.0
 """How long to wait for provenance to show a status an event implies."""
+CATCH_UP_SECONDS = 2.0
+"""How long to wait for a finished job's last steps to reach the stream."""
 _IMPLIED_STATUS = {
     ImageUploaded.type: "queued",
     ProcessingStarted.type: "processing",
@@ -89,14 +91,35 @@ async def _follow(stream: _Stream, jobs: Jobs, inbox: Inbox, job: dict[str, Any]
         except TimeoutError:
             await stream.send(": keep-alive\n\n")
             continue
-        await stream.event("step", step(envelope, event), event_id=envelope.id)
-        implied = _IMPLIED_STATUS.get(event.type)
+        implied = await _relay(stream, envelope, event)
         if inbox.overflowed or (implied and _ORDER[implied] > _ORDER[job["status"]]):
             inbox.overflowed = False
             fresh = await _status_at_least(jobs, job["id"], implied or job["status"])
+            if fresh["status"] in TERMINAL and implied not in TERMINAL:
+                await _catch_up(stream, inbox)
             if fresh["status"] != job["status"]:
                 await stream.event("status", public(fresh))
             job = fresh
+
+
+async def _relay(stream: _Stream, envelope: Envelope, event: Event) -> str | None:
+    """Send one step; the status it implies, if any."""
+    await stream.event("step", step(envelope, event), event_id=envelope.id)
+    return _IMPLIED_STATUS.get(event.type)
+
+
+async def _catch_up(stream: _Stream, inbox: Inbox) -> None:
+    """Provenance shows the job finished before its last steps reached this stream (the
+    two follow the mesh's events on separate queues): relay those steps first, up to the
+    terminal event, which the live queue delivers after them, or for CATCH_UP_SECONDS."""
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            envelope, event = await asyncio.wait_for(inbox.queue.get(), left)
+        except TimeoutError:
+            return
+        if await _relay(stream, envelope, event) in TERMINAL:
+            return
 
 
 async def _status_at_least(jobs: Jobs, job_id: str, wanted: str) -> dict[str, Any]:
