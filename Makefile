@@ -6,10 +6,10 @@ PY      := .venv/bin/python
 STACK   := $(PY) tools/stack.py
 UV      := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help venv deps test-deps infra up down status logs parking audit lint typecheck test fuzz bench clean
+.PHONY: help venv deps test-deps infra up up-observability down status logs parking audit lint typecheck test fuzz bench clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 venv: ## create/refresh .venv from uv.lock (installs uv if missing)
 	@command -v uv >/dev/null 2>&1 || python3 -c 'import uv' 2>/dev/null || { \
@@ -27,8 +27,11 @@ test-deps: ## deps + what the tests need (chromium, chromium-driver, real photos
 infra: venv ## start + provision RabbitMQ, PouchDB Server (CouchDB) and moto (S3)
 	$(STACK) infra
 
-up: venv ## infra + the four services; prints the URLs when all are ready
+up: venv ## infra + the four services; prints the URLs when all are ready (IMAGEPROC_REPLICAS=2 scales out)
 	$(STACK) up
+
+up-observability: up ## up + Prometheus (Debian's package) on :9090 scraping every service's /metrics
+	$(STACK) up-observability
 
 down: ## stop everything the stack started (data stays in .stack/)
 	python3 tools/stack.py down

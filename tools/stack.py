@@ -6,11 +6,12 @@ Everything runs on loopback, without containers, and keeps its state under `.sta
 
     .stack/rabbitmq/   node data (mnesia), logs, generated rabbitmq.conf, enabled_plugins
     .stack/couchdb/    PouchDB Server data, its config.json and log
+    .stack/prometheus/ generated prometheus.yml and its data (optional: up-observability)
     .stack/logs/       one <component>.log per process we start (+ <service>.supervisor.log)
     .stack/pids/       one <component>.pid per process we start (+ <service>.supervisor.json)
 
-Sub-commands: deps [--test], infra, up, down, status, logs [NAME], parking [ARGS...],
-supervise NAME [-- CMD...].
+Sub-commands: deps [--test], infra, up, up-observability, down, status, logs [NAME],
+parking [ARGS...], supervise NAME [-- CMD...].
 
 Each service runs under `supervise`, a small supervisor (this file, as its own process) that
 restarts it with exponential back-off when it exits by itself, as compose's
@@ -30,6 +31,7 @@ import base64
 import contextlib
 import ctypes
 import datetime
+import fcntl
 import functools
 import importlib
 import json
@@ -97,6 +99,7 @@ DEFAULTS: dict[str, str] = {
     "IMAGEPROC_OPS_PORT": "8102",
     "PROVENANCEDB_OPS_PORT": "8103",
     "HTTP_HOST": "127.0.0.1",
+    "PROMETHEUS_PORT": "9090",
 }
 
 APT_PACKAGES = ("rabbitmq-server",)
@@ -608,12 +611,69 @@ SERVICES: dict[str, str] = {
 }
 
 
+#: Services that scale out as competing consumers -> the setting with their replica count
+#: (`make up IMAGEPROC_REPLICAS=2`; RUNNER_REPLICAS defaults to IMAGEPROC_REPLICAS).
+#: Replica n > 1 is the instance `<service>-<n>`, its port the service's + (n - 1) * 10.
+REPLICATED: dict[str, str] = {
+    "imageproc": "IMAGEPROC_REPLICAS",
+    "imageproc_runner": "RUNNER_REPLICAS",
+}
+REPLICA_PORT_STEP = 10
+MAX_REPLICAS = 8
+
+
+def service_of(instance: str) -> str:
+    """The service (module) an instance runs: `imageproc-2` -> `imageproc`."""
+    return instance.partition("-")[0]
+
+
+def replica_count(config: Mapping[str, str], service: str) -> int:
+    setting = REPLICATED.get(service)
+    if setting is None:
+        return 1
+    raw = config.get(setting) or config.get("IMAGEPROC_REPLICAS") or "1"
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_REPLICAS:
+        raise StackError(f"{setting}={raw}: a whole number from 1 to {MAX_REPLICAS}")
+    return count
+
+
+def service_instances(config: Mapping[str, str]) -> list[str]:
+    """Every service instance `up` runs, in start order."""
+    return [
+        name if replica == 1 else f"{name}-{replica}"
+        for name in SERVICES
+        for replica in range(1, replica_count(config, name) + 1)
+    ]
+
+
+def instance_port(config: Mapping[str, str], instance: str) -> int:
+    service, _, replica = instance.partition("-")
+    step = (int(replica) - 1) * REPLICA_PORT_STEP if replica else 0
+    return _port(config, SERVICES[service]) + step
+
+
+def known_instances(config: Mapping[str, str]) -> list[str]:
+    """The configured instances and any other replica a pid file names (one that a bigger
+    `IMAGEPROC_REPLICAS` started): what `down` stops and `status` shows."""
+    names = service_instances(config)
+    for service in REPLICATED:
+        for pid_file in sorted(PID_DIR.glob(f"{service}-*.pid")):
+            name = pid_file.name.removesuffix(".pid")
+            if name.partition("-")[2].isdigit() and name not in names:
+                names.append(name)
+    return names
+
+
 def service_component(name: str) -> Component:
-    """A service; its pid file names its supervisor (`stack.py supervise NAME`)."""
+    """A service instance; its pid file names its supervisor (`stack.py supervise NAME`)."""
     return Component(
         name,
         Signature(contains=("stack.py",), args=("supervise", name)),
-        alternatives=(Signature(contains=("python",), args=("-m", name)),),
+        alternatives=(Signature(contains=("python",), args=("-m", service_of(name))),),
     )
 
 
@@ -635,7 +695,7 @@ def infra_components(config: Mapping[str, str]) -> list[Component]:
 
 
 def all_components(config: Mapping[str, str]) -> list[Component]:
-    return infra_components(config) + [service_component(name) for name in SERVICES]
+    return infra_components(config) + [service_component(name) for name in known_instances(config)]
 
 
 def _fail(component: Component, message: str) -> StackError:
@@ -1099,8 +1159,27 @@ def provision_s3(config: Mapping[str, str], buckets: Sequence[str] | None = None
 # --- all infrastructure
 
 
+@contextlib.contextmanager
+def stack_lock() -> Iterator[None]:
+    """One start or stop at a time per stack folder: two at once (two terminals, a test
+    run beside `make up`) would both start the same server, and the second would remove
+    the pid file the first one's server wrote."""
+    STACK_DIR.mkdir(parents=True, exist_ok=True)
+    with (STACK_DIR / "stack.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_infra(config: Mapping[str, str]) -> None:
     """Start RabbitMQ, PouchDB Server and moto unless running, wait, and provision them."""
+    with stack_lock():
+        _ensure_infra(config)
+
+
+def _ensure_infra(config: Mapping[str, str]) -> None:
     for directory in (LOG_DIR, PID_DIR, RABBIT_DIR, COUCH_DIR):
         directory.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -1125,16 +1204,19 @@ def ensure_infra(config: Mapping[str, str]) -> None:
 # --- services
 
 
-def service_env(config: Mapping[str, str], service: str | None = None) -> dict[str, str]:
-    """The environment a service (or an operator tool, `service=None`) runs with. A service
-    connects to the broker as its own user, with only its own permissions."""
+def service_env(config: Mapping[str, str], instance: str | None = None) -> dict[str, str]:
+    """The environment a service instance (or an operator tool, `instance=None`) runs with.
+    A service connects to the broker as its own user, with only its own permissions; a
+    replica listens on its own port."""
     env = dict(os.environ)
     env.update(config)
+    service = None if instance is None else service_of(instance)
     # CouchDB's admin provisions (provision_couchdb); only operator tools read as the auditor.
     drop = COUCH_ADMIN_ONLY + (COUCH_AUDITOR_ONLY if service in SERVICES else ())
     for name in drop:
         env.pop(name, None)
-    if service in SERVICES:
+    if instance is not None and service in SERVICES:
+        env[SERVICES[service]] = str(instance_port(config, instance))
         env["RABBITMQ_USER"], env["RABBITMQ_PASSWORD"] = service_rabbit_user(config, service)
         env["AMQP_DECLARE_EXCHANGES"] = "false"  # provisioned by the administrator
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -1172,7 +1254,7 @@ def start_supervised(name: str, env: Mapping[str, str]) -> int:
 
 
 def service_ready_url(name: str, config: Mapping[str, str]) -> str:
-    return f"http://127.0.0.1:{_port(config, SERVICES[name])}/readyz"
+    return f"http://127.0.0.1:{instance_port(config, name)}/readyz"
 
 
 def _crash_looping(name: str) -> bool:
@@ -1186,12 +1268,17 @@ def _starting(component: Component) -> bool:
 
 
 def ensure_services(config: Mapping[str, str], timeout: float = SERVICE_TIMEOUT) -> None:
+    wanted = service_instances(config)
+    surplus = [name for name in known_instances(config) if name not in wanted]
+    if surplus:  # replicas of a bigger IMAGEPROC_REPLICAS than this one
+        _stop_instances(config, surplus)
     pending: list[Component] = []
-    for name in SERVICES:
+    for name in wanted:
         component = service_component(name)
         if component.pid() is None:
-            _check_port_free(component, "127.0.0.1", _port(config, SERVICES[name]))
-            start_supervised(name, service_env(config, name))
+            _check_port_free(component, "127.0.0.1", instance_port(config, name))
+            # The supervisor derives the instance's own settings (its port) from these.
+            start_supervised(name, service_env(config, service_of(name)))
         pending.append(component)
     deadline = time.monotonic() + timeout
     for component in pending:
@@ -1226,9 +1313,14 @@ def stop_component(component: Component, timeout: float = STOP_TIMEOUT) -> bool:
 
 
 def stop_services(config: Mapping[str, str]) -> None:
-    """SIGTERM every service's supervisor at once (they drain in parallel), then wait."""
+    """SIGTERM every service instance's supervisor at once (they drain in parallel), then
+    wait."""
+    _stop_instances(config, known_instances(config))
+
+
+def _stop_instances(config: Mapping[str, str], names: Sequence[str]) -> None:
     running: list[tuple[Component, int]] = []
-    for name in SERVICES:
+    for name in names:
         component = service_component(name)
         pid = component.pid()
         if pid is not None:
@@ -1236,13 +1328,14 @@ def stop_services(config: Mapping[str, str]) -> None:
             running.append((component, pid))
     # A supervisor gives its service SHUTDOWN_TIMEOUT_SECONDS + a margin, then SIGKILLs it.
     stop_pids([pid for _, pid in running], service_stop_timeout(config) + STOP_MARGIN)
-    for name in SERVICES:
+    for name in names:
         service_component(name).pid_path.unlink(missing_ok=True)
         supervisor_state_path(name).unlink(missing_ok=True)
 
 
 def down(config: Mapping[str, str]) -> None:
     stop_services(config)
+    stop_component(prometheus_component())
     # Then the infrastructure; epmd last (rabbit needs it to shut down cleanly).
     components = infra_components(config)
     for component in components[1:] + components[:1]:
@@ -1339,7 +1432,8 @@ def status_rows(config: Mapping[str, str]) -> list[StatusRow]:
         rows.append(
             StatusRow(component.name, pid_text, "-", "-", "up" if ok else "down", probe, ok)
         )
-    rows.extend(_service_row(name, config) for name in SERVICES)
+    rows.extend(_service_row(name, config) for name in known_instances(config))
+    rows.extend(observability_rows(config))
     return rows
 
 
@@ -1378,6 +1472,110 @@ def log_files(name: str | None = None) -> Iterator[Path]:
         yield LOG_DIR / f"{name}.log"
         return
     yield from sorted(LOG_DIR.glob("*.log"))
+
+
+# --------------------------------------------------------------------------- observability
+# Optional (`make up-observability`): Debian's Prometheus on loopback, scraping every
+# service instance's /metrics; its data under .stack/prometheus/, stopped by `down`.
+
+APT_OBSERVABILITY_PACKAGES = ("prometheus",)
+PROMETHEUS_DIR = STACK_DIR / "prometheus"
+PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+PROMETHEUS_TIMEOUT = 60.0
+PROMETHEUS_SCRAPE_INTERVAL = "5s"
+
+
+def prometheus_config(config: Mapping[str, str]) -> dict[str, Any]:
+    """Prometheus' configuration: one job per service (named after it, as in
+    deploy/prometheus/prometheus.yml) with every instance `up` runs as a target."""
+    jobs: list[dict[str, Any]] = []
+    for service in SERVICES:
+        targets = [
+            f"127.0.0.1:{instance_port(config, instance)}"
+            for instance in service_instances(config)
+            if service_of(instance) == service
+        ]
+        jobs.append({"job_name": service, "static_configs": [{"targets": targets}]})
+    return {
+        "global": {
+            "scrape_interval": PROMETHEUS_SCRAPE_INTERVAL,
+            "evaluation_interval": PROMETHEUS_SCRAPE_INTERVAL,
+        },
+        "scrape_configs": jobs,
+    }
+
+
+def render_prometheus_config(config: Mapping[str, str]) -> str:
+    # JSON is YAML: no YAML writer needed in a standard-library script.
+    header = "# Generated by tools/stack.py (make up-observability); edit the settings.\n"
+    return header + json.dumps(prometheus_config(config), indent=2) + "\n"
+
+
+def prometheus_component() -> Component:
+    return Component(
+        "prometheus",
+        Signature(contains=("prometheus",), args=("--config.file", str(PROMETHEUS_CONFIG))),
+    )
+
+
+def prometheus_url(config: Mapping[str, str]) -> str:
+    return f"http://127.0.0.1:{_port(config, 'PROMETHEUS_PORT')}"
+
+
+def start_prometheus(config: Mapping[str, str]) -> bool:
+    """Write the configuration and start Prometheus unless running (then it reloads the
+    configuration, on SIGHUP); True if it was started."""
+    component = prometheus_component()
+    PROMETHEUS_DIR.mkdir(parents=True, exist_ok=True)
+    PROMETHEUS_CONFIG.write_text(render_prometheus_config(config), encoding="utf-8")
+    pid = component.pid()
+    if pid is not None:
+        _send(pid, signal.SIGHUP)
+        return False
+    port = _port(config, "PROMETHEUS_PORT")
+    _check_port_free(component, "127.0.0.1", port)
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise StackError("prometheus not found: install Debian's `prometheus` package")
+    argv = [
+        binary,
+        "--config.file",
+        str(PROMETHEUS_CONFIG),
+        "--storage.tsdb.path",
+        str(PROMETHEUS_DIR / "data"),
+        "--storage.tsdb.retention.time",
+        "7d",
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    ]
+    spawn(argv, dict(os.environ), component.log_path, component.pid_path, cwd=PROMETHEUS_DIR)
+    return True
+
+
+def ensure_observability(config: Mapping[str, str]) -> None:
+    apt_install(APT_OBSERVABILITY_PACKAGES)
+    component = prometheus_component()
+    started = start_prometheus(config)
+    try:
+        wait_http_ok(
+            f"{prometheus_url(config)}/-/ready", PROMETHEUS_TIMEOUT, alive=component.is_running
+        )
+    except StackError as exc:
+        raise _fail(component, str(exc)) from None
+    detail = "started" if started else "configuration reloaded"
+    say(f"prometheus ready ({detail}): {prometheus_url(config)}/targets")
+
+
+def observability_rows(config: Mapping[str, str]) -> list[StatusRow]:
+    """Prometheus' status row, once `up-observability` started it (it is optional)."""
+    component = prometheus_component()
+    if not component.pid_path.exists():
+        return []
+    pid = component.pid()
+    probe = f"{prometheus_url(config)}/-/ready"
+    ok = http_ok(probe)
+    pid_text = str(pid) if pid is not None else "-"
+    return [StatusRow("prometheus", pid_text, "-", "-", "up" if ok else "down", probe, ok)]
 
 
 # --------------------------------------------------------------------------- supervision
@@ -1655,7 +1853,7 @@ def supervise(
     try:
         return Supervisor(
             name=name,
-            argv=list(command) or [str(VENV_PYTHON), "-m", name],
+            argv=list(command) or [str(VENV_PYTHON), "-m", service_of(name)],
             env=service_env(config, name),
             service_log=component.log_path,
             state_path=supervisor_state_path(name),
@@ -1724,6 +1922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     deps_parser.add_argument("--pip", action="store_true", help="only python3-pip (for uv)")
     sub.add_parser("infra", help="deps + start and provision RabbitMQ, CouchDB, S3")
     sub.add_parser("up", help="infra + the four services")
+    sub.add_parser("up-observability", help="Prometheus on loopback, scraping the services")
     sub.add_parser("down", help="stop everything the pid files name")
     sub.add_parser("status", help="component / pid / state table")
     logs_parser = sub.add_parser("logs", help="follow the logs (all, or one component)")
@@ -1762,10 +1961,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_deps()
             ensure_infra(config)
             if args.command == "up":
-                ensure_services(config)
+                with stack_lock():
+                    ensure_services(config)
                 print_urls(config)
+        elif args.command == "up-observability":
+            ensure_observability(config)
         elif args.command == "down":
-            down(config)
+            with stack_lock():
+                down(config)
         elif args.command == "status":
             return 0 if print_status(config) else 3
         elif args.command == "supervise":

@@ -169,6 +169,45 @@ def test_service_ports_come_from_config() -> None:
         stack.service_ready_url("upload", dict(config, UPLOAD_PORT="x"))
 
 
+def test_replicas_get_their_own_names_and_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stack, "PID_DIR", tmp_path)
+    config = dict(stack.DEFAULTS, IMAGEPROC_REPLICAS="3")
+    assert stack.service_instances(config) == [
+        "provenancedb",
+        "imageproc",
+        "imageproc-2",
+        "imageproc-3",
+        "imageproc_runner",
+        "imageproc_runner-2",
+        "imageproc_runner-3",
+        "upload",
+    ]
+    assert stack.service_ready_url("imageproc-3", config) == "http://127.0.0.1:8122/readyz"
+    env = stack.service_env(config, "imageproc_runner-2")
+    assert env["RUNNER_OPS_PORT"] == "8111"
+    assert env["RABBITMQ_USER"] == "imageproc_runner"  # the service's own broker user
+    assert stack.service_component("imageproc-2").alternatives[0].args == ("-m", "imageproc")
+    # The runner may scale on its own; the count is checked.
+    fewer = dict(config, RUNNER_REPLICAS="1")
+    assert "imageproc_runner-2" not in stack.service_instances(fewer)
+    with pytest.raises(stack.StackError, match="IMAGEPROC_REPLICAS=0"):
+        stack.service_instances(dict(stack.DEFAULTS, IMAGEPROC_REPLICAS="0"))
+
+
+def test_replicas_left_from_a_bigger_count_are_still_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stack, "PID_DIR", tmp_path)
+    for name in ("imageproc-2", "imageproc-4", "imageproc-notes", "upload-2"):
+        (tmp_path / f"{name}.pid").write_text("1\n")
+    known = stack.known_instances(dict(stack.DEFAULTS))
+    assert known[-2:] == ["imageproc-2", "imageproc-4"]  # what `up` stops and `down` too
+    assert "imageproc-notes" not in known
+    assert "upload-2" not in known
+
+
 def test_stack_dir_comes_from_the_environment(tmp_path: Path) -> None:
     code = "import stack; print(stack.PID_DIR); print(stack.LOG_DIR)"
     result = subprocess.run(
