@@ -26,7 +26,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, PublishError
 from pydantic import ValidationError
 
-from . import topology
+from . import _metrics, topology
 from ._consumer import E, Handler, ParkHandler, _Consumer, settle
 from ._envelope import Envelope, EnvelopeError, copy_of, follow_up_id, new_event_id
 from ._settings import BrokerSettings
@@ -297,9 +297,11 @@ class Broker:
         recording, and while CouchDB is down every retry would make another."""
         by_type = {cls.type: cls for cls in (accepts if isinstance(accepts, tuple) else (accepts,))}
         consumer = _Consumer(self, spec, by_type, handler, on_park, record_retries)
+        in_flight = _metrics.IN_FLIGHT.labels(spec.name)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            await self._tracked(consumer.handle(message))
+            with in_flight.track_inprogress():
+                await self._tracked(consumer.handle(message))
 
         async def declare(channel: AbstractChannel) -> AbstractQueue:
             return await topology.declare_work_queue(channel, self.settings, spec)
@@ -330,13 +332,17 @@ class Broker:
         await self._start(_Subscription(name, 256, declare, on_message, no_ack=True))
         log.info("watching", queue=name)
 
-    async def park(self, queue: str, message: AbstractIncomingMessage, error: str) -> None:
-        """Move a message to `queue`'s parking lot with the error attached, then ack it."""
+    async def park(
+        self, queue: str, message: AbstractIncomingMessage, error: str, *, reason: str = "other"
+    ) -> None:
+        """Move a message to `queue`'s parking lot with the error attached, then ack it.
+        `reason` is one word for the metrics (see `_metrics.PARKED`)."""
         headers = dict(message.headers or {})
         headers[PARK_ERROR_HEADER] = error[:1000]
         headers["x-imagemesh-parked-at"] = datetime.now(UTC).isoformat()
         headers[QUEUE_HEADER] = queue
         if await self._republish(message, topology.DEAD_LETTER_EXCHANGE, queue, headers):
+            _metrics.PARKED.labels(queue, reason).inc()
             log.warning(
                 "message_parked", queue=queue, parking=topology.parking_name(queue), error=error
             )
@@ -348,6 +354,7 @@ class Broker:
         headers = {**(message.headers or {}), LAST_ERROR_HEADER: error[:1000]}
         delay_queue = spec.delay_name(delay)
         if await self._republish(message, topology.DELAY_EXCHANGE, delay_queue, headers):
+            _metrics.RETRIED.labels(spec.name).inc()
             log.info("message_retry_scheduled", queue=spec.name, delay_s=delay, error=error)
 
     async def _republish(
@@ -387,9 +394,11 @@ class Broker:
     ) -> None:
         """Answer requests on `route`. Handler errors become error replies (RpcError keeps
         its code; anything else is `internal`); the request is acked once answered."""
+        in_flight = _metrics.IN_FLIGHT.labels(route.queue_name)
 
         async def on_request(message: AbstractIncomingMessage) -> None:
-            await self._tracked(self._answer(route, handler, message))
+            with in_flight.track_inprogress():
+                await self._tracked(self._answer(route, handler, message))
 
         async def declare(channel: AbstractChannel) -> AbstractQueue:
             return await topology.declare_rpc_queue(channel, route)
@@ -433,28 +442,39 @@ class Broker:
         with structlog.contextvars.bound_contextvars(job_id=job_id, rpc=route.name):
             if not message.reply_to:
                 await self.park(
-                    route.queue_name, message, "request without reply_to: nobody to answer"
+                    route.queue_name,
+                    message,
+                    "request without reply_to: nobody to answer",
+                    reason="no_reply_to",
                 )
                 return
             started = time.monotonic()
             headers: dict[str, Any] = {}
+            outcome = "ok"
             try:
                 self._check_size(len(message.body))
                 reply = await handler(RpcMessage.from_message(message))
             except MessageTooLarge as exc:
                 reply, headers = RpcMessage(), _error_headers("too_large", str(exc))
+                outcome = "too_large"
             except RpcError as exc:
                 reply, headers = RpcMessage(), _error_headers(exc.code, exc.message)
+                outcome = "error"
             except Exception as exc:
                 log.exception("rpc_failed")
                 reply, headers = (
                     RpcMessage(),
                     _error_headers("internal", f"{type(exc).__name__}: {exc}"),
                 )
+                outcome = "internal"
             await self._reply(message, reply, headers)
             await settle(message.ack())
+            elapsed = time.monotonic() - started
+            _metrics.RPC_SERVER.labels(route.name, outcome).observe(elapsed)
             log.info(
-                "rpc_answered", duration_ms=_ms_since(started), error=headers.get(ERROR_CODE_HEADER)
+                "rpc_answered",
+                duration_ms=round(elapsed * 1000, 2),
+                error=headers.get(ERROR_CODE_HEADER),
             )
 
     async def _reply(
@@ -479,6 +499,31 @@ class Broker:
 
         Raises RpcTimeout, RpcUnavailable (nobody ever served the route), MessageTooLarge,
         or RpcError with the server's code."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            reply = await self._call(route, request, timeout=timeout, job_id=job_id)
+        except RpcError as exc:
+            outcome = _metrics.RPC_OUTCOMES.get(exc.code, "error")
+            raise
+        except MessageTooLarge:
+            outcome = "too_large"
+            raise
+        else:
+            outcome = "ok"
+            return reply
+        finally:
+            elapsed = time.monotonic() - started
+            _metrics.RPC_CLIENT.labels(route.name, outcome).observe(elapsed)
+
+    async def _call(
+        self,
+        route: topology.RpcRoute,
+        request: RpcMessage,
+        *,
+        timeout: float,
+        job_id: str | None,
+    ) -> RpcMessage:
         try:
             reply_to = await self._ensure_reply_queue()
         except (AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
@@ -563,7 +608,3 @@ def _distribution_version(distribution: str) -> str:
 
 def _error_headers(code: str, message: str) -> dict[str, Any]:
     return {ERROR_CODE_HEADER: code, ERROR_MESSAGE_HEADER: message[:2000]}
-
-
-def _ms_since(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 2)

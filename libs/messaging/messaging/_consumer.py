@@ -11,7 +11,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelInvalidStateError
 from pydantic import ValidationError
 
-from . import topology
+from . import _metrics, topology
 from ._context import MessageContext, PermanentError
 from ._envelope import Envelope, EnvelopeError
 from .events import Event, MessageParked, RetryScheduled
@@ -66,26 +66,36 @@ class _Consumer(Generic[E]):
         self._handler = handler
         self._on_park = on_park
         self._record_retries = record_retries
+        self._wait = _metrics.QUEUE_WAIT.labels(spec.name)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         limit = self._broker.settings.amqp_max_message_bytes
         if len(message.body) > limit:
             await self._broker.park(
-                self._spec.name, message, f"too large: {len(message.body)} > {limit} bytes"
+                self._spec.name,
+                message,
+                f"too large: {len(message.body)} > {limit} bytes",
+                reason="too_large",
             )
             return
         try:
             envelope, event = self._parse(message)
         except (EnvelopeError, ValidationError) as exc:
             log.error("message_malformed", queue=self._spec.name, error=str(exc))
-            await self._broker.park(self._spec.name, message, f"malformed: {exc}")
+            await self._broker.park(
+                self._spec.name, message, f"malformed: {exc}", reason="malformed"
+            )
             return
+        # Another host's clock may be ahead: a negative wait is no wait.
+        self._wait.observe(max(0.0, time.time() - envelope.time.timestamp()))
         with message_context(envelope, queue=self._spec.name):
             started = time.monotonic()
             attempt = delivery_attempts(message.headers, self._spec) + 1
             ctx = MessageContext(envelope, self._broker, attempt)
             outcome = await self._run(message, event, ctx)
-            log.info("message_handled", outcome=outcome, duration_ms=_ms_since(started))
+            elapsed = time.monotonic() - started
+            _metrics.HANDLING.labels(self._spec.name, outcome).observe(elapsed)
+            log.info("message_handled", outcome=outcome, duration_ms=round(elapsed * 1000, 2))
 
     def _parse(self, message: AbstractIncomingMessage) -> tuple[Envelope, E]:
         envelope = Envelope.from_message(message)
@@ -99,7 +109,7 @@ class _Consumer(Generic[E]):
             await self._handler(event, ctx)
         except PermanentError as exc:
             log.warning("message_refused", error=str(exc))
-            await self._give_up(message, event, ctx, f"permanent: {exc}")
+            await self._give_up(message, event, ctx, f"permanent: {exc}", reason="permanent")
             return "parked"
         except Exception as exc:
             return await self._failed(message, event, ctx, f"{type(exc).__name__}: {exc}")
@@ -111,9 +121,15 @@ class _Consumer(Generic[E]):
     ) -> str:
         settings = self._broker.settings
         attempt = ctx.attempt
-        if attempt >= settings.amqp_max_attempts:
+        if ctx.last_attempt:
             log.exception("message_failed", attempt=attempt, final=True)
-            await self._give_up(message, event, ctx, f"gave up after {attempt} attempts: {error}")
+            await self._give_up(
+                message,
+                event,
+                ctx,
+                f"gave up after {attempt} attempts: {error}",
+                reason="retries_exhausted",
+            )
             return "parked"
         log.warning("message_failed", attempt=attempt, error=error, exc_info=True)
         delay = retry_delay(attempt, settings.amqp_retry_delays)
@@ -132,7 +148,13 @@ class _Consumer(Generic[E]):
         return "retry_scheduled"
 
     async def _give_up(
-        self, message: AbstractIncomingMessage, event: E, ctx: MessageContext, error: str
+        self,
+        message: AbstractIncomingMessage,
+        event: E,
+        ctx: MessageContext,
+        error: str,
+        *,
+        reason: str,
     ) -> None:
         if self._on_park is not None:
             try:
@@ -147,7 +169,7 @@ class _Consumer(Generic[E]):
             error=error[:1000],
         )
         await self._record(ctx, parked, key=f"attempt-{ctx.attempt}")
-        await self._broker.park(self._spec.name, message, error)
+        await self._broker.park(self._spec.name, message, error, reason=reason)
 
     async def _record(self, ctx: MessageContext, event: Event, *, key: str) -> None:
         """Publish a retry or parking as a provenance event of the job (when this queue's
@@ -174,7 +196,3 @@ def _text(value: object) -> str:
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("utf-8", "replace")
     return value if isinstance(value, str) else ""
-
-
-def _ms_since(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 2)

@@ -23,6 +23,11 @@ class MessageContext:
     attempt: int = 1
     """Which attempt at this message this is (1 on first delivery; retries count up)."""
 
+    @property
+    def last_attempt(self) -> bool:
+        """Whether a failure now parks the message instead of retrying it."""
+        return self.attempt >= self.broker.settings.amqp_max_attempts
+
     async def publish(self, event: Event, *, key: str = "") -> Envelope:
         """Publish a follow-up event. Its id derives from this message's id (+ `key` when one
         message causes several events of a type), so a redelivery publishes the same ids."""

@@ -1,15 +1,26 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import Histogram
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REQUEST_SECONDS = Histogram(
+    "imagemesh_s3_request_seconds",
+    "S3 calls, by operation (put, get, head, head_bucket, list) and outcome (ok, "
+    "not_found, error); a get includes reading the body.",
+    ["operation", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 
 
 class S3Settings(BaseSettings):
@@ -55,24 +66,27 @@ class ObjectStore:
         content_type: str,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        await self._client.put_object(
-            Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
-        )
+        with _timed("put"):
+            await self._client.put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
+            )
 
     async def get(self, bucket: str, key: str) -> bytes:
         try:
-            response = await self._client.get_object(Bucket=bucket, Key=key)
+            with _timed("get"):
+                response = await self._client.get_object(Bucket=bucket, Key=key)
+                async with response["Body"] as body:
+                    data: bytes = await body.read()
         except ClientError as exc:
             if _code(exc) in {"NoSuchKey", "404"}:
                 raise ObjectNotFound(f"s3://{bucket}/{key}") from exc
             raise
-        async with response["Body"] as body:
-            data: bytes = await body.read()
         return data
 
     async def exists(self, bucket: str, key: str) -> bool:
         try:
-            await self._client.head_object(Bucket=bucket, Key=key)
+            with _timed("head"):
+                await self._client.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
                 return False
@@ -82,7 +96,8 @@ class ObjectStore:
     async def metadata(self, bucket: str, key: str) -> dict[str, str]:
         """The object's user metadata (`x-amz-meta-*`, names lower-cased)."""
         try:
-            response = await self._client.head_object(Bucket=bucket, Key=key)
+            with _timed("head"):
+                response = await self._client.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
                 raise ObjectNotFound(f"s3://{bucket}/{key}") from exc
@@ -92,14 +107,20 @@ class ObjectStore:
     async def objects(self, bucket: str, prefix: str = "") -> AsyncIterator[StoredObject]:
         """Every object in a bucket (under `prefix`), page by page."""
         paginator = self._client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        pages = aiter(paginator.paginate(Bucket=bucket, Prefix=prefix))
+        while True:
+            with _timed("list"):
+                page = await anext(pages, None)
+            if page is None:
+                return
             for item in page.get("Contents", []):
                 yield StoredObject(bucket, item["Key"], int(item["Size"]))
 
     async def ping(self, bucket: str) -> bool:
         """True when the bucket answers (readiness)."""
         try:
-            await self._client.head_bucket(Bucket=bucket)
+            with _timed("head_bucket"):
+                await self._client.head_bucket(Bucket=bucket)
         except (ClientError, BotoCoreError):
             return False
         return True
@@ -127,6 +148,21 @@ async def open_store(settings: S3Settings) -> AsyncIterator[ObjectStore]:
         config=config,
     ) as client:
         yield ObjectStore(client)
+
+
+@contextmanager
+def _timed(operation: str) -> Iterator[None]:
+    """Observe one S3 call in REQUEST_SECONDS (synchronous: costs no extra await)."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    except ClientError as exc:
+        outcome = "not_found" if _code(exc) in _NOT_FOUND else "error"
+        raise
+    finally:
+        REQUEST_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
 
 
 def _code(exc: ClientError) -> str:

@@ -1,7 +1,9 @@
 """What every imagemesh service shares: settings loading that fails with one clear line,
-structlog configuration, the ops endpoints (/healthz, /readyz, /metrics) and running."""
+structlog configuration, the ops endpoints (/healthz, /readyz, /metrics), the metrics
+every service shares (build info, HTTP) and running."""
 
 from ._logging import configure_logging
+from ._metrics import http_metrics, set_build_info
 from ._ops import Check, add_ops_routes, add_readiness_check, run_checks
 from ._resources import CleanupContext, resource
 from ._run import run_service
@@ -16,8 +18,10 @@ __all__ = [
     "add_readiness_check",
     "configure_logging",
     "development_secrets",
+    "http_metrics",
     "load_settings",
     "resource",
     "run_checks",
     "run_service",
+    "set_build_info",
 ]

@@ -6,6 +6,7 @@ from typing import TypeVar
 from aiohttp import web
 
 from ._logging import configure_logging
+from ._metrics import set_build_info
 from ._settings import ServiceSettings, load_settings
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -24,6 +25,7 @@ def run_service(
     consumers (registered last) stop first and resources close after them."""
     settings = load_settings(settings_cls, name)
     configure_logging(name, level=settings.log_level, fmt=settings.log_format)
+    set_build_info(name)
     if prepare is not None:
         prepare(settings)  # process-wide set-up (e.g. resource limits), never in tests
     web.run_app(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import structlog
+from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from messaging import Envelope, EnvelopeError, RpcError, RpcMessage
@@ -18,6 +20,28 @@ from pipeline import ImageLimits, PipelineError, parse_pipeline
 from .operations import PipelineResult, ProcessingError, run_pipeline
 
 log = structlog.get_logger("imageproc")
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+PIPELINE_SECONDS = Histogram(
+    "imagemesh_imageproc_pipeline_seconds",
+    "Whole pipelines (probe, operations, encode) in the worker pool, by outcome: ok, or the "
+    "ProcessingError code (undecodable, timeout, memory_budget_exceeded, ...), or internal.",
+    ["outcome"],
+    buckets=_BUCKETS,
+)
+OPERATION_SECONDS = Histogram(
+    "imagemesh_imageproc_operation_seconds",
+    "Each applied operation, by catalogue name. libvips is lazy: most pixel work of an "
+    "operation happens while encoding (imagemesh_imageproc_encode_seconds).",
+    ["op"],
+    buckets=_BUCKETS,
+)
+ENCODE_SECONDS = Histogram(
+    "imagemesh_imageproc_encode_seconds",
+    "Encoding the output (where libvips computes the pixels), by output format.",
+    ["format"],
+    buckets=_BUCKETS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +83,7 @@ class ImageProcessor:
         except PipelineError as exc:
             raise RpcError("invalid_pipeline", str(exc)) from exc
         loop = asyncio.get_running_loop()
+        started, outcome = time.perf_counter(), "internal"
         try:
             result = await loop.run_in_executor(
                 self._pool,
@@ -66,8 +91,13 @@ class ImageProcessor:
                     request.payload, ops, limits=rules.limits, timeout=rules.timeout
                 ),
             )
+            outcome = "ok"
         except ProcessingError as exc:
+            outcome = exc.code
             raise RpcError(exc.code, exc.message) from exc
+        finally:
+            PIPELINE_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+        _observe_steps(result)
         if len(result.data) > rules.max_output_bytes:
             raise RpcError(
                 "output_too_large",
@@ -112,6 +142,12 @@ class ImageProcessor:
         except Exception as exc:
             log.warning("operations_not_recorded", error=repr(exc))
             raise RpcError("internal", f"could not record the operations: {exc!r}") from exc
+
+
+def _observe_steps(result: PipelineResult) -> None:
+    for step in result.steps:
+        OPERATION_SECONDS.labels(step.op).observe(step.duration_ms / 1000)
+    ENCODE_SECONDS.labels(result.info.format.value).observe(result.encode_ms / 1000)
 
 
 def _describe(result: PipelineResult) -> dict[str, Any]:

@@ -7,8 +7,9 @@ import hashlib
 import time
 
 import structlog
+from prometheus_client import Counter, Histogram
 
-from messaging import Broker, MessageContext, RpcError, RpcMessage, topology
+from messaging import Broker, MessageContext, PermanentError, RpcError, RpcMessage, topology
 from messaging.events import (
     ErrorInfo,
     ImageProcessed,
@@ -22,6 +23,21 @@ from messaging.events import (
 from objectstore import ObjectStore
 
 log = structlog.get_logger("imageproc_runner")
+
+JOBS = Counter(
+    "imagemesh_runner_jobs_total",
+    "Job attempts by outcome: succeeded; failed (for good, with the error code the job "
+    "reports); retried (a transient failure, tried again after a back-off; error_code is "
+    "the RPC code or the exception's type); parked (no attempts left: retries_exhausted).",
+    ["outcome", "error_code"],
+)
+JOB_SECONDS = Histogram(
+    "imagemesh_runner_job_seconds",
+    "One attempt at a job that ended it (succeeded or failed): S3 get, imageproc, S3 put "
+    "and the published outcome.",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 
 # Worth trying again later; everything else is the input's fault.
 TRANSIENT_RPC_CODES = frozenset({"rpc_timeout", "rpc_unavailable", "internal"})
@@ -46,6 +62,20 @@ class Runner:
 
     async def on_uploaded(self, event: ImageUploaded, ctx: MessageContext) -> None:
         started = time.monotonic()
+        try:
+            error_code = await self._process(event, ctx, started)
+        except Exception as exc:
+            # Retried unless this was the last attempt: then `on_parked` counts it.
+            if not isinstance(exc, PermanentError) and not ctx.last_attempt:
+                JOBS.labels("retried", _error_code(exc)).inc()
+            raise
+        outcome = "failed" if error_code else "succeeded"
+        JOBS.labels(outcome, error_code).inc()
+        JOB_SECONDS.labels(outcome).observe(time.monotonic() - started)
+
+    async def _process(self, event: ImageUploaded, ctx: MessageContext, started: float) -> str:
+        """One attempt at the job: "" when it succeeded, the error code when it failed for
+        good; raises when it is worth trying again."""
         # One record per attempt (a redelivery of the same attempt publishes the same id).
         attempt_key = f"attempt-{ctx.attempt}"
         processing = await ctx.publish(
@@ -78,7 +108,7 @@ class Runner:
             if exc.code in TRANSIENT_RPC_CODES:
                 raise
             await self._fail(event, ctx, exc.code, exc.message)
-            return
+            return exc.code
         output = await self._store_output(event.job_id, event.input, reply)
         await ctx.publish(
             ImageStored(
@@ -96,10 +126,12 @@ class Runner:
             )
         )
         log.info("job_succeeded", output=output.uri, bytes=output.bytes)
+        return ""
 
     async def on_parked(self, event: ImageUploaded, ctx: MessageContext, error: str) -> None:
         """The upload is parked after its last attempt: tell the job's owner it failed.
         Re-published from the parking lot and then successful, the job ends succeeded."""
+        JOBS.labels("parked", "retries_exhausted").inc()
         await self._fail(event, ctx, "retries_exhausted", error)
 
     async def _fail(
@@ -138,3 +170,7 @@ class Runner:
             content_type=meta["content_type"],
             info=meta.get("output_info"),
         )
+
+
+def _error_code(exc: Exception) -> str:
+    return exc.code if isinstance(exc, RpcError) else type(exc).__name__

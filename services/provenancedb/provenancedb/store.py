@@ -63,8 +63,9 @@ Security: measured on PouchDB Server 4.2 and pinned by `tests/security/test_couc
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
 import aiohttp
@@ -78,10 +79,20 @@ from aiocouch import (
     UnauthorizedError,
 )
 from aiocouch.view import View
+from prometheus_client import Histogram
 
 from .settings import CouchSettings, Login
 
 PAGE = 500
+
+REQUEST_SECONDS = Histogram(
+    "imagemesh_couchdb_request_seconds",
+    "CouchDB calls of the provenance store, by operation (the store method; lineage and "
+    "all_job_documents count each request they make) and outcome (ok, conflict, not_found, "
+    "error).",
+    ["operation", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 DESIGN = "provenance"
 DESIGN_VIEWS: dict[str, dict[str, str]] = {
@@ -227,8 +238,9 @@ class ProvenanceStore:
         expects; else StoreNotReady, saying what is wrong and what to run."""
         db = self._db.id
         try:
-            await self._db.info()
-            ddoc = await self._design()
+            with _timed("ready"):
+                await self._db.info()
+                ddoc = await self._design()
         except NotFoundError:
             raise StoreNotReady(f"CouchDB database {db!r} does not exist: {MIGRATE}") from None
         except (UnauthorizedError, ForbiddenError):
@@ -283,7 +295,8 @@ class ProvenanceStore:
     async def record(self, doc: dict[str, Any]) -> bool:
         """Store `doc`; False when a document with its `_id` already exists (a redelivery)."""
         try:
-            await Document(self._db, doc["_id"], data=dict(doc)).save()
+            with _timed("record"):
+                await Document(self._db, doc["_id"], data=dict(doc)).save()
         except ConflictError:
             return False
         return True
@@ -294,7 +307,8 @@ class ProvenanceStore:
 
         Through aiocouch's `_bulk_docs` itself: its BulkOperation assumes the answers come
         in request order, which PouchDB Server does not always keep; we match them by id."""
-        response = await self._db._bulk_docs([dict(doc) for doc in docs])
+        with _timed("record_all"):
+            response = await self._db._bulk_docs([dict(doc) for doc in docs])
         by_id = {str(status.get("id")): status for status in cast(list[dict[str, Any]], response)}
         created = []
         for doc in docs:
@@ -306,9 +320,10 @@ class ProvenanceStore:
 
     async def job_documents(self, job_id: str) -> list[dict[str, Any]]:
         """Every document of a job, oldest first."""
-        response = await self._view("by_job").get(
-            startkey=_key([job_id]), endkey=_key([job_id, {}]), include_docs="true"
-        )
+        with _timed("job_documents"):
+            response = await self._view("by_job").get(
+                startkey=_key([job_id]), endkey=_key([job_id, {}]), include_docs="true"
+            )
         return [row["doc"] for row in response.rows if row.get("doc")]
 
     async def job_ids(self, *, limit: int, before: list[str] | None) -> list[list[str]]:
@@ -316,16 +331,19 @@ class ProvenanceStore:
         params: dict[str, Any] = {"descending": "true", "limit": limit}
         if before is not None:
             params |= {"startkey": _key(before), "skip": 1}
-        response = await self._view("jobs_by_time").get(**params)
+        with _timed("job_ids"):
+            response = await self._view("jobs_by_time").get(**params)
         return [row["key"] for row in response.rows]
 
     async def jobs_using(self, sha256: str) -> list[str]:
-        response = await self._view("by_input").get(key=_key(sha256))
+        with _timed("jobs_using"):
+            response = await self._view("by_input").get(key=_key(sha256))
         return sorted({row["value"] for row in response.rows})
 
     async def image(self, sha256: str) -> list[dict[str, Any]]:
         """Where an image is stored and what it is (one row per storing job)."""
-        response = await self._view("images").get(key=_key(sha256))
+        with _timed("image"):
+            response = await self._view("images").get(key=_key(sha256))
         return [row["value"] for row in response.rows]
 
     async def lineage(self, sha256: str, direction: str) -> list[dict[str, Any]]:
@@ -338,7 +356,8 @@ class ProvenanceStore:
                 break
             # Keys are JSON values; aiocouch only annotates them as strings.
             keys: list[Any] = [[node, direction] for node in frontier]
-            response = await self._view("derivations").post(keys)
+            with _timed("lineage"):
+                response = await self._view("derivations").post(keys)
             frontier = []
             for row in response.rows:
                 linked, job_id = row["value"]["sha256"], row["value"]["job_id"]
@@ -361,7 +380,8 @@ class ProvenanceStore:
                 # Rows of one key come in doc id order on both servers, but PouchDB Server
                 # ignores startkey_docid: skip the rows of the last key already read.
                 params |= {"startkey": _key(last_key), "skip": same_key}
-            rows = (await self._view("by_job").get(**params)).rows
+            with _timed("all_job_documents"):
+                rows = (await self._view("by_job").get(**params)).rows
             for row in rows:
                 if row.get("doc"):
                     yield row["doc"]
@@ -374,6 +394,24 @@ class ProvenanceStore:
 
     def _view(self, name: str) -> View:
         return self._db.view(DESIGN, name)
+
+
+@contextmanager
+def _timed(operation: str) -> Iterator[None]:
+    """Observe one CouchDB call in REQUEST_SECONDS (synchronous: costs no extra await)."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    except ConflictError:
+        outcome = "conflict"
+        raise
+    except NotFoundError:
+        outcome = "not_found"
+        raise
+    finally:
+        REQUEST_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
 
 
 def _key(value: Any) -> str:

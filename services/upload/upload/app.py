@@ -7,7 +7,7 @@ from aiohttp import web
 from messaging import Broker, topology
 from objectstore import ObjectStore, open_store
 from pipeline import harden_vips
-from servicekit import add_ops_routes, add_readiness_check, resource
+from servicekit import add_ops_routes, add_readiness_check, http_metrics, resource
 
 from .errors import error_middleware, security_headers
 from .guard import Guard, guard_middleware
@@ -21,7 +21,8 @@ from .settings import Settings
 def create_app(settings: Settings) -> web.Application:
     harden_vips()
     guard = Guard(settings)
-    app = web.Application(middlewares=[error_middleware, guard_middleware(guard)])
+    # Metrics first: they see the status the error middleware answers with.
+    app = web.Application(middlewares=[http_metrics, error_middleware, guard_middleware(guard)])
     app.on_response_prepare.append(security_headers)
     app[SETTINGS] = settings
     app[GUARD] = guard
