@@ -3,7 +3,6 @@ their agreement with the services' settings and `.env.example`. No Docker needed
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import os
@@ -13,7 +12,6 @@ import subprocess
 import sys
 import threading
 import tomllib
-import typing
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,42 +23,62 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]  # no types-jsonschema in the dev group
 import pytest
 import yaml
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
+from tests.deploy.common import (
+    APP_SERVICES,
+    COMMAND_SETTINGS,
+    DEPLOY,
+    PORT_SETTINGS,
+    ROOT,
+    SCALED_SERVICES,
+    default_port,
+    env_example,
+    is_secret,
+    secret_vars,
+    settings_class,
+    settings_vars,
+)
+
 COMPOSE_FILE = DEPLOY / "compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
-ENV_EXAMPLE = ROOT / ".env.example"
 SCHEMA_FILE = Path(__file__).with_name("compose-spec.json")
 STACK_TOOL = ROOT / "tools" / "stack.py"
 
-#: The four services (Python package = compose service name = Dockerfile SERVICE arg).
-APP_SERVICES = ("upload", "imageproc_runner", "imageproc", "provenancedb")
-#: Competing consumers, run with `--scale`: no fixed name, no published port.
-SCALED_SERVICES = ("imageproc", "imageproc_runner", "provenancedb")
-#: One-off jobs built like a service, running one of its commands: compose service ->
-#: (service, module run with `python -m`, the command's settings class).
+
+@dataclass(frozen=True)
+class Command:
+    """A one-off job built like a service, running one of its commands."""
+
+    service: str  # whose image
+    module: str  # run with `python -m`
+    settings: str  # the command's settings class (see `settings_class`)
+    before: str  # the compose service that waits for it to succeed
+
+
 COMMANDS = {
-    "provenancedb-migrate": ("provenancedb", "provenancedb.migrate", "MigrateSettings"),
-    "rabbitmq-init": ("upload", "messaging.provision", "messaging.provision:ProvisionSettings"),
+    "provenancedb-migrate": Command(
+        "provenancedb", "provenancedb.migrate", "MigrateSettings", before="provenancedb"
+    ),
+    "rabbitmq-definitions": Command(
+        "upload", "messaging.definitions", "messaging.definitions:UsersSettings", "rabbitmq"
+    ),
 }
-#: Settings classes of the services' commands (`python -m ...`): their variables are
-#: documented in .env.example too.
-COMMAND_SETTINGS = (
-    ("provenancedb", "MigrateSettings"),
-    ("provenancedb", "AuditSettings"),
-    ("upload", "messaging.provision:ProvisionSettings"),
-)
+#: One-off jobs on third-party images.
+OTHER_JOBS = ("minio-init", "couchdb-setup")
 
 #: Variables in .env.example that no service's Settings reads, and who reads them.
 READ_OUTSIDE_SETTINGS = {
     "RABBITMQ_MANAGEMENT_PORT": STACK_TOOL,  # the local stack's management listener
+    # The local stack's replicas (compose scales with `--scale`, Kubernetes with replicas).
+    "IMAGEPROC_REPLICAS": STACK_TOOL,
+    "RUNNER_REPLICAS": STACK_TOOL,
     # Each service's own MinIO user (compose's minio-init creates them; the services read
     # them as S3_SECRET_KEY). moto, the local S3, has no per-user policies.
     "S3_UPLOAD_SECRET_KEY": COMPOSE_FILE,
     "S3_RUNNER_SECRET_KEY": COMPOSE_FILE,
+    # Grafana's own administrator.
+    "GRAFANA_ADMIN_USER": COMPOSE_FILE,
+    "GRAFANA_ADMIN_PASSWORD": COMPOSE_FILE,
 }
 
 #: Settings a service reads that its compose `environment:` leaves to the code's default,
@@ -112,53 +130,6 @@ def build_args(service: str) -> dict[str, str]:
     args = services()[service]["build"]["args"]
     assert isinstance(args, dict), f"{service}: give build args as a mapping"
     return {key: str(value) for key, value in args.items()}
-
-
-@cache
-def env_example() -> dict[str, str]:
-    values: dict[str, str] = {}
-    for number, line in enumerate(ENV_EXAMPLE.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, value = line.partition("=")
-        assert sep, f".env.example:{number}: not NAME=value: {line!r}"
-        assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), f".env.example:{number}: {name!r}"
-        assert name not in values, f".env.example: {name} is set twice"
-        values[name] = value
-    return values
-
-
-def settings_class(service: str, name: str = "Settings") -> type[BaseSettings]:
-    """`name` in the service's settings module, or `module:Class` anywhere in its image."""
-    module, _, name = name.rpartition(":") if ":" in name else (f"{service}.settings", "", name)
-    cls = getattr(importlib.import_module(module), name)
-    assert isinstance(cls, type)
-    assert issubclass(cls, BaseSettings)
-    return cls
-
-
-def settings_vars(service: str, name: str = "Settings") -> set[str]:
-    """The environment variables a service's Settings (or its command's `name` class)
-    reads: its field names, uppercased."""
-    cls = settings_class(service, name)
-    assert not cls.model_config.get("env_prefix"), f"{service}: an env_prefix changes the names"
-    return {name.upper() for name in cls.model_fields}
-
-
-def is_secret(field: Any) -> bool:
-    return SecretStr in (field.annotation, *typing.get_args(field.annotation))
-
-
-def secret_vars() -> set[str]:
-    classes = [settings_class(service) for service in APP_SERVICES]
-    classes += [settings_class(*command) for command in COMMAND_SETTINGS]
-    return {
-        name.upper()
-        for cls in classes
-        for name, field in cls.model_fields.items()
-        if is_secret(field)
-    }
 
 
 def interpolations(node: Any) -> Iterator[tuple[str, str]]:
@@ -253,6 +224,15 @@ def test_compose_runs_the_expected_images() -> None:
         image = images[name]
         assert isinstance(image, str)
         assert image.startswith(f"{repository}:RELEASE."), f"{name}: pin a MinIO release tag"
+    # Third-party images beyond the issue's two are pinned to a release.
+    for name, repository in (
+        ("prometheus", "prom/prometheus"),
+        ("grafana", "grafana/grafana"),
+        ("couchdb-setup", "curlimages/curl"),
+    ):
+        image = images[name]
+        assert isinstance(image, str)
+        assert re.fullmatch(rf"{re.escape(repository)}:v?\d+\.\d+\.\d+", image), image
     for name, image in images.items():
         if image is not None:
             assert not image.endswith(":latest"), f"{name}: {image}"
@@ -263,13 +243,18 @@ def test_infrastructure_health_checks_use_tools_their_images_have() -> None:
     def check(name: str) -> str:
         return " ".join(services()[name]["healthcheck"]["test"])
 
-    assert check("rabbitmq") == "CMD rabbitmq-diagnostics -q ping"
+    # Not `ping`: that answers before the boot (the definitions import) is complete.
+    assert check("rabbitmq") == "CMD rabbitmq-diagnostics -q check_port_connectivity"
     assert check("minio") == "CMD mc ready local"
     # couchdb:3 purges curl after installing; bash and /dev/tcp are there.
     assert check("couchdb").startswith("CMD bash -c ")
     assert "/dev/tcp/127.0.0.1/5984" in check("couchdb")
     assert "GET /_up " in check("couchdb")
     assert "curl" not in check("couchdb")
+    # prom/prometheus and grafana/grafana are busybox/Alpine based: wget, no curl.
+    assert check("prometheus").startswith("CMD wget ")
+    assert check("prometheus").endswith(" http://127.0.0.1:9090/-/ready")
+    assert check("grafana").endswith(" http://127.0.0.1:3000/api/health")
 
 
 def test_scaled_services_have_no_fixed_name_and_no_published_port() -> None:
@@ -299,12 +284,17 @@ def test_dependencies_wait_for_health_and_bucket_creation() -> None:
                 assert target_spec.get("restart") == "no", f"{target} is a one-shot job"
             else:
                 pytest.fail(f"{name} -> {target}: wait for health, not {condition}")
-    waits = {name: set(services()[name]["depends_on"]) for name in APP_SERVICES}
-    assert all("rabbitmq" in targets for targets in waits.values())
+    waits = {name: set(spec.get("depends_on", {})) for name, spec in services().items()}
+    assert all("rabbitmq" in waits[name] for name in APP_SERVICES)
     assert "minio-init" in waits["upload"]
     assert "minio-init" in waits["imageproc_runner"]
     assert "couchdb" in waits["provenancedb"]
     assert services()["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    # The broker boots from the rendered definitions; CouchDB is set up before migration.
+    assert waits["rabbitmq"] == {"rabbitmq-definitions"}
+    assert waits["couchdb-setup"] == {"couchdb"}
+    assert waits["provenancedb-migrate"] == {"couchdb-setup"}
+    assert waits["grafana"] == {"prometheus"}
 
 
 def test_minio_init_creates_both_buckets() -> None:
@@ -363,8 +353,10 @@ def test_minio_init_gives_each_service_a_user_with_only_its_buckets(tmp_path: Pa
 
 def test_long_running_services_restart_have_limits_and_health() -> None:
     shutdown = settings_class("upload").model_fields["shutdown_timeout_seconds"].default
+    jobs = {name for name, spec in services().items() if spec.get("restart") == "no"}
+    assert jobs == {*OTHER_JOBS, *COMMANDS}
     for name, spec in services().items():
-        if name == "minio-init" or name in COMMANDS:
+        if name in jobs:
             continue
         assert spec.get("restart") == "unless-stopped", name
         limits = spec["deploy"]["resources"]["limits"]
@@ -376,18 +368,186 @@ def test_long_running_services_restart_have_limits_and_health() -> None:
             assert int(grace[:-1]) > shutdown, f"{name}: SIGKILL before the service drained"
 
 
+def mounts(service: str) -> list[tuple[str, str, str]]:
+    """A service's volumes as (source, target, options)."""
+    result = []
+    for volume in services()[service].get("volumes", []):
+        source, target, *options = str(volume).split(":")
+        result.append((source, target, ",".join(options)))
+    return result
+
+
 def test_data_lives_in_declared_named_volumes() -> None:
     declared = set(compose().get("volumes", {}))
-    used = set()
-    for name in ("rabbitmq", "couchdb", "minio"):
-        for volume in services()[name]["volumes"]:
-            source = str(volume).split(":", 1)[0]
+    used = {
+        source
+        for name in services()
+        for source, _, _ in mounts(name)
+        if not source.startswith((".", "/"))
+    }
+    assert used == declared
+    stateful = {"rabbitmq", "couchdb", "minio", "prometheus", "grafana"}
+    data = {name for name in stateful for source, _, _ in mounts(name) if source in declared}
+    assert data == stateful, "each server keeps its data in a named volume"
+
+
+def test_every_mounted_host_path_exists_and_is_read_only() -> None:
+    for name in services():
+        for source, target, options in mounts(name):
             if source.startswith((".", "/")):
                 assert (COMPOSE_FILE.parent / source).exists(), f"{name}: {source} is missing"
-            else:
-                used.add(source)
-    assert used == declared
-    assert len(used) == 3
+                assert options == "ro", f"{name}: mount {source} read-only"
+                assert target.startswith("/"), target
+
+
+def test_services_and_their_jobs_run_hardened() -> None:
+    """Read-only root, a /tmp tmpfs, no capabilities, no privilege gain: the services and
+    every job built from their image. The third-party servers get no-new-privileges (their
+    entrypoints drop from root to their own user, which needs capabilities)."""
+    for name in (*APP_SERVICES, *COMMANDS):
+        spec = services()[name]
+        assert spec.get("read_only") is True, name
+        assert spec.get("tmpfs") == ["/tmp"], name
+        assert spec.get("cap_drop") == ["ALL"], name
+        assert "privileged" not in spec, name
+        assert "cap_add" not in spec, name
+    for name, spec in services().items():
+        assert "no-new-privileges:true" in spec.get("security_opt", []), name
+    for name in OTHER_JOBS:
+        assert services()[name].get("cap_drop") == ["ALL"], name
+
+
+def test_services_keep_the_glibc_arena_limit() -> None:
+    """MALLOC_ARENA_MAX=2 (set in the image) keeps RSS from growing with threads: nothing
+    in compose may override it."""
+    for name in (*APP_SERVICES, *COMMANDS):
+        assert environment(name).get("MALLOC_ARENA_MAX", "2") == "2", name
+
+
+# --- RabbitMQ: definitions, plugins -----------------------------------------------------
+
+
+def rabbitmq_conf() -> dict[str, str]:
+    lines = (DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.startswith("#")]
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def container_path(service: str, host: str) -> str:
+    """Where `service` mounts `host` (a path under deploy/, or a named volume)."""
+    found = [target for source, target, _ in mounts(service) if source == host]
+    assert len(found) == 1, f"{service} does not mount {host}"
+    return found[0]
+
+
+def test_committed_definitions_are_the_topology_the_code_declares() -> None:
+    """deploy/rabbitmq/definitions.json is `python -m messaging.definitions` for the
+    .env.example settings (which are the code's defaults: see below)."""
+    from messaging import BrokerSettings
+    from messaging.definitions import definitions, dump
+
+    names = ("RABBITMQ_VHOST", "AMQP_EXCHANGE_EVENTS", "AMQP_EXCHANGE_PROV", "AMQP_RETRY_DELAYS")
+    values = {name.lower(): env_example()[name] for name in names}
+    settings = BrokerSettings.model_validate({**values, "rabbitmq_password": "unused"})
+    committed = (DEPLOY / "rabbitmq" / "definitions.json").read_text()
+    assert committed == dump(definitions(settings)), (
+        "regenerate: python -m messaging.definitions > deploy/rabbitmq/definitions.json"
+    )
+    # The file holds no secret: users come from the .env at deploy time.
+    data = json.loads(committed)
+    assert data["users"] == []
+    assert data["permissions"] == []
+    assert "password" not in committed
+
+
+def test_rabbitmq_boots_from_the_rendered_definitions() -> None:
+    job = services()["rabbitmq-definitions"]
+    *_, topology_in, rendered = job["command"]
+    # The job reads the committed file and writes into the volume rabbitmq loads from.
+    assert container_path("rabbitmq-definitions", "./rabbitmq/definitions.json") == topology_in
+    volume = "rabbitmq-definitions"
+    assert rendered.startswith(container_path(volume, volume) + "/")
+    loaded = container_path("rabbitmq", volume) + "/" + rendered.rsplit("/", 1)[1]
+    assert rabbitmq_conf()["load_definitions"] == loaded
+    assert [target for source, target, _ in mounts("rabbitmq") if source == volume] == [
+        loaded.rsplit("/", 1)[0]
+    ]
+    assert dict((s, o) for s, _, o in mounts("rabbitmq"))[volume] == "ro"
+    # conf.d keeps the image's own defaults (10-defaults.conf) and adds ours after them.
+    conf = container_path("rabbitmq", "./rabbitmq/rabbitmq.conf")
+    assert re.fullmatch(r"/etc/rabbitmq/conf\.d/[2-9]\d-\w+\.conf", conf), conf
+    # Nothing else could create users: the node ignores RABBITMQ_DEFAULT_* with definitions.
+    assert not any(var.startswith("RABBITMQ_DEFAULT_") for var in environment("rabbitmq"))
+    assert job["network_mode"] == "none", "it needs no network"
+
+
+def test_rabbitmq_exposes_per_queue_prometheus_metrics() -> None:
+    plugins = (DEPLOY / "rabbitmq" / "enabled_plugins").read_text().strip()
+    assert re.fullmatch(r"\[[a-z_,]+\]\.", plugins), plugins
+    assert {"rabbitmq_management", "rabbitmq_prometheus"} <= set(plugins[1:-2].split(","))
+    assert (
+        container_path("rabbitmq", "./rabbitmq/enabled_plugins") == "/etc/rabbitmq/enabled_plugins"
+    )
+    # Queue depth per queue (rabbitmq_queue_messages_ready{queue=...}), not only totals.
+    assert rabbitmq_conf()["prometheus.return_per_object_metrics"] == "true"
+    assert "15692" in [str(port) for port in services()["rabbitmq"]["expose"]]
+
+
+# --- CouchDB set-up, Prometheus, Grafana ----------------------------------------------------
+
+
+def run_couchdb_setup(tmp_path: Path, answers: str) -> tuple[int, str]:
+    """couchdb-setup's script with a stand-in `curl` that records its arguments and
+    answers each call with the next status code of `answers`."""
+    script = services()["couchdb-setup"]["entrypoint"][2].replace("$$", "$")
+    (tmp_path / "answers").write_text(answers.replace(" ", "\n") + "\n")
+    fake_curl = (
+        f'curl() {{ echo "$*" >> {tmp_path}/calls; '
+        f"head -n 1 {tmp_path}/answers; sed -i 1d {tmp_path}/answers; }}\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "COUCHDB_ADMIN_USER": "admin",
+        "COUCHDB_ADMIN_PASSWORD": "s3cret",
+    }
+    result = subprocess.run(
+        ["sh", "-ec", fake_curl + script], env=env, cwd=tmp_path, capture_output=True, check=False
+    )
+    return result.returncode, (tmp_path / "calls").read_text()
+
+
+def test_couchdb_setup_creates_the_system_databases_idempotently(tmp_path: Path) -> None:
+    code, calls = run_couchdb_setup(tmp_path, "201 201 412")
+    assert code == 0
+    for db in ("_users", "_replicator", "_global_changes"):
+        assert f"-X PUT -u admin:s3cret http://couchdb:5984/{db}" in calls
+    spec = services()["couchdb-setup"]
+    assert spec["environment"]["COUCHDB_ADMIN_PASSWORD"].startswith("${COUCHDB_ADMIN_PASSWORD:?")
+    assert spec["depends_on"] == {"couchdb": {"condition": "service_healthy"}}
+
+
+def test_couchdb_setup_fails_loudly(tmp_path: Path) -> None:
+    code, calls = run_couchdb_setup(tmp_path, "401")
+    assert code != 0
+    assert calls.count("-X PUT") == 1, "stops at the first failure"
+
+
+def test_prometheus_and_grafana_mount_their_configuration() -> None:
+    assert container_path("prometheus", "./prometheus/prometheus.yml") == (
+        "/etc/prometheus/prometheus.yml"
+    )
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services()["prometheus"]["command"]
+    storage = container_path("prometheus", "prometheus-data")
+    assert f"--storage.tsdb.path={storage}" in services()["prometheus"]["command"]
+    assert container_path("grafana", "./grafana/provisioning") == "/etc/grafana/provisioning"
+    # Where grafana/provisioning/dashboards/imagemesh.yml looks (test_observability.py).
+    assert container_path("grafana", "./grafana/dashboards") == "/etc/grafana/dashboards"
+    env = environment("grafana")
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    for name in ("prometheus", "grafana"):
+        for published in services()[name]["ports"]:
+            assert str(published).startswith("127.0.0.1:"), f"{name}: loopback only"
 
 
 # --- configuration: code, .env.example and compose agree --------------------------------
@@ -452,7 +612,7 @@ def test_services_reach_each_other_by_compose_service_name() -> None:
 
 #: Secrets no Settings field reads under that name: compose hands them to a service as
 #: another variable (each service's own MinIO user's key becomes its S3_SECRET_KEY).
-COMPOSE_ONLY_SECRETS = {"S3_UPLOAD_SECRET_KEY", "S3_RUNNER_SECRET_KEY"}
+COMPOSE_ONLY_SECRETS = {"S3_UPLOAD_SECRET_KEY", "S3_RUNNER_SECRET_KEY", "GRAFANA_ADMIN_PASSWORD"}
 #: Not secret, but compose demands them too: API tokens are on in compose.
 REQUIRED_IN_COMPOSE = {"UPLOAD_API_TOKEN_HASHES"}
 
@@ -473,6 +633,7 @@ def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -
         "COUCHDB_PASSWORD",
         "COUCHDB_AUDITOR_PASSWORD",
         "COUCHDB_ADMIN_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
     }
     seen = set()
     for name, rest in interpolations(compose()):
@@ -500,6 +661,8 @@ def test_built_services_run_a_real_module_on_the_port_their_settings_bind() -> N
         package = args["SERVICE"]
         assert package == name
         assert importlib.util.find_spec(f"{package}.__main__") is not None, package
+        assert args["PORT_VAR"] == PORT_SETTINGS[name]
+        assert int(args["PORT"]) == default_port(name)
         port_field = args["PORT_VAR"].lower()
         field = settings_class(package).model_fields[port_field]
         assert field.default == int(args["PORT"]), f"{name}: PORT arg != {port_field} default"
@@ -513,19 +676,20 @@ def test_built_services_run_a_real_module_on_the_port_their_settings_bind() -> N
 
 
 def test_commands_run_once_from_their_services_image_with_their_settings() -> None:
-    for name, (service, module, settings) in COMMANDS.items():
+    for name, command in COMMANDS.items():
         spec = services()[name]
-        assert spec["build"] == services()[service]["build"], f"{name}: not {service}'s image"
-        assert spec["command"] == ["python", "-m", module]
-        assert importlib.util.find_spec(module) is not None, module
+        image = services()[command.service]["build"]
+        assert spec["build"] == image, f"{name}: not {command.service}'s image"
+        assert spec["command"][:3] == ["python", "-m", command.module]
+        assert importlib.util.find_spec(command.module) is not None, command.module
         assert spec["restart"] == "no"
         assert spec["healthcheck"] == {"disable": True}, f"{name} serves no /healthz"
-        assert set(environment(name)) == settings_vars(service, settings)
+        assert set(environment(name)) == settings_vars(command.service, command.settings)
         for var, value in CONTAINER_VALUES.items():
-            if var in environment(name):
+            if var in environment(name) and spec.get("network_mode") != "none":
                 assert environment(name)[var] == value, f"{name}: {var}"
-        # The service starts only once its command succeeded.
-        waits = services()[service]["depends_on"][name]
+        # What needs it starts only once it succeeded.
+        waits = services()[command.before]["depends_on"][name]
         assert waits == {"condition": "service_completed_successfully"}
 
 

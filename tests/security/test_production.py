@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from servicekit import DEVELOPMENT_SECRETS, load_settings
-from tests.deploy.test_compose import APP_SERVICES, env_example, settings_class
+from tests.deploy.common import APP_SERVICES, env_example, settings_class
 from upload.settings import Settings as UploadSettings
 
 ROOT = Path(__file__).resolve().parents[2]

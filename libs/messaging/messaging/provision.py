@@ -2,7 +2,7 @@
 HTTP API: the vhost, the mesh's exchanges, and each service's user with exactly its grants
 (`permissions`). Idempotent.
 
-    python -m messaging.provision     (the local stack runs it; compose's rabbitmq-init too)
+    python -m messaging.provision     (the local stack and the k8s provision-rabbitmq Job run it)
 """
 
 from __future__ import annotations
@@ -15,26 +15,17 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from ._settings import BrokerSettings
+from .definitions import UsersSettings
 from .permissions import SERVICES, provisioning
 
 
-class ProvisionSettings(BrokerSettings):
-    """The administrator's connection (RABBITMQ_USER/RABBITMQ_PASSWORD) and the services'
-    passwords; each service's user is named after it (with an optional prefix, for tests)."""
+class ProvisionSettings(UsersSettings):
+    """The administrator's connection (RABBITMQ_USER/RABBITMQ_PASSWORD), where its
+    management API is, and the services' passwords."""
 
     rabbitmq_management_url: str = "http://127.0.0.1:15672"
-    rabbitmq_service_user_prefix: str = ""
-    rabbitmq_upload_password: SecretStr
-    rabbitmq_imageproc_runner_password: SecretStr
-    rabbitmq_imageproc_password: SecretStr
-    rabbitmq_provenancedb_password: SecretStr
-
-    def service_user(self, service: str) -> tuple[str, str]:
-        password: SecretStr = getattr(self, f"rabbitmq_{service}_password")
-        return f"{self.rabbitmq_service_user_prefix}{service}", password.get_secret_value()
 
 
 class ProvisionError(RuntimeError):
