@@ -6,7 +6,7 @@ PY      := .venv/bin/python
 STACK   := $(PY) tools/stack.py
 UV      := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help venv deps test-deps infra up up-observability down status logs parking audit lint typecheck test fuzz bench clean
+.PHONY: help venv deps test-deps infra up up-observability down status logs parking audit lint typecheck test fuzz bench bench-memory clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,7 +63,11 @@ test: venv test-deps ## venv + deps + infra, then pytest, lint and typecheck
 fuzz: venv ## fuzz uploads and AMQP messages in process (MINUTES per target, default 10; TARGET=name)
 	$(PY) -m tests.fuzz --minutes $(or $(MINUTES),10) $(if $(TARGET),--target $(TARGET))
 
-bench: venv ## worker memory (24 MP JPEG peak RSS) + libvips tuning -> benchmarks/results/
+bench: venv ## imagemesh vs raw pyvips vs thumbor, end to end (restarts the stack's services) -> benchmarks/results/
+	$(UV) sync --all-packages --frozen --group bench
+	$(PY) -m benchmarks.bench $(ARGS)
+
+bench-memory: venv ## worker memory (24 MP JPEG peak RSS, allocator) + libvips tuning -> benchmarks/results/memory.md
 	$(PY) -m benchmarks.memory
 
 clean: down ## stop the stack and delete .stack, .venv and tools/node_modules

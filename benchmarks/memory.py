@@ -178,9 +178,11 @@ def _child_generate(args: dict[str, Any]) -> dict[str, Any]:
     """Photo-like 24 MP JPEGs (baseline, progressive), plus a varied set if asked."""
     import random
 
+    from benchmarks.corpus import photo_like
+
     out = Path(args["dir"])
     made: dict[str, Any] = {"big": {}, "varied": []}
-    big = _photo_like(6000, 4000, seed=1).copy_memory()  # render once, save four times
+    big = photo_like(6000, 4000, seed=1).copy_memory()  # render once, save four times
     for chroma, mode in (("4:2:0", "on"), ("4:4:4", "off")):
         for kind, progressive in (("baseline", False), ("progressive", True)):
             path = out / f"24mp-{kind}-{mode}.jpg"
@@ -192,36 +194,12 @@ def _child_generate(args: dict[str, Any]) -> dict[str, Any]:
     for number in range(int(args.get("varied", 0))):
         width, height = rng.choice(sizes)
         path = out / f"varied-{number:02d}.jpg"
-        image = _photo_like(width, height, seed=number + 10)
+        image = photo_like(width, height, seed=number + 10)
         image.jpegsave(
             str(path), Q=rng.choice((80, 90)), interlace=number % 2 == 0, subsample_mode="on"
         )
         made["varied"].append(str(path))
     return made
-
-
-def _photo_like(width: int, height: int, *, seed: int) -> Any:
-    """Colour gradients, soft blotches, mid-scale texture and fine grain: at Q90 a 24 MP
-    one is ~9 MB, as a camera photo is."""
-    import pyvips
-
-    xy = pyvips.Image.xyz(width, height)
-    x, y = xy[0], xy[1]
-    red = x * (180 / width) + 40
-    green = y * (160 / height) + 50
-    blue = (x * (360 / width) + y * (720 / height) + seed * 37).sin() * 60 + 120
-    base = red.bandjoin([green, blue])
-    small = pyvips.Image.gaussnoise(
-        width // 100 + 2, height // 100 + 2, sigma=45, mean=0, seed=seed
-    )
-    blotches = small.resize(100, kernel="linear").crop(0, 0, width, height)
-    texture = pyvips.Image.gaussnoise(
-        width // 4 + 1, height // 4 + 1, sigma=20, mean=0, seed=seed + 1
-    )
-    texture = texture.resize(4, kernel="linear").crop(0, 0, width, height)
-    grain = pyvips.Image.gaussnoise(width, height, sigma=8, mean=0, seed=seed + 2)
-    blotches = blotches.bandjoin([blotches, blotches]) * [0.8, 0.6, 1.0]
-    return (base + blotches + texture + grain).cast("uchar")
 
 
 def _child_machine(_args: dict[str, Any]) -> dict[str, Any]:
