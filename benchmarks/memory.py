@@ -1,6 +1,6 @@
 """Worker memory and libvips tuning for imageproc's "fit in 512x512, JPEG q80, strip".
 
-Run from the repository root: ``.venv/bin/python -m benchmarks.memory`` (or ``make bench``).
+Run from the repository root: ``.venv/bin/python -m benchmarks.memory`` (or ``make bench-memory``).
 Writes ``benchmarks/results/memory.md`` and prints it.
 
 Every measurement runs in a fresh child process (``python -m benchmarks.memory --child``)
