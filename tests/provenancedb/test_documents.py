@@ -59,8 +59,8 @@ from messaging.events import (
     StepTiming,
     UploadReceived,
 )
+from messaging.jobs import fold_status
 from provenancedb.documents import PROV_PREFIXES, json_literal, merge_prov, to_document
-from provenancedb.status import fold_status
 
 # --------------------------------------------------------------------------- builders
 

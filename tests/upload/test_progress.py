@@ -1,4 +1,5 @@
-"""The order of a progress stream's events when provenance gets ahead of the live feed.
+"""A progress stream: the order of its events when provenance gets ahead of the live feed,
+and the status it folds from the events it saw live.
 
 Provenance (read for the status) and the live queue (the steps) follow the mesh's events
 separately, so the status read after `job.processing-started` may already say "succeeded"
@@ -13,9 +14,11 @@ from typing import Any, cast
 from aiohttp import web
 
 from messaging.events import Event
+from messaging.jobs import fold_status
+from provenancedb.documents import to_document
 from tests.fuzz.samples import JOB, envelope, events
 from upload.jobs import Jobs
-from upload.live import Inbox
+from upload.live import Inbox, LiveJobs
 from upload.progress import _follow, _Stream
 
 
@@ -49,10 +52,25 @@ def queued(inbox: Inbox, *types: str) -> None:
         inbox.put(envelope(event_type), event)
 
 
-async def follow(inbox: Inbox) -> list[tuple[str, dict[str, Any]]]:
+class NoProvenance:
+    """Provenance that must not be asked."""
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        raise AssertionError("provenance was queried")
+
+
+async def follow(
+    inbox: Inbox, live: LiveJobs | None = None, jobs: object = None
+) -> list[tuple[str, dict[str, Any]]]:
     recorder = Recorder()
     stream = _Stream(cast(web.StreamResponse, recorder))
-    await _follow(stream, cast(Jobs, FinishedJobs()), inbox, {"id": JOB, "status": "queued"})
+    await _follow(
+        stream,
+        cast(Jobs, jobs or FinishedJobs()),
+        live or LiveJobs(),
+        inbox,
+        {"id": JOB, "status": "queued"},
+    )
     return recorder.events()
 
 
@@ -79,3 +97,39 @@ async def test_a_lost_final_event_delays_the_status_only_briefly(
     assert [name for name, _ in sent] == ["step", "step", "status"]
     assert sent[-1][1]["status"] == "succeeded"
     assert inbox.queue.empty()
+
+
+TRAIL = ("image.uploaded", "job.processing-started", "operation.applied", "image.processed")
+
+
+async def test_a_job_seen_from_its_start_gets_its_status_from_the_live_events() -> None:
+    live = LiveJobs()
+    with live.follow(JOB) as inbox:
+        for event_type in TRAIL:
+            live.on_event(envelope(event_type), events()[event_type])
+        sent = await follow(inbox, live, NoProvenance())
+    assert [name for name, _ in sent] == ["step"] * 4 + ["status"]
+    final = sent[-1][1]
+    assert final["status"] == "succeeded"
+    assert final["output"]["width"] == events()["image.processed"].model_dump()["output"]["width"]
+    assert "output_ref" not in final  # where it is stored stays private
+
+
+def test_the_live_status_is_the_fold_provenance_makes_of_the_same_events() -> None:
+    live = LiveJobs()
+    for event_type in TRAIL:
+        live.on_event(envelope(event_type), events()[event_type])
+    documents = [to_document(envelope(kind), events()[kind]) for kind in TRAIL]
+    assert live.status(JOB) == fold_status(JOB, documents)
+
+
+def test_no_live_status_for_a_job_seen_from_its_middle_or_forgotten() -> None:
+    live = LiveJobs(recent_jobs=1)
+    live.on_event(envelope("image.processed"), events()["image.processed"])
+    assert live.status(JOB) is None  # its start was missed: ask provenance
+    live.on_event(envelope("image.uploaded"), events()["image.uploaded"])
+    assert live.status(JOB) is not None
+    other = events()["image.uploaded"].model_copy(update={"job_id": "another"})
+    live.on_event(envelope("image.uploaded"), other)
+    assert live.status(JOB) is None  # the oldest job made room
+    assert live.status("another") is not None

@@ -18,13 +18,13 @@ from messaging import (
     topology,
 )
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
+from messaging.jobs import fold_status
 from servicekit import add_ops_routes, resource
 
 from .documents import merge_prov, to_document
 from .history import HistoryQuery, recent_jobs
 from .lineage import SHA256, image_lineage
 from .settings import Settings
-from .status import fold_status
 from .store import ProvenanceStore, open_store
 
 log = structlog.get_logger("provenancedb")

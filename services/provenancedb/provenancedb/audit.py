@@ -32,12 +32,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from messaging.jobs import fold_status
 from objectstore import ObjectStore
 from objectstore import open_store as open_object_store
 from servicekit import load_settings
 
 from .settings import AuditSettings
-from .status import fold_status
 from .store import ProvenanceStore, open_store
 
 INTAKE = (("upload.received",), ("image.stored", "input"), ("image.uploaded",))

@@ -16,7 +16,7 @@ a job's provenance document is the union of its events' views (`merge_prov`).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from messaging import Envelope
@@ -33,6 +33,7 @@ from messaging.events import (
     RetryScheduled,
     UploadReceived,
 )
+from messaging.jobs import rfc3339
 
 PROV_PREFIXES = {
     "imagemesh": "urn:imagemesh:",
@@ -108,12 +109,6 @@ def _flat_fields(event: Event) -> dict[str, Any]:
         case MessageParked():
             return {"attempt": event.attempts, "queue": event.queue}
     return {}
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC, always with microseconds: view keys compare as strings, and a time on a whole
-    second must not sort after the same second's fractions."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def service_of(envelope: Envelope) -> str:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from messaging import RpcError
+from messaging.jobs import fold_status
 
-from .status import fold_status
 from .store import ProvenanceStore
 
 STATUSES = frozenset({"queued", "processing", "succeeded", "failed"})

@@ -45,15 +45,17 @@ def create_app(settings: Settings) -> web.Application:
             return consumers > 0
 
         add_readiness_check(app, "provenancedb", provenance_ready)
+        # Every event passes this replica too, for the progress streams it serves and
+        # the status of the jobs it saw start.
+        app[LIVE] = LiveJobs()
         app[JOBS] = Jobs(
             app[BROKER],
             app[STORE],
             input_bucket=settings.s3_input_bucket,
             rpc_timeout=settings.rpc_timeout_seconds,
             max_queued=settings.upload_max_queued,
+            live=app[LIVE],
         )
-        # Every event passes this replica too, for the progress streams it serves.
-        app[LIVE] = LiveJobs()
         await app[BROKER].watch(app[LIVE].on_event)
         yield
         await app[JOBS].close()

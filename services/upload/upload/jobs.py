@@ -25,11 +25,13 @@ from objectstore import ObjectStore
 
 from .errors import ApiError
 from .intake import Upload
+from .live import LiveJobs
 
 log = structlog.get_logger("upload")
 RETRY_AFTER_SECONDS = 5
 ABANDON_SECONDS = 120.0
 """How long upload keeps trying to mark a refused job `not_accepted` in provenance."""
+TERMINAL = frozenset({"succeeded", "failed"})
 QUEUE_CHECK_INTERVAL = 1.0
 """Seconds a queue-depth reading is reused: one broker round trip per second at most."""
 
@@ -43,8 +45,10 @@ class Jobs:
         input_bucket: str,
         rpc_timeout: float,
         max_queued: int,
+        live: LiveJobs | None = None,
     ) -> None:
         self._broker = broker
+        self._live = live
         self._store = store
         self._input_bucket = input_bucket
         self._rpc_timeout = rpc_timeout
@@ -251,7 +255,10 @@ class Jobs:
         return lineage if isinstance(lineage, dict) else None
 
     async def result(self, job_id: str) -> tuple[bytes, str]:
-        job = await self.status(job_id)
+        # A finished job this replica saw live needs no provenance query: a finished status
+        # does not change.
+        live = self._live.status(job_id) if self._live is not None else None
+        job = live if live is not None and live["status"] in TERMINAL else await self.status(job_id)
         if job is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
         if job["status"] == "failed":

@@ -33,12 +33,11 @@ from messaging.events import (
     RetryScheduled,
 )
 
-from .jobs import Jobs, public
+from .jobs import TERMINAL, Jobs, public
 from .live import Inbox, LiveJobs
 
 log = structlog.get_logger("upload")
 
-TERMINAL = frozenset({"succeeded", "failed"})
 HEARTBEAT_SECONDS = 15.0
 MAX_STREAM_SECONDS = 3600.0
 RECONNECT_MS = 3000
@@ -76,14 +75,16 @@ async def stream_progress(
         await stream.send(f"retry: {RECONNECT_MS}\n\n")
         await stream.event("status", public(job))
         try:
-            await _follow(stream, jobs, inbox, job)
+            await _follow(stream, jobs, live, inbox, job)
         except (ConnectionResetError, asyncio.CancelledError):
             log.info("progress_stream_closed_by_client")
             raise
         return response
 
 
-async def _follow(stream: _Stream, jobs: Jobs, inbox: Inbox, job: dict[str, Any]) -> None:
+async def _follow(
+    stream: _Stream, jobs: Jobs, live: LiveJobs, inbox: Inbox, job: dict[str, Any]
+) -> None:
     deadline = time.monotonic() + MAX_STREAM_SECONDS
     while job["status"] not in TERMINAL and time.monotonic() < deadline:
         try:
@@ -94,7 +95,7 @@ async def _follow(stream: _Stream, jobs: Jobs, inbox: Inbox, job: dict[str, Any]
         implied = await _relay(stream, envelope, event)
         if inbox.overflowed or (implied and _ORDER[implied] > _ORDER[job["status"]]):
             inbox.overflowed = False
-            fresh = await _status_at_least(jobs, job["id"], implied or job["status"])
+            fresh = await _current(jobs, live, job["id"], implied or job["status"])
             if fresh["status"] in TERMINAL and implied not in TERMINAL:
                 await _catch_up(stream, inbox)
             if fresh["status"] != job["status"]:
@@ -120,6 +121,16 @@ async def _catch_up(stream: _Stream, inbox: Inbox) -> None:
             return
         if await _relay(stream, envelope, event) in TERMINAL:
             return
+
+
+async def _current(jobs: Jobs, live: LiveJobs, job_id: str, wanted: str) -> dict[str, Any]:
+    """The job's status once it shows what an event says happened: from the events this
+    replica saw live when it saw the job start (the fold provenance makes of the same
+    events), else from provenance."""
+    seen = live.status(job_id)
+    if seen is not None and _ORDER[seen["status"]] >= _ORDER[wanted]:
+        return seen
+    return await _status_at_least(jobs, job_id, wanted)
 
 
 async def _status_at_least(jobs: Jobs, job_id: str, wanted: str) -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""A job's status, folded from its events: the same fold for provenance's documents and
+for the events a service sees live, so both give the same answer for the same events.
+
+A record is what the fold reads of one event: ``{"type", "time", "data"}`` (provenance
+documents have these fields among others; `record` makes one from a live event).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ._envelope import Envelope
+from .events import Event, ImageProcessed, ImageUploaded, JobFailed, ProcessingStarted
+
+__all__ = ["STATUS_EVENTS", "fold_status", "public_image", "record", "rfc3339"]
+
+_RANK = {
+    ImageUploaded.type: (0, "queued"),
+    ProcessingStarted.type: (1, "processing"),
+    ImageProcessed.type: (2, "succeeded"),
+    JobFailed.type: (2, "failed"),
+}
+STATUS_EVENTS = frozenset(_RANK)
+"""The event types a job's status depends on."""
+_IMAGE_FIELDS = ("sha256", "bytes", "format", "width", "height")
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, always with microseconds: view keys compare as strings, and a time on a whole
+    second must not sort after the same second's fractions."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def record(envelope: Envelope, event: Event) -> dict[str, Any]:
+    """What the fold reads of an event, as its provenance document has it."""
+    return {
+        "type": envelope.type,
+        "time": rfc3339(envelope.time),
+        "data": event.model_dump(mode="json"),
+    }
+
+
+def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The job as the public API shows it, or None when no document names the job.
+
+    Redeliveries and out-of-order arrival are harmless: the most advanced step wins."""
+    known = [d for d in docs if d.get("type") in _RANK]
+    if not known:
+        return None
+    by_progress = sorted(known, key=lambda d: (_RANK[d["type"]][0], d["time"]), reverse=True)
+    latest = by_progress[0]
+    job: dict[str, Any] = {
+        "id": job_id,
+        "status": _RANK[latest["type"]][1],
+        "created_at": min(d["time"] for d in known),
+        "updated_at": max(d["time"] for d in known),
+    }
+    # The most advanced step's copy of the input carries what imageproc read from it.
+    data_with_input = next((d["data"] for d in by_progress if d["data"].get("input")), None)
+    if data_with_input:
+        job["input"] = public_image(data_with_input["input"])
+        job["input_ref"] = data_with_input["input"]
+        job["pipeline"] = data_with_input.get("pipeline", [])
+    uploaded = next((d for d in known if d["type"] == ImageUploaded.type), None)
+    if uploaded:
+        job["created_at"] = uploaded["data"]["created_at"]
+        job["filename"] = uploaded["data"].get("filename")
+    if latest["type"] == ImageProcessed.type:
+        job["output"] = {
+            **public_image(latest["data"]["output"]),
+            "content_type": latest["data"]["output"]["content_type"],
+        }
+        job["output_ref"] = latest["data"]["output"]
+        job["steps"] = latest["data"].get("steps", [])
+    elif latest["type"] == JobFailed.type:
+        job["error"] = latest["data"]["error"]
+    return job
+
+
+def public_image(image: dict[str, Any]) -> dict[str, Any]:
+    public = {name: image[name] for name in _IMAGE_FIELDS}
+    if image.get("info"):
+        public["info"] = image["info"]
+    return public
