@@ -62,9 +62,10 @@ Security: measured on PouchDB Server 4.2 and pinned by `tests/security/test_couc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
@@ -223,12 +224,69 @@ async def _accept_json(
     return await handler(request)
 
 
+GROUP_COMMIT_LIMIT = 64
+"""Most documents one group-commit write carries."""
+
+
+class GroupCommit:
+    """Documents recorded while a write is in flight go together in the next `_bulk_docs`
+    request: at low load each is written at once, alone; under load one request carries
+    many, and the database does a fraction of the work. Nothing waits for a batch to fill.
+    Each caller still learns its own document's outcome: created, already there (False),
+    or its own error."""
+
+    def __init__(
+        self,
+        write: Callable[[list[dict[str, Any]]], Awaitable[dict[str, dict[str, Any]]]],
+        limit: int = GROUP_COMMIT_LIMIT,
+    ) -> None:
+        self._write = write
+        self._limit = limit
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, doc: dict[str, Any]) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((doc, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._limit]
+            del self._waiting[: self._limit]
+            first: dict[str, dict[str, Any]] = {}
+            for doc, _ in batch:
+                first.setdefault(doc["_id"], doc)  # a redelivery in the same batch
+            try:
+                statuses = await self._write(list(first.values()))
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for doc, future in batch:
+                if future.done():  # its caller gave up (cancelled)
+                    continue
+                status = statuses.get(doc["_id"], {})
+                if "ok" in status:
+                    future.set_result(first[doc["_id"]] is doc)
+                elif status.get("error") == "conflict":
+                    future.set_result(False)
+                else:
+                    future.set_exception(
+                        RuntimeError(f"could not store {doc['_id']}: {status or 'no answer'}")
+                    )
+
+
 class ProvenanceStore:
     def __init__(self, couch: CouchDB, db: Database, *, user: str, writer: str) -> None:
         self._couch = couch
         self._db = db
         self._user = user
         self._writer = writer
+        self._group = GroupCommit(lambda docs: self._bulk_docs(docs, "record"))
 
     def design_document(self) -> dict[str, Any]:
         return design_document(self._writer)
@@ -293,13 +351,9 @@ class ProvenanceStore:
             await self._db.index({"fields": fields}, ddoc=f"mango-{name}", name=name)
 
     async def record(self, doc: dict[str, Any]) -> bool:
-        """Store `doc`; False when a document with its `_id` already exists (a redelivery)."""
-        try:
-            with _timed("record"):
-                await Document(self._db, doc["_id"], data=dict(doc)).save()
-        except ConflictError:
-            return False
-        return True
+        """Store `doc`; False when a document with its `_id` already exists (a redelivery).
+        Written together with the documents recorded at the same time (`GroupCommit`)."""
+        return await self._group.record(doc)
 
     async def record_all(self, docs: list[dict[str, Any]]) -> list[bool]:
         """Store several documents in one request (`_bulk_docs`), so a job's intake is never
@@ -307,9 +361,7 @@ class ProvenanceStore:
 
         Through aiocouch's `_bulk_docs` itself: its BulkOperation assumes the answers come
         in request order, which PouchDB Server does not always keep; we match them by id."""
-        with _timed("record_all"):
-            response = await self._db._bulk_docs([dict(doc) for doc in docs])
-        by_id = {str(status.get("id")): status for status in cast(list[dict[str, Any]], response)}
+        by_id = await self._bulk_docs(docs, "record_all")
         created = []
         for doc in docs:
             status = by_id.get(doc["_id"], {})
@@ -317,6 +369,14 @@ class ProvenanceStore:
                 raise RuntimeError(f"could not store {doc['_id']}: {status or 'no answer'}")
             created.append("ok" in status)
         return created
+
+    async def _bulk_docs(
+        self, docs: list[dict[str, Any]], operation: str
+    ) -> dict[str, dict[str, Any]]:
+        """One `_bulk_docs` request (timed as `operation`): each document's status, by id."""
+        with _timed(operation):
+            response = await self._db._bulk_docs([dict(doc) for doc in docs])
+        return {str(status.get("id")): status for status in cast(list[dict[str, Any]], response)}
 
     async def job_documents(self, job_id: str) -> list[dict[str, Any]]:
         """Every document of a job, oldest first."""
