@@ -213,8 +213,12 @@ def raw_pipeline(job_name: str, data: bytes) -> bytes:
         image = pyvips.Image.new_from_buffer(data, "", access="sequential").autorot()
         grey = image.colourspace("b-w")[0]
         return bytes(floyd_steinberg(grey).pngsave_buffer(bitdepth=1, keep="none"))
+    from imageproc.ops.geometry import thumbnail_from_buffer
+    from pipeline.geometry import Thumbnail
+
     side = JOBS_BY_NAME[job_name].fit or 0
-    image = pyvips.Image.thumbnail_buffer(data, side, height=side)
+    # The same libvips calls as imageproc makes for a leading thumbnail.
+    image = thumbnail_from_buffer(data, Thumbnail(width=side, height=side), "")
     if job_name == "fit512":
         return bytes(image.jpegsave_buffer(Q=80, keep="none"))
     return bytes(image.webpsave_buffer(Q=75, keep="none"))
