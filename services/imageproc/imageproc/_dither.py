@@ -21,12 +21,15 @@ PALETTE_SIZES = (2, 4, 16, 256)
 def floyd_steinberg(grey: Any) -> Any:
     """Dither a 1-band 8-bit pyvips image to a 1-band 8-bit image of only 0 and 255."""
     size = (grey.width, grey.height)
-    bilevel = Image.frombytes("L", size, grey.write_to_memory()).convert(
-        "1", dither=Image.Dither.FLOYDSTEINBERG
-    )
+    # Pillow reads libvips' pixels where they are (no copy) and its 1-bit result is
+    # unpacked straight to one byte per pixel: a 24 MP image needs ~50 MB here, not ~100.
+    pixels = Image.frombuffer("L", size, grey.write_to_memory(), "raw", "L", 0, 1)
+    bilevel = pixels.convert("1", dither=Image.Dither.FLOYDSTEINBERG)
+    del pixels
     # Back to one byte per pixel so later operations see an ordinary grey image.
-    pixels = bilevel.convert("L").tobytes()
-    return pyvips.Image.new_from_memory(pixels, grey.width, grey.height, 1, "uchar").copy(
+    unpacked = bilevel.tobytes("raw", "L")
+    del bilevel
+    return pyvips.Image.new_from_memory(unpacked, grey.width, grey.height, 1, "uchar").copy(
         interpretation="b-w"
     )
 
