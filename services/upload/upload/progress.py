@@ -60,7 +60,7 @@ async def stream_progress(
     """Stream a job's progress; None when the job is unknown (before anything is sent)."""
     # Follow first, then read the status: an event between the two is not lost.
     with live.follow(job_id) as inbox, structlog.contextvars.bound_contextvars(job_id=job_id):
-        job = await jobs.status(job_id)
+        job = live.status(job_id) or await jobs.status(job_id)
         if job is None:
             return None
         response = web.StreamResponse(
