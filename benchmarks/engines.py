@@ -180,13 +180,13 @@ async def _closed_loop(
 # --- raw pyvips ----------------------------------------------------------------------
 
 
-def _raw_init() -> None:
+def _raw_init(threads: int) -> None:
     import pyvips
 
     from pipeline import harden_vips
 
     harden_vips()  # as the service: untrusted loaders blocked, no operation cache
-    pyvips.cache_set_max(0)
+    pyvips.concurrency_set(threads)  # as the service: the cores shared out between workers
 
 
 def raw_process(job_name: str, path: str, keep: bool) -> tuple[float, float, int, bytes | None]:
@@ -230,8 +230,9 @@ class RawPool:
     def __init__(self, folder: Path, processes: int) -> None:
         self.folder = folder
         self.processes = processes
+        threads = max(1, (os.cpu_count() or 1) // processes)
         self._pool = ProcessPoolExecutor(
-            processes, mp_context=get_context("spawn"), initializer=_raw_init
+            processes, mp_context=get_context("spawn"), initializer=_raw_init, initargs=(threads,)
         )
 
     def warm(self) -> None:
