@@ -1,7 +1,8 @@
 """The engines under test, each doing the same three jobs on the same files.
 
-- **raw pyvips**: the libvips calls imageproc makes, in a pool of worker processes, with
-  no messaging and no storage: the limit on this machine.
+- **raw pyvips**: the image calls imageproc makes (libvips, and for a leading thumbnail
+  of a JPEG Pillow's DCT-scaled decode), in a pool of worker processes, with no messaging
+  and no storage: the limit on this machine.
 - **thumbor 7** on loopback (`--processes N`, file loader, nothing stored or cached), with
   `Connection: close` so that every process gets work.
 - **imagemesh** end to end through its HTTP API: upload, the mesh, S3, provenance, then
