@@ -3,12 +3,13 @@ middleware's labels (route templates, bounded methods, status after the error mi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from aiohttp.typedefs import Handler
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -119,3 +120,22 @@ async def test_metrics_endpoint_serves_build_info_and_process_metrics(
 def test_build_info_version_defaults_to_the_distribution_version() -> None:
     set_build_info("upload")
     assert _value("imagemesh_build_info", service="upload", version="0.1.0") == 1
+
+
+async def test_a_request_cancelled_before_its_answer_counts_as_499() -> None:
+    """At shutdown (or with handler cancellation on) a request ends without a status:
+    not a server error."""
+
+    async def never(request: web.Request) -> web.StreamResponse:
+        raise asyncio.CancelledError
+
+    route = f"/c{uuid.uuid4().hex[:8]}"
+    app = web.Application()
+    app.router.add_get(route, never)
+    request = make_mocked_request("GET", route, app=app)
+    match = await app.router.resolve(request)
+    request._match_info = match  # as the server's router would
+    with pytest.raises(asyncio.CancelledError):
+        await http_metrics(request, never)
+    assert _value("imagemesh_http_requests_total", route=route, method="GET", status="499") == 1
+    assert _value("imagemesh_http_requests_total", route=route, method="GET", status="500") == 0

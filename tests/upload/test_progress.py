@@ -19,7 +19,7 @@ from provenancedb.documents import to_document
 from tests.fuzz.samples import JOB, envelope, events
 from upload.jobs import Jobs
 from upload.live import Inbox, LiveJobs
-from upload.progress import _follow, _Stream
+from upload.progress import _first_status, _follow, _Stream
 
 
 class Recorder:
@@ -133,3 +133,16 @@ def test_no_live_status_for_a_job_seen_from_its_middle_or_forgotten() -> None:
     live.on_event(envelope("image.uploaded"), other)
     assert live.status(JOB) is None  # the oldest job made room
     assert live.status("another") is not None
+
+
+async def test_a_stream_starts_from_provenance_unless_the_live_status_is_final() -> None:
+    live = LiveJobs()
+    live.on_event(envelope("image.uploaded"), events()["image.uploaded"])
+    # Seen queued live, but the live queue may have lost what followed: ask provenance.
+    start = await _first_status(cast(Jobs, FinishedJobs()), live, JOB)
+    assert start is not None
+    assert start["status"] == "succeeded"
+    live.on_event(envelope("image.processed"), events()["image.processed"])
+    start = await _first_status(cast(Jobs, NoProvenance()), live, JOB)
+    assert start is not None
+    assert start["status"] == "succeeded"

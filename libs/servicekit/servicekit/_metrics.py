@@ -8,6 +8,7 @@ prometheus_client is imported; `/metrics` serves that registry.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from importlib import metadata
 
@@ -86,6 +87,9 @@ async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResp
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away before the answer (nginx's code for it)
         raise
     finally:
         HTTP_REQUESTS.labels(route, method, str(status)).inc()

@@ -8,7 +8,10 @@ told so (`Inbox.overflowed`): it reads the job's state again.
 The replica also keeps the status events of the most recent jobs it saw from their start
 (`LiveJobs.status`): folded as provenance folds them (`messaging.jobs.fold_status`), they
 give a job's status the moment its event passes, without waiting for provenance to
-record it and answer a query. A job seen only from its middle has no live status.
+record it and answer a query. A job seen only from its middle has no live status. The
+live queue may lose events (a reconnection, an overflow), so a live status that is not
+final may be behind: callers trust a final one, or one at least as far as the event
+they just saw, and ask provenance otherwise.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ async def stream_progress(
     """Stream a job's progress; None when the job is unknown (before anything is sent)."""
     # Follow first, then read the status: an event between the two is not lost.
     with live.follow(job_id) as inbox, structlog.contextvars.bound_contextvars(job_id=job_id):
-        job = live.status(job_id) or await jobs.status(job_id)
+        job = await _first_status(jobs, live, job_id)
         if job is None:
             return None
         response = web.StreamResponse(
@@ -76,7 +76,10 @@ async def stream_progress(
         await stream.event("status", public(job))
         try:
             await _follow(stream, jobs, live, inbox, job)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            # The client left; what was sent was a 200 (not an error to count or log).
+            log.info("progress_stream_closed_by_client")
+        except asyncio.CancelledError:
             log.info("progress_stream_closed_by_client")
             raise
         return response
@@ -121,6 +124,16 @@ async def _catch_up(stream: _Stream, inbox: Inbox) -> None:
             return
         if await _relay(stream, envelope, event) in TERMINAL:
             return
+
+
+async def _first_status(jobs: Jobs, live: LiveJobs, job_id: str) -> dict[str, Any] | None:
+    """Where a stream starts. A finished job's live status is final; an unfinished one may
+    be behind (the live queue can lose events), and the stream would then wait for an end
+    already past: provenance says where the job is."""
+    seen = live.status(job_id)
+    if seen is not None and seen["status"] in TERMINAL:
+        return seen
+    return await jobs.status(job_id)
 
 
 async def _current(jobs: Jobs, live: LiveJobs, job_id: str, wanted: str) -> dict[str, Any]:
