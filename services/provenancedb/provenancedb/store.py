@@ -245,6 +245,11 @@ class GroupCommit:
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
+    @property
+    def waiting(self) -> int:
+        """Documents waiting for the next write."""
+        return len(self._waiting)
+
     async def record(self, doc: dict[str, Any]) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((doc, future))
@@ -261,6 +266,12 @@ class GroupCommit:
                 first.setdefault(doc["_id"], doc)  # a redelivery in the same batch
             try:
                 statuses = await self._write(list(first.values()))
+            except asyncio.CancelledError:
+                # Stopped (shutdown): nobody may wait forever for a write that never comes.
+                for _, future in batch + self._waiting:
+                    future.cancel()
+                self._waiting.clear()
+                raise
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
