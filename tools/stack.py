@@ -1159,17 +1159,25 @@ def provision_s3(config: Mapping[str, str], buckets: Sequence[str] | None = None
 # --- all infrastructure
 
 
+_held_locks: list[object] = []
+
+
 @contextlib.contextmanager
 def stack_lock() -> Iterator[None]:
     """One start or stop at a time per stack folder: two at once (two terminals, a test
     run beside `make up`) would both start the same server, and the second would remove
-    the pid file the first one's server wrote."""
+    the pid file the first one's server wrote. Reentrant within a process."""
+    if _held_locks:
+        yield
+        return
     STACK_DIR.mkdir(parents=True, exist_ok=True)
     with (STACK_DIR / "stack.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        _held_locks.append(handle)
         try:
             yield
         finally:
+            _held_locks.pop()
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -1959,10 +1967,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_deps(test=args.test, pip=args.pip)
         elif args.command in ("infra", "up"):
             ensure_deps()
-            ensure_infra(config)
-            if args.command == "up":
-                with stack_lock():
+            with stack_lock():  # the whole start: no `down` in between
+                ensure_infra(config)
+                if args.command == "up":
                     ensure_services(config)
+            if args.command == "up":
                 print_urls(config)
         elif args.command == "up-observability":
             ensure_observability(config)

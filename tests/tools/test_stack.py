@@ -208,6 +208,29 @@ def test_replicas_left_from_a_bigger_count_are_still_known(
     assert "upload-2" not in known
 
 
+def test_one_start_or_stop_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stack, "STACK_DIR", tmp_path)
+    other = (
+        "import fcntl, sys\n"
+        "handle = open(sys.argv[1], 'a')\n"
+        "try:\n"
+        "    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(3)\n"
+    )
+    lock_file = str(tmp_path / "stack.lock")
+
+    def another_process_may_lock() -> bool:
+        run = subprocess.run([sys.executable, "-c", other, lock_file], timeout=DEADLINE)
+        return run.returncode == 0
+
+    with stack.stack_lock():
+        with stack.stack_lock():  # reentrant: `up` holds it around ensure_infra's own
+            assert not another_process_may_lock()
+        assert not another_process_may_lock()  # still held by the outer one
+    assert another_process_may_lock()
+
+
 def test_stack_dir_comes_from_the_environment(tmp_path: Path) -> None:
     code = "import stack; print(stack.PID_DIR); print(stack.LOG_DIR)"
     result = subprocess.run(
