@@ -15,7 +15,9 @@ the latency (request to last byte) and the output; CPU time comes from /proc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -343,14 +345,16 @@ class Thumbor:
                 await asyncio.sleep(0.2)
 
     def stop(self) -> None:
+        workers = children(self._proc.pid)  # before the parent goes: then they are init's
         self._proc.terminate()
         try:
             self._proc.wait(15)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        for pid in children(self._proc.pid):
-            os.kill(pid, 9)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self._log.close()
 
     async def run(self, job: Job, names: Sequence[str], concurrency: int, keep: bool) -> Run:

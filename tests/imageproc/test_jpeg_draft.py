@@ -31,8 +31,20 @@ def jpeg(image: Any, **options: Any) -> bytes:
 
 
 def both(data: bytes, monkeypatch: pytest.MonkeyPatch, op: Thumbnail = BOX) -> tuple[Any, Any]:
-    """The thumbnail through Pillow's scaled decode, and through libvips' thumbnail."""
-    fast = geometry.thumbnail_from_buffer(data, op, "")
+    """The thumbnail through Pillow's scaled decode (checked to be taken), and through
+    libvips' thumbnail."""
+    decoded: list[object] = []
+    real = geometry.decode_jpeg_scaled
+
+    def spy(*args: Any) -> Any:
+        decoded.append(result := real(*args))
+        return result
+
+    with monkeypatch.context() as patched:
+        patched.setattr(geometry, "decode_jpeg_scaled", spy)
+        fast = geometry.thumbnail_from_buffer(data, op, "")
+    assert decoded, "the scaled decode was not tried"
+    assert decoded[0] is not None, "the scaled decode refused this JPEG"
     with monkeypatch.context() as patched:
         patched.setattr(geometry, "decode_jpeg_scaled", lambda *args: None)
         plain = geometry.thumbnail_from_buffer(data, op, "")

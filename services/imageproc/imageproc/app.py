@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-import pyvips
 from aiohttp import web
 
 from messaging import Broker, Envelope, topology
@@ -22,10 +20,6 @@ POOL = web.AppKey("pool", ThreadPoolExecutor)
 
 def create_app(settings: Settings) -> web.Application:
     harden_vips()
-    if "VIPS_CONCURRENCY" not in os.environ:
-        # The pipelines already run in parallel, one per core: more libvips threads per
-        # pipeline only add CPU (~10 % per image, benchmarks/results/memory.md) and buffers.
-        pyvips.concurrency_set(max(1, (os.cpu_count() or 1) // settings.imageproc_concurrency))
     app = web.Application()
     add_ops_routes(app)
 

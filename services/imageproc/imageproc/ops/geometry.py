@@ -110,7 +110,7 @@ def decode_jpeg_scaled(
             picture.load()
             pixels = picture.tobytes()
             size = picture.size
-    except (OSError, SyntaxError, UnidentifiedImageError, ValueError):
+    except (OSError, SyntaxError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     interpretation, bands = _DRAFT_MODES[picture.mode]
     image = pyvips.Image.new_from_memory(pixels, size[0], size[1], bands, "uchar").copy(
