@@ -41,6 +41,7 @@ from typing import Any
 from benchmarks import corpus, quality
 from benchmarks.engines import (
     JOBS,
+    JOBS_BY_NAME,
     Engine,
     Imagemesh,
     Job,
@@ -249,7 +250,7 @@ def score_quality(runs: Sequence[Run], folder: Path) -> dict[tuple[str, str], fl
     done: set[tuple[str, str]] = set()
     for run in runs:
         key = (family(run.engine), run.job)
-        job = next(job for job in JOBS if job.name == run.job)
+        job = JOBS_BY_NAME[run.job]
         if key in done or job.fit is None or not any(r.output for r in run.results):
             continue
         done.add(key)
