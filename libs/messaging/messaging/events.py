@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 ExchangeKind = Literal["events", "provenance"]
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000
 """No step of a job takes a week: a longer (or NaN, infinite) duration is not a fact."""
+LOCAL_PRINCIPAL = "local"
+"""Who everyone is when no API tokens are configured (local development)."""
+PRINCIPAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$"
+"""A principal's name: a token's name, a proxy's user (often an e-mail address)."""
 
 
 class _Frozen(BaseModel):
@@ -81,6 +85,8 @@ class UploadReceived(Event):
     published_by: ClassVar[tuple[str, ...]] = ("upload",)
 
     client: ClientInfo
+    principal: str = Field(default=LOCAL_PRINCIPAL, pattern=PRINCIPAL_PATTERN)
+    """On whose behalf the upload service accepted the image (the job's owner)."""
     filename: str | None = None
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
@@ -115,6 +121,8 @@ class ImageUploaded(Event):
     filename: str | None = None
     """The name the client gave; informational only, never used as a path."""
     created_at: datetime
+    principal: str = Field(default=LOCAL_PRINCIPAL, pattern=PRINCIPAL_PATTERN)
+    """The job's owner: who submitted it (fair dispatch and every read are per owner)."""
 
 
 class ProcessingStarted(Event):

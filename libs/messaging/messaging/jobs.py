@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._envelope import Envelope
-from .events import Event, ImageProcessed, ImageUploaded, JobFailed, ProcessingStarted
+from .events import (
+    LOCAL_PRINCIPAL,
+    Event,
+    ImageProcessed,
+    ImageUploaded,
+    JobFailed,
+    ProcessingStarted,
+)
 
 __all__ = ["STATUS_EVENTS", "fold_status", "public_image", "record", "rfc3339"]
 
@@ -66,6 +73,7 @@ def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | Non
     if uploaded:
         job["created_at"] = uploaded["data"]["created_at"]
         job["filename"] = uploaded["data"].get("filename")
+        job["owner"] = uploaded["data"].get("principal", LOCAL_PRINCIPAL)
     if latest["type"] == ImageProcessed.type:
         job["output"] = {
             **public_image(latest["data"]["output"]),
