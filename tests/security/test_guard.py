@@ -17,11 +17,20 @@ from pydantic import ValidationError
 
 from upload.app import create_app
 from upload.errors import ApiError
-from upload.guard import CSRF_COOKIE, PEER, Guard, Peer, csrf_problem, same_origin
+from upload.guard import (
+    CSRF_COOKIE,
+    PEER,
+    Guard,
+    Peer,
+    Principal,
+    csrf_problem,
+    principal_of,
+    same_origin,
+)
 from upload.openapi import openapi_document
 from upload.ratelimit import RateLimiter
 from upload.settings import Settings
-from upload.tokens import TokenSet, bearer_token, new_token, token_hash
+from upload.tokens import TokenSet, bearer_token, new_token, parse_entry, token_hash
 
 CSRF = "c" * 43
 
@@ -117,9 +126,9 @@ def test_a_limit_of_zero_is_off() -> None:
 def test_tokens_are_checked_by_hash_and_only_ours_pass() -> None:
     token = new_token()
     assert len(token) >= 43
-    tokens = TokenSet([hashlib.sha256(b"other").hexdigest(), token_hash(token)])
+    tokens = TokenSet([hashlib.sha256(b"other").hexdigest(), f"alice:{token_hash(token)}"])
     assert tokens.enabled
-    assert tokens.verify(token) == token_hash(token)
+    assert tokens.verify(token) == "alice"
     assert tokens.verify(token + "x") is None
     assert tokens.verify("") is None
     assert tokens.verify("x" * 10_000) is None
@@ -135,17 +144,34 @@ def test_bearer_header_parsing() -> None:
     assert bearer_token("") is None
 
 
-def test_the_token_helper_prints_a_token_and_its_hash() -> None:
+def test_a_bare_hash_is_named_by_its_first_8_hex_digits() -> None:
+    token = new_token()
+    digest = token_hash(token)
+    assert TokenSet([digest]).verify(token) == digest[:8]
+    assert parse_entry(f" bob@example.org : {digest.upper()} ") == ("bob@example.org", digest)
+    # Two entries may name one principal (a token and its replacement).
+    other = new_token()
+    rotating = TokenSet([f"carol:{digest}", f"carol:{token_hash(other)}"])
+    assert (rotating.verify(token), rotating.verify(other)) == ("carol", "carol")
+    for malformed in ("carol:", f"-carol:{digest}", f"car ol:{digest}", f"carol:{digest}0"):
+        with pytest.raises(ValueError, match=r"(?i)name"):
+            parse_entry(malformed)
+
+
+def test_the_token_helper_prints_a_token_and_its_entry() -> None:
     made = subprocess.run(
-        [sys.executable, "-m", "upload.tokens", "new"],
+        [sys.executable, "-m", "upload.tokens", "new", "alice"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
     lines = dict(line.split(":", 1) for line in made.stdout.splitlines())
-    token, digest = lines["token"].strip(), lines["sha256"].strip()
+    token, entry = lines["token"].strip(), lines["entry"].strip()
+    name, digest = entry.split(":")
+    assert name == "alice"
     assert hashlib.sha256(token.encode()).hexdigest() == digest
+    assert TokenSet([entry]).verify(token) == "alice"
     assert "UPLOAD_API_TOKEN_HASHES" in made.stderr
     hashed = subprocess.run(
         [sys.executable, "-m", "upload.tokens", "hash"],
@@ -157,13 +183,19 @@ def test_the_token_helper_prints_a_token_and_its_hash() -> None:
     )
     assert hashed.stdout.strip() == digest
     assert Settings.model_validate(
-        {**settings().model_dump(), "upload_api_token_hashes": f" {digest.upper()} ,"}
-    ).upload_api_token_hashes == (digest,)
+        {**settings().model_dump(), "upload_api_token_hashes": f" {digest.upper()} ,alice:{digest}"}
+    ).upload_api_token_hashes == (f"{digest[:8]}:{digest}", f"alice:{digest}")
+    nameless = subprocess.run(
+        [sys.executable, "-m", "upload.tokens", "new"], capture_output=True, timeout=60
+    )
+    assert nameless.returncode == 2
 
 
 def test_a_token_in_place_of_its_hash_is_refused() -> None:
-    with pytest.raises(ValidationError, match="SHA-256"):
+    with pytest.raises(ValidationError, match="SHA256"):
         settings(upload_api_token_hashes="not-a-hash")
+    with pytest.raises(ValidationError, match="SHA256"):
+        settings(upload_api_token_hashes=f"alice:{new_token()}")
 
 
 # --------------------------------------------------------------------------- CSRF
@@ -367,6 +399,20 @@ def test_the_peer_is_noted_for_the_handlers() -> None:
     req = request()
     guard.check(req)
     assert req[PEER] == Peer("192.0.2.10", "http")
+
+
+def test_the_principal_is_the_tokens_name_else_local() -> None:
+    token = new_token()
+    req = request()
+    Guard(settings()).check(req)
+    assert principal_of(req) == Principal("local")
+    guard = Guard(settings(upload_api_token_hashes=f"alice:{token_hash(token)}"))
+    req = request("POST", headers={"Authorization": f"Bearer {token}"})
+    guard.check(req)
+    assert principal_of(req) == Principal("alice")
+    assert principal_of(req).may_read("alice")
+    assert not principal_of(req).may_read("bob")
+    assert Principal("eve", auditor=True).may_read("bob")
 
 
 # --------------------------------------------------------------------------- OpenAPI

@@ -28,7 +28,7 @@ COOKIE = "imagemesh_csrf"
 
 @pytest.fixture(scope="module")
 def guarded(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    hashes = f"{token_hash(OTHER_TOKEN)},{token_hash(TOKEN)}"
+    hashes = f"{token_hash(OTHER_TOKEN)},alice:{token_hash(TOKEN)}"
     logs = tmp_path_factory.mktemp("upload-tokens")
     with upload_replica(mesh, logs, UPLOAD_API_TOKEN_HASHES=hashes) as replica:
         yield replica
@@ -75,6 +75,7 @@ async def test_the_right_token_submits_follows_and_fetches(
         assert response.status == 202, await response.text()
         job = await wait_finished(auth, guarded.upload_url, (await response.json())["id"])
         assert job["status"] == "succeeded"
+        assert job["owner"] == "alice"  # the token's name is the job's owner
         async with auth.get(f"{guarded.upload_url}/api/v1/jobs/{job['id']}/result") as result:
             assert result.status == 200
     # Either configured token works.

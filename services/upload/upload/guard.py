@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from messaging.events import LOCAL_PRINCIPAL
+
 from .errors import ApiError
 from .ratelimit import RateLimiter
 from .settings import Settings
@@ -78,6 +80,28 @@ class Peer:
 PEER = web.RequestKey("peer", Peer)
 
 
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """On whose behalf a request acts: the owner of the jobs it submits, and whose jobs it
+    may read. `local` for everyone when no API tokens are configured."""
+
+    name: str
+    auditor: bool = False
+    """Reads every job, and sees who uploaded it (address, user agent)."""
+
+    def may_read(self, owner: str | None) -> bool:
+        """Whether this principal may see a job owned by `owner`."""
+        return self.auditor or owner == self.name
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The request's principal, as the guard established it (it runs before every handler)."""
+    return request[PRINCIPAL]
+
+
 class Guard:
     def __init__(self, settings: Settings) -> None:
         self.tokens = TokenSet(settings.upload_api_token_hashes)
@@ -108,6 +132,7 @@ class Guard:
                 raise _unauthorized("the API token is not valid", error="invalid_token")
             if not browser or csrf_problem(request, peer) is not None:
                 raise _unauthorized("this API needs `Authorization: Bearer <token>`")
+        request[PRINCIPAL] = Principal(token or LOCAL_PRINCIPAL)
 
     def peer(self, request: web.Request) -> Peer:
         remote = request.remote or ""

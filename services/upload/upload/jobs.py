@@ -90,13 +90,15 @@ class Jobs:
         self._queued = (count, now)
         return count
 
-    async def submit(self, upload: Upload, client: ClientInfo) -> str:
-        """Store the input, record the job, queue it. Returns the job id."""
+    async def submit(self, upload: Upload, client: ClientInfo, principal: str) -> str:
+        """Store the input, record the job for its owner `principal`, queue it. Returns
+        the job id."""
         job_id = str(uuid.uuid4())
         with structlog.contextvars.bound_contextvars(job_id=job_id):
             received = UploadReceived(
                 job_id=job_id,
                 client=client,
+                principal=principal,
                 filename=upload.filename,
                 sha256=upload.sha256,
                 bytes=len(upload.data),
@@ -114,6 +116,7 @@ class Jobs:
                 pipeline=upload.pipeline,
                 filename=upload.filename,
                 created_at=datetime.now(UTC),
+                principal=principal,
             )
             envelope = self._broker.envelope_for(event, cause=stored_envelope)
             # The whole intake is recorded before 202 (in one write), so GET /jobs/{id}
@@ -135,7 +138,13 @@ class Jobs:
             except Exception as exc:
                 await self._record_not_queued(event, envelope, exc)
                 raise _unavailable("the job could not be queued") from exc
-            log.info("job_accepted", input=image.uri, bytes=image.bytes, ops=len(upload.pipeline))
+            log.info(
+                "job_accepted",
+                principal=principal,
+                input=image.uri,
+                bytes=image.bytes,
+                ops=len(upload.pipeline),
+            )
         return job_id
 
     async def _record(self, job_id: str, *events: tuple[Envelope, Event]) -> None:

@@ -14,7 +14,7 @@ from pipeline import describe_operations
 
 from . import schemas
 from .errors import ApiError
-from .guard import PEER, set_csrf_cookie
+from .guard import PEER, principal_of, set_csrf_cookie
 from .intake import read_upload
 from .jobs import public
 from .keys import BROKER, GUARD, JOBS, LIVE, SETTINGS
@@ -136,7 +136,7 @@ async def create_job(request: web.Request) -> web.Response:
         address=request[PEER].address or None,  # through trusted proxies (UPLOAD_TRUSTED_PROXIES)
         user_agent=request.headers.get("User-Agent", "")[:512] or None,
     )
-    job_id = await request.app[JOBS].submit(upload, client)
+    job_id = await request.app[JOBS].submit(upload, client, principal_of(request).name)
     location = f"/api/v1/jobs/{job_id}"
     body = {
         "id": job_id,

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from objectstore import S3Settings
 from pipeline import ImageRulesSettings
 from servicekit import ServiceSettings
 
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+from .tokens import entry, parse_entry
 
 
 class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
@@ -26,9 +25,10 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     upload_rabbitmq_console_url: str = "http://localhost:15672/"
     """Where operators watch the queues (linked from the job page)."""
     upload_api_token_hashes: Annotated[tuple[str, ...], NoDecode] = ()
-    """SHA-256 (hex) of each API token, comma-separated (`python -m upload.tokens new` makes
-    one). Empty: no token is needed. Otherwise /api/ requests other than the web app's own
-    (same-origin, with the CSRF cookie and header) need `Authorization: Bearer <token>`."""
+    """`NAME:SHA256HEX` of each API token, comma-separated (`python -m upload.tokens new NAME`
+    makes one; a bare hash is named by its first 8 hex digits). The name is the principal
+    the token speaks for. Empty: no token is needed and everyone is `local`. Otherwise every
+    /api/ request needs `Authorization: Bearer <token>` or a signed-in session."""
     upload_trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     """Addresses or networks of the reverse proxies in front of upload, comma-separated:
     only their `X-Forwarded-For` / `X-Forwarded-Proto` are believed."""
@@ -50,10 +50,5 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     @field_validator("upload_api_token_hashes")
     @classmethod
     def _hashes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        hashes = tuple(part.lower() for part in value)
-        if not all(_SHA256_HEX.match(part) for part in hashes):
-            raise ValueError(
-                "give SHA-256 hashes (64 hex digits) of the tokens, never the tokens: "
-                "python -m upload.tokens new"
-            )
-        return hashes
+        # Normalised to NAME:hex, so a bare hash and its named form mean the same.
+        return tuple(entry(*parse_entry(part)) for part in value)
