@@ -2,6 +2,7 @@ import pytest
 import pyvips
 
 from pipeline import ImageFormat, ImageInfo, ImageLimits, ImageRejected, harden_vips, probe_image
+from tests.ultrahdr import looks_ultra_hdr, ultra_hdr_jpeg
 
 LIMITS = ImageLimits()
 
@@ -160,3 +161,17 @@ def test_image_rejected_is_a_value_error_with_code():
 
     assert isinstance(error, ValueError)
     assert (error.code, error.message, str(error)) == ("undecodable", "broken", "broken")
+
+
+def test_an_ultra_hdr_jpeg_is_a_jpeg():
+    # libvips reads a JPEG with a gain map through uhdrload, not jpegload: it is still a
+    # JPEG (its primary image is an ordinary one), never "looks like jpeg but is not".
+    data = ultra_hdr_jpeg(96, 64)
+    assert looks_ultra_hdr(data)
+    assert str(pyvips.Image.new_from_buffer(data, "").get("vips-loader")).startswith("uhdrload")
+
+    info = probe_image(data, limits=LIMITS)
+
+    assert info == ImageInfo(
+        format=ImageFormat.JPEG, width=96, height=64, pages=1, bands=3, has_alpha=False
+    )

@@ -9,18 +9,20 @@ import pyvips
 
 from ._errors import ImageRejected
 from ._formats import SNIFF_BYTES, ImageFormat, sniff_format
+from ._jpeg import count_jpeg_scans
 
 __all__ = ["ImageInfo", "ImageLimits", "check_limits", "harden_vips", "probe_image"]
 
-# The libvips loader each allowed format must be read by; a mismatch means the
-# bytes are not what their magic claims.
+# The libvips loaders each allowed format may be read by; any other means the bytes are
+# not what their magic claims. An UltraHDR JPEG (a JPEG with a gain map after it, named
+# in an MPF segment) is read by libvips' uhdrload: its primary image is an ordinary JPEG.
 _LOADERS = {
-    ImageFormat.JPEG: "jpegload",
-    ImageFormat.PNG: "pngload",
-    ImageFormat.WEBP: "webpload",
-    ImageFormat.GIF: "gifload",
-    ImageFormat.TIFF: "tiffload",
-    ImageFormat.AVIF: "heifload",
+    ImageFormat.JPEG: ("jpegload", "uhdrload"),
+    ImageFormat.PNG: ("pngload",),
+    ImageFormat.WEBP: ("webpload",),
+    ImageFormat.GIF: ("gifload",),
+    ImageFormat.TIFF: ("tiffload",),
+    ImageFormat.AVIF: ("heifload",),
 }
 
 
@@ -31,6 +33,9 @@ class ImageLimits:
     max_pixels: int = 50_000_000
     max_side: int = 20_000
     max_frames: int = 100
+    max_jpeg_scans: int = 100
+    """Scans a (progressive) JPEG may have; real encoders write a few dozen at most, and
+    every extra one is decoded again in full (see ``_jpeg``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,7 @@ def probe_image(data: bytes, *, limits: ImageLimits) -> ImageInfo:
     """Read only the header of ``data`` and check it against the allow-list and ``limits``.
 
     Raises ImageRejected with code ``unsupported_type``, ``undecodable``,
-    ``too_large_side``, ``too_many_frames`` or ``too_many_pixels``.
+    ``too_large_side``, ``too_many_frames``, ``too_many_pixels`` or ``too_many_scans``.
     """
     fmt = sniff_format(data[:SNIFF_BYTES])
     if fmt is None:
@@ -74,6 +79,8 @@ def probe_image(data: bytes, *, limits: ImageLimits) -> ImageInfo:
         has_alpha=bool(image.hasalpha()),
     )
     check_limits(info, limits)
+    if fmt is ImageFormat.JPEG:
+        _check_scans(data, limits.max_jpeg_scans)
     return info
 
 
@@ -96,6 +103,15 @@ def check_limits(info: ImageInfo, limits: ImageLimits) -> None:
         raise ImageRejected(
             "too_many_pixels",
             f"image has {pixels} pixels; at most {limits.max_pixels} are allowed",
+        )
+
+
+def _check_scans(data: bytes, limit: int) -> None:
+    scans = count_jpeg_scans(data, stop_after=limit)
+    if scans > limit:
+        raise ImageRejected(
+            "too_many_scans",
+            f"the JPEG has more than {limit} scans; at most {limit} are allowed",
         )
 
 
