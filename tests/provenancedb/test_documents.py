@@ -21,16 +21,19 @@ from prov.model import (
     DEFAULT_NAMESPACES,
     PROV_ATTR_ACTIVITY,
     PROV_ATTR_AGENT,
+    PROV_ATTR_DELEGATE,
     PROV_ATTR_ENTITY,
     PROV_ATTR_GENERATED_ENTITY,
     PROV_ATTR_INFORMANT,
     PROV_ATTR_INFORMED,
+    PROV_ATTR_RESPONSIBLE,
     PROV_ATTR_USED_ENTITY,
     Literal,
     ProvActivity,
     ProvAgent,
     ProvAssociation,
     ProvCommunication,
+    ProvDelegation,
     ProvDerivation,
     ProvDocument,
     ProvEntity,
@@ -134,11 +137,15 @@ def envelope_for(
 Step = tuple[Envelope, Event]
 
 
+PRINCIPAL = "alice@example.org"
+
+
 def intake(job_id: str, source: ImageRef, at: datetime) -> list[Step]:
     """What the upload service records before it answers 202."""
     received = UploadReceived(
         job_id=job_id,
         client=CLIENT,
+        principal=PRINCIPAL,
         filename="cat.jpg",
         sha256=source.sha256,
         bytes=source.bytes,
@@ -150,7 +157,12 @@ def intake(job_id: str, source: ImageRef, at: datetime) -> list[Step]:
     stored = ImageStored(job_id=job_id, role="input", image=source)
     e_stored = envelope_for(stored, "upload", at + timedelta(milliseconds=12), cause=e_received)
     uploaded = ImageUploaded(
-        job_id=job_id, input=source, pipeline=PIPELINE, filename="cat.jpg", created_at=at
+        job_id=job_id,
+        input=source,
+        pipeline=PIPELINE,
+        filename="cat.jpg",
+        created_at=at,
+        principal=PRINCIPAL,
     )
     e_uploaded = envelope_for(uploaded, "upload", at + timedelta(milliseconds=15), cause=e_stored)
     return [(e_received, received), (e_stored, stored), (e_uploaded, uploaded)]
@@ -241,6 +253,7 @@ RECORD_CLASSES: dict[str, type[ProvRecord]] = {
     "wasGeneratedBy": ProvGeneration,
     "wasDerivedFrom": ProvDerivation,
     "wasAssociatedWith": ProvAssociation,
+    "actedOnBehalfOf": ProvDelegation,
     "wasInformedBy": ProvCommunication,
 }
 # What each relation must name, and whether that must be a record of the same document.
@@ -249,6 +262,11 @@ REFERENCES: dict[type[ProvRecord], tuple[tuple[QualifiedName, bool], ...]] = {
     ProvGeneration: ((PROV_ATTR_ENTITY, True), (PROV_ATTR_ACTIVITY, True)),
     ProvDerivation: ((PROV_ATTR_GENERATED_ENTITY, True), (PROV_ATTR_USED_ENTITY, True)),
     ProvAssociation: ((PROV_ATTR_ACTIVITY, True), (PROV_ATTR_AGENT, True)),
+    ProvDelegation: (
+        (PROV_ATTR_DELEGATE, True),
+        (PROV_ATTR_RESPONSIBLE, True),
+        (PROV_ATTR_ACTIVITY, True),
+    ),
     # The informant is the cause's activity, in another event's view.
     ProvCommunication: ((PROV_ATTR_INFORMED, True), (PROV_ATTR_INFORMANT, False)),
 }
@@ -530,6 +548,29 @@ def test_upload_view_names_the_client_as_uploader() -> None:
     assert view["activity"][f"imagemesh:event/{envelope.id}"]["imagemesh:filename"] == "cat.jpg"
 
 
+@pytest.mark.parametrize("event_type", ["upload.received", "image.uploaded"])
+def test_the_upload_service_acted_on_behalf_of_the_principal(event_type: str) -> None:
+    envelope, event = TRAIL_BY_TYPE[event_type]
+    document = valid_prov(to_document(envelope, event)["prov"])
+    (delegation,) = records(document, ProvDelegation)
+    assert named(formal(delegation, PROV_ATTR_DELEGATE), "imagemesh") == "agent/upload/0.3.0"
+    responsible = formal(delegation, PROV_ATTR_RESPONSIBLE)
+    assert named(responsible, "imagemesh") == f"principal/{PRINCIPAL}"
+    assert named(formal(delegation, PROV_ATTR_ACTIVITY), "imagemesh") == f"event/{envelope.id}"
+    (principal,) = (a for a in records(document, ProvAgent) if a.identifier == responsible)
+    assert [str(label) for label in principal.get_attribute("prov:label")] == [PRINCIPAL]
+    assert [str(kind) for kind in principal.get_attribute("prov:type")] == ["imagemesh:Principal"]
+
+
+def test_merged_job_document_names_the_principal_once_for_the_jobs_intake() -> None:
+    document = valid_prov(merge_prov(_job_views()))
+    delegations = records(document, ProvDelegation)
+    assert len(delegations) == 2  # upload.received and image.uploaded
+    assert {named(formal(d, PROV_ATTR_RESPONSIBLE), "imagemesh") for d in delegations} == {
+        f"principal/{PRINCIPAL}"
+    }
+
+
 def test_an_anonymous_upload_still_has_a_valid_view() -> None:
     envelope, event = TRAIL_BY_TYPE["upload.received"]
     assert isinstance(event, UploadReceived)
@@ -641,6 +682,7 @@ def test_merged_job_document_agents_carry_their_versions() -> None:
         "agent/imageproc_runner/0.4.0",
         "agent/imageproc/0.5.0",
         "client/203.0.113.7",
+        f"principal/{PRINCIPAL}",
     }
     for service, version in VERSIONS.items():
         assert extra(agents[f"agent/{service}/{version}"], "imagemesh:version") == [version]

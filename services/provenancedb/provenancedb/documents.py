@@ -9,8 +9,12 @@ a job's provenance document is the union of its events' views (`merge_prov`).
   the same bytes are the same entity in every job, which is what links lineage across jobs;
 - each service version is an **agent** `imagemesh:agent/<service>/<version>`, and the
   client of an upload an agent `imagemesh:client/<address>`;
+- the principal a job belongs to (who asked for it: an API token's name, a signed-in or
+  proxy-authenticated user) is an agent `imagemesh:principal/<name>`: in the upload's
+  events the upload service `actedOnBehalfOf` it, for that activity;
 - `used`, `wasGeneratedBy`, `wasDerivedFrom` (output from input), `wasAssociatedWith`
-  (activity to agent) and `wasInformedBy` (an event to the event that caused it).
+  (activity to agent), `actedOnBehalfOf` (service to principal) and `wasInformedBy` (an
+  event to the event that caused it).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ PROV_SECTIONS = (
     "wasGeneratedBy",
     "wasDerivedFrom",
     "wasAssociatedWith",
+    "actedOnBehalfOf",
     "wasInformedBy",
 )
 
@@ -165,6 +170,8 @@ def prov_view(envelope: Envelope, event: Event) -> dict[str, Any]:
         }
     if isinstance(event, UploadReceived):
         _add_client(view, envelope.id, activity, event)
+    if isinstance(event, UploadReceived | ImageUploaded):
+        _add_principal(view, envelope.id, activity, agent, event.principal)
     used, generated = _entities(event)
     entities = [*used, *generated]
     if entities:
@@ -254,6 +261,29 @@ def _add_client(view: dict[str, Any], event_id: str, activity: str, event: Uploa
         "prov:activity": activity,
         "prov:agent": client,
         "prov:role": qualified_name("imagemesh:uploader"),
+    }
+
+
+def principal_agent(name: str) -> str:
+    return f"imagemesh:principal/{name}"
+
+
+def _add_principal(
+    view: dict[str, Any], event_id: str, activity: str, service: str, principal: str
+) -> None:
+    """The upload service accepted the job on behalf of `principal`: PROV delegation, for
+    this activity."""
+    responsible = principal_agent(principal)
+    view["agent"][responsible] = {
+        "prov:type": qualified_name("imagemesh:Principal"),
+        "prov:label": principal,
+    }
+    view["actedOnBehalfOf"] = {
+        f"_:del/{event_id}": {
+            "prov:delegate": service,
+            "prov:responsible": responsible,
+            "prov:activity": activity,
+        }
     }
 
 
