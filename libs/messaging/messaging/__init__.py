@@ -11,8 +11,8 @@ a parking lot for failures, RPC with timeouts, and per-message log context.
 """
 
 from . import events, topology
-from ._broker import Broker, MessageTooLarge, RpcHandler, Unroutable, Watcher
-from ._consumer import Handler, ParkHandler, delivery_attempts, retry_delay
+from ._broker import Broker, Dispatch, MessageTooLarge, RpcHandler, Unroutable, Watcher
+from ._consumer import Delivery, Handler, ParkHandler, delivery_attempts, retry_delay
 from ._context import MessageContext, PermanentError
 from ._envelope import Envelope, EnvelopeError, follow_up_id, new_event_id
 from ._settings import BrokerSettings
@@ -21,6 +21,8 @@ from .rpc import RpcError, RpcMessage, RpcTimeout, RpcUnavailable
 __all__ = [
     "Broker",
     "BrokerSettings",
+    "Delivery",
+    "Dispatch",
     "Envelope",
     "EnvelopeError",
     "Handler",

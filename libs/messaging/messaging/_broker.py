@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aio_pika
 import structlog
@@ -27,7 +27,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, PublishErro
 from pydantic import ValidationError
 
 from . import _metrics, topology
-from ._consumer import E, Handler, ParkHandler, _Consumer, settle
+from ._consumer import Delivery, E, Handler, ParkHandler, _Consumer, settle
 from ._envelope import Envelope, EnvelopeError, copy_of, follow_up_id, new_event_id
 from ._settings import BrokerSettings
 from .events import EVENTS_BY_TYPE, Event
@@ -43,10 +43,14 @@ from .rpc import (
 )
 
 log = structlog.get_logger("messaging")
+T = TypeVar("T")
 
 RpcHandler = Callable[[RpcMessage], Awaitable[RpcMessage]]
 Watcher = Callable[[Envelope, Event], None]
 """Told of each event as it passes (synchronously: hand work off, never block)."""
+Dispatch = Callable[[Delivery[Any]], None]
+"""Takes each parsed delivery of a subscription (synchronously: store it, never block) and
+later calls its `handle()` or `release()`: a scheduler of the consumer's own."""
 PUBLISH_TIMEOUT = 30.0
 REQUEUE_PAUSE = 1.0
 WATCHDOG_INTERVAL = 5.0
@@ -165,6 +169,19 @@ class Broker:
     async def close(self) -> None:
         """Stop taking messages, let in-flight handlers finish (within the shutdown timeout),
         then disconnect."""
+        await self.stop_consuming()
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.shutdown_timeout)
+        except TimeoutError:
+            log.warning("drain_timeout", in_flight=self._in_flight)
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+        log.info("broker_closed")
+
+    async def stop_consuming(self) -> None:
+        """Cancel every consumer: no new deliveries (those already received stay with
+        their handlers or dispatchers). The first step of `close()`."""
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -174,14 +191,6 @@ class Broker:
             except Exception as exc:  # the connection may already be gone
                 log.warning("consumer_cancel_failed", queue=queue.name, error=str(exc))
         self._subscriptions.clear()
-        try:
-            await asyncio.wait_for(self._idle.wait(), self.shutdown_timeout)
-        except TimeoutError:
-            log.warning("drain_timeout", in_flight=self._in_flight)
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
-        log.info("broker_closed")
 
     @property
     def connection(self) -> AbstractRobustConnection:
@@ -286,6 +295,7 @@ class Broker:
         prefetch: int = 8,
         on_park: ParkHandler[E] | None = None,
         record_retries: bool = False,
+        dispatch: Dispatch | None = None,
     ) -> None:
         """Consume `spec` with `handler`. A message is acked only after the handler (and the
         publishes it awaited) finished. A failure is retried after a back-off delay; after
@@ -294,12 +304,22 @@ class Broker:
 
         `record_retries` publishes each retry and parking as a provenance event of the job.
         Not for provenancedb's own queue: there a retry record would feed the queue it is
-        recording, and while CouchDB is down every retry would make another."""
+        recording, and while CouchDB is down every retry would make another.
+
+        Without `dispatch`, each message is handled as it arrives (`prefetch` at once).
+        With it, each parsed message is given to `dispatch` as a `Delivery`, which decides
+        when to `handle()` it (then as above) or `release()` it unhandled: `prefetch` is
+        then how many it may hold; `stop_consuming()` before releasing what it holds."""
         by_type = {cls.type: cls for cls in (accepts if isinstance(accepts, tuple) else (accepts,))}
         consumer = _Consumer(self, spec, by_type, handler, on_park, record_retries)
         in_flight = _metrics.IN_FLIGHT.labels(spec.name)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            if dispatch is not None:
+                delivery = await self._tracked(consumer.receive(message))
+                if delivery is not None:
+                    dispatch(delivery)
+                return
             with in_flight.track_inprogress():
                 await self._tracked(consumer.handle(message))
 
@@ -357,6 +377,19 @@ class Broker:
             _metrics.RETRIED.labels(spec.name).inc()
             log.info("message_retry_scheduled", queue=spec.name, delay_s=delay, error=error)
 
+    async def hand_back(
+        self, spec: topology.QueueSpec, message: AbstractIncomingMessage, reason: str
+    ) -> None:
+        """Put an unhandled message back at the tail of its queue: a copy with the same
+        headers (its attempts stay counted in `x-death`) through the retry exchange, where
+        only its own queue is bound; then ack it. Not a nack: a quorum queue counts every
+        nack towards its delivery limit and would park a message handed back often."""
+        # The copy is a new message to the queue: none of the original's returns count.
+        headers = {k: v for k, v in (message.headers or {}).items() if k != "x-delivery-count"}
+        if await self._republish(message, topology.RETRY_EXCHANGE, spec.name, headers):
+            _metrics.HANDED_BACK.labels(spec.name, reason).inc()
+            log.info("message_handed_back", queue=spec.name, reason=reason)
+
     async def _republish(
         self,
         message: AbstractIncomingMessage,
@@ -377,11 +410,11 @@ class Broker:
         await settle(message.ack())
         return True
 
-    async def _tracked(self, work: Awaitable[None]) -> None:
+    async def _tracked(self, work: Awaitable[T]) -> T:
         self._in_flight += 1
         self._idle.clear()
         try:
-            await work
+            return await work
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:

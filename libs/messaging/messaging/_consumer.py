@@ -69,6 +69,14 @@ class _Consumer(Generic[E]):
         self._wait = _metrics.QUEUE_WAIT.labels(spec.name)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
+        delivery = await self.receive(message)
+        if delivery is not None:
+            await self.run(delivery)
+
+    async def receive(self, message: AbstractIncomingMessage) -> Delivery[E] | None:
+        """Parse a delivered message. One that can never be handled (too large, malformed)
+        is parked at once: None. A good one returns without awaiting anything, so
+        deliveries reach a dispatcher in the order the broker sent them."""
         limit = self._broker.settings.amqp_max_message_bytes
         if len(message.body) > limit:
             await self._broker.park(
@@ -77,7 +85,7 @@ class _Consumer(Generic[E]):
                 f"too large: {len(message.body)} > {limit} bytes",
                 reason="too_large",
             )
-            return
+            return None
         try:
             envelope, event = self._parse(message)
         except (EnvelopeError, ValidationError) as exc:
@@ -85,17 +93,32 @@ class _Consumer(Generic[E]):
             await self._broker.park(
                 self._spec.name, message, f"malformed: {exc}", reason="malformed"
             )
-            return
+            return None
+        return Delivery(self, message, envelope, event)
+
+    async def run(self, delivery: Delivery[E]) -> None:
+        """Handle a parsed delivery: the handler, then ack, retry later or park."""
+        message, envelope = delivery.message, delivery.envelope
         # Another host's clock may be ahead: a negative wait is no wait.
         self._wait.observe(max(0.0, time.time() - envelope.time.timestamp()))
         with message_context(envelope, queue=self._spec.name):
             started = time.monotonic()
             attempt = delivery_attempts(message.headers, self._spec) + 1
             ctx = MessageContext(envelope, self._broker, attempt)
-            outcome = await self._run(message, event, ctx)
+            outcome = await self._run(message, delivery.event, ctx)
             elapsed = time.monotonic() - started
             _metrics.HANDLING.labels(self._spec.name, outcome).observe(elapsed)
             log.info("message_handled", outcome=outcome, duration_ms=round(elapsed * 1000, 2))
+
+    async def run_tracked(self, delivery: Delivery[E]) -> None:
+        """`run`, counted in flight (the broker's `close()` waits for it to finish)."""
+        with _metrics.IN_FLIGHT.labels(self._spec.name).track_inprogress():
+            await self._broker._tracked(self.run(delivery))
+
+    async def release(self, delivery: Delivery[E], reason: str) -> None:
+        """Hand a delivery back unhandled, to the tail of its queue (see Delivery.release)."""
+        with message_context(delivery.envelope, queue=self._spec.name):
+            await self._broker.hand_back(self._spec, delivery.message, reason)
 
     def _parse(self, message: AbstractIncomingMessage) -> tuple[Envelope, E]:
         envelope = Envelope.from_message(message)
@@ -181,6 +204,47 @@ class _Consumer(Generic[E]):
             await ctx.publish(event, key=key)
         except Exception as exc:
             log.warning("retry_record_failed", event_type=event.type, error=repr(exc))
+
+
+class Delivery(Generic[E]):
+    """A message taken off its work queue and parsed, not handled yet: what a dispatcher
+    (`Broker.subscribe(..., dispatch=...)`) holds until it decides to run it. Each
+    delivery must end in exactly one `handle()` or `release()`; until then the broker
+    counts it as unacknowledged (and, past its `consumer_timeout`, closes the channel)."""
+
+    def __init__(
+        self,
+        consumer: _Consumer[E],
+        message: AbstractIncomingMessage,
+        envelope: Envelope,
+        event: E,
+    ) -> None:
+        self._consumer = consumer
+        self.message = message
+        self.envelope = envelope
+        self.event = event
+        self.received = time.monotonic()
+        """When it arrived (monotonic seconds): how long it has been held."""
+
+    @property
+    def stale(self) -> bool:
+        """Its channel closed (a reconnect): it can no longer be acked, and the broker
+        delivers it again on the new channel, so it must not be handled from here."""
+        try:
+            return bool(self.message.channel.is_closed)
+        except ChannelInvalidStateError:
+            return True
+
+    async def handle(self) -> None:
+        """Run the handler; ack after it, retry later or park, as `subscribe` does."""
+        await self._consumer.run_tracked(self)
+
+    async def release(self, reason: str) -> None:
+        """Give it back unhandled: a copy (headers kept, so no attempt is counted) goes to
+        the tail of its queue, then this delivery is acked. Unlike a nack, this does not
+        count towards the quorum queue's delivery limit. `reason` is one word for the
+        logs and metrics (e.g. `held_too_long`, `shutdown`)."""
+        await self._consumer.release(self, reason)
 
 
 async def settle(settlement: Awaitable[None]) -> None:

@@ -40,6 +40,12 @@ RETRIED = Counter(
     "Failed messages sent to a delay queue, to be tried again after a back-off.",
     ["queue"],
 )
+HANDED_BACK = Counter(
+    "imagemesh_messages_handed_back_total",
+    "Messages a consumer held without handling and put back at the tail of their queue, "
+    "by reason: held_too_long (near the broker's consumer_timeout), shutdown.",
+    ["queue", "reason"],
+)
 IN_FLIGHT = Gauge(
     "imagemesh_messages_in_flight",
     "Messages (events or RPC requests) being handled right now.",

@@ -9,6 +9,7 @@ from messaging.events import ImageUploaded
 from objectstore import ObjectStore, open_store
 from servicekit import add_ops_routes, resource
 
+from .dispatch import FairDispatcher
 from .runner import Runner
 from .settings import Settings
 
@@ -35,15 +36,23 @@ def create_app(settings: Settings) -> web.Application:
             output_bucket=settings.s3_output_bucket,
             imageproc_timeout=settings.imageproc_timeout_seconds,
         )
+        dispatcher = FairDispatcher(
+            concurrency=settings.runner_concurrency, max_hold=settings.runner_max_hold_seconds
+        )
+        dispatcher.start()
         await app[BROKER].subscribe(
             topology.RUNNER_UPLOADS,
             runner.on_uploaded,
             ImageUploaded,
-            prefetch=settings.runner_concurrency,
+            prefetch=settings.runner_prefetch,
             on_park=runner.on_parked,
             record_retries=True,
+            dispatch=dispatcher.put,
         )
         yield
+        # Cancelled first, so what is handed back is not delivered here again.
+        await app[BROKER].stop_consuming()
+        await dispatcher.stop(settings.shutdown_timeout_seconds)
 
     app.cleanup_ctx.extend(
         [
