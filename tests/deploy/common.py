@@ -39,11 +39,21 @@ COMMAND_SETTINGS = (
 )
 
 
+#: `#NAME=value` in .env.example: a setting documented with the code's default but left
+#: unset, so that each runner chooses (IMAGEMESH_ENV: compose production, the local stack
+#: development).
+UNSET_SETTING = re.compile(r"#([A-Z][A-Z0-9_]*)=(.*)")
+
+
 @cache
 def env_example() -> dict[str, str]:
+    """Every setting .env.example documents, with its value (`env_example_unset` says
+    which of them a copy of the file leaves unset)."""
     values: dict[str, str] = {}
     for number, line in enumerate(ENV_EXAMPLE.read_text().splitlines(), 1):
         line = line.strip()
+        if unset := UNSET_SETTING.fullmatch(line):
+            line = f"{unset[1]}={unset[2]}"
         if not line or line.startswith("#"):
             continue
         name, sep, value = line.partition("=")
@@ -52,6 +62,13 @@ def env_example() -> dict[str, str]:
         assert name not in values, f".env.example: {name} is set twice"
         values[name] = value
     return values
+
+
+@cache
+def env_example_unset() -> frozenset[str]:
+    """The settings .env.example documents commented out (`#NAME=value`)."""
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    return frozenset(m[1] for line in lines if (m := UNSET_SETTING.fullmatch(line.strip())))
 
 
 def settings_class(service: str, name: str = "Settings") -> type[BaseSettings]:

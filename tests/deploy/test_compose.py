@@ -33,6 +33,7 @@ from tests.deploy.common import (
     SCALED_SERVICES,
     default_port,
     env_example,
+    env_example_unset,
     is_secret,
     secret_vars,
     settings_class,
@@ -65,6 +66,9 @@ COMMANDS = {
 }
 #: One-off jobs on third-party images.
 OTHER_JOBS = ("minio-init", "couchdb-setup")
+#: The job that refuses .env.example's secrets in production for the containers that run
+#: no Python of ours (test_production.py), from upload's image.
+PRODUCTION_CHECK = "production-check"
 
 #: Variables in .env.example that no service's Settings reads, and who reads them.
 READ_OUTSIDE_SETTINGS = {
@@ -292,9 +296,9 @@ def test_dependencies_wait_for_health_and_bucket_creation() -> None:
     assert services()["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
     # The broker boots from the rendered definitions; CouchDB is set up before migration.
     assert waits["rabbitmq"] == {"rabbitmq-definitions"}
-    assert waits["couchdb-setup"] == {"couchdb"}
+    assert waits["couchdb-setup"] == {"couchdb", PRODUCTION_CHECK}
     assert waits["provenancedb-migrate"] == {"couchdb-setup"}
-    assert waits["grafana"] == {"prometheus"}
+    assert waits["grafana"] == {"prometheus", PRODUCTION_CHECK}
 
 
 def test_minio_init_creates_both_buckets() -> None:
@@ -354,7 +358,7 @@ def test_minio_init_gives_each_service_a_user_with_only_its_buckets(tmp_path: Pa
 def test_long_running_services_restart_have_limits_and_health() -> None:
     shutdown = settings_class("upload").model_fields["shutdown_timeout_seconds"].default
     jobs = {name for name, spec in services().items() if spec.get("restart") == "no"}
-    assert jobs == {*OTHER_JOBS, *COMMANDS}
+    assert jobs == {*OTHER_JOBS, *COMMANDS, PRODUCTION_CHECK}
     for name, spec in services().items():
         if name in jobs:
             continue
@@ -404,7 +408,7 @@ def test_services_and_their_jobs_run_hardened() -> None:
     """Read-only root, a /tmp tmpfs, no capabilities, no privilege gain: the services and
     every job built from their image. The third-party servers get no-new-privileges (their
     entrypoints drop from root to their own user, which needs capabilities)."""
-    for name in (*APP_SERVICES, *COMMANDS):
+    for name in (*APP_SERVICES, *COMMANDS, PRODUCTION_CHECK):
         spec = services()[name]
         assert spec.get("read_only") is True, name
         assert spec.get("tmpfs") == ["/tmp"], name
@@ -523,7 +527,10 @@ def test_couchdb_setup_creates_the_system_databases_idempotently(tmp_path: Path)
         assert f"-X PUT -u admin:s3cret http://couchdb:5984/{db}" in calls
     spec = services()["couchdb-setup"]
     assert spec["environment"]["COUCHDB_ADMIN_PASSWORD"].startswith("${COUCHDB_ADMIN_PASSWORD:?")
-    assert spec["depends_on"] == {"couchdb": {"condition": "service_healthy"}}
+    assert spec["depends_on"] == {
+        "couchdb": {"condition": "service_healthy"},
+        PRODUCTION_CHECK: {"condition": "service_completed_successfully"},
+    }
 
 
 def test_couchdb_setup_fails_loudly(tmp_path: Path) -> None:
@@ -613,6 +620,8 @@ def test_services_reach_each_other_by_compose_service_name() -> None:
 #: Secrets no Settings field reads under that name: compose hands them to a service as
 #: another variable (each service's own MinIO user's key becomes its S3_SECRET_KEY).
 COMPOSE_ONLY_SECRETS = {"S3_UPLOAD_SECRET_KEY", "S3_RUNNER_SECRET_KEY", "GRAFANA_ADMIN_PASSWORD"}
+#: What compose makes of the settings .env.example leaves unset (`#NAME=value`).
+COMPOSE_DEFAULTS_OF_UNSET = {"IMAGEMESH_ENV": "production"}
 #: Not secret, but compose demands them too: API tokens are on in compose.
 REQUIRED_IN_COMPOSE = {"UPLOAD_API_TOKEN_HASHES"}
 
@@ -639,7 +648,10 @@ def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -
     for name, rest in interpolations(compose()):
         seen.add(name)
         assert name in documented, f"compose uses ${{{name}}}, not in .env.example"
-        if name in demanded:
+        if name in env_example_unset():
+            # Left unset in .env.example so that compose chooses its own default.
+            assert rest == f":-{COMPOSE_DEFAULTS_OF_UNSET[name]}", name
+        elif name in demanded:
             assert rest.startswith(":?"), f"{name}: a secret has no default, compose demands it"
             assert rest[2:].strip(), f"{name}: say how to set it"
         else:
@@ -652,7 +664,7 @@ def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -
 
 def test_built_services_run_a_real_module_on_the_port_their_settings_bind() -> None:
     built = {name for name, spec in services().items() if "build" in spec}
-    assert built == set(APP_SERVICES) | set(COMMANDS)
+    assert built == set(APP_SERVICES) | set(COMMANDS) | {PRODUCTION_CHECK}
     for name in APP_SERVICES:
         build = services()[name]["build"]
         assert (COMPOSE_FILE.parent / build["context"]).resolve() == ROOT

@@ -58,7 +58,7 @@ from pipeline import (
 from provenancedb.app import Recorder
 from provenancedb.history import decode_cursor, encode_cursor
 from upload.errors import ApiError
-from upload.intake import MULTIPART_OVERHEAD, Upload, read_upload
+from upload.intake import MULTIPART_OVERHEAD, BodyRules, Upload, read_upload
 
 from .engine import Target, Violation
 from .forms import Form, forms
@@ -72,6 +72,7 @@ DOCUMENTED = {
     "bad_request": 400,
     "missing_file": 400,
     "invalid_pipeline": 400,
+    "body_timeout": 408,
     "length_required": 411,
     "too_large": 413,
     "unsupported_type": 415,
@@ -79,6 +80,7 @@ DOCUMENTED = {
     "too_many_pixels": 422,
     "too_large_side": 422,
     "too_many_frames": 422,
+    "too_many_scans": 422,
 }
 """Every way `read_upload` may refuse (POST /api/v1/jobs in the OpenAPI document)."""
 MAX_MESSAGE = 600
@@ -107,9 +109,13 @@ def accepted(
     upload: Upload, body: bytes | None, max_bytes: int, limits: ImageLimits, max_ops: int
 ) -> str:
     """What an accepted upload promises: in the limits, typed by content, hashed."""
-    if len(upload.data) > max_bytes:
-        raise Violation("accepted_too_large", f"{len(upload.data)} > {max_bytes}")
-    if sniff_format(upload.data[:64]) != upload.info.format:
+    with upload:  # its spool is gone afterwards, as after a request
+        data = upload.spool.reader().read()
+    if len(data) != upload.size:
+        raise Violation("accepted_size_wrong", f"{upload.size} said, {len(data)} spooled")
+    if len(data) > max_bytes:
+        raise Violation("accepted_too_large", f"{len(data)} > {max_bytes}")
+    if sniff_format(data[:64]) != upload.info.format:
         raise Violation("accepted_wrong_type", f"{upload.info.format} by header")
     try:
         check_limits(upload.info, limits)
@@ -118,10 +124,10 @@ def accepted(
     if upload.filename is not None and not _is_text(upload.filename):
         # It goes into events next (UploadReceived, ImageUploaded): JSON wants UTF-8.
         raise Violation("filename_not_text", repr(upload.filename))
-    if hashlib.sha256(upload.data).hexdigest() != upload.sha256:
+    if hashlib.sha256(data).hexdigest() != upload.sha256:
         raise Violation("accepted_wrong_hash", upload.sha256)
-    if body is not None and upload.data not in body:
-        raise Violation("accepted_data_not_sent", f"{len(upload.data)} bytes")
+    if body is not None and data not in body:
+        raise Violation("accepted_data_not_sent", f"{len(data)} bytes")
     if len(parse_pipeline(upload.pipeline, max_ops=max_ops)) != len(upload.pipeline):
         raise Violation("accepted_pipeline_changes", repr(upload.pipeline))
     return "202 accepted"
@@ -171,6 +177,8 @@ class UploadStream(Target):
     largest = 16 * max_bytes
     slack = 2 * 1024 * 1024
     """Memory `read_upload` may hold beyond its file buffers (aiohttp's read buffers)."""
+    body = BodyRules(memory_bytes=64 * 1024)
+    """Files past 64 KiB go to disk: the spool's disk path is fuzzed too."""
 
     def __init__(self) -> None:
         self._outcomes: list[BaseException | Upload] = []
@@ -201,7 +209,9 @@ class UploadStream(Target):
     async def _handle(self, request: web.Request) -> web.Response:
         limits = ImageLimits()
         try:
-            upload = await read_upload(request, max_bytes=self.max_bytes, limits=limits, max_ops=10)
+            upload = await read_upload(
+                request, max_bytes=self.max_bytes, limits=limits, max_ops=10, body=self.body
+            )
         except Exception as exc:
             self._outcomes.append(exc)
             return web.Response(status=exc.status if isinstance(exc, ApiError) else 500)

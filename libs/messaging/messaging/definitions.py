@@ -28,10 +28,12 @@ import sys
 import tempfile
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from aio_pika.abc import AbstractChannel
 from pydantic import SecretStr, ValidationError
+
+from servicekit import production_refusals
 
 from . import topology
 from ._settings import BrokerSettings
@@ -45,6 +47,9 @@ class UsersSettings(BrokerSettings):
     service's user is named after it (with an optional prefix, for tests)."""
 
     rabbitmq_service_user_prefix: str = ""
+    imagemesh_env: Literal["development", "production"] = "development"
+    """`production`: refuse a development secret from `.env.example` (servicekit), as the
+    services do: these passwords become the broker's users."""
     rabbitmq_upload_password: SecretStr
     rabbitmq_imageproc_runner_password: SecretStr
     rabbitmq_imageproc_password: SecretStr
@@ -256,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         names = ", ".join(".".join(map(str, e["loc"])).upper() for e in exc.errors())
         print(f"messaging.definitions: invalid configuration: {names}", file=sys.stderr)
+        return 2
+    if refused := production_refusals(users):  # before a hash of one is written
+        print(
+            f"messaging.definitions: invalid configuration: {'; '.join(refused)}", file=sys.stderr
+        )
         return 2
     try:
         render(Path(args[1]), Path(args[2]), users)

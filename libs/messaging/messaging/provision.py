@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from servicekit import production_refusals
+
 from .definitions import UsersSettings
 from .permissions import SERVICES, provisioning
 
@@ -80,6 +82,9 @@ def main() -> int:
     except ValidationError as exc:
         names = ", ".join(".".join(map(str, e["loc"])).upper() for e in exc.errors())
         print(f"messaging.provision: invalid configuration: {names}", file=sys.stderr)
+        return 2
+    if refused := production_refusals(settings):  # before any user gets one as a password
+        print(f"messaging.provision: invalid configuration: {'; '.join(refused)}", file=sys.stderr)
         return 2
     try:
         done = provision(settings)

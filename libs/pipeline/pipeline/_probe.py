@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import mmap
+import os
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +15,14 @@ from ._errors import ImageRejected
 from ._formats import SNIFF_BYTES, ImageFormat, sniff_format
 from ._jpeg import count_jpeg_scans
 
-__all__ = ["ImageInfo", "ImageLimits", "check_limits", "harden_vips", "probe_image"]
+__all__ = [
+    "ImageInfo",
+    "ImageLimits",
+    "check_limits",
+    "harden_vips",
+    "probe_file",
+    "probe_image",
+]
 
 # The libvips loaders each allowed format may be read by; any other means the bytes are
 # not what their magic claims. An UltraHDR JPEG (a JPEG with a gain map after it, named
@@ -66,10 +77,50 @@ def probe_image(data: bytes, *, limits: ImageLimits) -> ImageInfo:
     Raises ImageRejected with code ``unsupported_type``, ``undecodable``,
     ``too_large_side``, ``too_many_frames``, ``too_many_pixels`` or ``too_many_scans``.
     """
-    fmt = sniff_format(data[:SNIFF_BYTES])
+    return _probe(
+        data[:SNIFF_BYTES],
+        lambda: pyvips.Image.new_from_buffer(data, "", access="sequential"),
+        limits,
+        lambda limit: count_jpeg_scans(data, stop_after=limit),
+    )
+
+
+def probe_file(descriptor: int, *, limits: ImageLimits) -> ImageInfo:
+    """``probe_image`` of the file open on ``descriptor``, read from its start without
+    holding it in memory (libvips reads through its own duplicate of the descriptor, closed
+    when the header is read; the caller's stays open)."""
+    try:
+        return _probe(
+            os.pread(descriptor, SNIFF_BYTES, 0),
+            lambda: pyvips.Image.new_from_source(
+                pyvips.Source.new_from_descriptor(descriptor), "", access="sequential"
+            ),
+            limits,
+            lambda limit: _count_file_scans(descriptor, limit),
+        )
+    except ImageRejected as exc:
+        # Its traceback holds the loader's frames, and through them libvips' duplicate of
+        # the descriptor: let them go now, not whenever the error is collected.
+        _release_frames(exc)
+        raise
+
+
+def _release_frames(exc: BaseException | None) -> None:
+    while exc is not None:
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+
+
+def _probe(
+    head: bytes,
+    load: Callable[[], Any],
+    limits: ImageLimits,
+    count_scans: Callable[[int], int],
+) -> ImageInfo:
+    fmt = sniff_format(head)
     if fmt is None:
         raise ImageRejected("unsupported_type", _unsupported_message())
-    image = _load_header(data, fmt)
+    image = _load_header(load, fmt)
     info = ImageInfo(
         format=fmt,
         width=image.width,
@@ -80,7 +131,7 @@ def probe_image(data: bytes, *, limits: ImageLimits) -> ImageInfo:
     )
     check_limits(info, limits)
     if fmt is ImageFormat.JPEG:
-        _check_scans(data, limits.max_jpeg_scans)
+        _check_scans(count_scans(limits.max_jpeg_scans), limits.max_jpeg_scans)
     return info
 
 
@@ -106,8 +157,13 @@ def check_limits(info: ImageInfo, limits: ImageLimits) -> None:
         )
 
 
-def _check_scans(data: bytes, limit: int) -> None:
-    scans = count_jpeg_scans(data, stop_after=limit)
+def _count_file_scans(descriptor: int, limit: int) -> int:
+    # Mapped, not read: the file's pages stay in the page cache, not in this process.
+    with mmap.mmap(descriptor, 0, access=mmap.ACCESS_READ) as mapped:
+        return count_jpeg_scans(mapped, stop_after=limit)
+
+
+def _check_scans(scans: int, limit: int) -> None:
     if scans > limit:
         raise ImageRejected(
             "too_many_scans",
@@ -115,10 +171,10 @@ def _check_scans(data: bytes, limit: int) -> None:
         )
 
 
-def _load_header(data: bytes, fmt: ImageFormat) -> Any:
-    # new_from_buffer reads the header only; pixels are decoded on demand later.
+def _load_header(load: Callable[[], Any], fmt: ImageFormat) -> Any:
+    # Loading reads the header only; pixels are decoded on demand later.
     try:
-        image = pyvips.Image.new_from_buffer(data, "", access="sequential")
+        image = load()
     except pyvips.Error as exc:
         raise ImageRejected("undecodable", f"the {fmt.value} image header cannot be read") from exc
     loader = str(image.get("vips-loader"))

@@ -17,6 +17,8 @@ class ImageRulesSettings(BaseSettings):
     image_max_pixels: int = Field(default=50_000_000, ge=1)
     image_max_side: int = Field(default=20_000, ge=1)
     image_max_frames: int = Field(default=100, ge=1)
+    image_max_jpeg_scans: int = Field(default=100, ge=1)
+    """Scans a progressive JPEG may have (each is decoded in full; real ones have ~10)."""
     pipeline_max_ops: int = Field(default=DEFAULT_MAX_OPS, ge=1, le=100)
 
     def image_limits(self) -> ImageLimits:
@@ -24,4 +26,5 @@ class ImageRulesSettings(BaseSettings):
             max_pixels=self.image_max_pixels,
             max_side=self.image_max_side,
             max_frames=self.image_max_frames,
+            max_jpeg_scans=self.image_max_jpeg_scans,
         )

@@ -7,7 +7,14 @@ from ._metrics import http_metrics, set_build_info
 from ._ops import Check, add_ops_routes, add_readiness_check, run_checks
 from ._resources import CleanupContext, resource
 from ._run import run_service
-from ._settings import DEVELOPMENT_SECRETS, ServiceSettings, development_secrets, load_settings
+from ._settings import (
+    DEVELOPMENT_SECRETS,
+    ServiceSettings,
+    development_refusal,
+    development_secrets,
+    load_settings,
+    production_refusals,
+)
 
 __all__ = [
     "DEVELOPMENT_SECRETS",
@@ -17,9 +24,11 @@ __all__ = [
     "add_ops_routes",
     "add_readiness_check",
     "configure_logging",
+    "development_refusal",
     "development_secrets",
     "http_metrics",
     "load_settings",
+    "production_refusals",
     "resource",
     "run_checks",
     "run_service",

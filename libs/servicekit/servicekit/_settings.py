@@ -37,17 +37,25 @@ def load_settings(cls: type[S], service: str) -> S:
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         _refuse(service, problems)
-    production = getattr(settings, "imagemesh_env", "development") == "production"
-    if production and (unsafe := development_secrets(settings)):
-        _refuse(
-            service,
-            "; ".join(
-                f"{name} is a development default from .env.example, "
-                "not allowed with IMAGEMESH_ENV=production"
-                for name in unsafe
-            ),
-        )
+    if refused := production_refusals(settings):
+        _refuse(service, "; ".join(refused))
     return settings
+
+
+def production_refusals(settings: BaseSettings) -> list[str]:
+    """With `imagemesh_env` production, one phrase per secret setting that holds a
+    development secret; none otherwise. The one check every service and tool makes (the
+    tools that report their own way call it after building their settings)."""
+    if getattr(settings, "imagemesh_env", "development") != "production":
+        return []
+    return [development_refusal(name) for name in development_secrets(settings)]
+
+
+def development_refusal(name: str) -> str:
+    return (
+        f"{name} is a development default from .env.example, "
+        "not allowed with IMAGEMESH_ENV=production"
+    )
 
 
 def development_secrets(settings: BaseSettings) -> list[str]:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -13,9 +13,10 @@ from servicekit import add_ops_routes, resource
 
 from .service import ImageProcessor, Rules
 from .settings import Settings
+from .workers import PoolConfig, WorkerPool
 
 BROKER = web.AppKey("broker", Broker)
-POOL = web.AppKey("pool", ThreadPoolExecutor)
+POOL = web.AppKey("pool", WorkerPool)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -35,7 +36,6 @@ def create_app(settings: Settings) -> web.Application:
             max_input_bytes=settings.image_max_bytes,
             # The reply carries the output: it must fit in one message.
             max_output_bytes=settings.amqp_max_message_bytes - 64 * 1024,
-            timeout=settings.pipeline_timeout_seconds,
         )
         broker = app[BROKER]
 
@@ -51,7 +51,7 @@ def create_app(settings: Settings) -> web.Application:
     # Cleanup runs in reverse: the broker stops and drains in-flight pipelines, then the pool.
     app.cleanup_ctx.extend(
         [
-            resource(POOL, lambda: _thread_pool(settings.imageproc_concurrency)),
+            resource(POOL, lambda: _worker_pool(settings)),
             resource(BROKER, broker, readiness=("rabbitmq", Broker.ping)),
             serve,
         ]
@@ -60,7 +60,22 @@ def create_app(settings: Settings) -> web.Application:
 
 
 @asynccontextmanager
-async def _thread_pool(workers: int) -> AsyncIterator[ThreadPoolExecutor]:
-    # libvips releases the GIL, so threads give real parallelism.
-    with ThreadPoolExecutor(workers, "pipeline") as pool:
+async def _worker_pool(settings: Settings) -> AsyncIterator[WorkerPool]:
+    workers = settings.imageproc_concurrency
+    pool = WorkerPool(
+        PoolConfig(
+            workers=workers,
+            timeout=settings.pipeline_timeout_seconds,
+            # The ceiling covers all the workers: each gets an equal share.
+            memory_bytes=settings.imageproc_memory_limit_mb * 2**20 // workers,
+            # The pipelines already run in parallel, one per core, so more libvips threads
+            # per pipeline only add CPU (~10 % per image, benchmarks/results/memory.md) and
+            # buffers (VIPS_CONCURRENCY, when set, wins).
+            vips_threads=max(1, (os.cpu_count() or 1) // workers),
+        )
+    )
+    await pool.start()
+    try:
         yield pool
+    finally:
+        await pool.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,15 +16,17 @@ from messaging import Envelope, EnvelopeError, RpcError, RpcMessage
 from messaging.events import OperationApplied
 from pipeline import ImageLimits, PipelineError, parse_pipeline
 
-from .operations import PipelineResult, ProcessingError, run_pipeline
+from .operations import PipelineResult, ProcessingError
+from .workers import WorkerPool
 
 log = structlog.get_logger("imageproc")
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 PIPELINE_SECONDS = Histogram(
     "imagemesh_imageproc_pipeline_seconds",
-    "Whole pipelines (probe, operations, encode) in the worker pool, by outcome: ok, or the "
-    "ProcessingError code (undecodable, timeout, memory_budget_exceeded, ...), or internal.",
+    "Whole pipelines (probe, operations, encode) in the worker processes, by outcome: ok, or "
+    "the ProcessingError code (undecodable, timeout, memory_budget_exceeded, worker_crashed, "
+    "...), or internal.",
     ["outcome"],
     buckets=_BUCKETS,
 )
@@ -52,7 +53,6 @@ class Rules:
     max_ops: int
     max_input_bytes: int
     max_output_bytes: int
-    timeout: float
 
 
 Record = Callable[[OperationApplied, Envelope, str], Awaitable[object]]
@@ -60,11 +60,10 @@ Record = Callable[[OperationApplied, Envelope, str], Awaitable[object]]
 
 
 class ImageProcessor:
-    """Runs pipelines in a thread pool so the event loop never blocks on pyvips."""
+    """Runs pipelines in killable worker processes (``workers``): the event loop never
+    blocks on pyvips, and no decoder outlives the deadline or the memory ceiling."""
 
-    def __init__(
-        self, pool: ThreadPoolExecutor, rules: Rules, record: Record | None = None
-    ) -> None:
+    def __init__(self, pool: WorkerPool, rules: Rules, record: Record | None = None) -> None:
         self._pool = pool
         self._rules = rules
         self._record = record
@@ -82,15 +81,9 @@ class ImageProcessor:
             ops = parse_pipeline(request.meta.get("pipeline", []), max_ops=rules.max_ops)
         except PipelineError as exc:
             raise RpcError("invalid_pipeline", str(exc)) from exc
-        loop = asyncio.get_running_loop()
         started, outcome = time.perf_counter(), "internal"
         try:
-            result = await loop.run_in_executor(
-                self._pool,
-                lambda: run_pipeline(
-                    request.payload, ops, limits=rules.limits, timeout=rules.timeout
-                ),
-            )
+            result = await self._pool.run(request.payload, ops, limits=rules.limits)
             outcome = "ok"
         except ProcessingError as exc:
             outcome = exc.code

@@ -12,9 +12,13 @@ from servicekit import ServiceSettings
 class Settings(ServiceSettings, BrokerSettings, ImageRulesSettings):
     imageproc_ops_port: int = Field(default=8102, ge=1, le=65535)
     imageproc_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
-    """Pipelines run at once (threads; libvips releases the GIL). Also the RPC prefetch."""
+    """Pipelines run at once, one worker process each. Also the RPC prefetch."""
     pipeline_timeout_seconds: float = Field(default=60.0, gt=0)
-    """Wall-clock budget per pipeline; libvips is stopped mid-work when it runs out."""
-    imageproc_memory_limit_mb: int = Field(default=3072, ge=0)
-    """Virtual-memory ceiling of the process (RLIMIT_AS); 0 = none. Over it, the job fails
-    with `memory_budget_exceeded` and the worker lives on."""
+    """Wall-clock budget per pipeline: libvips is stopped mid-work when it runs out, and a
+    worker still busy a moment later (any other decoder) is killed and replaced. The job
+    fails with `timeout`."""
+    imageproc_memory_limit_mb: int = Field(default=1280, ge=0)
+    """Resident-memory ceiling of all the worker processes together, each getting an equal
+    share (0 = none). A worker over its share is killed and replaced; the job fails with
+    `memory_budget_exceeded`. Keep it below the container's limit less ~300 MiB for the
+    parent process and the forkserver."""

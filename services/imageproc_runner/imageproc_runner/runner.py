@@ -20,6 +20,7 @@ from messaging.events import (
     ProcessingStarted,
     StepTiming,
 )
+from messaging.formats import content_type_of
 from objectstore import ObjectStore
 
 log = structlog.get_logger("imageproc_runner")
@@ -41,6 +42,10 @@ JOB_SECONDS = Histogram(
 
 # Worth trying again later; everything else is the input's fault.
 TRANSIENT_RPC_CODES = frozenset({"rpc_timeout", "rpc_unavailable", "internal"})
+# imageproc stopped the pipeline (deadline, memory ceiling, a crashed decoder): a property
+# of the input, tried once more only in case other jobs starved it, then failed with that
+# code. Never the full round of attempts: each one holds an imageproc slot to the deadline.
+INPUT_BOUND_RPC_CODES = frozenset({"timeout", "memory_budget_exceeded", "worker_crashed"})
 _EXTENSIONS = {
     "jpeg": ".jpg",
     "png": ".png",
@@ -105,11 +110,21 @@ class Runner:
                 job_id=event.job_id,
             )
         except RpcError as exc:
-            if exc.code in TRANSIENT_RPC_CODES:
+            if exc.code in TRANSIENT_RPC_CODES or _retry_once(exc, ctx):
                 raise
             await self._fail(event, ctx, exc.code, exc.message)
             return exc.code
-        output = await self._store_output(event.job_id, event.input, reply)
+        content_type = content_type_of(reply.meta.get("format"))
+        if content_type is None:
+            # Stored and served with a type from the allow-list only: never imageproc's word.
+            await self._fail(
+                event,
+                ctx,
+                "bad_output",
+                f"imageproc answered format {reply.meta.get('format')!r}, not an image format",
+            )
+            return "bad_output"
+        output = await self._store_output(event.job_id, event.input, reply, content_type)
         await ctx.publish(
             ImageStored(
                 job_id=event.job_id, role="output", image=output, derived_from=event.input.sha256
@@ -147,7 +162,9 @@ class Runner:
         )
         await ctx.publish(failed)
 
-    async def _store_output(self, job_id: str, source: ImageRef, reply: RpcMessage) -> ImageRef:
+    async def _store_output(
+        self, job_id: str, source: ImageRef, reply: RpcMessage, content_type: str
+    ) -> ImageRef:
         meta = reply.meta
         digest = await asyncio.to_thread(lambda: hashlib.sha256(reply.payload).hexdigest())
         # One key per job: unique across jobs, and a redelivery rewrites the same object.
@@ -156,7 +173,7 @@ class Runner:
             self._output_bucket,
             key,
             reply.payload,
-            content_type=meta["content_type"],
+            content_type=content_type,
             metadata={"job-id": job_id, "sha256": digest, "derived-from-sha256": source.sha256},
         )
         return ImageRef(
@@ -167,9 +184,13 @@ class Runner:
             format=meta["format"],
             width=meta["width"],
             height=meta["height"],
-            content_type=meta["content_type"],
+            content_type=content_type,
             info=meta.get("output_info"),
         )
+
+
+def _retry_once(exc: RpcError, ctx: MessageContext) -> bool:
+    return exc.code in INPUT_BOUND_RPC_CODES and ctx.attempt == 1 and not ctx.last_attempt
 
 
 def _error_code(exc: Exception) -> str:

@@ -19,7 +19,10 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings):
     """A buffered job not started after this long goes back to the tail of the queue: it
     must stay below the broker's consumer_timeout (RabbitMQ default 30 min) minus one
     attempt, or the broker closes the channel and hands back the whole buffer."""
-    imageproc_timeout_seconds: float = Field(default=120.0, gt=0)
+    imageproc_timeout_seconds: float = Field(default=150.0, gt=0)
+    """How long to wait for imageproc's answer. More than twice imageproc's pipeline deadline
+    (+ its 2 s grace): a request may wait for a busy slot and then run, and imageproc's own
+    `timeout` answer must come before this one (`rpc_timeout` is retried as transient)."""
 
     @model_validator(mode="after")
     def _prefetch_covers_workers(self) -> Settings:

@@ -17,6 +17,7 @@ const HEADLINES = {
   too_many_pixels: "Too many pixels",
   too_large_side: "Too wide or too tall",
   too_many_frames: "Too many frames",
+  too_many_scans: "Too many JPEG scans (a slow-decode trap)",
   undecodable: "The image cannot be read",
   invalid_pipeline: "The pipeline is not valid",
   invalid_parameter: "A parameter does not fit this image",
@@ -81,12 +82,6 @@ export const jobUrl = (id, part = "") => `/api/v1/jobs/${encodeURIComponent(id)}
 export const jobPage = (id) => `/jobs/${encodeURIComponent(id)}`;
 export const lineageUrl = (sha256) => `/api/v1/images/${encodeURIComponent(sha256)}/lineage`;
 
-/** The CSRF token of the page's cookie, sent back as X-CSRF-Token on every POST. */
-function csrfToken() {
-  const cookie = document.cookie.split("; ").find((c) => c.startsWith("imagemesh_csrf="));
-  return cookie ? cookie.slice("imagemesh_csrf=".length) : "";
-}
-
 /**
  * POST /api/v1/jobs with XMLHttpRequest, for its upload progress events.
  * Resolves with the 202 body; rejects with ApiError. `onProgress(fraction)` gets 0..1.
@@ -99,7 +94,6 @@ export function submitJob(file, pipeline, { onProgress, signal } = {}) {
     form.append("file", file, file.name);
     request.open("POST", "/api/v1/jobs");
     request.setRequestHeader("Accept", "application/json");
-    request.setRequestHeader("X-CSRF-Token", csrfToken());
     request.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable && onProgress) { onProgress(event.loaded / event.total); }
     });

@@ -1,0 +1,91 @@
+"""The worker process's side of the pool (see ``workers``): receive a job, run the pure
+pipeline, send the answer back, until told to stop or the parent goes away.
+
+Wire format on the worker's duplex pipe, per job: the parent sends a small pickled
+``Job`` and then the input bytes with ``send_bytes`` (raw, never pickled); the worker
+answers a pickled ``("ok", PipelineResult without data)`` followed by the output bytes, or
+``("error", code, message)``. ``None`` instead of a job asks the worker to exit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+
+import pyvips
+
+from pipeline import ImageLimits, Operation, harden_vips
+
+from .operations import ProcessingError, run_pipeline
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What each worker process applies to itself before its first job."""
+
+    vips_threads: int
+    """libvips threads per pipeline (ignored when VIPS_CONCURRENCY is set)."""
+    address_space_bytes: int
+    """RLIMIT_AS backstop (0 = none): past it allocations fail and the job fails with
+    ``memory_budget_exceeded`` even between two RSS samples of the parent's watchdog."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    ops: Sequence[Operation]
+    limits: ImageLimits
+    timeout: float
+
+
+def serve(conn: Connection, setup: Setup) -> None:
+    """The worker's main loop (the process target)."""
+    _prepare(setup)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if job is None:
+            return
+        data = conn.recv_bytes()
+        try:
+            result = run_pipeline(data, job.ops, limits=job.limits, timeout=job.timeout)
+        except ProcessingError as exc:
+            conn.send(("error", exc.code, exc.message))
+            continue
+        except Exception as exc:  # an engine bug: say so, keep serving
+            conn.send(("error", "internal", f"{type(exc).__name__}: {exc}"))
+            continue
+        del data
+        conn.send(("ok", replace(result, data=b"")))
+        conn.send_bytes(result.data)
+
+
+def _prepare(setup: Setup) -> None:
+    # Ctrl-C reaches the whole process group: the parent drains, its workers finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    harden_vips()
+    if "VIPS_CONCURRENCY" not in os.environ:
+        pyvips.concurrency_set(setup.vips_threads)
+    if setup.address_space_bytes:
+        limit = setup.address_space_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _die_with_parent() -> None:
+    """A worker stuck in a decoder does not read its pipe: if the service is killed
+    outright, the kernel kills the worker too (Linux; elsewhere the EOF on the pipe does
+    it once the job ends)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass

@@ -1,0 +1,124 @@
+"""Pipelines run in worker processes that are killed and replaced at the deadline or over
+their memory share, whatever the decoder (issue 12, section 1): imageproc in-process on the
+real broker, with real worker processes, a 1 s deadline and a small memory ceiling."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pyvips
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from PIL import Image
+
+from imageproc.app import POOL, create_app
+from imageproc.settings import Settings
+from imageproc.workers import WorkerPool
+from messaging import Broker, RpcError, RpcMessage, topology
+from tests.conftest import async_wait_for, settings_from
+from tests.hostile import repeated_scan_jpeg
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+TIMEOUT = 1.0
+GRACE = 2.0  # workers._GRACE
+SLACK = 3.0  # a loaded 2-core machine: killing, replacing, the RPC round trips
+THUMBNAIL = [{"op": "thumbnail", "width": 64}]
+# ~5000 repeated scans at 9 MP: ~20 s in Pillow's decoder, which no kill flag stops.
+SLOW_JPEG = repeated_scan_jpeg(3000, 3000, 5000)
+
+
+@pytest.fixture(scope="module")
+async def app(test_env: dict[str, str]) -> AsyncIterator[web.Application]:
+    settings: Settings = settings_from(
+        {
+            **test_env,
+            "IMAGEPROC_CONCURRENCY": "2",
+            "PIPELINE_TIMEOUT_SECONDS": str(TIMEOUT),
+            "IMAGE_MAX_JPEG_SCANS": "100000",  # let the slow JPEG reach the decoder
+            "IMAGEPROC_MEMORY_LIMIT_MB": "200",  # 100 MiB per worker
+        },
+        Settings,
+    )
+    application = create_app(settings)
+    server = TestServer(application, host="127.0.0.1")
+    await server.start_server()
+    yield application
+    await server.close()
+
+
+def _pool(app: web.Application) -> WorkerPool:
+    return app[POOL]
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((width, height)).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+async def _timed(broker: Broker, pipeline: object, data: bytes) -> tuple[str, float]:
+    """(outcome, seconds): "ok" or the error code."""
+    started = time.monotonic()
+    try:
+        await broker.call(
+            topology.IMAGEPROC_RUN, RpcMessage({"pipeline": pipeline}, data), timeout=60
+        )
+        outcome = "ok"
+    except RpcError as exc:
+        outcome = exc.code
+    return outcome, time.monotonic() - started
+
+
+async def test_decoders_past_the_deadline_are_killed_and_their_slots_freed(
+    app: web.Application, broker: Broker
+) -> None:
+    before = _pool(app).pids()
+    # Both slots taken by decodes that would run ~20 s; a normal photo sent with them.
+    slow = [asyncio.create_task(_timed(broker, THUMBNAIL, SLOW_JPEG)) for _ in range(2)]
+    await async_wait_for(lambda: len(_pool(app).busy_pids()) == 2, timeout=10)
+    normal = asyncio.create_task(_timed(broker, THUMBNAIL, _jpeg(800, 600)))
+    results = await asyncio.gather(*slow)
+    for outcome, seconds in results:
+        assert outcome == "timeout"
+        assert seconds < TIMEOUT + GRACE + SLACK
+    outcome, seconds = await normal
+    assert outcome == "ok"
+    # It waited for a slot only until the deadline freed one, not for the decodes.
+    assert seconds < TIMEOUT + GRACE + 2 * SLACK
+    after = _pool(app).pids()
+    assert len(after) == 2
+    assert len(set(before) & set(after)) == 0  # both killed and replaced
+
+
+async def test_a_worker_over_its_memory_share_is_killed_and_replaced(
+    app: web.Application, broker: Broker
+) -> None:
+    # 49 MP to dither: Pillow needs the whole image, ~150 MB, over the 100 MiB share.
+    flat = (pyvips.Image.black(7000, 7000) + 128).cast("uchar").bandjoin([40, 90])
+    big = bytes(flat.copy(interpretation="srgb").pngsave_buffer())
+    before = _pool(app).pids()
+    outcome, _ = await _timed(broker, [{"op": "dither"}], big)
+    assert outcome == "memory_budget_exceeded"
+    assert len(set(before) - set(_pool(app).pids())) == 1
+    # The service lives on: the same image within the share succeeds.
+    assert (await _timed(broker, THUMBNAIL, big))[0] == "ok"
+
+
+async def test_a_worker_that_dies_mid_job_fails_the_job_not_the_service(
+    app: web.Application, broker: Broker
+) -> None:
+    job = asyncio.create_task(_timed(broker, THUMBNAIL, SLOW_JPEG))
+    busy = await async_wait_for(lambda: _pool(app).busy_pids(), timeout=10)
+    os.kill(busy[0], signal.SIGSEGV)  # as a crashing decoder would
+    outcome, seconds = await job
+    assert outcome == "worker_crashed"
+    assert seconds < TIMEOUT + GRACE
+    assert (await _timed(broker, THUMBNAIL, _jpeg(300, 200)))[0] == "ok"
+    assert len(_pool(app).pids()) == 2
