@@ -252,13 +252,13 @@ async def test_an_oversized_message_is_parked_unread(
 
 
 async def test_an_rpc_request_nobody_can_answer_is_parked(broker: Broker) -> None:
-    route = RpcRoute(f"test.noreply.{uuid.uuid4().hex[:8]}")
+    route = RpcRoute(f"imageproc.test.noreply.{uuid.uuid4().hex[:8]}", callers=())
 
     async def echo(request: RpcMessage) -> RpcMessage:
         return request
 
     await broker.serve(route, echo)
-    exchange = await (await broker.channel()).get_exchange("imagemesh.rpc")
+    exchange = await (await broker.channel()).get_exchange(route.exchange)
     await exchange.publish(RpcMessage({"a": 1}).to_message(), route.name)
     channel = await broker.channel()
     queue = await channel.declare_queue(route.parking_name, passive=True)
@@ -317,7 +317,9 @@ async def test_oversize_publish_is_refused_before_sending(broker_settings: Broke
     small = broker_settings.model_copy(update={"amqp_max_message_bytes": 1024})
     async with Broker(small, service="tests") as broker:
         with pytest.raises(MessageTooLarge, match="1024 byte limit"):
-            await broker.call(RpcRoute("nobody"), RpcMessage({}, b"x" * 2000), timeout=1)
+            await broker.call(
+                RpcRoute("imageproc.nobody", callers=()), RpcMessage({}, b"x" * 2000), timeout=1
+            )
 
 
 async def test_work_queue_is_a_durable_quorum_queue_with_limit_and_parking(
@@ -342,7 +344,7 @@ async def test_work_queue_is_a_durable_quorum_queue_with_limit_and_parking(
 
 
 async def test_rpc_round_trip_with_binary_payload(broker: Broker) -> None:
-    route = RpcRoute(f"test.echo.{uuid.uuid4().hex[:8]}")
+    route = RpcRoute(f"imageproc.test.echo.{uuid.uuid4().hex[:8]}", callers=())
 
     async def echo(request: RpcMessage) -> RpcMessage:
         return RpcMessage({"size": len(request.payload), **request.meta}, request.payload[::-1])
@@ -354,7 +356,7 @@ async def test_rpc_round_trip_with_binary_payload(broker: Broker) -> None:
 
 
 async def test_rpc_error_code_reaches_the_caller(broker: Broker) -> None:
-    route = RpcRoute(f"test.fail.{uuid.uuid4().hex[:8]}")
+    route = RpcRoute(f"imageproc.test.fail.{uuid.uuid4().hex[:8]}", callers=())
 
     async def refuse(request: RpcMessage) -> RpcMessage:
         raise RpcError("invalid_pipeline", "operation 1 (thumbnail): width must be positive")
@@ -367,7 +369,7 @@ async def test_rpc_error_code_reaches_the_caller(broker: Broker) -> None:
 
 
 async def test_rpc_times_out_when_the_server_is_slow(broker: Broker) -> None:
-    route = RpcRoute(f"test.slow.{uuid.uuid4().hex[:8]}")
+    route = RpcRoute(f"imageproc.test.slow.{uuid.uuid4().hex[:8]}", callers=())
     release = asyncio.Event()
 
     async def slow(request: RpcMessage) -> RpcMessage:
@@ -383,7 +385,7 @@ async def test_rpc_times_out_when_the_server_is_slow(broker: Broker) -> None:
 async def test_rpc_to_a_route_nobody_serves_fails_at_once(broker: Broker) -> None:
     started = datetime.now(UTC)
     with pytest.raises(RpcUnavailable):
-        await broker.call(RpcRoute("test.nobody"), RpcMessage({}), timeout=30)
+        await broker.call(RpcRoute("imageproc.test.nobody", callers=()), RpcMessage({}), timeout=30)
     assert (datetime.now(UTC) - started).total_seconds() < 10
 
 
@@ -429,5 +431,7 @@ async def test_an_rpc_call_while_the_broker_is_away_is_broker_unavailable(
     async with Broker(broker_settings, service="test-away") as away:
         await away.connection.close()
         with pytest.raises(RpcError) as raised:
-            await away.call(RpcRoute("test.anything"), RpcMessage({}), timeout=5)
+            await away.call(
+                RpcRoute("imageproc.test.anything", callers=()), RpcMessage({}), timeout=5
+            )
     assert raised.value.code == "broker_unavailable"

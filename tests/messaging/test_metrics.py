@@ -66,7 +66,7 @@ async def test_consumed_messages_are_timed_counted_and_retried_or_parked(quick: 
 
 
 async def test_rpc_latency_is_observed_by_route_and_outcome_on_both_sides(broker: Broker) -> None:
-    route = RpcRoute(f"test.{uuid.uuid4().hex[:8]}")
+    route = RpcRoute(f"imageproc.test.{uuid.uuid4().hex[:8]}", callers=())
 
     async def answer(request: RpcMessage) -> RpcMessage:
         if request.meta.get("fail"):
@@ -77,7 +77,7 @@ async def test_rpc_latency_is_observed_by_route_and_outcome_on_both_sides(broker
     await broker.call(route, RpcMessage({}), timeout=10)
     with pytest.raises(RpcError):
         await broker.call(route, RpcMessage({"fail": True}), timeout=10)
-    unserved = RpcRoute(f"test.{uuid.uuid4().hex[:8]}")
+    unserved = RpcRoute(f"imageproc.test.{uuid.uuid4().hex[:8]}", callers=())
     with pytest.raises(RpcUnavailable):
         await broker.call(unserved, RpcMessage({}), timeout=10)
 

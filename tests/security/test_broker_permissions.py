@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 import pytest
 import stack
-from aiormq.exceptions import ChannelAccessRefused, ProbableAuthenticationError
+from aiormq.exceptions import (
+    ChannelAccessRefused,
+    ChannelPreconditionFailed,
+    ProbableAuthenticationError,
+)
 
-from messaging import Broker, BrokerSettings, RpcMessage, topology
-from messaging.events import ImageProcessed, OperationApplied
-from tests.conftest import isolated_env, management, settings_from
+from messaging import Broker, BrokerSettings, RpcError, RpcMessage, topology
+from messaging.events import ImageProcessed, ImageRef, ImageUploaded, OperationApplied
+from tests.conftest import async_wait_for, isolated_env, management, settings_from
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +140,133 @@ async def test_guest_cannot_log_in(env: dict[str, str]) -> None:
     url = f"amqp://guest:guest@{env['RABBITMQ_HOST']}:{env['RABBITMQ_PORT']}/"
     with pytest.raises(ProbableAuthenticationError):
         await aio_pika.connect(url)
+
+
+# --- services cannot impersonate each other ---------------------------------------------
+
+
+def uploaded(job_id: str) -> ImageUploaded:
+    image = ImageRef(
+        bucket="in", key="k", sha256="0" * 64, bytes=1, format="png", width=1, height=1,
+        content_type="image/png",
+    )  # fmt: skip
+    return ImageUploaded(job_id=job_id, input=image, pipeline=[], created_at=datetime.now(UTC))
+
+
+async def test_a_server_cannot_bind_a_queue_to_another_servers_routes(connect: Any) -> None:
+    # imageproc may declare queues of its own (its reply queues) and bind one to its own
+    # route, but none to provenancedb's requests (client IPs, filenames, reply-to).
+    channel = await connect("imageproc")
+    spy = await channel.declare_queue("rpc-reply.imageproc.spy", exclusive=True)
+    await spy.bind(topology.IMAGEPROC_RUN.exchange, routing_key=topology.IMAGEPROC_RUN.name)
+    for route in (topology.PROVENANCE_RECORD, topology.PROVENANCE_JOB_STATUS):
+        channel = await connect("imageproc")
+        spy = await channel.declare_queue(f"rpc-reply.imageproc.{route.name}", exclusive=True)
+        with pytest.raises(ChannelAccessRefused):
+            await spy.bind(route.exchange, routing_key=route.name)
+
+
+async def test_the_broker_refuses_a_publish_with_another_users_user_id(
+    env: dict[str, str], connect: Any
+) -> None:
+    channel = await connect("imageproc")
+    exchange = await channel.get_exchange("imagemesh.provenance", ensure=False)
+    forged_user, _ = stack.service_rabbit_user(env, "upload")
+    message = aio_pika.Message(b"{}", user_id=forged_user)
+    with pytest.raises(ChannelPreconditionFailed):
+        await exchange.publish(message, routing_key=OperationApplied.type)
+    # Its own name passes: the refusal is about the user_id.
+    channel = await connect("imageproc")
+    exchange = await channel.get_exchange("imagemesh.provenance", ensure=False)
+    own_user, _ = stack.service_rabbit_user(env, "imageproc")
+    await exchange.publish(aio_pika.Message(b"{}", user_id=own_user), OperationApplied.type)
+
+
+async def test_a_consumer_parks_an_event_its_sender_may_not_publish(env: dict[str, str]) -> None:
+    """provenancedb may publish to the retry exchange (for its own queue), which routes by
+    queue name: it could push an `image.uploaded` straight into the runner's queue. The
+    runner names the sender by its broker-checked user_id and parks it, untouched."""
+    handled: list[str] = []
+    told: list[str] = []
+
+    async def handle(event: ImageUploaded, ctx: Any) -> None:
+        handled.append(event.job_id)
+
+    async def on_park(event: ImageUploaded, ctx: Any, error: str) -> None:
+        told.append(event.job_id)
+
+    runner_settings = as_service(env, "imageproc_runner")
+    async with Broker(runner_settings, service="imageproc_runner") as runner:
+        await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded, on_park=on_park)
+        async with Broker(as_service(env, "provenancedb"), service="provenancedb") as forger:
+            forged = uploaded("job-forged")
+            envelope = forger.envelope_for(forged)
+            message = envelope.to_message(forged.model_dump_json().encode())
+            await forger._publish(topology.RETRY_EXCHANGE, message, topology.RUNNER_UPLOADS.name)
+        async with Broker(as_service(env, "upload"), service="upload") as upload:
+            await upload.publish(uploaded("job-genuine"))
+        await async_wait_for(lambda: handled == ["job-genuine"], timeout=15)
+        parked = await _get(runner, topology.RUNNER_UPLOADS.parking_name)
+    assert parked.message_id == envelope.id
+    error = str(parked.headers["x-imagemesh-error"])
+    assert "forbidden sender" in error
+    assert "provenancedb" in error
+    assert "image.uploaded" in error
+    assert handled == ["job-genuine"]
+    assert told == []  # a forged message tells nobody about the job it names
+
+
+async def test_an_rpc_server_refuses_a_caller_the_route_does_not_allow(
+    env: dict[str, str],
+) -> None:
+    # Served as if only the runner called job-status: upload's request is refused.
+    runner_only = replace(topology.PROVENANCE_JOB_STATUS, callers=("imageproc_runner",))
+    asked: list[RpcMessage] = []
+
+    async def answer(request: RpcMessage) -> RpcMessage:
+        asked.append(request)
+        return RpcMessage({"found": False})
+
+    async with Broker(as_service(env, "provenancedb"), service="provenancedb") as server:
+        await server.serve(runner_only, answer)
+        await server.serve(topology.PROVENANCE_LINEAGE, answer)
+        async with Broker(as_service(env, "upload"), service="upload") as client:
+            with pytest.raises(RpcError) as refused:
+                await client.call(runner_only, RpcMessage({"job_id": "j"}), timeout=10)
+            assert refused.value.code == "forbidden"
+            assert "'upload' may not call provenancedb.job-status" in refused.value.message
+            # The route's real callers get through, named for the handler.
+            await client.call(topology.PROVENANCE_LINEAGE, RpcMessage({}), timeout=10)
+    assert [request.caller for request in asked] == ["upload"]
+
+
+async def test_a_caller_ignores_a_reply_from_another_server(env: dict[str, str]) -> None:
+    """imageproc may publish replies (to its own callers): one with the right reply queue
+    and correlation id for a provenancedb call is ignored; provenancedb's is taken."""
+    route = topology.PROVENANCE_JOB_STATUS
+    async with (
+        Broker(as_service(env, "upload"), service="upload") as client,
+        Broker(as_service(env, "provenancedb"), service="provenancedb") as server,
+        Broker(as_service(env, "imageproc"), service="imageproc") as impostor,
+    ):
+        channel = await server.channel()
+        requests = await topology.declare_rpc_queue(channel, route)
+        call = asyncio.create_task(client.call(route, RpcMessage({"job_id": "j"}), timeout=20))
+        request = await async_wait_for(lambda: requests.get(fail=False), timeout=10)
+        assert request.reply_to
+        for who, answer in (
+            (impostor, {"found": True, "forged": True}),
+            (server, {"found": False}),
+        ):
+            reply = RpcMessage(answer).to_message(correlation_id=request.correlation_id)
+            await who._publish(topology.REPLY_EXCHANGE, reply, request.reply_to)
+        await request.ack()
+        assert (await call).meta == {"found": False}
+
+
+async def _get(broker: Broker, queue_name: str) -> aio_pika.abc.AbstractIncomingMessage:
+    channel = await broker.channel()
+    queue = await channel.get_queue(queue_name, ensure=False)
+    found = await async_wait_for(lambda: queue.get(fail=False, no_ack=True), timeout=15)
+    assert isinstance(found, aio_pika.abc.AbstractIncomingMessage)
+    return found

@@ -8,7 +8,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from types import TracebackType
@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from . import _metrics, topology
 from ._consumer import Delivery, E, Handler, ParkHandler, _Consumer, settle
 from ._envelope import Envelope, EnvelopeError, copy_of, follow_up_id, new_event_id
+from ._identity import OPERATOR, SENDER_HEADER, Identities, describe, may_send
 from ._settings import BrokerSettings
 from .events import EVENTS_BY_TYPE, Event
 from .rpc import (
@@ -101,6 +102,7 @@ class Broker:
         self.service = service
         self.version = version or _distribution_version(f"imagemesh-{service.replace('_', '-')}")
         self.host = host or socket.gethostname()
+        self.identities = Identities.of(settings)
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
@@ -110,7 +112,8 @@ class Broker:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._replies: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
+        self._replies: dict[str, tuple[asyncio.Future[AbstractIncomingMessage], str]] = {}
+        """Calls waiting for their reply, by correlation id: (future, the serving service)."""
         self._reply_queue: str | None = None
         self._reply_channel: AbstractChannel | None = None
         self._reply_lock = asyncio.Lock()
@@ -265,7 +268,9 @@ class Broker:
 
     async def _publish(self, exchange_name: str, message: aio_pika.Message, key: str) -> None:
         """Publish persistently, mandatory, confirmed; once more on a fresh channel if the
-        publishing channel turned out to be closed."""
+        publishing channel turned out to be closed. Every message names this connection's
+        user (AMQP `user_id`): the broker refuses any other, so receivers can trust it."""
+        message.user_id = self.settings.rabbitmq_user
         for attempt in (1, 2):
             exchange = await self._publisher(exchange_name)
             try:
@@ -338,7 +343,13 @@ class Broker:
         async def on_message(message: AbstractIncomingMessage) -> None:
             try:
                 envelope = Envelope.from_message(message)
-                event = EVENTS_BY_TYPE[envelope.type].model_validate_json(message.body)
+                event_cls = EVENTS_BY_TYPE[envelope.type]
+                if not may_send(self.identities.sender(message), event_cls.published_by):
+                    log.warning(
+                        "event_sender_refused", event_type=envelope.type, user=message.user_id
+                    )
+                    return
+                event = event_cls.model_validate_json(message.body)
             except (KeyError, EnvelopeError, ValidationError):
                 return
             try:
@@ -390,6 +401,18 @@ class Broker:
             _metrics.HANDED_BACK.labels(spec.name, reason).inc()
             log.info("message_handed_back", queue=spec.name, reason=reason)
 
+    def _with_sender(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Headers for a copy of `message` this service re-publishes (with its own
+        `user_id`): plus the user that first published it, so that the copy is judged by
+        its first sender, never by whoever re-published it."""
+        headers = {key: value for key, value in headers.items() if key != SENDER_HEADER}
+        origin = self.identities.origin_user(message)
+        if origin:
+            headers[SENDER_HEADER] = origin
+        return headers
+
     async def _republish(
         self,
         message: AbstractIncomingMessage,
@@ -399,7 +422,7 @@ class Broker:
     ) -> bool:
         """Publish a copy (confirmed), then ack the original; on failure hand it back
         after a pause (no hot loop: the queue's delivery limit counts every hand-back)."""
-        copy = copy_of(message, headers)
+        copy = copy_of(message, self._with_sender(message, headers))
         try:
             await self._publish(exchange, copy, routing_key)
         except Exception:
@@ -485,8 +508,9 @@ class Broker:
             headers: dict[str, Any] = {}
             outcome = "ok"
             try:
+                caller = self._caller(route, message)
                 self._check_size(len(message.body))
-                reply = await handler(RpcMessage.from_message(message))
+                reply = await handler(replace(RpcMessage.from_message(message), caller=caller))
             except MessageTooLarge as exc:
                 reply, headers = RpcMessage(), _error_headers("too_large", str(exc))
                 outcome = "too_large"
@@ -509,6 +533,16 @@ class Broker:
                 duration_ms=round(elapsed * 1000, 2),
                 error=headers.get(ERROR_CODE_HEADER),
             )
+
+    def _caller(self, route: topology.RpcRoute, message: AbstractIncomingMessage) -> str | None:
+        """The calling service (None for an operator), or RpcError `forbidden` when the
+        request's broker user is not one of the route's callers."""
+        sender = self.identities.sender(message)
+        if not may_send(sender, route.callers):
+            who = describe(sender, message.user_id)
+            log.warning("rpc_caller_refused", user=message.user_id, sender=sender)
+            raise RpcError("forbidden", f"{who} may not call {route.name}")
+        return None if sender == OPERATOR else sender
 
     async def _reply(
         self, request: AbstractIncomingMessage, reply: RpcMessage, headers: dict[str, Any]
@@ -575,10 +609,10 @@ class Broker:
         )
         self._check_size(len(message.body))
         future: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
-        self._replies[correlation_id] = future
+        self._replies[correlation_id] = (future, route.server)
         try:
             try:
-                await self._publish(topology.RPC_EXCHANGE, message, route.name)
+                await self._publish(route.exchange, message, route.name)
             except Unroutable as exc:
                 raise RpcUnavailable(route.name) from exc
             except (AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
@@ -613,9 +647,15 @@ class Broker:
             return self._reply_queue
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        future = self._replies.get(message.correlation_id or "")
-        if future is None or future.done():
+        waiting = self._replies.get(message.correlation_id or "")
+        if waiting is None or waiting[0].done():
             log.info("rpc_late_reply", correlation_id=message.correlation_id)
+            return
+        future, server = waiting
+        # Only the route's own server answers (the reply exchange takes every server's
+        # replies): anyone else's is ignored, and the call waits for the real one.
+        if not may_send(self.identities.sender(message), (server,)):
+            log.warning("rpc_reply_refused", user=message.user_id, expected=server)
             return
         future.set_result(message)
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from . import _metrics, topology
 from ._context import MessageContext, PermanentError
 from ._envelope import Envelope, EnvelopeError
+from ._identity import describe, may_send
 from .events import Event, MessageParked, RetryScheduled
 from .logs import message_context
 
@@ -43,6 +44,13 @@ def delivery_attempts(headers: Mapping[str, Any] | None, spec: topology.QueueSpe
         and _text(death.get("reason")) == "expired"
         and _text(death.get("queue")).startswith(prefix)
     )
+
+
+def delivery_count(headers: Mapping[str, Any] | None) -> int:
+    """How many times the broker got the message back unacknowledged (quorum queues count
+    it in `x-delivery-count`; handing back through `Broker.hand_back` is not counted)."""
+    count = (headers or {}).get("x-delivery-count")
+    return count if type(count) is int and count > 0 else 0
 
 
 def retry_delay(attempt: int, delays: tuple[float, ...]) -> float:
@@ -94,6 +102,16 @@ class _Consumer(Generic[E]):
                 self._spec.name, message, f"malformed: {exc}", reason="malformed"
             )
             return None
+        sender = self._broker.identities.sender(message)
+        if not may_send(sender, event.published_by):
+            # Forged, not failed: parked for an operator to see, and nobody is told about
+            # the job it names (no on_park, no record): that would be acting on it.
+            error = f"forbidden sender: {describe(sender, message.user_id)} may not publish"
+            log.error("message_sender_refused", queue=self._spec.name, error=error)
+            await self._broker.park(
+                self._spec.name, message, f"{error} {envelope.type}", reason="forbidden_sender"
+            )
+            return None
         return Delivery(self, message, envelope, event)
 
     async def run(self, delivery: Delivery[E]) -> None:
@@ -105,7 +123,11 @@ class _Consumer(Generic[E]):
             started = time.monotonic()
             attempt = delivery_attempts(message.headers, self._spec) + 1
             ctx = MessageContext(envelope, self._broker, attempt)
-            outcome = await self._run(message, delivery.event, ctx)
+            returned = delivery_count(message.headers)
+            if returned >= self._spec.delivery_limit:
+                outcome = await self._crashed_too_often(message, delivery.event, ctx, returned)
+            else:
+                outcome = await self._run(message, delivery.event, ctx)
             elapsed = time.monotonic() - started
             _metrics.HANDLING.labels(self._spec.name, outcome).observe(elapsed)
             log.info("message_handled", outcome=outcome, duration_ms=round(elapsed * 1000, 2))
@@ -138,6 +160,19 @@ class _Consumer(Generic[E]):
             return await self._failed(message, event, ctx, f"{type(exc).__name__}: {exc}")
         await settle(message.ack())
         return "acked"
+
+    async def _crashed_too_often(
+        self, message: AbstractIncomingMessage, event: E, ctx: MessageContext, returned: int
+    ) -> str:
+        """This is the last delivery the queue's delivery limit allows: the message came
+        back unacknowledged that often (its consumer crashed or lost its channel while on
+        it). Parked now, without running the handler again, through the same path as any
+        other parking (headers, `on_park`, the `job.parked` record), instead of letting
+        the broker dead-letter it bare after one more crash."""
+        error = f"delivery limit: came back unacknowledged {returned} times (consumer crashed?)"
+        log.error("message_delivery_limit", returned=returned)
+        await self._give_up(message, event, ctx, error, reason="delivery_limit")
+        return "parked"
 
     async def _failed(
         self, message: AbstractIncomingMessage, event: E, ctx: MessageContext, error: str

@@ -32,7 +32,8 @@ HANDLING = Histogram(
 PARKED = Counter(
     "imagemesh_messages_parked_total",
     "Messages moved to a queue's parking lot, by reason: too_large, malformed, permanent, "
-    "retries_exhausted, no_reply_to.",
+    "retries_exhausted, no_reply_to, forbidden_sender (its AMQP user may not publish it), "
+    "delivery_limit (it came back unacknowledged as often as the queue allows).",
     ["queue", "reason"],
 )
 RETRIED = Counter(

@@ -17,6 +17,15 @@ class BrokerSettings(BaseSettings):
     rabbitmq_user: str = "imagemesh"
     rabbitmq_password: SecretStr
     rabbitmq_vhost: str = "imagemesh"
+    rabbitmq_service_user_prefix: str = ""
+    """Each service's broker user is named `<prefix><service>` (the prefix is for tests:
+    users of their own). A receiver names a message's sender from its AMQP `user_id`, which
+    the broker vouches for, this way."""
+    amqp_operator_users: Annotated[tuple[str, ...], NoDecode] = ("imagemesh",)
+    """Broker users trusted to send anything (env: comma-separated): the administrator,
+    whose operator tools re-publish parked messages. It holds every right on the vhost
+    anyway. A service's user is never one: listing it would let that service speak for
+    every other."""
     amqp_exchange_events: str = "imagemesh.events"
     amqp_exchange_prov: str = "imagemesh.provenance"
     amqp_declare_exchanges: bool = True
@@ -35,6 +44,13 @@ class BrokerSettings(BaseSettings):
     def _split_retry_delays(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("amqp_operator_users", mode="before")
+    @classmethod
+    def _split_users(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("amqp_retry_delays")

@@ -64,8 +64,10 @@ def asyncapi_document(settings: BrokerSettings, *, version: str) -> dict[str, An
         channels[_rpc_channel(route)] = {
             "address": route.queue_name,
             "description": f"RPC requests for `{route.name}`, through the direct exchange "
-            f"`{topology.RPC_EXCHANGE}` (routing key `{route.name}`); the reply goes to the "
-            "caller's `reply_to` queue with the request's `correlation_id`.",
+            f"`{route.exchange}` (routing key `{route.name}`); the reply goes to the "
+            "caller's `reply_to` queue with the request's `correlation_id`. Callers: "
+            + ", ".join(route.callers)
+            + " (the server refuses others, by the request's AMQP `user_id`).",
             "messages": {"RpcRequest": {"$ref": "#/components/messages/RpcRequest"}},
             "bindings": {"amqp": _queue_binding(route.queue_name, durable=True, settings=settings)},
         }

@@ -46,7 +46,6 @@ class UsersSettings(BrokerSettings):
     """The administrator (RABBITMQ_USER/RABBITMQ_PASSWORD) and each service's password; a
     service's user is named after it (with an optional prefix, for tests)."""
 
-    rabbitmq_service_user_prefix: str = ""
     imagemesh_env: Literal["development", "production"] = "development"
     """`production`: refuse a development secret from `.env.example` (servicekit), as the
     services do: these passwords become the broker's users."""

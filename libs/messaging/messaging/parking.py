@@ -5,8 +5,10 @@
     python -m messaging.parking republish (MESSAGE_ID | --all) [--queue NAME]
 
 (`make parking ARGS="..."` runs it with the local stack's settings.) A re-published message
-goes back to its own queue only (through the retry exchange), with its attempt count reset.
-Parked RPC requests are listed but not re-published: their callers are long gone.
+goes back to its own queue only (through the retry exchange), with its attempt count reset:
+the queue its parking lot belongs to, whatever its headers claim. It is judged there by the
+broker user that first published it (kept in a header), not by the operator's. Parked RPC
+requests are listed but not re-published: their callers are long gone.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import ValidationError
 from . import topology
 from ._broker import PARK_ERROR_HEADER, QUEUE_HEADER
 from ._envelope import copy_of
+from ._identity import SENDER_HEADER
 from ._settings import BrokerSettings
 
 _DROPPED_HEADERS = (
@@ -43,10 +46,22 @@ class Parked:
 
     @property
     def queue(self) -> str:
-        """The queue the message was parked from."""
-        return _text((self.message.headers or {}).get(QUEUE_HEADER)) or self.parking.removesuffix(
-            ".parking"
-        )
+        """The queue the message was parked from: the one its parking lot belongs to. Not
+        its `x-imagemesh-queue` header, which whoever published the message wrote."""
+        return self.parking.removesuffix(".parking")
+
+    @property
+    def claimed_queue(self) -> str | None:
+        """The queue its header names, when that is not its origin (forged, or moved)."""
+        claimed = _text((self.message.headers or {}).get(QUEUE_HEADER))
+        return claimed if claimed and claimed != self.queue else None
+
+    @property
+    def sender(self) -> str | None:
+        """The broker user that first published it (a parked copy names it in a header;
+        one the broker dead-lettered still carries its own `user_id`)."""
+        headers = self.message.headers or {}
+        return _text(headers.get(SENDER_HEADER)) or self.message.user_id
 
     @property
     def error(self) -> str:
@@ -89,15 +104,21 @@ async def take_all(connection: AbstractConnection, names: Sequence[str]) -> list
     return taken
 
 
-async def republish(channel: AbstractChannel, parked: Parked) -> None:
+async def republish(channel: AbstractChannel, parked: Parked, user: str) -> None:
+    """Send a parked message back to its origin queue, as `user` (the operator's AMQP
+    `user_id`), naming its first sender for the consumer to judge."""
     headers = {
         key: value
         for key, value in (parked.message.headers or {}).items()
         if key not in _DROPPED_HEADERS and not key.startswith("x-imagemesh-")
     }
+    if parked.sender:
+        headers[SENDER_HEADER] = parked.sender
     exchange = await channel.get_exchange(topology.RETRY_EXCHANGE)
     message = parked.message
-    await exchange.publish(copy_of(message, headers), routing_key=parked.queue, mandatory=True)
+    copy = copy_of(message, headers)
+    copy.user_id = user
+    await exchange.publish(copy, routing_key=parked.queue, mandatory=True)
     await message.ack()
 
 
@@ -107,14 +128,19 @@ async def run(settings: BrokerSettings, args: argparse.Namespace) -> int:
         channel = await connection.channel(on_return_raises=True)
         taken = await take_all(connection, parking_queues(args.queue))
         try:
-            return await _command(channel, taken, args)
+            return await _command(settings, channel, taken, args)
         finally:
             for parked in taken:
                 if not parked.message.processed:
                     await parked.message.nack(requeue=True)
 
 
-async def _command(channel: AbstractChannel, taken: list[Parked], args: argparse.Namespace) -> int:
+async def _command(
+    settings: BrokerSettings,
+    channel: AbstractChannel,
+    taken: list[Parked],
+    args: argparse.Namespace,
+) -> int:
     if args.command == "list":
         print(f"{len(taken)} parked message(s)")
         for parked in taken:
@@ -133,7 +159,12 @@ async def _command(channel: AbstractChannel, taken: list[Parked], args: argparse
         if parked.queue.startswith("rpc."):
             print(f"skipped {parked.message.message_id}: an RPC request; its caller is gone")
             continue
-        await republish(channel, parked)
+        if parked.claimed_queue:
+            print(
+                f"note {parked.message.message_id}: its header names {parked.claimed_queue!r};"
+                f" it goes back to the queue it was parked from, {parked.queue!r}"
+            )
+        await republish(channel, parked, settings.rabbitmq_user)
         done += 1
         print(f"re-published {parked.message.message_id} to {parked.queue}")
     print(f"{done} message(s) re-published")
@@ -143,6 +174,7 @@ async def _command(channel: AbstractChannel, taken: list[Parked], args: argparse
 def _show(parked: Parked) -> None:
     message = parked.message
     print(f"message {message.message_id} in {parked.parking} (from {parked.queue})")
+    print(f"first published by broker user: {parked.sender or '-'}")
     print(
         f"type: {message.type}  job: {message.correlation_id}  content-type: {message.content_type}"
     )

@@ -6,7 +6,9 @@ RabbitMQ checks, per vhost: *configure* (declare, delete) on queues and exchange
 read on the exchange), and, on topic exchanges, *topic write* per routing key. Nobody but
 the provisioning administrator may configure an exchange; no service may publish to the
 default exchange (it reaches every queue by name); each service may publish only the event
-types it owns (`Event.published_by`) and read only its own queues.
+types it owns (`Event.published_by`) and read only its own queues; each RPC server may bind
+queues only to its own request exchange, and each caller publish only to the exchanges of
+the routes it calls.
 
     python -m messaging.permissions     # the grants as JSON (tools/stack.py provisions them)
 """
@@ -62,11 +64,13 @@ def _published(service: str, kind: ExchangeKind) -> list[str]:
 def grants(settings: BrokerSettings) -> dict[str, Grant]:
     events, prov = settings.amqp_exchange_events, settings.amqp_exchange_prov
     consumes = {_owner(spec.name): spec for spec in topology.ALL_QUEUES}
-    serves = {_owner(route.name) for route in topology.ALL_ROUTES}
-    calls = {
-        "upload": [topology.RPC_EXCHANGE],
-        "imageproc_runner": [topology.RPC_EXCHANGE],
-    }
+    serves = {route.server for route in topology.ALL_ROUTES}
+    # A caller publishes to the exchange of each service it calls; a server binds its
+    # request queues to its own exchange only (read on it), never to another's.
+    calls: dict[str, list[str]] = {}
+    for route in topology.ALL_ROUTES:
+        for caller in route.callers:
+            calls.setdefault(caller, []).append(route.exchange)
     result = {}
     for service in SERVICES:
         own = _own_queues(service)
@@ -81,7 +85,7 @@ def grants(settings: BrokerSettings) -> dict[str, Grant]:
         read.append(topology.REPLY_EXCHANGE)  # its reply queue's binding
         if service in serves:
             write += [topology.REPLY_EXCHANGE, topology.DEAD_LETTER_EXCHANGE]
-            read += [topology.RPC_EXCHANGE, topology.DEAD_LETTER_EXCHANGE]
+            read += [topology.rpc_exchange(service), topology.DEAD_LETTER_EXCHANGE]
         if service in consumes:
             spec = consumes[service]
             # Declaring a queue with a dead-letter exchange needs write on that exchange:

@@ -42,6 +42,9 @@ class RpcUnavailable(RpcError):
 class RpcMessage:
     meta: dict[str, Any] = field(default_factory=dict)
     payload: bytes = b""
+    caller: str | None = None
+    """On a request a server handles: the calling service, as the broker vouches for it
+    (its AMQP `user_id`); None for an operator. Never sent: not part of the message."""
 
     def to_message(self, **properties: Any) -> Message:
         headers: dict[str, Any] = dict(properties.pop("headers", None) or {})

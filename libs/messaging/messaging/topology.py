@@ -1,8 +1,10 @@
 """The mesh's RabbitMQ topology, declared in one place.
 
 - Two durable topic exchanges: domain events (routing key = event type) and provenance.
-- One direct exchange for RPC requests: unroutable (no server ever declared the route)
-  fails the call at once instead of waiting for a timeout.
+- One direct exchange for RPC requests per serving service (`imagemesh.rpc.<service>`):
+  unroutable (no server ever declared the route) fails the call at once instead of
+  waiting for a timeout, and only that service may bind queues to it (read on the
+  exchange), so no other service's user can take copies of its requests.
 - Retries: a message whose handler failed waits in one of its queue's delay queues
   (`<queue>.delay.<seconds>s`, one per back-off tier, quorum, per-queue TTL) and is then
   dead-lettered to the direct `imagemesh.retry` exchange, where only its own queue is bound
@@ -23,7 +25,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from ._settings import BrokerSettings
 from .events import ExchangeKind
 
-RPC_EXCHANGE = "imagemesh.rpc"
+RPC_EXCHANGE_PREFIX = "imagemesh.rpc"
+"""RPC requests go to `imagemesh.rpc.<serving service>` (see `RpcRoute.exchange`)."""
 REPLY_EXCHANGE = "imagemesh.reply"
 """RPC replies: each caller binds its reply queue under the queue's own name."""
 DELAY_EXCHANGE = "imagemesh.delay"
@@ -64,9 +67,21 @@ class QueueSpec:
 @dataclass(frozen=True, slots=True)
 class RpcRoute:
     """A request queue served by one service. Classic, durable, not replicated: a request
-    lives at most as long as its caller waits (it carries that as its expiration)."""
+    lives at most as long as its caller waits (it carries that as its expiration).
+
+    `name` is `<serving service>.<route>`; `callers` are the services that may call it
+    (the server refuses anyone else's request, by the request's AMQP `user_id`)."""
 
     name: str
+    callers: tuple[str, ...]
+
+    @property
+    def server(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def exchange(self) -> str:
+        return rpc_exchange(self.server)
 
     @property
     def queue_name(self) -> str:
@@ -81,15 +96,20 @@ def parking_name(queue: str) -> str:
     return f"{queue}.parking"
 
 
+def rpc_exchange(server: str) -> str:
+    return f"{RPC_EXCHANGE_PREFIX}.{server}"
+
+
 # The work queues and RPC routes of the mesh.
 RUNNER_UPLOADS = QueueSpec("imageproc_runner.image-uploaded", (("events", "image.uploaded"),))
 PROVENANCE_EVENTS = QueueSpec("provenancedb.events", (("events", "#"), ("provenance", "#")))
-IMAGEPROC_RUN = RpcRoute("imageproc.run")
-PROVENANCE_RECORD = RpcRoute("provenancedb.record")
-PROVENANCE_JOB_STATUS = RpcRoute("provenancedb.job-status")
-PROVENANCE_JOB_PROV = RpcRoute("provenancedb.job-provenance")
-PROVENANCE_LINEAGE = RpcRoute("provenancedb.lineage")
-PROVENANCE_JOBS = RpcRoute("provenancedb.jobs")
+IMAGEPROC_RUN = RpcRoute("imageproc.run", callers=("imageproc_runner",))
+PROVENANCE_RECORD = RpcRoute("provenancedb.record", callers=("upload",))
+PROVENANCE_JOB_STATUS = RpcRoute("provenancedb.job-status", callers=("upload",))
+PROVENANCE_JOB_PROV = RpcRoute("provenancedb.job-provenance", callers=("upload",))
+PROVENANCE_LINEAGE = RpcRoute("provenancedb.lineage", callers=("upload",))
+PROVENANCE_JOBS = RpcRoute("provenancedb.jobs", callers=("upload",))
+PROVENANCE_JOB_COUNTS = RpcRoute("provenancedb.job-counts", callers=("upload",))
 
 ALL_QUEUES = (RUNNER_UPLOADS, PROVENANCE_EVENTS)
 ALL_ROUTES = (
@@ -99,6 +119,7 @@ ALL_ROUTES = (
     PROVENANCE_JOB_PROV,
     PROVENANCE_LINEAGE,
     PROVENANCE_JOBS,
+    PROVENANCE_JOB_COUNTS,
 )
 
 
@@ -107,7 +128,7 @@ def exchange_name(settings: BrokerSettings, kind: ExchangeKind) -> str:
 
 
 EXCHANGE_TYPES = {
-    RPC_EXCHANGE: ExchangeType.DIRECT,
+    **{route.exchange: ExchangeType.DIRECT for route in ALL_ROUTES},
     REPLY_EXCHANGE: ExchangeType.DIRECT,
     DELAY_EXCHANGE: ExchangeType.DIRECT,
     RETRY_EXCHANGE: ExchangeType.DIRECT,
@@ -195,5 +216,5 @@ async def declare_rpc_queue(channel: AbstractChannel, route: RpcRoute) -> Abstra
     queue = await channel.declare_queue(
         route.queue_name, durable=True, arguments={"x-queue-type": "classic"}
     )
-    await queue.bind(RPC_EXCHANGE, routing_key=route.name)
+    await queue.bind(route.exchange, routing_key=route.name)
     return queue

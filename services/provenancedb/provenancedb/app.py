@@ -97,11 +97,19 @@ class Recorder:
     async def on_record_request(self, request: RpcMessage) -> RpcMessage:
         """Record events synchronously, in order: the upload service records a job's intake
         this way before it answers 202, so the job exists for `GET /api/v1/jobs/{id}` the
-        moment the client has its id."""
+        moment the client has its id.
+
+        Each event's type must be one the calling service publishes (`published_by`, by
+        the request's AMQP user): recording is publishing, and no caller records around
+        the broker's per-event-type topic permissions."""
         events = request.meta.get("events")
         if not isinstance(events, list) or not events:
             raise RpcError("bad_request", "events must be a non-empty list")
         parsed = [_event_from_meta(item) for item in events]
+        for _, event in parsed:
+            if request.caller is not None and request.caller not in event.published_by:
+                log.warning("record_refused", caller=request.caller, event_type=event.type)
+                raise RpcError("forbidden", f"{request.caller} may not record {event.type}")
         created = await self._store.record_all([to_document(*pair) for pair in parsed])
         for (envelope, _), new in zip(parsed, created, strict=True):
             log.info("provenance_recorded" if new else "provenance_duplicate", doc_id=envelope.id)
