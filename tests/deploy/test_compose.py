@@ -643,6 +643,7 @@ def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -
         "COUCHDB_AUDITOR_PASSWORD",
         "COUCHDB_ADMIN_PASSWORD",
         "GRAFANA_ADMIN_PASSWORD",
+        "UPLOAD_SESSION_SECRET",
     }
     seen = set()
     for name, rest in interpolations(compose()):

@@ -1,10 +1,11 @@
 """The web app in headless Chromium (Debian's, as tests/e2e/test_browser.py drives it):
-an XSS filename is shown as text everywhere, never run; with API tokens on, the web app
-still works through its CSRF cookie and header, without any token."""
+an XSS filename is shown as text everywhere, never run; with API tokens on, a person signs
+in with a token (an encrypted HttpOnly session cookie), uses the app, and signs out."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -23,6 +24,7 @@ from tests.e2e.test_browser import (
     upload,
 )
 from tests.security.conftest import upload_replica
+from upload.session import SESSION_COOKIE
 from upload.tokens import new_token, token_hash
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -112,42 +114,83 @@ async def test_an_xss_filename_is_shown_as_text_and_never_runs(
         await page.context.close()
 
 
+BROWSER_USER = f"browser-{uuid.uuid4().hex[:8]}"
+TOKEN = new_token()
+
+
 @pytest.fixture(scope="module")
 def guarded(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """An upload process with API tokens on; nobody gives the browser a token."""
-    hashes = token_hash(new_token())
+    """An upload process with API tokens on: the browser signs in with one."""
     with upload_replica(
-        mesh, tmp_path_factory.mktemp("upload-browser-tokens"), UPLOAD_API_TOKEN_HASHES=hashes
+        mesh,
+        tmp_path_factory.mktemp("upload-browser-tokens"),
+        UPLOAD_API_TOKEN_HASHES=f"{BROWSER_USER}:{token_hash(TOKEN)}",
     ) as replica:
         yield replica
 
 
-async def test_with_api_tokens_on_the_web_app_works_without_one(
+async def sign_in(page: Page, token: str) -> None:
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def test_with_api_tokens_on_a_person_signs_in_uses_the_app_and_signs_out(
     browser: Browser, guarded: Mesh
 ) -> None:
     page = await new_page(browser, guarded.upload_url)
     problems = PageProblems(page)
     posts: list[dict[str, str]] = []
-    page.on("request", lambda r: posts.append(r.headers) if r.method == "POST" else None)
+    page.on(
+        "request",
+        lambda r: posts.append({**r.headers, "url": r.url}) if r.method == "POST" else None,
+    )
     try:
-        job_id = await upload_one(page, "with-tokens-on.jpg")
-        assert len(posts) == 1
-        assert posts[0]["x-csrf-token"]
-        assert "authorization" not in posts[0]
+        # Not signed in: every page sends the browser to the sign-in, and back after it.
+        await page.goto("/history")
+        await expect(page).to_have_url(re.compile(r"/signin\?next=/history$"))
+        await sign_in(page, "not-the-token")
+        await expect(page.locator("#sign-in-failed")).to_be_visible()
+        await sign_in(page, TOKEN)
+        await expect(page).to_have_url(re.compile(r"/history$"))
+        await expect(page.locator("#account-name")).to_have_text(BROWSER_USER)
+        # The session cookie: encrypted, HttpOnly (scripts never see it), SameSite.
+        (cookie,) = [c for c in await page.context.cookies() if c["name"] == SESSION_COOKIE]
+        assert cookie["httpOnly"] is True
+        assert cookie["sameSite"] == "Lax"
+        assert TOKEN not in cookie["value"]
+        assert SESSION_COOKIE not in await page.evaluate("document.cookie")
+
+        posts.clear()
+        job_id = await upload_one(page, "signed-in.jpg")
+        # (The page may retry a post the server asked it to: each is the same.)
+        assert posts, "the upload was not posted"
+        for post in posts:
+            assert post["url"].endswith("/api/v1/jobs"), post
+            assert "authorization" not in post
+            assert "x-csrf-token" not in post
         # Followed live (EventSource), before/after shown (<img>), all same-origin.
-        job = card(page, "with-tokens-on.jpg")
+        job = card(page, "signed-in.jpg")
         await expect(job.locator("figure.after img")).to_have_js_property(
             "complete", True, timeout=JOB_DEADLINE_MS
         )
         assert await job.locator("figure.after img").evaluate("(img) => img.naturalWidth") > 0
         await page.goto(f"/jobs/{job_id}")
-        await expect(page.locator("#job-title")).to_have_text("with-tokens-on.jpg")
+        await expect(page.locator("#job-title")).to_have_text("signed-in.jpg")
         await page.goto("/history")
         await expect(page.locator(f'#history tr[data-job-id="{job_id}"]')).to_be_visible()
-        assert problems.unexpected() == []
-        # The same browser's requests without the page's cookie are an API client's.
-        await page.context.clear_cookies()
+        # The job is this principal's.
+        answer = await page.request.get(f"/api/v1/jobs/{job_id}")
+        assert (await answer.json())["owner"] == BROWSER_USER
+
+        # Signing out ends the session: back to the sign-in, the API says 401.
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(page).to_have_url(re.compile(r"/signin$"))
+        assert [c for c in await page.context.cookies() if c["name"] == SESSION_COOKIE] == []
+        await page.goto(f"/jobs/{job_id}")
+        await expect(page).to_have_url(re.compile(r"/signin\?next="))
         answer = await page.request.get(f"/api/v1/jobs/{job_id}")
         assert answer.status == 401
+        # Its only 4xx: the wrong token's sign-in is a redirect, not an error.
+        assert problems.unexpected() == []
     finally:
         await page.context.close()

@@ -18,14 +18,14 @@ from pydantic import ValidationError
 from upload.app import create_app
 from upload.errors import ApiError
 from upload.guard import (
-    CSRF_COOKIE,
     PEER,
+    PRINCIPAL,
     Guard,
     Peer,
     Principal,
-    csrf_problem,
+    cross_origin_problem,
     principal_of,
-    same_origin,
+    same_host,
 )
 from upload.openapi import openapi_document
 from upload.ratelimit import RateLimiter
@@ -33,6 +33,7 @@ from upload.settings import Settings
 from upload.tokens import TokenSet, bearer_token, new_token, parse_entry, token_hash
 
 CSRF = "c" * 43
+"""A made-up value for the cookie and header of the old double-submit scheme."""
 
 
 class Clock:
@@ -49,6 +50,7 @@ def settings(**values: Any) -> Settings:
         for key, value in stack.DEFAULTS.items()
         if key.startswith(("RABBITMQ_", "S3_", "UPLOAD_"))
     }
+    base["upload_session_secret"] = "a-test-session-secret"
     return Settings.model_validate({**base, **values})
 
 
@@ -66,7 +68,7 @@ def request(
 
 
 def browser(*, origin: str | None = "http://upload.test:8000", **extra: str) -> dict[str, str]:
-    headers = {"Cookie": f"{CSRF_COOKIE}={CSRF}", "X-CSRF-Token": CSRF, **extra}
+    headers = {"Cookie": f"imagemesh_csrf={CSRF}", "X-CSRF-Token": CSRF, **extra}
     if origin is not None:
         headers["Origin"] = origin
     return headers
@@ -198,16 +200,17 @@ def test_a_token_in_place_of_its_hash_is_refused() -> None:
         settings(upload_api_token_hashes=f"alice:{new_token()}")
 
 
-# --------------------------------------------------------------------------- CSRF
+# --------------------------------------------------------------------------- cross-origin
 
 
-def test_same_origin_compares_scheme_host_and_port() -> None:
-    assert same_origin("http://upload.test:8000", "http", "upload.test:8000")
-    assert same_origin("https://upload.test", "https", "upload.test:443")
-    assert same_origin("http://[::1]:8000", "http", "[::1]:8000")
+def test_origin_must_name_this_host_and_port() -> None:
+    assert same_host("http://upload.test:8000", "upload.test:8000")
+    assert same_host("https://upload.test", "upload.test")
+    assert same_host("http://[::1]:8000", "[::1]:8000")
+    # As Go's check: the scheme is not compared (Host does not say it).
+    assert same_host("https://upload.test:8000", "upload.test:8000")
     for origin in (
         "http://evil.test:8000",
-        "https://upload.test:8000",
         "http://upload.test:8001",
         "http://upload.test",
         "null",
@@ -216,56 +219,59 @@ def test_same_origin_compares_scheme_host_and_port() -> None:
         "http://upload.test:port",
         "javascript:alert(1)",
     ):
-        assert not same_origin(origin, "http", "upload.test:8000"), origin
+        assert not same_host(origin, "upload.test:8000"), origin
 
 
-def test_unsafe_browser_requests_need_the_token_and_this_origin() -> None:
-    peer = Peer("192.0.2.10", "http")
-
+def test_cross_origin_is_judged_as_gos_cross_origin_protection() -> None:
     def problem(headers: dict[str, str], method: str = "POST") -> str | None:
-        return csrf_problem(request(method, headers=headers), peer)
+        return cross_origin_problem(request(method, headers=headers))
 
-    assert problem(browser()) is None
-    assert problem(browser(origin=None)) is None
-    assert problem(browser(**{"Sec-Fetch-Site": "same-origin"})) is None
-    assert problem(browser(origin="http://evil.test")) == "cross-origin request refused"
-    assert problem(browser(**{"Sec-Fetch-Site": "cross-site"})) == "cross-site request refused"
-    assert problem(browser(**{"Sec-Fetch-Site": "same-site"})) == "cross-site request refused"
-    assert "does not match" in (problem({**browser(), "X-CSRF-Token": ""}) or "")
-    no_header = {k: v for k, v in browser().items() if k != "X-CSRF-Token"}
-    assert "missing" in (problem(no_header) or "")
-    assert "does not match" in (problem({**browser(), "X-CSRF-Token": "d" * 43}) or "")
-    assert "no CSRF cookie" in (problem({**browser(), "Cookie": "other=1"}) or "")
-    assert "no CSRF cookie" in (problem({**browser(), "Cookie": f"{CSRF_COOKIE}=short"}) or "")
-    # A safe request may say instead that it is same-origin (EventSource, <img>)...
-    same_site = {**no_header, "Sec-Fetch-Site": "same-origin"}
-    assert problem(same_site, "GET") is None
-    # ...an unsafe one may not.
-    assert problem(same_site, "POST") is not None
+    # Safe methods always pass, whatever they say.
+    for method in ("GET", "HEAD", "OPTIONS"):
+        assert (
+            problem({"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.test"}, method) is None
+        )
+    # Sec-Fetch-Site decides when present...
+    for site in ("same-origin", "none"):
+        assert problem({"Sec-Fetch-Site": site, "Origin": "http://evil.test"}) is None, site
+    for site in ("cross-site", "same-site", "anything-else"):
+        assert problem({"Sec-Fetch-Site": site, "Origin": "http://upload.test:8000"}), site
+    # ...else Origin against Host...
+    assert problem({"Origin": "http://upload.test:8000"}) is None
+    assert problem({"Origin": "http://evil.test"}) == "cross-origin request refused"
+    assert problem({"Origin": "null"}) == "cross-origin request refused"
+    # ...and neither header: not a browser, nothing a site could forge.
+    assert problem({}) is None
+    # A made-up cookie and header pair is nothing: it neither passes nor fails a request.
+    forged = {"Cookie": "imagemesh_csrf=" + "c" * 43, "X-CSRF-Token": "c" * 43}
+    assert problem({**forged, "Origin": "http://evil.test"}) == "cross-origin request refused"
+    assert problem(forged) is None
 
 
-def test_the_guard_refuses_browser_posts_without_csrf_but_not_api_clients() -> None:
+def test_the_guard_refuses_cross_site_posts_but_not_api_clients() -> None:
     guard = Guard(settings())
-    assert refusal(guard, request("POST")) is None  # curl: no Origin, Cookie or Sec-Fetch-Site
+    assert refusal(guard, request("POST")) is None  # curl: no Origin, no Sec-Fetch-Site
     assert refusal(guard, request("POST", headers=browser())) is None
+    assert refusal(guard, request("POST", headers={"Cookie": "whatever=1"})) is None
     for headers in (
         {"Origin": "http://evil.test"},
         {"Sec-Fetch-Site": "cross-site"},
-        {"Cookie": f"{CSRF_COOKIE}={CSRF}"},
+        {"Sec-Fetch-Site": "same-site"},
         browser(origin="http://evil.test"),
     ):
         assert refusal(guard, request("POST", headers=headers)) == (403, "csrf_failed"), headers
-    # Safe requests are never refused for CSRF, and the pages are no exception.
+    # Safe requests are never refused for it; the pages and the sign-in are no exception.
     assert refusal(guard, request("GET", headers={"Origin": "http://evil.test"})) is None
-    assert refusal(guard, request("POST", "/", headers={"Origin": "http://evil.test"})) == (
-        403,
-        "csrf_failed",
-    )
+    for path in ("/", "/signin", "/signout"):
+        assert refusal(guard, request("POST", path, headers={"Origin": "http://evil.test"})) == (
+            403,
+            "csrf_failed",
+        ), path
 
 
-def test_with_tokens_on_the_api_needs_one_unless_the_web_app_asks() -> None:
+def test_with_tokens_on_every_api_request_needs_a_principal() -> None:
     token = new_token()
-    guard = Guard(settings(upload_api_token_hashes=token_hash(token)))
+    guard = Guard(settings(upload_api_token_hashes=f"alice:{token_hash(token)}"))
     bearer = {"Authorization": f"Bearer {token}"}
     assert refusal(guard, request("POST")) == (401, "unauthorized")
     assert refusal(guard, request("GET", "/api/v1/jobs/x")) == (401, "unauthorized")
@@ -275,20 +281,24 @@ def test_with_tokens_on_the_api_needs_one_unless_the_web_app_asks() -> None:
     )
     assert refusal(guard, request("POST", headers=bearer)) is None
     assert refusal(guard, request("GET", "/api/v1/operations", headers=bearer)) is None
-    # The web app's own requests: same-origin with the CSRF cookie.
-    assert refusal(guard, request("POST", headers=browser())) is None
-    no_header = {k: v for k, v in browser().items() if k != "X-CSRF-Token"}
-    same_origin_get = {**no_header, "Sec-Fetch-Site": "same-origin"}
-    assert refusal(guard, request("GET", "/api/v1/jobs/x/events", headers=same_origin_get)) is None
-    assert refusal(guard, request("GET", "/api/v1/jobs/x", headers=no_header)) == (
-        401,
-        "unauthorized",
-    )
-    # Open: pages, health, the documents and about.
+    # A same-origin browser request with a made-up cookie and header pair is no one.
+    forged = browser(**{"Sec-Fetch-Site": "same-origin"})
+    for method, path in (
+        ("POST", "/api/v1/jobs"),
+        ("GET", "/api/v1/jobs"),
+        ("GET", "/api/v1/jobs/x/events"),
+    ):
+        assert refusal(guard, request(method, path, headers=forged)) == (401, "unauthorized")
+    # A signed-in session (the middleware read its cookie) is its principal.
+    signed_in = request("GET", "/api/v1/jobs/x", headers={"Sec-Fetch-Site": "same-origin"})
+    guard.check(signed_in, session="alice")
+    assert principal_of(signed_in) == Principal("alice")
+    # Open: pages (they send the browser to the sign-in), health, the documents and about.
     for path in (
         "/",
         "/history",
         "/jobs/x",
+        "/signin",
         "/api/docs",
         "/healthz",
         "/readyz",
@@ -298,7 +308,66 @@ def test_with_tokens_on_the_api_needs_one_unless_the_web_app_asks() -> None:
         "/api/v1/asyncapi.json",
         "/api/v1/about",
     ):
-        assert refusal(guard, request("GET", path)) is None, path
+        req = request("GET", path)
+        assert refusal(guard, req) is None, path
+        assert PRINCIPAL not in req, path  # no one: the pages redirect, the API says 401
+
+
+def test_a_proxy_user_header_counts_only_from_a_trusted_proxy() -> None:
+    guard = Guard(
+        settings(
+            upload_api_token_hashes=token_hash(new_token()),
+            upload_trusted_proxies="10.0.0.0/8",
+            upload_proxy_user_header="X-Auth-Request-User",
+            upload_auditors="carol@example.org",
+        )
+    )
+    user = {"X-Auth-Request-User": "bob@example.org"}
+    req = request("GET", "/api/v1/jobs", headers=user, remote="10.1.2.3")
+    guard.check(req)
+    assert principal_of(req) == Principal("bob@example.org")
+    # From anyone else (or forwarded in X-Forwarded-For by a trusted proxy), ignored.
+    for remote, headers in (
+        ("192.0.2.10", user),
+        ("192.0.2.10", {**user, "X-Forwarded-For": "10.1.2.3"}),
+    ):
+        assert refusal(guard, request("GET", "/api/v1/jobs", headers=headers, remote=remote)) == (
+            401,
+            "unauthorized",
+        )
+    # A name that is not a principal's is no one; an auditor is marked as one.
+    bad = request("GET", "/api/v1/jobs", headers={"X-Auth-Request-User": "a b"}, remote="10.0.0.1")
+    assert refusal(guard, bad) == (401, "unauthorized")
+    audit = request(
+        "GET",
+        "/api/v1/jobs",
+        headers={"X-Auth-Request-User": "carol@example.org"},
+        remote="10.0.0.1",
+    )
+    guard.check(audit)
+    assert principal_of(audit) == Principal("carol@example.org", auditor=True)
+    # Proxy users alone (no tokens) also switch principals on.
+    proxied_only = Guard(
+        settings(
+            upload_trusted_proxies="10.0.0.0/8", upload_proxy_user_header="X-Auth-Request-User"
+        )
+    )
+    assert refusal(proxied_only, request("GET", "/api/v1/jobs")) == (401, "unauthorized")
+
+
+def test_settings_refuse_bad_auditors_headers_and_a_missing_session_secret() -> None:
+    with pytest.raises(ValidationError, match="principal names"):
+        settings(upload_auditors="alice, not one")
+    with pytest.raises(ValidationError, match="header name"):
+        settings(upload_proxy_user_header="X-User: admin")
+    with pytest.raises(ValidationError, match="required with UPLOAD_API_TOKEN_HASHES"):
+        settings(upload_api_token_hashes=token_hash(new_token()), upload_session_secret=None)
+    with pytest.raises(ValidationError, match="at least 16"):
+        settings(upload_session_secret="short")
+    assert settings(upload_auditors=" alice , bob@example.org").upload_auditors == (
+        "alice",
+        "bob@example.org",
+    )
 
 
 def test_a_wrong_token_says_so_in_its_challenge() -> None:

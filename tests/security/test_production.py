@@ -53,7 +53,7 @@ def test_production_refuses_example_secrets_naming_each_in_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("upload: invalid configuration: ")
-    for name in ("RABBITMQ_PASSWORD", "S3_SECRET_KEY"):
+    for name in ("RABBITMQ_PASSWORD", "S3_SECRET_KEY", "UPLOAD_SESSION_SECRET"):
         assert f"{name} is a development default from .env.example" in err
     assert "IMAGEMESH_ENV=production" in err
     assert not any(secret in err for secret in DEVELOPMENT_SECRETS), "a secret was echoed"
@@ -78,6 +78,7 @@ def test_production_starts_with_real_secrets_and_development_with_the_examples(
         IMAGEMESH_ENV="production",
         RABBITMQ_PASSWORD="a-real-one",
         S3_SECRET_KEY="another-real-one",
+        UPLOAD_SESSION_SECRET="a-real-session-secret-of-some-length",
     )
     settings = load_settings(UploadSettings, "upload")
     assert settings.imagemesh_env == "production"

@@ -1,10 +1,9 @@
 """API tokens on (a second upload process with UPLOAD_API_TOKEN_HASHES): an API client
-needs a valid bearer token; the pages, health, documents and the web app's own same-origin
-requests stay open."""
+needs a valid bearer token; the pages (they send a browser to the sign-in), health and
+documents stay open. Principals, ownership and the sign-in: test_principals.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,6 @@ pytestmark = pytest.mark.e2e
 
 TOKEN = new_token()
 OTHER_TOKEN = new_token()
-COOKIE = "imagemesh_csrf"
 
 
 @pytest.fixture(scope="module")
@@ -104,41 +102,6 @@ async def test_pages_health_and_documents_stay_open(
         document = await answer.json()
     # The document says that this server requires the token.
     assert document["paths"]["/api/v1/jobs"]["post"]["security"] == [{"bearerAuth": []}]
-
-
-async def test_the_web_apps_same_origin_requests_need_no_token(
-    guarded: Mesh, http: aiohttp.ClientSession
-) -> None:
-    async with http.get(f"{guarded.upload_url}/") as page:
-        token = page.cookies[COOKIE].value
-    browser = {
-        "Origin": guarded.upload_url,
-        "Sec-Fetch-Site": "same-origin",
-        "Cookie": f"{COOKIE}={token}",
-        "X-CSRF-Token": token,
-    }
-    form = aiohttp.FormData()
-    form.add_field("pipeline", json.dumps([{"op": "grayscale"}]))
-    form.add_field("file", photo(64, 48), filename="from-the-page.jpg")
-    async with http.post(
-        f"{guarded.upload_url}/api/v1/jobs", data=form, headers=browser
-    ) as response:
-        assert response.status == 202, await response.text()
-        job_id = (await response.json())["id"]
-    # An EventSource or an <img> cannot send the header: same-origin and the cookie do.
-    reading = {"Sec-Fetch-Site": "same-origin", "Cookie": f"{COOKIE}={token}"}
-    async with http.get(f"{guarded.upload_url}/api/v1/jobs/{job_id}", headers=reading) as answer:
-        assert answer.status == 200
-    # Not from another site, and not without the cookie.
-    for headers in (
-        {**reading, "Sec-Fetch-Site": "cross-site"},
-        {"Sec-Fetch-Site": "same-origin"},
-        {**reading, "Origin": "http://evil.example"},
-    ):
-        async with http.get(f"{guarded.upload_url}/api/v1/jobs/{job_id}", headers=headers) as no:
-            assert no.status == 401, headers
-    async with aiohttp.ClientSession(headers=bearer(TOKEN)) as auth:
-        assert (await wait_finished(auth, guarded.upload_url, job_id))["status"] == "succeeded"
 
 
 async def test_the_session_mesh_without_tokens_needs_none(

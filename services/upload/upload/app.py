@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from messaging import Broker, topology
 from objectstore import ObjectStore, open_store
@@ -10,22 +11,39 @@ from pipeline import harden_vips
 from servicekit import add_ops_routes, add_readiness_check, http_metrics, resource
 
 from .errors import error_middleware, security_headers
-from .guard import Guard, guard_middleware
+from .guard import Guard, guard_middleware, over_https
+from .inflight import UploadSlots
 from .jobs import Jobs
-from .keys import BROKER, GUARD, JOBS, LIVE, SETTINGS, STORE
+from .keys import BROKER, GUARD, JOBS, LIVE, SETTINGS, STORE, STREAMS, UPLOADS
 from .live import LiveJobs
+from .progress import StreamSlots
 from .routes import STATIC, routes
+from .session import sessions
 from .settings import Settings
 
 
 def create_app(settings: Settings) -> web.Application:
     harden_vips()
     guard = Guard(settings)
-    # Metrics first: they see the status the error middleware answers with.
-    app = web.Application(middlewares=[http_metrics, error_middleware, guard_middleware(guard)])
+    # Metrics first: they see the status the error middleware answers with. Sessions
+    # before the guard, which reads them.
+    middlewares: list[Middleware] = [http_metrics, error_middleware]
+    if settings.upload_session_secret is not None:
+        secret = settings.upload_session_secret.get_secret_value()
+        middlewares.append(sessions(secret, secure=over_https))
+    middlewares.append(guard_middleware(guard))
+    app = web.Application(middlewares=middlewares)
     app.on_response_prepare.append(security_headers)
     app[SETTINGS] = settings
     app[GUARD] = guard
+    app[UPLOADS] = UploadSlots(
+        total=settings.upload_max_concurrent_uploads,
+        per_client=settings.upload_max_concurrent_uploads_per_client,
+    )
+    app[STREAMS] = StreamSlots(
+        total=settings.upload_max_streams,
+        per_principal=settings.upload_max_streams_per_principal,
+    )
     add_ops_routes(app)
     app.add_routes(routes)
     app.router.add_static("/static/", STATIC)
@@ -54,6 +72,7 @@ def create_app(settings: Settings) -> web.Application:
             input_bucket=settings.s3_input_bucket,
             rpc_timeout=settings.rpc_timeout_seconds,
             max_queued=settings.upload_max_queued,
+            max_queued_per_principal=settings.upload_max_queued_per_principal,
             live=app[LIVE],
         )
         await app[BROKER].watch(app[LIVE].on_event)

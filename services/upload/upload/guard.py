@@ -1,27 +1,28 @@
 """Who may call what, and how often. Runs before every handler (inside the error middleware):
 
-1. **CSRF** (double-submit): the pages set a random `imagemesh_csrf` cookie that the web
-   app's script sends back as `X-CSRF-Token`. An unsafe request from a browser (one with
-   `Origin`, `Sec-Fetch-Site` or `Cookie`) needs that header equal to the cookie and, when
-   it says where it comes from, to come from this origin; else 403 `csrf_failed`.
-   A request with none of those (curl, the CLI, scripts) carries no ambient credential,
-   so it cannot be forged by another site: it is an API client.
-2. **Rate limits** per client on /api/v1/: one bucket for new jobs (POST /api/v1/jobs), a
-   more generous one for everything else. A client is its API token (when it presents a
-   valid one), else its address (an IPv6 /64); `X-Forwarded-For` and `X-Forwarded-Proto`
-   count only from a trusted proxy (`UPLOAD_TRUSTED_PROXIES`).
-3. **API tokens** (when `UPLOAD_API_TOKEN_HASHES` lists any): an /api/ request needs
-   `Authorization: Bearer <token>`, unless it is the web app's own (a same-origin browser
-   request with the CSRF cookie); else 401 `unauthorized`. The pages, the health
-   endpoints, the API documents and /api/v1/about stay open.
+1. **Cross-origin protection** (as Go's `http.CrossOriginProtection`): an unsafe request
+   (not GET/HEAD/OPTIONS) that a browser says comes from another site (`Sec-Fetch-Site`
+   other than `same-origin`/`none`), or, without that header, whose `Origin` is not this
+   host, is refused 403 `csrf_failed`. A request with neither header is not a browser's
+   (curl, the CLI, scripts): it carries no ambient credential, so no other site can forge
+   it. No client-chosen value (cookie, header) stands in for a credential.
+2. **Rate limits** per client on /api/v1/ and the sign-in: one bucket for new jobs (POST
+   /api/v1/jobs), a more generous one for everything else. A client is its principal when
+   it proves one, else its address (an IPv6 /64); `X-Forwarded-For` and
+   `X-Forwarded-Proto` count only from a trusted proxy (`UPLOAD_TRUSTED_PROXIES`).
+3. **Principals**: without API tokens (and no proxy user header) everyone is `local`.
+   Otherwise a request is made on behalf of: the name of a valid
+   `Authorization: Bearer <token>` (`UPLOAD_API_TOKEN_HASHES` lists `NAME:SHA256`); else
+   the user an authenticating proxy names in `UPLOAD_PROXY_USER_HEADER`, believed only from
+   a peer in `UPLOAD_TRUSTED_PROXIES`; else the signed-in session (`upload.session`: a
+   server-encrypted cookie). An /api/ request with none of these is 401 `unauthorized`;
+   the pages send it to the sign-in page. The sign-in, health endpoints, the API documents
+   and /api/v1/about stay open. Principals named in `UPLOAD_AUDITORS` read every job.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
-import re
-import secrets
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from urllib.parse import urlsplit
@@ -33,20 +34,22 @@ from messaging.events import LOCAL_PRINCIPAL
 
 from .errors import ApiError
 from .ratelimit import RateLimiter
+from .session import signed_in
 from .settings import Settings
-from .tokens import TokenSet, bearer_token
+from .tokens import TokenSet, bearer_token, valid_principal
 
-CSRF_COOKIE = "imagemesh_csrf"
-CSRF_HEADER = "X-CSRF-Token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""As Go's CrossOriginProtection: these never change anything, so any site may send them."""
 OPEN_API_PATHS = frozenset(
     {"/api/docs", "/api/v1/openapi.json", "/api/v1/asyncapi.json", "/api/v1/about"}
 )
 """Under /api/ but open with tokens on: the docs page, the documents, the about answer."""
+SIGN_IN_PATH = "/signin"
+SIGN_OUT_PATH = "/signout"
 JOBS_PATH = "/api/v1/jobs"
 RATE_LIMITED = "/api/v1/"
-_CSRF_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
-_BROWSER_HEADERS = ("Origin", "Sec-Fetch-Site", "Cookie")
+_SAME_SITE = frozenset({"same-origin", "none"})
+"""`Sec-Fetch-Site` values that are not another site's doing (`none`: the user typed it)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _IPV6_PREFIX = 64
 """An IPv6 client is limited by its /64: one host usually has all of it."""
@@ -57,7 +60,7 @@ def needs_token(path: str) -> bool:
 
 
 def rate_limited(path: str) -> bool:
-    return path.startswith(RATE_LIMITED)
+    return path.startswith(RATE_LIMITED) or path == SIGN_IN_PATH
 
 
 def jobs_bucket(method: str, path: str) -> bool:
@@ -98,7 +101,10 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def principal_of(request: web.Request) -> Principal:
-    """The request's principal, as the guard established it (it runs before every handler)."""
+    """The request's principal, as the guard established it (it runs before every handler).
+    Only the open paths (pages, sign-in, documents) may have none: 401 there."""
+    if PRINCIPAL not in request:
+        raise _unauthorized("sign in, or send `Authorization: Bearer <token>`")
     return request[PRINCIPAL]
 
 
@@ -106,6 +112,8 @@ class Guard:
     def __init__(self, settings: Settings) -> None:
         self.tokens = TokenSet(settings.upload_api_token_hashes)
         self._proxies = settings.upload_trusted_proxies
+        self._proxy_user_header = settings.upload_proxy_user_header
+        self._auditors = frozenset(settings.upload_auditors)
         self.jobs = RateLimiter(
             settings.upload_rate_limit_per_minute, settings.upload_rate_limit_burst
         )
@@ -113,26 +121,47 @@ class Guard:
             settings.upload_api_rate_limit_per_minute, settings.upload_api_rate_limit_burst
         )
 
-    def check(self, request: web.Request) -> None:
-        """Raise the ApiError a request gets, if any; note its Peer on the request."""
+    @property
+    def enabled(self) -> bool:
+        """Whether requests need a principal (tokens or an authenticating proxy); else
+        everyone is `local`."""
+        return self.tokens.enabled or bool(self._proxy_user_header)
+
+    def check(self, request: web.Request, *, session: str | None = None) -> None:
+        """Raise the ApiError a request gets, if any; note its Peer and (when it has one)
+        its Principal on the request. `session`: the principal its session cookie names."""
         peer = request[PEER] = self.peer(request)
-        browser = any(name in request.headers for name in _BROWSER_HEADERS)
-        # First CSRF: another site must not spend its victim's rate budget either.
-        if browser and unsafe(request.method):
-            problem = csrf_problem(request, peer)
+        # First cross-origin: another site must not spend its victim's rate budget either.
+        if unsafe(request.method):
+            problem = cross_origin_problem(request)
             if problem is not None:
                 raise ApiError(403, "csrf_failed", problem)
         presented = bearer_token(request.headers.get("Authorization", ""))
         token = self.tokens.verify(presented) if presented else None
+        name = token or self._proxy_user(request) or session
         # Then the rate, before tokens are judged: guessing them is rate-limited too.
         if rate_limited(request.path):
-            self._limit(request, f"token:{token}" if token else f"address:{_rate_key(peer)}")
-        if self.tokens.enabled and needs_token(request.path) and token is None:
-            if presented:
-                raise _unauthorized("the API token is not valid", error="invalid_token")
-            if not browser or csrf_problem(request, peer) is not None:
-                raise _unauthorized("this API needs `Authorization: Bearer <token>`")
-        request[PRINCIPAL] = Principal(token or LOCAL_PRINCIPAL)
+            self._limit(request, f"principal:{name}" if name else f"address:{address_key(peer)}")
+        if not self.enabled:
+            request[PRINCIPAL] = self.principal(LOCAL_PRINCIPAL)
+            return
+        if presented and token is None and needs_token(request.path):
+            raise _unauthorized("the API token is not valid", error="invalid_token")
+        if name is not None:
+            request[PRINCIPAL] = self.principal(name)
+        elif needs_token(request.path):
+            raise _unauthorized("this API needs `Authorization: Bearer <token>` or a sign-in")
+
+    def principal(self, name: str) -> Principal:
+        return Principal(name, auditor=name in self._auditors)
+
+    def _proxy_user(self, request: web.Request) -> str | None:
+        """The user an authenticating proxy (oauth2-proxy...) names, if the request came
+        straight from a trusted proxy; the header from anyone else is ignored."""
+        if not self._proxy_user_header or not self._trusted(request.remote or ""):
+            return None
+        user = request.headers.get(self._proxy_user_header, "").strip()
+        return user if valid_principal(user) else None
 
     def peer(self, request: web.Request) -> Peer:
         remote = request.remote or ""
@@ -176,63 +205,50 @@ class Guard:
 def guard_middleware(guard: Guard) -> Middleware:
     @web.middleware
     async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-        guard.check(request)
+        # The session matters only when requests need a principal.
+        session = await signed_in(request, guard.tokens) if guard.enabled else None
+        guard.check(request, session=session)
         return await handler(request)
 
     return guarded
 
 
-def csrf_problem(request: web.Request, peer: Peer) -> str | None:
-    """Why a browser request is not the web app's own (None: it is). Unsafe requests need
-    the header; a safe one may instead say it is same-origin (`Sec-Fetch-Site`), since an
-    EventSource or an <img> cannot set headers."""
-    origin = request.headers.get("Origin")
-    if origin is not None and not same_origin(origin, peer.scheme, request.host):
-        return "cross-origin request refused"
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site != "same-origin":
-        return "cross-site request refused"
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not _CSRF_TOKEN.match(cookie):
-        return f"no CSRF cookie ({CSRF_COOKIE}): reload the page"
-    header = request.headers.get(CSRF_HEADER)
-    if header is not None:
-        if hmac.compare_digest(_bytes(header), _bytes(cookie)):
-            return None
-        return f"the {CSRF_HEADER} header does not match the CSRF cookie: reload the page"
-    if not unsafe(request.method) and site == "same-origin":
+def over_https(request: web.Request) -> bool:
+    """Whether the client reached us over https (directly, or through a trusted TLS proxy)."""
+    return PEER in request and request[PEER].scheme == "https"
+
+
+def cross_origin_problem(request: web.Request) -> str | None:
+    """Why an unsafe request is another site's doing (None: it is not), as Go's
+    `http.CrossOriginProtection.Check` judges it: `Sec-Fetch-Site` when the browser sends
+    it, else `Origin` against `Host`; neither header: not a browser, nothing to forge."""
+    if not unsafe(request.method):
         return None
-    return f"the {CSRF_HEADER} header is missing"
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return None if site in _SAME_SITE else "cross-site request refused"
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    if same_host(origin, request.host):
+        return None
+    return "cross-origin request refused"
 
 
-def same_origin(origin: str, scheme: str, host: str) -> bool:
-    """Whether an `Origin` names this service as the client reached it (scheme, host, port)."""
+def same_host(origin: str, host: str) -> bool:
+    """Whether an `Origin` names this host (and port). As Go's check, the scheme is not
+    compared: `Host` does not say it, and every current browser sends `Sec-Fetch-Site`."""
     try:
         theirs = urlsplit(origin)
-        ours = urlsplit(f"{scheme}://{host}")
+        ours = urlsplit(f"{theirs.scheme or 'http'}://{host}")
         return (
             theirs.scheme in _DEFAULT_PORTS
             and theirs.hostname is not None
             and not theirs.path
-            and (theirs.scheme, theirs.hostname, theirs.port or _DEFAULT_PORTS[theirs.scheme])
-            == (ours.scheme, ours.hostname, ours.port or _DEFAULT_PORTS.get(ours.scheme))
+            and (theirs.hostname, theirs.port) == (ours.hostname, ours.port)
         )
     except ValueError:  # a port that is not a number
         return False
-
-
-def set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
-    """Give a page's browser its CSRF token (kept if it already has a well-formed one)."""
-    if _CSRF_TOKEN.match(request.cookies.get(CSRF_COOKIE, "")):
-        return
-    response.set_cookie(
-        CSRF_COOKIE,
-        secrets.token_urlsafe(32),
-        path="/",
-        samesite="Strict",
-        secure=request[PEER].scheme == "https",
-        httponly=False,  # the page's script reads it to send it back as the header
-    )
 
 
 def _unauthorized(message: str, *, error: str | None = None) -> ApiError:
@@ -247,14 +263,11 @@ def _ip(address: str) -> IPv4Address | IPv6Address | None:
         return None
 
 
-def _rate_key(peer: Peer) -> str:
+def address_key(peer: Peer) -> str:
+    """The client's address as limits count it: an IPv6 client by its /64."""
     ip = _ip(peer.address)
     if isinstance(ip, IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
         return str(IPv6Network((ip, _IPV6_PREFIX), strict=False))
     return peer.address
-
-
-def _bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")

@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from messaging import Broker, Envelope, RpcError, RpcMessage, topology
+from messaging import Broker, Envelope, RpcError, RpcMessage, RpcUnavailable, topology
 from messaging.events import (
     ClientInfo,
     ErrorInfo,
@@ -24,8 +24,10 @@ from messaging.events import (
 from objectstore import ObjectStore
 
 from .errors import ApiError
+from .guard import Principal
 from .intake import Upload
 from .live import LiveJobs
+from .waiting import WaitingCap
 
 log = structlog.get_logger("upload")
 RETRY_AFTER_SECONDS = 5
@@ -45,6 +47,7 @@ class Jobs:
         input_bucket: str,
         rpc_timeout: float,
         max_queued: int,
+        max_queued_per_principal: int = 100,
         live: LiveJobs | None = None,
     ) -> None:
         self._broker = broker
@@ -54,6 +57,7 @@ class Jobs:
         self._rpc_timeout = rpc_timeout
         self._max_queued = max_queued
         self._queued = (0, -QUEUE_CHECK_INTERVAL)  # (ready messages, when checked)
+        self._waiting_cap = WaitingCap(max_queued_per_principal, self._queued_of)
         self._abandoning: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
@@ -62,10 +66,11 @@ class Jobs:
             task.cancel()
         await asyncio.gather(*self._abandoning, return_exceptions=True)
 
-    async def admit(self) -> None:
+    async def admit(self, principal: str) -> None:
         """Backpressure: refuse a new job while the broker blocks publishers or too many
-        jobs already wait. Also refuses while no runner queue exists, where an upload
-        event would reach provenancedb alone and never be processed."""
+        jobs already wait (503), or too many of `principal`'s own (429, `waiting.py`).
+        Also refuses while no runner queue exists, where an upload event would reach
+        provenancedb alone and never be processed."""
         if not await self._broker.accepts_publishes():
             raise _unavailable("the message broker is not accepting new work right now")
         waiting = await self._waiting()
@@ -76,6 +81,25 @@ class Jobs:
                 f"{waiting} jobs are waiting to be processed; try again shortly",
                 retry_after=RETRY_AFTER_SECONDS,
             )
+        await self._waiting_cap.admit(principal)
+
+    async def _queued_of(self, principal: str) -> int:
+        """How many of `principal`'s jobs wait (queued, not started), from provenance."""
+        try:
+            reply = await self._broker.call(
+                topology.PROVENANCE_JOB_COUNTS,
+                RpcMessage({"owner": principal}),
+                timeout=self._rpc_timeout,
+            )
+        except RpcUnavailable:
+            # Nobody serves the count (a provenancedb older than this upload, mid-upgrade):
+            # admit rather than refuse everyone; the global cap still holds.
+            log.warning("waiting_cap_unavailable", principal=principal)
+            return 0
+        except RpcError as exc:
+            log.warning("provenance_unavailable", route="job-counts", code=exc.code)
+            raise _unavailable("the provenance service is unavailable") from exc
+        return int(reply.meta.get("queued", 0))
 
     async def _waiting(self) -> int:
         count, checked = self._queued
@@ -101,7 +125,7 @@ class Jobs:
                 principal=principal,
                 filename=upload.filename,
                 sha256=upload.sha256,
-                bytes=len(upload.data),
+                bytes=upload.size,
                 format=upload.info.format.value,
                 width=upload.info.width,
                 height=upload.info.height,
@@ -197,8 +221,13 @@ class Jobs:
         content_type = upload.info.format.content_type
         try:
             if not await self._store.exists(self._input_bucket, key):
-                await self._store.put(
-                    self._input_bucket, key, upload.data, content_type=content_type
+                # Streamed from the spool: never the whole file in memory.
+                await self._store.put_file(
+                    self._input_bucket,
+                    key,
+                    upload.spool.reader(),
+                    size=upload.size,
+                    content_type=content_type,
                 )
         except Exception as exc:
             log.exception("input_store_failed")
@@ -207,7 +236,7 @@ class Jobs:
             bucket=self._input_bucket,
             key=key,
             sha256=upload.sha256,
-            bytes=len(upload.data),
+            bytes=upload.size,
             format=upload.info.format.value,
             width=upload.info.width,
             height=upload.info.height,
@@ -235,15 +264,24 @@ class Jobs:
         job = reply.get("job")
         return job if isinstance(job, dict) else None
 
-    async def recent(self, *, status: str | None, limit: int, before: str | None) -> dict[str, Any]:
-        """Recent jobs, newest first: {"jobs": [...], "next": cursor or None}."""
-        meta = {"status": status, "limit": limit, "before": before}
+    async def readable(self, job_id: str, reader: Principal) -> dict[str, Any] | None:
+        """The job's status if `reader` may see it (its owner, or an auditor); else None,
+        as for a job that does not exist: another's job is not found (404), not forbidden."""
+        job = await self.status(job_id)
+        return job if job is not None and reader.may_read(job.get("owner")) else None
+
+    async def recent(
+        self, *, status: str | None, limit: int, before: str | None, owner: str | None
+    ) -> dict[str, Any]:
+        """Recent jobs, newest first: {"jobs": [...], "next": cursor or None}; only
+        `owner`'s (None: everyone's, for auditors)."""
+        meta = {"status": status, "limit": limit, "before": before, "owner": owner}
         reply = await self._call(topology.PROVENANCE_JOBS, meta, None)
         return {"jobs": [public(job) for job in reply["jobs"]], "next": reply.get("next")}
 
-    async def input(self, job_id: str) -> tuple[bytes, str]:
+    async def input(self, job_id: str, reader: Principal) -> tuple[bytes, str]:
         """The job's input image and its content type."""
-        job = await self.status(job_id)
+        job = await self.readable(job_id, reader)
         if job is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
         source = job.get("input_ref")
@@ -257,18 +295,20 @@ class Jobs:
         document = reply.get("document")
         return document if reply.get("found") and isinstance(document, dict) else None
 
-    async def lineage(self, sha256: str) -> dict[str, Any] | None:
-        """Ancestors and descendants of an image, or None when provenance never saw it."""
-        reply = await self._call(topology.PROVENANCE_LINEAGE, {"sha256": sha256}, None)
+    async def lineage(self, sha256: str, owner: str | None) -> dict[str, Any] | None:
+        """Ancestors and descendants of an image through `owner`'s jobs (None: everyone's),
+        or None when provenance never saw it in them."""
+        meta = {"sha256": sha256, "owner": owner}
+        reply = await self._call(topology.PROVENANCE_LINEAGE, meta, None)
         lineage = reply.get("lineage")
         return lineage if isinstance(lineage, dict) else None
 
-    async def result(self, job_id: str) -> tuple[bytes, str]:
+    async def result(self, job_id: str, reader: Principal) -> tuple[bytes, str]:
         # A finished job this replica saw live needs no provenance query: a finished status
         # does not change.
         live = self._live.status(job_id) if self._live is not None else None
         job = live if live is not None and live["status"] in TERMINAL else await self.status(job_id)
-        if job is None:
+        if job is None or not reader.may_read(job.get("owner")):
             raise ApiError(404, "not_found", f"no job {job_id}")
         if job["status"] == "failed":
             raise ApiError(409, "job_failed", f"the job failed: {job['error']['message']}")

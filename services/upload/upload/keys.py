@@ -4,8 +4,10 @@ from messaging import Broker
 from objectstore import ObjectStore
 
 from .guard import Guard
+from .inflight import UploadSlots
 from .jobs import Jobs
 from .live import LiveJobs
+from .progress import StreamSlots
 from .settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -14,3 +16,5 @@ STORE = web.AppKey("store", ObjectStore)
 JOBS = web.AppKey("jobs", Jobs)
 LIVE = web.AppKey("live", LiveJobs)
 GUARD = web.AppKey("guard", Guard)
+STREAMS = web.AppKey("streams", StreamSlots)
+UPLOADS = web.AppKey("uploads", UploadSlots)

@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import schemas
-from .guard import CSRF_COOKIE, CSRF_HEADER, needs_token, rate_limited, unsafe
+from .guard import needs_token, rate_limited, unsafe
+from .session import SESSION_COOKIE
 
 H = TypeVar("H", bound=Callable[..., Any])
 REF = "#/components/schemas/{model}"
@@ -30,6 +31,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     schemas.Operations,
     schemas.Lineage,
     schemas.About,
+    schemas.Me,
     schemas.Health,
     schemas.ProvDocument,
 )
@@ -86,19 +88,20 @@ SECURITY_SCHEMES = {
         "type": "http",
         "scheme": "bearer",
         "description": "An API token, when the server requires them (`UPLOAD_API_TOKEN_HASHES`"
-        " lists their SHA-256; `python -m upload.tokens new` makes one). The web app's own "
-        f"same-origin requests use the `{CSRF_COOKIE}` cookie and `{CSRF_HEADER}` header "
-        "instead.",
+        " lists `NAME:SHA256`; `python -m upload.tokens new NAME` makes one). The token's "
+        "name is the principal: the owner of the jobs it submits, the only one (with the "
+        "auditors) who reads them; another principal's job is 404. The web app signs in "
+        f"with a token at /signin instead and holds the encrypted `{SESSION_COOKIE}` cookie.",
     }
 }
 CSRF_FAILED = error(
-    f"a browser request without the `{CSRF_HEADER}` header matching the `{CSRF_COOKIE}` "
-    "cookie the pages set, or from another origin (`csrf_failed`); API clients that send "
-    "no `Origin`, `Sec-Fetch-Site` or `Cookie` are not affected"
+    "a browser request from another site (`Sec-Fetch-Site: cross-site` or `same-site`), "
+    "or with an `Origin` that is not this host (`csrf_failed`); clients that send neither "
+    "header (curl, scripts) are not affected"
 )
 UNAUTHORIZED = error(
-    "no valid `Authorization: Bearer <token>` while the server requires API tokens "
-    "(`unauthorized`, with `WWW-Authenticate: Bearer`)"
+    "no valid `Authorization: Bearer <token>` (nor a signed-in session) while the server "
+    "requires API tokens (`unauthorized`, with `WWW-Authenticate: Bearer`)"
 )
 RATE_LIMITED = error(
     "too many requests from this client (`rate_limited`); retry after `Retry-After` seconds"

@@ -8,6 +8,11 @@ The first event is the job's current status; then each step of the job as the me
 publishes it, and the status again whenever it changes. The stream ends after a terminal
 status. A client that reconnects (EventSource does, on its own) starts over with the
 current status, so nothing it missed matters.
+
+Streams are capped (`StreamSlots`): each holds a connection, an inbox and provenance RPCs
+for up to MAX_STREAM_SECONDS, so one principal may hold only so many at once, and the
+replica only so many in all; beyond, 429 with Retry-After. A slot is freed when its
+stream ends, however it ends (the job finished, the client left, the replica stops).
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -33,6 +41,8 @@ from messaging.events import (
     RetryScheduled,
 )
 
+from .errors import ApiError
+from .guard import Principal
 from .jobs import TERMINAL, Jobs, public
 from .live import Inbox, LiveJobs
 
@@ -52,16 +62,72 @@ _IMPLIED_STATUS = {
     JobFailed.type: "failed",
 }
 _ORDER = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2}
+STREAM_RETRY_AFTER = 5
+"""Seconds a client refused a stream is told to wait (streams end as jobs finish)."""
+
+
+class StreamSlots:
+    """How many progress streams are open, per principal and in all, with their caps."""
+
+    def __init__(self, *, total: int, per_principal: int) -> None:
+        self._total = total
+        self._per_principal = per_principal
+        self._open: Counter[str] = Counter()
+
+    @contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        """A slot for one stream of `client` (a principal, or an address without tokens)
+        while the block runs; 429 if none is free."""
+        if self._open[client] >= self._per_principal:
+            raise _too_many(f"{self._per_principal} progress streams are open for you already")
+        if self.open >= self._total:
+            raise _too_many("too many progress streams are open on this server")
+        self._open[client] += 1
+        try:
+            yield
+        finally:
+            self._open[client] -= 1
+            if not self._open[client]:
+                del self._open[client]
+
+    @property
+    def open(self) -> int:
+        return self._open.total()
+
+    def held_by(self, client: str) -> int:
+        return self._open[client]
+
+
+def _too_many(message: str) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_streams",
+        f"{message}; close one or retry after {STREAM_RETRY_AFTER} s",
+        retry_after=STREAM_RETRY_AFTER,
+    )
 
 
 async def stream_progress(
-    request: web.Request, jobs: Jobs, live: LiveJobs, job_id: str
+    request: web.Request,
+    jobs: Jobs,
+    live: LiveJobs,
+    job_id: str,
+    *,
+    principal: Principal,
+    slots: StreamSlots,
+    client: str,
 ) -> web.StreamResponse | None:
-    """Stream a job's progress; None when the job is unknown (before anything is sent)."""
-    # Follow first, then read the status: an event between the two is not lost.
-    with live.follow(job_id) as inbox, structlog.contextvars.bound_contextvars(job_id=job_id):
+    """Stream a job's progress; None when the job is unknown, or not the principal's to
+    read (before anything is sent). `client`: whom the stream counts against in `slots`."""
+    # The slot first: it bounds the provenance RPCs of streams being set up, too. Then
+    # follow, then read the status: an event between the two is not lost.
+    with (
+        slots.hold(client),
+        live.follow(job_id) as inbox,
+        structlog.contextvars.bound_contextvars(job_id=job_id),
+    ):
         job = await _first_status(jobs, live, job_id)
-        if job is None:
+        if job is None or not principal.may_read(job.get("owner")):
             return None
         response = web.StreamResponse(
             headers={

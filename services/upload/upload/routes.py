@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -14,10 +16,19 @@ from pipeline import describe_operations
 
 from . import schemas
 from .errors import ApiError
-from .guard import PEER, principal_of, set_csrf_cookie
-from .intake import read_upload
+from .guard import (
+    PEER,
+    PRINCIPAL,
+    SIGN_IN_PATH,
+    SIGN_OUT_PATH,
+    Principal,
+    address_key,
+    principal_of,
+)
+from .inflight import client_of
+from .intake import body_rules, read_upload
 from .jobs import public
-from .keys import BROKER, GUARD, JOBS, LIVE, SETTINGS
+from .keys import BROKER, GUARD, JOBS, LIVE, SETTINGS, STREAMS, UPLOADS
 from .openapi import (
     Doc,
     documented,
@@ -27,6 +38,7 @@ from .openapi import (
     query_parameter,
 )
 from .progress import stream_progress
+from .session import sign_in, sign_out
 
 STATIC = Path(__file__).parent / "static"
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
@@ -44,11 +56,21 @@ routes = web.RouteTableDef()
 # --------------------------------------------------------------------------- pages
 
 
+_NEXT = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&-]{0,512}$")
+"""Where the sign-in may send the browser back to: a path on this site (not `//host`)."""
+
+
 def _page(request: web.Request, name: str) -> web.FileResponse:
-    """A page of the web app, with the CSRF cookie its script sends back on every POST."""
-    response = web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
-    set_csrf_cookie(request, response)
-    return response
+    """A page of the web app; without a principal (tokens on, not signed in), the
+    sign-in page instead, which comes back here."""
+    if PRINCIPAL not in request:
+        target = quote(request.path_qs, safe="/?=&")
+        raise web.HTTPSeeOther(f"{SIGN_IN_PATH}?next={target}")
+    return _file(name)
+
+
+def _file(name: str) -> web.FileResponse:
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
 
 @routes.get("/")
@@ -68,7 +90,61 @@ async def job_page(request: web.Request) -> web.FileResponse:
 
 @routes.get("/api/docs")
 async def api_docs_page(request: web.Request) -> web.FileResponse:
-    return _page(request, "api.html")
+    return _file("api.html")
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+@routes.get(SIGN_IN_PATH)
+async def sign_in_page(request: web.Request) -> web.FileResponse:
+    if not request.app[GUARD].tokens.enabled:
+        # Nothing to sign in with: everyone is `local`, or the authenticating proxy signs
+        # people in (and this request did not come through it).
+        if PRINCIPAL in request:
+            raise web.HTTPSeeOther("/")
+        raise web.HTTPUnauthorized(text="sign in through the authenticating proxy\n")
+    return _file("signin.html")
+
+
+@routes.post(SIGN_IN_PATH)
+async def sign_in_form(request: web.Request) -> web.Response:
+    """The sign-in form: a token, and where to go next. A valid token starts a session
+    (the encrypted cookie) and goes there; a wrong one back to the form, saying so. The
+    guard refused it already if another site sent it."""
+    guard = request.app[GUARD]
+    form = await request.post()
+    token, target = form.get("token"), form.get("next")
+    target = target if isinstance(target, str) and _NEXT.match(target) else "/"
+    found = guard.tokens.identify(token.strip()) if isinstance(token, str) else None
+    if found is None:
+        raise web.HTTPSeeOther(f"{SIGN_IN_PATH}?failed=1&next={quote(target, safe='/')}")
+    await sign_in(request, *found)
+    raise web.HTTPSeeOther(target)
+
+
+@routes.post(SIGN_OUT_PATH)
+async def sign_out_form(request: web.Request) -> web.Response:
+    await sign_out(request)
+    raise web.HTTPSeeOther(SIGN_IN_PATH if request.app[GUARD].tokens.enabled else "/")
+
+
+@routes.get("/api/v1/me")
+@documented(
+    Doc(
+        "Who this request acts for",
+        {200: ("the principal, and whether the server needs one", schemas.Me)},
+        tags=("service",),
+    )
+)
+async def me(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    body = {
+        "principal": principal.name,
+        "auditor": principal.auditor,
+        "sign_in": request.app[GUARD].tokens.enabled,
+    }
+    return web.json_response(body)
 
 
 # --------------------------------------------------------------------------- the API
@@ -93,14 +169,26 @@ async def operations(_request: web.Request) -> web.Response:
         {
             202: ("accepted and queued; `Location` names the job", schemas.Accepted),
             400: error("a bad form or pipeline (names the operation and parameter)"),
+            408: error("the body paused too long or arrived too slowly (`body_timeout`)"),
             411: error("no Content-Length: chunked uploads are not accepted"),
             413: error("the file is larger than IMAGE_MAX_BYTES"),
             415: error("not an image type we accept (decided by content)"),
             422: error("undecodable, or over the pixel, side or frame limits"),
-            503: UNAVAILABLE,
+            429: error(
+                "this client's uploads in progress are at their cap (`too_many_uploads`), "
+                "its principal's waiting jobs are (`too_many_queued`, "
+                "UPLOAD_MAX_QUEUED_PER_PRINCIPAL), or its rate is (`rate_limited`); retry "
+                "after `Retry-After` seconds"
+            ),
+            503: error(
+                "too many uploads in progress on this server (`busy`), or a dependency is "
+                "down; retry after `Retry-After` seconds"
+            ),
         },
         description="One job per file. The type is decided by the content, never the name; "
-        "size is checked while streaming and pixels from the header, before decoding.",
+        "size is checked while streaming and pixels from the header, before decoding. "
+        "Uploads in progress are capped per client and in total, and the body must keep "
+        "arriving (UPLOAD_BODY_TIMEOUT_SECONDS, UPLOAD_BODY_MIN_BYTES_PER_SECOND).",
         request_body={
             "required": True,
             "content": {
@@ -125,18 +213,23 @@ async def operations(_request: web.Request) -> web.Response:
 )
 async def create_job(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    await request.app[JOBS].admit()
-    upload = await read_upload(
-        request,
-        max_bytes=settings.image_max_bytes,
-        limits=settings.image_limits(),
-        max_ops=settings.pipeline_max_ops,
-    )
+    await request.app[JOBS].admit(principal_of(request).name)
     client = ClientInfo(
         address=request[PEER].address or None,  # through trusted proxies (UPLOAD_TRUSTED_PROXIES)
         user_agent=request.headers.get("User-Agent", "")[:512] or None,
     )
-    job_id = await request.app[JOBS].submit(upload, client, principal_of(request).name)
+    # A slot before a byte of the body is read (429 this client's cap, 503 the total),
+    # held until the input is stored; the file is spooled, never whole in memory.
+    with request.app[UPLOADS].hold(client_of(request)):
+        upload = await read_upload(
+            request,
+            max_bytes=settings.image_max_bytes,
+            limits=settings.image_limits(),
+            max_ops=settings.pipeline_max_ops,
+            body=body_rules(settings),
+        )
+        with upload:
+            job_id = await request.app[JOBS].submit(upload, client, principal_of(request).name)
     location = f"/api/v1/jobs/{job_id}"
     body = {
         "id": job_id,
@@ -175,6 +268,7 @@ async def create_job(request: web.Request) -> web.Response:
     )
 )
 async def list_jobs(request: web.Request) -> web.Response:
+    principal = principal_of(request)
     status = request.query.get("status") or None
     if status is not None and status not in {"queued", "processing", "succeeded", "failed"}:
         raise ApiError(400, "bad_request", "status: queued, processing, succeeded or failed")
@@ -185,7 +279,9 @@ async def list_jobs(request: web.Request) -> web.Response:
     if not 1 <= limit <= 100:
         raise ApiError(400, "bad_request", "limit: an integer from 1 to 100")
     before = request.query.get("before") or None
-    page = await request.app[JOBS].recent(status=status, limit=limit, before=before)
+    page = await request.app[JOBS].recent(
+        status=status, limit=limit, before=before, owner=_owner_filter(principal)
+    )
     return web.json_response(page)
 
 
@@ -200,7 +296,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 )
 async def get_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
-    job = await request.app[JOBS].status(job_id)
+    job = await request.app[JOBS].readable(job_id, principal_of(request))
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     return web.json_response(public(job))
@@ -213,6 +309,10 @@ async def get_job(request: web.Request) -> web.Response:
         {
             200: ("`text/event-stream` until the job ends", "text/event-stream"),
             404: UNKNOWN_JOB,
+            429: error(
+                "too many streams open for this principal or on this server "
+                "(`too_many_streams`); retry after `Retry-After` seconds"
+            ),
             503: UNAVAILABLE,
         },
         description="`event: status` (the job, as GET /api/v1/jobs/{id} shows it) first and "
@@ -225,7 +325,15 @@ async def get_job(request: web.Request) -> web.Response:
 )
 async def job_events(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
-    response = await stream_progress(request, request.app[JOBS], request.app[LIVE], job_id)
+    response = await stream_progress(
+        request,
+        request.app[JOBS],
+        request.app[LIVE],
+        job_id,
+        principal=principal_of(request),
+        slots=request.app[STREAMS],
+        client=_stream_client(request),
+    )
     if response is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     return response
@@ -245,7 +353,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     )
 )
 async def get_result(request: web.Request) -> web.Response:
-    data, content_type = await request.app[JOBS].result(_job_id(request))
+    data, content_type = await request.app[JOBS].result(_job_id(request), principal_of(request))
     return _image(data, content_type)
 
 
@@ -259,7 +367,7 @@ async def get_result(request: web.Request) -> web.Response:
     )
 )  # fmt: skip
 async def get_input(request: web.Request) -> web.Response:
-    data, content_type = await request.app[JOBS].input(_job_id(request))
+    data, content_type = await request.app[JOBS].input(_job_id(request), principal_of(request))
     return _image(data, content_type)
 
 
@@ -276,10 +384,12 @@ async def get_input(request: web.Request) -> web.Response:
 )
 async def get_provenance(request: web.Request) -> web.Response:
     job_id = _job_id(request)
-    document = await request.app[JOBS].provenance(job_id)
+    principal = principal_of(request)
+    jobs = request.app[JOBS]
+    document = await jobs.provenance(job_id) if await jobs.readable(job_id, principal) else None
     if document is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
-    return web.json_response(document)
+    return web.json_response(document if principal.auditor else without_client(document))
 
 
 @routes.get("/api/v1/images/{sha256}/lineage")
@@ -300,7 +410,7 @@ async def get_lineage(request: web.Request) -> web.Response:
     sha256 = request.match_info["sha256"].lower()
     if not _SHA256.match(sha256):
         raise ApiError(400, "bad_request", "an image is named by its SHA-256: 64 hex digits")
-    lineage = await request.app[JOBS].lineage(sha256)
+    lineage = await request.app[JOBS].lineage(sha256, _owner_filter(principal_of(request)))
     if lineage is None:
         raise ApiError(404, "not_found", f"no image {sha256} in provenance")
     return web.json_response({"sha256": sha256, **lineage})
@@ -352,6 +462,48 @@ async def asyncapi_json(request: web.Request) -> web.Response:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _owner_filter(principal: Principal) -> str | None:
+    """Whose jobs a query may include: the principal's own, or everyone's for an auditor."""
+    return None if principal.auditor else principal.name
+
+
+def _stream_client(request: web.Request) -> str:
+    """Whom the stream caps count against: the principal, or without tokens (where everyone
+    is `local`) the client's address."""
+    if request.app[GUARD].enabled:
+        return f"principal:{principal_of(request).name}"
+    return f"address:{address_key(request[PEER])}"
+
+
+CLIENT_TYPE = "imagemesh:Client"
+
+
+def without_client(document: dict[str, Any]) -> dict[str, Any]:
+    """A PROV-JSON document without the uploader's address and user agent (only auditors
+    see who uploaded): the client agents, and the associations naming them."""
+    agents = document.get("agent", {})
+    clients = {
+        identifier
+        for identifier, attributes in agents.items()
+        if isinstance(attributes, dict)
+        and isinstance(kind := attributes.get("prov:type"), dict)
+        and kind.get("$") == CLIENT_TYPE
+    }
+    if not clients:
+        return document
+    stripped = dict(document)
+    stripped["agent"] = {k: v for k, v in agents.items() if k not in clients}
+    associations = {
+        identifier: relation
+        for identifier, relation in document.get("wasAssociatedWith", {}).items()
+        if relation.get("prov:agent") not in clients
+    }
+    stripped["wasAssociatedWith"] = associations
+    if not associations:
+        del stripped["wasAssociatedWith"]
+    return stripped
 
 
 def _image(data: bytes, content_type: str) -> web.Response:

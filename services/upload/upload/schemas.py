@@ -48,6 +48,9 @@ class Job(_Body):
     created_at: str = Field(description="UTC, RFC 3339")
     updated_at: str = Field(description="UTC, RFC 3339")
     filename: str | None = Field(default=None, description="as the client gave it")
+    owner: str | None = Field(
+        default=None, description="the principal that submitted it (`local` without tokens)"
+    )
     input: Image | None = None
     pipeline: list[dict[str, Any]] = Field(default_factory=list)
     output: Image | None = Field(default=None, description="on success")
@@ -104,6 +107,12 @@ class About(_Body):
     limits: dict[str, int] = Field(
         description="what an upload may be: image_max_bytes, image_max_pixels, pipeline_max_ops"
     )
+
+
+class Me(_Body):
+    principal: str | None = Field(description="who this request acts for; null: not signed in")
+    auditor: bool = Field(description="reads every job and who uploaded it (UPLOAD_AUDITORS)")
+    sign_in: bool = Field(description="the server needs a principal (API tokens are on)")
 
 
 class Health(BaseModel):

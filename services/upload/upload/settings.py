@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from messaging import BrokerSettings
@@ -11,13 +12,19 @@ from objectstore import S3Settings
 from pipeline import ImageRulesSettings
 from servicekit import ServiceSettings
 
-from .tokens import entry, parse_entry
+from .tokens import entry, parse_entry, valid_principal
+
+MIN_SESSION_SECRET = 16
+_HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     upload_port: int = Field(default=8000, ge=1, le=65535)
     upload_max_queued: int = Field(default=1000, ge=1)
     """New jobs are refused (503, Retry-After) while more than this many wait for a runner."""
+    upload_max_queued_per_principal: int = Field(default=100, ge=1)
+    """A principal's new jobs are refused (429 `too_many_queued`, Retry-After) while this
+    many of its jobs wait (queued, not started): one client cannot fill the queue."""
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long the API waits for provenancedb (job status, recording a new job)."""
     upload_fauxton_url: str = "http://localhost:5984/_utils/#database/provenance"
@@ -31,7 +38,42 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     /api/ request needs `Authorization: Bearer <token>` or a signed-in session."""
     upload_trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     """Addresses or networks of the reverse proxies in front of upload, comma-separated:
-    only their `X-Forwarded-For` / `X-Forwarded-Proto` are believed."""
+    only their `X-Forwarded-For` / `X-Forwarded-Proto` (and proxy user header) are believed."""
+    upload_auditors: Annotated[tuple[str, ...], NoDecode] = ()
+    """Principals who read every job and see who uploaded it (address, user agent),
+    comma-separated. Everyone else reads only their own jobs."""
+    upload_proxy_user_header: str = ""
+    """Behind an authenticating proxy (oauth2-proxy: `X-Auth-Request-User` or
+    `X-Forwarded-User`): the header naming the signed-in user, believed only from
+    `UPLOAD_TRUSTED_PROXIES`. Empty: off (the proxy must strip it from clients anyway)."""
+    upload_session_secret: SecretStr | None = None
+    """Encrypts the web app's sign-in cookie; required with API tokens (at least 16
+    characters; a long random string, e.g. `python -c 'import secrets; print(secrets.
+    token_urlsafe(32))'`). Changing it signs everyone out."""
+    upload_max_streams: int = Field(default=1000, ge=1)
+    """Progress streams (GET /api/v1/jobs/{id}/events) open at once on this replica;
+    beyond: 429 with Retry-After."""
+    upload_max_streams_per_principal: int = Field(default=20, ge=1)
+    """Progress streams one principal may hold open at once on this replica."""
+    upload_max_concurrent_uploads: int = Field(default=32, ge=1)
+    """Uploads (POST /api/v1/jobs bodies) received at once on this replica; beyond: 503
+    with Retry-After. Each holds up to UPLOAD_SPOOL_MEMORY_BYTES of memory and up to
+    IMAGE_MAX_BYTES in UPLOAD_SPOOL_DIR."""
+    upload_max_concurrent_uploads_per_client: int = Field(default=4, ge=1)
+    """Uploads one client (its principal, or its address without tokens) may send at once
+    on this replica; beyond: 429 with Retry-After."""
+    upload_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """The longest pause in an upload's body; a sender silent for longer is cut (408)."""
+    upload_body_min_bytes_per_second: int = Field(default=32 * 1024, ge=0)
+    """The slowest average rate of an upload's body: it is cut (408) once it has taken
+    UPLOAD_BODY_TIMEOUT_SECONDS + Content-Length / this (25 MiB: ~14 min); 0: no deadline."""
+    upload_spool_memory_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    """How much of an upload's file is held in memory; the rest goes to an unnamed
+    temporary file in UPLOAD_SPOOL_DIR."""
+    upload_spool_dir: str = ""
+    """Where uploads are spooled: a disk-backed directory with room for
+    UPLOAD_MAX_CONCURRENT_UPLOADS x IMAGE_MAX_BYTES (not a tmpfs: that is memory).
+    Empty: the system's temporary directory (TMPDIR)."""
     upload_rate_limit_per_minute: int = Field(default=600, ge=0)
     """New jobs (POST /api/v1/jobs) per client per minute, sustained; 0: no limit."""
     upload_rate_limit_burst: int = Field(default=120, ge=1)
@@ -40,7 +82,9 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     """Other /api/ requests per client per minute (job status, results, streams); 0: none."""
     upload_api_rate_limit_burst: int = Field(default=2400, ge=1)
 
-    @field_validator("upload_api_token_hashes", "upload_trusted_proxies", mode="before")
+    @field_validator(
+        "upload_api_token_hashes", "upload_trusted_proxies", "upload_auditors", mode="before"
+    )
     @classmethod
     def _split_upload_lists(cls, value: object) -> object:
         if isinstance(value, str):
@@ -52,3 +96,27 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     def _hashes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         # Normalised to NAME:hex, so a bare hash and its named form mean the same.
         return tuple(entry(*parse_entry(part)) for part in value)
+
+    @field_validator("upload_auditors")
+    @classmethod
+    def _auditors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(valid_principal(name) for name in value):
+            raise ValueError("principal names: letters, digits and . _ @ + - (at most 128)")
+        return value
+
+    @field_validator("upload_proxy_user_header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        if value and not _HEADER.match(value):
+            raise ValueError("an HTTP header name, e.g. X-Auth-Request-User")
+        return value
+
+    @field_validator("upload_session_secret", mode="after")
+    @classmethod
+    def _session_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # A field validator (not a model one): its errors name the setting, never a value.
+        if value is None and info.data.get("upload_api_token_hashes"):
+            raise ValueError("required with UPLOAD_API_TOKEN_HASHES (it encrypts the sign-in)")
+        if value is not None and len(value.get_secret_value()) < MIN_SESSION_SECRET:
+            raise ValueError(f"at least {MIN_SESSION_SECRET} characters")
+        return value

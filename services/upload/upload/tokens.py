@@ -39,6 +39,10 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def valid_principal(name: str) -> bool:
+    return bool(_PRINCIPAL.match(name))
+
+
 def parse_entry(entry: str) -> tuple[str, str]:
     """`NAME:SHA256HEX` (or a bare hash) as (name, lower-case hex); ValueError if malformed."""
     name, colon, digest = entry.strip().rpartition(":")
@@ -74,8 +78,13 @@ class TokenSet:
         return bool(self._known)
 
     def verify(self, token: str) -> str | None:
-        """The principal a token names when it is one of ours, else None. Every known hash
-        is compared, in constant time, whether or not an earlier one matched."""
+        """The principal a token names when it is one of ours, else None."""
+        found = self.identify(token)
+        return found[0] if found else None
+
+    def identify(self, token: str) -> tuple[str, str] | None:
+        """(principal, hash hex) of a token when it is one of ours, else None. Every known
+        hash is compared, in constant time, whether or not an earlier one matched."""
         if not self._known or not token or len(token) > MAX_TOKEN_LENGTH:
             return None
         digest = hashlib.sha256(token.encode()).digest()
@@ -83,7 +92,14 @@ class TokenSet:
         for name, known in self._known:
             if hmac.compare_digest(digest, known) and found is None:
                 found = name
-        return found
+        return (found, digest.hex()) if found is not None else None
+
+    def holds(self, name: str, digest: str) -> bool:
+        """Whether the token with this hash is still configured for `name` (a session
+        signed in with a token ends when the token is removed)."""
+        return any(
+            known_name == name and known.hex() == digest for known_name, known in self._known
+        )
 
 
 def bearer_token(authorization: str) -> str | None:
