@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -216,6 +219,46 @@ async def test_a_consumer_parks_an_event_its_sender_may_not_publish(env: dict[st
     assert told == []  # a forged message tells nobody about the job it names
 
 
+async def test_an_operators_republish_does_not_launder_a_forged_event(
+    env: dict[str, str],
+) -> None:
+    """The operator re-publishes a parked forged event (`make parking`): it is judged by
+    the user that first published it, not by the operator's, and is parked again."""
+    handled: list[str] = []
+
+    async def handle(event: ImageUploaded, ctx: Any) -> None:
+        handled.append(event.job_id)
+
+    parking = topology.RUNNER_UPLOADS.parking_name
+    async with Broker(as_service(env, "imageproc_runner"), service="imageproc_runner") as runner:
+        await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded)
+        before = (await runner.queue_depth(parking))[0]
+        async with Broker(as_service(env, "provenancedb"), service="provenancedb") as forger:
+            forged = uploaded("job-laundered")
+            envelope = forger.envelope_for(forged)
+            message = envelope.to_message(forged.model_dump_json().encode())
+            await forger._publish(topology.RETRY_EXCHANGE, message, topology.RUNNER_UPLOADS.name)
+
+        async def parked() -> bool:
+            return (await runner.queue_depth(parking))[0] == before + 1
+
+        await async_wait_for(parked, timeout=15)
+        cli = [sys.executable, "-m", "messaging.parking", "republish", envelope.id]
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [*cli, "--queue", topology.RUNNER_UPLOADS.name],
+            env={**os.environ, **env},  # the administrator: an operator
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert f"re-published {envelope.id}" in done.stdout, done.stderr
+        await async_wait_for(parked, timeout=15)  # parked again, not handled
+        again = await _get(runner, parking, envelope.id)
+    assert handled == []
+    assert "forbidden sender: service 'provenancedb'" in str(again.headers["x-imagemesh-error"])
+
+
 async def test_an_rpc_server_refuses_a_caller_the_route_does_not_allow(
     env: dict[str, str],
 ) -> None:
@@ -264,9 +307,15 @@ async def test_a_caller_ignores_a_reply_from_another_server(env: dict[str, str])
         assert (await call).meta == {"found": False}
 
 
-async def _get(broker: Broker, queue_name: str) -> aio_pika.abc.AbstractIncomingMessage:
+async def _get(
+    broker: Broker, queue_name: str, message_id: str | None = None
+) -> aio_pika.abc.AbstractIncomingMessage:
+    """The first message in a queue (taken off it), or the one with `message_id`."""
     channel = await broker.channel()
     queue = await channel.get_queue(queue_name, ensure=False)
-    found = await async_wait_for(lambda: queue.get(fail=False, no_ack=True), timeout=15)
-    assert isinstance(found, aio_pika.abc.AbstractIncomingMessage)
-    return found
+    for _ in range(100):  # bounded: the queue holds a few messages at most
+        found = await async_wait_for(lambda: queue.get(fail=False, no_ack=True), timeout=15)
+        assert isinstance(found, aio_pika.abc.AbstractIncomingMessage)
+        if message_id is None or found.message_id == message_id:
+            return found
+    raise AssertionError(f"no message {message_id} in {queue_name}")
