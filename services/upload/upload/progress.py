@@ -21,7 +21,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,6 +49,9 @@ from .live import Inbox, LiveJobs
 log = structlog.get_logger("upload")
 
 HEARTBEAT_SECONDS = 15.0
+DISCONNECT_CHECK_SECONDS = 1.0
+"""How often a quiet stream looks whether its client left (aiohttp does not cancel the
+handler when it does), so that its slot is free again within about this long."""
 MAX_STREAM_SECONDS = 3600.0
 RECONNECT_MS = 3000
 STATUS_SETTLE_SECONDS = 10.0
@@ -137,7 +140,7 @@ async def stream_progress(
             }
         )
         await response.prepare(request)
-        stream = _Stream(response)
+        stream = _Stream(response, closed=lambda: _gone(request))
         await stream.send(f"retry: {RECONNECT_MS}\n\n")
         await stream.event("status", public(job))
         try:
@@ -157,9 +160,12 @@ async def _follow(
     deadline = time.monotonic() + MAX_STREAM_SECONDS
     while job["status"] not in TERMINAL and time.monotonic() < deadline:
         try:
-            envelope, event = await asyncio.wait_for(inbox.queue.get(), HEARTBEAT_SECONDS)
+            envelope, event = await asyncio.wait_for(inbox.queue.get(), DISCONNECT_CHECK_SECONDS)
         except TimeoutError:
-            await stream.send(": keep-alive\n\n")
+            if stream.closed():
+                raise ConnectionResetError("the client left") from None
+            if time.monotonic() - stream.last_write >= HEARTBEAT_SECONDS:
+                await stream.send(": keep-alive\n\n")
             continue
         implied = await _relay(stream, envelope, event)
         if inbox.overflowed or (implied and _ORDER[implied] > _ORDER[job["status"]]):
@@ -256,13 +262,24 @@ def step(envelope: Envelope, event: Event) -> dict[str, Any]:
     return shown
 
 
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 class _Stream:
-    def __init__(self, response: web.StreamResponse) -> None:
+    def __init__(
+        self, response: web.StreamResponse, *, closed: Callable[[], bool] = lambda: False
+    ) -> None:
         self._response = response
         self._sent = 0
+        self.closed = closed
+        """Whether the client has gone (the connection is closed or closing)."""
+        self.last_write = time.monotonic()
 
     async def send(self, text: str) -> None:
         await self._response.write(text.encode())
+        self.last_write = time.monotonic()
 
     async def event(self, name: str, data: dict[str, Any], *, event_id: str | None = None) -> None:
         self._sent += 1
