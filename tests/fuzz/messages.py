@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from messaging import topology
 from messaging.events import EVENTS_BY_TYPE
+from messaging.jobs import JOB_STATUSES as STATUSES
 from messaging.rpc import ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, JOB_HEADER, META_HEADER
-from provenancedb.history import STATUSES
 
 from . import samples
 from .forms import JSON_VALUES, json_mutant, mostly, rarely
@@ -237,7 +237,7 @@ def rpc_deliveries(draw: st.DrawFn) -> Delivery:
 
 # --- provenancedb RPC requests -----------------------------------------------------------
 
-ROUTES = ("record", "job-status", "job-provenance", "lineage", "jobs")
+ROUTES = ("record", "job-status", "job-provenance", "lineage", "jobs", "job-counts")
 
 
 @functools.cache
@@ -291,6 +291,7 @@ def _jobs_metas() -> st.SearchStrategy[dict[str, Any]]:
             "status": mostly(st.sampled_from(sorted(STATUSES)), JSON_VALUES),
             "limit": mostly(st.integers(1, 100), JSON_VALUES),
             "before": _cursors(),
+            "owner": mostly(st.sampled_from(["local", "alice@example.org"]), JSON_VALUES),
         },
     )
 
@@ -321,7 +322,14 @@ def provenance_requests() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
         st.tuples(st.sampled_from(["job-status", "job-provenance"]), job),
         st.tuples(
             st.just("lineage"),
-            st.fixed_dictionaries({"sha256": mostly(st.just(samples.SHA), JSON_VALUES)}),
+            st.fixed_dictionaries(
+                {"sha256": mostly(st.just(samples.SHA), JSON_VALUES)},
+                optional={"owner": mostly(st.just("local"), JSON_VALUES)},
+            ),
+        ),
+        st.tuples(
+            st.just("job-counts"),
+            st.fixed_dictionaries({"owner": mostly(st.just("local"), JSON_VALUES)}),
         ),
         st.tuples(st.sampled_from(ROUTES), provenance_metas()),
     )

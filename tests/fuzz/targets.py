@@ -471,8 +471,16 @@ class CouchStandIn:
     async def job_documents(self, job_id: str) -> list[dict[str, Any]]:
         return [doc for doc in self.documents if doc.get("job_id") == job_id]
 
-    async def job_ids(self, *, limit: int, before: list[str] | None) -> list[list[str]]:
+    async def job_page(
+        self, *, owner: str | None, status: str | None, limit: int, before: list[str] | None
+    ) -> list[tuple[list[str], dict[str, Any]]]:
         return []
+
+    async def job_counts(self, owner: str) -> dict[str, int]:
+        return dict.fromkeys(("queued", "processing", "succeeded", "failed"), 0)
+
+    async def job_owners(self, job_ids: list[str]) -> dict[str, str]:
+        return {}
 
     async def jobs_using(self, sha256: str) -> list[str]:
         return []
@@ -480,7 +488,9 @@ class CouchStandIn:
     async def image(self, sha256: str) -> list[dict[str, Any]]:
         return []
 
-    async def lineage(self, sha256: str, direction: str) -> list[dict[str, Any]]:
+    async def lineage(
+        self, sha256: str, direction: str, *, owner: str | None = None
+    ) -> list[dict[str, Any]]:
         return []
 
 
@@ -502,6 +512,7 @@ class ProvenanceRequests(Target):
             "job-provenance": recorder.on_provenance_request,
             "lineage": recorder.on_lineage_request,
             "jobs": recorder.on_jobs_request,
+            "job-counts": recorder.on_job_counts_request,
         }[route]
         if route == "jobs" and isinstance(meta.get("before"), str) and meta["before"]:
             _cursor_holds(meta["before"])

@@ -16,7 +16,7 @@ from messaging.events import ImageUploaded
 from messaging.rpc import META_HEADER
 from pipeline import ImageLimits, harden_vips
 from provenancedb.app import Recorder
-from provenancedb.history import HistoryQuery, decode_cursor
+from provenancedb.history import decode_cursor, jobs_request
 from upload.errors import ApiError
 from upload.intake import Upload, read_upload
 
@@ -157,7 +157,7 @@ async def test_a_nan_duration_is_a_bad_request() -> None:
 
 def test_a_status_that_is_a_list_is_a_bad_request() -> None:
     with pytest.raises(RpcError) as refused:
-        HistoryQuery.from_meta({"status": ["queued"], "limit": 1})
+        jobs_request({"status": ["queued"], "limit": 1})
     assert refused.value.code == "bad_request"
 
 

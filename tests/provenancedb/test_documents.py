@@ -140,12 +140,14 @@ Step = tuple[Envelope, Event]
 PRINCIPAL = "alice@example.org"
 
 
-def intake(job_id: str, source: ImageRef, at: datetime) -> list[Step]:
-    """What the upload service records before it answers 202."""
+def intake(
+    job_id: str, source: ImageRef, at: datetime, *, principal: str = PRINCIPAL
+) -> list[Step]:
+    """What the upload service records before it answers 202, for `principal`."""
     received = UploadReceived(
         job_id=job_id,
         client=CLIENT,
-        principal=PRINCIPAL,
+        principal=principal,
         filename="cat.jpg",
         sha256=source.sha256,
         bytes=source.bytes,
@@ -162,7 +164,7 @@ def intake(job_id: str, source: ImageRef, at: datetime) -> list[Step]:
         pipeline=PIPELINE,
         filename="cat.jpg",
         created_at=at,
-        principal=PRINCIPAL,
+        principal=principal,
     )
     e_uploaded = envelope_for(uploaded, "upload", at + timedelta(milliseconds=15), cause=e_stored)
     return [(e_received, received), (e_stored, stored), (e_uploaded, uploaded)]
@@ -175,11 +177,12 @@ def job_trail(
     at: datetime,
     *,
     durations: tuple[float, ...] = (8.5, 3.25),
+    principal: str = PRINCIPAL,
 ) -> list[Step]:
     """A succeeded job's whole trail, in the order the services record it: received, stored
     input, uploaded, started, one operation.applied per pipeline step, stored output,
     processed."""
-    steps = intake(job_id, source, at)
+    steps = intake(job_id, source, at, principal=principal)
     e_uploaded = steps[-1][0]
     started = ProcessingStarted(job_id=job_id, input=source, pipeline=PIPELINE, attempt=1)
     e_started = envelope_for(
@@ -220,9 +223,11 @@ def job_trail(
     return steps
 
 
-def failed_trail(job_id: str, source: ImageRef, at: datetime, code: str) -> list[Step]:
+def failed_trail(
+    job_id: str, source: ImageRef, at: datetime, code: str, *, principal: str = PRINCIPAL
+) -> list[Step]:
     """A job that failed for `code` after its intake."""
-    steps = intake(job_id, source, at)
+    steps = intake(job_id, source, at, principal=principal)
     failed = JobFailed(
         job_id=job_id,
         error=ErrorInfo(code=code, message=f"{code}: the pipeline cannot run"),

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from messaging import RpcMessage
 from messaging.events import ImageRef
+from provenancedb.app import Recorder
 from provenancedb.lineage import image_lineage
 from provenancedb.store import ProvenanceStore
 from tests.provenancedb.conftest import OpenStore
@@ -213,3 +215,74 @@ async def test_an_image_only_uploaded_has_a_lineage_of_its_own(store: Provenance
         "descendants": [],
     }
     assert await image_lineage(store, OUT1) is None
+
+
+# --------------------------------------------------------------------------- per owner
+
+ALICE, BOB = "alice@example.org", "bob"
+OWNED_A, OWNED_B, OWNED_C = _job("owned-a"), _job("owned-b"), _job("owned-c")
+
+
+@pytest.fixture
+async def two_owners(store: ProvenanceStore) -> ProvenanceStore:
+    """Alice's A: in0 -> out1; Bob's B: out1 (re-uploaded) -> out2; Alice's C: out2 -> out3."""
+    out1, out2 = _output(OWNED_A, OUT1), _output(OWNED_B, OUT2)
+    jobs = [
+        (OWNED_A, input_ref(IN0), out1, ALICE),
+        (OWNED_B, reuploaded(out1), out2, BOB),
+        (OWNED_C, reuploaded(out2), _output(OWNED_C, OUT3), ALICE),
+    ]
+    for n, (job_id, source, output, owner) in enumerate(jobs):
+        trail = job_trail(job_id, source, output, T0 + timedelta(minutes=n), principal=owner)
+        await store.record_all(documents(trail))
+    return store
+
+
+async def test_an_owners_lineage_shows_only_its_own_jobs(two_owners: ProvenanceStore) -> None:
+    alice = await image_lineage(two_owners, OUT1, owner=ALICE)
+    assert alice is not None
+    assert alice["produced_by"] == [OWNED_A]
+    assert alice["used_by"] == []  # Bob re-uploaded it: not Alice's to see
+    assert alice["descendants"] == []
+    assert alice["image"]["locations"] == [_output_location(OWNED_A)]
+    bob = await image_lineage(two_owners, OUT1, owner=BOB)
+    assert bob is not None
+    assert (bob["used_by"], bob["produced_by"], bob["ancestors"]) == ([OWNED_B], [], [])
+    assert bob["image"]["locations"] == [_input_location(OUT1)]
+    assert _by_depth(bob["descendants"]) == [(1, OUT2, OWNED_B)]
+    # Everyone's (an auditor): both owners' jobs, the whole chain.
+    everyone = await image_lineage(two_owners, OUT1)
+    assert everyone is not None
+    assert everyone["used_by"] == [OWNED_B]
+    assert _by_depth(everyone["descendants"]) == [(1, OUT2, OWNED_B), (2, OUT3, OWNED_C)]
+
+
+async def test_an_owners_lineage_is_walked_through_its_own_jobs_only(
+    two_owners: ProvenanceStore,
+) -> None:
+    # out3 descends from in0 through Bob's job: Alice sees only the link her job C made.
+    alice = await image_lineage(two_owners, OUT3, owner=ALICE)
+    assert alice is not None
+    assert _by_depth(alice["ancestors"]) == [(1, OUT2, OWNED_C)]
+    everyone = await image_lineage(two_owners, OUT3)
+    assert everyone is not None
+    assert _by_depth(everyone["ancestors"]) == [
+        (1, OUT2, OWNED_C),
+        (2, OUT1, OWNED_B),
+        (3, IN0, OWNED_A),
+    ]
+
+
+async def test_an_image_none_of_the_owners_jobs_touched_is_not_found(
+    two_owners: ProvenanceStore,
+) -> None:
+    assert await image_lineage(two_owners, OUT3, owner=BOB) is None
+    assert await image_lineage(two_owners, IN0, owner=BOB) is None
+    assert await image_lineage(two_owners, OUT3, owner="carol") is None
+    recorder = Recorder(two_owners)
+    answer = await recorder.on_lineage_request(RpcMessage({"sha256": OUT3, "owner": BOB}))
+    assert answer.meta == {"found": False, "lineage": None}
+    answer = await recorder.on_lineage_request(RpcMessage({"sha256": OUT3, "owner": ALICE}))
+    assert answer.meta["found"] is True
+    answer = await recorder.on_lineage_request(RpcMessage({"sha256": OUT3}))
+    assert answer.meta["found"] is True

@@ -20,7 +20,7 @@ from .events import (
     ProcessingStarted,
 )
 
-__all__ = ["STATUS_EVENTS", "fold_status", "public_image", "record", "rfc3339"]
+__all__ = ["JOB_STATUSES", "STATUS_EVENTS", "fold_status", "public_image", "record", "rfc3339"]
 
 _RANK = {
     ImageUploaded.type: (0, "queued"),
@@ -30,6 +30,8 @@ _RANK = {
 }
 STATUS_EVENTS = frozenset(_RANK)
 """The event types a job's status depends on."""
+JOB_STATUSES = ("queued", "processing", "succeeded", "failed")
+"""What `fold_status` may answer, in the order a job goes through them."""
 _IMAGE_FIELDS = ("sha256", "bytes", "format", "width", "height")
 
 

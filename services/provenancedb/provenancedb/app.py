@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from messaging import (
     Broker,
@@ -19,15 +19,18 @@ from messaging import (
 )
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
 from messaging.jobs import fold_status
+from messaging.queries import JobCountsRequest, LineageRequest
 from servicekit import add_ops_routes, resource
 
 from .documents import merge_prov, to_document
-from .history import HistoryQuery, recent_jobs
-from .lineage import SHA256, image_lineage
+from .history import bad_request_message, jobs_request, recent_jobs
+from .lineage import image_lineage
 from .settings import Settings
 from .store import ProvenanceStore, open_store
 
 log = structlog.get_logger("provenancedb")
+
+_Request = TypeVar("_Request", bound=BaseModel)
 
 BROKER = web.AppKey("broker", Broker)
 STORE = web.AppKey("store", ProvenanceStore)
@@ -55,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
         await broker.serve(topology.PROVENANCE_JOB_PROV, recorder.on_provenance_request)
         await broker.serve(topology.PROVENANCE_LINEAGE, recorder.on_lineage_request)
         await broker.serve(topology.PROVENANCE_JOBS, recorder.on_jobs_request)
+        await broker.serve(topology.PROVENANCE_JOB_COUNTS, recorder.on_job_counts_request)
         yield
 
     async def check_store(app: web.Application) -> AsyncIterator[None]:
@@ -116,6 +120,8 @@ class Recorder:
         return RpcMessage({"recorded": len(created), "created": sum(created)})
 
     async def on_status_request(self, request: RpcMessage) -> RpcMessage:
+        """`{"found": bool, "job": {...}|null}`: the job folded from its events, with its
+        `owner` (the principal that uploaded it) for the caller to check."""
         job_id = _job_id(request.meta)
         job = fold_status(job_id, await self._store.job_documents(job_id))
         return RpcMessage({"found": job is not None, "job": job})
@@ -128,18 +134,30 @@ class Recorder:
         return RpcMessage({"found": True, "document": merge_prov([d["prov"] for d in docs])})
 
     async def on_lineage_request(self, request: RpcMessage) -> RpcMessage:
-        """An image's ancestors and descendants, across jobs."""
-        sha256 = request.meta.get("sha256")
-        if not isinstance(sha256, str) or not SHA256.match(sha256):
-            raise RpcError("bad_request", "sha256 must be 64 lowercase hex digits")
-        lineage = await image_lineage(self._store, sha256)
+        """An image's ancestors and descendants, across jobs (`LineageRequest`: with an
+        `owner`, that principal's jobs only)."""
+        query = _parse(LineageRequest, request.meta)
+        lineage = await image_lineage(self._store, query.sha256, owner=query.owner)
         return RpcMessage({"found": lineage is not None, "lineage": lineage})
 
     async def on_jobs_request(self, request: RpcMessage) -> RpcMessage:
-        """Recent jobs, newest first, optionally of one status, a page at a time."""
-        query = HistoryQuery.from_meta(request.meta)
-        page = await recent_jobs(self._store, query)
+        """Recent jobs, newest first, optionally of one status and one owner, a page at a
+        time (`JobsRequest`): one index read per page."""
+        page = await recent_jobs(self._store, jobs_request(request.meta))
         return RpcMessage(page)
+
+    async def on_job_counts_request(self, request: RpcMessage) -> RpcMessage:
+        """A principal's jobs per status (`JobCountsRequest`), for upload's cap on waiting
+        jobs: `{"queued": n, "processing": n, "succeeded": n, "failed": n}`."""
+        query = _parse(JobCountsRequest, request.meta)
+        return RpcMessage(await self._store.job_counts(query.owner))
+
+
+def _parse(model: type[_Request], meta: dict[str, Any]) -> _Request:
+    try:
+        return model.model_validate(meta)
+    except ValidationError as exc:
+        raise RpcError("bad_request", bad_request_message(exc)) from None
 
 
 def _job_id(meta: dict[str, Any]) -> str:

@@ -1,65 +1,46 @@
-"""Recent jobs, newest first, a page at a time (the history the web app and CLI show)."""
+"""Recent jobs, newest first, a page at a time (the history the web app and CLI show).
+
+One page is one read of the `jobs` index over the job summaries (`summaries.py`), keyed by
+owner, status and creation time: a status filter, an owner filter or both cost the same
+single read, whatever the number of jobs, and each job comes with its summary (no read per
+job)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from messaging import RpcError
-from messaging.jobs import fold_status
+from messaging.queries import JobsRequest
 
 from .store import ProvenanceStore
-
-STATUSES = frozenset({"queued", "processing", "succeeded", "failed"})
-MAX_LIMIT = 100
-SCAN_BUDGET = 1000
-"""At most this many jobs are read for one page of a status filter: a rare status in a
-long history ends the page early (with a cursor to go on from)."""
-BATCH = 50
+from .summaries import job_of
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryQuery:
-    status: str | None
-    limit: int
-    before: list[str] | None
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> HistoryQuery:
-        unknown = set(meta) - {"status", "limit", "before"}
-        if unknown or "limit" not in meta:
-            raise RpcError("bad_request", "expected status, limit (required) and before")
-        status, limit, cursor = meta.get("status"), meta["limit"], meta.get("before")
-        if status is not None and (not isinstance(status, str) or status not in STATUSES):
-            raise RpcError("bad_request", f"status must be one of {sorted(STATUSES)}")
-        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-            raise RpcError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
-        return cls(status, limit, decode_cursor(cursor) if cursor else None)
+def jobs_request(meta: dict[str, Any]) -> JobsRequest:
+    """The request in `meta`; `bad_request` when it is not one (its cursor included)."""
+    try:
+        request = JobsRequest.model_validate(meta)
+    except ValidationError as exc:
+        raise RpcError("bad_request", bad_request_message(exc)) from None
+    if request.before:
+        decode_cursor(request.before)
+    return request
 
 
-async def recent_jobs(store: ProvenanceStore, query: HistoryQuery) -> dict[str, Any]:
+async def recent_jobs(store: ProvenanceStore, request: JobsRequest) -> dict[str, Any]:
     """{"jobs": [...], "next": cursor or None}: each job as the job-status RPC folds it."""
-    found: list[dict[str, Any]] = []
-    before, scanned = query.before, 0
-    while len(found) < query.limit and scanned < SCAN_BUDGET:
-        keys = await store.job_ids(limit=BATCH, before=before)
-        if not keys:
-            return {"jobs": found, "next": None}
-        scanned += len(keys)
-        docs = await asyncio.gather(*(store.job_documents(job_id) for _, job_id in keys))
-        for key, job_docs in zip(keys, docs, strict=True):
-            before = key
-            job = fold_status(key[1], job_docs)
-            if job is not None and query.status in (None, job["status"]):
-                found.append(job)
-                if len(found) == query.limit:
-                    break
-        if len(keys) < BATCH and len(found) < query.limit:
-            return {"jobs": found, "next": None}
-    return {"jobs": found, "next": encode_cursor(before) if before else None}
+    before = decode_cursor(request.before) if request.before else None
+    # One more than asked: whether there is a next page, in the same read.
+    rows = await store.job_page(
+        owner=request.owner, status=request.status, limit=request.limit + 1, before=before
+    )
+    jobs = [job for _, summary in rows[: request.limit] if (job := job_of(summary))]
+    more = len(rows) > request.limit
+    return {"jobs": jobs, "next": encode_cursor(rows[request.limit - 1][0]) if more else None}
 
 
 def encode_cursor(key: list[str]) -> str:
@@ -77,3 +58,10 @@ def decode_cursor(cursor: object) -> list[str]:
     if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key)):
         raise bad
     return key
+
+
+def bad_request_message(exc: ValidationError) -> str:
+    """What was wrong with a request, in one line (never the value sent)."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "request"
+    return f"{where}: {error['msg']}"[:300]

@@ -10,7 +10,10 @@
    grant itself a role there (`store.py` says why);
 3. the database, and its `_security`: the admin administers it, the writer and the role
    `auditor` are its only members;
-4. `_design/provenance` (views and the append-only validation) and the Mango indexes.
+4. `_design/provenance` (views and the append-only validation) and the Mango indexes;
+5. a summary document for every job that has none (a database recorded before job
+   summaries existed): found by comparing two reduced views, so a database that needs
+   none costs two reads; filled from the event documents in bounded batches.
 
 provenancedb holds none of these rights: it only checks that the design document is the
 current one, and is not ready until it is. Reads `MigrateSettings` (`settings.py`).
@@ -98,6 +101,9 @@ async def _provision(settings: MigrateSettings, couch: CouchDB, logs_in: LogsIn)
     if await store.install_design():
         changes.append(f"{db.id}: _design/provenance installed")
     await store.install_indexes()
+    if await store.missing_summaries():
+        written = await store.backfill_summaries()
+        changes.append(f"{db.id}: {written} job summaries backfilled")
     return changes
 
 

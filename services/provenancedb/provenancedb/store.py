@@ -7,8 +7,11 @@ writer (by name) and the role `auditor`: nobody else, anonymous or not, reads or
 `_design/provenance` holds the views and a `validate_doc_update` that makes provenance
 append-only for everyone but server admins: a document can only be created (never updated,
 given a revision or deleted), only by the writer (by name), and only as an event document
-(`type` and `time`, no attachments). Server admins install it; provenancedb only checks, at
-start and in `/readyz`, that the installed one is current (`ProvenanceStore.ready`).
+(`type` and `time`, no attachments). The one exception is derived, not recorded: the
+writer also creates and updates each job's summary (`job:<id>`, `summaries.py`), which
+indexes jobs by owner and status; nobody deletes one. Server admins install it;
+provenancedb only checks, at start and in `/readyz`, that the installed one is current
+(`ProvenanceStore.ready`).
 
 Everything here works on both CouchDB 3 (compose) and PouchDB Server 4.2 (the local stack);
 where they differ, this module does what both accept:
@@ -65,11 +68,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
 import aiohttp
+import structlog
 from aiocouch import (
     ConflictError,
     CouchDB,
@@ -82,7 +87,12 @@ from aiocouch import (
 from aiocouch.view import View
 from prometheus_client import Histogram
 
+from messaging.jobs import JOB_STATUSES
+
+from . import summaries
 from .settings import CouchSettings, Login
+
+log = structlog.get_logger("provenancedb")
 
 PAGE = 500
 
@@ -102,10 +112,16 @@ DESIGN_VIEWS: dict[str, dict[str, str]] = {
         "map": "function (doc) {"
         " if (doc.job_id && doc.time) { emit([doc.job_id, doc.time], doc.type); } }"
     },
-    # Jobs newest first (query with descending=true): key [time queued, job_id].
-    "jobs_by_time": {
-        "map": "function (doc) { if (doc.type === 'image.uploaded') {"
-        " emit([doc.time, doc.job_id], null); } }"
+    # Jobs by owner, status and creation, from the job summaries (`summaries.py`): key
+    # [owner, status, created_at, job_id], where a null owner or status means "any"; each
+    # summary is indexed under all four. Newest first with descending=true. The reduce
+    # counts them: group_level=2 gives [owner, status] -> jobs.
+    "jobs": {
+        "map": "function (doc) { if (doc.kind === 'job' && typeof doc.owner === 'string') {"
+        " var t = doc.created_at, j = doc.job;"
+        " emit([doc.owner, doc.status, t, j], null); emit([doc.owner, null, t, j], null);"
+        " emit([null, doc.status, t, j], null); emit([null, null, t, j], null); } }",
+        "reduce": "_count",
     },
     # Every job that used a given input: key input_sha256, value job_id.
     "by_input": {
@@ -167,17 +183,30 @@ MIGRATE = (
 )
 
 # Append-only, for everyone but server admins (provisioning and repairs). WRITER is the
-# writer's name as a JSON string. Plain ES5, like the views.
+# writer's name as a JSON string. Plain ES5, like the views. The one exception: the writer
+# updates job summaries (`job:<id>`, `summaries.py`), derived from the events, never
+# deleted, and held to their shape so that no event view ever indexes one.
 _VALIDATE = """function (newDoc, oldDoc, userCtx, secObj) {
   if (userCtx.roles.indexOf('_admin') !== -1) { return; }
+  var summary = newDoc._id.indexOf('job:') === 0;
   if (newDoc._deleted) {
     throw({forbidden: 'provenance is append-only: ' + newDoc._id + ' cannot be deleted'});
   }
-  if (newDoc._rev) {
+  if (newDoc._rev && !summary) {
     throw({forbidden: 'provenance is append-only: ' + newDoc._id + ' cannot be changed'});
   }
   if (userCtx.name !== WRITER) {
     throw({forbidden: 'only ' + WRITER + ' records provenance'});
+  }
+  if (summary) {
+    if (newDoc.kind !== 'job' || 'job:' + newDoc.job !== newDoc._id ||
+        newDoc.type !== undefined || newDoc.time !== undefined ||
+        newDoc.job_id !== undefined || newDoc._attachments ||
+        typeof newDoc.records !== 'object' || newDoc.records === null) {
+      throw({forbidden: 'not a job summary: kind job, its job, records; ' +
+        'no type, time, job_id or attachments'});
+    }
+    return;
   }
   if (typeof newDoc.type !== 'string' || typeof newDoc.time !== 'string' ||
       newDoc._attachments) {
@@ -291,13 +320,24 @@ class GroupCommit:
                     )
 
 
+SUMMARY_ATTEMPTS = 5
+"""Writes of one job summary before giving up: each lost a race with another replica."""
+BACKFILL_BATCH = 500
+"""Jobs whose summaries migrate's backfill reads and writes per request."""
+SUMMARY_CACHE = 4096
+"""Job summaries this process remembers as it last wrote or read them (their `_rev`)."""
+
+
 class ProvenanceStore:
     def __init__(self, couch: CouchDB, db: Database, *, user: str, writer: str) -> None:
         self._couch = couch
         self._db = db
         self._user = user
         self._writer = writer
-        self._group = GroupCommit(lambda docs: self._bulk_docs(docs, "record"))
+        self._group = GroupCommit(lambda docs: self._write(docs, "record"))
+        # A stale entry costs one conflict and a re-read, never a wrong summary: a write
+        # with an outdated `_rev` is refused.
+        self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def design_document(self) -> dict[str, Any]:
         return design_document(self._writer)
@@ -372,7 +412,7 @@ class ProvenanceStore:
 
         Through aiocouch's `_bulk_docs` itself: its BulkOperation assumes the answers come
         in request order, which PouchDB Server does not always keep; we match them by id."""
-        by_id = await self._bulk_docs(docs, "record_all")
+        by_id = await self._write(docs, "record_all")
         created = []
         for doc in docs:
             status = by_id.get(doc["_id"], {})
@@ -380,6 +420,210 @@ class ProvenanceStore:
                 raise RuntimeError(f"could not store {doc['_id']}: {status or 'no answer'}")
             created.append("ok" in status)
         return created
+
+    async def _write(self, docs: list[dict[str, Any]], operation: str) -> dict[str, dict[str, Any]]:
+        """Event documents and, in the same `_bulk_docs`, the summaries of the jobs whose
+        status they touch; each event's status, by id. An event whose job summary could not
+        be written gets an error status even when the event itself was stored, so that its
+        caller fails and its redelivery (a conflict, otherwise harmless) brings the summary
+        up to date."""
+        records: dict[str, dict[str, dict[str, Any]]] = {}
+        for doc in docs:
+            found = summaries.status_record(doc)
+            if found is not None:
+                job_id, event_id, record = found
+                records.setdefault(job_id, {})[event_id] = record
+        pending = {
+            job_id: summary
+            for job_id, job_records in records.items()
+            if (summary := self._summary(job_id, self._summaries.get(job_id), job_records))
+        }
+        statuses = await self._bulk_docs([*docs, *pending.values()], operation)
+        failed = await self._settle(records, pending, statuses)
+        for doc in docs:
+            found = summaries.status_record(doc)
+            if found is not None and found[0] in failed:
+                statuses[doc["_id"]] = {"error": "summary", "reason": failed[found[0]]}
+        return statuses
+
+    def _summary(
+        self,
+        job_id: str,
+        stored: dict[str, Any] | None,
+        records: dict[str, dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """The job's summary with `records` merged in, or None when there is nothing to
+        write. Without a stored summary at hand, a new one: when the job has one already,
+        its write conflicts and `_settle` merges with what is stored."""
+        try:
+            return summaries.merged(job_id, stored, records)
+        except (KeyError, TypeError, ValueError):
+            log.warning("job_summary_skipped", job_id=job_id, reason="malformed status event")
+            return None
+
+    async def _settle(
+        self,
+        records: dict[str, dict[str, dict[str, Any]]],
+        pending: dict[str, dict[str, Any]],
+        statuses: dict[str, dict[str, Any]],
+    ) -> dict[str, str]:
+        """Remember the summaries written; re-read and merge again those another writer
+        changed meanwhile (409), a bounded number of times. The jobs whose summary could
+        not be written, with why."""
+        failed: dict[str, str] = {}
+        for attempt in range(SUMMARY_ATTEMPTS):
+            conflicted = []
+            for job_id, summary in pending.items():
+                status = statuses.get(summary["_id"], {})
+                if "ok" in status:
+                    self._remember(job_id, summary | {"_rev": status["rev"]})
+                elif status.get("error") == "conflict":
+                    conflicted.append(job_id)
+                else:
+                    failed[job_id] = str(status or "no answer")
+            if not conflicted:
+                return failed
+            if attempt == SUMMARY_ATTEMPTS - 1:
+                break
+            stored = await self.summaries(conflicted)
+            pending = {}
+            for job_id in conflicted:
+                self._summaries.pop(job_id, None)
+                updated = self._summary(job_id, stored.get(job_id), records[job_id])
+                if updated is not None:
+                    pending[job_id] = updated
+                elif job_id in stored:  # it holds these records already
+                    self._remember(job_id, stored[job_id])
+            if not pending:
+                return failed
+            statuses = await self._bulk_docs(list(pending.values()), "job_summary")
+        for job_id in conflicted:
+            failed[job_id] = f"still conflicting after {SUMMARY_ATTEMPTS} attempts"
+            log.error("job_summary_conflicts", job_id=job_id, attempts=SUMMARY_ATTEMPTS)
+        return failed
+
+    def _remember(self, job_id: str, summary: dict[str, Any]) -> None:
+        self._summaries[job_id] = summary
+        self._summaries.move_to_end(job_id)
+        while len(self._summaries) > SUMMARY_CACHE:
+            self._summaries.popitem(last=False)
+
+    async def summaries(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored summaries of these jobs (one request), by job id; a job without one
+        is left out."""
+        if not job_ids:
+            return {}
+        keys: list[Any] = [summaries.summary_id(job_id) for job_id in job_ids]
+        with _timed("summaries"):
+            response = await self._db.all_docs.post(keys, include_docs="true")
+        found = {}
+        for row in response.rows:
+            doc = row.get("doc")
+            if isinstance(doc, dict) and doc.get("kind") == summaries.KIND:
+                found[doc["job"]] = doc
+        return found
+
+    async def job_owners(self, job_ids: list[str]) -> dict[str, str]:
+        """The owner of each of these jobs that has one (one request)."""
+        found = await self.summaries(sorted(set(job_ids)))
+        return {
+            job_id: doc["owner"] for job_id, doc in found.items() if isinstance(doc["owner"], str)
+        }
+
+    async def job_page(
+        self,
+        *,
+        owner: str | None,
+        status: str | None,
+        limit: int,
+        before: list[str] | None,
+    ) -> list[tuple[list[str], dict[str, Any]]]:
+        """At most `limit` job summaries, newest first, of `owner` (None: everyone's) in
+        `status` (None: any), created before the cursor `before` ([created_at, job_id]):
+        one read of the `jobs` index. Each with its cursor."""
+        prefix: list[Any] = [owner, status]
+        params: dict[str, Any] = {
+            "descending": "true",
+            "reduce": "false",
+            "include_docs": "true",
+            "limit": limit,
+            "startkey": _key([*prefix, {}]),
+            "endkey": _key(prefix),
+        }
+        if before is not None:
+            # Keys are unique (they end with the job id): skip the cursor's own row.
+            params |= {"startkey": _key([*prefix, *before]), "skip": 1}
+        with _timed("job_page"):
+            response = await self._view("jobs").get(**params)
+        return [
+            (row["key"][2:], row["doc"])
+            for row in response.rows
+            if isinstance(row.get("doc"), dict)
+        ]
+
+    async def job_counts(self, owner: str) -> dict[str, int]:
+        """How many of `owner`'s jobs are in each status: one read of the `jobs` reduce."""
+        params = {
+            "group_level": 2,
+            "startkey": _key([owner]),
+            "endkey": _key([owner, {}]),
+        }
+        with _timed("job_counts"):
+            rows = await self._reduced("jobs", **params)
+        counts = {status: 0 for status in JOB_STATUSES}
+        for row in rows:
+            status = row["key"][1]
+            if status in counts:
+                counts[status] = int(row["value"])
+        return counts
+
+    async def missing_summaries(self) -> int:
+        """How many jobs have an `image.uploaded` event but no summary that says so: two
+        reads of reduced views, whatever the number of jobs."""
+        with _timed("missing_summaries"):
+            uploaded = await self._reduced("per_day", group_level=2)
+            indexed = await self._reduced(
+                "jobs", group_level=2, startkey=_key([None, None]), endkey=_key([None, None, {}])
+            )
+        events: int = sum(row["value"] for row in uploaded if row["key"][1] == "image.uploaded")
+        summarised: int = sum(row["value"] for row in indexed)
+        return max(0, events - summarised)
+
+    async def backfill_summaries(self, batch: int = BACKFILL_BATCH) -> int:
+        """Write the summary of every job that has none or an incomplete one, from its
+        event documents (`by_job`, page by page; `batch` jobs per read and write of
+        summaries). For a database recorded before job summaries existed: migrate runs it
+        when `missing_summaries` finds any. Idempotent; safe next to a running writer (a
+        conflict is merged again). The number of summaries written."""
+        written = 0
+        pending: dict[str, dict[str, dict[str, Any]]] = {}
+        async for doc in self.all_job_documents():
+            found = summaries.status_record(doc)
+            if found is None:
+                continue
+            job_id, event_id, record = found
+            if job_id not in pending and len(pending) >= batch:
+                written += await self._backfill(pending)
+                pending = {}
+            pending.setdefault(job_id, {})[event_id] = record
+        if pending:
+            written += await self._backfill(pending)
+        return written
+
+    async def _backfill(self, records: dict[str, dict[str, dict[str, Any]]]) -> int:
+        stored = await self.summaries(list(records))
+        pending = {
+            job_id: summary
+            for job_id, job_records in records.items()
+            if (summary := self._summary(job_id, stored.get(job_id), job_records))
+        }
+        if not pending:
+            return 0
+        statuses = await self._bulk_docs(list(pending.values()), "backfill")
+        failed = await self._settle(records, pending, statuses)
+        if failed:
+            raise RuntimeError(f"could not write the summaries of jobs {sorted(failed)[:5]}")
+        return len(pending)
 
     async def _bulk_docs(
         self, docs: list[dict[str, Any]], operation: str
@@ -397,15 +641,6 @@ class ProvenanceStore:
             )
         return [row["doc"] for row in response.rows if row.get("doc")]
 
-    async def job_ids(self, *, limit: int, before: list[str] | None) -> list[list[str]]:
-        """Keys [time, job_id] of jobs queued before `before` (a key), newest first."""
-        params: dict[str, Any] = {"descending": "true", "limit": limit}
-        if before is not None:
-            params |= {"startkey": _key(before), "skip": 1}
-        with _timed("job_ids"):
-            response = await self._view("jobs_by_time").get(**params)
-        return [row["key"] for row in response.rows]
-
     async def jobs_using(self, sha256: str) -> list[str]:
         with _timed("jobs_using"):
             response = await self._view("by_input").get(key=_key(sha256))
@@ -417,9 +652,13 @@ class ProvenanceStore:
             response = await self._view("images").get(key=_key(sha256))
         return [row["value"] for row in response.rows]
 
-    async def lineage(self, sha256: str, direction: str) -> list[dict[str, Any]]:
+    async def lineage(
+        self, sha256: str, direction: str, *, owner: str | None = None
+    ) -> list[dict[str, Any]]:
         """Ancestors (`from`) or descendants (`to`) of an image, breadth first, each with
-        its depth, the image it is linked to and the job that linked them."""
+        its depth, the image it is linked to and the job that linked them. With `owner`,
+        only links made by that owner's jobs, walked through nothing else (one more read
+        per depth, for the owners of the jobs found there)."""
         found: list[dict[str, Any]] = []
         seen, frontier = {sha256}, [sha256]
         for depth in range(1, MAX_LINEAGE_DEPTH + 1):
@@ -429,8 +668,12 @@ class ProvenanceStore:
             keys: list[Any] = [[node, direction] for node in frontier]
             with _timed("lineage"):
                 response = await self._view("derivations").post(keys)
+            rows = response.rows
+            if owner is not None and rows:
+                owners = await self.job_owners([row["value"]["job_id"] for row in rows])
+                rows = [row for row in rows if owners.get(row["value"]["job_id"]) == owner]
             frontier = []
-            for row in response.rows:
+            for row in rows:
                 linked, job_id = row["value"]["sha256"], row["value"]["job_id"]
                 via = "derived" if direction == "from" else "source"
                 found.append(
@@ -463,6 +706,12 @@ class ProvenanceStore:
             if len(rows) < PAGE:
                 return
 
+    async def _reduced(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """The rows of a reduced view query: aiocouch's `View.get` wants `offset` and
+        `total_rows`, which only map rows have."""
+        response = await self._view(name)._get(**params)
+        return [{"key": row["key"], "value": int(row["value"])} for row in response.get("rows", [])]
+
     def _view(self, name: str) -> View:
         return self._db.view(DESIGN, name)
 
@@ -490,22 +739,31 @@ def _key(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def couch_client(settings: CouchSettings, login: Login) -> CouchDB:
-    """A CouchDB client (an async context manager) logged in as `login` (user, password)."""
+def couch_client(
+    settings: CouchSettings,
+    login: Login,
+    middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = (),
+) -> CouchDB:
+    """A CouchDB client (an async context manager) logged in as `login` (user, password).
+    `middlewares` see every request after ours (tests count requests with one)."""
     user, password = login
     return CouchDB(
         settings.couchdb_url,
         user=user,
         password=password.get_secret_value(),
-        middlewares=(_accept_json,),
+        middlewares=(_accept_json, *middlewares),
         timeout=aiohttp.ClientTimeout(total=30),
     )
 
 
 @asynccontextmanager
-async def open_store(settings: CouchSettings, login: Login) -> AsyncIterator[ProvenanceStore]:
+async def open_store(
+    settings: CouchSettings,
+    login: Login,
+    middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = (),
+) -> AsyncIterator[ProvenanceStore]:
     """The provenance database as `login`. Creates and installs nothing (that is migrate's,
     as the admin); `ProvenanceStore.ready` says whether it can be used."""
-    async with couch_client(settings, login) as couch:
+    async with couch_client(settings, login, middlewares) as couch:
         db = Database(couch, settings.couchdb_db)
         yield ProvenanceStore(couch, db, user=login[0], writer=settings.couchdb_user)
