@@ -317,3 +317,10 @@ def test_unreachable_service_exits_3(capsys: pytest.CaptureFixture[str]) -> None
 )
 def test_extension_for(content_type: str, extension: str) -> None:
     assert extension_for(content_type) == extension
+
+
+def test_the_help_says_how_to_get_and_give_a_token() -> None:
+    helped = build_parser().format_help()
+    assert "IMAGEMESH_TOKEN" in helped
+    assert "python -m upload.tokens new NAME" in helped
+    assert "UPLOAD_API_TOKEN_HASHES" in helped

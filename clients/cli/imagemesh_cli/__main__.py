@@ -19,7 +19,13 @@ EPILOG = """\
 exit codes: 0 done (every job succeeded), 1 a job failed or the API refused a request,
 2 bad usage or an invalid pipeline (nothing submitted), 3 service unreachable or unavailable
 
+signing in: when the server has API tokens on, set IMAGEMESH_TOKEN to yours (an operator
+makes it with `python -m upload.tokens new NAME` and adds the printed entry to
+UPLOAD_API_TOKEN_HASHES). Your jobs are yours: status, results and history show only them
+(auditors, UPLOAD_AUDITORS, see everyone's). Without tokens everyone is `local`.
+
 examples:
+  export IMAGEMESH_TOKEN=...             # the token you were given, when tokens are on
   imagemesh submit photo.jpg --op thumbnail:width=256,height=256 --op grayscale --wait
   imagemesh submit *.png --pipeline '[{"op": "convert", "format": "webp"}]' --wait -o out/
   imagemesh status 3f2a9c1d-...          imagemesh history --status failed --limit 5
