@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from imageproc_runner.dispatch import FairDispatcher, RoundRobin
+from imageproc_runner.dispatch import MAX_REMEMBERED, FairDispatcher, RoundRobin
 from tests.conftest import async_wait_for
 
 # --------------------------------------------------------------------------- RoundRobin
@@ -40,17 +40,52 @@ def test_keys_take_turns() -> None:
     assert _order(buffer) == ["a0", "b0", "c0", "a1", "b1", "a2", "a3"]
 
 
-def test_a_new_key_waits_for_one_item_of_each_key_ahead() -> None:
+def test_a_new_key_is_next() -> None:
     """60 of one principal buffered, one taken (running); another principal's job is the
-    very next one taken, not the 61st."""
+    very next one taken, not the 61st (FIFO) nor the 3rd (plain rotation)."""
     buffer: RoundRobin[str, str] = RoundRobin()
     for n in range(60):
         buffer.put("heavy", f"h{n}")
     assert buffer.take() == "h0"
     buffer.put("light", "thumbnail")
-    assert buffer.take() == "h1"  # heavy's turn came first in the rotation
     assert buffer.take() == "thumbnail"
+    assert buffer.take() == "h1"
     assert len(buffer) == 58
+
+
+def test_a_key_that_keeps_coming_back_gets_every_other_turn() -> None:
+    buffer: RoundRobin[str, str] = RoundRobin()
+    for n in range(10):
+        buffer.put("heavy", f"h{n}")
+    taken = []
+    for n in range(4):
+        buffer.put("light", f"l{n}")  # one at a time, each time it had none
+        taken += [buffer.take(), buffer.take()]
+    # Neither was served before l0 arrived: heavy came first. Then they alternate.
+    assert taken == ["h0", "l0", "h1", "l1", "h2", "l2", "h3", "l3"]
+
+
+def test_least_recently_served_first_among_returning_keys() -> None:
+    buffer: RoundRobin[str, str] = RoundRobin()
+    for key in "abc":
+        buffer.put(key, f"{key}0")
+    assert [buffer.take() for _ in range(3)] == ["a0", "b0", "c0"]
+    buffer.put("c", "c1")
+    buffer.put("a", "a1")  # served before c: ahead of it
+    buffer.put("b", "b1")
+    assert _order(buffer) == ["a1", "b1", "c1"]
+
+
+def test_forgotten_keys_still_rank_first() -> None:
+    buffer: RoundRobin[int, str] = RoundRobin()
+    for key in range(MAX_REMEMBERED + 10):
+        buffer.put(key, "x")
+        assert buffer.take() == "x"
+    for n in range(3):
+        buffer.put(-1, f"busy{n}")
+    assert buffer.take() == "busy0"
+    buffer.put(0, "early")  # served long ago (and forgotten): before the busy key
+    assert buffer.take() == "early"
 
 
 def test_a_key_that_emptied_rejoins_at_the_end() -> None:
@@ -128,10 +163,11 @@ async def test_another_principal_runs_next_despite_a_backlog() -> None:
     dispatcher.put(light)  # type: ignore[arg-type]
     heavy[0].done.set()
     await async_wait_for(lambda: len(_started(log)) == 3, timeout=5)
+    # The first free worker takes it: on FIFO dispatch it would be the 61st job started.
+    assert _started(log) == ["h0", "h1", "thumb"]
     heavy[1].done.set()
     await async_wait_for(lambda: len(_started(log)) == 4, timeout=5)
-    # On FIFO dispatch the thumbnail would be the 61st job started.
-    assert _started(log) == ["h0", "h1", "h2", "thumb"]
+    assert _started(log) == ["h0", "h1", "thumb", "h2"]
     assert dispatcher.buffered == 57
     for delivery in [*heavy, light]:
         delivery.done.set()

@@ -5,9 +5,10 @@ a principal that queued 60 slow jobs makes everyone's next job wait behind all 6
 runner takes up to `RUNNER_PREFETCH` deliveries off the queue at once (unacknowledged; the
 broker stops sending at that many) into one FIFO buffer per principal (the job's owner,
 `ImageUploaded.principal`), and its `RUNNER_CONCURRENCY` workers take the next job
-round-robin across the principals with buffered work. A principal's newly buffered job
-therefore starts once one job of each other principal ahead of it in the rotation has
-started: after the jobs already running, never after another's whole backlog.
+round-robin across the principals with buffered work, least recently served first. A
+principal with nothing running or buffered that submits a job is therefore next: its job
+starts as soon as a worker is free, after the jobs already running, never after another's
+whole backlog.
 
 Why in the runner, not one queue per principal: queues per principal would need upload
 to declare queues (or the broker's permissions to let it), runners to discover and
@@ -51,6 +52,8 @@ from messaging.events import ImageUploaded
 
 log = structlog.get_logger("imageproc_runner")
 
+MAX_REMEMBERED = 10_000
+"""Keys whose last service is remembered before the oldest are forgotten."""
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
@@ -65,14 +68,23 @@ BUFFERED_PRINCIPALS = Gauge(
 
 
 class RoundRobin(Generic[K, T]):
-    """One FIFO per key; `take` serves the keys with items in turn, one item per turn.
+    """One FIFO per key; `take` serves the keys with items in turn, one item per turn,
+    least recently served first.
 
-    A key that gets its first item joins the end of the rotation, so it waits for at most
-    one item of each key already in it. Pure logic: no I/O, no clock."""
+    A key that gets an item after having none joins the rotation ahead of every key served
+    since it was last served: a key never served (or not for long) is next, so another
+    principal's job starts right after the jobs already running, however long someone
+    else's backlog; a key that alternates with a busy one gets every other turn, no more.
+    Pure logic: no I/O, no clock (turns are counted, not timed)."""
 
     def __init__(self) -> None:
         self._queues: dict[K, deque[T]] = {}
         self._turns: deque[K] = deque()
+        """The keys with items, least recently served first."""
+        self._served: dict[K, int] = {}
+        """When (in takes) each key was last served; forgotten once older than every key
+        in the rotation, where it would rank first anyway."""
+        self._takes = 0
         self._size = 0
 
     def __len__(self) -> int:
@@ -87,9 +99,20 @@ class RoundRobin(Generic[K, T]):
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = deque()
-            self._turns.append(key)
+            self._join(key)
         queue.append(item)
         self._size += 1
+
+    def _join(self, key: K) -> None:
+        served = self._served.get(key, -1)
+        # Behind the keys served before it (and the new ones that came first), ahead of
+        # the keys served since: the rotation stays ordered by last service.
+        place = len(self._turns)
+        for index, other in enumerate(self._turns):
+            if self._served.get(other, -1) > served:
+                place = index
+                break
+        self._turns.insert(place, key)
 
     def take(self) -> T | None:
         """The next item of the key whose turn it is; None when empty."""
@@ -99,11 +122,22 @@ class RoundRobin(Generic[K, T]):
         queue = self._queues[key]
         item = queue.popleft()
         self._size -= 1
+        self._takes += 1
+        self._served[key] = self._takes
         if queue:
             self._turns.append(key)
         else:
             del self._queues[key]
+            self._forget()
         return item
+
+    def _forget(self) -> None:
+        if len(self._served) <= MAX_REMEMBERED:
+            return
+        oldest = min((self._served.get(key, -1) for key in self._turns), default=self._takes)
+        for key, served in list(self._served.items()):
+            if served < oldest and key not in self._queues:
+                del self._served[key]
 
     def remove_if(self, condition: Callable[[T], bool]) -> list[T]:
         """Take out every item for which `condition` holds (in each key's order); the
