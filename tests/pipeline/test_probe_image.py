@@ -1,7 +1,15 @@
 import pytest
 import pyvips
 
-from pipeline import ImageFormat, ImageInfo, ImageLimits, ImageRejected, harden_vips, probe_image
+from pipeline import (
+    ImageFormat,
+    ImageInfo,
+    ImageLimits,
+    ImageRejected,
+    harden_vips,
+    probe_file,
+    probe_image,
+)
 from tests.ultrahdr import looks_ultra_hdr, ultra_hdr_jpeg
 
 LIMITS = ImageLimits()
@@ -175,3 +183,49 @@ def test_an_ultra_hdr_jpeg_is_a_jpeg():
     assert info == ImageInfo(
         format=ImageFormat.JPEG, width=96, height=64, pages=1, bands=3, has_alpha=False
     )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _png(20, 10),
+        _animated_gif(3),
+        ultra_hdr_jpeg(40, 30),
+        *(_rgb(12, 7).write_to_buffer(fmt.extension) for fmt in ImageFormat),
+    ],
+)
+def test_a_file_on_disk_probes_as_its_bytes(tmp_path, data):
+    # The upload spools large files to disk: the same answer, read from a descriptor.
+    with (tmp_path / "spooled").open("w+b") as file:
+        file.write(data)
+        file.flush()  # left at its end: the probe reads from the start anyway
+
+        assert probe_file(file.fileno(), limits=LIMITS) == probe_image(data, limits=LIMITS)
+        file.seek(0)  # the caller's descriptor is still open (its offset may have moved)
+        assert file.read() == data
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [(b"just some text", "unsupported_type"), (b"\xff\xd8\xff" + b"\x00" * 40, "undecodable")],
+)
+def test_a_file_on_disk_is_refused_as_its_bytes(tmp_path, data, code):
+    with (tmp_path / "spooled").open("w+b") as file:
+        file.write(data)
+        file.flush()
+
+        with pytest.raises(ImageRejected) as caught:
+            probe_file(file.fileno(), limits=LIMITS)
+
+    assert caught.value.code == code
+
+
+def test_a_file_on_disk_is_held_to_the_limits(tmp_path):
+    with (tmp_path / "spooled").open("w+b") as file:
+        file.write(_png(200, 100))
+        file.flush()
+
+        with pytest.raises(ImageRejected) as caught:
+            probe_file(file.fileno(), limits=ImageLimits(max_pixels=19_999))
+
+    assert caught.value.code == "too_many_pixels"

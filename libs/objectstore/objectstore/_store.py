@@ -4,7 +4,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import aioboto3
 from botocore.config import Config
@@ -69,6 +69,29 @@ class ObjectStore:
         with _timed("put"):
             await self._client.put_object(
                 Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
+            )
+
+    async def put_file(
+        self,
+        bucket: str,
+        key: str,
+        file: BinaryIO,
+        *,
+        size: int,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Store `size` bytes of `file`, read from where it stands, without holding them in
+        memory: the request body streams from the file (aiohttp reads it in chunks off the
+        event loop), so a large upload costs a chunk of memory, not its size."""
+        with _timed("put"):
+            await self._client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=file,
+                ContentLength=size,
+                ContentType=content_type,
+                Metadata=metadata or {},
             )
 
     async def get(self, bucket: str, key: str) -> bytes:

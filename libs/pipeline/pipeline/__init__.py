@@ -23,7 +23,14 @@ from ._catalogue import (
 from ._errors import ImageRejected, PipelineError
 from ._formats import SNIFF_BYTES, ImageFormat, sniff_format
 from ._parse import DEFAULT_MAX_OPS, parse_pipeline, pipeline_to_json
-from ._probe import ImageInfo, ImageLimits, check_limits, harden_vips, probe_image
+from ._probe import (
+    ImageInfo,
+    ImageLimits,
+    check_limits,
+    harden_vips,
+    probe_file,
+    probe_image,
+)
 from ._settings import ImageRulesSettings
 
 __all__ = [
@@ -46,6 +53,7 @@ __all__ = [
     "harden_vips",
     "parse_pipeline",
     "pipeline_to_json",
+    "probe_file",
     "probe_image",
     "sniff_format",
 ]
