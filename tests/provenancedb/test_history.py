@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import aiohttp
 import pytest
@@ -199,6 +199,30 @@ async def test_todays_callers_requests_still_work(two_owners: Recorder) -> None:
     # What upload sent before owners existed: status and before as null.
     page = await _jobs(two_owners, status=None, before=None)
     assert len(page["jobs"]) == 7
+
+
+async def test_every_history_page_and_count_is_one_request(
+    two_owners: Recorder, store: ProvenanceStore, test_env: dict[str, str]
+) -> None:
+    requests = Requests()
+    async with counted_store(test_env, store._db.id, requests) as counted:
+        recorder = Recorder(counted)
+        for meta in (
+            {},
+            {"owner": ALICE},
+            {"status": "failed"},
+            {"owner": BOB, "status": "queued"},
+        ):
+            requests.paths.clear()
+            assert (await _jobs(recorder, **meta))["jobs"]
+            assert requests.paths == [f"/{store._db.id}/_design/provenance/_view/jobs"], meta
+        requests.paths.clear()
+        await recorder.on_job_counts_request(RpcMessage({"owner": ALICE}))
+        assert requests.paths == [f"/{store._db.id}/_design/provenance/_view/jobs"]
+
+
+def test_the_statuses_a_request_may_name_are_the_folds() -> None:
+    assert get_args(JobStatus) == JOB_STATUSES
 
 
 # --------------------------------------------------------------------------- paging

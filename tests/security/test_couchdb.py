@@ -285,6 +285,69 @@ def test_only_event_documents_are_accepted(env: dict[str, str], db: str) -> None
         assert "not an event document" in answer.body["reason"]
 
 
+def summary(**fields: Any) -> dict[str, Any]:
+    """A job summary as provenancedb writes it (`provenancedb/summaries.py`)."""
+    job_id = str(uuid.uuid4())
+    return {
+        "_id": f"job:{job_id}",
+        "kind": "job",
+        "job": job_id,
+        "owner": "alice",
+        "status": "queued",
+        "records": {},
+        **fields,
+    }
+
+
+def test_the_writer_creates_and_updates_job_summaries_but_never_deletes_one(
+    env: dict[str, str], db: str
+) -> None:
+    doc = summary()
+    path = f"{db}/{doc['_id']}"
+    created = call(env, "PUT", path, doc, login=writer(env))
+    assert created.status == 201
+    updated = {**doc, "_rev": created.body["rev"], "status": "processing"}
+    answer = call(env, "PUT", path, updated, login=writer(env))
+    assert answer.status == 201
+    assert call(env, "DELETE", f"{path}?rev={answer.body['rev']}", login=writer(env)).refused
+    tombstone = {"_id": doc["_id"], "_rev": answer.body["rev"], "_deleted": True}
+    answer = call(env, "POST", f"{db}/_bulk_docs", {"docs": [tombstone]}, login=writer(env))
+    assert [row.get("error") for row in answer.body] == ["forbidden"]
+    assert call(env, "GET", path, login=admin(env)).body["status"] == "processing"
+
+
+def test_a_job_summary_cannot_pass_for_an_event_nor_an_event_for_a_summary(
+    env: dict[str, str], db: str
+) -> None:
+    # A summary never carries what the event views index, so it can never appear in a
+    # job's timeline, the audit or the per-day counts; and an event cannot take a
+    # summary's id to become changeable.
+    for doc in (
+        summary(type="image.uploaded"),
+        summary(time="2026-03-14T09:26:53.589Z"),
+        summary(job_id="x"),
+        summary(job="another-job"),
+        summary(records=None),
+        summary(kind="event"),
+        event(_id=f"job:{uuid.uuid4()}"),
+    ):
+        answer = call(env, "PUT", f"{db}/{urllib.parse.quote(doc['_id'])}", doc, login=writer(env))
+        assert answer.status == 403, doc
+        assert "not a job summary" in answer.body["reason"]
+
+
+def test_nobody_but_the_writer_writes_a_job_summary(env: dict[str, str], db: str) -> None:
+    doc = summary()
+    answer = call(env, "PUT", f"{db}/{doc['_id']}", doc, login=auditor(env))
+    assert answer.status == 403
+    assert "only" in answer.body["reason"]
+    stored = summary()
+    created = call(env, "PUT", f"{db}/{stored['_id']}", stored, login=writer(env))
+    changed = {**stored, "_rev": created.body["rev"], "owner": "mallory"}
+    assert call(env, "PUT", f"{db}/{stored['_id']}", changed, login=auditor(env)).status == 403
+    assert call(env, "GET", f"{db}/{stored['_id']}", login=admin(env)).body["owner"] == "alice"
+
+
 def test_the_writer_cannot_change_design_documents(env: dict[str, str], db: str) -> None:
     path = f"{db}/_design/provenance"
     ddoc = call(env, "GET", path, login=admin(env)).body
