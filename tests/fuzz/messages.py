@@ -200,8 +200,23 @@ def deliveries(
     if rarely(draw, 3):
         entries.append((b"x-death", draw(x_death(queue))))
     properties["headers"] = table(entries)
+    properties["user_id"] = draw(_senders(event_type))
     body = draw(event_bodies(event_type))
     return decodable(Delivery(header_frame(properties, len(body)), body))
+
+
+OPERATOR_USER = b"imagemesh"
+"""The broker user the fuzz targets' settings trust as an operator (the default)."""
+
+
+@st.composite
+def _senders(draw: st.DrawFn, event_type: str) -> bytes:
+    """The AMQP user_id: mostly a service that publishes the event (or an operator), so
+    that deliveries reach the handler; rarely someone who may not (the consumer parks it)."""
+    owners = EVENTS_BY_TYPE[event_type].published_by if event_type in EVENTS_BY_TYPE else ()
+    if rarely(draw, 8) or not owners:
+        return draw(st.sampled_from([b"", b"imageproc", b"nobody", b"upload\x00"]))
+    return draw(st.sampled_from([*(owner.encode() for owner in owners), OPERATOR_USER]))
 
 
 @functools.cache
@@ -232,6 +247,8 @@ def rpc_deliveries(draw: st.DrawFn) -> Delivery:
     properties = {"headers": table(entries), "correlation_id": b"c0ffee"}
     if not rarely(draw, 6):
         properties["reply_to"] = b"amq.gen-reply"
+    # Mostly a caller of the route the rpc target serves (provenancedb's), rarely not.
+    properties["user_id"] = b"imageproc" if rarely(draw, 8) else b"upload"
     return decodable(Delivery(header_frame(properties, len(body)), body))
 
 

@@ -178,6 +178,7 @@ def _uploaded(headers: list[tuple[bytes, tuple[bytes, bytes]]]) -> Delivery:
         "message_id": envelope.id.encode(),
         "message_type": b"image.uploaded",
         "app_id": envelope.source.encode(),
+        "user_id": b"upload",  # the AMQP user that may publish it
         "headers": table(headers),
     }
     return Delivery(header_frame(properties, len(body)), body)

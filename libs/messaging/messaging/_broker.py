@@ -508,8 +508,8 @@ class Broker:
             headers: dict[str, Any] = {}
             outcome = "ok"
             try:
-                caller = self._caller(route, message)
                 self._check_size(len(message.body))
+                caller = self._caller(route, message)
                 reply = await handler(replace(RpcMessage.from_message(message), caller=caller))
             except MessageTooLarge as exc:
                 reply, headers = RpcMessage(), _error_headers("too_large", str(exc))
