@@ -5,7 +5,9 @@ operations would not stop that. Instead the loaded image reports progress, and o
 budget is spent the progress callback sets libvips' kill flag: every computation derived
 from that image then fails promptly with a pyvips.Error.
 
-The deadline is per thread: each pipeline runs start to end in one pool thread."""
+The deadline is per thread: each pipeline runs start to end in one thread of a worker
+process. It stops libvips only; whatever else overruns (Pillow's decoder) is stopped by
+killing the worker (``workers``)."""
 
 from __future__ import annotations
 

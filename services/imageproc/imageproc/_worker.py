@@ -9,13 +9,16 @@ answers a pickled ``("ok", PipelineResult without data)`` followed by the output
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
+from typing import Any
 
 import pyvips
 
@@ -83,9 +86,19 @@ def _prepare(setup: Setup) -> None:
 def _die_with_parent() -> None:
     """A worker stuck in a decoder does not read its pipe: if the service is killed
     outright, the kernel kills the worker too (Linux; elsewhere the EOF on the pipe does
-    it once the job ends)."""
+    it once the job ends). The worker's parent is the forkserver, which exits once no
+    process holds its "alive" descriptor: every worker inherits one, and closes it here so
+    that only the service's own copy keeps the forkserver (and so the workers) alive."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+    server: Any = forkserver._forkserver  # CPython's private singleton (3.11-3.13)
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if alive is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive)
+        server._forkserver_alive_fd = None
+    if os.getppid() == 1:  # the forkserver was already gone
+        os._exit(1)

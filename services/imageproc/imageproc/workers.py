@@ -59,6 +59,7 @@ _ADDRESS_SPACE_HEADROOM = 768 * 1024 * 1024
 """Address space a worker reserves beyond what it touches (thread stacks, malloc arenas,
 shared libraries: ~300 MB measured), on top of the ceiling for its RLIMIT_AS backstop."""
 _STOP_SECONDS = 5.0
+_SPAWN_ATTEMPTS = 3
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -191,8 +192,15 @@ class WorkerPool:
             self._idle.put_nowait(worker)
             return
         await self._retire(worker)
-        if not self._closed:
-            self._idle.put_nowait(await self._spawn())
+        for attempt in range(1, _SPAWN_ATTEMPTS + 1):
+            if self._closed:
+                return
+            try:
+                self._idle.put_nowait(await self._spawn())
+                return
+            except OSError as exc:  # fork refused (memory, process limit): try again
+                log.error("worker_not_started", attempt=attempt, error=repr(exc))
+                await asyncio.sleep(attempt)
 
     def _worn(self, worker: _Worker) -> bool:
         if worker.tasks >= _MAX_TASKS:
@@ -227,7 +235,8 @@ class WorkerPool:
                 worker.kill("stopped")
             worker.process.join(_STOP_SECONDS)
             worker.conn.close()
-            worker.process.close()
+            with contextlib.suppress(ValueError):  # not reaped yet: left to the OS
+                worker.process.close()
 
         pid = worker.pid
         self._workers.discard(worker)

@@ -1,0 +1,126 @@
+"""The worker pool by itself (real processes, no broker): recycling and shutdown."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imageproc import workers
+from imageproc.workers import PoolConfig, WorkerPool
+from pipeline import ImageLimits, parse_pipeline
+from tests.conftest import ROOT, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+OPS = parse_pipeline([{"op": "thumbnail", "width": 32}])
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (120, 80), (10, 20, 30)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_a_worker_is_recycled_between_jobs_after_its_task_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workers, "_MAX_TASKS", 2)
+    pool = WorkerPool(PoolConfig(workers=1, timeout=30, memory_bytes=0))
+    await pool.start()
+    try:
+        seen = []
+        for _ in range(5):
+            result = await pool.run(_jpeg(), OPS, limits=ImageLimits())
+            assert (result.info.width, result.info.height) == (32, 21)
+            seen.append(pool.pids()[0])
+    finally:
+        await pool.close()
+    # A fresh worker after every second job; no job was lost to it.
+    assert seen[0] != seen[1] == seen[2] != seen[3] == seen[4]
+
+
+async def test_close_stops_every_worker() -> None:
+    pool = WorkerPool(PoolConfig(workers=2, timeout=30, memory_bytes=256 * 2**20))
+    await pool.start()
+    pids = pool.pids()
+    assert len(pids) == 2
+    assert all(_alive(pid) for pid in pids)
+    await pool.close()
+    assert not any(_alive(pid) for pid in pids)
+    assert pool.pids() == []
+
+
+async def test_output_bytes_cross_intact() -> None:
+    pool = WorkerPool(PoolConfig(workers=1, timeout=30, memory_bytes=0))
+    await pool.start()
+    try:
+        big = io.BytesIO()
+        Image.effect_noise((1500, 1500), 60).convert("RGB").save(big, "PNG")
+        ops = parse_pipeline([{"op": "convert", "format": "png"}])
+        result = await pool.run(big.getvalue(), ops, limits=ImageLimits())
+    finally:
+        await pool.close()
+    assert len(result.data) > 1_000_000  # larger than a pipe's buffer, many times over
+    assert Image.open(io.BytesIO(result.data)).size == (1500, 1500)
+    assert result.output_info["width"] == 1500
+
+
+_BUSY_SERVICE = """
+import asyncio
+from imageproc.workers import PoolConfig, WorkerPool
+from pipeline import ImageLimits, parse_pipeline
+from tests.hostile import repeated_scan_jpeg
+
+async def main():
+    pool = WorkerPool(PoolConfig(workers=1, timeout=120, memory_bytes=0))
+    await pool.start()
+    job = asyncio.create_task(pool.run(
+        repeated_scan_jpeg(3000, 3000, 5000),
+        parse_pipeline([{"op": "thumbnail", "width": 64}]),
+        limits=ImageLimits(max_jpeg_scans=10**6),
+    ))
+    while not pool.busy_pids():
+        await asyncio.sleep(0.05)
+    print("busy", pool.busy_pids()[0], flush=True)
+    await job
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_a_busy_worker_dies_with_the_service(tmp_path: Path) -> None:
+    """Killed outright (SIGKILL, the OOM killer), the service takes its workers along,
+    even one deep in a decoder that never reads its pipe."""
+    script = tmp_path / "busy_service.py"
+    script.write_text(_BUSY_SERVICE)
+    service = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert service.stdout is not None
+        lines = (service.stdout.readline() for _ in range(50))  # log lines come first
+        worker = int(next(line for line in lines if line.startswith("busy ")).split()[1])
+        assert _alive(worker)
+    finally:
+        service.kill()
+        service.wait(10)
+    wait_for(lambda: not _alive(worker), timeout=10)
