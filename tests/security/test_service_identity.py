@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiohttp
 import pytest
 import stack
 
@@ -115,6 +116,35 @@ async def test_provenancedb_records_only_event_types_the_caller_publishes(mesh: 
 
 
 # --- the result's content type comes from the allow-list ---------------------------------
+
+
+async def test_upload_serves_a_result_with_the_type_of_its_format(
+    mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    """Whatever content type the `image.processed` record names (here `text/html`, as a
+    compromised runner could), `/result` answers the type of the output's format."""
+    env = mesh.env
+    job_id = str(uuid.uuid4())
+    key = f"{job_id}/output.png"
+    stack.s3_client(env).put_object(
+        Bucket=env["S3_OUTPUT_BUCKET"], Key=key, Body=b"<script>alert(1)</script>"
+    )
+    input_ref = image()
+    uploaded = ImageUploaded(
+        job_id=job_id, input=input_ref, pipeline=[], created_at=datetime.now(UTC)
+    )
+    output = image("1" * 64, bucket=env["S3_OUTPUT_BUCKET"], key=key, content_type="text/html")
+    processed = ImageProcessed(
+        job_id=job_id, input=input_ref, output=output, pipeline=[], steps=[], duration_ms=1.0
+    )
+    admin: BrokerSettings = settings_from(env, BrokerSettings)
+    async with Broker(admin, service="tests") as operator:  # records what a runner would
+        request = record_request(operator, uploaded, processed)
+        await operator.call(topology.PROVENANCE_RECORD, request, timeout=30)
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job_id}/result") as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"] == "image/png"
+        assert await response.read() == b"<script>alert(1)</script>"
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from messaging.events import (
     JobFailed,
     UploadReceived,
 )
+from messaging.formats import content_type_of
 from objectstore import ObjectStore
 
 from .errors import ApiError
@@ -315,7 +316,9 @@ class Jobs:
         if job["status"] != "succeeded":
             raise ApiError(409, "not_finished", f"the job is {job['status']}; try again later")
         output = job["output_ref"]
-        return await self._fetch(output), output["content_type"]
+        # From its format through the allow-list, never the content type a message named.
+        served = content_type_of(output.get("format")) or "application/octet-stream"
+        return await self._fetch(output), served
 
     async def _fetch(self, image: dict[str, Any]) -> bytes:
         try:
