@@ -83,7 +83,9 @@ async def test_job_provenance_is_valid_prov_json_with_every_step(
     }
     assert services == {"upload", "imageproc_runner", "imageproc"}
     assert all(v != "unknown" for a in agents for v in a.get_attribute("imagemesh:version"))
-    assert len(body["wasAssociatedWith"]) == len(docs) + 1  # + the uploading client
+    # Who uploaded (address, user agent) is for auditors only; `local` is none by default.
+    assert len(body["wasAssociatedWith"]) == len(docs)
+    assert not any("imagemesh:address" in agent for agent in body["agent"].values())
 
     # The output was derived from the input, both identified by content, with their places.
     entities = {str(e.identifier): e for e in document.get_records(ProvEntity)}
