@@ -138,6 +138,16 @@ def test_tokens_are_checked_by_hash_and_only_ours_pass() -> None:
     assert TokenSet([]).verify(token) is None
 
 
+def test_a_session_holds_only_while_its_token_is_configured_for_its_name() -> None:
+    token = new_token()
+    digest = token_hash(token)
+    assert TokenSet([f"alice:{digest}"]).identify(token) == ("alice", digest)
+    assert TokenSet([f"alice:{digest}"]).holds("alice", digest)
+    assert not TokenSet([f"alice:{digest}"]).holds("bob", digest)  # renamed: another one
+    assert not TokenSet([f"alice:{token_hash(new_token())}"]).holds("alice", digest)  # removed
+    assert not TokenSet([]).holds("alice", digest)
+
+
 def test_bearer_header_parsing() -> None:
     assert bearer_token("Bearer abc") == "abc"
     assert bearer_token("bearer   abc ") == "abc"

@@ -391,3 +391,38 @@ async def test_behind_a_trusted_tls_proxy_the_session_cookie_is_secure(
         ):
             assert signed.status == 303
             assert set_cookies(signed)[SESSION_COOKIE]["secure"]
+
+
+async def test_behind_an_authenticating_proxy_its_user_header_names_the_principal(
+    mesh: Mesh, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """oauth2-proxy style: the proxy (a trusted peer) says who signed in; the same header
+    from anyone else is ignored (here: the same replica, once it no longer trusts us)."""
+    user = f"dora-{_RUN}@example.org"
+    settings = {
+        "UPLOAD_API_TOKEN_HASHES": f"{ALICE}:{token_hash(new_token())}",
+        "UPLOAD_SESSION_SECRET": f"principals-test-secret-{_RUN}",
+        "UPLOAD_PROXY_USER_HEADER": "X-Auth-Request-User",
+    }
+    header = {"X-Auth-Request-User": user}
+    logs = tmp_path_factory.mktemp("upload-principals-proxy")
+    with upload_replica(mesh, logs, UPLOAD_TRUSTED_PROXIES="127.0.0.1", **settings) as proxied:
+        async with client(None) as via_proxy:
+            async with via_proxy.get(f"{proxied.upload_url}/api/v1/me", headers=header) as me:
+                assert me.status == 200
+                assert (await me.json())["principal"] == user
+            async with via_proxy.post(
+                f"{proxied.upload_url}/api/v1/jobs", data=form(photo(40, 30)), headers=header
+            ) as made:
+                assert made.status == 202, await made.text()
+                job_id = (await made.json())["id"]
+            async with via_proxy.get(
+                f"{proxied.upload_url}/api/v1/jobs/{job_id}", headers=header
+            ) as job:
+                assert (await job.json())["owner"] == user
+    with upload_replica(mesh, logs, UPLOAD_TRUSTED_PROXIES="192.0.2.1", **settings) as direct:
+        async with (
+            client(None) as anyone,
+            anyone.get(f"{direct.upload_url}/api/v1/me", headers=header) as me,
+        ):
+            assert me.status == 401
