@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 import pytest
+import stack
 from aio_pika.abc import AbstractIncomingMessage
+from pydantic import SecretStr
 
 from messaging import (
     Broker,
@@ -435,3 +437,30 @@ async def test_an_rpc_call_while_the_broker_is_away_is_broker_unavailable(
                 RpcRoute("imageproc.test.anything", callers=()), RpcMessage({}), timeout=5
             )
     assert raised.value.code == "broker_unavailable"
+
+
+async def test_a_live_view_skips_an_event_from_a_sender_that_may_not_publish_it(
+    test_env: dict[str, str], broker_settings: BrokerSettings, broker: Broker
+) -> None:
+    """A watcher that trusts no operator takes `job.failed` from upload's broker user, and
+    skips the same event type from the administrator (for it, nobody)."""
+    stack.provision_service_users(test_env)
+    user, password = stack.service_rabbit_user(test_env, "upload")
+    as_upload = broker_settings.model_copy(
+        update={
+            "rabbitmq_user": user,
+            "rabbitmq_password": SecretStr(password),
+            "amqp_declare_exchanges": False,
+        }
+    )
+    strict = broker_settings.model_copy(update={"amqp_operator_users": ()})
+    seen: list[str] = []
+    forged, genuine = f"job-{uuid.uuid4().hex[:8]}", f"job-{uuid.uuid4().hex[:8]}"
+    async with Broker(strict, service="tests") as watcher:
+        await watcher.watch(lambda envelope, event: seen.append(event.job_id))
+        failed = ErrorInfo(code="x", message="y")
+        await broker.publish(JobFailed(job_id=forged, error=failed))  # confirmed first
+        async with Broker(as_upload, service="upload") as upload:
+            await upload.publish(JobFailed(job_id=genuine, error=failed))
+        await async_wait_for(lambda: genuine in seen, timeout=10)
+    assert forged not in seen
