@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 from messaging import BrokerSettings, topology
 from messaging.asyncapi import asyncapi_document
 from messaging.events import ALL_EVENTS
+from messaging.queries import REQUESTS
 from tests.conftest import ROOT
 from upload.app import create_app
 from upload.openapi import doc_of, openapi_document
@@ -120,3 +121,24 @@ def test_asyncapi_describes_every_event_queue_and_route_of_the_code(
         assert any(
             channel["address"] == route.queue_name for channel in asyncapi["channels"].values()
         )
+
+
+def test_asyncapi_gives_the_typed_requests_of_provenancedbs_query_routes(
+    asyncapi: dict[str, Any],
+) -> None:
+    route_names = {route.name for route in topology.ALL_ROUTES}
+    assert set(REQUESTS) <= route_names
+    for route in topology.ALL_ROUTES:
+        channel = asyncapi["channels"][f"rpc-{route.name.replace('.', '-')}"]
+        model = REQUESTS.get(route.name)
+        if model is None:
+            assert list(channel["messages"]) == ["RpcRequest"]
+            continue
+        assert list(channel["messages"]) == [model.__name__]
+        message = asyncapi["components"]["messages"][model.__name__]
+        assert message["payload"] == {"$ref": f"#/components/schemas/{model.__name__}"}
+        schema = asyncapi["components"]["schemas"][model.__name__]
+        assert set(schema["properties"]) == set(model.model_fields)
+    jobs = asyncapi["components"]["schemas"]["JobsRequest"]
+    assert "owner" in jobs["properties"]
+    assert jobs["required"] == ["limit"]

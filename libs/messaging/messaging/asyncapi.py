@@ -14,11 +14,13 @@ import json
 import sys
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import topology
 from ._settings import BrokerSettings
 from .events import ALL_EVENTS, Event, ExchangeKind
+from .queries import REQUESTS
 
 SCHEMA_REF = "#/components/schemas/{model}"
 CHANNELS: dict[ExchangeKind, str] = {"events": "events", "provenance": "provenance"}
@@ -42,11 +44,15 @@ CLOUDEVENTS_HEADERS = {
 
 
 def asyncapi_document(settings: BrokerSettings, *, version: str) -> dict[str, Any]:
+    models: list[type[BaseModel]] = [*ALL_EVENTS, *REQUESTS.values()]
     _, definitions = models_json_schema(
-        [(event, "validation") for event in ALL_EVENTS], ref_template=SCHEMA_REF
+        [(model, "validation") for model in models], ref_template=SCHEMA_REF
     )
     schemas: dict[str, Any] = definitions.get("$defs", {})
     messages = {event.__name__: _message(event) for event in ALL_EVENTS}
+    messages |= {
+        model.__name__: _request_message(route, model) for route, model in REQUESTS.items()
+    }
     channels: dict[str, Any] = {}
     for kind, channel in CHANNELS.items():
         exchange = topology.exchange_name(settings, kind)
@@ -68,7 +74,9 @@ def asyncapi_document(settings: BrokerSettings, *, version: str) -> dict[str, An
             "caller's `reply_to` queue with the request's `correlation_id`. Callers: "
             + ", ".join(route.callers)
             + " (the server refuses others, by the request's AMQP `user_id`).",
-            "messages": {"RpcRequest": {"$ref": "#/components/messages/RpcRequest"}},
+            "messages": {
+                _request_name(route): {"$ref": f"#/components/messages/{_request_name(route)}"}
+            },
             "bindings": {"amqp": _queue_binding(route.queue_name, durable=True, settings=settings)},
         }
     return {
@@ -107,6 +115,24 @@ def _message(event: type[Event]) -> dict[str, Any]:
         "headers": CLOUDEVENTS_HEADERS,
         "payload": {"$ref": SCHEMA_REF.format(model=event.__name__)},
         "bindings": {"amqp": {"messageType": event.type, "bindingVersion": "0.3.0"}},
+    }
+
+
+def _request_name(route: topology.RpcRoute) -> str:
+    """The message a route's channel carries: its typed request, else the generic one."""
+    model = REQUESTS.get(route.name)
+    return model.__name__ if model is not None else "RpcRequest"
+
+
+def _request_message(route: str, model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "name": f"{route} request",
+        "title": model.__name__,
+        "summary": (model.__doc__ or route).strip().splitlines()[0],
+        "description": (model.__doc__ or "").strip(),
+        "contentType": "application/json",
+        "payload": {"$ref": SCHEMA_REF.format(model=model.__name__)},
+        "bindings": {"amqp": {"messageType": "rpc-request", "bindingVersion": "0.3.0"}},
     }
 
 
@@ -153,7 +179,7 @@ def _operations() -> dict[str, Any]:
             "action": "receive",
             "title": f"serves {route.name}",
             "channel": {"$ref": f"#/channels/{channel}"},
-            "messages": [{"$ref": f"#/channels/{channel}/messages/RpcRequest"}],
+            "messages": [{"$ref": f"#/channels/{channel}/messages/{_request_name(route)}"}],
         }
     return operations
 

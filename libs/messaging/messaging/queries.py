@@ -21,6 +21,7 @@ from .events import PRINCIPAL_PATTERN
 
 __all__ = [
     "MAX_HISTORY_LIMIT",
+    "REQUESTS",
     "JobCountsRequest",
     "JobStatus",
     "JobsRequest",
@@ -79,3 +80,12 @@ class JobCountsRequest(_Request):
     it synchronously before it answers 202)."""
 
     owner: str = Field(pattern=PRINCIPAL_PATTERN)
+
+
+REQUESTS: dict[str, type[BaseModel]] = {
+    "provenancedb.jobs": JobsRequest,
+    "provenancedb.lineage": LineageRequest,
+    "provenancedb.job-counts": JobCountsRequest,
+}
+"""The typed request of each RPC route that has one, by route name (the AsyncAPI document
+shows their schemas)."""
