@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from prov.model import ProvDocument, ProvWarning
 
-from tests.conftest import Mesh
+from tests.conftest import Mesh, async_wait_for
 from tests.e2e.helpers import photo, wait_finished
 from tests.security.conftest import upload_replica
 from upload.session import SESSION_COOKIE
@@ -426,3 +426,58 @@ async def test_behind_an_authenticating_proxy_its_user_header_names_the_principa
             anyone.get(f"{direct.upload_url}/api/v1/me", headers=header) as me,
         ):
             assert me.status == 401
+
+
+SLOW_PIPELINE = json.dumps(
+    [{"op": "blur", "sigma": 40}, {"op": "dither", "method": "floyd-steinberg"}]
+    + [{"op": "blur", "sigma": 40}] * 2
+)
+"""Seconds of work on a large photo: its progress stream stays open meanwhile."""
+
+
+async def first_status(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The data of a progress stream's first `status` event."""
+    named = False
+    while line := await response.content.readline():
+        if line == b"event: status\n":
+            named = True
+        elif named and line.startswith(b"data: "):
+            status: dict[str, Any] = json.loads(line.removeprefix(b"data: "))
+            return status
+    raise AssertionError("the stream ended before its first status")
+
+
+async def test_progress_streams_beyond_a_principals_cap_are_429_until_one_ends(
+    mesh: Mesh, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    token = new_token()
+    with upload_replica(
+        mesh,
+        tmp_path_factory.mktemp("upload-principals-streams"),
+        UPLOAD_API_TOKEN_HASHES=f"{ALICE}:{token_hash(token)}",
+        UPLOAD_SESSION_SECRET=f"principals-test-secret-{_RUN}",
+        UPLOAD_MAX_STREAMS_PER_PRINCIPAL="1",
+    ) as capped:
+        async with client(token) as alice:
+            body = aiohttp.FormData()
+            body.add_field("pipeline", SLOW_PIPELINE)
+            body.add_field("file", photo(2400, 1600), filename="big.jpg")
+            async with alice.post(f"{capped.upload_url}/api/v1/jobs", data=body) as made:
+                assert made.status == 202, await made.text()
+                job_id = (await made.json())["id"]
+            events = f"{capped.upload_url}/api/v1/jobs/{job_id}/events"
+            first = await alice.get(events)
+            assert first.status == 200
+            assert (await first_status(first))["status"] in {"queued", "processing"}
+            async with alice.get(events) as refused:
+                assert refused.status == 429
+                assert (await refused.json())["error"]["code"] == "too_many_streams"
+                assert int(refused.headers["Retry-After"]) > 0
+            first.close()  # the client leaves: its slot is free again within a second
+
+            async def reopened() -> bool:
+                async with alice.get(events) as again:
+                    return again.status == 200
+
+            await async_wait_for(reopened, timeout=15)
+            await wait_finished(alice, capped.upload_url, job_id, timeout=120)
