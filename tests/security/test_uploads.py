@@ -45,6 +45,7 @@ async def test_wrong_types_are_415_and_bombs_422(mesh: Mesh, http: aiohttp.Clien
         "bomb-100mp": (422, "too_many_pixels"),
         "bomb-side": (422, "too_large_side"),
         "too-many-frames": (422, "too_many_frames"),
+        "jpeg-repeated-scans": (422, "too_many_scans"),
         "png-html-polyglot": (422, "undecodable"),
     }
     for name, outcome in expected.items():

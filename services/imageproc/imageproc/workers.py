@@ -169,16 +169,17 @@ class WorkerPool:
         return self._result(worker, answer)
 
     def _result(self, worker: _Worker, answer: Answer) -> PipelineResult:
-        if worker.killed_for == "timeout":
-            raise ProcessingError(
-                "timeout", f"stopped after the {self.config.timeout:g} s time limit"
-            )
-        if worker.killed_for == "memory_budget_exceeded":
-            raise ProcessingError(
-                "memory_budget_exceeded",
-                f"the worker used more than {self.config.memory_bytes // 2**20} MiB",
-            )
+        # A whole answer counts even if the worker was killed just after sending it.
         if isinstance(answer, _Lost):
+            if worker.killed_for == "timeout":
+                raise ProcessingError(
+                    "timeout", f"stopped after the {self.config.timeout:g} s time limit"
+                )
+            if worker.killed_for == "memory_budget_exceeded":
+                raise ProcessingError(
+                    "memory_budget_exceeded",
+                    f"the worker used more than {self.config.memory_bytes // 2**20} MiB",
+                )
             raise ProcessingError("worker_crashed", f"the worker process died ({answer.how})")
         if answer[0] == "error":
             raise ProcessingError(answer[1], answer[2])
