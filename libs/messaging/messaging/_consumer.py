@@ -107,10 +107,11 @@ class _Consumer(Generic[E]):
             # Forged, not failed: parked for an operator to see, and nobody is told about
             # the job it names (no on_park, no record): that would be acting on it.
             error = f"forbidden sender: {describe(sender, message.user_id)} may not publish"
-            log.error("message_sender_refused", queue=self._spec.name, error=error)
-            await self._broker.park(
-                self._spec.name, message, f"{error} {envelope.type}", reason="forbidden_sender"
-            )
+            with message_context(envelope, queue=self._spec.name):
+                log.error("message_sender_refused", user=message.user_id, error=error)
+                await self._broker.park(
+                    self._spec.name, message, f"{error} {envelope.type}", reason="forbidden_sender"
+                )
             return None
         return Delivery(self, message, envelope, event)
 
