@@ -508,7 +508,9 @@ def test_the_openapi_document_declares_the_bearer_scheme_and_the_guards_answers(
     scheme = document["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     expected: list[dict[str, list[str]]] = (
-        [{"bearerAuth": []}] if tokens_required else [{"bearerAuth": []}, {}]
+        [{"bearerAuth": []}, {"sessionCookie": []}]
+        if tokens_required
+        else [{"bearerAuth": []}, {"sessionCookie": []}, {}]
     )
     submit = document["paths"]["/api/v1/jobs"]["post"]
     assert submit["security"] == expected

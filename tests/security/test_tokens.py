@@ -101,7 +101,10 @@ async def test_pages_health_and_documents_stay_open(
     async with http.get(f"{guarded.upload_url}/api/v1/openapi.json") as answer:
         document = await answer.json()
     # The document says that this server requires the token.
-    assert document["paths"]["/api/v1/jobs"]["post"]["security"] == [{"bearerAuth": []}]
+    assert document["paths"]["/api/v1/jobs"]["post"]["security"] == [
+        {"bearerAuth": []},
+        {"sessionCookie": []},
+    ]
 
 
 async def test_the_session_mesh_without_tokens_needs_none(
@@ -111,7 +114,11 @@ async def test_the_session_mesh_without_tokens_needs_none(
         assert answer.status == 200
     async with http.get(f"{mesh.upload_url}/api/v1/openapi.json") as answer:
         document = await answer.json()
-    assert document["paths"]["/api/v1/jobs"]["post"]["security"] == [{"bearerAuth": []}, {}]
+    assert document["paths"]["/api/v1/jobs"]["post"]["security"] == [
+        {"bearerAuth": []},
+        {"sessionCookie": []},
+        {},
+    ]
 
 
 def test_the_cli_sends_its_token_from_the_environment(guarded: Mesh, tmp_path: Path) -> None:

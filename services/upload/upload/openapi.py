@@ -83,6 +83,7 @@ def error(description: str) -> tuple[str, Body]:
 
 
 BEARER = "bearerAuth"
+SESSION = "sessionCookie"
 SECURITY_SCHEMES = {
     BEARER: {
         "type": "http",
@@ -92,7 +93,14 @@ SECURITY_SCHEMES = {
         "name is the principal: the owner of the jobs it submits, the only one (with the "
         "auditors) who reads them; another principal's job is 404. The web app signs in "
         f"with a token at /signin instead and holds the encrypted `{SESSION_COOKIE}` cookie.",
-    }
+    },
+    SESSION: {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+        "description": "The web app's sign-in (POST /signin with a token): an encrypted, "
+        "HttpOnly cookie only the server can make or read.",
+    },
 }
 CSRF_FAILED = error(
     "a browser request from another site (`Sec-Fetch-Site: cross-site` or `same-site`), "
@@ -113,7 +121,9 @@ def openapi_document(
 ) -> dict[str, Any]:
     """The OpenAPI document of every documented route of `app`. `tokens_required`: the
     server has API tokens on (otherwise the bearer scheme is optional)."""
-    security: list[dict[str, list[str]]] = [{BEARER: []}] if tokens_required else [{BEARER: []}, {}]
+    security: list[dict[str, list[str]]] = [{BEARER: []}, {SESSION: []}]
+    if not tokens_required:
+        security.append({})
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         doc = doc_of(route.handler)
