@@ -23,6 +23,7 @@ from aiormq.exceptions import (
 )
 
 from messaging import Broker, BrokerSettings, RpcError, RpcMessage, topology
+from messaging._identity import SENDER_HEADER
 from messaging.events import ImageProcessed, ImageRef, ImageUploaded, OperationApplied
 from tests.conftest import async_wait_for, isolated_env, management, settings_from
 
@@ -243,20 +244,59 @@ async def test_an_operators_republish_does_not_launder_a_forged_event(
             return (await runner.queue_depth(parking))[0] == before + 1
 
         await async_wait_for(parked, timeout=15)
-        cli = [sys.executable, "-m", "messaging.parking", "republish", envelope.id]
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [*cli, "--queue", topology.RUNNER_UPLOADS.name],
-            env={**os.environ, **env},  # the administrator: an operator
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert f"re-published {envelope.id}" in done.stdout, done.stderr
+        await _republish_as_operator(env, envelope.id)
         await async_wait_for(parked, timeout=15)  # parked again, not handled
         again = await _get(runner, parking, envelope.id)
     assert handled == []
     assert "forbidden sender: service 'provenancedb'" in str(again.headers["x-imagemesh-error"])
+
+
+async def test_a_message_planted_in_a_parking_lot_keeps_its_planters_name(
+    env: dict[str, str],
+) -> None:
+    """imageproc may publish to the dead-letter exchange (its request queues park there):
+    it plants an `image.uploaded` in the runner's parking lot, claiming in the header that
+    upload first sent it. Re-published by the operator, it is judged as imageproc's."""
+    handled: list[str] = []
+
+    async def handle(event: ImageUploaded, ctx: Any) -> None:
+        handled.append(event.job_id)
+
+    parking = topology.RUNNER_UPLOADS.parking_name
+    upload_user, _ = stack.service_rabbit_user(env, "upload")
+    async with Broker(as_service(env, "imageproc_runner"), service="imageproc_runner") as runner:
+        await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded)
+        before = (await runner.queue_depth(parking))[0]
+        async with Broker(as_service(env, "imageproc"), service="imageproc") as planter:
+            planted = uploaded("job-planted")
+            envelope = planter.envelope_for(planted)
+            headers = {SENDER_HEADER: upload_user}
+            message = envelope.to_message(planted.model_dump_json().encode(), headers=headers)
+            key = topology.RUNNER_UPLOADS.name
+            await planter._publish(topology.DEAD_LETTER_EXCHANGE, message, key)
+
+        async def parked() -> bool:
+            return (await runner.queue_depth(parking))[0] == before + 1
+
+        await async_wait_for(parked, timeout=15)
+        await _republish_as_operator(env, envelope.id)
+        await async_wait_for(parked, timeout=15)  # parked again, not handled
+        again = await _get(runner, parking, envelope.id)
+    assert handled == []
+    assert "forbidden sender: service 'imageproc'" in str(again.headers["x-imagemesh-error"])
+
+
+async def _republish_as_operator(env: dict[str, str], message_id: str) -> None:
+    cli = [sys.executable, "-m", "messaging.parking", "republish", message_id]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "--queue", topology.RUNNER_UPLOADS.name],
+        env={**os.environ, **env},  # the administrator: an operator
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"re-published {message_id}" in done.stdout, done.stderr
 
 
 async def test_an_rpc_server_refuses_a_caller_the_route_does_not_allow(

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from . import topology
 from ._broker import PARK_ERROR_HEADER, QUEUE_HEADER
 from ._envelope import copy_of
-from ._identity import SENDER_HEADER
+from ._identity import SENDER_HEADER, Identities
 from ._settings import BrokerSettings
 
 _DROPPED_HEADERS = (
@@ -56,12 +56,18 @@ class Parked:
         claimed = _text((self.message.headers or {}).get(QUEUE_HEADER))
         return claimed if claimed and claimed != self.queue else None
 
-    @property
-    def sender(self) -> str | None:
-        """The broker user that first published it (a parked copy names it in a header;
-        one the broker dead-lettered still carries its own `user_id`)."""
-        headers = self.message.headers or {}
-        return _text(headers.get(SENDER_HEADER)) or self.message.user_id
+    def first_sender(self, identities: Identities) -> str | None:
+        """The broker user that first published it. A copy the origin queue's own consumer
+        parked names it in a header, believed only on such a copy (its `user_id` is that
+        service's) or an operator's: anyone with write on the dead-letter exchange can put
+        a message with any header into a parking lot. Otherwise its own `user_id` (what
+        the broker dead-lettered, or anyone else's) is its sender."""
+        user = self.message.user_id
+        consumer = f"{identities.prefix}{self.queue.split('.', 1)[0]}"
+        claimed = _text((self.message.headers or {}).get(SENDER_HEADER))
+        if claimed and (user == consumer or user in identities.operators):
+            return claimed
+        return user
 
     @property
     def error(self) -> str:
@@ -104,20 +110,21 @@ async def take_all(connection: AbstractConnection, names: Sequence[str]) -> list
     return taken
 
 
-async def republish(channel: AbstractChannel, parked: Parked, user: str) -> None:
-    """Send a parked message back to its origin queue, as `user` (the operator's AMQP
+async def republish(channel: AbstractChannel, parked: Parked, settings: BrokerSettings) -> None:
+    """Send a parked message back to its origin queue, as the operator (its AMQP
     `user_id`), naming its first sender for the consumer to judge."""
     headers = {
         key: value
         for key, value in (parked.message.headers or {}).items()
         if key not in _DROPPED_HEADERS and not key.startswith("x-imagemesh-")
     }
-    if parked.sender:
-        headers[SENDER_HEADER] = parked.sender
+    sender = parked.first_sender(Identities.of(settings))
+    if sender:
+        headers[SENDER_HEADER] = sender
     exchange = await channel.get_exchange(topology.RETRY_EXCHANGE)
     message = parked.message
     copy = copy_of(message, headers)
-    copy.user_id = user
+    copy.user_id = settings.rabbitmq_user
     await exchange.publish(copy, routing_key=parked.queue, mandatory=True)
     await message.ack()
 
@@ -152,7 +159,7 @@ async def _command(
         return 1
     if args.command == "show":
         for parked in chosen:
-            _show(parked)
+            _show(parked, Identities.of(settings))
         return 0
     done = 0
     for parked in chosen:
@@ -164,17 +171,17 @@ async def _command(
                 f"note {parked.message.message_id}: its header names {parked.claimed_queue!r};"
                 f" it goes back to the queue it was parked from, {parked.queue!r}"
             )
-        await republish(channel, parked, settings.rabbitmq_user)
+        await republish(channel, parked, settings)
         done += 1
         print(f"re-published {parked.message.message_id} to {parked.queue}")
     print(f"{done} message(s) re-published")
     return 0
 
 
-def _show(parked: Parked) -> None:
+def _show(parked: Parked, identities: Identities) -> None:
     message = parked.message
     print(f"message {message.message_id} in {parked.parking} (from {parked.queue})")
-    print(f"first published by broker user: {parked.sender or '-'}")
+    print(f"first published by broker user: {parked.first_sender(identities) or '-'}")
     print(
         f"type: {message.type}  job: {message.correlation_id}  content-type: {message.content_type}"
     )
