@@ -17,7 +17,8 @@ from aiohttp.test_utils import make_mocked_request
 from pipeline import ImageLimits, harden_vips
 from tests.e2e.helpers import photo
 from upload.errors import ApiError
-from upload.inflight import UploadSlots
+from upload.guard import PEER, PRINCIPAL, Peer, Principal
+from upload.inflight import UploadSlots, client_of
 from upload.intake import BodyRules, Upload, read_upload
 from upload.spool import Spool
 
@@ -261,3 +262,20 @@ class held:
     def __exit__(self, *_exc: object) -> None:
         for hold in reversed(self._holds):
             hold.__exit__(None, None, None)
+
+
+def asking(principal: str, address: str) -> str:
+    request = make_mocked_request("POST", "/api/v1/jobs")
+    request[PRINCIPAL] = Principal(principal)
+    request[PEER] = Peer(address, "http")
+    return client_of(request)
+
+
+def test_a_client_is_its_principal_when_authenticated_else_its_address() -> None:
+    # One principal from two addresses shares its cap; without tokens (everyone `local`)
+    # each address has its own, an IPv6 client by its /64.
+    assert asking("alice", "192.0.2.1") == asking("alice", "192.0.2.2") == "principal:alice"
+    assert asking("local", "192.0.2.1") == "address:192.0.2.1"
+    assert asking("local", "192.0.2.1") != asking("local", "192.0.2.2")
+    assert asking("local", "2001:db8::1") == asking("local", "2001:db8::2")
+    assert asking("local", "2001:db8::1") != asking("local", "2001:db8:0:1::1")
