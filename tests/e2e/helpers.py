@@ -44,6 +44,24 @@ async def submit(
     return await session.post(f"{base}/api/v1/jobs", data=form)
 
 
+UPLOADS_AT_ONCE = 4
+"""upload's cap on one client's uploads in progress (UPLOAD_MAX_CONCURRENT_UPLOADS_PER_CLIENT,
+default 4): one more at once is refused 429."""
+
+
+async def submit_all(
+    session: aiohttp.ClientSession, base: str, uploads: list[tuple[bytes, str | None]]
+) -> list[aiohttp.ClientResponse]:
+    """`submit` each (data, pipeline), at most UPLOADS_AT_ONCE at a time; answers in order."""
+    limit = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+    async def one(data: bytes, pipeline: str | None) -> aiohttp.ClientResponse:
+        async with limit:
+            return await submit(session, base, data, pipeline)
+
+    return list(await asyncio.gather(*(one(data, pipeline) for data, pipeline in uploads)))
+
+
 async def wait_finished(
     session: aiohttp.ClientSession, base: str, job_id: str, *, timeout: float = 60.0
 ) -> dict[str, Any]:

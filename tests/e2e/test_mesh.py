@@ -12,7 +12,7 @@ import pytest
 
 from objectstore import S3Settings, open_store
 from tests.conftest import Mesh, async_wait_for, complete_trail, queue_counts, settings_from
-from tests.e2e.helpers import decode, photo, submit, wait_finished
+from tests.e2e.helpers import decode, photo, submit, submit_all, wait_finished
 
 pytestmark = pytest.mark.e2e
 
@@ -121,11 +121,10 @@ async def test_twenty_jobs_leave_empty_queues_and_one_document_per_step(
     mesh: Mesh, http: aiohttp.ClientSession
 ) -> None:
     images = [photo(400 + 10 * n, 300, "JPEG" if n % 2 else "PNG") for n in range(20)]
-    responses = await asyncio.gather(
-        *(
-            submit(http, mesh.upload_url, image, THUMBNAIL if n % 2 else DITHER)
-            for n, image in enumerate(images)
-        )
+    responses = await submit_all(
+        http,
+        mesh.upload_url,
+        [(image, THUMBNAIL if n % 2 else DITHER) for n, image in enumerate(images)],
     )
     assert [r.status for r in responses] == [202] * 20
     ids = [(await r.json())["id"] for r in responses]

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import Mesh, async_wait_for, job_documents
-from tests.e2e.helpers import decode, photo, submit, wait_finished
+from tests.e2e.helpers import decode, photo, submit, submit_all, wait_finished
 
 pytestmark = pytest.mark.e2e
 
@@ -60,11 +60,10 @@ async def test_every_operation_works_through_the_api(
     mesh: Mesh, http: aiohttp.ClientSession
 ) -> None:
     source = photo(320, 240)
-    responses = await asyncio.gather(
-        *(
-            submit(http, mesh.upload_url, source, json.dumps(pipeline))
-            for pipeline, _, _ in SAMPLES.values()
-        )
+    responses = await submit_all(
+        http,
+        mesh.upload_url,
+        [(source, json.dumps(pipeline)) for pipeline, _, _ in SAMPLES.values()],
     )
     for name, response in zip(SAMPLES, responses, strict=True):
         assert response.status == 202, (name, await response.text())

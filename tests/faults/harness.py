@@ -39,6 +39,7 @@ from PIL import Image
 from messaging import BrokerSettings
 from provenancedb.audit import Gap, job_gaps
 from tests.conftest import SERVICES, Mesh, all_documents, audit_env, management, settings_from
+from tests.e2e.helpers import UPLOADS_AT_ONCE
 from tests.faults.conftest import diagnostics
 
 THUMBNAIL = json.dumps([{"op": "thumbnail", "width": 64, "height": 64}])
@@ -208,7 +209,9 @@ class Batch:
         until the fault is over and every job is terminal."""
         started = time.monotonic()
         first = n // 3
-        await self.submit(first, concurrency=first)
+        # As fast as upload takes them from one client (past its cap on uploads in
+        # progress it answers 429): uploads take milliseconds, so still a burst.
+        await self.submit(first, concurrency=min(first, UPLOADS_AT_ONCE))
         if fault is None:
             await self.submit(n - first, interval=interval)
         else:
