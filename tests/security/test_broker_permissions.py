@@ -22,7 +22,7 @@ from aiormq.exceptions import (
     ProbableAuthenticationError,
 )
 
-from messaging import Broker, BrokerSettings, RpcError, RpcMessage, topology
+from messaging import Broker, BrokerSettings, Delivery, RpcError, RpcMessage, topology
 from messaging._identity import SENDER_HEADER
 from messaging.events import ImageProcessed, ImageRef, ImageUploaded, OperationApplied
 from tests.conftest import async_wait_for, isolated_env, management, settings_from
@@ -297,6 +297,31 @@ async def _republish_as_operator(env: dict[str, str], message_id: str) -> None:
         timeout=60,
     )
     assert f"re-published {message_id}" in done.stdout, done.stderr
+
+
+async def test_a_job_the_runner_hands_back_is_still_uploads_when_it_returns(
+    env: dict[str, str],
+) -> None:
+    """The runner's fair dispatch hands a held job back (a copy under the runner's own
+    user_id, at the tail of its queue): it comes back judged as upload's, and is handled."""
+    handled: list[str] = []
+    held: list[Delivery[ImageUploaded]] = []
+
+    async def handle(event: ImageUploaded, ctx: Any) -> None:
+        handled.append(event.job_id)
+
+    settings = as_service(env, "imageproc_runner")
+    async with Broker(settings, service="imageproc_runner") as runner:
+        await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded, dispatch=held.append)
+        async with Broker(as_service(env, "upload"), service="upload") as upload:
+            await upload.publish(uploaded("job-handed-back"))
+        await async_wait_for(lambda: len(held) == 1, timeout=15)
+        await held[0].release("held_too_long")  # back to the tail of the queue
+        await async_wait_for(lambda: len(held) == 2, timeout=15)
+        returned = held[1]
+        assert returned.message.user_id == settings.rabbitmq_user  # the runner's copy
+        await returned.handle()
+    assert handled == ["job-handed-back"]
 
 
 async def test_an_rpc_server_refuses_a_caller_the_route_does_not_allow(
