@@ -246,6 +246,7 @@ async def test_a_stored_input_is_the_file_sent_byte_for_byte(
 ) -> None:
     for width in (200, 2600):  # kept in memory; spooled to disk (> 1 MiB)
         data = photo(width, width * 3 // 4, quality=97)
+        assert (len(data) > MiB) is (width > 1000)  # past UPLOAD_SPOOL_MEMORY_BYTES or not
         response = await submit_as(http, roomy.mesh.upload_url, data, "198.51.100.2")
         assert response.status == 202, await response.text()
         job = await wait_finished(http, roomy.mesh.upload_url, (await response.json())["id"])
