@@ -13,9 +13,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import pyvips
+import structlog
 
 from pipeline import (
     ImageFormat,
@@ -50,6 +51,8 @@ __all__ = [
 # photographs load cleanly at this level (checked on the Debian wallpaper photos).
 _LOAD_OPTIONS = "fail_on=error"
 ANIMATED_FORMATS = frozenset({ImageFormat.GIF, ImageFormat.WEBP})
+Access = Literal["sequential", "random"]
+log = structlog.get_logger("imageproc")
 
 
 class ProcessingError(Exception):
@@ -62,6 +65,10 @@ class ProcessingError(Exception):
 
     def __repr__(self) -> str:
         return f"ProcessingError(code={self.code!r}, message={self.message!r})"
+
+
+class _OutOfOrderRead(ProcessingError):
+    """libvips' sequential read was asked for lines it had already passed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +111,15 @@ def run_pipeline(
     except ImageRejected as exc:
         raise ProcessingError(exc.code, exc.message) from None
     with deadline(timeout):
-        canvas, steps = _apply_all(data, ops, info, limits)
-        started = time.perf_counter()
-        with _step_errors(f"encode as {canvas.format.value}", data):
-            canvas = _for_output(canvas)
-            encoded = encode(canvas)
+        try:
+            canvas, steps, encoded, started = _run(data, ops, info, limits, "sequential")
+        except _OutOfOrderRead:
+            # A sequential read keeps a window of lines behind the decoder; under threading
+            # an operation that reaches far (a large blur) sometimes asks behind it (about
+            # 1 in 5 for a sigma-90 blur of a 16 MP photo). Decoding the image whole serves
+            # any order, at the cost of holding it in memory (within the memory budget).
+            log.info("sequential_read_out_of_order_retrying_random_access")
+            canvas, steps, encoded, started = _run(data, ops, info, limits, "random")
     return PipelineResult(
         data=encoded,
         info=_output_info(canvas),
@@ -120,8 +131,19 @@ def run_pipeline(
     )
 
 
+def _run(
+    data: bytes, ops: Sequence[Operation], info: ImageInfo, limits: ImageLimits, access: Access
+) -> tuple[Canvas, tuple[StepResult, ...], bytes, float]:
+    canvas, steps = _apply_all(data, ops, info, limits, access)
+    started = time.perf_counter()
+    with _step_errors(f"encode as {canvas.format.value}", data):
+        canvas = _for_output(canvas)
+        encoded = encode(canvas)
+    return canvas, steps, encoded, started
+
+
 def _apply_all(
-    data: bytes, ops: Sequence[Operation], info: ImageInfo, limits: ImageLimits
+    data: bytes, ops: Sequence[Operation], info: ImageInfo, limits: ImageLimits, access: Access
 ) -> tuple[Canvas, tuple[StepResult, ...]]:
     steps: list[StepResult] = []
     canvas: Canvas | None = None
@@ -132,19 +154,19 @@ def _apply_all(
         started = time.perf_counter()
         with _step_errors(label, data):
             _deadline.check()
-            if canvas is None and isinstance(op, Thumbnail):
+            if canvas is None and isinstance(op, Thumbnail) and access == "sequential":
                 # Thumbnail straight from the bytes lets libvips shrink on load.
                 image = thumbnail_from_buffer(data, op, _load_options(info), autorotate=upright)
                 canvas = Canvas(guard(image), start_format(info.format), pages=_pages(info))
             else:
-                canvas = _apply(OPERATIONS[op.op], canvas or _load(data, info, upright), op)
+                canvas = _apply(OPERATIONS[op.op], canvas or _load(data, info, upright, access), op)
         _check_result(label, canvas, limits)
         params = op.model_dump(mode="json", exclude={"op"}, exclude_none=True)
         snapshot = _snapshot(canvas) if isinstance(op, Info) else None
         steps.append(StepResult(op.op, params, _elapsed_ms(started), snapshot))
     if canvas is None:
         with _step_errors("load", data):
-            canvas = _load(data, info, upright)
+            canvas = _load(data, info, upright, access)
     return canvas, tuple(steps)
 
 
@@ -210,8 +232,8 @@ def _load_options(info: ImageInfo) -> str:
     return f"{_LOAD_OPTIONS},n=-1" if _pages(info) > 1 else _LOAD_OPTIONS
 
 
-def _load(data: bytes, info: ImageInfo, upright: bool) -> Canvas:
-    image = pyvips.Image.new_from_buffer(data, _load_options(info), access="sequential")
+def _load(data: bytes, info: ImageInfo, upright: bool, access: Access) -> Canvas:
+    image = pyvips.Image.new_from_buffer(data, _load_options(info), access=access)
     if upright and _pages(info) == 1:
         image = image.autorot()
     return Canvas(guard(image), start_format(info.format), pages=_pages(info))
@@ -255,8 +277,11 @@ def _step_errors(label: str, data: bytes) -> Iterator[None]:
 
 
 def _from_vips(label: str, data: bytes, exc: Any) -> ProcessingError:
-    if "out of memory" in f"{exc.message} {exc.detail}".lower():
+    text = f"{exc.message} {exc.detail}".lower()
+    if "out of memory" in text:
         return ProcessingError("memory_budget_exceeded", f"{label}: out of memory")
+    if "out of order read" in text:
+        return _OutOfOrderRead("operation_failed", f"{label} failed: out of order read")
     # libvips decodes lazily, so a corrupt body surfaces inside whichever step first
     # reads pixels, and its error text varies; decoding the input again tells for sure.
     if not _decodes(data):
