@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import pyvips
 from PIL import Image
 
 from imageproc import workers
+from imageproc.operations import ProcessingError
 from imageproc.workers import PoolConfig, WorkerPool
 from pipeline import ImageLimits, parse_pipeline
 from tests.conftest import ROOT, wait_for
@@ -76,6 +78,34 @@ async def test_output_bytes_cross_intact() -> None:
     assert len(result.data) > 1_000_000  # larger than a pipe's buffer, many times over
     assert Image.open(io.BytesIO(result.data)).size == (1500, 1500)
     assert result.output_info["width"] == 1500
+
+
+async def test_a_peak_over_the_share_between_samples_fails_the_job_and_replaces_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The samples can miss a peak (a loaded machine): the worker's peak, read after the
+    job, cannot. With the sampler effectively off, only the peak check sees the dither."""
+    monkeypatch.setattr(workers, "_SAMPLE_SECONDS", 3600.0)
+    pool = WorkerPool(PoolConfig(workers=1, timeout=30, memory_bytes=100 * 2**20))
+    await pool.start()
+    try:
+        # 49 MP to dither: ~150 MB in Pillow at its peak, over the 100 MiB share.
+        flat = (pyvips.Image.black(7000, 7000) + 128).cast("uchar").bandjoin([40, 90])
+        big = bytes(flat.copy(interpretation="srgb").pngsave_buffer())
+        before = pool.pids()
+        with pytest.raises(ProcessingError) as failed:
+            await pool.run(big, parse_pipeline([{"op": "dither"}]), limits=ImageLimits())
+        assert failed.value.code == "memory_budget_exceeded"
+        assert pool.kills == {"memory_budget_exceeded": 1}
+        replacement = pool.pids()
+        assert len(replacement) == 1
+        assert replacement != before
+        # The replacement starts with its own peak: a job within the share succeeds.
+        result = await pool.run(_jpeg(), OPS, limits=ImageLimits())
+        assert (result.info.width, result.info.height) == (32, 21)
+        assert pool.pids() == replacement
+    finally:
+        await pool.close()
 
 
 _BUSY_SERVICE = """

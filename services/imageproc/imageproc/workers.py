@@ -11,8 +11,14 @@ process (``_worker``), doing one pipeline at a time:
   ``timeout``, and a replacement worker takes the slot at once;
 - memory: the parent samples each busy worker's resident memory every
   ``_SAMPLE_SECONDS``; over ``memory_bytes`` the worker is killed and the job fails with
-  ``memory_budget_exceeded``. An RLIMIT_AS a little above the ceiling backs this up
-  between samples (the allocation fails inside the worker, with the same code);
+  ``memory_budget_exceeded``, so that a runaway job stops early. A sample can miss a
+  short peak (a loaded machine), so after every job the parent also reads the worker's
+  peak resident memory (``VmHWM``, kept by the kernel): past ``memory_bytes`` the job
+  fails with the same code, its result discarded, and the worker is replaced (the peak
+  is per process, so every worker's peak is that of its current job: any earlier one
+  over the ceiling would have replaced it). An RLIMIT_AS a little above the ceiling
+  bounds what a job can allocate meanwhile (the allocation fails inside the worker,
+  with the same code);
 - a worker that dies on its own mid-job (a crash in a decoder) fails its job with
   ``worker_crashed``, and is replaced;
 - a worker is recycled between jobs after ``_MAX_TASKS`` jobs or once its idle resident
@@ -33,6 +39,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -115,6 +122,11 @@ class WorkerPool:
         self._io = ThreadPoolExecutor(config.workers + 1, "pipeline-io")
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
+        self.jobs_started = 0
+        """Jobs given a slot so far (for tests and diagnostics)."""
+        self.kills: Counter[str] = Counter()
+        """Workers the parent killed or replaced mid-job, by reason ("timeout",
+        "memory_budget_exceeded", "cancelled"), for tests and diagnostics."""
 
     async def start(self) -> None:
         for _ in range(self.config.workers):
@@ -147,6 +159,7 @@ class WorkerPool:
         ``memory_budget_exceeded`` and ``worker_crashed`` when the worker was lost)."""
         worker = await self._idle.get()
         self._busy.add(worker)
+        self.jobs_started += 1
         loop = asyncio.get_running_loop()
         job = Job(ops=tuple(ops), limits=limits, timeout=self.config.timeout)
         exchange = loop.run_in_executor(self._io, _exchange, worker, job, data)
@@ -163,22 +176,43 @@ class WorkerPool:
                 worker.kill("cancelled")
                 await _lost(exchange)
                 raise
+            if self._over_memory(worker, answer):
+                # Its peak passed the share between two samples: the job fails all the
+                # same, and the worker (its peak counter included) is replaced.
+                worker.kill("memory_budget_exceeded")
         finally:
             self._busy.discard(worker)
+            if worker.killed_for is not None:
+                self.kills[worker.killed_for] += 1
             await self._release(worker)
         return self._result(worker, answer)
 
+    def _over_memory(self, worker: _Worker, answer: Answer) -> bool:
+        """Whether the job passed the worker's share at any moment: sampled, or at its
+        peak (read once the worker answered, while it waits for the next job)."""
+        if worker.killed_for is not None:
+            return worker.killed_for == "memory_budget_exceeded"
+        memory = self.config.memory_bytes
+        if not memory or isinstance(answer, _Lost):
+            return False
+        peak = _peak_resident(worker.pid)
+        if peak <= memory:
+            return False
+        log.warning("worker_peak_over_memory", pid=worker.pid, peak=peak, limit=memory)
+        return True
+
     def _result(self, worker: _Worker, answer: Answer) -> PipelineResult:
+        if worker.killed_for == "memory_budget_exceeded":
+            # Over the share at some moment, whatever it answered: never a result.
+            raise ProcessingError(
+                "memory_budget_exceeded",
+                f"the worker used more than {self.config.memory_bytes // 2**20} MiB",
+            )
         # A whole answer counts even if the worker was killed just after sending it.
         if isinstance(answer, _Lost):
             if worker.killed_for == "timeout":
                 raise ProcessingError(
                     "timeout", f"stopped after the {self.config.timeout:g} s time limit"
-                )
-            if worker.killed_for == "memory_budget_exceeded":
-                raise ProcessingError(
-                    "memory_budget_exceeded",
-                    f"the worker used more than {self.config.memory_bytes // 2**20} MiB",
                 )
             raise ProcessingError("worker_crashed", f"the worker process died ({answer.how})")
         if answer[0] == "error":
@@ -297,6 +331,22 @@ def _resident(pid: int) -> int:
     except OSError:
         return 0
     return (int(fields[1]) - int(fields[2])) * _PAGE
+
+
+def _peak_resident(pid: int) -> int:
+    """Bytes of private resident memory at the process's peak: its peak resident set
+    (``VmHWM``) less its shared pages now (files, shared memory), which a pipeline does not
+    grow, as ``_resident`` counts them."""
+    fields: dict[bytes, int] = {}
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                name, _, value = line.partition(b":")
+                if name in (b"VmHWM", b"RssFile", b"RssShmem"):
+                    fields[name] = int(value.split()[0]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return 0
+    return fields.get(b"VmHWM", 0) - fields.get(b"RssFile", 0) - fields.get(b"RssShmem", 0)
 
 
 def _exit_of(process: BaseProcess) -> str:
