@@ -31,6 +31,7 @@ from tests.conftest import (
     free_port,
     isolated_env,
     job_documents,
+    running_mesh,
     service_broker_env,
     settings_from,
 )
@@ -41,6 +42,20 @@ PNG_1X1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
 )
+
+
+@pytest.fixture(scope="module")
+def identity_mesh(
+    stack_config: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mesh]:
+    """The four services on a vhost, database and buckets of their own: these tests record
+    forged and partial trails (an outcome without its intake), which the session mesh's
+    completeness check (tests/e2e/test_provenance.py) would rightly report as gaps."""
+    with (
+        isolated_env(stack_config, "identity") as env,
+        running_mesh(env, tmp_path_factory.mktemp("identity-logs")) as running,
+    ):
+        yield running
 
 
 def as_service(env: dict[str, str], service: str) -> BrokerSettings:
@@ -84,9 +99,12 @@ def record_request(broker: Broker, *events: Any) -> RpcMessage:
     )
 
 
-async def test_provenancedb_records_only_event_types_the_caller_publishes(mesh: Mesh) -> None:
+async def test_provenancedb_records_only_event_types_the_caller_publishes(
+    identity_mesh: Mesh,
+) -> None:
     """upload may record a job's intake, never its outcome: `image.processed` is the
     runner's to publish (and the broker's topic permissions refuse it to upload)."""
+    mesh = identity_mesh
     job_id = f"job-forged-{uuid.uuid4().hex[:8]}"
     processed = ImageProcessed(
         job_id=job_id,
@@ -119,10 +137,11 @@ async def test_provenancedb_records_only_event_types_the_caller_publishes(mesh: 
 
 
 async def test_upload_serves_a_result_with_the_type_of_its_format(
-    mesh: Mesh, http: aiohttp.ClientSession
+    identity_mesh: Mesh, http: aiohttp.ClientSession
 ) -> None:
     """Whatever content type the `image.processed` record names (here `text/html`, as a
     compromised runner could), `/result` answers the type of the output's format."""
+    mesh = identity_mesh
     env = mesh.env
     job_id = str(uuid.uuid4())
     key = f"{job_id}/output.png"
