@@ -39,7 +39,7 @@ from messaging.events import (
     RetryScheduled,
 )
 from messaging.topology import QueueSpec, RpcRoute
-from tests.conftest import async_wait_for, management
+from tests.conftest import async_wait_for, isolated_env, management, settings_from
 
 pytestmark = pytest.mark.integration
 
@@ -440,27 +440,35 @@ async def test_an_rpc_call_while_the_broker_is_away_is_broker_unavailable(
 
 
 async def test_a_live_view_skips_an_event_from_a_sender_that_may_not_publish_it(
-    test_env: dict[str, str], broker_settings: BrokerSettings, broker: Broker
+    stack_config: dict[str, str],
 ) -> None:
     """A watcher that trusts no operator takes `job.failed` from upload's broker user, and
     skips the same event type from the administrator (for it, nobody)."""
-    stack.provision_service_users(test_env)
-    user, password = stack.service_rabbit_user(test_env, "upload")
-    as_upload = broker_settings.model_copy(
-        update={
-            "rabbitmq_user": user,
-            "rabbitmq_password": SecretStr(password),
-            "amqp_declare_exchanges": False,
-        }
-    )
-    strict = broker_settings.model_copy(update={"amqp_operator_users": ()})
-    seen: list[str] = []
-    forged, genuine = f"job-{uuid.uuid4().hex[:8]}", f"job-{uuid.uuid4().hex[:8]}"
-    async with Broker(strict, service="tests") as watcher:
-        await watcher.watch(lambda envelope, event: seen.append(event.job_id))
-        failed = ErrorInfo(code="x", message="y")
-        await broker.publish(JobFailed(job_id=forged, error=failed))  # confirmed first
-        async with Broker(as_upload, service="upload") as upload:
-            await upload.publish(JobFailed(job_id=genuine, error=failed))
-        await async_wait_for(lambda: genuine in seen, timeout=10)
+    # A vhost of its own: on the session's, the session mesh's provenancedb would record
+    # these two failures, jobs without an intake, and the completeness check
+    # (tests/e2e/test_provenance.py) would rightly report them.
+    with isolated_env(stack_config, "liveview") as env:
+        stack.provision_service_users(env)
+        admin: BrokerSettings = settings_from(env, BrokerSettings)
+        user, password = stack.service_rabbit_user(env, "upload")
+        as_upload = admin.model_copy(
+            update={
+                "rabbitmq_user": user,
+                "rabbitmq_password": SecretStr(password),
+                "amqp_declare_exchanges": False,
+            }
+        )
+        strict = admin.model_copy(update={"amqp_operator_users": ()})
+        seen: list[str] = []
+        forged, genuine = f"job-{uuid.uuid4().hex[:8]}", f"job-{uuid.uuid4().hex[:8]}"
+        async with (
+            Broker(admin, service="tests") as broker,
+            Broker(strict, service="tests") as watcher,
+        ):
+            await watcher.watch(lambda envelope, event: seen.append(event.job_id))
+            failed = ErrorInfo(code="x", message="y")
+            await broker.publish(JobFailed(job_id=forged, error=failed))  # confirmed first
+            async with Broker(as_upload, service="upload") as upload:
+                await upload.publish(JobFailed(job_id=genuine, error=failed))
+            await async_wait_for(lambda: genuine in seen, timeout=10)
     assert forged not in seen
