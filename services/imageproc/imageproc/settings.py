@@ -19,6 +19,6 @@ class Settings(ServiceSettings, BrokerSettings, ImageRulesSettings):
     fails with `timeout`."""
     imageproc_memory_limit_mb: int = Field(default=1280, ge=0)
     """Resident-memory ceiling of all the worker processes together, each getting an equal
-    share (0 = none). A worker over its share is killed and replaced; the job fails with
-    `memory_budget_exceeded`. Keep it below the container's limit less ~300 MiB for the
-    parent process and the forkserver."""
+    share (0 = none). A worker over its share (sampled, or at its peak, read after each
+    job) is killed and replaced; the job fails with `memory_budget_exceeded`. Keep it
+    below the container's limit less ~300 MiB for the parent process and the forkserver."""
