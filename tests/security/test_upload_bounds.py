@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -265,6 +266,57 @@ async def test_a_stored_input_is_the_file_sent_byte_for_byte(
     assert roomy.spooled() == []
 
 
+async def test_stalled_downloads_cost_a_chunk_not_the_image(
+    roomy: Replica, http: aiohttp.ClientSession
+) -> None:
+    """/input and /result stream from S3: 20 readers that stop reading an 18 MiB image do
+    not make upload hold 20 copies of it (it held each whole before: ~360 MiB)."""
+    data = photo(4800, 3600, quality=100)
+    assert len(data) > 15 * MiB
+    client = "198.51.100.3"
+    response = await submit_as(http, roomy.mesh.upload_url, data, client)
+    assert response.status == 202, await response.text()
+    job_id = (await response.json())["id"]
+    baseline = roomy.rss()
+    path = f"/api/v1/jobs/{job_id}/input"
+    readers = [
+        await stalled_reader(roomy.port, path, f"198.51.100.{40 + n}") for n in range(STALLED)
+    ]
+    try:
+        # Each has its answer's head (so the handler is writing the body) and is not reading.
+        heads = [await reader.readuntil(b"\r\n\r\n") for reader, _ in readers]
+        assert all(head.startswith(b"HTTP/1.1 200") for head in heads)
+        assert all(f"content-length: {len(data)}".encode() in head.lower() for head in heads)
+        growth = roomy.rss() - baseline
+        assert growth < RSS_GROWTH_LIMIT, f"RSS grew {growth / MiB:.0f} MiB"
+    finally:
+        for _, writer in readers:
+            writer.close()
+    # A reader that reads gets the image byte for byte.
+    async with http.get(
+        f"{roomy.mesh.upload_url}/api/v1/jobs/{job_id}/input", headers=as_client(client)
+    ) as answer:
+        assert answer.status == 200
+        assert answer.content_length == len(data)
+        assert await answer.read() == data
+
+
+async def stalled_reader(
+    port: int, path: str, client: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A GET whose client then reads nothing past the head, with a small receive buffer
+    (so the kernel does not take the whole answer off the server's hands)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=64 * 1024)
+    head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Forwarded-For: {client}\r\n"
+    writer.write(f"{head}\r\n".encode())
+    await writer.drain()
+    return reader, writer
+
+
 # --------------------------------------------------------------------------- caps
 
 
@@ -275,6 +327,7 @@ def capped(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rep
         tmp_path_factory.mktemp("upload-capped"),
         UPLOAD_MAX_CONCURRENT_UPLOADS="3",
         UPLOAD_MAX_CONCURRENT_UPLOADS_PER_CLIENT="2",
+        UPLOAD_MAX_CONCURRENT_DOWNLOADS_PER_CLIENT="2",
         UPLOAD_BODY_TIMEOUT_SECONDS="120",
     ) as running:
         yield running
@@ -304,6 +357,36 @@ async def test_uploads_in_flight_are_capped_per_client_then_in_total(
     for client in (a, a, b):
         response = await submit_as(http, base, photo(64, 48 + len(client)), client)
         assert response.status == 202, await response.text()
+
+
+async def test_images_being_sent_are_capped_per_client(
+    capped: Replica, http: aiohttp.ClientSession
+) -> None:
+    base, client = capped.mesh.upload_url, "198.51.100.24"
+    data = photo(4800, 3600, quality=100)  # far more than the sockets' buffers take
+    response = await submit_as(http, base, data, client)
+    assert response.status == 202, await response.text()
+    path = f"/api/v1/jobs/{(await response.json())['id']}/input"
+    readers = [await stalled_reader(capped.port, path, client) for _ in range(2)]
+    try:
+        for reader, _ in readers:
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        async with http.get(f"{base}{path}", headers=as_client(client)) as third:
+            assert await refused(third) == (429, "too_many_downloads")
+            assert 1 <= int(third.headers["Retry-After"]) <= 60
+        async with http.get(f"{base}{path}", headers=as_client("198.51.100.25")) as other:
+            assert other.status == 200  # another client is served meanwhile
+            assert await other.read() == data
+    finally:
+        for _, writer in readers:
+            writer.close()
+
+    # The readers left: the client's slots are free again.
+    async def served() -> bool:
+        async with http.get(f"{base}{path}", headers=as_client(client)) as again:
+            return again.status == 200 and await again.read() == data
+
+    await async_wait_for(served, timeout=30)
 
 
 # --------------------------------------------------------------------------- time
@@ -348,6 +431,29 @@ async def test_a_sender_that_stalls_is_cut_with_408_and_nothing_is_kept(
     assert hurried.spooled() == []
     assert os.listdir(hurried.spool) == []
     assert not stored(hurried.mesh, data)
+
+
+async def test_a_reader_that_takes_nothing_is_cut(
+    hurried: Replica, http: aiohttp.ClientSession
+) -> None:
+    data = photo(4800, 3600, quality=100)
+    client = "198.51.100.33"
+    response = await submit_as(http, hurried.mesh.upload_url, data, client)
+    assert response.status == 202, await response.text()
+    reader, writer = await stalled_reader(
+        hurried.port, f"/api/v1/jobs/{(await response.json())['id']}/input", client
+    )
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        await async_wait_for(lambda: hurried.spooled() != [], timeout=10)
+        # Nothing read for longer than the body timeout: the server gives up on it,
+        # closes the connection and drops the spooled copy.
+        await async_wait_for(lambda: hurried.spooled() == [], timeout=IDLE_SECONDS + 10)
+        received = await asyncio.wait_for(reader.read(), timeout=10)  # to the close
+        assert len(received) < len(data)
+    finally:
+        writer.close()
 
 
 async def test_a_sender_that_trickles_below_the_minimum_rate_is_cut(

@@ -17,9 +17,10 @@ from aiohttp.test_utils import make_mocked_request
 from pipeline import ImageLimits, harden_vips
 from tests.e2e.helpers import photo
 from upload.errors import ApiError
-from upload.guard import PEER, PRINCIPAL, Peer, Principal
-from upload.inflight import UploadSlots, client_of
+from upload.guard import PEER, PRINCIPAL, Peer, Principal, client_of
+from upload.inflight import upload_slots
 from upload.intake import BodyRules, Upload, read_upload
+from upload.slots import Slots
 from upload.spool import Spool
 
 BOUNDARY = "intakeboundary"
@@ -221,7 +222,7 @@ async def test_a_slow_but_steady_sender_within_the_rules_gets_through() -> None:
 # --------------------------------------------------------------------------- caps
 
 
-def refusal(slots: UploadSlots, client: str) -> tuple[int, str, int | None] | None:
+def refusal(slots: Slots, client: str) -> tuple[int, str, int | None] | None:
     try:
         with slots.hold(client):
             return None
@@ -230,20 +231,20 @@ def refusal(slots: UploadSlots, client: str) -> tuple[int, str, int | None] | No
 
 
 def test_uploads_in_flight_are_capped_per_client_then_in_total() -> None:
-    slots = UploadSlots(total=3, per_client=2)
+    slots = upload_slots(total=3, per_client=2)
     with held(slots, "a", "a"):
         assert refusal(slots, "a") == (429, "too_many_uploads", 5)
         with held(slots, "b"):
-            assert slots.in_flight == 3
+            assert slots.in_use == 3
             assert refusal(slots, "c") == (503, "busy", 5)
             assert refusal(slots, "a") == (429, "too_many_uploads", 5)  # its own cap first
         assert refusal(slots, "c") is None
-    assert slots.in_flight == 0
+    assert slots.in_use == 0
     assert slots._held == {}  # nothing kept for clients with nothing in flight
 
 
 def test_a_slot_is_given_back_when_the_upload_fails() -> None:
-    slots = UploadSlots(total=1, per_client=1)
+    slots = upload_slots(total=1, per_client=1)
     with pytest.raises(RuntimeError), slots.hold("a"):
         raise RuntimeError("the upload failed")
     assert refusal(slots, "a") is None
@@ -252,7 +253,7 @@ def test_a_slot_is_given_back_when_the_upload_fails() -> None:
 class held:
     """Slots held for `clients` while the block runs."""
 
-    def __init__(self, slots: UploadSlots, *clients: str) -> None:
+    def __init__(self, slots: Slots, *clients: str) -> None:
         self._holds = [slots.hold(client) for client in clients]
 
     def __enter__(self) -> None:

@@ -21,8 +21,9 @@ from upload.guard import Guard, guard_middleware
 from upload.jobs import Jobs
 from upload.keys import GUARD, JOBS, LIVE, STREAMS
 from upload.live import LiveJobs
-from upload.progress import StreamSlots
+from upload.progress import stream_slots
 from upload.routes import job_events
+from upload.slots import Slots
 from upload.tokens import new_token, token_hash
 
 ALICE_TOKEN, BOB_TOKEN = new_token(), new_token()
@@ -54,7 +55,7 @@ async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestServer]:
     app[GUARD] = guard
     app[JOBS] = cast(Jobs, QueuedForever())
     app[LIVE] = LiveJobs()
-    app[STREAMS] = StreamSlots(total=3, per_principal=2)
+    app[STREAMS] = stream_slots(total=3, per_principal=2)
     app.router.add_get("/api/v1/jobs/{job_id}/events", job_events)
     running = TestServer(app)
     async with running:
@@ -101,7 +102,7 @@ async def test_streams_are_capped_per_principal_and_in_all_and_freed_when_client
         full = await open_stream(http, server, BOB_TOKEN, BOBS_JOB)
         assert full.status == 429
         assert "this server" in (await full.json())["error"]["message"]
-        assert slots.open == 3
+        assert slots.in_use == 3
 
         # A client that just leaves gives its slot back.
         first.close()
@@ -110,18 +111,18 @@ async def test_streams_are_capped_per_principal_and_in_all_and_freed_when_client
         assert again.status == 200
         for response in (second, bobs, again):
             response.close()
-        await async_wait_for(lambda: slots.open == 0, timeout=10)
+        await async_wait_for(lambda: slots.in_use == 0, timeout=10)
 
 
-def broken_stream(slots: StreamSlots) -> Iterator[None]:
+def broken_stream(slots: Slots) -> Iterator[None]:
     with slots.hold("b"):
-        assert slots.open == 2
+        assert slots.in_use == 2
         raise RuntimeError("the stream broke")
     yield
 
 
 def test_slots_count_per_client_and_free_on_any_exit() -> None:
-    slots = StreamSlots(total=2, per_principal=1)
+    slots = stream_slots(total=2, per_principal=1)
     with slots.hold("a"):
         assert slots.held_by("a") == 1
         with pytest.raises(ApiError, match="open for you"), slots.hold("a"):
@@ -130,4 +131,4 @@ def test_slots_count_per_client_and_free_on_any_exit() -> None:
         with pytest.raises(RuntimeError, match="broke"):
             next(broken)
         assert slots.held_by("b") == 0
-    assert slots.open == 0
+    assert slots.in_use == 0

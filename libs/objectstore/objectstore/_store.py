@@ -15,7 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REQUEST_SECONDS = Histogram(
     "imagemesh_s3_request_seconds",
-    "S3 calls, by operation (put, get, head, head_bucket, list) and outcome (ok, "
+    "S3 calls, by operation (put, get, open (a download to its first byte), head, "
+    "head_bucket, list) and outcome (ok, "
     "not_found, error); a get includes reading the body.",
     ["operation", "outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
@@ -49,6 +50,18 @@ class StoredObject:
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """An object being read: its length first, then its body a chunk at a time."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
+"""What one download holds in memory at a time: a slow reader costs this, not the object."""
 
 
 class ObjectStore:
@@ -105,6 +118,23 @@ class ObjectStore:
                 raise ObjectNotFound(f"s3://{bucket}/{key}") from exc
             raise
         return data
+
+    @asynccontextmanager
+    async def download(
+        self, bucket: str, key: str, *, chunk_bytes: int = DOWNLOAD_CHUNK_BYTES
+    ) -> AsyncIterator[Download]:
+        """The object's size and body in chunks of at most `chunk_bytes`, read as they are
+        consumed; the connection is given back when the block ends."""
+        try:
+            with _timed("open"):
+                response = await self._client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in {"NoSuchKey", "404"}:
+                raise ObjectNotFound(f"s3://{bucket}/{key}") from exc
+            raise
+        body = response["Body"]
+        async with body:  # gives the connection back, read to the end or not
+            yield Download(int(response["ContentLength"]), body.iter_chunks(chunk_bytes))
 
     async def exists(self, bucket: str, key: str) -> bool:
         try:

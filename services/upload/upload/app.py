@@ -12,11 +12,11 @@ from servicekit import add_ops_routes, add_readiness_check, http_metrics, resour
 
 from .errors import error_middleware, security_headers
 from .guard import Guard, guard_middleware, over_https
-from .inflight import UploadSlots
+from .inflight import download_slots, upload_slots
 from .jobs import Jobs
-from .keys import BROKER, GUARD, JOBS, LIVE, SETTINGS, STORE, STREAMS, UPLOADS
+from .keys import BROKER, DOWNLOADS, GUARD, JOBS, LIVE, SETTINGS, STORE, STREAMS, UPLOADS
 from .live import LiveJobs
-from .progress import StreamSlots
+from .progress import stream_slots
 from .routes import STATIC, routes
 from .session import sessions
 from .settings import Settings
@@ -36,11 +36,15 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(security_headers)
     app[SETTINGS] = settings
     app[GUARD] = guard
-    app[UPLOADS] = UploadSlots(
+    app[UPLOADS] = upload_slots(
         total=settings.upload_max_concurrent_uploads,
         per_client=settings.upload_max_concurrent_uploads_per_client,
     )
-    app[STREAMS] = StreamSlots(
+    app[DOWNLOADS] = download_slots(
+        total=settings.upload_max_concurrent_downloads,
+        per_client=settings.upload_max_concurrent_downloads_per_client,
+    )
+    app[STREAMS] = stream_slots(
         total=settings.upload_max_streams,
         per_principal=settings.upload_max_streams_per_principal,
     )

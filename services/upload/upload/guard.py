@@ -108,6 +108,15 @@ def principal_of(request: web.Request) -> Principal:
     return request[PRINCIPAL]
 
 
+def client_of(request: web.Request) -> str:
+    """Whom per-client caps count against: the principal when the request is authenticated,
+    else (everyone is `local` without tokens) the client's address."""
+    principal = principal_of(request)
+    if principal.name != LOCAL_PRINCIPAL:
+        return f"principal:{principal.name}"
+    return f"address:{address_key(request[PEER])}"
+
+
 class Guard:
     def __init__(self, settings: Settings) -> None:
         self.tokens = TokenSet(settings.upload_api_token_hashes)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +30,7 @@ from .errors import ApiError
 from .guard import Principal
 from .intake import Upload
 from .live import LiveJobs
+from .spool import Spool
 from .waiting import WaitingCap
 
 log = structlog.get_logger("upload")
@@ -280,15 +283,15 @@ class Jobs:
         reply = await self._call(topology.PROVENANCE_JOBS, meta, None)
         return {"jobs": [public(job) for job in reply["jobs"]], "next": reply.get("next")}
 
-    async def input(self, job_id: str, reader: Principal) -> tuple[bytes, str]:
-        """The job's input image and its content type."""
+    async def input(self, job_id: str, reader: Principal) -> tuple[dict[str, Any], str]:
+        """Where the job's input is stored, and its content type."""
         job = await self.readable(job_id, reader)
         if job is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
         source = job.get("input_ref")
         if not source:
             raise ApiError(404, "not_found", f"job {job_id} has no stored input")
-        return await self._fetch(source), source["content_type"]
+        return source, _content_type(source)
 
     async def provenance(self, job_id: str) -> dict[str, Any] | None:
         """The job's W3C PROV-JSON document, or None for an unknown job."""
@@ -304,7 +307,8 @@ class Jobs:
         lineage = reply.get("lineage")
         return lineage if isinstance(lineage, dict) else None
 
-    async def result(self, job_id: str, reader: Principal) -> tuple[bytes, str]:
+    async def result(self, job_id: str, reader: Principal) -> tuple[dict[str, Any], str]:
+        """Where the job's output is stored, and its content type."""
         # A finished job this replica saw live needs no provenance query: a finished status
         # does not change.
         live = self._live.status(job_id) if self._live is not None else None
@@ -315,17 +319,28 @@ class Jobs:
             raise ApiError(409, "job_failed", f"the job failed: {job['error']['message']}")
         if job["status"] != "succeeded":
             raise ApiError(409, "not_finished", f"the job is {job['status']}; try again later")
-        output = job["output_ref"]
-        # From its format through the allow-list, never the content type a message named.
-        served = content_type_of(output.get("format")) or "application/octet-stream"
-        return await self._fetch(output), served
+        output: dict[str, Any] = job["output_ref"]
+        return output, _content_type(output)
 
-    async def _fetch(self, image: dict[str, Any]) -> bytes:
+    @asynccontextmanager
+    async def fetched(self, image: dict[str, Any], spool: Spool) -> AsyncIterator[Spool]:
+        """A stored image, read from S3 at S3's pace into `spool` (memory up to its limit,
+        the rest on disk), so that the S3 connection is free again however slowly the
+        client then reads it; 503 if the store cannot give it."""
+        uri = f"s3://{image['bucket']}/{image['key']}"
         try:
-            return await self._store.get(image["bucket"], image["key"])
+            async with self._store.download(image["bucket"], image["key"]) as download:
+                async for chunk in download.chunks:
+                    await spool.write(chunk)
+            await spool.finish()
         except Exception as exc:
-            log.exception("image_fetch_failed", uri=f"s3://{image['bucket']}/{image['key']}")
+            spool.close()
+            log.exception("image_fetch_failed", uri=uri)
             raise _unavailable("the image store is unavailable") from exc
+        try:
+            yield spool
+        finally:
+            spool.close()
 
     async def _call(
         self, route: topology.RpcRoute, meta: dict[str, Any], job_id: str | None
@@ -347,6 +362,11 @@ class Jobs:
 def public(job: dict[str, Any]) -> dict[str, Any]:
     """The job as the API shows it: without where its images are stored."""
     return {name: value for name, value in job.items() if not name.endswith("_ref")}
+
+
+def _content_type(image: dict[str, Any]) -> str:
+    # From its format through the allow-list, never a content type a message named.
+    return content_type_of(image.get("format")) or "application/octet-stream"
 
 
 def _unavailable(message: str) -> ApiError:

@@ -4,11 +4,10 @@ from messaging import Broker
 from objectstore import ObjectStore
 
 from .guard import Guard
-from .inflight import UploadSlots
 from .jobs import Jobs
 from .live import LiveJobs
-from .progress import StreamSlots
 from .settings import Settings
+from .slots import Slots
 
 SETTINGS = web.AppKey("settings", Settings)
 BROKER = web.AppKey("broker", Broker)
@@ -16,5 +15,6 @@ STORE = web.AppKey("store", ObjectStore)
 JOBS = web.AppKey("jobs", Jobs)
 LIVE = web.AppKey("live", LiveJobs)
 GUARD = web.AppKey("guard", Guard)
-STREAMS = web.AppKey("streams", StreamSlots)
-UPLOADS = web.AppKey("uploads", UploadSlots)
+STREAMS = web.AppKey("streams", Slots)
+UPLOADS = web.AppKey("uploads", Slots)
+DOWNLOADS = web.AppKey("downloads", Slots)

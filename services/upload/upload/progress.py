@@ -9,7 +9,7 @@ publishes it, and the status again whenever it changes. The stream ends after a 
 status. A client that reconnects (EventSource does, on its own) starts over with the
 current status, so nothing it missed matters.
 
-Streams are capped (`StreamSlots`): each holds a connection, an inbox and provenance RPCs
+Streams are capped (`stream_slots`): each holds a connection, an inbox and provenance RPCs
 for up to MAX_STREAM_SECONDS, so one principal may hold only so many at once, and the
 replica only so many in all; beyond, 429 with Retry-After. A slot is freed when its
 stream ends, however it ends (the job finished, the client left, the replica stops).
@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -45,6 +43,7 @@ from .errors import ApiError
 from .guard import Principal
 from .jobs import TERMINAL, Jobs, public
 from .live import Inbox, LiveJobs
+from .slots import Scope, Slots
 
 log = structlog.get_logger("upload")
 
@@ -69,36 +68,15 @@ STREAM_RETRY_AFTER = 5
 """Seconds a client refused a stream is told to wait (streams end as jobs finish)."""
 
 
-class StreamSlots:
-    """How many progress streams are open, per principal and in all, with their caps."""
+def stream_slots(*, total: int, per_principal: int) -> Slots:
+    """How many progress streams may be open, per principal (or address) and in all."""
 
-    def __init__(self, *, total: int, per_principal: int) -> None:
-        self._total = total
-        self._per_principal = per_principal
-        self._open: Counter[str] = Counter()
+    def refuse(scope: Scope, held: int, cap: int) -> ApiError:
+        if scope == "client":
+            return _too_many(f"{held} progress streams are open for you already")
+        return _too_many("too many progress streams are open on this server")
 
-    @contextmanager
-    def hold(self, client: str) -> Iterator[None]:
-        """A slot for one stream of `client` (a principal, or an address without tokens)
-        while the block runs; 429 if none is free."""
-        if self._open[client] >= self._per_principal:
-            raise _too_many(f"{self._per_principal} progress streams are open for you already")
-        if self.open >= self._total:
-            raise _too_many("too many progress streams are open on this server")
-        self._open[client] += 1
-        try:
-            yield
-        finally:
-            self._open[client] -= 1
-            if not self._open[client]:
-                del self._open[client]
-
-    @property
-    def open(self) -> int:
-        return self._open.total()
-
-    def held_by(self, client: str) -> int:
-        return self._open[client]
+    return Slots(total=total, per_client=per_principal, refuse=refuse)
 
 
 def _too_many(message: str) -> ApiError:
@@ -117,7 +95,7 @@ async def stream_progress(
     job_id: str,
     *,
     principal: Principal,
-    slots: StreamSlots,
+    slots: Slots,
     client: str,
 ) -> web.StreamResponse | None:
     """Stream a job's progress; None when the job is unknown, or not the principal's to

@@ -3,11 +3,13 @@ OpenAPI document (`openapi.documented`)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import structlog
 from aiohttp import web
 
 from messaging.asyncapi import asyncapi_document
@@ -22,13 +24,12 @@ from .guard import (
     SIGN_IN_PATH,
     SIGN_OUT_PATH,
     Principal,
-    address_key,
+    client_of,
     principal_of,
 )
-from .inflight import client_of
 from .intake import body_rules, read_upload
-from .jobs import public
-from .keys import BROKER, GUARD, JOBS, LIVE, SETTINGS, STREAMS, UPLOADS
+from .jobs import Jobs, public
+from .keys import BROKER, DOWNLOADS, GUARD, JOBS, LIVE, SETTINGS, STREAMS, UPLOADS
 from .openapi import (
     Doc,
     documented,
@@ -39,6 +40,12 @@ from .openapi import (
 )
 from .progress import stream_progress
 from .session import sign_in, sign_out
+from .spool import Spool
+
+log = structlog.get_logger("upload")
+IMAGE_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+SEND_CHUNK_BYTES = 256 * 1024
+"""What an image being sent holds in memory at a time, besides its spool."""
 
 STATIC = Path(__file__).parent / "static"
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
@@ -332,7 +339,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         job_id,
         principal=principal_of(request),
         slots=request.app[STREAMS],
-        client=_stream_client(request),
+        client=client_of(request),
     )
     if response is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
@@ -352,9 +359,10 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         parameters=(JOB_ID,),
     )
 )
-async def get_result(request: web.Request) -> web.Response:
-    data, content_type = await request.app[JOBS].result(_job_id(request), principal_of(request))
-    return _image(data, content_type)
+async def get_result(request: web.Request) -> web.StreamResponse:
+    jobs = request.app[JOBS]
+    image, content_type = await jobs.result(_job_id(request), principal_of(request))
+    return await _send_image(request, jobs, image, content_type)
 
 
 @routes.get("/api/v1/jobs/{job_id}/input")
@@ -366,9 +374,10 @@ async def get_result(request: web.Request) -> web.Response:
         parameters=(JOB_ID,),
     )
 )  # fmt: skip
-async def get_input(request: web.Request) -> web.Response:
-    data, content_type = await request.app[JOBS].input(_job_id(request), principal_of(request))
-    return _image(data, content_type)
+async def get_input(request: web.Request) -> web.StreamResponse:
+    jobs = request.app[JOBS]
+    image, content_type = await jobs.input(_job_id(request), principal_of(request))
+    return await _send_image(request, jobs, image, content_type)
 
 
 @routes.get("/api/v1/jobs/{job_id}/provenance")
@@ -469,14 +478,6 @@ def _owner_filter(principal: Principal) -> str | None:
     return None if principal.auditor else principal.name
 
 
-def _stream_client(request: web.Request) -> str:
-    """Whom the stream caps count against: the principal, or without tokens (where everyone
-    is `local`) the client's address."""
-    if request.app[GUARD].enabled:
-        return f"principal:{principal_of(request).name}"
-    return f"address:{address_key(request[PEER])}"
-
-
 CLIENT_TYPE = "imagemesh:Client"
 
 
@@ -506,12 +507,36 @@ def without_client(document: dict[str, Any]) -> dict[str, Any]:
     return stripped
 
 
-def _image(data: bytes, content_type: str) -> web.Response:
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
-    )
+async def _send_image(
+    request: web.Request, jobs: Jobs, image: dict[str, Any], content_type: str
+) -> web.StreamResponse:
+    """Send a stored image: held in a spool, not in memory, while the client reads it; a
+    client that takes nothing for UPLOAD_BODY_TIMEOUT_SECONDS is cut."""
+    settings = request.app[SETTINGS]
+    spool = Spool(memory=settings.upload_spool_memory_bytes, directory=settings.upload_spool_dir)
+    with request.app[DOWNLOADS].hold(client_of(request)):
+        async with jobs.fetched(image, spool):
+            response = web.StreamResponse(
+                headers={
+                    "Cache-Control": "private, max-age=3600",
+                    "X-Content-Type-Options": "nosniff",
+                }
+            )
+            response.content_type = content_type
+            response.content_length = spool.size
+            await response.prepare(request)
+            source = spool.reader()
+            try:
+                while chunk := await asyncio.to_thread(source.read, SEND_CHUNK_BYTES):
+                    async with asyncio.timeout(settings.upload_body_timeout_seconds):
+                        await response.write(chunk)
+            except TimeoutError:
+                log.warning("download_cut", reason="the client took nothing", sent=source.tell())
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            await response.write_eof()
+    return response
 
 
 def _job_id(request: web.Request) -> str:

@@ -62,8 +62,15 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     upload_max_concurrent_uploads_per_client: int = Field(default=4, ge=1)
     """Uploads one client (its principal, or its address without tokens) may send at once
     on this replica; beyond: 429 with Retry-After."""
+    upload_max_concurrent_downloads: int = Field(default=64, ge=1)
+    """Images (GET /api/v1/jobs/{id}/input and /result) being sent at once on this replica;
+    beyond: 503 with Retry-After. Each is spooled like an upload (UPLOAD_SPOOL_*), so a
+    reader that stalls holds a file, not memory."""
+    upload_max_concurrent_downloads_per_client: int = Field(default=8, ge=1)
+    """Images one client may be receiving at once on this replica; beyond: 429."""
     upload_body_timeout_seconds: float = Field(default=30.0, gt=0)
-    """The longest pause in an upload's body; a sender silent for longer is cut (408)."""
+    """The longest pause in a body, either way: a sender silent for longer is cut (408),
+    and so is a reader that takes nothing of an image for longer."""
     upload_body_min_bytes_per_second: int = Field(default=32 * 1024, ge=0)
     """The slowest average rate of an upload's body: it is cut (408) once it has taken
     UPLOAD_BODY_TIMEOUT_SECONDS + Content-Length / this (25 MiB: ~14 min); 0: no deadline."""
