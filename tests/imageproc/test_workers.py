@@ -131,6 +131,7 @@ async def test_a_worker_over_its_memory_share_is_killed_and_replaced(
     assert (await _timed(broker, THUMBNAIL, big))[0] == "ok"
 
 
+@pytest.mark.parametrize("deadline", [30.0])  # far off: the crash, not the deadline, ends it
 async def test_a_worker_that_dies_mid_job_fails_the_job_not_the_service(
     app: web.Application, broker: Broker
 ) -> None:
@@ -138,8 +139,8 @@ async def test_a_worker_that_dies_mid_job_fails_the_job_not_the_service(
     busy = await async_wait_for(lambda: _pool(app).busy_pids(), timeout=10)
     os.kill(busy[0], signal.SIGSEGV)  # as a crashing decoder would
     outcome, seconds = await job
-    # Not "timeout": the crash was noticed at once, before the deadline's kill.
+    # Not "timeout": the crash was noticed at once, long before the deadline's kill.
     assert outcome == "worker_crashed"
-    assert seconds < TIMEOUT + GRACE + SLACK
+    assert seconds < 10
     assert (await _timed(broker, THUMBNAIL, _jpeg(300, 200)))[0] == "ok"
     assert len(_pool(app).pids()) == 2
