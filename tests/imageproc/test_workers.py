@@ -10,7 +10,7 @@ import io
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pyvips
@@ -21,8 +21,8 @@ from PIL import Image
 from imageproc.app import POOL, create_app
 from imageproc.settings import Settings
 from imageproc.workers import WorkerPool
-from messaging import Broker, RpcError, RpcMessage, topology
-from tests.conftest import async_wait_for, settings_from
+from messaging import Broker, BrokerSettings, RpcError, RpcMessage, topology
+from tests.conftest import async_wait_for, isolated_env, settings_from
 from tests.hostile import repeated_scan_jpeg
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -40,12 +40,27 @@ def deadline() -> float:
     return TIMEOUT
 
 
+@pytest.fixture(scope="module")
+def workers_env(stack_config: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A vhost of its own: the session mesh's imageproc also serves the session vhost's
+    RPC queue, and would take some of these jobs from the pool under test."""
+    with isolated_env(stack_config, "workers") as env:
+        yield env
+
+
 @pytest.fixture
-async def app(test_env: dict[str, str], deadline: float) -> AsyncIterator[web.Application]:
+async def broker(workers_env: dict[str, str]) -> AsyncIterator[Broker]:
+    settings: BrokerSettings = settings_from(workers_env, BrokerSettings)
+    async with Broker(settings, service="tests") as connected:
+        yield connected
+
+
+@pytest.fixture
+async def app(workers_env: dict[str, str], deadline: float) -> AsyncIterator[web.Application]:
     # One per test (the tests override its deadline): never two consuming the RPC queue.
     settings: Settings = settings_from(
         {
-            **test_env,
+            **workers_env,
             "IMAGEPROC_CONCURRENCY": "2",
             "PIPELINE_TIMEOUT_SECONDS": str(deadline),
             "IMAGE_MAX_JPEG_SCANS": "100000",  # let the slow JPEG reach the decoder

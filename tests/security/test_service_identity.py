@@ -182,6 +182,48 @@ def runner_alone(stack_config: dict[str, str], tmp_path: Path) -> Iterator[Mesh]
             running.stop("imageproc_runner")
 
 
+async def run_job_with_imageproc(
+    env: dict[str, str], answer: dict[str, Any]
+) -> tuple[aio_pika.abc.AbstractIncomingMessage, list[str | None]]:
+    """A job through the real runner, with a compromised imageproc answering `answer` (and
+    an HTML body): the job's outcome event and who called imageproc."""
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    stack.s3_client(env).put_object(
+        Bucket=env["S3_INPUT_BUCKET"], Key=f"{job_id}/input.png", Body=PNG_1X1
+    )
+    callers: list[str | None] = []
+
+    async def evil(request: RpcMessage) -> RpcMessage:
+        callers.append(request.caller)
+        meta = {**answer, "width": 1, "height": 1, "steps": []}
+        return RpcMessage(meta, b"<script>alert(1)</script>")
+
+    admin: BrokerSettings = settings_from(env, BrokerSettings)
+    async with (
+        Broker(as_service(env, "imageproc"), service="imageproc") as imageproc,
+        Broker(admin, service="tests") as tests,
+    ):
+        await imageproc.serve(topology.IMAGEPROC_RUN, evil)
+        channel = await tests.channel()
+        outcomes = await channel.declare_queue(exclusive=True)
+        await outcomes.bind(env["AMQP_EXCHANGE_EVENTS"], ImageProcessed.type)
+        await outcomes.bind(env["AMQP_EXCHANGE_EVENTS"], JobFailed.type)
+        # Provenance records are published mandatory: someone must take them.
+        await (await channel.declare_queue(exclusive=True)).bind(env["AMQP_EXCHANGE_PROV"], "#")
+        await tests.publish(
+            ImageUploaded(
+                job_id=job_id,
+                input=png_input(env, job_id),
+                pipeline=[{"op": "grayscale"}],
+                created_at=datetime.now(UTC),
+            )
+        )
+        outcome = await async_wait_for(lambda: outcomes.get(fail=False), timeout=30)
+        assert isinstance(outcome, aio_pika.abc.AbstractIncomingMessage)
+        await outcome.ack()
+    return outcome, callers
+
+
 async def test_the_result_content_type_comes_from_the_output_format(
     runner_alone: Mesh,
 ) -> None:
@@ -189,44 +231,15 @@ async def test_the_result_content_type_comes_from_the_output_format(
     runner stores the result as the PNG its format says, and every later reader (upload's
     /result reads the `image.processed` output) gets `image/png`."""
     env = runner_alone.env
-    job_id = f"job-{uuid.uuid4().hex[:8]}"
-    s3 = stack.s3_client(env)
-    s3.put_object(Bucket=env["S3_INPUT_BUCKET"], Key=f"{job_id}/input.png", Body=PNG_1X1)
-    answered: list[str | None] = []
-
-    async def evil(request: RpcMessage) -> RpcMessage:
-        answered.append(request.caller)
-        meta = {"format": "png", "content_type": "text/html", "width": 1, "height": 1}
-        return RpcMessage({**meta, "steps": []}, b"<script>alert(1)</script>")
-
-    admin: BrokerSettings = settings_from(env, BrokerSettings)
-    async with (
-        Broker(as_service(env, "imageproc"), service="imageproc") as imageproc,
-        Broker(admin, service="tests") as tests,
-    ):
-        await imageproc.serve(topology.IMAGEPROC_RUN, evil)
-        channel = await tests.channel()
-        outcomes = await channel.declare_queue(exclusive=True)
-        await outcomes.bind(env["AMQP_EXCHANGE_EVENTS"], ImageProcessed.type)
-        await outcomes.bind(env["AMQP_EXCHANGE_EVENTS"], JobFailed.type)
-        # Provenance records are published mandatory: someone must take them.
-        await (await channel.declare_queue(exclusive=True)).bind(env["AMQP_EXCHANGE_PROV"], "#")
-        await tests.publish(
-            ImageUploaded(
-                job_id=job_id,
-                input=png_input(env, job_id),
-                pipeline=[{"op": "grayscale"}],
-                created_at=datetime.now(UTC),
-            )
-        )
-        outcome = await async_wait_for(lambda: outcomes.get(fail=False), timeout=30)
-        assert isinstance(outcome, aio_pika.abc.AbstractIncomingMessage)
-        await outcome.ack()
-    assert answered == ["imageproc_runner"]
+    answer = {"format": "png", "content_type": "text/html"}
+    outcome, callers = await run_job_with_imageproc(env, answer)
+    assert callers == ["imageproc_runner"]
     assert outcome.type == ImageProcessed.type, outcome.body
     processed = ImageProcessed.model_validate_json(outcome.body)
     assert processed.output.content_type == "image/png"
-    stored = s3.head_object(Bucket=processed.output.bucket, Key=processed.output.key)
+    stored = stack.s3_client(env).head_object(
+        Bucket=processed.output.bucket, Key=processed.output.key
+    )
     assert stored["ContentType"] == "image/png"
 
 
@@ -234,38 +247,8 @@ async def test_an_output_format_outside_the_allow_list_fails_the_job(
     runner_alone: Mesh,
 ) -> None:
     env = runner_alone.env
-    job_id = f"job-{uuid.uuid4().hex[:8]}"
-    s3 = stack.s3_client(env)
-    s3.put_object(Bucket=env["S3_INPUT_BUCKET"], Key=f"{job_id}/input.png", Body=PNG_1X1)
-
-    async def evil(request: RpcMessage) -> RpcMessage:
-        meta = {"format": "html", "content_type": "text/html", "width": 1, "height": 1}
-        return RpcMessage({**meta, "steps": []}, b"<script>alert(1)</script>")
-
-    admin: BrokerSettings = settings_from(env, BrokerSettings)
-    async with (
-        Broker(as_service(env, "imageproc"), service="imageproc") as imageproc,
-        Broker(admin, service="tests") as tests,
-    ):
-        await imageproc.serve(topology.IMAGEPROC_RUN, evil)
-        channel = await tests.channel()
-        outcomes = await channel.declare_queue(exclusive=True)
-        await outcomes.bind(env["AMQP_EXCHANGE_EVENTS"], ImageProcessed.type)
-        await outcomes.bind(env["AMQP_EXCHANGE_EVENTS"], JobFailed.type)
-        # Provenance records are published mandatory: someone must take them.
-        await (await channel.declare_queue(exclusive=True)).bind(env["AMQP_EXCHANGE_PROV"], "#")
-        await tests.publish(
-            ImageUploaded(
-                job_id=job_id,
-                input=png_input(env, job_id),
-                pipeline=[{"op": "grayscale"}],
-                created_at=datetime.now(UTC),
-            )
-        )
-        outcome = await async_wait_for(lambda: outcomes.get(fail=False), timeout=30)
-        assert isinstance(outcome, aio_pika.abc.AbstractIncomingMessage)
-        await outcome.ack()
+    outcome, _ = await run_job_with_imageproc(env, {"format": "html", "content_type": "text/html"})
     assert outcome.type == JobFailed.type
     assert JobFailed.model_validate_json(outcome.body).error.code == "bad_output"
-    listed = s3.list_objects_v2(Bucket=env["S3_OUTPUT_BUCKET"]).get("Contents", [])
-    assert listed == []
+    listed = stack.s3_client(env).list_objects_v2(Bucket=env["S3_OUTPUT_BUCKET"])
+    assert listed.get("Contents", []) == []
