@@ -17,37 +17,26 @@ RETRY_AFTER_SECONDS = 5
 
 
 def upload_slots(*, total: int, per_client: int) -> Slots:
-    return Slots(total=total, per_client=per_client, refuse=_refuse_upload)
+    return _transfer_slots(total, per_client, "too_many_uploads", "uploads being received")
 
 
 def download_slots(*, total: int, per_client: int) -> Slots:
-    return Slots(total=total, per_client=per_client, refuse=_refuse_download)
+    return _transfer_slots(total, per_client, "too_many_downloads", "images being sent")
 
 
-def _refuse_upload(scope: Scope, held: int, cap: int) -> ApiError:
-    if scope == "client":
-        return _busy(
-            429,
-            "too_many_uploads",
-            f"this client already has {held} uploads in progress (at most {cap})",
+def _transfer_slots(total: int, per_client: int, client_code: str, what: str) -> Slots:
+    """Past the client's cap 429 `client_code`, past the replica's 503 `busy`."""
+
+    def refuse(scope: Scope, held: int, cap: int) -> ApiError:
+        if scope == "client":
+            status, code, message = 429, client_code, f"this client has {held} {what}"
+        else:
+            status, code, message = 503, "busy", f"this server has {held} {what}"
+        return ApiError(
+            status,
+            code,
+            f"{message} (at most {cap}); retry after {RETRY_AFTER_SECONDS} s",
+            retry_after=RETRY_AFTER_SECONDS,
         )
-    return _busy(503, "busy", f"{held} uploads are being received (at most {cap})")
 
-
-def _refuse_download(scope: Scope, held: int, cap: int) -> ApiError:
-    if scope == "client":
-        return _busy(
-            429,
-            "too_many_downloads",
-            f"this client already has {held} images on their way (at most {cap})",
-        )
-    return _busy(503, "busy", f"{held} images are being sent (at most {cap})")
-
-
-def _busy(status: int, code: str, message: str) -> ApiError:
-    return ApiError(
-        status,
-        code,
-        f"{message}; retry after {RETRY_AFTER_SECONDS} s",
-        retry_after=RETRY_AFTER_SECONDS,
-    )
+    return Slots(total=total, per_client=per_client, refuse=refuse)
