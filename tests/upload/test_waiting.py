@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.conftest import async_wait_for
 from upload.errors import ApiError
 from upload.waiting import RETRY_AFTER_SECONDS, WaitingCap
 
@@ -73,3 +74,24 @@ async def test_a_failed_count_is_not_an_admission() -> None:
     with pytest.raises(ApiError) as refused:
         await cap.admit("alice")
     assert refused.value.status == 503
+
+
+async def test_a_burst_during_one_count_is_counted_whole() -> None:
+    """Requests that all find no fresh reading, and read the count at once, must not each
+    start from it: the first reading stored counts them all."""
+    import asyncio
+
+    release, reading = asyncio.Event(), []
+
+    async def slow_count(principal: str) -> int:
+        reading.append(principal)
+        await release.wait()
+        return 0
+
+    cap = WaitingCap(3, slow_count, clock=lambda: 0.0)
+    burst = [asyncio.create_task(cap.admit("alice")) for _ in range(6)]
+    await async_wait_for(lambda: len(reading) == 6, timeout=5)
+    release.set()
+    outcomes = await asyncio.gather(*burst, return_exceptions=True)
+    assert sum(outcome is None for outcome in outcomes) == 3
+    assert all(isinstance(o, ApiError) and o.status == 429 for o in outcomes if o is not None)

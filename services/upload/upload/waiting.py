@@ -52,9 +52,15 @@ class WaitingCap:
         now = self._clock()
         reading = self._readings.get(principal)
         if reading is None or now - reading.checked >= self._interval:
-            reading = _Reading(await self._count(principal), now)
-            self._forget_old(now)
-            self._readings[principal] = reading
+            fresh = await self._count(principal)
+            # Requests of this principal that read the count meanwhile stored theirs and
+            # counted their own jobs in it: keep that reading, or they would go uncounted.
+            now = self._clock()
+            reading = self._readings.get(principal)
+            if reading is None or now - reading.checked >= self._interval:
+                reading = _Reading(fresh, now)
+                self._forget_old(now)
+                self._readings[principal] = reading
         if reading.waiting >= self._limit:
             raise ApiError(
                 429,
