@@ -22,8 +22,10 @@ HEAD_BYTES = 64
 
 
 class Spool:
-    def __init__(self, *, memory: int, directory: str = "") -> None:
+    def __init__(self, *, memory: int, directory: str = "", hashed: bool = True) -> None:
         self._memory = memory
+        self._hashed = hashed
+        """Whether to compute the SHA-256 (an image sent back needs none)."""
         self._directory = directory or None  # None: the system's (TMPDIR)
         self._hash = hashlib.sha256()
         self._pending: list[bytes] = []
@@ -38,6 +40,7 @@ class Spool:
     def sha256(self) -> str:
         """The hex digest of everything written (once `finish` returned)."""
         assert self._finished, "finish() first"
+        assert self._hashed, "a spool made with hashed=False has no digest"
         return self._hash.hexdigest()
 
     @property
@@ -65,13 +68,16 @@ class Spool:
         if self._file is not None:
             await self._spill()
         else:
-            await asyncio.to_thread(self._hash_pending)
+            # Joined once: the probe and the store both read it.
+            self._pending = [b"".join(self._pending)]
+            if self._hashed:
+                await asyncio.to_thread(self._hash_pending)
         self._finished = True
 
     def data(self) -> bytes:
         """The whole file, from memory (only when not `on_disk`)."""
         assert self._file is None
-        return b"".join(self._pending)
+        return self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
 
     def reader(self) -> BinaryIO:
         """The whole file to read from its start (the spool's own file when on disk: one
@@ -96,8 +102,9 @@ class Spool:
     def _write_out(self, chunks: list[bytes]) -> None:
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self._directory)  # noqa: SIM115  # closed by close()
-        for chunk in chunks:
-            self._hash.update(chunk)
+        if self._hashed:
+            for chunk in chunks:
+                self._hash.update(chunk)
         self._file.writelines(chunks)
         self._file.flush()  # the probe reads it through another descriptor (libvips)
 
