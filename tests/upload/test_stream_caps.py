@@ -18,11 +18,11 @@ from tests.conftest import async_wait_for
 from tests.security.test_guard import settings
 from upload.errors import ApiError, error_middleware
 from upload.guard import Guard, guard_middleware
+from upload.job_views import job_events
 from upload.jobs import Jobs
 from upload.keys import GUARD, JOBS, LIVE, STREAMS
 from upload.live import LiveJobs
 from upload.progress import stream_slots
-from upload.routes import job_events
 from upload.slots import Slots
 from upload.tokens import new_token, token_hash
 

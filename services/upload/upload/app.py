@@ -21,6 +21,16 @@ from .routes import STATIC, routes
 from .session import sessions
 from .settings import Settings
 
+# The handler modules register their routes on `routes` when imported: all of them,
+# before `app.add_routes(routes)` below, and in this order (the order of the route table).
+# isort: off
+from . import pages  # noqa: F401
+from . import submission  # noqa: F401
+from . import job_views  # noqa: F401
+from . import provenance_views  # noqa: F401
+from . import documents  # noqa: F401
+# isort: on
+
 
 def create_app(settings: Settings) -> web.Application:
     harden_vips()

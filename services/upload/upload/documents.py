@@ -1,0 +1,57 @@
+"""The service's own documents: about, and the OpenAPI and AsyncAPI documents."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from messaging.asyncapi import asyncapi_document
+
+from . import schemas
+from .keys import BROKER, GUARD, SETTINGS
+from .openapi import Doc, documented, openapi_document
+from .routes import routes
+
+
+@routes.get("/api/v1/about")
+@documented(
+    Doc(
+        "Version and links: API documents, operator consoles",
+        {200: ("this service", schemas.About)},
+        tags=("service",),
+    )
+)
+async def about(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = {
+        "service": "imagemesh",
+        "version": request.app[BROKER].version,
+        "links": {
+            "openapi": "/api/v1/openapi.json",
+            "api_docs": "/api/docs",
+            "asyncapi": "/api/v1/asyncapi.json",
+            "fauxton": settings.upload_fauxton_url,
+            "rabbitmq_console": settings.upload_rabbitmq_console_url,
+        },
+        "limits": {
+            "image_max_bytes": settings.image_max_bytes,
+            "image_max_pixels": settings.image_max_pixels,
+            "pipeline_max_ops": settings.pipeline_max_ops,
+        },
+    }
+    return web.json_response(body)
+
+
+@routes.get("/api/v1/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    document = openapi_document(
+        request.app,
+        version=request.app[BROKER].version,
+        tokens_required=request.app[GUARD].tokens.enabled,
+    )
+    return web.json_response(document)
+
+
+@routes.get("/api/v1/asyncapi.json")
+async def asyncapi_json(request: web.Request) -> web.Response:
+    broker = request.app[BROKER]
+    return web.json_response(asyncapi_document(broker.settings, version=broker.version))

@@ -1,0 +1,51 @@
+"""Sending stored images (a job's input and output) to the client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from .guard import client_of
+from .jobs import Jobs
+from .keys import DOWNLOADS, SETTINGS
+from .spool import Spool
+
+log = structlog.get_logger("upload")
+IMAGE_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+SEND_CHUNK_BYTES = 256 * 1024
+"""What an image being sent holds in memory at a time, besides its spool."""
+
+
+async def _send_image(
+    request: web.Request, jobs: Jobs, image: dict[str, Any], content_type: str
+) -> web.StreamResponse:
+    """Send a stored image: held in a spool, not in memory, while the client reads it; a
+    client that takes nothing for UPLOAD_BODY_TIMEOUT_SECONDS is cut."""
+    settings = request.app[SETTINGS]
+    spool = Spool(memory=settings.upload_spool_memory_bytes, directory=settings.upload_spool_dir)
+    with request.app[DOWNLOADS].hold(client_of(request)):
+        async with jobs.fetched(image, spool):
+            response = web.StreamResponse(
+                headers={
+                    "Cache-Control": "private, max-age=3600",
+                    "X-Content-Type-Options": "nosniff",
+                }
+            )
+            response.content_type = content_type
+            response.content_length = spool.size
+            await response.prepare(request)
+            source = spool.reader()
+            try:
+                while chunk := await asyncio.to_thread(source.read, SEND_CHUNK_BYTES):
+                    async with asyncio.timeout(settings.upload_body_timeout_seconds):
+                        await response.write(chunk)
+            except TimeoutError:
+                log.warning("download_cut", reason="the client took nothing", sent=source.tell())
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            await response.write_eof()
+    return response

@@ -1,0 +1,143 @@
+"""Reading jobs: the list, one job, its live events, and its input and output images."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import schemas
+from .errors import ApiError
+from .guard import client_of, principal_of
+from .images import _send_image
+from .jobs import public
+from .keys import JOBS, LIVE, STREAMS
+from .openapi import Doc, documented, error, query_parameter
+from .progress import stream_progress
+from .routes import IMAGE_TYPES, JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, _owner_filter, routes
+
+
+@routes.get("/api/v1/jobs")
+@documented(
+    Doc(
+        "Recent jobs, newest first",
+        {
+            200: ("a page of jobs, and the cursor of the next one", schemas.JobPage),
+            400: error("a bad status, limit or cursor"),
+            503: UNAVAILABLE,
+        },
+        parameters=(
+            query_parameter(
+                "status",
+                "only jobs in this status",
+                {"type": "string", "enum": ["queued", "processing", "succeeded", "failed"]},
+            ),
+            query_parameter(
+                "limit", "jobs per page", {"type": "integer", "minimum": 1, "maximum": 100}
+            ),
+            query_parameter("before", "the `next` cursor of the previous page", {"type": "string"}),
+        ),
+    )
+)
+async def list_jobs(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    status = request.query.get("status") or None
+    if status is not None and status not in {"queued", "processing", "succeeded", "failed"}:
+        raise ApiError(400, "bad_request", "status: queued, processing, succeeded or failed")
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "bad_request", "limit: an integer from 1 to 100")
+    before = request.query.get("before") or None
+    page = await request.app[JOBS].recent(
+        status=status, limit=limit, before=before, owner=_owner_filter(principal)
+    )
+    return web.json_response(page)
+
+
+@routes.get("/api/v1/jobs/{job_id}")
+@documented(
+    Doc(
+        "A job: status, input, pipeline, output or error",
+        {200: ("the job", schemas.Job), 404: UNKNOWN_JOB, 503: UNAVAILABLE},
+        description="Never 404 for a job `POST` accepted.",
+        parameters=(JOB_ID,),
+    )
+)
+async def get_job(request: web.Request) -> web.Response:
+    job_id = _job_id(request)
+    job = await request.app[JOBS].readable(job_id, principal_of(request))
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return web.json_response(public(job))
+
+
+@routes.get("/api/v1/jobs/{job_id}/events")
+@documented(
+    Doc(
+        "Follow a job live (server-sent events)",
+        {
+            200: ("`text/event-stream` until the job ends", "text/event-stream"),
+            404: UNKNOWN_JOB,
+            429: error(
+                "too many streams open for this principal or on this server "
+                "(`too_many_streams`); retry after `Retry-After` seconds"
+            ),
+            503: UNAVAILABLE,
+        },
+        description="`event: status` (the job, as GET /api/v1/jobs/{id} shows it) first and "
+        "whenever the status changes; `event: step` "
+        '(`{"type", "time", "service", "operation"?, "index"?, "attempt"?, "duration_ms"?, '
+        '"error"?}`) for each step as the mesh records it. The stream ends after the job '
+        "succeeded or failed; a reconnecting client starts again from the current status.",
+        parameters=(JOB_ID,),
+    )
+)
+async def job_events(request: web.Request) -> web.StreamResponse:
+    job_id = _job_id(request)
+    response = await stream_progress(
+        request,
+        request.app[JOBS],
+        request.app[LIVE],
+        job_id,
+        principal=principal_of(request),
+        slots=request.app[STREAMS],
+        client=client_of(request),
+    )
+    if response is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return response
+
+
+@routes.get("/api/v1/jobs/{job_id}/result")
+@documented(
+    Doc(
+        "The output image",
+        {
+            200: ("the output, with its content type", IMAGE_TYPES),
+            404: UNKNOWN_JOB,
+            409: error("not finished yet (`not_finished`), or failed (`job_failed`)"),
+            503: UNAVAILABLE,
+        },
+        parameters=(JOB_ID,),
+    )
+)
+async def get_result(request: web.Request) -> web.StreamResponse:
+    jobs = request.app[JOBS]
+    image, content_type = await jobs.result(_job_id(request), principal_of(request))
+    return await _send_image(request, jobs, image, content_type)
+
+
+@routes.get("/api/v1/jobs/{job_id}/input")
+@documented(
+    Doc(
+        "The input image, as uploaded",
+        {200: ("the input, with its content type", IMAGE_TYPES), 404: UNKNOWN_JOB,
+         503: UNAVAILABLE},
+        parameters=(JOB_ID,),
+    )
+)  # fmt: skip
+async def get_input(request: web.Request) -> web.StreamResponse:
+    jobs = request.app[JOBS]
+    image, content_type = await jobs.input(_job_id(request), principal_of(request))
+    return await _send_image(request, jobs, image, content_type)

@@ -1,0 +1,108 @@
+"""The web app's pages, signing in and out, and who a request acts for."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from aiohttp import web
+
+from . import schemas
+from .guard import PRINCIPAL, SIGN_IN_PATH, SIGN_OUT_PATH, principal_of
+from .keys import GUARD
+from .openapi import Doc, documented
+from .routes import STATIC, routes
+from .session import sign_in, sign_out
+
+# --------------------------------------------------------------------------- pages
+
+
+_NEXT = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&-]{0,512}$")
+"""Where the sign-in may send the browser back to: a path on this site (not `//host`)."""
+
+
+def _page(request: web.Request, name: str) -> web.FileResponse:
+    """A page of the web app; without a principal (tokens on, not signed in), the
+    sign-in page instead, which comes back here."""
+    if PRINCIPAL not in request:
+        target = quote(request.path_qs, safe="/?=&")
+        raise web.HTTPSeeOther(f"{SIGN_IN_PATH}?next={target}")
+    return _file(name)
+
+
+def _file(name: str) -> web.FileResponse:
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.FileResponse:
+    return _page(request, "index.html")
+
+
+@routes.get("/history")
+async def history_page(request: web.Request) -> web.FileResponse:
+    return _page(request, "history.html")
+
+
+@routes.get("/jobs/{job_id}")
+async def job_page(request: web.Request) -> web.FileResponse:
+    return _page(request, "job.html")
+
+
+@routes.get("/api/docs")
+async def api_docs_page(request: web.Request) -> web.FileResponse:
+    return _file("api.html")
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+@routes.get(SIGN_IN_PATH)
+async def sign_in_page(request: web.Request) -> web.FileResponse:
+    if not request.app[GUARD].tokens.enabled:
+        # Nothing to sign in with: everyone is `local`, or the authenticating proxy signs
+        # people in (and this request did not come through it).
+        if PRINCIPAL in request:
+            raise web.HTTPSeeOther("/")
+        raise web.HTTPUnauthorized(text="sign in through the authenticating proxy\n")
+    return _file("signin.html")
+
+
+@routes.post(SIGN_IN_PATH)
+async def sign_in_form(request: web.Request) -> web.Response:
+    """The sign-in form: a token, and where to go next. A valid token starts a session
+    (the encrypted cookie) and goes there; a wrong one back to the form, saying so. The
+    guard refused it already if another site sent it."""
+    guard = request.app[GUARD]
+    form = await request.post()
+    token, target = form.get("token"), form.get("next")
+    target = target if isinstance(target, str) and _NEXT.match(target) else "/"
+    found = guard.tokens.identify(token.strip()) if isinstance(token, str) else None
+    if found is None:
+        raise web.HTTPSeeOther(f"{SIGN_IN_PATH}?failed=1&next={quote(target, safe='/')}")
+    await sign_in(request, *found)
+    raise web.HTTPSeeOther(target)
+
+
+@routes.post(SIGN_OUT_PATH)
+async def sign_out_form(request: web.Request) -> web.Response:
+    await sign_out(request)
+    raise web.HTTPSeeOther(SIGN_IN_PATH if request.app[GUARD].tokens.enabled else "/")
+
+
+@routes.get("/api/v1/me")
+@documented(
+    Doc(
+        "Who this request acts for",
+        {200: ("the principal, and whether the server needs one", schemas.Me)},
+        tags=("service",),
+    )
+)
+async def me(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    body = {
+        "principal": principal.name,
+        "auditor": principal.auditor,
+        "sign_in": request.app[GUARD].tokens.enabled,
+    }
+    return web.json_response(body)

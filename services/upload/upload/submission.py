@@ -1,0 +1,112 @@
+"""Submitting jobs, and the operation catalogue a pipeline is written from."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from messaging.events import ClientInfo
+from pipeline import describe_operations
+
+from . import schemas
+from .guard import PEER, client_of, principal_of
+from .intake import body_rules, read_upload
+from .keys import JOBS, SETTINGS, UPLOADS
+from .openapi import Doc, documented, error
+from .routes import routes
+
+# --------------------------------------------------------------------------- the API
+
+
+@routes.get("/api/v1/operations")
+@documented(
+    Doc(
+        "The operation catalogue",
+        {200: ("every operation with the JSON Schema of its parameters", schemas.Operations)},
+        tags=("catalogue",),
+    )
+)
+async def operations(_request: web.Request) -> web.Response:
+    return web.json_response({"operations": describe_operations()})
+
+
+@routes.post("/api/v1/jobs")
+@documented(
+    Doc(
+        "Submit an image with a pipeline",
+        {
+            202: ("accepted and queued; `Location` names the job", schemas.Accepted),
+            400: error("a bad form or pipeline (names the operation and parameter)"),
+            408: error("the body paused too long or arrived too slowly (`body_timeout`)"),
+            411: error("no Content-Length: chunked uploads are not accepted"),
+            413: error("the file is larger than IMAGE_MAX_BYTES"),
+            415: error("not an image type we accept (decided by content)"),
+            422: error("undecodable, or over the pixel, side or frame limits"),
+            429: error(
+                "this client's uploads in progress are at their cap (`too_many_uploads`), "
+                "its principal's waiting jobs are (`too_many_queued`, "
+                "UPLOAD_MAX_QUEUED_PER_PRINCIPAL), or its rate is (`rate_limited`); retry "
+                "after `Retry-After` seconds"
+            ),
+            503: error(
+                "too many uploads in progress on this server (`busy`), or a dependency is "
+                "down; retry after `Retry-After` seconds"
+            ),
+        },
+        description="One job per file. The type is decided by the content, never the name; "
+        "size is checked while streaming and pixels from the header, before decoding. "
+        "Uploads in progress are capped per client and in total, and the body must keep "
+        "arriving (UPLOAD_BODY_TIMEOUT_SECONDS, UPLOAD_BODY_MIN_BYTES_PER_SECOND).",
+        request_body={
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "pipeline": {
+                                "type": "string",
+                                "description": 'JSON list of {"op": name, ...params}; '
+                                "see GET /api/v1/operations",
+                                "default": "[]",
+                            },
+                        },
+                    }
+                }
+            },
+        },
+    )
+)
+async def create_job(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    await request.app[JOBS].admit(principal_of(request).name)
+    client = ClientInfo(
+        address=request[PEER].address or None,  # through trusted proxies (UPLOAD_TRUSTED_PROXIES)
+        user_agent=request.headers.get("User-Agent", "")[:512] or None,
+    )
+    # A slot before a byte of the body is read (429 this client's cap, 503 the total),
+    # held until the input is stored; the file is spooled, never whole in memory.
+    with request.app[UPLOADS].hold(client_of(request)):
+        upload = await read_upload(
+            request,
+            max_bytes=settings.image_max_bytes,
+            limits=settings.image_limits(),
+            max_ops=settings.pipeline_max_ops,
+            body=body_rules(settings),
+        )
+        with upload:
+            job_id = await request.app[JOBS].submit(upload, client, principal_of(request).name)
+    location = f"/api/v1/jobs/{job_id}"
+    body = {
+        "id": job_id,
+        "status": "queued",
+        "links": {
+            "self": location,
+            "result": f"{location}/result",
+            "events": f"{location}/events",
+            "provenance": f"{location}/provenance",
+            "input_lineage": f"/api/v1/images/{upload.sha256}/lineage",
+        },
+    }
+    return web.json_response(body, status=202, headers={"Location": location})
