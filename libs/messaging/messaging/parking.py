@@ -18,7 +18,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aio_pika
@@ -62,12 +62,8 @@ class Parked:
         service's) or an operator's: anyone with write on the dead-letter exchange can put
         a message with any header into a parking lot. Otherwise its own `user_id` (what
         the broker dead-lettered, or anyone else's) is its sender."""
-        user = self.message.user_id
         consumer = f"{identities.prefix}{self.queue.split('.', 1)[0]}"
-        claimed = _text((self.message.headers or {}).get(SENDER_HEADER))
-        if claimed and (user == consumer or user in identities.operators):
-            return claimed
-        return user
+        return replace(identities, own_user=consumer).origin_user(self.message)
 
     @property
     def error(self) -> str:
