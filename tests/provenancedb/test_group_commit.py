@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from provenancedb.store import GroupCommit
+from provenancedb.groupcommit import GroupCommit
 
 
 class Writes:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
+from provenancedb.design import design_document, security_object
 from provenancedb.migrate import migrate
 from provenancedb.settings import AuditSettings, MigrateSettings
-from provenancedb.store import design_document, security_object
 from tests.conftest import ROOT, couch, settings_from
 
 pytestmark = pytest.mark.integration

@@ -17,15 +17,10 @@ import pytest
 from pydantic import SecretStr
 
 from provenancedb import store as store_module
+from provenancedb.design import DESIGN_VIEWS, design_document
 from provenancedb.migrate import migrate
 from provenancedb.settings import MigrateSettings, Settings
-from provenancedb.store import (
-    DESIGN_VIEWS,
-    ProvenanceStore,
-    StoreNotReady,
-    design_document,
-    open_store,
-)
+from provenancedb.store import ProvenanceStore, StoreNotReady, open_store
 from tests.conftest import auditor, couch, settings_from
 from tests.provenancedb.conftest import OpenStore
 from tests.provenancedb.test_documents import (

@@ -1,6 +1,6 @@
 """Least privilege in CouchDB, on the real server: provenancedb's writer may only create
 event documents, the auditor only reads, nobody else gets in, and nobody but the server
-admin changes the design document or `_security` (`provenancedb/store.py`).
+admin changes the design document or `_security` (`provenancedb/design.py`).
 
 The database is provisioned the way the stack and compose provision it
 (`python -m provenancedb.migrate`, through `isolated_env`). What PouchDB Server (the local
@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import stack
 
-from provenancedb.store import design_document, is_pouchdb_server, security_object
+from provenancedb.design import design_document, is_pouchdb_server, security_object
 from tests.conftest import free_port, isolated_env
 
 pytestmark = pytest.mark.integration

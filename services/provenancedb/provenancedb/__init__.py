@@ -1,6 +1,6 @@
 """provenancedb: the audit trail. The only service with CouchDB credentials: its own user,
 which may only create event documents (never change one) and keep each job's summary;
-`python -m provenancedb.migrate` provisions CouchDB as the admin (see `store.py`).
+`python -m provenancedb.migrate` provisions CouchDB as the admin (see `design.py`).
 
 Consumes: every event on the events and provenance exchanges (queue
 `provenancedb.events`) and writes each as one CouchDB document whose `_id` is the event

@@ -7,7 +7,7 @@
    auditor (`COUCHDB_AUDITOR_USER`, role `auditor`) in `_users`, created, or given the
    configured password and roles when they differ;
 2. on PouchDB Server only: `_users` closed to non-admins, so that nobody can sign up and
-   grant itself a role there (`store.py` says why);
+   grant itself a role there (`design.py` says why);
 3. the database, and its `_security`: the admin administers it, the writer and the role
    `auditor` are its only members;
 4. `_design/provenance` (views and the append-only validation) and the Mango indexes;
@@ -43,14 +43,9 @@ from aiocouch import (
 
 from servicekit import load_settings
 
+from .design import AUDITOR_ROLE, is_pouchdb_server, security_object
 from .settings import Login, MigrateSettings
-from .store import (
-    AUDITOR_ROLE,
-    ProvenanceStore,
-    couch_client,
-    is_pouchdb_server,
-    security_object,
-)
+from .store import ProvenanceStore, couch_client
 
 LogsIn = Callable[[Login], Awaitable[list[str] | None]]
 """The roles a user name and password log in with, or None when they do not."""

@@ -1,5 +1,5 @@
 """Settings of provenancedb and its commands. CouchDB has three accounts, each used by
-exactly one thing (least privilege, see `store.py`):
+exactly one thing (least privilege, see `design.py`):
 
 - the writer, `COUCHDB_USER` / `COUCHDB_PASSWORD`: provenancedb itself. A member of the
   provenance database that may only create event documents;
