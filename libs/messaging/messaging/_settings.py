@@ -6,6 +6,8 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from servicekit import split_commas
+
 
 class BrokerSettings(BaseSettings):
     """How to reach RabbitMQ and which exchanges the mesh uses (names match the env vars)."""
@@ -49,9 +51,7 @@ class BrokerSettings(BaseSettings):
     @field_validator("amqp_operator_users", mode="before")
     @classmethod
     def _split_users(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return split_commas(value)
 
     @field_validator("amqp_retry_delays")
     @classmethod

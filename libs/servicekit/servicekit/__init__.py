@@ -14,6 +14,7 @@ from ._settings import (
     development_secrets,
     load_settings,
     production_refusals,
+    split_commas,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "run_checks",
     "run_service",
     "set_build_info",
+    "split_commas",
 ]

@@ -30,6 +30,13 @@ class ServiceSettings(BaseSettings):
     shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
+def split_commas(value: object) -> object:
+    """A `before` validator's body for list settings: `a, b,,c` -> ("a", "b", "c")."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 def load_settings(cls: type[S], service: str) -> S:
     """Build settings from the environment, or exit with one line naming what is wrong."""
     try:

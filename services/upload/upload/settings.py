@@ -10,7 +10,7 @@ from pydantic_settings import NoDecode
 from messaging import BrokerSettings
 from objectstore import S3Settings
 from pipeline import ImageRulesSettings
-from servicekit import ServiceSettings
+from servicekit import ServiceSettings, split_commas
 
 from .tokens import entry, parse_entry, valid_principal
 
@@ -94,9 +94,7 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     )
     @classmethod
     def _split_upload_lists(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return split_commas(value)
 
     @field_validator("upload_api_token_hashes")
     @classmethod
