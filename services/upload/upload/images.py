@@ -25,7 +25,11 @@ async def _send_image(
     """Send a stored image: held in a spool, not in memory, while the client reads it; a
     client that takes nothing for UPLOAD_BODY_TIMEOUT_SECONDS is cut."""
     settings = request.app[SETTINGS]
-    spool = Spool(memory=settings.upload_spool_memory_bytes, directory=settings.upload_spool_dir)
+    spool = Spool(
+        memory=settings.upload_spool_memory_bytes,
+        directory=settings.upload_spool_dir,
+        hashed=False,  # sent back as stored: no digest to compute
+    )
     with request.app[DOWNLOADS].hold(client_of(request)):
         async with jobs.fetched(image, spool):
             response = web.StreamResponse(
