@@ -18,7 +18,6 @@ from messaging import (
     topology,
 )
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
-from messaging.jobs import fold_status
 from messaging.queries import JobCountsRequest, LineageRequest
 from servicekit import add_ops_routes, resource
 
@@ -122,8 +121,7 @@ class Recorder:
     async def on_status_request(self, request: RpcMessage) -> RpcMessage:
         """`{"found": bool, "job": {...}|null}`: the job folded from its events, with its
         `owner` (the principal that uploaded it) for the caller to check."""
-        job_id = _job_id(request.meta)
-        job = fold_status(job_id, await self._store.job_documents(job_id))
+        job = await self._store.job_status(_job_id(request.meta))
         return RpcMessage({"found": job is not None, "job": job})
 
     async def on_provenance_request(self, request: RpcMessage) -> RpcMessage:

@@ -194,6 +194,16 @@ class ProvenanceStore:
                 found[doc["job"]] = doc
         return found
 
+    async def job_status(self, job_id: str) -> dict[str, Any] | None:
+        """The job as `provenancedb.job-status` answers it, from its summary alone: one
+        document read by id, no view (a view is brought up to date by every query, which
+        made each status read cost as much as indexing the documents written since).
+        The summary is written in the same request as each status event (`summaries.py`),
+        so a job without one has no status yet."""
+        found = await self.summaries([job_id])
+        summary = found.get(job_id)
+        return None if summary is None else summaries.job_of(summary)
+
     async def job_owners(self, job_ids: list[str]) -> dict[str, str]:
         """The owner of each of these jobs that has one (one request)."""
         found = await self.summaries(sorted(set(job_ids)))
