@@ -167,6 +167,28 @@ class ImageProcessed(Event):
     duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
 
 
+class ImageReused(Event):
+    """The job asked for work already done: the same input bytes, canonical pipeline and
+    engine as an earlier succeeded job. It takes that job's output (the same object) and
+    succeeds without imageproc (`imageproc_runner/reuse.py`)."""
+
+    type: ClassVar[str] = "image.reused"
+    exchange: ClassVar[ExchangeKind] = "events"
+    published_by: ClassVar[tuple[str, ...]] = ("imageproc_runner",)
+
+    input: ImageRef
+    output: ImageRef
+    """The earlier job's output: same bucket, key and sha256."""
+    pipeline: list[dict[str, Any]]
+    reused_from: str
+    """The earlier job, whose computation made the output."""
+    computation: str
+    """The earlier job's `image.processed` event id: the activity that made the output."""
+    engine: str
+    """What computed it (imageproc, libvips, ... versions), part of the reuse key."""
+    reuse_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class JobFailed(Event):
     """The job cannot succeed; `error.code` says why in machine terms."""
 
@@ -214,6 +236,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ProcessingStarted,
     OperationApplied,
     ImageProcessed,
+    ImageReused,
     JobFailed,
     RetryScheduled,
     MessageParked,

@@ -15,6 +15,7 @@ from .events import (
     LOCAL_PRINCIPAL,
     Event,
     ImageProcessed,
+    ImageReused,
     ImageUploaded,
     JobFailed,
     ProcessingStarted,
@@ -26,6 +27,7 @@ _RANK = {
     ImageUploaded.type: (0, "queued"),
     ProcessingStarted.type: (1, "processing"),
     ImageProcessed.type: (2, "succeeded"),
+    ImageReused.type: (2, "succeeded"),
     JobFailed.type: (2, "failed"),
 }
 STATUS_EVENTS = frozenset(_RANK)
@@ -76,13 +78,16 @@ def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | Non
         job["created_at"] = uploaded["data"]["created_at"]
         job["filename"] = uploaded["data"].get("filename")
         job["owner"] = uploaded["data"].get("principal", LOCAL_PRINCIPAL)
-    if latest["type"] == ImageProcessed.type:
+    if latest["type"] in {ImageProcessed.type, ImageReused.type}:
         job["output"] = {
             **public_image(latest["data"]["output"]),
             "content_type": latest["data"]["output"]["content_type"],
         }
         job["output_ref"] = latest["data"]["output"]
+        # A reused output is an earlier job's, taken as it is: no step of this job made it.
         job["steps"] = latest["data"].get("steps", [])
+        if latest["type"] == ImageReused.type:
+            job["reused_from"] = latest["data"]["reused_from"]
     elif latest["type"] == JobFailed.type:
         job["error"] = latest["data"]["error"]
     return job

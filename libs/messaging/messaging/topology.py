@@ -104,6 +104,8 @@ def rpc_exchange(server: str) -> str:
 RUNNER_UPLOADS = QueueSpec("imageproc_runner.image-uploaded", (("events", "image.uploaded"),))
 PROVENANCE_EVENTS = QueueSpec("provenancedb.events", (("events", "#"), ("provenance", "#")))
 IMAGEPROC_RUN = RpcRoute("imageproc.run", callers=("imageproc_runner",))
+IMAGEPROC_ENGINE = RpcRoute("imageproc.engine", callers=("imageproc_runner",))
+"""What imageproc computes with (versions): the runner's reuse key, learnt without work."""
 PROVENANCE_RECORD = RpcRoute("provenancedb.record", callers=("upload",))
 PROVENANCE_JOB_STATUS = RpcRoute("provenancedb.job-status", callers=("upload",))
 PROVENANCE_JOB_PROV = RpcRoute("provenancedb.job-provenance", callers=("upload",))
@@ -114,6 +116,7 @@ PROVENANCE_JOB_COUNTS = RpcRoute("provenancedb.job-counts", callers=("upload",))
 ALL_QUEUES = (RUNNER_UPLOADS, PROVENANCE_EVENTS)
 ALL_ROUTES = (
     IMAGEPROC_RUN,
+    IMAGEPROC_ENGINE,
     PROVENANCE_RECORD,
     PROVENANCE_JOB_STATUS,
     PROVENANCE_JOB_PROV,
