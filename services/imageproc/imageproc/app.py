@@ -11,6 +11,7 @@ from messaging.events import OperationApplied
 from pipeline import harden_vips
 from servicekit import add_ops_routes, resource
 
+from .engine import on_engine
 from .service import ImageProcessor, Rules
 from .settings import Settings
 from .workers import PoolConfig, WorkerPool
@@ -46,6 +47,8 @@ def create_app(settings: Settings) -> web.Application:
         await app[BROKER].serve(
             topology.IMAGEPROC_RUN, processor.on_run, prefetch=settings.imageproc_concurrency
         )
+        # Its own queue: answered at once, however busy the pipelines are.
+        await app[BROKER].serve(topology.IMAGEPROC_ENGINE, on_engine, prefetch=4)
         yield
 
     # Cleanup runs in reverse: the broker stops and drains in-flight pipelines, then the pool.

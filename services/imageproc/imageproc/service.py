@@ -16,6 +16,7 @@ from messaging import Envelope, EnvelopeError, RpcError, RpcMessage
 from messaging.events import OperationApplied
 from pipeline import ImageLimits, PipelineError, parse_pipeline
 
+from .engine import engine_version
 from .operations import PipelineResult, ProcessingError
 from .workers import WorkerPool
 
@@ -157,4 +158,6 @@ def _describe(result: PipelineResult) -> dict[str, Any]:
         "encode_ms": result.encode_ms,
         "input_info": result.input_info,
         "output_info": result.output_info,
+        # What made these bytes: the runner's reuse key names it (`engine.py`).
+        "engine": engine_version(),
     }
