@@ -10,6 +10,7 @@ from objectstore import ObjectStore, open_store
 from servicekit import add_ops_routes, resource
 
 from .dispatch import FairDispatcher
+from .reuse import Reuse
 from .runner import Runner
 from .settings import Settings
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> web.Application:
             app[STORE],
             output_bucket=settings.s3_output_bucket,
             imageproc_timeout=settings.imageproc_timeout_seconds,
+            reuse=Reuse(app[BROKER], app[STORE], bucket=settings.s3_output_bucket),
         )
         dispatcher = FairDispatcher(
             concurrency=settings.runner_concurrency, max_hold=settings.runner_max_hold_seconds

@@ -23,6 +23,8 @@ from messaging.events import (
 from messaging.formats import content_type_of
 from objectstore import ObjectStore
 
+from .reuse import Reuse
+
 log = structlog.get_logger("imageproc_runner")
 
 JOBS = Counter(
@@ -58,12 +60,20 @@ _EXTENSIONS = {
 
 class Runner:
     def __init__(
-        self, broker: Broker, store: ObjectStore, *, output_bucket: str, imageproc_timeout: float
+        self,
+        broker: Broker,
+        store: ObjectStore,
+        *,
+        output_bucket: str,
+        imageproc_timeout: float,
+        reuse: Reuse | None = None,
     ) -> None:
         self._broker = broker
         self._store = store
         self._output_bucket = output_bucket
         self._timeout = imageproc_timeout
+        self._reuse = reuse
+        """Takes an earlier job's output for work already done (`reuse.py`)."""
 
     async def on_uploaded(self, event: ImageUploaded, ctx: MessageContext) -> None:
         started = time.monotonic()
@@ -81,6 +91,8 @@ class Runner:
     async def _process(self, event: ImageUploaded, ctx: MessageContext, started: float) -> str:
         """One attempt at the job: "" when it succeeded, the error code when it failed for
         good; raises when it is worth trying again."""
+        if self._reuse is not None and await self._reuse.reused(event, ctx):
+            return ""
         # One record per attempt (a redelivery of the same attempt publishes the same id).
         attempt_key = f"attempt-{ctx.attempt}"
         processing = await ctx.publish(
@@ -130,6 +142,8 @@ class Runner:
                 job_id=event.job_id, role="output", image=output, derived_from=event.input.sha256
             )
         )
+        if self._reuse is not None:  # before image.processed: only successes are found
+            await self._reuse.remember(event, ctx, output, reply.meta)
         await ctx.publish(
             ImageProcessed(
                 job_id=event.job_id,

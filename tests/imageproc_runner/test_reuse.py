@@ -1,0 +1,299 @@
+"""Work already done is not done again (issue 13, point 5): the reuse key, and the runner
+taking an earlier job's output instead of computing. Test doubles for the broker and S3;
+end to end in tests/e2e/test_reuse.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from imageproc_runner.reuse import (
+    INDEX_PREFIX,
+    Reuse,
+    canonical_pipeline,
+    index_key,
+    reuse_key,
+)
+from imageproc_runner.runner import Runner
+from messaging import (
+    Envelope,
+    MessageContext,
+    RpcError,
+    RpcMessage,
+    follow_up_id,
+    new_event_id,
+    topology,
+)
+from messaging.events import (
+    Event,
+    ImageProcessed,
+    ImageRef,
+    ImageReused,
+    ImageUploaded,
+    JobFailed,
+    ProcessingStarted,
+)
+from objectstore import ObjectNotFound
+
+SHA = "ab" * 32
+OTHER_SHA = "cd" * 32
+ENGINE = "imagemesh-imageproc/1 libvips/8.18.7"
+THUMB = [{"op": "thumbnail", "width": 64, "height": 64}]
+
+
+# --------------------------------------------------------------------------- the key
+
+
+def _key(pipeline: list[dict[str, Any]], sha: str = SHA, engine: str = ENGINE) -> str:
+    canonical = canonical_pipeline(pipeline)
+    assert canonical is not None
+    return reuse_key(sha, canonical, engine)
+
+
+def test_the_same_work_has_the_same_key() -> None:
+    assert _key(THUMB) == _key([{"height": 64, "op": "thumbnail", "width": 64}])
+
+
+def test_defaults_filled_in_equal_the_same_defaults_given() -> None:
+    explicit = canonical_pipeline(THUMB)
+    assert explicit is not None
+    assert explicit[0] == THUMB[0] | {"fit": "inside", "upscale": False}  # defaults added
+    assert _key(THUMB) == _key(explicit)
+    assert _key([{"op": "blur", "sigma": 1}]) == _key([{"op": "blur", "sigma": 1.0}])
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        [{"op": "thumbnail", "width": 65, "height": 64}],
+        [{"op": "thumbnail", "width": 64, "height": 64, "fit": "cover"}],
+        [*THUMB, {"op": "grayscale"}],
+        [{"op": "grayscale"}, *THUMB],
+        [],
+    ],
+)
+def test_a_different_pipeline_has_another_key(other: list[dict[str, Any]]) -> None:
+    assert _key(other) != _key(THUMB)
+    assert _key([{"op": "grayscale"}, *THUMB]) != _key([*THUMB, {"op": "grayscale"}])
+
+
+def test_another_input_or_engine_has_another_key() -> None:
+    assert _key(THUMB, sha=OTHER_SHA) != _key(THUMB)
+    assert _key(THUMB, engine=ENGINE + " pillow/12") != _key(THUMB)
+
+
+def test_a_pipeline_that_does_not_parse_has_no_canonical_form() -> None:
+    assert canonical_pipeline([{"op": "no-such-operation"}]) is None
+    assert canonical_pipeline([{"op": "thumbnail", "width": "64"}]) is None
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+class FakeBroker:
+    """imageproc as the runner sees it: `imageproc.engine` and `imageproc.run`."""
+
+    def __init__(self) -> None:
+        self.settings = SimpleNamespace(amqp_max_attempts=3)
+        self.engine: str | None = ENGINE
+        self.run_engine: str | None = None
+        """The engine `imageproc.run` replies name (default: `engine`)."""
+        self.fail_run: str | None = None
+        """An error code `imageproc.run` answers with."""
+        self.calls: list[str] = []
+        self.published: list[Event] = []
+
+    async def publish(self, event: Event, *, cause: Envelope, key: str = "") -> Envelope:
+        self.published.append(event)
+        return Envelope(id=new_event_id(), type=event.type, source="/imagemesh/tests")
+
+    async def call(self, route: topology.RpcRoute, request: RpcMessage, **_: Any) -> RpcMessage:
+        self.calls.append(route.name)
+        if route == topology.IMAGEPROC_ENGINE:
+            if self.engine is None:
+                raise RpcError("rpc_unavailable", "nobody serves imageproc.engine")
+            return RpcMessage({"engine": self.engine})
+        if self.fail_run:
+            raise RpcError(self.fail_run, "imageproc refused it")
+        output = b"output of " + repr(request.meta["pipeline"]).encode()
+        meta = {"format": "png", "width": 1, "height": 1, "steps": [], "input_info": {"bands": 3}}
+        return RpcMessage(meta | {"engine": self.run_engine or self.engine}, output)
+
+    def runs(self) -> int:
+        return self.calls.count(topology.IMAGEPROC_RUN.name)
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {("in", "sha256/x"): b"input"}
+
+    async def get(self, bucket: str, key: str) -> bytes:
+        try:
+            return self.objects[(bucket, key)]
+        except KeyError:
+            raise ObjectNotFound(f"s3://{bucket}/{key}") from None
+
+    async def put(self, bucket: str, key: str, data: bytes, **_: Any) -> None:
+        self.objects[(bucket, key)] = data
+
+    async def exists(self, bucket: str, key: str) -> bool:
+        return (bucket, key) in self.objects
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Mesh:
+    """One runner with reuse, its broker and store doubles, and a clock for the engine."""
+
+    def __init__(self) -> None:
+        self.broker: Any = FakeBroker()
+        self.store: Any = FakeStore()
+        self.clock = Clock()
+        reuse = Reuse(self.broker, self.store, bucket="out", clock=self.clock)
+        self.runner = Runner(
+            self.broker, self.store, output_bucket="out", imageproc_timeout=5, reuse=reuse
+        )
+
+    async def job(
+        self,
+        job_id: str,
+        pipeline: list[dict[str, Any]] = THUMB,
+        *,
+        sha: str = SHA,
+        principal: str = "local",
+        attempt: int = 1,
+    ) -> list[Event]:
+        """Run a job; the events it published."""
+        event = ImageUploaded(
+            job_id=job_id,
+            input=ImageRef(
+                bucket="in",
+                key="sha256/x",
+                sha256=sha,
+                bytes=5,
+                format="png",
+                width=1,
+                height=1,
+                content_type="image/png",
+            ),
+            pipeline=pipeline,
+            created_at=datetime.now(UTC),
+            principal=principal,
+        )
+        envelope = Envelope(id=f"uploaded-{job_id}", type=event.type, source="/imagemesh/upload")
+        before = len(self.broker.published)
+        await self.runner.on_uploaded(event, MessageContext(envelope, self.broker, attempt))
+        return list(self.broker.published[before:])
+
+
+def _one(events: list[Event], kind: type[Event]) -> Any:
+    (found,) = [e for e in events if isinstance(e, kind)]
+    return found
+
+
+async def test_an_identical_job_reuses_the_output_without_imageproc() -> None:
+    mesh = Mesh()
+    first = await mesh.job("job-1")
+    processed = _one(first, ImageProcessed)
+    assert mesh.broker.runs() == 1
+    second = await mesh.job("job-2", [{"op": "thumbnail", "height": 64, "width": 64}])
+    assert mesh.broker.runs() == 1  # no imageproc work
+    assert not [e for e in second if isinstance(e, ProcessingStarted | ImageProcessed)]
+    reused = _one(second, ImageReused)
+    assert reused.reused_from == "job-1"
+    assert reused.output == processed.output  # same bucket, key and sha256
+    assert reused.engine == ENGINE
+    assert reused.input.info == {"bands": 3}  # what imageproc read from the same bytes
+    # The earlier job's image.processed: the activity that made the output.
+    assert reused.computation == follow_up_id("uploaded-job-1", ImageProcessed.type)
+
+
+async def test_a_different_parameter_or_input_computes_afresh() -> None:
+    mesh = Mesh()
+    await mesh.job("job-1")
+    other = await mesh.job("job-2", [{"op": "thumbnail", "width": 64, "height": 63}])
+    another = await mesh.job("job-3", sha=OTHER_SHA)
+    assert mesh.broker.runs() == 3
+    assert not [e for e in [*other, *another] if isinstance(e, ImageReused)]
+
+
+async def test_another_principal_with_the_same_bytes_reuses() -> None:
+    mesh = Mesh()
+    await mesh.job("job-1", principal="alice")
+    reused = _one(await mesh.job("job-2", principal="bob"), ImageReused)
+    assert reused.reused_from == "job-1"
+    assert mesh.broker.runs() == 1
+
+
+async def test_a_new_engine_computes_afresh() -> None:
+    mesh = Mesh()
+    await mesh.job("job-1")
+    mesh.broker.engine = ENGINE + " pillow/99"
+    mesh.clock.now += 60  # the cached engine is old: asked again
+    again = await mesh.job("job-2")
+    assert mesh.broker.runs() == 2
+    assert not [e for e in again if isinstance(e, ImageReused)]
+    # ... and that computation is found under the new engine.
+    assert _one(await mesh.job("job-3"), ImageReused).reused_from == "job-2"
+
+
+async def test_a_reply_from_another_engine_replaces_the_cached_one_at_once() -> None:
+    mesh = Mesh()
+    await mesh.job("job-1")  # engine cached: ENGINE
+    mesh.broker.engine = mesh.broker.run_engine = "imagemesh-imageproc/2"
+    await mesh.job("job-2", [{"op": "grayscale"}])  # computed by engine 2, within the TTL
+    again = await mesh.job("job-3")  # job-1's work, but engine 2 is current now
+    assert not [e for e in again if isinstance(e, ImageReused)]
+    assert mesh.broker.runs() == 3
+
+
+async def test_without_an_engine_the_job_is_computed() -> None:
+    mesh = Mesh()
+    await mesh.job("job-1")
+    mesh.broker.engine = None
+    mesh.clock.now += 60
+    await mesh.job("job-2")
+    assert mesh.broker.runs() == 2
+
+
+async def test_a_redelivered_job_finding_its_own_entry_computes_again() -> None:
+    mesh = Mesh()
+    await mesh.job("job-1")
+    again = await mesh.job("job-1", attempt=2)
+    assert mesh.broker.runs() == 2
+    assert not [e for e in again if isinstance(e, ImageReused)]
+
+
+async def test_an_entry_whose_output_is_gone_or_that_is_invalid_is_a_miss() -> None:
+    mesh = Mesh()
+    processed = _one(await mesh.job("job-1"), ImageProcessed)
+    del mesh.store.objects[("out", processed.output.key)]
+    await mesh.job("job-2")
+    assert mesh.broker.runs() == 2
+    key = _key(THUMB)
+    mesh.store.objects[("out", index_key(key))] = b"{not json"
+    await mesh.job("job-3")
+    assert mesh.broker.runs() == 3
+
+
+async def test_the_index_holds_only_succeeded_computations() -> None:
+    mesh = Mesh()
+    mesh.broker.fail_run = "undecodable"
+    assert _one(await mesh.job("job-1"), JobFailed).error.code == "undecodable"
+    assert not [key for _, key in mesh.store.objects if key.startswith(INDEX_PREFIX)]
+    mesh.broker.fail_run = None
+    await mesh.job("job-2")
+    assert [key for _, key in mesh.store.objects if key.startswith(INDEX_PREFIX)] == [
+        index_key(_key(THUMB))
+    ]
+    assert not [e for e in await mesh.job("job-3") if isinstance(e, JobFailed)]
+    assert mesh.broker.runs() == 2
