@@ -155,13 +155,11 @@ class Mesh:
     """One runner with reuse, its broker and store doubles, and a clock for the engine."""
 
     def __init__(self) -> None:
-        self.broker: Any = FakeBroker()
-        self.store: Any = FakeStore()
-        self.clock = Clock()
-        reuse = Reuse(self.broker, self.store, bucket="out", clock=self.clock)
-        self.runner = Runner(
-            self.broker, self.store, output_bucket="out", imageproc_timeout=5, reuse=reuse
-        )
+        broker: Any = FakeBroker()
+        store: Any = FakeStore()
+        self.broker, self.store, self.clock = broker, store, Clock()
+        reuse = Reuse(broker, store, bucket="out", clock=self.clock)
+        self.runner = Runner(broker, store, output_bucket="out", imageproc_timeout=5, reuse=reuse)
 
     async def job(
         self,
