@@ -52,6 +52,7 @@ from messaging.events import (
     Event,
     ImageProcessed,
     ImageRef,
+    ImageReused,
     ImageStored,
     ImageUploaded,
     JobFailed,
@@ -244,6 +245,34 @@ def failed_trail(
     return steps
 
 
+def reused_trail(
+    job_id: str,
+    source: ImageRef,
+    earlier: list[Step],
+    at: datetime,
+    *,
+    principal: str = PRINCIPAL,
+) -> list[Step]:
+    """A job that took the output of the `earlier` job's trail (same input bytes, pipeline
+    and engine): its intake, then `image.reused`, as the runner records it."""
+    steps = intake(job_id, source, at, principal=principal)
+    e_processed, processed = next(step for step in earlier if step[1].type == "image.processed")
+    assert isinstance(processed, ImageProcessed)
+    reused = ImageReused(
+        job_id=job_id,
+        input=source.model_copy(update={"info": INPUT_INFO}),
+        output=processed.output,
+        pipeline=PIPELINE,
+        reused_from=processed.job_id,
+        computation=e_processed.id,
+        engine="imagemesh-imageproc/0.5.0 libvips/8.18.7",
+        reuse_key=sha(f"reuse/{source.sha256}"),
+    )
+    moment = at + timedelta(milliseconds=25)
+    steps.append((envelope_for(reused, "imageproc_runner", moment, cause=steps[-1][0]), reused))
+    return steps
+
+
 def documents(steps: list[Step]) -> list[dict[str, Any]]:
     return [to_document(envelope, event) for envelope, event in steps]
 
@@ -339,6 +368,10 @@ TRAIL_BY_TYPE = {event.type: (envelope, event) for envelope, event in TRAIL}
 CAUSE = TRAIL_BY_TYPE["image.uploaded"][0]
 
 
+REUSER = "7c1d2e3f-0a1b-4c2d-8e3f-4a5b6c7d8e9f"
+REUSED = reused_trail(REUSER, INPUT, TRAIL, T0 + timedelta(minutes=5))
+
+
 def _retry() -> Step:
     event = RetryScheduled(
         job_id=JOB,
@@ -432,6 +465,12 @@ CASES: dict[str, tuple[Step, dict[str, Any], set[str], set[str]]] = {
         set(),
     ),
     "job.parked": (_parked(), {"attempt": 5, "queue": "imageproc_runner.uploads"}, set(), set()),
+    "image.reused": (
+        REUSED[-1],
+        {"input_sha256": IN, "output_sha256": OUT, "location": OUTPUT.uri},
+        {IN, OUT},
+        {OUT},
+    ),
 }
 OPTIONAL_FLAT = {
     "input_sha256",
@@ -456,7 +495,7 @@ def test_document_of_every_event_has_its_flat_fields(name: str) -> None:
 
     assert doc["_id"] == envelope.id
     assert doc["type"] == event.type == envelope.type
-    assert doc["job_id"] == JOB
+    assert doc["job_id"] == event.job_id
     assert doc["time"].endswith("Z")
     moment = datetime.fromisoformat(doc["time"].replace("Z", "+00:00"))
     assert moment.utcoffset() == timedelta(0)
@@ -485,10 +524,13 @@ def test_prov_view_of_every_event_is_valid_prov_json(name: str) -> None:
     view = to_document(envelope, event)["prov"]
     document = valid_prov(view)
 
-    (activity,) = records(document, ProvActivity)
-    assert named(activity.identifier, "imagemesh") == f"event/{envelope.id}"
+    activities = {named(a.identifier, "imagemesh"): a for a in records(document, ProvActivity)}
+    activity = activities.pop(f"event/{envelope.id}")
     assert extra(activity, "prov:type") == [event.type]
-    assert extra(activity, "imagemesh:job") == [JOB]
+    assert extra(activity, "imagemesh:job") == [event.job_id]
+    # Only a reuse names another activity: the earlier job's computation.
+    computation = f"event/{event.computation}" if isinstance(event, ImageReused) else None
+    assert list(activities) == ([computation] if computation else [])
     started, ended = activity.get_startTime(), activity.get_endTime()
     assert ended == envelope.time
     duration = event.duration_ms if isinstance(event, OperationApplied | ImageProcessed) else 0
@@ -510,9 +552,9 @@ def test_prov_view_of_every_event_is_valid_prov_json(name: str) -> None:
         for r in records(document, ProvCommunication)
     ]
     if envelope.causation_id:
-        assert informed == [(activity.identifier, f"event/{envelope.causation_id}")]
-    else:
-        assert informed == []
+        assert (activity.identifier, f"event/{envelope.causation_id}") in informed
+    expected_informants = [envelope.causation_id, computation and computation[len("event/") :]]
+    assert len(informed) == len([cause for cause in expected_informants if cause])
 
     used_shas = {named(formal(r, PROV_ATTR_ENTITY), "sha256") for r in records(document, ProvUsage)}
     generated_shas = {
@@ -534,6 +576,62 @@ def test_output_is_derived_from_input_in_the_processed_view() -> None:
     assert named(formal(derivation, PROV_ATTR_GENERATED_ENTITY), "sha256") == OUT
     assert named(formal(derivation, PROV_ATTR_USED_ENTITY), "sha256") == IN
     assert formal(derivation, PROV_ATTR_ACTIVITY) == records(document, ProvActivity)[0].identifier
+
+
+def test_a_reuse_is_its_own_activity_and_the_output_stays_the_earlier_computations() -> None:
+    e_processed = TRAIL_BY_TYPE["image.processed"][0]
+    envelope, event = REUSED[-1]
+    assert isinstance(event, ImageReused)
+    document = valid_prov(to_document(envelope, event)["prov"])
+    reuse, computation = f"event/{envelope.id}", f"event/{e_processed.id}"
+    (derivation,) = records(document, ProvDerivation)
+    assert named(formal(derivation, PROV_ATTR_GENERATED_ENTITY), "sha256") == OUT
+    assert named(formal(derivation, PROV_ATTR_USED_ENTITY), "sha256") == IN
+    assert named(formal(derivation, PROV_ATTR_ACTIVITY), "imagemesh") == computation
+    (generation,) = records(document, ProvGeneration)
+    assert named(formal(generation, PROV_ATTR_ACTIVITY), "imagemesh") == computation
+    assert {
+        (
+            named(formal(r, PROV_ATTR_ACTIVITY), "imagemesh"),
+            named(formal(r, PROV_ATTR_ENTITY), "sha256"),
+        )
+        for r in records(document, ProvUsage)
+    } == {(reuse, IN), (reuse, OUT)}
+    informants = {
+        named(formal(r, PROV_ATTR_INFORMANT), "imagemesh")
+        for r in records(document, ProvCommunication)
+    }
+    assert computation in informants
+    activity = document.get_record(f"imagemesh:{reuse}")[0]
+    assert extra(activity, "imagemesh:reused_from") == [JOB]
+    assert [str(v) for v in extra(activity, "imagemesh:computation")] == [
+        f"imagemesh:{computation}"
+    ]
+
+
+def test_the_reusing_jobs_document_merged_with_the_earlier_one_is_valid() -> None:
+    views = [to_document(e, ev)["prov"] for e, ev in [*TRAIL, *REUSED]]
+    document = valid_prov(merge_prov(views))
+    generations = {
+        named(formal(r, PROV_ATTR_ENTITY), "sha256"): named(
+            formal(r, PROV_ATTR_ACTIVITY), "imagemesh"
+        )
+        for r in records(document, ProvGeneration)
+    }
+    # One activity generated the output, in both jobs' views: the earlier computation.
+    assert generations[OUT] == f"event/{TRAIL_BY_TYPE['image.processed'][0].id}"
+
+
+def test_a_reused_job_folds_as_succeeded_with_the_earlier_job_and_its_output() -> None:
+    job = fold_status(REUSER, documents(REUSED))
+    assert job is not None
+    assert job["status"] == "succeeded"
+    assert job["reused_from"] == JOB
+    assert job["output"]["sha256"] == OUT
+    assert job["output_ref"] == OUTPUT.model_dump(mode="json")
+    assert job["steps"] == []
+    assert job["input"]["info"] == INPUT_INFO
+    assert "reused_from" not in (fold_status(JOB, documents(TRAIL)) or {})
 
 
 def test_upload_view_names_the_client_as_uploader() -> None:

@@ -7,7 +7,8 @@ read-only) and lists both S3 buckets, then reports
 
 - jobs whose trail is incomplete: intake (`upload.received`, `image.stored` input,
   `image.uploaded`) not all there; a succeeded job without its processing, each operation,
-  its stored output and `image.processed`; a failed job without `job.failed`;
+  its stored output and `image.processed` (or, when it reused an earlier job's output, its
+  `image.reused`); a failed job without `job.failed`;
 - steps recorded twice under different ids (a follow-up id that was not deterministic);
 - jobs still unfinished after `--grace` seconds (a job parked and never re-published);
 - outputs in S3 that no `image.processed` names, and outputs provenance names that S3
@@ -43,6 +44,8 @@ from .store import ProvenanceStore, open_store
 INTAKE = (("upload.received",), ("image.stored", "input"), ("image.uploaded",))
 TERMINAL = {"succeeded", "failed"}
 NOT_ACCEPTED = "not_accepted"
+REUSE_INDEX_PREFIX = "computations/"
+"""The runner's reuse index in the output bucket (`imageproc_runner/reuse.py`), not outputs."""
 _INPUT_KEY = re.compile(r"^sha256/([0-9a-f]{64})(\.[a-z0-9]+)?$")
 
 
@@ -127,18 +130,10 @@ def job_gaps(
         # A refused upload (503) may have been recorded in full, in part or not at all.
         missing(*INTAKE)
     if status == "succeeded":
-        processed = next(d for d in docs if d["type"] == "image.processed")
-        missing(("image.stored", "output"))
-        if not any(key[0] == "job.processing-started" for key in steps):
-            gaps.append(Gap("incomplete_trail", job_id, "no job.processing-started"))
-        gaps += _operation_gaps(job_id, docs, len(processed["data"].get("steps", [])))
-        stored = [
-            d for d in docs if d["type"] == "image.stored" and d["data"].get("role") == "output"
-        ]
-        if stored and stored[0].get("output_sha256") != processed.get("output_sha256"):
-            gaps.append(
-                Gap("incomplete_trail", job_id, "stored output differs from the processed one")
-            )
+        # A reused output is an earlier job's, taken whole: its image.reused is the trail
+        # (no processing, operations or storing of this job's own).
+        if not _reused(docs):
+            gaps += _computation_gaps(job_id, docs, steps)
     elif status == "failed":
         if not any(key[0] == "job.failed" for key in steps):
             gaps.append(Gap("incomplete_trail", job_id, "no job.failed"))
@@ -149,6 +144,24 @@ def job_gaps(
                 Gap("unfinished", job_id, f"{status} since {newest.isoformat()}, no step since")
             )
     return status, gaps
+
+
+def _computation_gaps(
+    job_id: str, docs: list[dict[str, Any]], steps: Counter[tuple[Any, ...]]
+) -> list[Gap]:
+    """A computed output needs its processing, each operation, its storing and
+    `image.processed`, the stored output the processed one."""
+    processed = next(d for d in docs if d["type"] == "image.processed")
+    gaps = [
+        Gap("incomplete_trail", job_id, f"no {' '.join(key)}")
+        for key in (("image.stored", "output"), ("job.processing-started",))
+        if not any(step[: len(key)] == key for step in steps)
+    ]
+    gaps += _operation_gaps(job_id, docs, len(processed["data"].get("steps", [])))
+    stored = [d for d in docs if d["type"] == "image.stored" and d["data"].get("role") == "output"]
+    if stored and stored[0].get("output_sha256") != processed.get("output_sha256"):
+        gaps.append(Gap("incomplete_trail", job_id, "stored output differs from the processed one"))
+    return gaps
 
 
 def _operation_gaps(job_id: str, docs: list[dict[str, Any]], count: int) -> list[Gap]:
@@ -167,6 +180,13 @@ def _operation_gaps(job_id: str, docs: list[dict[str, Any]], count: int) -> list
             )
         ]
     return []
+
+
+def _reused(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The job's `image.reused`, when it took an earlier job's output (and computed none)."""
+    if any(d["type"] == "image.processed" for d in docs):
+        return None
+    return next((d for d in docs if d["type"] == "image.reused"), None)
 
 
 def _time(doc: dict[str, Any]) -> datetime:
@@ -192,9 +212,26 @@ def audit_documents(
         if status not in TERMINAL and not any(g.kind == "unfinished" for g in gaps):
             report.in_progress.append(job_id)
         if status == "succeeded":
-            processed = next(d for d in job_docs if d["type"] == "image.processed")
-            outputs[job_id] = processed["data"]["output"]
+            made = _reused(job_docs) or next(d for d in job_docs if d["type"] == "image.processed")
+            outputs[job_id] = made["data"]["output"]
+    report.gaps += _reuse_gaps(by_job, outputs)
     return report, outputs
+
+
+def _reuse_gaps(
+    by_job: dict[str, list[dict[str, Any]]], outputs: dict[str, dict[str, Any]]
+) -> list[Gap]:
+    """A reused output must be the output of the succeeded job it names."""
+    gaps = []
+    for job_id, output in outputs.items():
+        reused = _reused(by_job[job_id])
+        if reused is None:
+            continue
+        earlier = reused["data"].get("reused_from")
+        if outputs.get(earlier, {}).get("sha256") != output.get("sha256"):
+            detail = f"reused from {earlier}, which did not succeed with this output"
+            gaps.append(Gap("incomplete_trail", job_id, detail))
+    return gaps
 
 
 async def audit(
@@ -213,6 +250,8 @@ async def audit(
     expected = {(o["bucket"], o["key"]): job_id for job_id, o in outputs.items()}
     found: set[tuple[str, str]] = set()
     async for item in objects.objects(settings.s3_output_bucket):
+        if item.key.startswith(REUSE_INDEX_PREFIX):
+            continue  # the runner's index of computations (a succeeded job's output each)
         report.outputs_checked += 1
         found.add((item.bucket, item.key))
         job_id = expected.get((item.bucket, item.key))

@@ -73,23 +73,28 @@ DESIGN_VIEWS: dict[str, dict[str, str]] = {
         "map": "function (doc) { if (doc.type === 'image.uploaded' && doc.input_sha256) {"
         " emit(doc.input_sha256, doc.job_id); } }"
     },
-    # What an output was derived from: key output_sha256, value input_sha256.
+    # What an output was derived from: key output_sha256, value input_sha256. A job that
+    # reused an earlier job's output (image.reused) has it as its output too.
     "by_output": {
-        "map": "function (doc) { if (doc.type === 'image.processed' && doc.output_sha256) {"
+        "map": "function (doc) { if ((doc.type === 'image.processed' ||"
+        " doc.type === 'image.reused') && doc.output_sha256) {"
         " emit(doc.output_sha256, doc.input_sha256); } }"
     },
     # The derivation graph, both ways: [sha, "from"] -> its sources, [sha, "to"] -> what
-    # was made from it; each value names the job that did it.
+    # was made from it; each value names the job that did it (or reused it).
     "derivations": {
-        "map": "function (doc) {"
-        " if (doc.type === 'image.processed' && doc.input_sha256 && doc.output_sha256) {"
+        "map": "function (doc) { if ((doc.type === 'image.processed' ||"
+        " doc.type === 'image.reused') && doc.input_sha256 && doc.output_sha256) {"
         " emit([doc.output_sha256, 'from'], {sha256: doc.input_sha256, job_id: doc.job_id});"
         " emit([doc.input_sha256, 'to'], {sha256: doc.output_sha256, job_id: doc.job_id}); } }"
     },
-    # Where each image is stored, and what it is: key sha256.
+    # Where each image is stored, and what it is: key sha256. A reused output is stored
+    # where the earlier job stored it, and is this job's output there too.
     "images": {
-        "map": "function (doc) { if (doc.type === 'image.stored') { var i = doc.data.image;"
-        " emit(i.sha256, {role: doc.data.role, job_id: doc.job_id, location: doc.location,"
+        "map": "function (doc) { var i = null, role = null;"
+        " if (doc.type === 'image.stored') { i = doc.data.image; role = doc.data.role; }"
+        " if (doc.type === 'image.reused') { i = doc.data.output; role = 'output'; }"
+        " if (i) { emit(i.sha256, {role: role, job_id: doc.job_id, location: doc.location,"
         " format: i.format, width: i.width, height: i.height, bytes: i.bytes}); } }"
     },
     # Failed jobs by error code: key [code, time]; reduce counts them (group_level=1).
