@@ -104,6 +104,7 @@ _STEP_NAMES = {
     "job.processing-started": "processing started",
     "image.stored": "image stored",
     "image.processed": "image processed",
+    "image.reused": "earlier identical result reused",
     "job.failed": "job failed",
     "job.parked": "parked",
 }

@@ -30,6 +30,7 @@ from messaging import Envelope
 from messaging.events import (
     Event,
     ImageProcessed,
+    ImageReused,
     ImageStored,
     ImageUploaded,
     JobFailed,
@@ -61,6 +62,7 @@ _IMPLIED_STATUS = {
     ImageUploaded.type: "queued",
     ProcessingStarted.type: "processing",
     ImageProcessed.type: "succeeded",
+    ImageReused.type: "succeeded",
     JobFailed.type: "failed",
 }
 _ORDER = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2}
@@ -231,6 +233,8 @@ def step(envelope: Envelope, event: Event) -> dict[str, Any]:
             shown["role"] = event.role
         case ImageProcessed():
             shown["duration_ms"] = event.duration_ms
+        case ImageReused():
+            shown["reused_from"] = event.reused_from
         case JobFailed():
             shown["error"] = event.error.model_dump()
         case RetryScheduled():

@@ -56,6 +56,11 @@ class Job(_Body):
     output: Image | None = Field(default=None, description="on success")
     steps: list[Step] | None = Field(default=None, description="on success")
     error: ErrorDetail | None = Field(default=None, description="on failure")
+    reused_from: str | None = Field(
+        default=None,
+        description="on success without computing: the earlier job whose output this job "
+        "took (same input bytes, canonical pipeline and engine; `steps` is then empty)",
+    )
 
 
 class Accepted(_Body):

@@ -96,6 +96,7 @@ export function stepText(step) {
     case "job.processing-started": return `Processing started${step.attempt ? ` (attempt ${step.attempt})` : ""}`;
     case "operation.applied": return `Applied ${step.operation || "an operation"}${index}${attempt}`;
     case "image.processed": return "Finished: result ready";
+    case "image.reused": return "Finished: an earlier job's identical result reused";
     case "job.failed": return "Failed";
     case "job.retry-scheduled": return `Attempt ${step.attempt || "?"} failed; retrying`;
     case "job.parked": return "Gave up after retries (parked)";
