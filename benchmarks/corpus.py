@@ -1,10 +1,12 @@
-"""The benchmark corpus: real photographs from Debian packages plus two generated ones.
+"""The benchmark corpus: real photographs from Debian packages plus three generated ones.
 
 Photos only: the two wallpaper packages mix camera photos with renders and abstract art,
 so the photos are listed by name (each picked by looking at it). From plasma's wallpapers
-the largest file of each. Two generated photo-like JPEGs (12 and 24 MP, progressive and
-baseline) add the sizes cameras make today. Every file is copied into one folder under a
-short name (thumbor's file loader serves that folder) and described in `corpus.json`.
+the largest file of each. Three generated photo-like JPEGs (12 MP progressive, 24 MP
+baseline and 24 MP progressive) add the sizes cameras make today; the 24 MP progressive
+one is the memory target's worst case (libjpeg keeps its whole coefficient array). Every
+file is copied into one folder under a short name (thumbor's file loader serves that
+folder) and described in `corpus.json`.
 """
 
 from __future__ import annotations
@@ -51,10 +53,14 @@ LOMIRI_PHOTOS = (
     "seeding_by_Clements_Engelhardt.jpg",
     "sunset_by_Aitzol_Berasategi.jpg",
 )
+#: Bumped when `photo_like` changes, so that files generated before are made again
+#: (1: gaussnoise's mean defaulted to 128 and every pixel came out white).
+GENERATOR_VERSION = "2"
 #: name -> (width, height, progressive)
 GENERATED = {
     "generated-12mp.jpg": (4240, 2832, True),
     "generated-24mp.jpg": (6000, 4000, False),
+    "generated-24mp-progressive.jpg": (6000, 4000, True),
 }
 
 
@@ -93,14 +99,17 @@ def build(folder: Path) -> list[Picture]:
         target = folder / name
         if not target.exists():
             shutil.copyfile(source, target)
+    marker = folder / ".generated-version"
+    current = marker.exists() and marker.read_text() == GENERATOR_VERSION
     for name, (width, height, progressive) in GENERATED.items():
         target = folder / name
-        if not target.exists():
+        if not target.exists() or not current:
             partial = target.with_suffix(".part")
             photo_like(width, height, seed=len(name)).jpegsave(
                 str(partial), Q=90, interlace=progressive, subsample_mode="on"
             )
             os.replace(partial, target)
+    marker.write_text(GENERATOR_VERSION)
     pictures = [describe(folder / name, source) for name, source in _sources_by_name()]
     (folder / "corpus.json").write_text(
         json.dumps([asdict(picture) for picture in pictures], indent=1) + "\n"
@@ -135,10 +144,14 @@ def photo_like(width: int, height: int, *, seed: int) -> pyvips.Image:
     green = y * (160 / height) + 50
     blue = (x * (360 / width) + y * (720 / height) + seed * 37).sin() * 60 + 120
     base = red.bandjoin([green, blue])
-    small = pyvips.Image.gaussnoise(width // 100 + 2, height // 100 + 2, sigma=45, seed=seed)
+    small = pyvips.Image.gaussnoise(
+        width // 100 + 2, height // 100 + 2, sigma=45, mean=0, seed=seed
+    )
     blotches = small.resize(100, kernel="linear").crop(0, 0, width, height)
-    texture = pyvips.Image.gaussnoise(width // 4 + 1, height // 4 + 1, sigma=20, seed=seed + 1)
+    texture = pyvips.Image.gaussnoise(
+        width // 4 + 1, height // 4 + 1, sigma=20, mean=0, seed=seed + 1
+    )
     texture = texture.resize(4, kernel="linear").crop(0, 0, width, height)
-    grain = pyvips.Image.gaussnoise(width, height, sigma=8, seed=seed + 2)
+    grain = pyvips.Image.gaussnoise(width, height, sigma=8, mean=0, seed=seed + 2)
     blotches = blotches.bandjoin([blotches, blotches]) * [0.8, 0.6, 1.0]
     return (base + blotches + texture + grain).cast("uchar")

@@ -9,7 +9,10 @@
   the result downloaded.
 
 A run sends every file of the corpus once, `concurrency` at a time, and records for each
-the latency (request to last byte) and the output; CPU time comes from /proc.
+the latency (request to last byte) and the output; CPU time comes from /proc. raw pyvips
+and imagemesh get every file with unique bytes (`benchmarks.unique`: a JPEG comment);
+thumbor reads the file itself, and with no storage or result storage it has nothing
+to reuse, so the same bytes are a fair comparison there.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -30,8 +34,12 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from benchmarks.procfs import children, cpu_delta, cpu_of
+from benchmarks.unique import unique_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: Run.cpu key: every stack process but imageproc's (the overhead target's sum)
+STACK_BUT_IMAGEPROC = "all but imageproc"
 
 
 @dataclass(frozen=True)
@@ -107,56 +115,6 @@ class Run:
     failures: list[str] = field(default_factory=list)
 
 
-# --- /proc -------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def children(pid: int) -> list[int]:
-    """The live descendants of a process."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            parents[int(entry.name)] = int(stat[1])
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [child for child, ppid in parents.items() if ppid == parent]
-        found += kids
-        frontier += kids
-    return found
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM: the process's peak resident set since it started."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
-
-
-def cpu_of(groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
-    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
-
-
-def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {name: after[name] - before.get(name, 0.0) for name in after}
-
-
 async def _closed_loop(
     names: Sequence[str],
     concurrency: int,
@@ -195,7 +153,7 @@ def _raw_init(threads: int) -> None:
 def raw_process(job_name: str, path: str, keep: bool) -> tuple[float, float, int, bytes | None]:
     """One file in a worker: (cpu s, wall s, output bytes, output if `keep`)."""
     cpu, wall = time.process_time(), time.perf_counter()
-    data = Path(path).read_bytes()
+    data = unique_bytes(Path(path).read_bytes())  # as imagemesh gets them (no reuse)
     output = raw_pipeline(job_name, data)
     return (
         time.process_time() - cpu,
@@ -385,7 +343,13 @@ class Thumbor:
 
 
 class Imagemesh:
-    """The local stack's upload API, and its processes for CPU and memory."""
+    """The local stack's upload API, and its processes for CPU and memory.
+
+    Every job's input is made unique (`benchmarks.unique`) so that the mesh's reuse of an
+    earlier identical job's output never answers in place of the work. CPU by process
+    group is read from /proc before and after each run, with the process tree read again
+    at the end (workers replaced meanwhile are counted, see `benchmarks.procfs`); the
+    benchmark client's own CPU (`getrusage`) is recorded as "client"."""
 
     def __init__(
         self, url: str, folder: Path, groups: Callable[[], dict[str, list[int]]], label: str
@@ -397,82 +361,46 @@ class Imagemesh:
 
     async def run(self, job: Job, names: Sequence[str], concurrency: int, keep: bool) -> Run:
         from imagemesh_cli.api import ApiClient
-        from imagemesh_cli.follow import StatusChanged, follow
 
         files = {name: (self.folder / name).read_bytes() for name in names}
-        groups = self.groups()
-        before = cpu_of(groups)
+        before = cpu_of(self.groups())
+        client_before = client_cpu()
         async with ApiClient(self.url, retry_for=60) as client:
 
             async def one(name: str) -> Result:
                 started = time.perf_counter()
-                accepted = await client.submit(files[name], name, job.pipeline)
-                status = "unknown"
-                async for update in follow(client, accepted["id"]):
-                    if isinstance(update, StatusChanged):
-                        status = update.status
-                if status != "succeeded":
-                    raise RuntimeError(f"job {accepted['id']} {status}")
-                body, _ = await client.result(accepted["id"])
+                job_id, status = await submit_and_follow(
+                    client, unique_bytes(files[name]), name, job.pipeline
+                )
+                if status.get("status") != "succeeded":
+                    raise RuntimeError(f"job {job_id} {status.get('status')}")
+                body, _ = await client.result(job_id)
                 return Result(
                     name, time.perf_counter() - started, len(body), body if keep else None
                 )
 
             results, failures, wall = await _closed_loop(names, concurrency, one)
-        cpu = cpu_delta(before, cpu_of(groups))
+        cpu = cpu_delta(before, cpu_of(self.groups()))
+        cpu[STACK_BUT_IMAGEPROC] = sum(v for k, v in cpu.items() if k != "imageproc")
+        cpu["client"] = client_cpu() - client_before
         return Run(self.label, job.name, concurrency, wall, results, cpu, failures)
 
 
-# --- the original system's dither ------------------------------------------------------
+def client_cpu() -> float:
+    """This benchmark process's own CPU-seconds (all its threads; not its children)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
-def python_floyd_steinberg(pixels: list[list[int]]) -> list[list[int]]:
-    """Floyd-Steinberg to black and white in pure Python, as the proof of concept did it
-    (its loop, on rows of ints: no faster than that)."""
-    height, width = len(pixels), len(pixels[0])
-    work = [[float(value) for value in row] for row in pixels]
-    for y in range(height):
-        row = work[y]
-        below = work[y + 1] if y + 1 < height else None
-        for x in range(width):
-            old = row[x]
-            new = 255.0 if old >= 128 else 0.0
-            row[x] = new
-            error = old - new
-            if x + 1 < width:
-                row[x + 1] += error * 7 / 16
-            if below is not None:
-                if x > 0:
-                    below[x - 1] += error * 3 / 16
-                below[x] += error * 5 / 16
-                if x + 1 < width:
-                    below[x + 1] += error * 1 / 16
-    return [[int(value) for value in row] for row in work]
+async def submit_and_follow(
+    client: Any, data: bytes, name: str, pipeline: list[dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """Submit one image and follow its job to its final status: (job id, final job)."""
+    from imagemesh_cli.follow import StatusChanged, follow
 
-
-def dither_speedup(paths: Iterable[Path], side: int = 384) -> dict[str, float]:
-    """Seconds per megapixel of the pure-Python loop and of imageproc's Floyd-Steinberg,
-    on the same grey crops (the loop is too slow for whole photos)."""
-    import pyvips
-
-    from imageproc._dither import floyd_steinberg
-
-    python_s = imageproc_s = megapixels = 0.0
-    for path in paths:
-        grey = pyvips.Image.new_from_file(str(path)).colourspace("b-w")[0]
-        crop = grey.crop(0, 0, min(side, grey.width), min(side, grey.height)).copy_memory()
-        data = crop.write_to_memory()
-        rows = [list(data[y * crop.width : (y + 1) * crop.width]) for y in range(crop.height)]
-        started = time.process_time()
-        python_floyd_steinberg(rows)
-        python_s += time.process_time() - started
-        started = time.process_time()
-        for _ in range(20):  # fast: repeat it for a measurable time
-            floyd_steinberg(crop).write_to_memory()
-        imageproc_s += (time.process_time() - started) / 20
-        megapixels += crop.width * crop.height / 1e6
-    return {
-        "python_s_per_mp": python_s / megapixels,
-        "imageproc_s_per_mp": imageproc_s / megapixels,
-        "speedup": python_s / imageproc_s,
-    }
+    accepted = await client.submit(data, name, pipeline)
+    final: dict[str, Any] = {"status": "unknown"}
+    async for update in follow(client, accepted["id"]):
+        if isinstance(update, StatusChanged):
+            final = update.job
+    return str(accepted["id"]), final
