@@ -16,6 +16,7 @@ earlier job, a test's half-written ones too). `soakreport` judges and writes it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import time
@@ -27,11 +28,11 @@ from typing import Any
 import aiohttp
 
 from benchmarks.engines import JOBS
-from benchmarks.repeat import timed_job
 from benchmarks.stackprocs import RssSampler, is_parking, is_work_queue, queue_depths, run_audit
 from benchmarks.unique import unique_bytes
 
 FRACTION = 0.8
+FINAL = frozenset({"succeeded", "failed"})
 GRACE_SECONDS = 180.0
 DRAIN_SECONDS = 120.0
 SEED = 13
@@ -93,19 +94,47 @@ def arrival_times(rate: float, seconds: float, seed: int = SEED) -> list[float]:
 async def one_job(
     client: Any, record: SoakJob, data: bytes, pipeline: list[dict[str, Any]]
 ) -> None:
-    """Submit, follow to the final status, download a result: fills `record`."""
+    """Submit, follow to the final status, download a result: fills `record`. A POST not
+    accepted is "refused"; a stream that fails after the 202 falls back to polling, so
+    that a client-side error is not counted as a lost job."""
     from imagemesh_cli.api import ImagemeshError
 
+    started = time.perf_counter()
     try:
-        _, total, final = await timed_job(client, data, record.file, pipeline)
+        accepted = await client.submit(data, record.file, pipeline)
     except ImagemeshError as exc:
         record.status, record.error = "refused", repr(exc)[:200]
         return
-    record.job_id = str(final.get("id") or "") or None
+    record.job_id = str(accepted["id"])
+    try:
+        final = await follow_final(client, record.job_id)
+    except Exception as exc:  # the stream failed: the job may still finish
+        record.error = repr(exc)[:200]
+        final = await poll_final(client, record.job_id)
     record.status = str(final.get("status"))
-    record.latency_ms = total * 1000
-    if record.status == "succeeded" and record.job_id:
+    record.latency_ms = (time.perf_counter() - started) * 1000
+    if record.status == "succeeded":
         await client.result(record.job_id)
+
+
+async def follow_final(client: Any, job_id: str) -> dict[str, Any]:
+    from imagemesh_cli.follow import StatusChanged, follow
+
+    final: dict[str, Any] = {"status": "unknown"}
+    async for update in follow(client, job_id):
+        if isinstance(update, StatusChanged):
+            final = update.job
+    return final
+
+
+async def poll_final(client: Any, job_id: str, interval: float = 1.0) -> dict[str, Any]:
+    """The job's status once final (the soak's grace cancels this if it never is)."""
+    while True:
+        with contextlib.suppress(Exception):  # keep asking until the grace runs out
+            job: dict[str, Any] = await client.job(job_id)
+            if job.get("status") in FINAL:
+                return job
+        await asyncio.sleep(interval)
 
 
 async def arrivals(url: str, files: dict[str, bytes], run: SoakRun, grace: float) -> None:
