@@ -4,6 +4,7 @@ end to end in tests/e2e/test_reuse.py."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -154,9 +155,10 @@ class Clock:
 class Mesh:
     """One runner with reuse, its broker and store doubles, and a clock for the engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Any = None) -> None:
+        """`store`: another runner replica's, shared (S3)."""
         broker: Any = FakeBroker()
-        store: Any = FakeStore()
+        store = store or FakeStore()
         self.broker, self.store, self.clock = broker, store, Clock()
         reuse = Reuse(broker, store, bucket="out", clock=self.clock)
         self.runner = Runner(broker, store, output_bucket="out", imageproc_timeout=5, reuse=reuse)
@@ -271,16 +273,20 @@ async def test_a_redelivered_job_finding_its_own_entry_computes_again() -> None:
     assert not [e for e in again if isinstance(e, ImageReused)]
 
 
-async def test_an_entry_whose_output_is_gone_or_that_is_invalid_is_a_miss() -> None:
+async def test_another_replica_finds_the_entry_in_s3_and_an_invalid_one_is_a_miss() -> None:
     mesh = Mesh()
-    processed = _one(await mesh.job("job-1"), ImageProcessed)
-    del mesh.store.objects[("out", processed.output.key)]
-    await mesh.job("job-2")
-    assert mesh.broker.runs() == 2
+    await mesh.job("job-1")
+    replica = Mesh(mesh.store)
+    assert _one(await replica.job("job-2"), ImageReused).reused_from == "job-1"
     key = _key(THUMB)
     mesh.store.objects[("out", index_key(key))] = b"{not json"
-    await mesh.job("job-3")
-    assert mesh.broker.runs() == 3
+    await Mesh(mesh.store).job("job-3")
+    entry = json.loads(mesh.store.objects[("out", index_key(key))])
+    assert entry["job_id"] == "job-3"  # computed and indexed again
+    mesh.store.objects[("out", index_key(key))] = json.dumps(entry | {"key": "0" * 64}).encode()
+    fresh = Mesh(mesh.store)
+    assert not [e for e in await fresh.job("job-4") if isinstance(e, ImageReused)]
+    assert fresh.broker.runs() == 1
 
 
 async def test_the_index_holds_only_succeeded_computations() -> None:

@@ -12,7 +12,8 @@ computation, so status and provenance show what happened.
 - The index is one small JSON object per succeeded computation in the output bucket,
   `computations/<key>.json` (`Computation`), written after the output is stored and
   before `image.processed` is published: only a computation whose output exists is
-  found. A miss costs one S3 GET (404).
+  found. A miss costs one S3 GET (404), a hit one GET (the output is not checked again:
+  nothing deletes outputs; whatever comes to delete one must delete its entry too).
 - The engine: each `imageproc.run` reply names the one that computed it, and a lookup
   needs the current one before any work, so it is asked (`imageproc.engine`) and kept
   for `ENGINE_TTL_SECONDS`; a reply naming another engine replaces it at once. No
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +52,9 @@ log = structlog.get_logger("imageproc_runner")
 
 INDEX_PREFIX = "computations/"
 """Where the index lives in the output bucket (the audit knows it is not an output)."""
+REMEMBERED = 4096
+"""Index entries this runner keeps in memory (a few hundred bytes each): a hit on one it
+wrote or read costs no S3 request. Misses are never kept (another replica may compute)."""
 ENGINE_TTL_SECONDS = 5.0
 ENGINE_TIMEOUT_SECONDS = 2.0
 SHA256 = r"^[0-9a-f]{64}$"
@@ -117,6 +122,7 @@ class Reuse:
         self._clock = clock
         self._engine: str | None = None
         self._engine_until = 0.0
+        self._known: OrderedDict[str, Computation] = OrderedDict()
 
     async def engine(self) -> str | None:
         """The engine imageproc computes with now (cached), or None when it does not say."""
@@ -176,6 +182,10 @@ class Reuse:
         return found
 
     async def _read(self, key: str) -> Computation | None:
+        known = self._known.get(key)
+        if known is not None:
+            self._known.move_to_end(key)
+            return known
         try:
             raw = await self._store.get(self._bucket, index_key(key))
             found = Computation.model_validate_json(raw)
@@ -187,10 +197,14 @@ class Reuse:
         if found.key != key or found.output.bucket != self._bucket:
             log.warning("reuse_index_invalid", key=key, error="names another key or bucket")
             return None
-        if not await self._store.exists(self._bucket, found.output.key):
-            log.warning("reused_output_gone", key=key, output=found.output.uri)
-            return None
+        self._keep(found)
         return found
+
+    def _keep(self, entry: Computation) -> None:
+        self._known[entry.key] = entry
+        self._known.move_to_end(entry.key)
+        while len(self._known) > REMEMBERED:
+            self._known.popitem(last=False)
 
     async def remember(
         self, event: ImageUploaded, ctx: MessageContext, output: ImageRef, meta: dict[str, Any]
@@ -222,3 +236,5 @@ class Reuse:
             )
         except Exception as exc:  # the job succeeded all the same
             log.warning("reuse_index_not_written", key=key, error=repr(exc))
+            return
+        self._keep(entry)
