@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Mesh
+from tests.unique import unique_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -42,8 +43,11 @@ def imagemesh(
 
 
 def make_image(path: Path, size: tuple[int, int], fmt: str) -> Path:
+    """Bytes of its own (`tests/unique.py`): the job computes, it reuses no earlier output."""
     gradient = Image.linear_gradient("L").resize(size)
-    Image.merge("RGB", (gradient, gradient.rotate(90), gradient)).save(path, fmt)
+    buffer = io.BytesIO()
+    Image.merge("RGB", (gradient, gradient.rotate(90), gradient)).save(buffer, fmt)
+    path.write_bytes(unique_bytes(buffer.getvalue()))
     return path
 
 
