@@ -353,7 +353,12 @@ COLOURS = {"raw pyvips": "#9e9e9e", "thumbor": "#e69f00", "imagemesh": "#0072b2"
 
 
 def chart(rows: Sequence[Row], scale_rows: Sequence[Row], path: Path) -> None:
-    import matplotlib
+    """bench.png (skipped without matplotlib, which `make bench` installs with the bench
+    dependency group)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

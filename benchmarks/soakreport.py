@@ -50,16 +50,17 @@ def slope(points: Sequence[tuple[float, float]]) -> float:
 
 def rss_trend(points: Sequence[tuple[float, float]]) -> dict[str, Any]:
     """Mean, slope (MB per 10 min) and verdict of one group's RSS over time (seconds, MB).
-    Too few points, or too short a time: no verdict (None)."""
-    span = points[-1][0] - points[0][0] if points else 0.0
-    if len(points) < MIN_POINTS or span < MIN_SPAN_SECONDS:
-        return {"mean_mb": None, "slope_mb_per_10min": None, "flat": None, "points": len(points)}
+    Too few points, or too short a time: no verdict (None), the numbers still shown."""
+    if not points:
+        return {"mean_mb": None, "slope_mb_per_10min": None, "flat": None, "points": 0}
+    span = points[-1][0] - points[0][0]
     mean = statistics.fmean(y for _, y in points)
     per_10min = slope(points) * 600
+    judged = len(points) >= MIN_POINTS and span >= MIN_SPAN_SECONDS
     return {
         "mean_mb": round(mean, 1),
         "slope_mb_per_10min": round(per_10min, 2),
-        "flat": per_10min < FLAT_FRACTION * mean,
+        "flat": per_10min < FLAT_FRACTION * mean if judged else None,
         "points": len(points),
     }
 
@@ -254,7 +255,7 @@ def markdown(summary: dict[str, Any], date: str) -> list[str]:
     lines = [
         "# imagemesh soak",
         "",
-        f"{date}: {summary['minutes']:g} minutes of open-loop mixed jobs (fit512, dither, "
+        f"{date}: {summary['minutes']:g} min of open-loop mixed jobs (fit512, dither, "
         f"webp1024 in turn, Poisson arrivals) at {summary['rate_jobs_per_s']:.2f} jobs/s, "
         f"{_share(summary)} of the {summary['capacity_jobs_per_s']:.2f} jobs/s measured at "
         "c = 4 in the same run; every input unique. `make bench` wrote this file.",
@@ -307,13 +308,18 @@ def bench_lines(summary: dict[str, Any] | None) -> list[str]:
     """The soak's summary in bench.md."""
     if summary is None:
         return ["## Soak", "", "Skipped (`--soak-minutes 0`).", ""]
-    flat = [name for name, t in summary["rss"].items() if t["flat"] is False]
+    flats = [t["flat"] for t in summary["rss"].values()]
+    growing = [name for name, t in summary["rss"].items() if t["flat"] is False]
+    if growing:
+        rss = "NOT " + ", ".join(growing)
+    else:
+        rss = "n/a (too short to judge)" if None in flats or not flats else "all"
     return [
         "## Soak",
         "",
         f"{summary['minutes']:g} min at {summary['rate_jobs_per_s']:.2f} jobs/s "
         f"({_share(summary)} of {summary['capacity_jobs_per_s']:.2f}), {summary['sent']} jobs, "
-        f"{summary['lost']} lost; RSS flat: {'all' if not flat else 'NOT ' + ', '.join(flat)}; "
+        f"{summary['lost']} lost; RSS flat: {rss}; "
         f"p99 stable: {yes_no(summary['p99']['stable'])}; queues drained: "
         f"{yes_no(summary['queues']['ok'])}; audit gaps: {summary['audit']['gaps_new']} new "
         f"({summary['audit']['gaps']} in all). "

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from benchmarks import overhead, repeat, report
-from benchmarks.bench import parse_args, quick_pick
+from benchmarks.bench import imageproc_jobs, parse_args, quick_pick
 from benchmarks.corpus import Picture
 from benchmarks.engines import STACK_BUT_IMAGEPROC, Result, Run
 from benchmarks.measure import Row, mixed_capacity, spread, summarise
@@ -119,3 +119,11 @@ def test_quick_pick_keeps_the_largest_progressive() -> None:
     pictures.append(Picture("big.jpg", "x", 1, 6000, 4000, True))
     assert pictures[-1] in quick_pick(pictures)
     assert len(quick_pick(pictures)) < 10
+
+
+def test_jobs_through_imageproc_leave_out_reused_repeats() -> None:
+    runs = [mesh_run("fit512", 4, images=3)]
+    runs[0].results[0].name = "big.jpg"
+    summary = repeat_summary(reused=2)  # the first, then 3 repeats of which 2 reused
+    counted = imageproc_jobs(runs, summary, None, {"big.jpg"})
+    assert counted == {"total": 3 + 1 + 1, "large_progressive": 1}

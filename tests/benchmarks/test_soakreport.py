@@ -140,3 +140,13 @@ def test_arrivals_are_poisson_at_the_rate() -> None:
     assert 2160 < len(times) < 2640  # 2400 expected, ~5 sigma either side
     assert arrival_times(4.0, 600) == times  # seeded
     assert arrival_times(0.0, 600) == []
+
+
+def test_a_short_soak_shows_numbers_but_no_rss_verdict() -> None:
+    made = run(["succeeded"] * 6)
+    made.rss_series = [(t, {"upload": 100.0 + t}) for t in range(0, 60, 2)]
+    summary = soakreport.summarise(made)
+    assert summary["rss"]["upload"]["mean_mb"] == pytest.approx(129.0)
+    assert summary["rss"]["upload"]["flat"] is None
+    assert summary["verdict"] is None
+    assert "RSS flat: n/a (too short to judge)" in "\n".join(soakreport.bench_lines(summary))
