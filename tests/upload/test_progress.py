@@ -8,6 +8,7 @@ meet this race only now and then; here it is made to happen every time."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, cast
 
@@ -45,6 +46,8 @@ class FinishedJobs:
     async def status(self, job_id: str) -> dict[str, Any]:
         return {"id": job_id, "status": "succeeded"}
 
+    recorded_status = status
+
 
 def queued(inbox: Inbox, *types: str) -> None:
     for event_type in types:
@@ -57,6 +60,8 @@ class NoProvenance:
 
     async def status(self, job_id: str) -> dict[str, Any]:
         raise AssertionError("provenance was queried")
+
+    recorded_status = status
 
 
 async def follow(
@@ -146,3 +151,46 @@ async def test_a_stream_starts_from_provenance_unless_the_live_status_is_final()
     start = await _first_status(cast(Jobs, NoProvenance()), live, JOB)
     assert start is not None
     assert start["status"] == "succeeded"
+
+
+def test_an_unfinished_live_status_is_trusted_only_while_fresh() -> None:
+    now = [100.0]
+    live = LiveJobs(clock=lambda: now[0])
+    live.on_event(envelope("image.uploaded"), events()["image.uploaded"])
+    status = live.status(JOB, fresh=5.0)
+    assert status is not None
+    assert status["status"] == "queued"
+    now[0] += 6.0  # no news for longer than `fresh`: an event may have been lost
+    assert live.status(JOB, fresh=5.0) is None
+    assert live.status(JOB) is not None  # without `fresh`: whatever was seen
+    live.on_event(envelope("image.processed"), events()["image.processed"])
+    now[0] += 60.0
+    final = live.status(JOB, fresh=5.0)
+    assert final is not None
+    assert final["status"] == "succeeded"
+
+
+def test_waiting_jobs_are_counted_per_owner_until_they_start() -> None:
+    live = LiveJobs()
+    uploaded = events()["image.uploaded"]
+    assert live.waiting(uploaded.principal) == 0
+    live.on_event(envelope("image.uploaded"), uploaded)
+    live.on_event(envelope("image.uploaded"), uploaded)  # a redelivery: one job
+    assert live.waiting(uploaded.principal) == 1
+    assert live.waiting("someone-else") == 0
+    live.on_event(envelope("job.processing-started"), events()["job.processing-started"])
+    assert live.waiting(uploaded.principal) == 0
+    live.on_event(envelope("image.processed"), events()["image.processed"])
+    assert live.waiting(uploaded.principal) == 0
+
+
+async def test_a_job_accepted_elsewhere_is_waited_for_briefly() -> None:
+    live = LiveJobs()
+
+    async def arrive() -> None:  # runs once the waiter waits (gather starts it first)
+        live.on_event(envelope("image.uploaded"), events()["image.uploaded"])
+
+    seen, _ = await asyncio.gather(live.wait_seen(JOB, 5.0), arrive())
+    assert seen
+    assert await live.wait_seen(JOB, 0.0)  # known already: no wait
+    assert not await live.wait_seen("another", 0.01)

@@ -10,15 +10,21 @@ The replica also keeps the status events of the most recent jobs it saw from the
 give a job's status the moment its event passes, without waiting for provenance to
 record it and answer a query. A job seen only from its middle has no live status. The
 live queue may lose events (a reconnection, an overflow), so a live status that is not
-final may be behind: callers trust a final one, or one at least as far as the event
-they just saw, and ask provenance otherwise.
+final may be behind: callers trust a final one, one at least as far as the event they
+just saw, or one whose last event passed moments ago (`status(fresh=...)`), and ask
+provenance otherwise.
+
+The replica that accepts a job remembers its intake at once (`remember`), before the
+202, so the job's own replica never has to ask provenance about a job it just queued
+(provenance records the intake from the broker, concurrently).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict, defaultdict
-from collections.abc import Iterator
+import time
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +34,7 @@ from messaging.events import Event, ImageUploaded
 from messaging.jobs import STATUS_EVENTS, fold_status, record
 
 INBOX_SIZE = 256
+FINAL = frozenset({"succeeded", "failed"})
 RECENT_JOBS = 4096
 """Jobs whose status events a replica keeps (a few KB each)."""
 
@@ -46,35 +53,94 @@ class Inbox:
         self.queue.put_nowait((envelope, event))
 
 
+@dataclass(eq=False)
+class _Seen:
+    """A job's status events seen live, by type and id (a redelivery is one record), when
+    the last one passed, its owner, and whether it still waits (queued, not started)."""
+
+    owner: str
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last: float = 0.0
+    waiting: bool = True
+
+
 class LiveJobs:
     """Routes each passing event to the inboxes following its job."""
 
-    def __init__(self, recent_jobs: int = RECENT_JOBS) -> None:
+    def __init__(
+        self, recent_jobs: int = RECENT_JOBS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._followers: dict[str, set[Inbox]] = defaultdict(set)
-        self._recent: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._recent: OrderedDict[str, _Seen] = OrderedDict()
         self._recent_jobs = recent_jobs
+        self._clock = clock
+        self._arrivals: dict[str, asyncio.Event] = {}
+        self._waiting: Counter[str] = Counter()
 
     def on_event(self, envelope: Envelope, event: Event) -> None:
         if envelope.type in STATUS_EVENTS:
-            self._remember(envelope, event)
+            self.remember(envelope, event)
         for inbox in self._followers.get(event.job_id, ()):
             inbox.put(envelope, event)
 
-    def _remember(self, envelope: Envelope, event: Event) -> None:
-        records = self._recent.get(event.job_id)
-        if records is None:
-            if envelope.type != ImageUploaded.type:
+    def remember(self, envelope: Envelope, event: Event) -> None:
+        """Keep a status event of a job seen from its start (its `image.uploaded`)."""
+        seen = self._recent.get(event.job_id)
+        if seen is None:
+            if not isinstance(event, ImageUploaded):
                 return  # seen from its middle: its status could miss what came before
-            records = self._recent[event.job_id] = []
+            seen = self._recent[event.job_id] = _Seen(owner=event.principal)
+            self._waiting[seen.owner] += 1
             while len(self._recent) > self._recent_jobs:
-                self._recent.popitem(last=False)
-        records.append(record(envelope, event))
+                self._forget(self._recent.popitem(last=False)[1])
+            arrival = self._arrivals.pop(event.job_id, None)
+            if arrival is not None:
+                arrival.set()
+        seen.records[f"{envelope.type} {envelope.id}"] = record(envelope, event)
+        seen.last = self._clock()
+        if seen.waiting and envelope.type != ImageUploaded.type:
+            self._forget(seen)  # started, or ended: no longer waiting
 
-    def status(self, job_id: str) -> dict[str, Any] | None:
+    def _forget(self, seen: _Seen) -> None:
+        if seen.waiting:
+            seen.waiting = False
+            self._waiting[seen.owner] -= 1
+            if self._waiting[seen.owner] <= 0:
+                del self._waiting[seen.owner]
+
+    def waiting(self, owner: str) -> int:
+        """How many of `owner`'s jobs wait to start, of those seen from their start (every
+        replica sees every job's events: the count covers all replicas' jobs, except jobs
+        queued before this replica started, or past the RECENT_JOBS it remembers)."""
+        return self._waiting.get(owner, 0)
+
+    def status(self, job_id: str, *, fresh: float | None = None) -> dict[str, Any] | None:
         """The job's status from the events seen live, if this replica saw it from its
-        start; else None (ask provenance)."""
-        records = self._recent.get(job_id)
-        return None if records is None else fold_status(job_id, records)
+        start; else None (ask provenance). With `fresh`, an unfinished status only if its
+        last event passed at most `fresh` seconds ago: a lost event cannot keep it behind
+        for longer than that."""
+        seen = self._recent.get(job_id)
+        if seen is None:
+            return None
+        job = fold_status(job_id, list(seen.records.values()))
+        if job is None or fresh is None or job["status"] in FINAL:
+            return job
+        return job if self._clock() - seen.last <= fresh else None
+
+    async def wait_seen(self, job_id: str, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the job's start to pass; whether it did."""
+        if job_id in self._recent:
+            return True
+        arrival = self._arrivals.setdefault(job_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(timeout):
+                await arrival.wait()
+        except TimeoutError:
+            return job_id in self._recent
+        finally:
+            if not arrival.is_set() and self._arrivals.get(job_id) is arrival:
+                del self._arrivals[job_id]
+        return True
 
     @contextmanager
     def follow(self, job_id: str) -> Iterator[Inbox]:

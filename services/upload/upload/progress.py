@@ -56,6 +56,9 @@ MAX_STREAM_SECONDS = 3600.0
 RECONNECT_MS = 3000
 STATUS_SETTLE_SECONDS = 10.0
 """How long to wait for provenance to show a status an event implies."""
+QUIET_RECHECK_SECONDS = 10.0
+"""How long a stream waits without news before it reads the job's status again (the live
+queue may have lost the event it waits for)."""
 CATCH_UP_SECONDS = 2.0
 """How long to wait for a finished job's last steps to reach the stream."""
 _IMPLIED_STATUS = {
@@ -138,6 +141,7 @@ async def _follow(
     stream: _Stream, jobs: Jobs, live: LiveJobs, inbox: Inbox, job: dict[str, Any]
 ) -> None:
     deadline = time.monotonic() + MAX_STREAM_SECONDS
+    news = time.monotonic()
     while job["status"] not in TERMINAL and time.monotonic() < deadline:
         try:
             envelope, event = await asyncio.wait_for(inbox.queue.get(), DISCONNECT_CHECK_SECONDS)
@@ -146,16 +150,30 @@ async def _follow(
                 raise ConnectionResetError("the client left") from None
             if time.monotonic() - stream.last_write >= HEARTBEAT_SECONDS:
                 await stream.send(": keep-alive\n\n")
+            if time.monotonic() - news >= QUIET_RECHECK_SECONDS:
+                news = time.monotonic()
+                job = await _recheck(stream, jobs, job)
             continue
+        news = time.monotonic()
         implied = await _relay(stream, envelope, event)
         if inbox.overflowed or (implied and _ORDER[implied] > _ORDER[job["status"]]):
             inbox.overflowed = False
-            fresh = await _current(jobs, live, job["id"], implied or job["status"])
+            fresh = await _current(jobs, live, job, implied or job["status"])
             if fresh["status"] in TERMINAL and implied not in TERMINAL:
                 await _catch_up(stream, inbox)
             if fresh["status"] != job["status"]:
                 await stream.event("status", public(fresh))
             job = fresh
+
+
+async def _recheck(stream: _Stream, jobs: Jobs, job: dict[str, Any]) -> dict[str, Any]:
+    """The job's status after a quiet while, sent if it moved on (an event lost on the
+    live queue must not hold the stream until its end)."""
+    fresh = await jobs.recorded_status(job["id"])
+    if fresh is None or _ORDER[fresh["status"]] <= _ORDER[job["status"]]:
+        return job
+    await stream.event("status", public(fresh))
+    return fresh
 
 
 async def _relay(stream: _Stream, envelope: Envelope, event: Event) -> str | None:
@@ -188,24 +206,29 @@ async def _first_status(jobs: Jobs, live: LiveJobs, job_id: str) -> dict[str, An
     return await jobs.status(job_id)
 
 
-async def _current(jobs: Jobs, live: LiveJobs, job_id: str, wanted: str) -> dict[str, Any]:
+async def _current(
+    jobs: Jobs, live: LiveJobs, current: dict[str, Any], wanted: str
+) -> dict[str, Any]:
     """The job's status once it shows what an event says happened: from the events this
     replica saw live when it saw the job start (the fold provenance makes of the same
     events), else from provenance."""
+    job_id = current["id"]
     seen = live.status(job_id)
     if seen is not None and _ORDER[seen["status"]] >= _ORDER[wanted]:
         return seen
-    return await _status_at_least(jobs, job_id, wanted)
+    return await _status_at_least(jobs, job_id, wanted, fallback=seen or current)
 
 
-async def _status_at_least(jobs: Jobs, job_id: str, wanted: str) -> dict[str, Any]:
+async def _status_at_least(
+    jobs: Jobs, job_id: str, wanted: str, *, fallback: dict[str, Any]
+) -> dict[str, Any]:
     """The job's status once provenance has recorded what an event says happened (it
-    records the same event concurrently), or whatever it shows after a while."""
+    records the same event concurrently), or whatever it shows after a while (`fallback`
+    while it shows nothing yet: the intake is recorded concurrently too)."""
     deadline = time.monotonic() + STATUS_SETTLE_SECONDS
     pause = 0.05
     while True:
-        job = await jobs.status(job_id)
-        assert job is not None  # it was there a moment ago; jobs are never deleted
+        job = await jobs.recorded_status(job_id) or fallback
         if _ORDER[job["status"]] >= _ORDER[wanted] or time.monotonic() > deadline:
             return job
         await asyncio.sleep(pause)

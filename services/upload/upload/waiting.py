@@ -4,12 +4,14 @@ The global cap (`UPLOAD_MAX_QUEUED`, 503 `busy`) protects the mesh; this one pro
 other principals: one client may not fill the queue. Past it, a new job is refused 429
 `too_many_queued` with `Retry-After`, before its body is read.
 
-What counts is the principal's jobs that are `queued` in provenance (accepted, not started:
-`provenancedb.job-counts`), the one place every upload replica records its jobs before it
-answers 202. A reading is reused for `interval` seconds, counting the jobs this replica
-admitted meanwhile, so a burst costs one provenance read a second per principal; with
-several upload replicas a principal may overshoot by what the others admitted within that
-second.
+What counts is the principal's jobs that are `queued` (accepted, not started), as the
+replica's live view of the mesh's events counts them (`LiveJobs.waiting`: every replica
+sees every job start, whichever replica accepted it), or provenance
+(`provenancedb.job-counts`) without one. A reading is reused for `interval` seconds,
+counting the jobs this replica admitted meanwhile; with several upload replicas a
+principal may overshoot by what the others admitted within that second. Jobs queued
+before this replica started are not in its live count: after a restart the cap counts
+from then on (the global cap, on the queue's depth, still holds).
 """
 
 from __future__ import annotations
