@@ -72,7 +72,11 @@ def create_app(settings: Settings) -> web.Application:
         [
             resource(
                 STORE,
-                lambda: open_store(settings, settings.login()),
+                lambda: open_store(
+                    settings,
+                    settings.login(),
+                    linger=settings.provenancedb_commit_linger_ms / 1000,
+                ),
                 readiness=("couchdb", ProvenanceStore.ready),
             ),
             check_store,

@@ -1,5 +1,5 @@
-"""Group commit: the event documents recorded while a write is in flight go together in
-the next `_bulk_docs` request (`ProvenanceStore.record`)."""
+"""Group commit: the event documents recorded while a write is in flight, or within a short
+linger, go together in the next `_bulk_docs` request (`ProvenanceStore.record`)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,23 @@ GROUP_COMMIT_LIMIT = 64
 
 class GroupCommit:
     """Documents recorded while a write is in flight go together in the next `_bulk_docs`
-    request: at low load each is written at once, alone; under load one request carries
-    many, and the database does a fraction of the work. Nothing waits for a batch to fill.
-    Each caller still learns its own document's outcome: created, already there (False),
-    or its own error."""
+    request: under load one request carries many, and the database does a fraction of the
+    work. A write waits at most `linger` seconds for more documents to join it (never for a
+    batch to fill): a request costs the CouchDB-compatible server several times what one
+    more document in it does (PouchDB Server: ~4 ms per request, ~0.7 ms per document),
+    and a job's events arrive within milliseconds of each other, so its documents and its
+    summary updates mostly share one request. Each caller still learns its own document's
+    outcome: created, already there (False), or its own error."""
 
     def __init__(
         self,
         write: Callable[[list[dict[str, Any]]], Awaitable[dict[str, dict[str, Any]]]],
         limit: int = GROUP_COMMIT_LIMIT,
+        linger: float = 0.0,
     ) -> None:
         self._write = write
         self._limit = limit
+        self._linger = linger
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -42,6 +47,8 @@ class GroupCommit:
 
     async def _drain(self) -> None:
         while self._waiting:
+            if self._linger > 0 and len(self._waiting) < self._limit:
+                await asyncio.sleep(self._linger)  # let more documents join this write
             batch = self._waiting[: self._limit]
             del self._waiting[: self._limit]
             first: dict[str, dict[str, Any]] = {}

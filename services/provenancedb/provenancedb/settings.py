@@ -103,4 +103,8 @@ class MigrateSettings(CouchSettings):
 
 class Settings(ServiceSettings, BrokerSettings, WriterSettings):
     provenancedb_ops_port: int = Field(default=8103, ge=1, le=65535)
-    provenancedb_prefetch: int = Field(default=16, ge=1, le=1000)
+    provenancedb_prefetch: int = Field(default=64, ge=1, le=1000)
+    """Events taken from the queue at once: at least what one group-commit write (and its
+    linger) should carry."""
+    provenancedb_commit_linger_ms: float = Field(default=50.0, ge=0, le=1000)
+    """How long a provenance write waits for more events to join it (`GroupCommit`)."""

@@ -89,13 +89,17 @@ BACKFILL_BATCH = 500
 
 
 class ProvenanceStore:
-    def __init__(self, couch: CouchDB, db: Database, *, user: str, writer: str) -> None:
+    def __init__(
+        self, couch: CouchDB, db: Database, *, user: str, writer: str, linger: float = 0.0
+    ) -> None:
         self._couch = couch
         self._db = db
         self._user = user
         self._writer = writer
         self._summary_writer = summaries.SummaryWriter(self._bulk_docs, self.summaries)
-        self._group = GroupCommit(lambda docs: self._summary_writer.write(docs, "record"))
+        self._group = GroupCommit(
+            lambda docs: self._summary_writer.write(docs, "record"), linger=linger
+        )
 
     def design_document(self) -> dict[str, Any]:
         return design_document(self._writer)
@@ -427,9 +431,12 @@ async def open_store(
     settings: CouchSettings,
     login: Login,
     middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = (),
+    *,
+    linger: float = 0.0,
 ) -> AsyncIterator[ProvenanceStore]:
     """The provenance database as `login`. Creates and installs nothing (that is migrate's,
-    as the admin); `ProvenanceStore.ready` says whether it can be used."""
+    as the admin); `ProvenanceStore.ready` says whether it can be used. `linger`: how long
+    a group-commit write waits for more documents (`GroupCommit`)."""
     async with couch_client(settings, login, middlewares) as couch:
         db = Database(couch, settings.couchdb_db)
-        yield ProvenanceStore(couch, db, user=login[0], writer=settings.couchdb_user)
+        yield ProvenanceStore(couch, db, user=login[0], writer=settings.couchdb_user, linger=linger)
