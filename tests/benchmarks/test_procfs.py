@@ -45,3 +45,30 @@ def test_cpu_delta_keeps_groups_that_vanished() -> None:
 def test_rss_of_a_gone_process_is_zero() -> None:
     assert rss_kb(os.getpid()) > 0
     assert rss_kb(2**22 + 7) == 0
+
+
+def _burn() -> None:
+    import time
+
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+
+
+def test_a_forkserver_workers_cpu_survives_its_exit() -> None:
+    """As imageproc: this process -> forkserver -> worker. The worker burns CPU and exits;
+    the forkserver reaps it, so the tree, read again, still has its CPU."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    warm = context.Process(target=int)  # starts the forkserver
+    warm.start()
+    warm.join()
+    me = os.getpid()
+    before = cpu_of({"tree": [me, *descendants([me])]})
+    worker = context.Process(target=_burn)
+    worker.start()
+    worker.join()
+    after = cpu_of({"tree": [me, *descendants([me])]})
+    assert worker.exitcode == 0
+    assert after["tree"] - before["tree"] >= 0.25
