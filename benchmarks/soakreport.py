@@ -2,8 +2,11 @@
 
 The verdicts, each with its stated threshold:
 
-- RSS flat: per process group, the least-squares slope of the summed RSS over the soak,
-  in MB per 10 minutes, below `FLAT_FRACTION` (5 %) of the group's mean RSS per 10 min;
+- RSS flat: per service (upload, imageproc_runner, imageproc, provenancedb), the
+  least-squares slope of the summed RSS over the soak, in MB per 10 minutes, below
+  `FLAT_FRACTION` (5 %) of the group's mean RSS per 10 min. The infrastructure servers'
+  trends are shown but not judged: moto keeps every stored object in memory and PouchDB
+  Server caches what it stores, so they grow with the data by design, not by a leak;
 - p99 stable: the median of the per-minute p99 latencies over the last third of the
   minutes at most `P99_FACTOR` (1.5) times that over the first third (three minutes or
   more; a shorter soak has no verdict);
@@ -27,6 +30,7 @@ from typing import Any
 
 from benchmarks.measure import percentile
 from benchmarks.soak import SoakJob, SoakRun
+from benchmarks.stackprocs import SERVICES
 
 FLAT_FRACTION = 0.05
 P99_FACTOR = 1.5
@@ -66,11 +70,19 @@ def rss_trend(points: Sequence[tuple[float, float]]) -> dict[str, Any]:
 
 
 def rss_trends(series: Sequence[tuple[float, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Each group's trend; "judged" says whether it counts in the verdict (the services)."""
     by_group: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for t, sums in series:
         for name, mb in sums.items():
             by_group[name].append((t, mb))
-    return {name: rss_trend(points) for name, points in sorted(by_group.items())}
+    return {
+        name: {**rss_trend(points), "judged": name in SERVICES}
+        for name, points in sorted(by_group.items())
+    }
+
+
+def judged_flats(summary: dict[str, Any]) -> dict[str, bool | None]:
+    return {name: t["flat"] for name, t in summary["rss"].items() if t.get("judged", True)}
 
 
 def per_minute(jobs: Sequence[SoakJob]) -> list[dict[str, Any]]:
@@ -173,9 +185,9 @@ def summarise(run: SoakRun) -> dict[str, Any]:
 
 
 def verdict(summary: dict[str, Any]) -> bool | None:
-    """All of: RSS flat everywhere, p99 stable, 0 lost, drained, audit clean. None when a
+    """All of: RSS flat in every service, p99 stable, 0 lost, drained, audit clean. None when a
     judgement could not be made (a soak too short for trends)."""
-    flats = [t["flat"] for t in summary["rss"].values()]
+    flats = list(judged_flats(summary).values())
     stable = summary["p99"]["stable"]
     hard = summary["lost"] == 0 and summary["queues"]["ok"] and summary["audit"]["ok"]
     if not hard or False in flats or stable is False:
@@ -232,12 +244,16 @@ def _table_lines(summary: dict[str, Any]) -> list[str]:
         f"## RSS per process group (sum of VmRSS; flat = slope < {FLAT_FRACTION:.0%} of the "
         "mean per 10 min)",
         "",
+        "Judged: the four services; the infrastructure servers are shown, in italics, "
+        "not judged (they keep what they store).",
+        "",
         "| group | mean MB | slope MB / 10 min | flat | samples |",
         "|---|---|---|---|---|",
     ]
     for name, trend in summary["rss"].items():
+        shown = name if trend.get("judged", True) else f"*{name}*"
         lines.append(
-            f"| {name} | {_fmt(trend['mean_mb'])} | {_fmt(trend['slope_mb_per_10min'], 2)} | "
+            f"| {shown} | {_fmt(trend['mean_mb'])} | {_fmt(trend['slope_mb_per_10min'], 2)} | "
             f"{yes_no(trend['flat'])} | {trend['points']} |"
         )
     lines += ["", "## Latency per minute (POST to final status)", ""]
@@ -308,12 +324,13 @@ def bench_lines(summary: dict[str, Any] | None) -> list[str]:
     """The soak's summary in bench.md."""
     if summary is None:
         return ["## Soak", "", "Skipped (`--soak-minutes 0`).", ""]
-    flats = [t["flat"] for t in summary["rss"].values()]
-    growing = [name for name, t in summary["rss"].items() if t["flat"] is False]
+    judged = judged_flats(summary)
+    flats = list(judged.values())
+    growing = [name for name, flat in judged.items() if flat is False]
     if growing:
         rss = "NOT " + ", ".join(growing)
     else:
-        rss = "n/a (too short to judge)" if None in flats or not flats else "all"
+        rss = "n/a (too short to judge)" if None in flats or not flats else "all services"
     return [
         "## Soak",
         "",

@@ -150,3 +150,18 @@ def test_a_short_soak_shows_numbers_but_no_rss_verdict() -> None:
     assert summary["rss"]["upload"]["flat"] is None
     assert summary["verdict"] is None
     assert "RSS flat: n/a (too short to judge)" in "\n".join(soakreport.bench_lines(summary))
+
+
+def test_only_the_services_rss_is_judged() -> None:
+    """moto keeps what it stores in memory: growing is not a leak of the mesh."""
+    made = run(["succeeded"] * 30)
+    made.rss_series = [(t, {"upload": 100.0, "s3": 100.0 + t}) for t in range(0, 600, 2)]
+    summary = soakreport.summarise(made)
+    assert summary["rss"]["s3"]["flat"] is False
+    assert summary["rss"]["s3"]["judged"] is False
+    assert summary["verdict"] is True
+    assert "| *s3* |" in "\n".join(soakreport.markdown(summary, "today"))
+    made.rss_series = [(t, {"upload": 100.0 + t, "s3": 100.0}) for t in range(0, 600, 2)]
+    summary = soakreport.summarise(made)
+    assert summary["verdict"] is False
+    assert "RSS flat: NOT upload" in "\n".join(soakreport.bench_lines(summary))
