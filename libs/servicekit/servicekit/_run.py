@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import uvloop
 from aiohttp import web
 
 from ._logging import configure_logging
@@ -22,7 +23,10 @@ def run_service(
 ) -> None:
     """A service's whole `__main__`: settings (or one clear line and exit 2), logging, serve
     until SIGTERM/SIGINT. aiohttp then runs the app's cleanup contexts in reverse, so
-    consumers (registered last) stop first and resources close after them."""
+    consumers (registered last) stop first and resources close after them.
+
+    The event loop is uvloop's (libuv): the services spend much of their CPU moving
+    messages and HTTP requests, where it costs markedly less than asyncio's own loop."""
     settings = load_settings(settings_cls, name)
     configure_logging(name, level=settings.log_level, fmt=settings.log_format)
     set_build_info(name)
@@ -36,4 +40,5 @@ def run_service(
         print=None,
         shutdown_timeout=settings.shutdown_timeout_seconds,
         handle_signals=True,
+        loop=uvloop.new_event_loop(),
     )
