@@ -336,7 +336,8 @@ def bench_lines(summary: dict[str, Any] | None) -> list[str]:
         "",
         f"{summary['minutes']:g} min at {summary['rate_jobs_per_s']:.2f} jobs/s "
         f"({_share(summary)} of {summary['capacity_jobs_per_s']:.2f}), {summary['sent']} jobs, "
-        f"{summary['lost']} lost; RSS flat: {rss}; "
+        f"{summary['lost']} lost, {summary['by_status'].get('refused', 0)} refused; "
+        f"RSS flat: {rss}; "
         f"p99 stable: {yes_no(summary['p99']['stable'])}; queues drained: "
         f"{yes_no(summary['queues']['ok'])}; audit gaps: {summary['audit']['gaps_new']} new "
         f"({summary['audit']['gaps']} in all). "
