@@ -175,6 +175,11 @@ def rpc_cases(route: topology.RpcRoute, source: ImageRef) -> list[tuple[str, aio
         ("no-cloudevents", aio_pika.Message(b"")),
         ("huge", huge),
     ]
+    if route is topology.IMAGEPROC_ENGINE:
+        # It takes no parameters: an empty request (`{}`, no body) is a valid one, so its
+        # bad ones carry what it does not take (a field, a payload).
+        cases[1] = ("missing-fields", RpcMessage({"pipeline": []}).to_message())
+        cases[3] = ("no-cloudevents", RpcMessage({}, valid_image).to_message())
     for case, message in cases:
         message.headers = {**(message.headers or {}), CASE_HEADER: case}
     return cases

@@ -7,6 +7,7 @@ import io
 import pytest
 from PIL import Image
 
+from imageproc.engine import engine_version
 from messaging import Broker, RpcError, RpcMessage, topology
 
 pytestmark = pytest.mark.integration
@@ -35,6 +36,19 @@ async def test_runs_a_pipeline_and_reports_the_output(imageproc: None, broker: B
     assert reply.meta["bytes"] == len(reply.payload)
     assert [step["op"] for step in reply.meta["steps"]] == ["thumbnail", "convert"]
     assert Image.open(io.BytesIO(reply.payload)).format == "WEBP"
+    assert reply.meta["engine"] == engine_version()  # what made it: the runner's reuse key
+
+
+async def test_names_its_engine_without_work_and_takes_no_parameters(
+    imageproc: None, broker: Broker
+) -> None:
+    reply = await broker.call(topology.IMAGEPROC_ENGINE, RpcMessage({}), timeout=30)
+    assert reply.meta == {"engine": engine_version()}
+    assert "libvips/8." in reply.meta["engine"]
+    assert "imagemesh-imageproc/" in reply.meta["engine"]
+    with pytest.raises(RpcError) as refused:
+        await broker.call(topology.IMAGEPROC_ENGINE, RpcMessage({"pipeline": []}), timeout=30)
+    assert refused.value.code == "bad_request"
 
 
 @pytest.mark.parametrize(

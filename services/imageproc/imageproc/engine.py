@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import metadata
 
-from messaging import RpcMessage
+from messaging import RpcError, RpcMessage
 
 ENGINE_DISTRIBUTIONS = ("imagemesh-imageproc", "imagemesh-pipeline", "pyvips", "pillow")
 """Installed packages whose version changes what a pipeline produces."""
@@ -36,7 +36,9 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
-async def on_engine(_request: RpcMessage) -> RpcMessage:
+async def on_engine(request: RpcMessage) -> RpcMessage:
     """`imageproc.engine`: `{"engine": ...}`, so a caller can look up an earlier result
-    before it asks for any work."""
+    before it asks for any work. It takes no parameters: a request with any is refused."""
+    if request.meta or request.payload:
+        raise RpcError("bad_request", "imageproc.engine takes no parameters and no payload")
     return RpcMessage({"engine": engine_version()})
