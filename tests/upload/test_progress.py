@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from messaging.events import Event
+from messaging.events import Event, ImageUploaded
 from messaging.jobs import fold_status
 from provenancedb.documents import to_document
 from tests.fuzz.samples import JOB, envelope, events
@@ -173,6 +173,7 @@ def test_an_unfinished_live_status_is_trusted_only_while_fresh() -> None:
 def test_waiting_jobs_are_counted_per_owner_until_they_start() -> None:
     live = LiveJobs()
     uploaded = events()["image.uploaded"]
+    assert isinstance(uploaded, ImageUploaded)
     assert live.waiting(uploaded.principal) == 0
     live.on_event(envelope("image.uploaded"), uploaded)
     live.on_event(envelope("image.uploaded"), uploaded)  # a redelivery: one job

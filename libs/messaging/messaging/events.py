@@ -123,6 +123,9 @@ class ImageUploaded(Event):
     created_at: datetime
     principal: str = Field(default=LOCAL_PRINCIPAL, pattern=PRINCIPAL_PATTERN)
     """The job's owner: who submitted it (fair dispatch and every read are per owner)."""
+    input_new: bool = False
+    """The input store had no object with these bytes before this job: no earlier job used
+    them, so no earlier output can be reused (the runner does not look)."""
 
 
 class ProcessingStarted(Event):

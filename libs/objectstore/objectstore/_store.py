@@ -17,11 +17,13 @@ REQUEST_SECONDS = Histogram(
     "imagemesh_s3_request_seconds",
     "S3 calls, by operation (put, get, open (a download to its first byte), head, "
     "head_bucket, list) and outcome (ok, "
-    "not_found, error); a get includes reading the body.",
+    "not_found, exists (a conditional put found the key taken), error); a get includes "
+    "reading the body.",
     ["operation", "outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
+_ALREADY_THERE = frozenset({"PreconditionFailed", "412"})
 
 
 class S3Settings(BaseSettings):
@@ -93,19 +95,32 @@ class ObjectStore:
         size: int,
         content_type: str,
         metadata: dict[str, str] | None = None,
-    ) -> None:
+        if_absent: bool = False,
+    ) -> bool:
         """Store `size` bytes of `file`, read from where it stands, without holding them in
         memory: the request body streams from the file (aiohttp reads it in chunks off the
-        event loop), so a large upload costs a chunk of memory, not its size."""
-        with _timed("put"):
-            await self._client.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=file,
-                ContentLength=size,
-                ContentType=content_type,
-                Metadata=metadata or {},
-            )
+        event loop), so a large upload costs a chunk of memory, not its size.
+
+        With `if_absent`, only when no object has that key (`If-None-Match: *`, one request
+        where a HEAD and a PUT took two): False when one had it already (412), which is
+        left as it was. True when this call stored it."""
+        condition = {"IfNoneMatch": "*"} if if_absent else {}
+        try:
+            with _timed("put"):
+                await self._client.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=file,
+                    ContentLength=size,
+                    ContentType=content_type,
+                    Metadata=metadata or {},
+                    **condition,
+                )
+        except ClientError as exc:
+            if if_absent and _code(exc) in _ALREADY_THERE:
+                return False
+            raise
+        return True
 
     async def get(self, bucket: str, key: str) -> bytes:
         try:
@@ -212,7 +227,10 @@ def _timed(operation: str) -> Iterator[None]:
         yield
         outcome = "ok"
     except ClientError as exc:
-        outcome = "not_found" if _code(exc) in _NOT_FOUND else "error"
+        code = _code(exc)
+        outcome = (
+            "not_found" if code in _NOT_FOUND else "exists" if code in _ALREADY_THERE else "error"
+        )
         raise
     finally:
         REQUEST_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)

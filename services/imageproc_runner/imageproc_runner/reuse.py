@@ -12,7 +12,9 @@ computation, so status and provenance show what happened.
 - The index is one small JSON object per succeeded computation in the output bucket,
   `computations/<key>.json` (`Computation`), written after the output is stored and
   before `image.processed` is published: only a computation whose output exists is
-  found. A miss costs one S3 GET (404), a hit one GET (the output is not checked again:
+  found. A miss costs one S3 GET (404), a hit one GET; a job whose input bytes were new to
+  the input store (`ImageUploaded.input_new`: upload's conditional put stored them) needs
+  no lookup at all (the output is not checked again:
   nothing deletes outputs; whatever comes to delete one must delete its entry too).
 - The engine: each `imageproc.run` reply names the one that computed it, and a lookup
   needs the current one before any work, so it is asked (`imageproc.engine`) and kept
@@ -62,7 +64,8 @@ SHA256 = r"^[0-9a-f]{64}$"
 REUSE = Counter(
     "imagemesh_runner_reuse_total",
     "Reuse lookups before computing: hit (an earlier job's output taken), miss (computed), "
-    "skipped (no engine known, or a pipeline that does not parse: computed).",
+    "skipped (no engine known, or a pipeline that does not parse: computed), new_input "
+    "(the upload stored these bytes for the first time: nothing to look up).",
     ["outcome"],
 )
 
@@ -168,6 +171,9 @@ class Reuse:
         return True
 
     async def _find(self, event: ImageUploaded) -> Computation | None:
+        if event.input_new:  # bytes no earlier job had: nothing to find, no S3 request
+            REUSE.labels("new_input").inc()
+            return None
         pipeline = canonical_pipeline(event.pipeline)
         engine = await self.engine() if pipeline is not None else None
         if pipeline is None or engine is None:

@@ -147,7 +147,7 @@ class Jobs:
                 height=upload.info.height,
             )
             received_envelope = self._broker.envelope_for(received)
-            image = await self._store_input(upload)
+            image, new = await self._store_input(upload)
             stored = ImageStored(job_id=job_id, role="input", image=image)
             stored_envelope = self._broker.envelope_for(stored, cause=received_envelope)
             event = ImageUploaded(
@@ -157,6 +157,7 @@ class Jobs:
                 filename=upload.filename,
                 created_at=datetime.now(UTC),
                 principal=principal,
+                input_new=new,
             )
             envelope = self._broker.envelope_for(event, cause=stored_envelope)
             # The intake is published, each event confirmed by the broker (persistent, to
@@ -218,24 +219,27 @@ class Jobs:
                 log.info("job_marked_not_accepted")
                 return
 
-    async def _store_input(self, upload: Upload) -> ImageRef:
+    async def _store_input(self, upload: Upload) -> tuple[ImageRef, bool]:
+        """Store the input (unless the same bytes are stored already); whether this stored
+        it, i.e. whether the bytes are new to the store."""
         # Content-addressed: the user influences nothing of the key but the bytes.
         key = f"sha256/{upload.sha256}{upload.info.format.extension}"
         content_type = upload.info.format.content_type
         try:
-            if not await self._store.exists(self._input_bucket, key):
-                # Streamed from the spool: never the whole file in memory.
-                await self._store.put_file(
-                    self._input_bucket,
-                    key,
-                    upload.spool.reader(),
-                    size=upload.size,
-                    content_type=content_type,
-                )
+            # Streamed from the spool: never the whole file in memory. One conditional
+            # request: bytes stored already are left as they are.
+            new = await self._store.put_file(
+                self._input_bucket,
+                key,
+                upload.spool.reader(),
+                size=upload.size,
+                content_type=content_type,
+                if_absent=True,
+            )
         except Exception as exc:
             log.exception("input_store_failed")
             raise _unavailable("the image store is unavailable") from exc
-        return ImageRef(
+        image = ImageRef(
             bucket=self._input_bucket,
             key=key,
             sha256=upload.sha256,
@@ -245,6 +249,7 @@ class Jobs:
             height=upload.info.height,
             content_type=content_type,
         )
+        return image, new
 
     async def status(self, job_id: str) -> dict[str, Any] | None:
         """The job's status: from the events this replica saw live when they are recent
