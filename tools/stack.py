@@ -61,7 +61,7 @@ COUCH_DIR = STACK_DIR / "couchdb"
 TOOLS_DIR = ROOT / "tools"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 POUCHDB_SERVER = TOOLS_DIR / "node_modules" / ".bin" / "pouchdb-server"
-MOTO_SERVER = ROOT / ".venv" / "bin" / "moto_server"
+MOTO_SERVER = TOOLS_DIR / "moto_server_keepalive.py"
 RABBIT_SBIN = Path("/usr/lib/rabbitmq/bin")
 
 #: Local defaults; `.env` (or `.env.example`) and then the real environment override them.
@@ -599,7 +599,7 @@ def couch_component(config: Mapping[str, str]) -> Component:
 
 def s3_component(config: Mapping[str, str]) -> Component:
     port = str(_url_port(config["S3_URL"], 9000))
-    return Component("s3", Signature(contains=("moto_server",), args=("-p", port)))
+    return Component("s3", Signature(contains=("moto_server_keepalive",), args=("-p", port)))
 
 
 #: service name (= module, log and pid name) -> setting holding its HTTP port
@@ -1087,11 +1087,11 @@ def start_s3(config: Mapping[str, str]) -> bool:
     component = s3_component(config)
     if component.pid() is not None:
         return False
-    if not MOTO_SERVER.exists():
-        raise StackError(f"{MOTO_SERVER} missing: run `make venv`")
+    if not VENV_PYTHON.exists():
+        raise StackError(f"{VENV_PYTHON} missing: run `make venv`")
     port = _url_port(config["S3_URL"], 9000)
     _check_port_free(component, "127.0.0.1", port)
-    argv = [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)]
+    argv = [str(VENV_PYTHON), str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)]
     spawn(argv, os.environ, component.log_path, component.pid_path)
     return True
 
