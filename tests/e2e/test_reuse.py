@@ -4,6 +4,7 @@ output without imageproc, says whom it reused, and its provenance and audit are 
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import uuid
@@ -80,7 +81,7 @@ async def test_an_identical_job_reuses_the_earlier_output_without_imageproc(
         assert await _result(http, mesh.upload_url, again["id"]) == await _result(
             http, mesh.upload_url, first["id"]
         )
-        docs = await async_wait_for(lambda job=again: complete_trail(mesh.env, job["id"]))
+        docs = await async_wait_for(functools.partial(complete_trail, mesh.env, again["id"]))
         kinds = {d["type"] for d in docs}
         assert "image.reused" in kinds
         assert not kinds & {"job.processing-started", "operation.applied", "image.processed"}

@@ -578,62 +578,6 @@ def test_output_is_derived_from_input_in_the_processed_view() -> None:
     assert formal(derivation, PROV_ATTR_ACTIVITY) == records(document, ProvActivity)[0].identifier
 
 
-def test_a_reuse_is_its_own_activity_and_the_output_stays_the_earlier_computations() -> None:
-    e_processed = TRAIL_BY_TYPE["image.processed"][0]
-    envelope, event = REUSED[-1]
-    assert isinstance(event, ImageReused)
-    document = valid_prov(to_document(envelope, event)["prov"])
-    reuse, computation = f"event/{envelope.id}", f"event/{e_processed.id}"
-    (derivation,) = records(document, ProvDerivation)
-    assert named(formal(derivation, PROV_ATTR_GENERATED_ENTITY), "sha256") == OUT
-    assert named(formal(derivation, PROV_ATTR_USED_ENTITY), "sha256") == IN
-    assert named(formal(derivation, PROV_ATTR_ACTIVITY), "imagemesh") == computation
-    (generation,) = records(document, ProvGeneration)
-    assert named(formal(generation, PROV_ATTR_ACTIVITY), "imagemesh") == computation
-    assert {
-        (
-            named(formal(r, PROV_ATTR_ACTIVITY), "imagemesh"),
-            named(formal(r, PROV_ATTR_ENTITY), "sha256"),
-        )
-        for r in records(document, ProvUsage)
-    } == {(reuse, IN), (reuse, OUT)}
-    informants = {
-        named(formal(r, PROV_ATTR_INFORMANT), "imagemesh")
-        for r in records(document, ProvCommunication)
-    }
-    assert computation in informants
-    activity = document.get_record(f"imagemesh:{reuse}")[0]
-    assert extra(activity, "imagemesh:reused_from") == [JOB]
-    assert [str(v) for v in extra(activity, "imagemesh:computation")] == [
-        f"imagemesh:{computation}"
-    ]
-
-
-def test_the_reusing_jobs_document_merged_with_the_earlier_one_is_valid() -> None:
-    views = [to_document(e, ev)["prov"] for e, ev in [*TRAIL, *REUSED]]
-    document = valid_prov(merge_prov(views))
-    generations = {
-        named(formal(r, PROV_ATTR_ENTITY), "sha256"): named(
-            formal(r, PROV_ATTR_ACTIVITY), "imagemesh"
-        )
-        for r in records(document, ProvGeneration)
-    }
-    # One activity generated the output, in both jobs' views: the earlier computation.
-    assert generations[OUT] == f"event/{TRAIL_BY_TYPE['image.processed'][0].id}"
-
-
-def test_a_reused_job_folds_as_succeeded_with_the_earlier_job_and_its_output() -> None:
-    job = fold_status(REUSER, documents(REUSED))
-    assert job is not None
-    assert job["status"] == "succeeded"
-    assert job["reused_from"] == JOB
-    assert job["output"]["sha256"] == OUT
-    assert job["output_ref"] == OUTPUT.model_dump(mode="json")
-    assert job["steps"] == []
-    assert job["input"]["info"] == INPUT_INFO
-    assert "reused_from" not in (fold_status(JOB, documents(TRAIL)) or {})
-
-
 def test_upload_view_names_the_client_as_uploader() -> None:
     envelope, event = TRAIL_BY_TYPE["upload.received"]
     view = to_document(envelope, event)["prov"]

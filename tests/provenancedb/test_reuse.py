@@ -8,19 +8,38 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prov.model import (
+    PROV_ATTR_ACTIVITY,
+    PROV_ATTR_ENTITY,
+    PROV_ATTR_GENERATED_ENTITY,
+    PROV_ATTR_INFORMANT,
+    PROV_ATTR_USED_ENTITY,
+    ProvCommunication,
+    ProvDerivation,
+    ProvGeneration,
+    ProvUsage,
+)
 
 from messaging.events import ImageReused
+from messaging.jobs import fold_status
 from provenancedb.audit import audit_documents
+from provenancedb.documents import merge_prov, to_document
 from provenancedb.lineage import image_lineage
 from provenancedb.store import ProvenanceStore
+from tests.provenancedb import test_documents as docs
 from tests.provenancedb.conftest import OpenStore
 from tests.provenancedb.test_documents import (
     documents,
+    extra,
+    formal,
     input_ref,
     job_trail,
+    named,
     output_ref,
+    records,
     reused_trail,
     sha,
+    valid_prov,
 )
 
 T0 = datetime(2026, 3, 14, 9, 26, 53, 589_000, tzinfo=UTC)
@@ -56,6 +75,68 @@ def test_a_reuse_without_its_intake_or_naming_no_succeeded_job_is_a_gap() -> Non
     (gap,) = report.gaps
     assert (gap.kind, gap.subject) == ("incomplete_trail", REUSED)
     assert f"reused from {COMPUTED}" in gap.detail
+
+
+# --------------------------------------------------------------------------- PROV
+
+
+def test_a_reuse_is_its_own_activity_and_the_output_stays_the_earlier_computations() -> None:
+    e_processed = docs.TRAIL_BY_TYPE["image.processed"][0]
+    envelope, event = docs.REUSED[-1]
+    assert isinstance(event, ImageReused)
+    document = valid_prov(to_document(envelope, event)["prov"])
+    reuse, computation = f"event/{envelope.id}", f"event/{e_processed.id}"
+    (derivation,) = records(document, ProvDerivation)
+    assert named(formal(derivation, PROV_ATTR_GENERATED_ENTITY), "sha256") == docs.OUT
+    assert named(formal(derivation, PROV_ATTR_USED_ENTITY), "sha256") == docs.IN
+    assert named(formal(derivation, PROV_ATTR_ACTIVITY), "imagemesh") == computation
+    (generation,) = records(document, ProvGeneration)
+    assert named(formal(generation, PROV_ATTR_ACTIVITY), "imagemesh") == computation
+    assert {
+        (
+            named(formal(r, PROV_ATTR_ACTIVITY), "imagemesh"),
+            named(formal(r, PROV_ATTR_ENTITY), "sha256"),
+        )
+        for r in records(document, ProvUsage)
+    } == {(reuse, docs.IN), (reuse, docs.OUT)}
+    informants = {
+        named(formal(r, PROV_ATTR_INFORMANT), "imagemesh")
+        for r in records(document, ProvCommunication)
+    }
+    assert computation in informants
+    activity = document.get_record(f"imagemesh:{reuse}")[0]
+    assert extra(activity, "imagemesh:reused_from") == [docs.JOB]
+    assert [str(v) for v in extra(activity, "imagemesh:computation")] == [
+        f"imagemesh:{computation}"
+    ]
+
+
+def test_the_reusing_jobs_document_merged_with_the_earlier_one_is_valid() -> None:
+    views = [to_document(e, ev)["prov"] for e, ev in [*docs.TRAIL, *docs.REUSED]]
+    document = valid_prov(merge_prov(views))
+    generations = {
+        named(formal(r, PROV_ATTR_ENTITY), "sha256"): named(
+            formal(r, PROV_ATTR_ACTIVITY), "imagemesh"
+        )
+        for r in records(document, ProvGeneration)
+    }
+    # One activity generated the output, in both jobs' views: the earlier computation.
+    assert generations[docs.OUT] == f"event/{docs.TRAIL_BY_TYPE['image.processed'][0].id}"
+
+
+def test_a_reused_job_folds_as_succeeded_with_the_earlier_job_and_its_output() -> None:
+    job = fold_status(docs.REUSER, documents(docs.REUSED))
+    assert job is not None
+    assert job["status"] == "succeeded"
+    assert job["reused_from"] == docs.JOB
+    assert job["output"]["sha256"] == docs.OUT
+    assert job["output_ref"] == docs.OUTPUT.model_dump(mode="json")
+    assert job["steps"] == []
+    assert job["input"]["info"] == docs.INPUT_INFO
+    assert "reused_from" not in (fold_status(docs.JOB, documents(docs.TRAIL)) or {})
+
+
+# --------------------------------------------------------------------------- lineage
 
 
 @pytest.fixture
