@@ -27,6 +27,11 @@ function renderFacts(job) {
     fact(terminal ? "Took" : "Running for", h("span", { id: "job-elapsed" }, elapsed(job, terminal))),
     fact("Input", imageFacts(job.input)),
     fact("Output", imageFacts(job.output)),
+    job.reused_from
+      ? fact("Reused", "the result of an earlier identical job, ",
+        h("a", { href: `/jobs/${encodeURIComponent(job.reused_from)}` }, job.reused_from.slice(0, 8)),
+        " (same bytes, pipeline and engine): nothing was computed again")
+      : null,
     fact("Pipeline", pipeline.length
       ? h("ol", { class: "pipeline-list" }, pipeline.map(({ op, ...params }) => h("li", {},
         op, Object.keys(params).length ? h("code", { class: "params-json" }, ` ${JSON.stringify(params)}`) : null)))
@@ -34,7 +39,9 @@ function renderFacts(job) {
 }
 
 function liveText(job) {
-  if (job.status === "succeeded") { return `Done in ${elapsed(job, true)}.`; }
+  if (job.status === "succeeded") {
+    return `Done in ${elapsed(job, true)}${job.reused_from ? ": an earlier identical job's result, reused" : ""}.`;
+  }
   if (job.status === "failed") {
     const error = job.error || { code: "unknown", message: "the job failed" };
     return `${headline(error.code)}: ${error.message}`;
