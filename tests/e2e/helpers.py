@@ -12,7 +12,9 @@ from PIL import Image
 
 
 def photo(width: int, height: int, fmt: str = "JPEG", *, quality: int = 85) -> bytes:
-    """A photo-like image: smooth gradients plus fine detail, so encoders have real work."""
+    """A photo-like image: smooth gradients plus fine detail, so encoders have real work.
+    Different bytes at every call (the noise is random): no job reuses an earlier job's
+    output by accident (see `tests/unique.py` for bytes that must stay the same image)."""
     gradient = Image.linear_gradient("L").resize((width, height))
     noise = Image.effect_noise((width, height), 40)
     red = Image.blend(gradient, noise, 0.3)

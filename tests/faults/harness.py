@@ -84,7 +84,8 @@ async def poll(
 
 
 def image(index: int) -> tuple[bytes, str]:
-    """A small, unique, photo-like image; even indexes are PNG, odd ones JPEG."""
+    """A small, unique, photo-like image (random noise: bytes no earlier job had, so every
+    job computes, none reuses an earlier output); even indexes are PNG, odd ones JPEG."""
     fmt = "PNG" if index % 2 == 0 else "JPEG"
     width, height = 160 + 7 * (index % 13), 120 + 5 * (index % 11)
     rng = random.Random(index)
