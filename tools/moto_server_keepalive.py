@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import waitress
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 
 def main() -> None:
@@ -22,8 +26,27 @@ def main() -> None:
     parser.add_argument("-p", "--port", type=int, default=9000)
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto names itself with it
-    app = DomainDispatcherApplication(create_backend_app)
-    waitress.serve(app, host=args.host, port=args.port, threads=8, ident=None, _quiet=True)
+    waitress.serve(
+        s3_first(DomainDispatcherApplication(create_backend_app), create_backend_app("s3")),
+        host=args.host,
+        port=args.port,
+        threads=8,
+        ident=None,
+        _quiet=True,
+    )
+
+
+def s3_first(dispatcher: WSGIApp, s3: WSGIApp) -> WSGIApp:
+    """Requests go straight to the S3 backend; only moto's own API (`/moto-api/`, e.g. a
+    reset) goes through moto's dispatcher, which finds a request's backend by scanning
+    its modules on disk under a global lock (a tenth of moto's CPU per S3 call)."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if str(environ.get("PATH_INFO", "")).startswith("/moto-api"):
+            return dispatcher(environ, start_response)
+        return s3(environ, start_response)
+
+    return app
 
 
 if __name__ == "__main__":
