@@ -98,7 +98,12 @@ class Recorder:
 
     async def _record(self, envelope: Envelope, event: Event) -> bool:
         created = await self._store.record(to_document(envelope, event))
-        log.info("provenance_recorded" if created else "provenance_duplicate", doc_id=envelope.id)
+        # The consumer's `message_handled` line already says each event was taken: a second
+        # line per event only for a duplicate (a redelivery), which is worth seeing.
+        if created:
+            log.debug("provenance_recorded", doc_id=envelope.id)
+        else:
+            log.info("provenance_duplicate", doc_id=envelope.id)
         return created
 
     async def on_record_request(self, request: RpcMessage) -> RpcMessage:
