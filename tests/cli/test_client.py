@@ -129,6 +129,53 @@ async def test_stream_gives_statuses_and_steps_then_ends(fake: FakeApi) -> None:
     assert fake.paths() == [f"/api/v1/jobs/{JOB}/events"]
 
 
+PROCESSED = {
+    "type": "image.processed",
+    "time": "t2",
+    "service": "imageproc_runner",
+    "duration_ms": 20.0,
+    "attempt": 2,
+    "operations": [
+        {"operation": "thumbnail", "index": 0, "duration_ms": 3.2},
+        {"operation": "grayscale", "index": 1, "duration_ms": 0.5},
+    ],
+}
+
+
+async def test_the_processed_steps_operations_are_each_a_step_before_it(fake: FakeApi) -> None:
+    # The server records the operations in image.processed (no operation.applied steps).
+    fake.snapshots[JOB] = [job(JOB, "processing")]
+    fake.streams[JOB] = [
+        [
+            sse("status", job(JOB, "processing")),
+            sse("step", STARTED),
+            sse("step", PROCESSED),
+            sse("status", succeeded(JOB)),
+        ]
+    ]
+    updates = await updates_of(fake)
+    assert summary(updates) == [
+        "status processing",
+        "step job.processing-started",
+        "step operation.applied",
+        "step operation.applied",
+        "step image.processed",
+        "status succeeded",  # the job's steps are not repeated from its snapshot
+    ]
+    shown = [u.step for u in updates[2:4] if isinstance(u, StepRecorded)]
+    assert shown == [
+        {
+            "type": "operation.applied",
+            "operation": name,
+            "index": index,
+            "duration_ms": took,
+            "service": "imageproc",
+            "attempt": 2,
+        }
+        for index, (name, took) in enumerate([("thumbnail", 3.2), ("grayscale", 0.5)])
+    ]
+
+
 async def test_dropped_stream_is_reconnected_with_last_event_id(fake: FakeApi) -> None:
     fake.snapshots[JOB] = [job(JOB, "processing")]
     fake.streams[JOB] = [

@@ -17,6 +17,8 @@ from tests.e2e.helpers import photo, submit, wait_finished
 
 pytestmark = pytest.mark.e2e
 
+TRAIL = ["upload.received", "image.uploaded", "job.processing-started", "image.processed"]
+"""A successful job's events, whatever its number of operations."""
 PIPELINE: list[dict[str, Any]] = [
     {"op": "thumbnail", "width": 200, "height": 200},
     {"op": "grayscale"},
@@ -57,22 +59,26 @@ async def test_job_provenance_is_valid_prov_json_with_every_step(
 
     document = ProvDocument.deserialize(content=json.dumps(body), format="json")
     activities = {str(a.identifier): a for a in document.get_records(ProvActivity)}
-    assert len(activities) == len(docs)
+    # One activity per event, and one per operation (in image.processed's document).
+    assert [d["type"] for d in docs] == TRAIL
+    assert len(activities) == len(docs) + len(PIPELINE)
     by_type = Counter(next(iter(a.get_attribute("prov:type"))) for a in activities.values())
-    assert by_type == Counter(d["type"] for d in docs)
-    assert by_type["operation.applied"] == len(PIPELINE)
+    assert by_type == Counter(d["type"] for d in docs) + Counter({"operation.applied": 2})
 
-    # Each operation: its name, its parameters as applied, its time and duration.
+    # Each operation: its name, its parameters as applied, its duration.
     operations = sorted(
         (a for a in body["activity"].values() if a["prov:type"] == "operation.applied"),
         key=lambda a: a["imagemesh:index"],
     )
     assert [a["imagemesh:operation"] for a in operations] == ["thumbnail", "grayscale"]
     assert json.loads(operations[0]["imagemesh:params"]["$"])["width"] == 200
+    assert all(a["imagemesh:duration_ms"] >= 0 for a in operations)
     for activity in body["activity"].values():
+        assert activity["imagemesh:job"] == job["id"]
+        if activity["prov:type"] == "operation.applied":
+            continue  # imageproc says how long an operation took, not when
         assert activity["prov:startTime"].endswith("Z")
         assert activity["prov:startTime"] <= activity["prov:endTime"]
-        assert activity["imagemesh:job"] == job["id"]
 
     # Every service version that took part is an agent, associated with its steps.
     agents = [a for a in document.get_records(ProvAgent)]
@@ -84,17 +90,22 @@ async def test_job_provenance_is_valid_prov_json_with_every_step(
     assert services == {"upload", "imageproc_runner", "imageproc"}
     assert all(v != "unknown" for a in agents for v in a.get_attribute("imagemesh:version"))
     # Who uploaded (address, user agent) is for auditors only; `local` is none by default.
-    assert len(body["wasAssociatedWith"]) == len(docs)
+    assert len(body["wasAssociatedWith"]) == len(docs) + len(PIPELINE)
     assert not any("imagemesh:address" in agent for agent in body["agent"].values())
 
     # The output was derived from the input, both identified by content, with their places.
     entities = {str(e.identifier): e for e in document.get_records(ProvEntity)}
     source, output = f"sha256:{job['input']['sha256']}", f"sha256:{job['output']['sha256']}"
-    assert set(entities) == {source, output}
+    # Beside them, the intermediate image after each operation (never stored).
+    assert {name for name in entities if name.startswith("sha256:")} == {source, output}
+    assert len(entities) == 2 + len(PIPELINE)
     [derivation] = document.get_records(ProvDerivation)
     assert (str(derivation.args[0]), str(derivation.args[1])) == (output, source)
     assert body["entity"][output]["prov:location"] == f"s3://{mesh.env['S3_OUTPUT_BUCKET']}/" + (
         f"{job['id']}/output.jpg"
+    )
+    assert body["entity"][source]["prov:location"] == f"s3://{mesh.env['S3_INPUT_BUCKET']}/" + (
+        f"sha256/{job['input']['sha256']}.jpg"
     )
     # Each step was informed by the one that caused it: a chain from upload to result.
     assert len(body["wasInformedBy"]) == len(docs) - 1
@@ -191,22 +202,36 @@ async def test_timeline_view_shows_every_step_as_fauxton_does(
     rows = couch(mesh.env, "GET", path)["rows"]
     times = [row["key"][1] for row in rows]
     assert times == sorted(times)
-    assert [row["value"] for row in rows][:3] == [
-        "upload.received",
-        "image.stored",
-        "image.uploaded",
-    ]
-    assert rows[-1]["value"] == "image.processed"
+    assert [row["value"] for row in rows] == TRAIL
     for row in rows:
         doc = row["doc"]
         assert doc["agent"]["version"], doc
         assert doc["time"].endswith("Z")
-    ops = [row["doc"] for row in rows if row["value"] == "operation.applied"]
-    assert [(d["operation"], d["data"]["params"]) for d in ops] == [
+    received, processed = rows[0]["doc"], rows[-1]["doc"]
+    assert received["location"] == f"s3://{mesh.env['S3_INPUT_BUCKET']}/" + (
+        f"sha256/{job['input']['sha256']}.jpg"
+    )
+    assert received["data"]["input"]["sha256"] == job["input"]["sha256"]
+    ops = processed["data"]["steps"]
+    assert [(d["op"], d["params"]) for d in ops] == [
         ("thumbnail", {"width": 200, "height": 200, "fit": "inside", "upscale": False}),
         ("grayscale", {}),
     ]
-    assert all(d["data"]["duration_ms"] >= 0 for d in ops)
+    assert all(d["duration_ms"] >= 0 for d in ops)
+
+
+@pytest.mark.parametrize("operations", [0, 1, 6])
+async def test_a_successful_job_is_four_events_whatever_its_operations(
+    mesh: Mesh, http: aiohttp.ClientSession, operations: int
+) -> None:
+    # Each event costs CPU all over the mesh (issue 13): the operations are in one of them.
+    pipeline: list[dict[str, Any]] = [{"op": "thumbnail", "width": 120}]
+    pipeline += [{"op": "flip"}] * (operations - 1)
+    job, docs = await _job(mesh, http, photo(160, 120), pipeline[:operations])
+    assert [d["type"] for d in docs] == TRAIL
+    assert len(docs[-1]["data"]["steps"]) == operations
+    # Nothing more arrives later (imageproc publishes nothing, the runner one event).
+    assert [d["type"] for d in complete_trail(mesh.env, job["id"]) or []] == TRAIL
 
 
 @pytest.mark.last

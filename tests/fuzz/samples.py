@@ -62,7 +62,9 @@ def events() -> dict[str, Event]:
             format="png",
             width=16,
             height=12,
+            input=_ref("in.png"),
         ),
+        # No longer published (upload.received and image.processed say it), still parsed.
         ImageStored(job_id=JOB, role="output", image=_ref("out.png"), derived_from=SHA),
         ImageUploaded(
             job_id=JOB, input=_ref("in.png"), pipeline=pipeline, filename="a", created_at=TIME
@@ -84,6 +86,8 @@ def events() -> dict[str, Event]:
             pipeline=pipeline,
             steps=[StepTiming(op="grayscale", params={}, duration_ms=1.0)],
             duration_ms=12.5,
+            attempt=1,
+            engine="imagemesh-imageproc/0.1.0 libvips/8.18.7",
         ),
         ImageReused(
             job_id=JOB,

@@ -112,8 +112,8 @@ def test_rpc_meta_with_a_5000_digit_number_is_malformed() -> None:
 
 
 async def _record(change_envelope: dict[str, Any], change_event: dict[str, Any]) -> None:
-    """Ask provenancedb to record one operation.applied event, changed as given."""
-    item = samples.record_item("operation.applied")
+    """Ask provenancedb to record one image.processed event, changed as given."""
+    item = samples.record_item("image.processed")
     item["envelope"] |= change_envelope
     item["event"] |= change_event
     await Recorder(CouchStandIn()).on_record_request(RpcMessage({"events": [item]}))  # type: ignore[arg-type]
@@ -134,7 +134,7 @@ async def test_a_record_request_whose_source_is_not_text_is_a_bad_request() -> N
 
 def test_an_envelope_whose_id_is_not_text_is_refused() -> None:
     with pytest.raises(EnvelopeError):
-        Envelope.from_dict({**samples.envelope("image.stored").as_dict(), "id": 42})
+        Envelope.from_dict({**samples.envelope("image.processed").as_dict(), "id": 42})
 
 
 async def test_a_time_beyond_the_utc_range_is_a_bad_request() -> None:

@@ -64,7 +64,8 @@ from messaging.events import (
     UploadReceived,
 )
 from messaging.jobs import fold_status
-from provenancedb.documents import PROV_PREFIXES, json_literal, merge_prov, to_document
+from provenancedb.documents import merge_prov, to_document
+from provenancedb.provterms import PROV_PREFIXES, json_literal
 
 # --------------------------------------------------------------------------- builders
 
@@ -141,10 +142,15 @@ Step = tuple[Envelope, Event]
 PRINCIPAL = "alice@example.org"
 
 
+ENGINE = "imagemesh-imageproc/0.5.0 imagemesh-pipeline/0.1.0 pyvips/3.2.0 libvips/8.18.7"
+
+
 def intake(
-    job_id: str, source: ImageRef, at: datetime, *, principal: str = PRINCIPAL
+    job_id: str, source: ImageRef, at: datetime, *, principal: str = PRINCIPAL, legacy: bool = False
 ) -> list[Step]:
-    """What the upload service records before it answers 202, for `principal`."""
+    """What the upload service records before it answers 202, for `principal`: the
+    received and stored input, then the job. `legacy`: as recorded before upload.received
+    carried the stored input (an `image.stored` input between the two)."""
     received = UploadReceived(
         job_id=job_id,
         client=CLIENT,
@@ -155,10 +161,14 @@ def intake(
         format=source.format,
         width=source.width,
         height=source.height,
+        input=None if legacy else source,
     )
     e_received = envelope_for(received, "upload", at)
-    stored = ImageStored(job_id=job_id, role="input", image=source)
-    e_stored = envelope_for(stored, "upload", at + timedelta(milliseconds=12), cause=e_received)
+    steps: list[Step] = [(e_received, received)]
+    if legacy:
+        stored = ImageStored(job_id=job_id, role="input", image=source)
+        e_stored = envelope_for(stored, "upload", at + timedelta(milliseconds=12), cause=e_received)
+        steps.append((e_stored, stored))
     uploaded = ImageUploaded(
         job_id=job_id,
         input=source,
@@ -167,8 +177,9 @@ def intake(
         created_at=at,
         principal=principal,
     )
-    e_uploaded = envelope_for(uploaded, "upload", at + timedelta(milliseconds=15), cause=e_stored)
-    return [(e_received, received), (e_stored, stored), (e_uploaded, uploaded)]
+    cause = steps[-1][0]
+    e_uploaded = envelope_for(uploaded, "upload", at + timedelta(milliseconds=15), cause=cause)
+    return [*steps, (e_uploaded, uploaded)]
 
 
 def job_trail(
@@ -179,11 +190,13 @@ def job_trail(
     *,
     durations: tuple[float, ...] = (8.5, 3.25),
     principal: str = PRINCIPAL,
+    legacy: bool = False,
 ) -> list[Step]:
-    """A succeeded job's whole trail, in the order the services record it: received, stored
-    input, uploaded, started, one operation.applied per pipeline step, stored output,
-    processed."""
-    steps = intake(job_id, source, at, principal=principal)
+    """A succeeded job's whole trail, in the order the services record it: received (with
+    the stored input), uploaded, started, processed (with each operation applied).
+    `legacy`: as recorded before, with the stored input, one operation.applied per
+    pipeline step and the stored output as events of their own."""
+    steps = intake(job_id, source, at, principal=principal, legacy=legacy)
     e_uploaded = steps[-1][0]
     started = ProcessingStarted(job_id=job_id, input=source, pipeline=PIPELINE, attempt=1)
     e_started = envelope_for(
@@ -194,6 +207,10 @@ def job_trail(
     timings = []
     for index, (spec, duration) in enumerate(zip(PIPELINE, durations, strict=True)):
         params = {name: value for name, value in spec.items() if name != "op"}
+        now += timedelta(milliseconds=duration)
+        timings.append(StepTiming(op=spec["op"], params=params, duration_ms=duration))
+        if not legacy:
+            continue
         applied = OperationApplied(
             job_id=job_id,
             index=index,
@@ -203,14 +220,13 @@ def job_trail(
             input_sha256=source.sha256,
             attempt=1,
         )
-        now += timedelta(milliseconds=duration)
         steps.append(
             (envelope_for(applied, "imageproc", now, cause=e_started, key=str(index)), applied)
         )
-        timings.append(StepTiming(op=spec["op"], params=params, duration_ms=duration))
-    stored = ImageStored(job_id=job_id, role="output", image=output, derived_from=source.sha256)
     now += timedelta(milliseconds=20)
-    steps.append((envelope_for(stored, "imageproc_runner", now, cause=e_uploaded), stored))
+    if legacy:
+        stored = ImageStored(job_id=job_id, role="output", image=output, derived_from=source.sha256)
+        steps.append((envelope_for(stored, "imageproc_runner", now, cause=e_uploaded), stored))
     processed = ImageProcessed(
         job_id=job_id,
         input=source.model_copy(update={"info": INPUT_INFO}),
@@ -218,6 +234,7 @@ def job_trail(
         pipeline=PIPELINE,
         steps=timings,
         duration_ms=round(sum(durations) + 40.0, 2),
+        **({} if legacy else {"attempt": 1, "engine": ENGINE}),
     )
     now += timedelta(milliseconds=2)
     steps.append((envelope_for(processed, "imageproc_runner", now, cause=e_uploaded), processed))
@@ -275,6 +292,25 @@ def reused_trail(
 
 def documents(steps: list[Step]) -> list[dict[str, Any]]:
     return [to_document(envelope, event) for envelope, event in steps]
+
+
+def recorded_before(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document as provenancedb recorded it before upload.received carried the input and
+    image.processed the operations: without the fields those events have since."""
+    doc = copy.deepcopy(doc)
+    if doc["type"] == "upload.received":
+        doc["data"].pop("input")
+        doc.pop("location", None)
+    if doc["type"] == "image.processed":
+        for name in ("attempt", "engine"):
+            doc["data"].pop(name)
+        doc.pop("location")
+    return doc
+
+
+def legacy_documents(steps: list[Step]) -> list[dict[str, Any]]:
+    """The documents of a trail recorded before (`job_trail(..., legacy=True)`)."""
+    return [recorded_before(doc) for doc in documents(steps)]
 
 
 # --------------------------------------------------------------------------- PROV checks
@@ -364,6 +400,8 @@ OUTPUT = output_ref(JOB, OUT)
 CEST = timezone(timedelta(hours=2))
 T0 = datetime(2026, 3, 14, 9, 26, 53, 589_000, tzinfo=UTC)
 TRAIL = job_trail(JOB, INPUT, OUTPUT, T0)
+LEGACY = job_trail(JOB, INPUT, OUTPUT, T0, legacy=True)
+"""The same job as recorded before: image.stored and operation.applied events of their own."""
 TRAIL_BY_TYPE = {event.type: (envelope, event) for envelope, event in TRAIL}
 CAUSE = TRAIL_BY_TYPE["image.uploaded"][0]
 
@@ -408,18 +446,18 @@ def _at(step: Step, moment: datetime) -> Step:
 CASES: dict[str, tuple[Step, dict[str, Any], set[str], set[str]]] = {
     "upload.received": (
         TRAIL_BY_TYPE["upload.received"],
-        {"input_sha256": IN, "client_address": "203.0.113.7"},
+        {"input_sha256": IN, "client_address": "203.0.113.7", "location": INPUT.uri},
         set(),
         {IN},
     ),
     "image.stored-input": (
-        TRAIL[1],
+        LEGACY[1],
         {"input_sha256": IN, "location": INPUT.uri},
         {IN},
         set(),
     ),
     "image.stored-output": (
-        TRAIL[-2],
+        LEGACY[-2],
         {"input_sha256": IN, "output_sha256": OUT, "location": OUTPUT.uri},
         {OUT},
         set(),
@@ -435,14 +473,14 @@ CASES: dict[str, tuple[Step, dict[str, Any], set[str], set[str]]] = {
         set(),
     ),
     "operation.applied": (
-        TRAIL[4],
+        LEGACY[4],
         {"input_sha256": IN, "operation": "thumbnail", "attempt": 1},
         set(),
         set(),
     ),
     "image.processed": (
         TRAIL_BY_TYPE["image.processed"],
-        {"input_sha256": IN, "output_sha256": OUT},
+        {"input_sha256": IN, "output_sha256": OUT, "location": OUTPUT.uri, "attempt": 1},
         {IN},
         {OUT},
     ),
@@ -526,6 +564,11 @@ def test_prov_view_of_every_event_is_valid_prov_json(name: str) -> None:
 
     activities = {named(a.identifier, "imagemesh"): a for a in records(document, ProvActivity)}
     activity = activities.pop(f"event/{envelope.id}")
+    # A computation's operations are activities of its view (`test_operations.py`).
+    operations = [n for n in activities if n.startswith(f"event/{envelope.id}/operation/")]
+    for name in operations:
+        activities.pop(name)
+    assert len(operations) == (len(event.steps) if isinstance(event, ImageProcessed) else 0)
     assert extra(activity, "prov:type") == [event.type]
     assert extra(activity, "imagemesh:job") == [event.job_id]
     # Only a reuse names another activity: the earlier job's computation.
@@ -546,6 +589,7 @@ def test_prov_view_of_every_event_is_valid_prov_json(name: str) -> None:
         for r in records(document, ProvAssociation)
     }
     assert (activity.identifier, agent_id) in associations
+    images = [e for e in records(document, ProvEntity) if _is_image(e.identifier)]
 
     informed = [
         (formal(r, PROV_ATTR_INFORMED), named(formal(r, PROV_ATTR_INFORMANT), "imagemesh"))
@@ -556,17 +600,27 @@ def test_prov_view_of_every_event_is_valid_prov_json(name: str) -> None:
     expected_informants = [envelope.causation_id, computation and computation[len("event/") :]]
     assert len(informed) == len([cause for cause in expected_informants if cause])
 
-    used_shas = {named(formal(r, PROV_ATTR_ENTITY), "sha256") for r in records(document, ProvUsage)}
+    used_shas = {
+        named(formal(r, PROV_ATTR_ENTITY), "sha256")
+        for r in records(document, ProvUsage)
+        if formal(r, PROV_ATTR_ACTIVITY) == activity.identifier
+        and _is_image(formal(r, PROV_ATTR_ENTITY))
+    }
     generated_shas = {
-        named(formal(r, PROV_ATTR_ENTITY), "sha256") for r in records(document, ProvGeneration)
+        named(formal(r, PROV_ATTR_ENTITY), "sha256")
+        for r in records(document, ProvGeneration)
+        if _is_image(formal(r, PROV_ATTR_ENTITY))
     }
     assert used_shas == used
     assert generated_shas == generated
-    assert {
-        named(e.identifier, "sha256") for e in records(document, ProvEntity)
-    } == used | generated
-    for entity in records(document, ProvEntity):
+    assert {named(e.identifier, "sha256") for e in images} == used | generated
+    for entity in images:
         assert extra(entity, "imagemesh:sha256") == [named(entity.identifier, "sha256")]
+
+
+def _is_image(identifier: QualifiedName) -> bool:
+    """A stored image (identified by content), not an intermediate one (`operations.py`)."""
+    return identifier.namespace.uri == PROV_PREFIXES["sha256"]
 
 
 def test_output_is_derived_from_input_in_the_processed_view() -> None:
@@ -673,6 +727,13 @@ def _job_views() -> list[dict[str, Any]]:
 def test_the_trail_is_the_documented_sequence() -> None:
     assert [event.type for _, event in TRAIL] == [
         "upload.received",
+        "image.uploaded",
+        "job.processing-started",
+        "image.processed",
+    ]
+    assert len({envelope.id for envelope, _ in TRAIL}) == len(TRAIL)
+    assert [event.type for _, event in LEGACY] == [
+        "upload.received",
         "image.stored",
         "image.uploaded",
         "job.processing-started",
@@ -681,7 +742,6 @@ def test_the_trail_is_the_documented_sequence() -> None:
         "image.stored",
         "image.processed",
     ]
-    assert len({envelope.id for envelope, _ in TRAIL}) == len(TRAIL)
 
 
 def test_merged_job_document_is_valid_and_derives_output_from_input() -> None:
@@ -695,12 +755,16 @@ def test_merged_job_document_is_valid_and_derives_output_from_input() -> None:
         for r in records(document, ProvDerivation)
     }
     assert derivations == {(OUT, IN)}
-    assert set(merged["entity"]) == {f"sha256:{IN}", f"sha256:{OUT}"}
+    assert {name for name in merged["entity"] if name.startswith("sha256:")} == {
+        f"sha256:{IN}",
+        f"sha256:{OUT}",
+    }
     generated_by = {
         named(formal(r, PROV_ATTR_ENTITY), "sha256"): named(
             formal(r, PROV_ATTR_ACTIVITY), "imagemesh"
         )
         for r in records(document, ProvGeneration)
+        if _is_image(formal(r, PROV_ATTR_ENTITY))
     }
     processed_id = TRAIL_BY_TYPE["image.processed"][0].id
     received_id = TRAIL_BY_TYPE["upload.received"][0].id
@@ -709,7 +773,8 @@ def test_merged_job_document_is_valid_and_derives_output_from_input() -> None:
 
 def test_merged_job_document_times_every_activity() -> None:
     document = valid_prov(merge_prov(_job_views()))
-    activities = records(document, ProvActivity)
+    # Operations have no times of their own: imageproc says how long, not when.
+    activities = [a for a in records(document, ProvActivity) if "/operation/" not in str(a)]
     assert len(activities) == len(TRAIL)
     times = {
         named(a.identifier, "imagemesh"): (a.get_startTime(), a.get_endTime()) for a in activities
@@ -745,6 +810,10 @@ def test_merged_job_document_agents_carry_their_versions() -> None:
         for e, _ in TRAIL
     }
     expected.add((f"event/{TRAIL[0][0].id}", "client/203.0.113.7"))
+    processed = TRAIL_BY_TYPE["image.processed"][0].id
+    expected |= {
+        (f"event/{processed}/operation/{n}", "agent/imageproc/0.5.0") for n in range(len(PIPELINE))
+    }
     assert associated == expected
 
 
@@ -772,24 +841,28 @@ def test_merged_job_document_informed_by_follows_causation_ids() -> None:
 def test_merged_job_document_operations_carry_name_and_params() -> None:
     merged = merge_prov(_job_views())
     document = valid_prov(merged)
-    operations = [(e, ev) for e, ev in TRAIL if isinstance(ev, OperationApplied)]
+    envelope, processed = TRAIL_BY_TYPE["image.processed"]
+    assert isinstance(processed, ImageProcessed)
+    operations = list(enumerate(processed.steps))
     assert len(operations) == 2
     by_id = {named(a.identifier, "imagemesh"): a for a in records(document, ProvActivity)}
-    for envelope, event in operations:
-        raw = merged["activity"][f"imagemesh:event/{envelope.id}"]
-        assert raw["imagemesh:operation"] == event.op
+    for index, step in operations:
+        raw = merged["activity"][f"imagemesh:event/{envelope.id}/operation/{index}"]
+        assert raw["imagemesh:operation"] == step.op
         assert raw["imagemesh:params"] == {
-            "$": json.dumps(event.params, sort_keys=True, separators=(",", ":")),
+            "$": json.dumps(step.params, sort_keys=True, separators=(",", ":")),
             "type": "imagemesh:json",
         }
-        activity = by_id[f"event/{envelope.id}"]
-        assert extra(activity, "imagemesh:operation") == [event.op]
-        assert extra(activity, "imagemesh:index") == [event.index]
+        activity = by_id[f"event/{envelope.id}/operation/{index}"]
+        assert extra(activity, "prov:type") == ["operation.applied"]
+        assert extra(activity, "imagemesh:operation") == [step.op]
+        assert extra(activity, "imagemesh:index") == [index]
+        assert extra(activity, "imagemesh:duration_ms") == [step.duration_ms]
         (params,) = extra(activity, "imagemesh:params")
         assert isinstance(params, Literal)
         assert named(params.datatype, "imagemesh") == "json"
-        assert json.loads(params.value) == event.params
-    assert [event.params for _, event in operations] == [
+        assert json.loads(params.value) == step.params
+    assert [step.params for _, step in operations] == [
         {"width": 320},
         {"format": "png", "compression": 6},
     ]
@@ -798,22 +871,20 @@ def test_merged_job_document_operations_carry_name_and_params() -> None:
 def test_merged_entity_is_the_union_of_what_each_view_says() -> None:
     views = _job_views()
     key = f"sha256:{IN}"
-    received, stored = views[0]["entity"][key], views[1]["entity"][key]
-    processed = views[-1]["entity"][key]
-    # The upload saw the bytes before they were stored; only imageproc read their info.
-    assert "prov:location" not in received
-    assert stored["prov:location"] == INPUT.uri
-    assert "imagemesh:info" not in stored
+    received, processed = views[0]["entity"][key], views[-1]["entity"][key]
+    # The upload stored the bytes; only imageproc read their info.
+    assert received["prov:location"] == INPUT.uri
+    assert "imagemesh:info" not in received
     assert processed["imagemesh:info"] == json_literal(INPUT_INFO)
 
     merged = merge_prov(views)["entity"][key]
-    assert merged == received | stored | processed
+    assert merged == received | views[1]["entity"][key] | views[2]["entity"][key] | processed
     assert merged["prov:location"] == INPUT.uri
     assert merged["imagemesh:info"] == json_literal(INPUT_INFO)
     assert merged["imagemesh:bytes"] == INPUT.bytes
 
     entity = ProvDocument.deserialize(content=json.dumps(merge_prov(views)), format="json")
-    (record,) = [r for r in records(entity, ProvEntity) if named(r.identifier, "sha256") == IN]
+    (record,) = [r for r in records(entity, ProvEntity) if str(r.identifier) == key]
     assert extra(record, "prov:location") == [INPUT.uri]
 
 
@@ -890,7 +961,7 @@ def test_fold_is_order_independent_and_most_advanced_step_wins() -> None:
 
 
 def test_fold_of_only_the_intake_is_queued() -> None:
-    job = fold_status(JOB, documents(TRAIL[:3]))
+    job = fold_status(JOB, documents(TRAIL[:2]))
     assert job is not None
     assert job["status"] == "queued"
     assert "output" not in job
@@ -906,4 +977,4 @@ def test_fold_of_a_failure_carries_its_error() -> None:
 def test_fold_without_documents_is_none() -> None:
     assert fold_status(JOB, []) is None
     # Provenance-only steps (retries, operations) do not make a job by themselves.
-    assert fold_status(JOB, documents([_retry(), TRAIL[4]])) is None
+    assert fold_status(JOB, documents([_retry(), LEGACY[4]])) is None

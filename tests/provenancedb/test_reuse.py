@@ -68,7 +68,7 @@ def test_a_reuse_without_its_intake_or_naming_no_succeeded_job_is_a_gap() -> Non
     report, _ = audit_documents(documents([*EARLIER, LATER[-1]]), now=NOW, grace=60)
     assert {(gap.subject, gap.detail) for gap in report.gaps} == {
         (REUSED, "no upload.received"),
-        (REUSED, "no image.stored input"),
+        (REUSED, "no stored input"),
         (REUSED, "no image.uploaded"),
     }
     report, _ = audit_documents(documents(LATER), now=NOW, grace=60)  # the earlier job unknown
@@ -119,6 +119,7 @@ def test_the_reusing_jobs_document_merged_with_the_earlier_one_is_valid() -> Non
             formal(r, PROV_ATTR_ACTIVITY), "imagemesh"
         )
         for r in records(document, ProvGeneration)
+        if str(formal(r, PROV_ATTR_ENTITY)).startswith("sha256:")  # not an intermediate
     }
     # One activity generated the output, in both jobs' views: the earlier computation.
     assert generations[docs.OUT] == f"event/{docs.TRAIL_BY_TYPE['image.processed'][0].id}"

@@ -24,7 +24,13 @@ from aiormq.exceptions import (
 
 from messaging import Broker, BrokerSettings, Delivery, RpcError, RpcMessage, topology
 from messaging._identity import SENDER_HEADER
-from messaging.events import ImageProcessed, ImageRef, ImageUploaded, OperationApplied
+from messaging.events import (
+    ImageProcessed,
+    ImageRef,
+    ImageUploaded,
+    OperationApplied,
+    ProcessingStarted,
+)
 from tests.conftest import async_wait_for, isolated_env, management, settings_from
 
 pytestmark = pytest.mark.integration
@@ -88,15 +94,32 @@ async def test_each_service_does_its_own_work_with_its_own_user(env: dict[str, s
             )
             assert reply.meta == {"echo": {"job_id": "j"}}
             await client.watch(lambda envelope, event: None)
-    async with Broker(as_service(env, "imageproc_runner"), service="imageproc_runner") as runner:
+    # imageproc serves its RPC (and publishes nothing); the runner calls it.
+    async with (
+        Broker(as_service(env, "imageproc"), service="imageproc") as imageproc,
+        Broker(as_service(env, "imageproc_runner"), service="imageproc_runner") as runner,
+    ):
+        await imageproc.serve(topology.IMAGEPROC_RUN, echo)
         await runner.subscribe(topology.RUNNER_UPLOADS, ignore, ())
-    async with Broker(as_service(env, "imageproc"), service="imageproc") as imageproc:
-        await imageproc.publish(
-            OperationApplied(
-                job_id="j", index=0, op="grayscale", params={}, duration_ms=1.0,
-                input_sha256="0" * 64,
-            )
-        )  # fmt: skip
+        reply = await runner.call(
+            topology.IMAGEPROC_RUN, RpcMessage({"pipeline": []}, b"x"), timeout=10
+        )
+        assert reply.meta == {"echo": {"pipeline": []}}
+
+
+@pytest.mark.parametrize(
+    ("exchange_name", "event_type"),
+    [("imagemesh.provenance", OperationApplied.type), ("imagemesh.events", ImageProcessed.type)],
+)
+async def test_imageproc_may_publish_no_event(
+    connect: Any, exchange_name: str, event_type: str
+) -> None:
+    # Its operations are in its RPC replies: not even operation.applied, which it once
+    # published, is its to publish now.
+    channel = await connect("imageproc")
+    exchange = await channel.get_exchange(exchange_name, ensure=False)
+    with pytest.raises(ChannelAccessRefused):
+        await exchange.publish(aio_pika.Message(b"{}"), routing_key=event_type)
 
 
 async def test_a_service_cannot_publish_another_services_events(connect: Any) -> None:
@@ -173,17 +196,17 @@ async def test_a_server_cannot_bind_a_queue_to_another_servers_routes(connect: A
 async def test_the_broker_refuses_a_publish_with_another_users_user_id(
     env: dict[str, str], connect: Any
 ) -> None:
-    channel = await connect("imageproc")
+    channel = await connect("imageproc_runner")
     exchange = await channel.get_exchange("imagemesh.provenance", ensure=False)
     forged_user, _ = stack.service_rabbit_user(env, "upload")
     message = aio_pika.Message(b"{}", user_id=forged_user)
     with pytest.raises(ChannelPreconditionFailed):
-        await exchange.publish(message, routing_key=OperationApplied.type)
+        await exchange.publish(message, routing_key=ProcessingStarted.type)
     # Its own name passes: the refusal is about the user_id.
-    channel = await connect("imageproc")
+    channel = await connect("imageproc_runner")
     exchange = await channel.get_exchange("imagemesh.provenance", ensure=False)
-    own_user, _ = stack.service_rabbit_user(env, "imageproc")
-    await exchange.publish(aio_pika.Message(b"{}", user_id=own_user), OperationApplied.type)
+    own_user, _ = stack.service_rabbit_user(env, "imageproc_runner")
+    await exchange.publish(aio_pika.Message(b"{}", user_id=own_user), ProcessingStarted.type)
 
 
 async def test_a_consumer_parks_an_event_its_sender_may_not_publish(env: dict[str, str]) -> None:

@@ -20,7 +20,7 @@ from provenancedb.documents import to_document
 from tests.fuzz.samples import JOB, envelope, events
 from upload.jobs import Jobs
 from upload.live import Inbox, LiveJobs
-from upload.progress import _first_status, _follow, _Stream
+from upload.progress import _first_status, _follow, _Stream, step
 
 
 class Recorder:
@@ -81,11 +81,11 @@ async def follow(
 
 async def test_steps_still_on_their_way_come_before_the_final_status() -> None:
     inbox = Inbox()
-    queued(inbox, "job.processing-started", "operation.applied", "image.processed")
+    queued(inbox, "job.processing-started", "job.retry-scheduled", "image.processed")
     sent = await follow(inbox)
     assert [(name, data["type"] if name == "step" else data["status"]) for name, data in sent] == [
         ("step", "job.processing-started"),
-        ("step", "operation.applied"),
+        ("step", "job.retry-scheduled"),
         ("step", "image.processed"),
         ("status", "succeeded"),
     ]
@@ -97,14 +97,22 @@ async def test_a_lost_final_event_delays_the_status_only_briefly(
 ) -> None:
     monkeypatch.setattr("upload.progress.CATCH_UP_SECONDS", 0.05)
     inbox = Inbox()
-    queued(inbox, "job.processing-started", "operation.applied")
+    queued(inbox, "job.processing-started", "job.retry-scheduled")
     sent = await follow(inbox)
     assert [name for name, _ in sent] == ["step", "step", "status"]
     assert sent[-1][1]["status"] == "succeeded"
     assert inbox.queue.empty()
 
 
-TRAIL = ("image.uploaded", "job.processing-started", "operation.applied", "image.processed")
+TRAIL = ("upload.received", "image.uploaded", "job.processing-started", "image.processed")
+
+
+def test_the_processed_step_lists_every_operation_and_the_received_one_the_stored_input() -> None:
+    processed = step(envelope("image.processed"), events()["image.processed"])
+    assert processed["operations"] == [{"operation": "grayscale", "index": 0, "duration_ms": 1.0}]
+    assert processed["attempt"] == 1
+    received = step(envelope("upload.received"), events()["upload.received"])
+    assert received["stored"] is True
 
 
 async def test_a_job_seen_from_its_start_gets_its_status_from_the_live_events() -> None:

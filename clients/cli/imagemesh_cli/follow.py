@@ -3,7 +3,9 @@
 The stream (`GET /api/v1/jobs/{id}/events`) sends the job's status first and on every
 change, and its steps as they happen; it is reconnected when it drops (the server sends a
 fresh status first). A server without the stream answers 404 for a job that exists: then
-the job is polled. Either way the caller sees each status once and each step once."""
+the job is polled. Either way the caller sees each status once and each step once, and
+each operation applied as a step of its own: from the `image.processed` step's list of
+operations (a server before it sent an `operation.applied` step for each)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ __all__ = ["TERMINAL", "StatusChanged", "StepRecorded", "Update", "follow"]
 
 TERMINAL = frozenset({"succeeded", "failed"})
 OPERATION_APPLIED = "operation.applied"
+IMAGE_PROCESSED = "image.processed"
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 POLL_DELAYS = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
@@ -146,9 +149,11 @@ class _Seen:
             if key in self.steps:
                 return []
             self.steps.add(key)
+            applied = _operations_of(update.step)
             if update.step.get("type") == OPERATION_APPLIED:
                 self.operations += 1
-            return [update]
+            self.operations += len(applied)
+            return [*applied, update]
         if update.status == self.status:
             return []
         self.status = update.status
@@ -156,6 +161,21 @@ class _Seen:
             # Polled, or the stream opened after the job ended: its steps are in the job.
             return [*_steps_of(update.job), update]
         return [update]
+
+
+def _operations_of(step: dict[str, Any]) -> list[Update]:
+    """The operations an `image.processed` step lists, each as a step of its own."""
+    operations = step.get("operations") if step.get("type") == IMAGE_PROCESSED else None
+    if not isinstance(operations, list):
+        return []
+    shown: list[Update] = []
+    for operation in operations:
+        if isinstance(operation, dict):
+            applied = {"type": OPERATION_APPLIED, **operation, "service": "imageproc"}
+            if isinstance(step.get("attempt"), int):
+                applied["attempt"] = step["attempt"]
+            shown.append(StepRecorded(applied))
+    return shown
 
 
 def _steps_of(job: dict[str, Any]) -> list[Update]:

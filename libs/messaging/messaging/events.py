@@ -50,7 +50,8 @@ class ErrorInfo(_Frozen):
 
 
 class StepTiming(_Frozen):
-    """One pipeline operation as imageproc applied it."""
+    """One pipeline operation as imageproc applied it (its index is its place in
+    `ImageProcessed.steps`): what an `operation.applied` document recorded before."""
 
     op: str
     params: dict[str, Any]
@@ -78,7 +79,8 @@ class ClientInfo(_Frozen):
 
 
 class UploadReceived(Event):
-    """An upload passed validation (before anything is stored): who sent what."""
+    """An upload passed validation and its bytes are stored in the input bucket: who sent
+    what, and where it is."""
 
     type: ClassVar[str] = "upload.received"
     exchange: ClassVar[ExchangeKind] = "provenance"
@@ -93,14 +95,20 @@ class UploadReceived(Event):
     format: str
     width: int = Field(ge=0)
     height: int = Field(ge=0)
+    input: ImageRef | None = None
+    """The stored input (its S3 location). None only in documents recorded before upload
+    stored the input first (they have an `image.stored` input instead)."""
 
 
 class ImageStored(Event):
-    """An image was written to S3: a job's input (by upload) or its output (by the runner)."""
+    """An image was written to S3: a job's input (by upload) or its output (by the runner).
+
+    No longer published: `upload.received` carries the stored input and `image.processed`
+    the stored output. Kept so that documents recorded before still parse, render and
+    audit; nobody may publish it (no `published_by`)."""
 
     type: ClassVar[str] = "image.stored"
     exchange: ClassVar[ExchangeKind] = "provenance"
-    published_by: ClassVar[tuple[str, ...]] = ("upload", "imageproc_runner")
 
     role: Literal["input", "output"]
     image: ImageRef
@@ -139,11 +147,15 @@ class ProcessingStarted(Event):
 
 
 class OperationApplied(Event):
-    """imageproc applied one operation of a job's pipeline (in the order it ran it)."""
+    """imageproc applied one operation of a job's pipeline (in the order it ran it).
+
+    No longer published: each operation is a step of the job's `image.processed`
+    (`StepTiming`), which the runner publishes from imageproc's reply. Kept so that
+    documents recorded before still parse, render and audit; nobody may publish it (no
+    `published_by`)."""
 
     type: ClassVar[str] = "operation.applied"
     exchange: ClassVar[ExchangeKind] = "provenance"
-    published_by: ClassVar[tuple[str, ...]] = ("imageproc",)
 
     index: int = Field(ge=0)
     op: str
@@ -167,7 +179,14 @@ class ImageProcessed(Event):
     output: ImageRef
     pipeline: list[dict[str, Any]]
     steps: list[StepTiming]
+    """Every operation applied, in pipeline order (imageproc's reply)."""
     duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
+    attempt: int | None = Field(default=None, ge=1)
+    """The attempt that computed the output. None only in documents recorded before the
+    steps were the operations' record (they have `operation.applied` documents)."""
+    engine: str | None = Field(default=None, max_length=512)
+    """What applied the operations (imageproc, libvips, ... versions: `imageproc.run`'s
+    reply); None in documents recorded before it was said."""
 
 
 class ImageReused(Event):

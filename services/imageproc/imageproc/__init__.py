@@ -7,7 +7,8 @@ dimensions and per-operation timings. Errors come back as RPC error codes
 (`invalid_pipeline`, `unsupported_type`, `undecodable`, `too_many_pixels`, ...). Every
 reply names the engine that computed it (`meta["engine"]`, `engine.py`), and
 `imageproc.engine` answers it without any work (the runner's reuse key).
-Publishes `operation.applied` provenance events. Pipelines run in worker processes that
+Publishes no events: each reply lists the operations applied (`steps`), which the runner
+records in `image.processed`. Pipelines run in worker processes that
 are killed and replaced at the deadline or over their memory share (`workers.py`);
 `operations.py` holds the pure synchronous pyvips code they run.
 """

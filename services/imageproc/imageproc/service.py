@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import structlog
 from prometheus_client import Histogram
-from pydantic import ValidationError
 
-from messaging import Envelope, EnvelopeError, RpcError, RpcMessage
-from messaging.events import OperationApplied
+from messaging import RpcError, RpcMessage
 from pipeline import ImageLimits, PipelineError, parse_pipeline
 
 from .engine import engine_version
@@ -56,18 +52,13 @@ class Rules:
     max_output_bytes: int
 
 
-Record = Callable[[OperationApplied, Envelope, str], Awaitable[object]]
-"""Publishes a provenance event caused by an envelope, under a key (Broker.publish)."""
-
-
 class ImageProcessor:
     """Runs pipelines in killable worker processes (``workers``): the event loop never
     blocks on pyvips, and no decoder outlives the deadline or the memory ceiling."""
 
-    def __init__(self, pool: WorkerPool, rules: Rules, record: Record | None = None) -> None:
+    def __init__(self, pool: WorkerPool, rules: Rules) -> None:
         self._pool = pool
         self._rules = rules
-        self._record = record
 
     async def on_run(self, request: RpcMessage) -> RpcMessage:
         # Never trust the message: size, pipeline and image are checked again here.
@@ -101,41 +92,9 @@ class ImageProcessor:
         log.info(
             "pipeline_done", ops=len(ops), bytes_in=len(request.payload), bytes_out=len(result.data)
         )
-        description = _describe(result)
-        await self._record_steps(request.meta, description["steps"])
-        return RpcMessage(description, result.data)
-
-    async def _record_steps(self, meta: dict[str, Any], steps: list[dict[str, Any]]) -> None:
-        """Record each applied operation as a provenance event, when the caller named the
-        job step that caused this run (`cause`). Ids derive from the cause and the step's
-        index, so a repeated request records nothing twice. A failed record fails the
-        request (transiently): the caller retries, and the trail stays complete."""
-        if self._record is None or "cause" not in meta:
-            return
-        try:
-            cause = Envelope.from_dict(meta["cause"])
-            events = [
-                OperationApplied(
-                    job_id=cause.job_id or "",
-                    index=index,
-                    op=step["op"],
-                    params=step.get("params", {}),
-                    duration_ms=step.get("duration_ms", 0.0),
-                    info=step.get("info"),
-                    input_sha256=meta.get("input_sha256", ""),
-                    attempt=meta.get("attempt", 1),
-                )
-                for index, step in enumerate(steps)
-            ]
-        except (KeyError, TypeError, EnvelopeError, ValidationError) as exc:
-            raise RpcError("bad_request", f"cannot record the operations: {exc}") from exc
-        try:
-            await asyncio.gather(
-                *(self._record(event, cause, str(event.index)) for event in events)
-            )
-        except Exception as exc:
-            log.warning("operations_not_recorded", error=repr(exc))
-            raise RpcError("internal", f"could not record the operations: {exc!r}") from exc
+        # The steps go back to the runner, which records them in `image.processed`:
+        # imageproc publishes nothing (one event fewer per operation).
+        return RpcMessage(_describe(result), result.data)
 
 
 def _observe_steps(result: PipelineResult) -> None:

@@ -14,7 +14,6 @@ from messaging.events import (
     ErrorInfo,
     ImageProcessed,
     ImageRef,
-    ImageStored,
     ImageUploaded,
     JobFailed,
     ProcessingStarted,
@@ -95,7 +94,7 @@ class Runner:
             return ""
         # One record per attempt (a redelivery of the same attempt publishes the same id).
         attempt_key = f"attempt-{ctx.attempt}"
-        processing = await ctx.publish(
+        await ctx.publish(
             ProcessingStarted(
                 job_id=event.job_id,
                 input=event.input,
@@ -108,16 +107,8 @@ class Runner:
         try:
             reply = await self._broker.call(
                 topology.IMAGEPROC_RUN,
-                RpcMessage(
-                    {
-                        "pipeline": event.pipeline,
-                        # imageproc records each operation it applies as caused by this.
-                        "cause": processing.as_dict(),
-                        "input_sha256": event.input.sha256,
-                        "attempt": ctx.attempt,
-                    },
-                    data,
-                ),
+                # imageproc records nothing: its reply lists the operations it applied.
+                RpcMessage({"pipeline": event.pipeline}, data),
                 timeout=self._timeout,
                 job_id=event.job_id,
             )
@@ -136,12 +127,8 @@ class Runner:
                 f"imageproc answered format {reply.meta.get('format')!r}, not an image format",
             )
             return "bad_output"
+        # No event of its own for the stored output: `image.processed` names it.
         output = await self._store_output(event.job_id, event.input, reply, content_type)
-        await ctx.publish(
-            ImageStored(
-                job_id=event.job_id, role="output", image=output, derived_from=event.input.sha256
-            )
-        )
         if self._reuse is not None:  # before image.processed: only successes are found
             await self._reuse.remember(event, ctx, output, reply.meta)
         await ctx.publish(
@@ -152,6 +139,8 @@ class Runner:
                 pipeline=event.pipeline,
                 steps=[StepTiming.model_validate(step) for step in reply.meta.get("steps", [])],
                 duration_ms=round((time.monotonic() - started) * 1000, 2),
+                attempt=ctx.attempt,
+                engine=_engine(reply.meta),
             )
         )
         log.info("job_succeeded", output=output.uri, bytes=output.bytes)
@@ -209,3 +198,9 @@ def _retry_once(exc: RpcError, ctx: MessageContext) -> bool:
 
 def _error_code(exc: Exception) -> str:
     return exc.code if isinstance(exc, RpcError) else type(exc).__name__
+
+
+def _engine(meta: dict[str, object]) -> str | None:
+    """What applied the operations, as imageproc's reply names it (text, or nothing)."""
+    engine = meta.get("engine")
+    return engine[:512] if isinstance(engine, str) else None

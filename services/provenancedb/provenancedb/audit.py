@@ -5,10 +5,12 @@
 Reads every provenance document (as the auditor when `COUCHDB_AUDITOR_PASSWORD` is set:
 read-only) and lists both S3 buckets, then reports
 
-- jobs whose trail is incomplete: intake (`upload.received`, `image.stored` input,
-  `image.uploaded`) not all there; a succeeded job without its processing, each operation,
-  its stored output and `image.processed` (or, when it reused an earlier job's output, its
-  `image.reused`); a failed job without `job.failed`;
+- jobs whose trail is incomplete: intake (`upload.received` naming the stored input,
+  `image.uploaded`) not all there; a succeeded job without its processing and an
+  `image.processed` whose steps are the pipeline's operations (or, when it reused an
+  earlier job's output, its `image.reused`); a failed job without `job.failed`. Trails
+  recorded before those events carried it all have the stored input and output in
+  `image.stored` and each operation in `operation.applied`, and are checked for them;
 - steps recorded twice under different ids (a follow-up id that was not deterministic);
 - jobs still unfinished after `--grace` seconds (a job parked and never re-published);
 - outputs in S3 that no `image.processed` names, and outputs provenance names that S3
@@ -41,7 +43,7 @@ from servicekit import load_settings
 from .settings import AuditSettings
 from .store import ProvenanceStore, open_store
 
-INTAKE = (("upload.received",), ("image.stored", "input"), ("image.uploaded",))
+INTAKE = (("upload.received",), ("image.uploaded",))
 TERMINAL = {"succeeded", "failed"}
 NOT_ACCEPTED = "not_accepted"
 REUSE_INDEX_PREFIX = "computations/"
@@ -129,6 +131,8 @@ def job_gaps(
     if not refused:
         # A refused upload (503) may have been recorded in full, in part or not at all.
         missing(*INTAKE)
+        if not _input_stored(docs, steps):
+            gaps.append(Gap("incomplete_trail", job_id, "no stored input"))
     if status == "succeeded":
         # A reused output is an earlier job's, taken whole: its image.reused is the trail
         # (no processing, operations or storing of this job's own).
@@ -146,22 +150,43 @@ def job_gaps(
     return status, gaps
 
 
+def _input_stored(docs: list[dict[str, Any]], steps: Counter[tuple[Any, ...]]) -> bool:
+    """`upload.received` names the stored input (or, recorded before, `image.stored`)."""
+    received = [d for d in docs if d.get("type") == "upload.received"]
+    return any((d.get("data") or {}).get("input") for d in received) or bool(
+        steps[("image.stored", "input")]
+    )
+
+
 def _computation_gaps(
     job_id: str, docs: list[dict[str, Any]], steps: Counter[tuple[Any, ...]]
 ) -> list[Gap]:
-    """A computed output needs its processing, each operation, its storing and
-    `image.processed`, the stored output the processed one."""
+    """A computed output needs its processing and `image.processed`, with a step for each
+    operation of the pipeline (recorded before, in `operation.applied` documents, and the
+    output stored in an `image.stored` that is the processed one)."""
     processed = next(d for d in docs if d["type"] == "image.processed")
-    gaps = [
-        Gap("incomplete_trail", job_id, f"no {' '.join(key)}")
-        for key in (("image.stored", "output"), ("job.processing-started",))
-        if not any(step[: len(key)] == key for step in steps)
-    ]
+    gaps = []
+    if not any(key[0] == "job.processing-started" for key in steps):
+        gaps.append(Gap("incomplete_trail", job_id, "no job.processing-started"))
+    if processed["data"].get("attempt"):  # carries its operations: the whole computation
+        return gaps + _step_gaps(job_id, processed["data"])
+    if not steps[("image.stored", "output")]:
+        gaps.append(Gap("incomplete_trail", job_id, "no image.stored output"))
     gaps += _operation_gaps(job_id, docs, len(processed["data"].get("steps", [])))
     stored = [d for d in docs if d["type"] == "image.stored" and d["data"].get("role") == "output"]
     if stored and stored[0].get("output_sha256") != processed.get("output_sha256"):
         gaps.append(Gap("incomplete_trail", job_id, "stored output differs from the processed one"))
     return gaps
+
+
+def _step_gaps(job_id: str, data: dict[str, Any]) -> list[Gap]:
+    """The steps of `image.processed` must be the pipeline's operations, each once."""
+    wanted = sorted(str(op.get("op")) for op in data.get("pipeline", []) if isinstance(op, dict))
+    applied = sorted(str(step.get("op")) for step in data.get("steps", []))
+    if applied == wanted:
+        return []
+    detail = f"pipeline operations {wanted}, image.processed steps {applied}"
+    return [Gap("incomplete_trail", job_id, detail)]
 
 
 def _operation_gaps(job_id: str, docs: list[dict[str, Any]], count: int) -> list[Gap]:

@@ -88,13 +88,19 @@ DESIGN_VIEWS: dict[str, dict[str, str]] = {
         " emit([doc.output_sha256, 'from'], {sha256: doc.input_sha256, job_id: doc.job_id});"
         " emit([doc.input_sha256, 'to'], {sha256: doc.output_sha256, job_id: doc.job_id}); } }"
     },
-    # Where each image is stored, and what it is: key sha256. A reused output is stored
-    # where the earlier job stored it, and is this job's output there too.
+    # Where each image is stored, and what it is: key sha256, one row per job that stored
+    # it: an input in upload.received, an output in image.processed. A reused output is
+    # stored where the earlier job stored it, and is this job's output there too. Trails
+    # recorded before upload.received carried the input have it in image.stored (whose
+    # output copies image.processed, which still emits it).
     "images": {
-        "map": "function (doc) { var i = null, role = null;"
-        " if (doc.type === 'image.stored') { i = doc.data.image; role = doc.data.role; }"
-        " if (doc.type === 'image.reused') { i = doc.data.output; role = 'output'; }"
-        " if (i) { emit(i.sha256, {role: role, job_id: doc.job_id, location: doc.location,"
+        "map": "function (doc) { var i = null, role = null, d = doc.data || {};"
+        " if (doc.type === 'upload.received' && d.input) { i = d.input; role = 'input'; }"
+        " if (doc.type === 'image.stored' && d.role === 'input') { i = d.image; role = 'input'; }"
+        " if (doc.type === 'image.processed' || doc.type === 'image.reused') {"
+        " i = d.output; role = 'output'; }"
+        " if (i) { emit(i.sha256, {role: role, job_id: doc.job_id,"
+        " location: 's3://' + i.bucket + '/' + i.key,"
         " format: i.format, width: i.width, height: i.height, bytes: i.bytes}); } }"
     },
     # Failed jobs by error code: key [code, time]; reduce counts them (group_level=1).
@@ -110,10 +116,17 @@ DESIGN_VIEWS: dict[str, dict[str, str]] = {
         "reduce": "_count",
     },
     # Operations applied per operation and day: key [op, YYYY-MM-DD], value the duration;
-    # reduce gives count, sum, min and max of the durations (ms).
+    # reduce gives count, sum, min and max of the durations (ms). Each step of an
+    # image.processed that says its attempt (recorded since it carries the operations);
+    # before, each operation.applied (whose image.processed is then not counted again).
     "per_operation": {
-        "map": "function (doc) { if (doc.type === 'operation.applied') {"
-        " emit([doc.operation, doc.time.slice(0, 10)], doc.data.duration_ms); } }",
+        "map": "function (doc) { if (typeof doc.time !== 'string') { return; }"
+        " var day = doc.time.slice(0, 10), d = doc.data || {};"
+        " if (doc.type === 'operation.applied') {"
+        " emit([doc.operation, day], d.duration_ms); }"
+        " if (doc.type === 'image.processed' && d.attempt && d.steps) {"
+        " for (var n = 0; n < d.steps.length; n++) {"
+        " emit([d.steps[n].op, day], d.steps[n].duration_ms); } } }",
         "reduce": "_stats",
     },
 }

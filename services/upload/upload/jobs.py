@@ -18,7 +18,6 @@ from messaging.events import (
     ClientInfo,
     ErrorInfo,
     ImageRef,
-    ImageStored,
     ImageUploaded,
     JobFailed,
     UploadReceived,
@@ -135,6 +134,8 @@ class Jobs:
         the job id."""
         job_id = new_job_id()
         with structlog.contextvars.bound_contextvars(job_id=job_id):
+            image, new = await self._store_input(upload)
+            # Two events per intake: who sent what and where it is stored, then the job.
             received = UploadReceived(
                 job_id=job_id,
                 client=client,
@@ -145,11 +146,9 @@ class Jobs:
                 format=upload.info.format.value,
                 width=upload.info.width,
                 height=upload.info.height,
+                input=image,
             )
             received_envelope = self._broker.envelope_for(received)
-            image, new = await self._store_input(upload)
-            stored = ImageStored(job_id=job_id, role="input", image=image)
-            stored_envelope = self._broker.envelope_for(stored, cause=received_envelope)
             event = ImageUploaded(
                 job_id=job_id,
                 input=image,
@@ -159,14 +158,13 @@ class Jobs:
                 principal=principal,
                 input_new=new,
             )
-            envelope = self._broker.envelope_for(event, cause=stored_envelope)
+            envelope = self._broker.envelope_for(event, cause=received_envelope)
             # The intake is published, each event confirmed by the broker (persistent, to
             # durable queues) before the 202: provenancedb records it from there, as it
             # records every other step. This replica remembers the job at once, so its
             # status never depends on how far provenance has got (`status`).
             try:
                 await self._broker.publish(received, envelope=received_envelope)
-                await self._broker.publish(stored, envelope=stored_envelope)
                 await self._broker.publish(event, envelope=envelope)
             except Exception as exc:
                 # Some of the intake may be recorded: mark the job not accepted, so that it

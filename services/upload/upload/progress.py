@@ -2,7 +2,7 @@
 
     retry: 3000
     event: status      data: the job, as GET /api/v1/jobs/{id} shows it
-    event: step        data: {"type", "time", "service", "operation"?, "index"?, ...}
+    event: step        data: {"type", "time", "service", "operations"?, "stored"?, ...}
 
 The first event is the job's current status; then each step of the job as the mesh
 publishes it, and the status again whenever it changes. The stream ends after a terminal
@@ -38,6 +38,7 @@ from messaging.events import (
     OperationApplied,
     ProcessingStarted,
     RetryScheduled,
+    UploadReceived,
 )
 
 from .errors import ApiError
@@ -243,7 +244,7 @@ def step(envelope: Envelope, event: Event) -> dict[str, Any]:
         "service": envelope.source.rstrip("/").rsplit("/", 1)[-1],
     }
     match event:
-        case OperationApplied():
+        case OperationApplied():  # recorded before image.processed carried the steps
             shown |= {
                 "operation": event.op,
                 "index": event.index,
@@ -252,10 +253,21 @@ def step(envelope: Envelope, event: Event) -> dict[str, Any]:
             }
         case ProcessingStarted():
             shown["attempt"] = event.attempt
-        case ImageStored():
+        case ImageStored():  # recorded before upload.received carried the input
             shown["role"] = event.role
         case ImageProcessed():
-            shown["duration_ms"] = event.duration_ms
+            # Every operation applied, done: the job's one record of them (a client marks
+            # each as done from here, as it did from `operation.applied` before).
+            shown |= {
+                "duration_ms": event.duration_ms,
+                "attempt": event.attempt,
+                "operations": [
+                    {"operation": s.op, "index": n, "duration_ms": s.duration_ms}
+                    for n, s in enumerate(event.steps)
+                ],
+            }
+        case UploadReceived():
+            shown["stored"] = event.input is not None
         case ImageReused():
             shown["reused_from"] = event.reused_from
         case JobFailed():

@@ -90,7 +90,7 @@ export function stepText(step) {
   const index = typeof step.index === "number" ? ` (step ${step.index + 1})` : "";
   const attempt = step.attempt > 1 ? `, attempt ${step.attempt}` : "";
   switch (step.type) {
-    case "upload.received": return "Upload received";
+    case "upload.received": return step.stored ? "Upload received and stored" : "Upload received";
     case "image.stored": return step.role === "output" ? "Result stored" : "Image stored";
     case "image.uploaded": return "Queued for processing";
     case "job.processing-started": return `Processing started${step.attempt ? ` (attempt ${step.attempt})` : ""}`;

@@ -119,6 +119,12 @@ export class JobCard {
   }
 
   step(step) {
+    // The operations applied are listed in image.processed: each shown done, as a step.
+    if (step.type === "image.processed" && Array.isArray(step.operations)) {
+      for (const operation of step.operations) {
+        this.step({ ...operation, type: "operation.applied", time: step.time, service: "imageproc", attempt: step.attempt });
+      }
+    }
     this.steps.push(step);
     if (step.type === "operation.applied" && typeof step.index === "number") { this.done.add(step.index); }
     if (step.type === "job.processing-started" && this.job.status === "queued") { this.job.status = "processing"; }

@@ -38,8 +38,17 @@ export function timelineSteps(doc) {
       client,
     };
   });
+  // An operation of a computation (`<processed activity>/operation/<n>`) has no times of
+  // its own (imageproc says how long, not when): it shows within the computation, before it.
+  const byId = new Map(steps.map((step) => [step.id, step]));
+  for (const step of steps) {
+    const whole = byId.get(step.id.split("/operation/")[0]);
+    if (whole && whole !== step && Number.isNaN(step.end)) {
+      Object.assign(step, { start: whole.start, end: whole.end, within: true });
+    }
+  }
   // By end time: a whole-job activity (image.processed) starts early but ends last.
-  steps.sort((a, b) => (a.end - b.end) || (a.start - b.start)
+  steps.sort((a, b) => (a.end - b.end) || (Number(!a.within) - Number(!b.within)) || (a.start - b.start)
     || ((plain(a.activity["imagemesh:index"]) ?? 0) - (plain(b.activity["imagemesh:index"]) ?? 0)));
   return steps;
 }
@@ -54,8 +63,11 @@ function details(step) {
         const who = [plain(step.client["imagemesh:address"]), plain(step.client["imagemesh:user_agent"])].filter(Boolean);
         parts.push(`from ${who.join(", ")}`);
       }
+      if (step.activity["prov:location"]) {
+        parts.push(["stored at ", h("code", {}, plain(step.activity["prov:location"]))]);
+      }
       break;
-    case "image.stored":
+    case "image.stored": // recorded before upload.received and image.processed said it
       parts.push([`${a("role") || "image"} at `, h("code", {}, plain(step.activity["prov:location"]) || "?")]);
       break;
     case "image.uploaded":
