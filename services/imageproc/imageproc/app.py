@@ -6,8 +6,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from messaging import Broker, Envelope, topology
-from messaging.events import OperationApplied
+from messaging import Broker, topology
 from pipeline import harden_vips
 from servicekit import add_ops_routes, resource
 
@@ -38,12 +37,7 @@ def create_app(settings: Settings) -> web.Application:
             # The reply carries the output: it must fit in one message.
             max_output_bytes=settings.amqp_max_message_bytes - 64 * 1024,
         )
-        broker = app[BROKER]
-
-        async def record(event: OperationApplied, cause: Envelope, key: str) -> object:
-            return await broker.publish(event, cause=cause, key=key)
-
-        processor = ImageProcessor(app[POOL], rules, record)
+        processor = ImageProcessor(app[POOL], rules)
         await app[BROKER].serve(
             topology.IMAGEPROC_RUN, processor.on_run, prefetch=settings.imageproc_concurrency
         )
