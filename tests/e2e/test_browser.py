@@ -300,6 +300,15 @@ async def test_two_images_at_once_with_a_built_pipeline_followed_live_to_downloa
         await expect(job.locator(".badge")).to_have_text("Done")
         await expect(job.locator(".status-line")).to_have_text(re.compile(r"^Done in \d"))
         await expect(job.locator(".chip-step[data-state=done]")).to_have_count(2)
+        # Seen live, the result's step lists each operation applied just before it (as
+        # the job page's timeline does), from image.processed's list of operations.
+        log = await job.locator(".steps-log li .what").all_inner_texts()
+        if "Finished: result ready" in log:
+            applied = log[: log.index("Finished: result ready")]
+            assert [text for text in applied if text.startswith("Applied")] == [
+                "Applied thumbnail (step 1)",
+                "Applied grayscale (step 2)",
+            ], log
         await expect(job.locator("figure.before")).to_have_attribute("data-width", str(before[0]))
         await expect(job.locator("figure.before")).to_have_attribute("data-height", str(before[1]))
         await expect(job.locator("figure.after")).to_have_attribute("data-width", "200")

@@ -68,13 +68,13 @@ async def test_progress_streams_every_step_live_until_the_job_ends(
     assert not {"output_ref", "input_ref"} & set(final)
     steps = [data for name, data in events if name == "step"]
     kinds = [step["type"] for step in steps]
-    assert kinds[0] == "job.processing-started"
-    assert [s["operation"] for s in steps if s["type"] == "operation.applied"] == [
-        "thumbnail",
-        "grayscale",
-    ]
-    assert "image.processed" in kinds
-    assert [s["role"] for s in steps if s["type"] == "image.stored"] == ["output"]
+    # The mesh records no step per operation nor per stored image: image.processed lists
+    # every operation applied, in order.
+    assert kinds == ["job.processing-started", "image.processed"]
+    processed = steps[-1]
+    assert [s["operation"] for s in processed["operations"]] == ["thumbnail", "grayscale"]
+    assert [s["index"] for s in processed["operations"]] == [0, 1]
+    assert all(s["duration_ms"] >= 0 for s in processed["operations"])
     assert all(step["time"].endswith("Z") and step["service"] for step in steps)
 
 
@@ -187,4 +187,5 @@ async def test_any_upload_replica_streams_a_job_another_one_accepted(
         "processing",
         "succeeded",
     ]
-    assert sum(1 for name, data in events if data.get("type") == "operation.applied") == 2
+    (processed,) = [data for name, data in events if data.get("type") == "image.processed"]
+    assert len(processed["operations"]) == 2

@@ -112,6 +112,9 @@ async def test_a_reused_jobs_provenance_records_the_reuse_and_the_audit_is_compl
     first = await _job(http, mesh.upload_url, data, THUMB)
     again = await _job(http, mesh.upload_url, data, THUMB)
     assert again["reused_from"] == first["id"]
+    # The status comes from the events upload follows live; provenance records the same
+    # events concurrently, and a reuse takes milliseconds: wait for its whole trail.
+    await async_wait_for(functools.partial(complete_trail, mesh.env, again["id"]))
     async with http.get(f"{mesh.upload_url}/api/v1/jobs/{again['id']}/provenance") as response:
         assert response.status == 200
         body = await response.json()
@@ -138,7 +141,6 @@ async def test_a_reused_jobs_provenance_records_the_reuse_and_the_audit_is_compl
         lineage = await response.json()
     assert {first["id"], again["id"]} <= set(lineage["produced_by"])
 
-    await async_wait_for(lambda: complete_trail(mesh.env, again["id"]))
     report = await audit_env(mesh.env, grace=600)
     mine = {first["id"], again["id"], first["output"]["sha256"]}
     assert not [g for g in report.gaps if g.subject in mine or "computations/" in g.subject]
@@ -190,7 +192,9 @@ async def test_another_principal_uploading_the_same_bytes_reuses_without_seeing_
         assert response.status == 404
     async with bob.get(f"{guarded.upload_url}/api/v1/jobs/{first['id']}/result") as response:
         assert response.status == 404
-    # Bob's lineage of the output: his own job made it, from his own upload.
+    # Bob's lineage of the output: his own job made it, from his own upload (once
+    # provenance has recorded his job: it follows the events concurrently).
+    await async_wait_for(functools.partial(complete_trail, guarded.env, theirs["id"]))
     sha = theirs["output"]["sha256"]
     async with bob.get(f"{guarded.upload_url}/api/v1/images/{sha}/lineage") as response:
         lineage = await response.json()
