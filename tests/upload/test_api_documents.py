@@ -112,6 +112,9 @@ def test_asyncapi_describes_every_event_queue_and_route_of_the_code(
         assert event.__name__ in asyncapi["channels"][channel]["messages"]
         for service in event.published_by:
             assert f"{service}.publish.{event.__name__}" in asyncapi["operations"]
+        if not event.published_by:  # image.stored, operation.applied: recorded before only
+            assert "No longer published" in message["description"]
+            assert not [op for op in asyncapi["operations"] if op.endswith(event.__name__)]
     assert asyncapi["channels"]["events"]["address"] == settings.amqp_exchange_events
     assert asyncapi["channels"]["provenance"]["address"] == settings.amqp_exchange_prov
     titles = " ".join(op["title"] for op in asyncapi["operations"].values())

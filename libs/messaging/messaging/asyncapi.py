@@ -107,7 +107,7 @@ def asyncapi_document(settings: BrokerSettings, *, version: str) -> dict[str, An
 
 
 def _message(event: type[Event]) -> dict[str, Any]:
-    return {
+    message = {
         "name": event.type,
         "title": event.__name__,
         "summary": (event.__doc__ or event.type).strip().splitlines()[0],
@@ -116,6 +116,10 @@ def _message(event: type[Event]) -> dict[str, Any]:
         "payload": {"$ref": SCHEMA_REF.format(model=event.__name__)},
         "bindings": {"amqp": {"messageType": event.type, "bindingVersion": "0.3.0"}},
     }
+    if not event.published_by:
+        # Kept for documents recorded before (its docstring says what replaced it).
+        message["description"] = " ".join((event.__doc__ or "").split())
+    return message
 
 
 def _request_name(route: topology.RpcRoute) -> str:
