@@ -2,8 +2,8 @@
 
 Validates each upload before storing anything (size while streaming, pipeline against the
 catalogue, type by content, pixel count from the header), stores the input in the S3
-input bucket under its SHA-256, then publishes the intake (`upload.received`,
-`image.stored`, `image.uploaded`), each confirmed by the broker, before answering 202.
+input bucket under its SHA-256, then publishes the intake (`upload.received`, naming the
+stored input, then `image.uploaded`), each confirmed by the broker, before answering 202.
 Answers job status from the events it follows live (`live.py`), else from provenancedb
 (RPC `provenancedb.job-status`), and serves results from the S3 output bucket.
 """
