@@ -44,7 +44,8 @@ LIVE_FRESH_SECONDS = 5.0
 ARRIVAL_WAIT_SECONDS = 2.0
 """How long a read of a job accepted moments ago waits for its intake to pass."""
 RECENT_JOB_SECONDS = 30.0
-"""Job ids (time-ordered, `new_job_id`) this young may be waited for."""
+"""Job ids (`new_job_id`: they carry their time) this young may be waited for."""
+_MS_MASK = (1 << 48) - 1
 
 
 class Jobs:
@@ -362,11 +363,12 @@ class Jobs:
 
 
 def new_job_id() -> str:
-    """A time-ordered UUID (version 7, RFC 9562: 48 bits of Unix milliseconds, then random
-    bits): ids of recent jobs are recognisable (`accepted_recently`), and CouchDB appends
-    their documents near each other in its B-trees."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    """A UUID (version 8, RFC 9562's custom layout) of random bits followed by the 48 bits
+    of the Unix time in milliseconds: a job accepted moments ago is recognisable
+    (`accepted_recently`), and the first characters, which people and the CLI shorten ids
+    to, are random as in a version 4 UUID."""
+    value = int.from_bytes(os.urandom(10)) << 48 | time.time_ns() // 1_000_000 & _MS_MASK
+    value = (value & ~(0xF << 76)) | (0x8 << 76)  # version 8
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # the RFC variant
     return str(uuid.UUID(int=value))
 
@@ -377,9 +379,9 @@ def accepted_recently(job_id: str, *, now: float | None = None) -> bool:
         parsed = uuid.UUID(job_id)
     except ValueError:
         return False
-    if parsed.version != 7:
+    if parsed.version != 8:
         return False
-    age = (time.time() if now is None else now) - (parsed.int >> 80) / 1000
+    age = (time.time() if now is None else now) - (parsed.int & _MS_MASK) / 1000
     return -1.0 <= age <= RECENT_JOB_SECONDS
 
 
