@@ -45,6 +45,7 @@ from messaging import (
 )
 from messaging._consumer import _Consumer
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event, ImageUploaded
+from messaging.jobs import fold_status
 from messaging.logs import message_context
 from messaging.rpc import error_from_message
 from pipeline import (
@@ -470,6 +471,9 @@ class CouchStandIn:
 
     async def job_documents(self, job_id: str) -> list[dict[str, Any]]:
         return [doc for doc in self.documents if doc.get("job_id") == job_id]
+
+    async def job_status(self, job_id: str) -> dict[str, Any] | None:
+        return fold_status(job_id, await self.job_documents(job_id))
 
     async def job_page(
         self, *, owner: str | None, status: str | None, limit: int, before: list[str] | None
