@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -25,6 +27,8 @@ from objectstore import ObjectStore
 from .reuse import Reuse
 
 log = structlog.get_logger("imageproc_runner")
+A = TypeVar("A")
+B = TypeVar("B")
 
 JOBS = Counter(
     "imagemesh_runner_jobs_total",
@@ -46,6 +50,8 @@ TRANSIENT_RPC_CODES = frozenset({"rpc_timeout", "rpc_unavailable", "internal"})
 # imageproc stopped the pipeline (deadline, memory ceiling, a crashed decoder): a property
 # of the input, tried once more only in case other jobs starved it, then failed with that
 # code. Never the full round of attempts: each one holds an imageproc slot to the deadline.
+INLINE_HASH_BYTES = 256 * 1024
+"""Outputs up to this size are hashed on the event loop (~0.1 ms), larger ones in a thread."""
 INPUT_BOUND_RPC_CODES = frozenset({"timeout", "memory_budget_exceeded", "worker_crashed"})
 _EXTENSIONS = {
     "jpeg": ".jpg",
@@ -94,16 +100,19 @@ class Runner:
             return ""
         # One record per attempt (a redelivery of the same attempt publishes the same id).
         attempt_key = f"attempt-{ctx.attempt}"
-        await ctx.publish(
-            ProcessingStarted(
-                job_id=event.job_id,
-                input=event.input,
-                pipeline=event.pipeline,
-                attempt=ctx.attempt,
+        # The record and the input's download go together: neither waits for the other.
+        _, data = await _together(
+            ctx.publish(
+                ProcessingStarted(
+                    job_id=event.job_id,
+                    input=event.input,
+                    pipeline=event.pipeline,
+                    attempt=ctx.attempt,
+                ),
+                key=attempt_key,
             ),
-            key=attempt_key,
+            self._store.get(event.input.bucket, event.input.key),
         )
-        data = await self._store.get(event.input.bucket, event.input.key)
         try:
             reply = await self._broker.call(
                 topology.IMAGEPROC_RUN,
@@ -129,19 +138,24 @@ class Runner:
             return "bad_output"
         # No event of its own for the stored output: `image.processed` names it.
         output = await self._store_output(event.job_id, event.input, reply, content_type)
-        if self._reuse is not None:  # before image.processed: only successes are found
-            await self._reuse.remember(event, ctx, output, reply.meta)
-        await ctx.publish(
-            ImageProcessed(
-                job_id=event.job_id,
-                input=event.input.model_copy(update={"info": reply.meta.get("input_info")}),
-                output=output,
-                pipeline=event.pipeline,
-                steps=[StepTiming.model_validate(step) for step in reply.meta.get("steps", [])],
-                duration_ms=round((time.monotonic() - started) * 1000, 2),
-                attempt=ctx.attempt,
-                engine=_engine(reply.meta),
-            )
+        processed = ImageProcessed(
+            job_id=event.job_id,
+            input=event.input.model_copy(update={"info": reply.meta.get("input_info")}),
+            output=output,
+            pipeline=event.pipeline,
+            steps=[StepTiming.model_validate(step) for step in reply.meta.get("steps", [])],
+            duration_ms=round((time.monotonic() - started) * 1000, 2),
+            attempt=ctx.attempt,
+            engine=_engine(reply.meta),
+        )
+        # The reuse index entry (only for an output that is stored) and the outcome go
+        # together: a job that reuses this output in between finds a complete output whose
+        # own job's success is on its way.
+        await _together(
+            self._reuse.remember(event, ctx, output, reply.meta)
+            if self._reuse is not None
+            else asyncio.sleep(0),
+            ctx.publish(processed),
         )
         log.info("job_succeeded", output=output.uri, bytes=output.bytes)
         return ""
@@ -169,7 +183,10 @@ class Runner:
         self, job_id: str, source: ImageRef, reply: RpcMessage, content_type: str
     ) -> ImageRef:
         meta = reply.meta
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(reply.payload).hexdigest())
+        if len(reply.payload) > INLINE_HASH_BYTES:
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(reply.payload).hexdigest())
+        else:  # less than a thread hop costs
+            digest = hashlib.sha256(reply.payload).hexdigest()
         # One key per job: unique across jobs, and a redelivery rewrites the same object.
         key = f"{job_id}/output{_EXTENSIONS.get(meta['format'], '.bin')}"
         await self._store.put(
@@ -190,6 +207,25 @@ class Runner:
             content_type=content_type,
             info=meta.get("output_info"),
         )
+
+
+async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both results; if either fails, the other is cancelled and the failure raised as it
+    is (the caller's retry rules look at its type)."""
+    one, two = asyncio.ensure_future(first), asyncio.ensure_future(second)
+    try:
+        return await asyncio.gather(one, two)
+    except BaseException:
+        for task in (one, two):
+            task.cancel()
+            task.add_done_callback(_retrieved)
+        raise
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a failed task's exception as seen (the first failure is the one raised)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _retry_once(exc: RpcError, ctx: MessageContext) -> bool:
