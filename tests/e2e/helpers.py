@@ -67,14 +67,38 @@ async def submit_all(
 async def wait_finished(
     session: aiohttp.ClientSession, base: str, job_id: str, *, timeout: float = 60.0
 ) -> dict[str, Any]:
-    """Poll the job until it succeeded or failed (with a deadline)."""
+    """Poll the job until it succeeded or failed (with a deadline), and until provenance has
+    recorded its end: upload answers from the events it follows live, provenancedb records
+    the same events concurrently, so a test that reads provenance, lineage or history next
+    must not race it."""
     deadline = time.monotonic() + timeout
     while True:
         async with session.get(f"{base}/api/v1/jobs/{job_id}") as response:
             assert response.status == 200, await response.text()
             job: dict[str, Any] = await response.json()
         if job["status"] in {"succeeded", "failed"}:
+            await wait_recorded(session, base, job, deadline=deadline)
             return job
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
         await asyncio.sleep(0.1)
+
+
+_FINAL_TYPES = {"succeeded": ("image.processed", "image.reused"), "failed": ("job.failed",)}
+
+
+async def wait_recorded(
+    session: aiohttp.ClientSession, base: str, job: dict[str, Any], *, deadline: float
+) -> None:
+    """Wait until the job's PROV document has its final activity (the last event of the
+    job: the earlier ones came before it on the same queue)."""
+    wanted = _FINAL_TYPES[job["status"]]
+    while True:
+        async with session.get(f"{base}/api/v1/jobs/{job['id']}/provenance") as response:
+            document = await response.json() if response.status == 200 else {}
+        types = {a.get("prov:type") for a in document.get("activity", {}).values()}
+        if types & set(wanted):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"provenance of job {job['id']} has no {wanted} yet")
+        await asyncio.sleep(0.05)
