@@ -101,3 +101,14 @@ def test_only_inside_fits_take_it(monkeypatch: pytest.MonkeyPatch) -> None:
     cover = Thumbnail(width=100, height=100, fit="cover")
     image = geometry.thumbnail_from_buffer(jpeg(photo()), cover, "")
     assert (image.width, image.height) == (100, 100)
+
+
+def test_a_thumbnail_that_would_not_scale_the_decode_is_left_to_libvips() -> None:
+    # 1200x800 into 1000x1000: the decode would need more than half the size, so
+    # Pillow's draft would decode it whole (twice over, with the copy); libvips streams.
+    data = jpeg(photo())
+    header = pyvips.Image.new_from_buffer(data, "")
+    assert geometry.decode_jpeg_scaled(data, header, (1000, 1000), True) is None
+    assert geometry.decode_jpeg_scaled(data, header, (300, 300), True) is not None
+    image = geometry.thumbnail_from_buffer(data, Thumbnail(width=1000, height=1000), "")
+    assert (image.width, image.height) == (1000, 667)

@@ -16,7 +16,7 @@ from imageproc import workers
 from imageproc.operations import ProcessingError
 from imageproc.workers import PoolConfig, WorkerPool
 from pipeline import ImageLimits, parse_pipeline
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, async_wait_for, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 OPS = parse_pipeline([{"op": "thumbnail", "width": 32}])
@@ -154,3 +154,25 @@ def test_a_busy_worker_dies_with_the_service(tmp_path: Path) -> None:
         service.kill()
         service.wait(10)
     wait_for(lambda: not _alive(worker), timeout=10)
+
+
+async def test_an_idle_worker_gives_a_big_jobs_memory_back() -> None:
+    # The worker's memory counts in the service's while the other workers run: after a
+    # full-size dither of a 12 MP progressive JPEG (~100 MB at its peak) it returns to
+    # near its baseline, not to what glibc would keep (~60-100 MB more).
+    image = pyvips.Image.gaussnoise(4000, 3000, sigma=40, mean=128).cast("uchar")
+    data = bytes(image.bandjoin([image, image]).jpegsave_buffer(Q=90, interlace=True))
+    pool = WorkerPool(PoolConfig(workers=1, timeout=30, memory_bytes=0))
+    await pool.start()
+    try:
+        pid = pool.pids()[0]
+        baseline = workers._resident(pid)
+        for ops in (
+            [{"op": "dither"}],
+            [{"op": "blur", "sigma": 3}, {"op": "convert", "format": "png"}],
+        ):
+            await pool.run(data, parse_pipeline(ops), limits=ImageLimits())
+            assert workers._peak_resident(pid) > baseline + 60 * 2**20  # it did grow
+            await async_wait_for(lambda: workers._resident(pid) < baseline + 24 * 2**20, timeout=5)
+    finally:
+        await pool.close()

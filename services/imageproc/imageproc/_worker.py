@@ -3,8 +3,9 @@ pipeline, send the answer back, until told to stop or the parent goes away.
 
 Wire format on the worker's duplex pipe, per job: the parent sends a small pickled
 ``Job`` and then the input bytes with ``send_bytes`` (raw, never pickled); the worker
-answers a pickled ``("ok", PipelineResult without data)`` followed by the output bytes, or
-``("error", code, message)``. ``None`` instead of a job asks the worker to exit.
+answers a pickled ``("ok", PipelineResult without data, size)`` followed by the output's
+``size`` bytes (raw, unframed), or ``("error", code, message)``. ``None`` instead of a job
+asks the worker to exit.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pipeline import ImageLimits, Operation, harden_vips
 from .operations import ProcessingError, run_pipeline
 
 _PR_SET_PDEATHSIG = 1
+_M_MMAP_THRESHOLD = -3
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class Job:
 def serve(conn: Connection, setup: Setup) -> None:
     """The worker's main loop (the process target)."""
     _prepare(setup)
+    heap = _Heap()
     while True:
         try:
             job = conn.recv()
@@ -57,18 +61,70 @@ def serve(conn: Connection, setup: Setup) -> None:
             return  # the parent is gone
         if job is None:
             return
-        data = conn.recv_bytes()
+        _answer(conn, job, conn.recv_bytes())
+        heap.tidy()
+
+
+def _answer(conn: Connection, job: Job, data: bytes) -> None:
+    try:
+        result = run_pipeline(data, job.ops, limits=job.limits, timeout=job.timeout)
+    except ProcessingError as exc:
+        conn.send(("error", exc.code, exc.message))
+        return
+    except Exception as exc:  # an engine bug: say so, keep serving
+        conn.send(("error", "internal", f"{type(exc).__name__}: {exc}"))
+        return
+    del data
+    conn.send(("ok", replace(result, data=b""), len(result.data)))
+    _send_raw(conn, result.data)
+
+
+def _send_raw(conn: Connection, data: bytes) -> None:
+    """The bytes themselves, unframed: the parent reads exactly the size it was sent
+    (``workers._recv_exactly``), into one buffer."""
+    view, fd = memoryview(data), conn.fileno()
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _Heap:
+    """Keeps an idle worker near its baseline, since its memory counts in the service's
+    while the other workers run (``benchmarks/results/pool-memory.md``).
+
+    glibc's default raises its mmap threshold to the size of each large block freed (up
+    to 32 MiB) and its trim threshold to twice that: a job's image buffers then come from
+    the heap and stay there after it (an idle worker at ~45-60 MB PSS after a few photos
+    instead of ~20). A fixed threshold gives blocks of 4 MiB and more back on free and
+    keeps the trim threshold at 128 KiB; what smaller blocks leave inside the heap is
+    trimmed (``malloc_trim``, 1-5 ms) only after a job that grew the worker by
+    ``TRIM_SLACK``: returned pages fault in again on the next job, a few ms of system CPU
+    each time."""
+
+    MMAP_THRESHOLD = 4 * 2**20
+    TRIM_SLACK = 8 * 2**20
+
+    def __init__(self) -> None:
         try:
-            result = run_pipeline(data, job.ops, limits=job.limits, timeout=job.timeout)
-        except ProcessingError as exc:
-            conn.send(("error", exc.code, exc.message))
-            continue
-        except Exception as exc:  # an engine bug: say so, keep serving
-            conn.send(("error", "internal", f"{type(exc).__name__}: {exc}"))
-            continue
-        del data
-        conn.send(("ok", replace(result, data=b"")))
-        conn.send_bytes(result.data)
+            self._libc: Any = ctypes.CDLL(None)
+            self._libc.mallopt(_M_MMAP_THRESHOLD, self.MMAP_THRESHOLD)
+        except (OSError, AttributeError):  # not glibc
+            self._libc = None
+        self._baseline = _private_bytes()
+
+    def tidy(self) -> None:
+        if self._libc is None or _private_bytes() <= self._baseline + self.TRIM_SLACK:
+            return
+        self._libc.malloc_trim(0)
+        # What the trim could not return is in use (modules loaded by the first jobs,
+        # libvips' per-thread state): count it in, not to trim in vain after every job.
+        self._baseline = max(self._baseline, _private_bytes())
+
+
+def _private_bytes() -> int:
+    """Resident memory less shared pages (as the parent's ``workers._resident``)."""
+    with open("/proc/self/statm", "rb") as statm:
+        fields = statm.read().split()
+    return (int(fields[1]) - int(fields[2])) * _PAGE
 
 
 def _prepare(setup: Setup) -> None:

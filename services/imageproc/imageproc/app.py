@@ -13,7 +13,7 @@ from servicekit import add_ops_routes, resource
 from .engine import on_engine
 from .service import ImageProcessor, Rules
 from .settings import Settings
-from .workers import PoolConfig, WorkerPool
+from .workers import PoolConfig, WorkerPool, return_large_blocks
 
 BROKER = web.AppKey("broker", Broker)
 POOL = web.AppKey("pool", WorkerPool)
@@ -58,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
 
 @asynccontextmanager
 async def _worker_pool(settings: Settings) -> AsyncIterator[WorkerPool]:
+    return_large_blocks()
     workers = settings.imageproc_concurrency
     pool = WorkerPool(
         PoolConfig(
@@ -69,6 +70,7 @@ async def _worker_pool(settings: Settings) -> AsyncIterator[WorkerPool]:
             # per pipeline only add CPU (~10 % per image, benchmarks/results/memory.md) and
             # buffers (VIPS_CONCURRENCY, when set, wins).
             vips_threads=max(1, (os.cpu_count() or 1) // workers),
+            admission_bytes=settings.imageproc_admission_mb * 2**20,
         )
     )
     await pool.start()

@@ -22,3 +22,9 @@ class Settings(ServiceSettings, BrokerSettings, ImageRulesSettings):
     share (0 = none). A worker over its share (sampled, or at its peak, read after each
     job) is killed and replaced; the job fails with `memory_budget_exceeded`. Keep it
     below the container's limit less ~300 MiB for the parent process and the forkserver."""
+    imageproc_admission_mb: int = Field(default=128, ge=0)
+    """What the jobs running at once may hold together, as estimated from each input's
+    header before it is decoded (a 24 MP progressive JPEG: ~105 MB; a 2 MP photo: ~20 MB).
+    A job that does not fit beside those running waits for one to end; one bigger than the
+    whole budget runs alone (0 = no admission: every slot runs at once). See
+    imageproc/admission.py."""

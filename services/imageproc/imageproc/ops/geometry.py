@@ -102,6 +102,11 @@ def decode_jpeg_scaled(
         max(1, round(stored_width * ratio * DRAFT_MARGIN)),
         max(1, round(stored_height * ratio * DRAFT_MARGIN)),
     )
+    if min(stored_width // wanted[0], stored_height // wanted[1]) < 2:
+        # Pillow's draft would not scale (it halves only while both sides stay above the
+        # wanted size): it would decode the whole image into memory, twice with the copy
+        # below (a 24 MP photo: ~140 MB), where libvips streams it.
+        return None
     try:
         with Image.open(io.BytesIO(data), formats=["JPEG"]) as picture:
             if picture.mode not in _DRAFT_MODES:
