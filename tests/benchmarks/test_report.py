@@ -64,10 +64,10 @@ def test_spread_and_mixed_capacity() -> None:
     assert mixed_capacity(made, "imagemesh", 1) == 0.0
 
 
-def facts(sum_rss: float, jobs: int, large: int) -> dict[str, Any]:
+def facts(sum_pss: float, jobs: int, large: int) -> dict[str, Any]:
     return {
         "processes": 2,
-        "memory": {"imageproc": {"sum_rss": sum_rss, "sum_pss": 150.0, "single": 120.0}},
+        "memory": {"imageproc": {"sum_rss": 400.0, "sum_pss": sum_pss, "single": 120.0}},
         "imageproc_jobs": {"total": jobs, "large_progressive": large},
     }
 
@@ -77,7 +77,8 @@ def test_memory_target_needs_500_jobs_with_a_large_progressive_one() -> None:
     assert report.memory_target(facts(260, 600, 10))[1] is False
     assert report.memory_target(facts(180, 400, 10))[1] is None
     assert report.memory_target(facts(180, 600, 0))[1] is None
-    assert "sum Pss 150" in report.memory_target(facts(180, 600, 10))[2]
+    assert "sum Pss 180" in report.memory_target(facts(180, 600, 10))[2]
+    assert "sum RSS 400" in report.memory_target(facts(180, 600, 10))[2]
 
 
 def repeat_summary(reused: int) -> dict[str, Any]:
