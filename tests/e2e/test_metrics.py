@@ -82,7 +82,7 @@ EXPECTED: dict[str, list[tuple[str, str, float]]] = {
     # the intake among them
     "provenancedb": [
         ("imagemesh_couchdb_request_seconds_count", "operation=record outcome=ok", 1),
-        ("imagemesh_queue_wait_seconds_count", "queue=provenancedb.events", 6),
+        ("imagemesh_queue_wait_seconds_count", "queue=provenancedb.events", 4),
     ],
 }
 

@@ -173,6 +173,6 @@ async def test_an_idle_worker_gives_a_big_jobs_memory_back() -> None:
         ):
             await pool.run(data, parse_pipeline(ops), limits=ImageLimits())
             assert workers._peak_resident(pid) > baseline + 60 * 2**20  # it did grow
-            await async_wait_for(lambda: workers._resident(pid) < baseline + 24 * 2**20, timeout=5)
+            await async_wait_for(lambda: workers._resident(pid) < baseline + 24 * 2**20, timeout=15)
     finally:
         await pool.close()

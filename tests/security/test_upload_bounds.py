@@ -468,9 +468,11 @@ async def test_a_sender_that_trickles_below_the_minimum_rate_is_cut(
     started = time.monotonic()
 
     async def trickle() -> None:
+        # 256 bytes every IDLE_SECONDS / 10: ~2.5 KB/s, far below MIN_RATE, and never a
+        # pause near the idle timeout even on a loaded machine.
         for at in range(0, len(body), 256):
             await upload.send(body[at : at + 256])
-            await asyncio.sleep(IDLE_SECONDS / 4)
+            await asyncio.sleep(IDLE_SECONDS / 10)
 
     trickling = asyncio.create_task(trickle())
     try:
