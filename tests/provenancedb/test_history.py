@@ -23,7 +23,7 @@ from messaging.jobs import JOB_STATUSES, STATUS_EVENTS, fold_status, rfc3339
 from messaging.queries import JobStatus
 from provenancedb.app import Recorder
 from provenancedb.history import decode_cursor
-from provenancedb.migrate import migrate
+from provenancedb.migrate import SUMMARIES_MARK, migrate
 from provenancedb.settings import MigrateSettings, Settings
 from provenancedb.store import ProvenanceStore, open_store
 from provenancedb.summaries import summary_id
@@ -484,10 +484,13 @@ async def test_migrate_backfills_the_summaries_of_jobs_recorded_before_them(
         [("old-1", "succeeded", ALICE), ("old-2", "queued", BOB), ("old-3", "failed", ALICE)]
     ):
         await store.record_all(_trail(name, status, owner, minute))
-    # As an older provenancedb left them: events without summaries.
+    # As an older provenancedb left them: events without summaries, and no mark of a
+    # finished backfill (an older migrate wrote none).
     for name in ("old-1", "old-2", "old-3"):
         doc = couch(test_env, "GET", f"/{db}/{summary_id(_job(name))}")
         couch(test_env, "DELETE", f"/{db}/{summary_id(_job(name))}?rev={doc['_rev']}")
+    mark = couch(test_env, "GET", f"/{db}/{SUMMARIES_MARK}")
+    couch(test_env, "DELETE", f"/{db}/{SUMMARIES_MARK}?rev={mark['_rev']}")
     assert _ids(await _jobs(Recorder(store))) == []
     assert await store.missing_summaries() == 3
 
@@ -499,3 +502,5 @@ async def test_migrate_backfills_the_summaries_of_jobs_recorded_before_them(
     assert _ids(await _jobs(Recorder(store), status="queued")) == [_job("old-2")]
     again = await migrate(settings_from(env, MigrateSettings))
     assert not any("backfilled" in change for change in again)
+    # Marked done: a later migrate reads no view at all (it would index the whole database).
+    assert couch(test_env, "GET", f"/{db}/{SUMMARIES_MARK}")["done"] is True
