@@ -151,16 +151,6 @@ class ObjectStore:
         async with body:  # gives the connection back, read to the end or not
             yield Download(int(response["ContentLength"]), body.iter_chunks(chunk_bytes))
 
-    async def exists(self, bucket: str, key: str) -> bool:
-        try:
-            with _timed("head"):
-                await self._client.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
-                return False
-            raise
-        return True
-
     async def metadata(self, bucket: str, key: str) -> dict[str, str]:
         """The object's user metadata (`x-amz-meta-*`, names lower-cased)."""
         try:
