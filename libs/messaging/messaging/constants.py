@@ -1,0 +1,22 @@
+"""Names the whole mesh agrees on, written once: the services and a job's statuses.
+
+Every service, the stack tool and the tests read them from here. This module imports
+nothing, not even the standard library, on purpose: tools/stack.py runs with a bare
+`python3` before the virtual environment exists and loads this file by its path
+(`importlib.util.spec_from_file_location`), without importing the `messaging` package.
+Keep it that way: plain literals only.
+
+The client (clients/cli) is installed on its own, without the server libraries; it keeps
+its own copy of the statuses, which tests/cli/test_statuses.py checks equal to these.
+"""
+
+SERVICES = ("upload", "imageproc_runner", "imageproc", "provenancedb")
+"""Every service of the mesh: its broker user, its log name and its package name."""
+UPLOAD, IMAGEPROC_RUNNER, IMAGEPROC, PROVENANCEDB = SERVICES
+
+JOB_STATUSES = ("queued", "processing", "succeeded", "failed")
+"""What a job's status may be, in the order a job goes through them (the last two are
+alternatives: a job ends with one of them)."""
+QUEUED, PROCESSING, SUCCEEDED, FAILED = JOB_STATUSES
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
+"""A job with one of these statuses changes no more."""
