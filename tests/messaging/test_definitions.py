@@ -22,6 +22,7 @@ import stack
 from pydantic import SecretStr
 
 from messaging import BrokerSettings, topology
+from messaging.constants import SERVICES
 from messaging.definitions import (
     DefinitionsError,
     UsersSettings,
@@ -32,7 +33,7 @@ from messaging.definitions import (
     render,
     with_users,
 )
-from messaging.permissions import SERVICES, grants
+from messaging.permissions import grants
 
 PASSWORDS = {f"rabbitmq_{service}_password": f"{service}-pw" for service in SERVICES}
 

@@ -21,7 +21,7 @@ from typing import Final
 from aio_pika.abc import AbstractIncomingMessage
 
 from ._settings import BrokerSettings
-from .permissions import SERVICES
+from .constants import SERVICES
 
 OPERATOR: Final = "operator"
 """The sender of a message published by an operator user (see `AMQP_OPERATOR_USERS`)."""

@@ -20,3 +20,5 @@ alternatives: a job ends with one of them)."""
 QUEUED, PROCESSING, SUCCEEDED, FAILED = JOB_STATUSES
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
 """A job with one of these statuses changes no more."""
+STATUS_RANK = {QUEUED: 0, PROCESSING: 1, SUCCEEDED: 2, FAILED: 2}
+"""How far a job has got: a status never goes back to a lower rank (both final ones are 2)."""

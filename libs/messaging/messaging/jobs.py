@@ -11,6 +11,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._envelope import Envelope
+from .constants import (
+    FAILED,
+    FINAL_STATUSES,
+    JOB_STATUSES,
+    PROCESSING,
+    QUEUED,
+    STATUS_RANK,
+    SUCCEEDED,
+)
 from .events import (
     LOCAL_PRINCIPAL,
     Event,
@@ -21,19 +30,30 @@ from .events import (
     ProcessingStarted,
 )
 
-__all__ = ["JOB_STATUSES", "STATUS_EVENTS", "fold_status", "public_image", "record", "rfc3339"]
+__all__ = [
+    "EVENT_STATUS",
+    "FINAL_STATUSES",
+    "JOB_STATUSES",
+    "STATUS_EVENTS",
+    "STATUS_RANK",
+    "fold_status",
+    "public_image",
+    "record",
+    "rfc3339",
+]
 
-_RANK = {
-    ImageUploaded.type: (0, "queued"),
-    ProcessingStarted.type: (1, "processing"),
-    ImageProcessed.type: (2, "succeeded"),
-    ImageReused.type: (2, "succeeded"),
-    JobFailed.type: (2, "failed"),
+EVENT_STATUS = {
+    ImageUploaded.type: QUEUED,
+    ProcessingStarted.type: PROCESSING,
+    ImageProcessed.type: SUCCEEDED,
+    ImageReused.type: SUCCEEDED,
+    JobFailed.type: FAILED,
 }
-STATUS_EVENTS = frozenset(_RANK)
+"""The status each event a job's status depends on implies (`fold_status` answers one of
+`JOB_STATUSES`, statuses and their ranks are in `messaging.constants`)."""
+STATUS_EVENTS = frozenset(EVENT_STATUS)
 """The event types a job's status depends on."""
-JOB_STATUSES = ("queued", "processing", "succeeded", "failed")
-"""What `fold_status` may answer, in the order a job goes through them."""
+_RANK = {kind: (STATUS_RANK[status], status) for kind, status in EVENT_STATUS.items()}
 _IMAGE_FIELDS = ("sha256", "bytes", "format", "width", "height")
 
 

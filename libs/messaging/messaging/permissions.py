@@ -23,9 +23,8 @@ from typing import Any
 
 from . import topology
 from ._settings import BrokerSettings
+from .constants import SERVICES
 from .events import ALL_EVENTS, ExchangeKind
-
-SERVICES = ("upload", "imageproc_runner", "imageproc", "provenancedb")
 
 
 @dataclass(frozen=True, slots=True)

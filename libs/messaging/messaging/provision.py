@@ -19,8 +19,9 @@ from pydantic import ValidationError
 
 from servicekit import production_refusals
 
+from .constants import SERVICES
 from .definitions import UsersSettings
-from .permissions import SERVICES, provisioning
+from .permissions import provisioning
 
 
 class ProvisionSettings(UsersSettings):

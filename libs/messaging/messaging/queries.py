@@ -31,7 +31,8 @@ __all__ = [
 MAX_HISTORY_LIMIT = 100
 """Most jobs one history page holds."""
 JobStatus = Literal["queued", "processing", "succeeded", "failed"]
-"""One of `JOB_STATUSES` (a test holds the two equal)."""
+"""One of `messaging.constants.JOB_STATUSES` (a test holds the two equal: a Literal must
+be spelled out for type checkers)."""
 
 Owner = str | None
 """A principal's name (only its jobs), or None (every principal's: auditors)."""
