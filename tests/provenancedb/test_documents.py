@@ -64,8 +64,9 @@ from messaging.events import (
     UploadReceived,
 )
 from messaging.jobs import fold_status
-from provenancedb.documents import merge_prov, to_document
+from provenancedb.documents import to_document
 from provenancedb.provterms import PROV_PREFIXES, json_literal
+from provenancedb.provview import merge_prov
 
 # --------------------------------------------------------------------------- builders
 

@@ -23,7 +23,8 @@ from prov.model import (
 from messaging.events import ImageProcessed, StepTiming
 from messaging.jobs import fold_status
 from provenancedb.audit import audit_documents
-from provenancedb.documents import merge_prov, to_document
+from provenancedb.documents import to_document
+from provenancedb.provview import merge_prov
 from tests.provenancedb.test_documents import (
     IN,
     INPUT,

@@ -23,8 +23,9 @@ from prov.model import (
 from messaging.events import ImageReused
 from messaging.jobs import fold_status
 from provenancedb.audit import audit_documents
-from provenancedb.documents import merge_prov, to_document
+from provenancedb.documents import to_document
 from provenancedb.lineage import image_lineage
+from provenancedb.provview import merge_prov
 from provenancedb.store import ProvenanceStore
 from tests.provenancedb import test_documents as docs
 from tests.provenancedb.conftest import OpenStore

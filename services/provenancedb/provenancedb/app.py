@@ -21,9 +21,10 @@ from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
 from messaging.queries import JobCountsRequest, LineageRequest
 from servicekit import add_ops_routes, resource
 
-from .documents import merge_prov, to_document
+from .documents import to_document
 from .history import bad_request_message, jobs_request, recent_jobs
 from .lineage import image_lineage
+from .provview import merge_prov
 from .settings import Settings
 from .store import ProvenanceStore, open_store
 

@@ -1,5 +1,5 @@
 """The PROV-JSON vocabulary every event's view shares: prefixes, identifiers and literals
-(`documents.py` builds the views, `operations.py` a processed job's operations)."""
+(`provview.py` builds the views, `operations.py` a processed job's operations)."""
 
 from __future__ import annotations
 
