@@ -43,8 +43,19 @@ SERVICES = {
 }
 
 
+# Every fixture that reaches RabbitMQ, PouchDB Server or moto depends on this one.
+SERVER_FIXTURE = "stack_config"
+# `make check` sets it: a test that would start or contact the stack fails instead.
+NO_SERVERS = "IMAGEMESH_TESTS_NO_SERVERS"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `last` run after all others (in their collected order)."""
+    """Tests using the servers (through any fixture) get `needs_servers`, so `make check`
+    can deselect them by use rather than by a list that goes stale; tests marked `last` run
+    after all others (in their collected order)."""
+    for item in items:
+        if SERVER_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_servers)
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
@@ -78,6 +89,9 @@ async def async_wait_for(condition: Callable[[], Any], *, timeout: float = 30.0)
 
 @pytest.fixture(scope="session")
 def stack_config() -> dict[str, str]:
+    """The local stack's settings, its servers started if they are not running."""
+    if os.environ.get(NO_SERVERS):
+        pytest.fail(f"{NO_SERVERS} is set (make check) but this test needs the servers")
     config = stack.load_config()
     stack.ensure_infra(config)
     return dict(config)
