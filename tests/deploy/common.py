@@ -14,12 +14,14 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from messaging.constants import SERVICES
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 ENV_EXAMPLE = ROOT / ".env.example"
 
 #: The four services (Python package = compose service name = Dockerfile SERVICE arg).
-APP_SERVICES = ("upload", "imageproc_runner", "imageproc", "provenancedb")
+APP_SERVICES = SERVICES
 #: Competing consumers, run with `--scale` / several replicas.
 SCALED_SERVICES = ("imageproc", "imageproc_runner", "provenancedb")
 #: The setting holding the port each service serves /healthz, /readyz and /metrics on.

@@ -37,6 +37,7 @@ from botocore.config import Config
 from PIL import Image
 
 from messaging import BrokerSettings
+from messaging.constants import FINAL_STATUSES
 from provenancedb.audit import REUSE_INDEX_PREFIX, Gap, job_gaps
 from tests.conftest import SERVICES, Mesh, all_documents, audit_env, management, settings_from
 from tests.e2e.helpers import UPLOADS_AT_ONCE
@@ -44,7 +45,6 @@ from tests.faults.conftest import diagnostics
 
 THUMBNAIL = json.dumps([{"op": "thumbnail", "width": 64, "height": 64}])
 PARK_ERROR_HEADER = "x-imagemesh-error"
-TERMINAL = {"succeeded", "failed"}
 EXTENSIONS = {"jpeg": "jpg", "png": "png"}
 
 Fault = Callable[[], Coroutine[Any, Any, None]]
@@ -244,7 +244,7 @@ class Batch:
                 continue  # reported above, with the jobs' last states
             for job in answers:
                 last[job["id"]] = job["status"]
-                if job["status"] in TERMINAL:
+                if job["status"] in FINAL_STATUSES:
                     self.jobs[job["id"]] = job
             pending = [job_id for job_id in pending if job_id not in self.jobs]
             if pending:

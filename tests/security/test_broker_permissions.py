@@ -24,6 +24,7 @@ from aiormq.exceptions import (
 
 from messaging import Broker, BrokerSettings, Delivery, RpcError, RpcMessage, topology
 from messaging._identity import SENDER_HEADER
+from messaging.constants import SERVICES
 from messaging.events import (
     ImageProcessed,
     ImageRef,
@@ -34,8 +35,6 @@ from messaging.events import (
 from tests.conftest import async_wait_for, isolated_env, management, settings_from
 
 pytestmark = pytest.mark.integration
-
-SERVICES = ("upload", "imageproc_runner", "imageproc", "provenancedb")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from messaging import Broker, topology
+from messaging.constants import IMAGEPROC
 from pipeline import harden_vips
 from servicekit import add_ops_routes, resource
 
@@ -26,7 +27,7 @@ def create_app(settings: Settings) -> web.Application:
 
     def broker() -> Broker:
         return Broker(
-            settings, service="imageproc", shutdown_timeout=settings.shutdown_timeout_seconds
+            settings, service=IMAGEPROC, shutdown_timeout=settings.shutdown_timeout_seconds
         )
 
     async def serve(app: web.Application) -> AsyncIterator[None]:

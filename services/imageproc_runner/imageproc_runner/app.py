@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from messaging import Broker, topology
+from messaging.constants import IMAGEPROC_RUNNER
 from messaging.events import ImageUploaded
 from objectstore import ObjectStore, open_store
 from servicekit import add_ops_routes, resource
@@ -24,7 +25,7 @@ def create_app(settings: Settings) -> web.Application:
 
     def broker() -> Broker:
         return Broker(
-            settings, service="imageproc_runner", shutdown_timeout=settings.shutdown_timeout_seconds
+            settings, service=IMAGEPROC_RUNNER, shutdown_timeout=settings.shutdown_timeout_seconds
         )
 
     async def s3_ready(store: ObjectStore) -> bool:

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from messaging.jobs import fold_status
+from messaging.jobs import FINAL_STATUSES, fold_status
 from objectstore import ObjectStore
 from objectstore import open_store as open_object_store
 from servicekit import load_settings
@@ -44,7 +44,6 @@ from .settings import AuditSettings
 from .store import ProvenanceStore, open_store
 
 INTAKE = (("upload.received",), ("image.uploaded",))
-TERMINAL = {"succeeded", "failed"}
 NOT_ACCEPTED = "not_accepted"
 REUSE_INDEX_PREFIX = "computations/"
 """The runner's reuse index in the output bucket (`imageproc_runner/reuse.py`), not outputs."""
@@ -234,7 +233,7 @@ def audit_documents(
         status, gaps = job_gaps(job_id, job_docs, now=now, grace=grace)
         report.jobs[status] += 1
         report.gaps += gaps
-        if status not in TERMINAL and not any(g.kind == "unfinished" for g in gaps):
+        if status not in FINAL_STATUSES and not any(g.kind == "unfinished" for g in gaps):
             report.in_progress.append(job_id)
         if status == "succeeded":
             made = _reused(job_docs) or next(d for d in job_docs if d["type"] == "image.processed")

@@ -23,12 +23,10 @@ from typing import Any
 
 import structlog
 
-from messaging.jobs import JOB_STATUSES, STATUS_EVENTS, fold_status
+from messaging.jobs import STATUS_EVENTS, STATUS_RANK, fold_status
 
 PREFIX = "job:"
 KIND = "job"
-RANKS = {status: rank for rank, status in enumerate(JOB_STATUSES)} | {"failed": 2}
-"""The fold's progress: succeeded and failed are both final."""
 
 log = structlog.get_logger("provenancedb")
 
@@ -66,7 +64,7 @@ def merged(
         "job": job_id,
         "owner": job.get("owner"),  # None until the job's image.uploaded is seen
         "status": job["status"],
-        "rank": RANKS[job["status"]],
+        "rank": STATUS_RANK[job["status"]],
         "created_at": job["created_at"],
         "updated_at": job["updated_at"],
         "records": known,

@@ -6,6 +6,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from messaging import Broker, topology
+from messaging.constants import UPLOAD
 from objectstore import ObjectStore, open_store
 from pipeline import harden_vips
 from servicekit import add_ops_routes, add_readiness_check, http_metrics, resource
@@ -63,9 +64,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_static("/static/", STATIC)
 
     def broker() -> Broker:
-        return Broker(
-            settings, service="upload", shutdown_timeout=settings.shutdown_timeout_seconds
-        )
+        return Broker(settings, service=UPLOAD, shutdown_timeout=settings.shutdown_timeout_seconds)
 
     async def s3_ready(store: ObjectStore) -> bool:
         return await store.ping(settings.s3_input_bucket)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from messaging.constants import JOB_STATUSES
+
 from . import schemas
 from .errors import ApiError
 from .guard import client_of, principal_of
@@ -28,7 +30,7 @@ from .routes import IMAGE_TYPES, JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, _own
             query_parameter(
                 "status",
                 "only jobs in this status",
-                {"type": "string", "enum": ["queued", "processing", "succeeded", "failed"]},
+                {"type": "string", "enum": list(JOB_STATUSES)},
             ),
             query_parameter(
                 "limit", "jobs per page", {"type": "integer", "minimum": 1, "maximum": 100}
@@ -40,8 +42,8 @@ from .routes import IMAGE_TYPES, JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, _own
 async def list_jobs(request: web.Request) -> web.Response:
     principal = principal_of(request)
     status = request.query.get("status") or None
-    if status is not None and status not in {"queued", "processing", "succeeded", "failed"}:
-        raise ApiError(400, "bad_request", "status: queued, processing, succeeded or failed")
+    if status is not None and status not in JOB_STATUSES:
+        raise ApiError(400, "bad_request", f"status: one of {', '.join(JOB_STATUSES)}")
     try:
         limit = int(request.query.get("limit", "20"))
     except ValueError:

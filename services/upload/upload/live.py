@@ -31,10 +31,9 @@ from typing import Any
 
 from messaging import Envelope
 from messaging.events import Event, ImageUploaded
-from messaging.jobs import STATUS_EVENTS, fold_status, record
+from messaging.jobs import FINAL_STATUSES, STATUS_EVENTS, fold_status, record
 
 INBOX_SIZE = 256
-FINAL = frozenset({"succeeded", "failed"})
 RECENT_JOBS = 4096
 """Jobs whose status events a replica keeps (a few KB each)."""
 
@@ -123,7 +122,7 @@ class LiveJobs:
         if seen is None:
             return None
         job = fold_status(job_id, list(seen.records.values()))
-        if job is None or fresh is None or job["status"] in FINAL:
+        if job is None or fresh is None or job["status"] in FINAL_STATUSES:
             return job
         return job if self._clock() - seen.last <= fresh else None
 

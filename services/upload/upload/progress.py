@@ -32,7 +32,6 @@ from messaging.events import (
     ImageProcessed,
     ImageReused,
     ImageStored,
-    ImageUploaded,
     JobFailed,
     MessageParked,
     OperationApplied,
@@ -40,10 +39,11 @@ from messaging.events import (
     RetryScheduled,
     UploadReceived,
 )
+from messaging.jobs import EVENT_STATUS, FINAL_STATUSES, STATUS_RANK
 
 from .errors import ApiError
 from .guard import Principal
-from .jobs import TERMINAL, Jobs, public
+from .jobs import Jobs, public
 from .live import Inbox, LiveJobs
 from .slots import Scope, Slots
 
@@ -62,14 +62,6 @@ QUIET_RECHECK_SECONDS = 10.0
 queue may have lost the event it waits for)."""
 CATCH_UP_SECONDS = 2.0
 """How long to wait for a finished job's last steps to reach the stream."""
-_IMPLIED_STATUS = {
-    ImageUploaded.type: "queued",
-    ProcessingStarted.type: "processing",
-    ImageProcessed.type: "succeeded",
-    ImageReused.type: "succeeded",
-    JobFailed.type: "failed",
-}
-_ORDER = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2}
 STREAM_RETRY_AFTER = 5
 """Seconds a client refused a stream is told to wait (streams end as jobs finish)."""
 
@@ -143,7 +135,7 @@ async def _follow(
 ) -> None:
     deadline = time.monotonic() + MAX_STREAM_SECONDS
     news = time.monotonic()
-    while job["status"] not in TERMINAL and time.monotonic() < deadline:
+    while job["status"] not in FINAL_STATUSES and time.monotonic() < deadline:
         try:
             envelope, event = await asyncio.wait_for(inbox.queue.get(), DISCONNECT_CHECK_SECONDS)
         except TimeoutError:
@@ -157,10 +149,10 @@ async def _follow(
             continue
         news = time.monotonic()
         implied = await _relay(stream, envelope, event)
-        if inbox.overflowed or (implied and _ORDER[implied] > _ORDER[job["status"]]):
+        if inbox.overflowed or (implied and STATUS_RANK[implied] > STATUS_RANK[job["status"]]):
             inbox.overflowed = False
             fresh = await _current(jobs, live, job, implied or job["status"])
-            if fresh["status"] in TERMINAL and implied not in TERMINAL:
+            if fresh["status"] in FINAL_STATUSES and implied not in FINAL_STATUSES:
                 await _catch_up(stream, inbox)
             if fresh["status"] != job["status"]:
                 await stream.event("status", public(fresh))
@@ -171,7 +163,7 @@ async def _recheck(stream: _Stream, jobs: Jobs, job: dict[str, Any]) -> dict[str
     """The job's status after a quiet while, sent if it moved on (an event lost on the
     live queue must not hold the stream until its end)."""
     fresh = await jobs.recorded_status(job["id"])
-    if fresh is None or _ORDER[fresh["status"]] <= _ORDER[job["status"]]:
+    if fresh is None or STATUS_RANK[fresh["status"]] <= STATUS_RANK[job["status"]]:
         return job
     await stream.event("status", public(fresh))
     return fresh
@@ -180,7 +172,7 @@ async def _recheck(stream: _Stream, jobs: Jobs, job: dict[str, Any]) -> dict[str
 async def _relay(stream: _Stream, envelope: Envelope, event: Event) -> str | None:
     """Send one step; the status it implies, if any."""
     await stream.event("step", step(envelope, event), event_id=envelope.id)
-    return _IMPLIED_STATUS.get(event.type)
+    return EVENT_STATUS.get(event.type)
 
 
 async def _catch_up(stream: _Stream, inbox: Inbox) -> None:
@@ -193,7 +185,7 @@ async def _catch_up(stream: _Stream, inbox: Inbox) -> None:
             envelope, event = await asyncio.wait_for(inbox.queue.get(), left)
         except TimeoutError:
             return
-        if await _relay(stream, envelope, event) in TERMINAL:
+        if await _relay(stream, envelope, event) in FINAL_STATUSES:
             return
 
 
@@ -202,7 +194,7 @@ async def _first_status(jobs: Jobs, live: LiveJobs, job_id: str) -> dict[str, An
     be behind (the live queue can lose events), and the stream would then wait for an end
     already past: provenance says where the job is."""
     seen = live.status(job_id)
-    if seen is not None and seen["status"] in TERMINAL:
+    if seen is not None and seen["status"] in FINAL_STATUSES:
         return seen
     return await jobs.status(job_id)
 
@@ -215,7 +207,7 @@ async def _current(
     events), else from provenance."""
     job_id = current["id"]
     seen = live.status(job_id)
-    if seen is not None and _ORDER[seen["status"]] >= _ORDER[wanted]:
+    if seen is not None and STATUS_RANK[seen["status"]] >= STATUS_RANK[wanted]:
         return seen
     return await _status_at_least(jobs, job_id, wanted, fallback=seen or current)
 
@@ -230,7 +222,7 @@ async def _status_at_least(
     pause = 0.05
     while True:
         job = await jobs.recorded_status(job_id) or fallback
-        if _ORDER[job["status"]] >= _ORDER[wanted] or time.monotonic() > deadline:
+        if STATUS_RANK[job["status"]] >= STATUS_RANK[wanted] or time.monotonic() > deadline:
             return job
         await asyncio.sleep(pause)
         pause = min(pause * 2, 1.0)

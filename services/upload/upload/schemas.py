@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatus = Literal["queued", "processing", "succeeded", "failed"]
+from messaging.queries import JobStatus
 
 
 class _Body(BaseModel):
