@@ -7,6 +7,7 @@ refuse before touching any server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -246,6 +247,10 @@ class Listener:
             connection.close()
 
     def close(self) -> None:
+        # close() alone leaves accept() blocked on Linux (the join then waits it out):
+        # shutdown() wakes it.
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
         self.socket.close()
         self._thread.join(timeout=5)
 
