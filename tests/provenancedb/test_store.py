@@ -16,7 +16,7 @@ from typing import Any, cast
 import pytest
 from pydantic import SecretStr
 
-from provenancedb import store as store_module
+from provenancedb import queries as queries_module
 from provenancedb.design import DESIGN_VIEWS, design_document
 from provenancedb.migrate import migrate
 from provenancedb.settings import MigrateSettings, Settings
@@ -499,7 +499,7 @@ async def test_all_job_documents_pages_through_every_document(
 ) -> None:
     expected = [doc for docs in trails.values() for doc in docs]
     assert len(expected) == 23  # page 23: the last page is full, one more request ends it
-    monkeypatch.setattr(store_module, "PAGE", page)
+    monkeypatch.setattr(queries_module, "PAGE", page)
     recorder = _Recorder(store, monkeypatch)
 
     found = await _every_document(store, at_most=2 * len(expected))
@@ -519,7 +519,7 @@ async def test_all_job_documents_neither_skips_nor_repeats_identical_keys(
     docs += [_doc(f"before-{n}", "job-a", f"2026-03-14T09:00:0{n}Z") for n in range(3)]
     docs += [_doc(f"after-{n}", "job-z", "2026-03-14T09:00:00.000Z") for n in range(3)]
     assert await store.record_all(docs) == [True] * len(docs)
-    monkeypatch.setattr(store_module, "PAGE", 3)
+    monkeypatch.setattr(queries_module, "PAGE", 3)
 
     found = await _every_document(store, at_most=3 * len(docs))
 

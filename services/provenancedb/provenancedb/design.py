@@ -1,6 +1,6 @@
 """`_design/provenance` and `_security`: the views, the append-only validation function,
 the Mango indexes and the security object that migrate installs and the gateway
-(`store.py`, which lists where CouchDB and PouchDB Server differ in requests) checks.
+(`store.py`; `couch.py` lists where CouchDB and PouchDB Server differ in requests) checks.
 
 Least privilege. Three accounts (`settings.py`): the server admin only provisions
 (`python -m provenancedb.migrate`), provenancedb writes as a plain user, the auditor reads.

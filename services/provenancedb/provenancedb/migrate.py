@@ -43,9 +43,10 @@ from aiocouch import (
 
 from servicekit import load_settings
 
+from .couch import couch_client
 from .design import AUDITOR_ROLE, is_pouchdb_server, security_object
 from .settings import Login, MigrateSettings
-from .store import ProvenanceStore, couch_client
+from .store import ProvenanceStore
 
 LogsIn = Callable[[Login], Awaitable[list[str] | None]]
 """The roles a user name and password log in with, or None when they do not."""
