@@ -54,6 +54,12 @@ lint: ## ruff check + ruff format --check
 typecheck: ## mypy (strict, see pyproject.toml)
 	.venv/bin/mypy
 
+.PHONY: check
+check: ## fast loop, no server: lint, typecheck and the tests that need none (under 2 min)
+	$(MAKE) lint
+	$(MAKE) typecheck
+	IMAGEMESH_TESTS_NO_SERVERS=1 .venv/bin/pytest -m "not needs_servers" -q
+
 test: venv test-deps ## venv + deps + infra, then pytest, lint and typecheck
 	$(STACK) infra
 	.venv/bin/pytest
