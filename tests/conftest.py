@@ -13,11 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,9 @@ from objectstore import open_store as open_objects  # noqa: E402
 from provenancedb.audit import Gap, Report, audit, job_gaps  # noqa: E402
 from provenancedb.settings import AuditSettings  # noqa: E402
 from provenancedb.store import open_store as open_provenance  # noqa: E402
+
+# Re-exported for the modules that still import them from here; tests.waiting is their home.
+from tests.waiting import async_wait_for, wait_for  # noqa: E402, F401
 
 SERVICES = {
     "provenancedb": "PROVENANCEDB_OPS_PORT",
@@ -57,34 +59,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if SERVER_FIXTURE in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.needs_servers)
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {condition}")
-        time.sleep(interval)
-
-
-async def async_wait_for(condition: Callable[[], Any], *, timeout: float = 30.0) -> Any:
-    import asyncio
-    import inspect
-
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

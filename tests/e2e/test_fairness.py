@@ -24,8 +24,9 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from tests.conftest import Mesh, async_wait_for, isolated_env, queue_counts, running_mesh
+from tests.conftest import Mesh, isolated_env, queue_counts, running_mesh
 from tests.e2e.helpers import decode, photo, submit, wait_finished
+from tests.waiting import async_wait_for
 from upload.tokens import token_hash
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -22,9 +22,10 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, Response, async_playwright, expect
 
-from tests.conftest import Mesh, async_wait_for, complete_trail
+from tests.conftest import Mesh, complete_trail
 from tests.e2e.helpers import photo, submit, wait_finished
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, PageProblems
+from tests.waiting import async_wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

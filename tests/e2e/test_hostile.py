@@ -8,9 +8,10 @@ import json
 import aiohttp
 import pytest
 
-from tests.conftest import Mesh, async_wait_for, queue_counts
+from tests.conftest import Mesh, queue_counts
 from tests.e2e.helpers import submit, wait_finished
 from tests.hostile import corpus
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.e2e
 

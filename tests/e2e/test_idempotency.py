@@ -10,8 +10,9 @@ import pytest
 
 from messaging import Broker, Envelope
 from messaging.events import ImageUploaded
-from tests.conftest import Mesh, async_wait_for, complete_trail, job_documents
+from tests.conftest import Mesh, complete_trail, job_documents
 from tests.e2e.helpers import photo, submit, wait_finished
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,9 @@ import aiohttp
 import pytest
 
 from objectstore import S3Settings, open_store
-from tests.conftest import Mesh, async_wait_for, complete_trail, queue_counts, settings_from
+from tests.conftest import Mesh, complete_trail, queue_counts, settings_from
 from tests.e2e.helpers import decode, photo, submit, submit_all, wait_finished
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.e2e
 

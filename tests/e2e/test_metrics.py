@@ -18,8 +18,9 @@ import pytest
 import stack
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import SERVICES, Mesh, async_wait_for, free_port, wait_for
+from tests.conftest import SERVICES, Mesh, free_port
 from tests.e2e.helpers import photo, submit, wait_finished
+from tests.waiting import async_wait_for, wait_for
 
 pytestmark = pytest.mark.e2e
 

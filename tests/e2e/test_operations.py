@@ -9,8 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Mesh, async_wait_for, job_documents
+from tests.conftest import Mesh, job_documents
 from tests.e2e.helpers import decode, photo, submit, submit_all, wait_finished
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 from prov.model import ProvActivity, ProvAgent, ProvDerivation, ProvDocument, ProvEntity
 
-from tests.conftest import Mesh, async_wait_for, audit_env, complete_trail, couch
+from tests.conftest import Mesh, audit_env, complete_trail, couch
 from tests.e2e.helpers import photo, submit, wait_finished
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -17,11 +17,12 @@ import aiohttp
 import pytest
 from prov.model import ProvActivity, ProvDerivation, ProvDocument
 
-from tests.conftest import Mesh, async_wait_for, audit_env, complete_trail
+from tests.conftest import Mesh, audit_env, complete_trail
 from tests.e2e.helpers import photo, submit, wait_finished
 from tests.e2e.test_metrics import scrape, value
 from tests.security.conftest import upload_replica
 from tests.unique import unique_bytes
+from tests.waiting import async_wait_for
 from upload.tokens import new_token, token_hash
 
 pytestmark = pytest.mark.e2e

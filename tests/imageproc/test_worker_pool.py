@@ -16,7 +16,8 @@ from imageproc import workers
 from imageproc.operations import ProcessingError
 from imageproc.workers import PoolConfig, WorkerPool
 from pipeline import ImageLimits, parse_pipeline
-from tests.conftest import ROOT, async_wait_for, wait_for
+from tests.conftest import ROOT
+from tests.waiting import async_wait_for, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 OPS = parse_pipeline([{"op": "thumbnail", "width": 32}])

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from imageproc_runner.dispatch import MAX_REMEMBERED, FairDispatcher, RoundRobin
-from tests.conftest import async_wait_for
+from tests.waiting import async_wait_for
 
 # --------------------------------------------------------------------------- RoundRobin
 

@@ -11,7 +11,7 @@ import pytest
 from messaging import Broker, BrokerSettings, Delivery, MessageContext
 from messaging.events import Event, ExchangeKind
 from messaging.topology import QueueSpec
-from tests.conftest import async_wait_for
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.integration
 

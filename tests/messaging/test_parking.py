@@ -16,8 +16,9 @@ import stack
 
 from messaging import Broker, BrokerSettings, MessageContext, topology
 from messaging.events import ImageUploaded, MessageParked
-from tests.conftest import ROOT, async_wait_for, management, settings_from
+from tests.conftest import ROOT, management, settings_from
 from tests.messaging.crashing_consumer import CRASH_EXIT_CODE
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.integration
 

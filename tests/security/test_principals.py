@@ -20,9 +20,10 @@ import aiohttp
 import pytest
 from prov.model import ProvDocument, ProvWarning
 
-from tests.conftest import Mesh, async_wait_for
+from tests.conftest import Mesh
 from tests.e2e.helpers import photo, wait_finished
 from tests.security.conftest import upload_replica
+from tests.waiting import async_wait_for
 from upload.session import SESSION_COOKIE
 from upload.tokens import new_token, token_hash
 

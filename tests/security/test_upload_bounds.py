@@ -21,9 +21,10 @@ import aiohttp
 import pytest
 import stack
 
-from tests.conftest import Mesh, async_wait_for
+from tests.conftest import Mesh
 from tests.e2e.helpers import photo, wait_finished
 from tests.security.conftest import upload_replica
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.e2e
 

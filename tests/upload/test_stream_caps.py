@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import async_wait_for
 from tests.security.test_guard import settings
+from tests.waiting import async_wait_for
 from upload.errors import ApiError, error_middleware
 from upload.guard import Guard, guard_middleware
 from upload.job_views import job_events

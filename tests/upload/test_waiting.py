@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import async_wait_for
+from tests.waiting import async_wait_for
 from upload.errors import ApiError
 from upload.waiting import RETRY_AFTER_SECONDS, WaitingCap
 
