@@ -2,7 +2,10 @@
 
 It serves the real operation catalogue and answers as the API contract says; each test
 scripts what it needs: 503s first, a job's snapshots (one per GET), its event stream
-connection by connection (ending cleanly or dropped mid-event), pages of history."""
+connection by connection (ending cleanly or dropped mid-event), pages of history.
+
+Every answer is checked against upload's documented contract (contract.py): a test cannot
+script an answer, or a job, the real API would not give."""
 
 from __future__ import annotations
 
@@ -18,19 +21,24 @@ from aiohttp.test_utils import TestServer
 
 from pipeline import describe_operations
 
+from .contract import ContractViolation, check_answer, check_job
+
 DROP = "<drop the connection>"
 PNG = b"\x89PNG\r\n\x1a\n" + b"fake png body"
 
 
 def sse(kind: str, data: Any, *, event_id: str | None = None) -> str:
-    """One server-sent event, as the server writes it."""
+    """One server-sent event, as the server writes it (a `status` event's data is a job)."""
+    if kind == "status":
+        check_job(data)
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
 def job(job_id: str, status: str, **fields: Any) -> dict[str, Any]:
     """A job snapshot as GET /api/v1/jobs/{id} answers it."""
-    return {"id": job_id, "status": status, "created_at": "2026-01-01T00:00:00Z", **fields}
+    at = "2026-01-01T00:00:00Z"
+    return {"id": job_id, "status": status, "created_at": at, "updated_at": at, **fields}
 
 
 def succeeded(job_id: str, **fields: Any) -> dict[str, Any]:
@@ -67,20 +75,22 @@ class FakeApi:
     streams: dict[str, list[list[str]]] = field(default_factory=dict)
     """Per job: the chunks each event stream connection sends, in turn."""
     pages: dict[str | None, dict[str, Any]] = field(default_factory=dict)
-    """History pages by their `before` cursor."""
+    """History pages by their `before` cursor (none: a server without the history, 405)."""
     script: list[list[dict[str, Any]]] = field(default_factory=list)
     """Snapshots for each job POST creates, in turn (default: succeeded at once)."""
     uploads: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    """Answers the real API would not give (see contract.py): the test fails with them."""
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/api/v1/operations", self._operations)
         app.router.add_post("/api/v1/jobs", self._submit)
         app.router.add_get("/api/v1/jobs", self._history)
-        app.router.add_get("/api/v1/jobs/{id}", self._job)
-        app.router.add_get("/api/v1/jobs/{id}/events", self._events)
-        app.router.add_get("/api/v1/jobs/{id}/result", self._result)
+        app.router.add_get("/api/v1/jobs/{job_id}", self._job)
+        app.router.add_get("/api/v1/jobs/{job_id}/events", self._events)
+        app.router.add_get("/api/v1/jobs/{job_id}/result", self._result)
         return app
 
     def paths(self, method: str = "GET") -> list[str]:
@@ -89,13 +99,31 @@ class FakeApi:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs, dict(request.headers)))
+        response: web.StreamResponse
         if self.unavailable > 0:
             self.unavailable -= 1
-            return error(
+            response = error(
                 503, "unavailable", "the broker is down", **{"Retry-After": self.retry_after}
             )
-        response: web.StreamResponse = await handler(request)
+        else:
+            response = await handler(request)
+        self._check(request, response)
         return response
+
+    def _check(self, request: web.Request, response: web.StreamResponse) -> None:
+        """The answer must be one upload documents (its status, media type and body); a
+        violation is kept for `serving` to fail the test with, whatever the client did."""
+        route = request.match_info.route.resource
+        assert route is not None, request.path
+        body = response.body if isinstance(response, web.Response) else None
+        try:
+            assert body is None or isinstance(body, bytes)
+            check_answer(
+                request.method, route.canonical, response.status, response.content_type, body
+            )
+        except ContractViolation as exc:
+            self.violations.append(str(exc))
+            raise
 
     async def _operations(self, _request: web.Request) -> web.Response:
         return web.json_response({"operations": describe_operations()})
@@ -117,13 +145,13 @@ class FakeApi:
         return web.json_response({"id": job_id, "status": "queued", "links": {}}, status=202)
 
     async def _job(self, request: web.Request) -> web.Response:
-        snapshots = self.snapshots.get(request.match_info["id"])
+        snapshots = self.snapshots.get(request.match_info["job_id"])
         if not snapshots:
-            return error(404, "not_found", f"no job {request.match_info['id']}")
+            return error(404, "not_found", f"no job {request.match_info['job_id']}")
         return web.json_response(snapshots.pop(0) if len(snapshots) > 1 else snapshots[0])
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        job_id = request.match_info["id"]
+        job_id = request.match_info["job_id"]
         if not self.events_supported or job_id not in self.snapshots:
             return error(404, "not_found", "not found")
         connections = self.streams.get(job_id)
@@ -143,15 +171,17 @@ class FakeApi:
         return response
 
     async def _result(self, request: web.Request) -> web.Response:
-        snapshots = self.snapshots.get(request.match_info["id"], [{}])
+        snapshots = self.snapshots.get(request.match_info["job_id"], [{}])
         if snapshots[-1].get("status") != "succeeded":
             return error(409, "not_finished", "the job is not finished")
         return web.Response(body=PNG, content_type="image/png")
 
     async def _history(self, request: web.Request) -> web.Response:
+        if not self.pages:  # a server before the history: only POST on /api/v1/jobs
+            raise web.HTTPMethodNotAllowed(request.method, ["POST"])
         page = self.pages.get(request.query.get("before"))
         if page is None:
-            return error(405, "method_not_allowed", "Method Not Allowed")
+            return error(400, "bad_request", "before: not a cursor of this server")
         limit = int(request.query["limit"])
         return web.json_response({**page, "jobs": page["jobs"][:limit]})
 
@@ -165,3 +195,5 @@ async def serving(api: FakeApi) -> AsyncIterator[FakeApi]:
         yield api
     finally:
         await server.close()
+    if api.violations:
+        raise ContractViolation("\n".join(api.violations))

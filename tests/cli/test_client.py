@@ -55,11 +55,12 @@ def free_port() -> int:
 
 
 async def test_503_is_retried_as_retry_after_asks(fake: FakeApi) -> None:
+    fake.snapshots[JOB] = [job(JOB, "queued")]
     fake.unavailable = 2
     async with ApiClient(fake.url, retry_for=5) as client:
-        operations = await client.operations()
-    assert "thumbnail" in {op["name"] for op in operations}
-    assert fake.paths() == ["/api/v1/operations"] * 3
+        answer = await client.job(JOB)
+    assert answer["status"] == "queued"
+    assert fake.paths() == [f"/api/v1/jobs/{JOB}"] * 3
 
 
 async def test_503_past_the_deadline_is_unavailable_with_the_servers_message(
@@ -69,7 +70,7 @@ async def test_503_past_the_deadline_is_unavailable_with_the_servers_message(
     started = time.monotonic()
     async with ApiClient(fake.url, retry_for=5) as client:
         with pytest.raises(Unavailable, match="the broker is down"):
-            await client.operations()
+            await client.job(JOB)
     assert time.monotonic() - started < 2, "a Retry-After past the deadline is not waited for"
     assert len(fake.paths()) == 1
 
@@ -113,7 +114,7 @@ async def test_stream_gives_statuses_and_steps_then_ends(fake: FakeApi) -> None:
             sse("step", STEP),
             sse("ping", {}),
             sse("status", succeeded(JOB)),
-            sse("status", job(JOB, "never read")),
+            sse("status", job(JOB, "queued")),  # never read: the job ended
         ]
     ]
     updates = await updates_of(fake)

@@ -184,7 +184,7 @@ async def test_unavailable_service_exits_3(
     fake: FakeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake.unavailable, fake.retry_after = 100, "5"
-    code = await cli(fake, submitting(images(tmp_path, "a.png"), "grayscale"))
+    code = await cli(fake, submitting(images(tmp_path, "a.png")))
     assert code == 3
     assert "the broker is down" in capsys.readouterr().err
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from .api import DEFAULT_URL, ApiClient
 from .commands import Command, Waiting, history, run, status, submit
 from .render import Printer
+from .statuses import JOB_STATUSES
 
-STATUSES = ("queued", "processing", "succeeded", "failed")
 EPILOG = """\
 exit codes: 0 done (every job succeeded), 1 a job failed or the API refused a request,
 2 bad usage or an invalid pipeline (nothing submitted), 3 service unreachable or unavailable
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("status", parents=[common], help="show one job")
     show.add_argument("job_id", metavar="ID")
     recent = commands.add_parser("history", parents=[common], help="list recent jobs")
-    recent.add_argument("--status", choices=STATUSES, help="only jobs with this status")
+    recent.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     recent.add_argument("--limit", type=_positive, default=20, help="at most N jobs (default 20)")
     return parser
 

@@ -18,6 +18,7 @@ from .follow import StatusChanged, follow
 from .pipeline import OpSpec, PipelineError, build_pipeline, load_pipeline, parse_op
 from .pipeline import validate_pipeline as check_pipeline
 from .render import Printer, history_line, job_lines, status_text, step_text
+from .statuses import FAILED, QUEUED, SUCCEEDED
 
 __all__ = [
     "EXIT_FAILED",
@@ -205,7 +206,7 @@ class _Job:
 async def _follow_one(client: ApiClient, printer: Printer, job: _Job, wait: Waiting) -> Outcome:
     """Print the job's progress until it ends; save its result if it succeeded."""
     scope = asyncio.timeout(wait.timeout)
-    last: dict[str, Any] = {"status": "queued"}
+    last: dict[str, Any] = {"status": QUEUED}
     try:
         async with scope, aclosing(follow(client, job.id)) as updates:
             async for update in updates:
@@ -217,7 +218,7 @@ async def _follow_one(client: ApiClient, printer: Printer, job: _Job, wait: Wait
                         job.record("step", step=update.step),
                         job.line(step_text(update.step, job.operations or None)),
                     )
-        if last.get("status") != "succeeded":
+        if last.get("status") != SUCCEEDED:
             return Outcome.FAILED
         await _save_result(client, printer, job, wait.output)
     except TimeoutError:
@@ -239,7 +240,7 @@ async def _follow_one(client: ApiClient, printer: Printer, job: _Job, wait: Wait
 def _print_status(printer: Printer, job: _Job, snapshot: dict[str, Any]) -> None:
     status = str(snapshot.get("status"))
     record = job.record("status", status=status, job=snapshot)
-    if status == "failed":
+    if status == FAILED:
         printer.problem(record, job.line(status_text(snapshot)))
     else:
         printer.emit(record, job.line(status_text(snapshot)))

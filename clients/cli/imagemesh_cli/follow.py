@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .api import ApiClient, ApiError, Disconnected, Unavailable, Unreachable
+from .statuses import FINAL_STATUSES, SUCCEEDED
 
-__all__ = ["TERMINAL", "StatusChanged", "StepRecorded", "Update", "follow"]
+__all__ = ["StatusChanged", "StepRecorded", "Update", "follow"]
 
-TERMINAL = frozenset({"succeeded", "failed"})
 OPERATION_APPLIED = "operation.applied"
 IMAGE_PROCESSED = "image.processed"
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -38,7 +38,7 @@ class StatusChanged:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in FINAL_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +157,7 @@ class _Seen:
         if update.status == self.status:
             return []
         self.status = update.status
-        if update.status == "succeeded" and not self.operations:
+        if update.status == SUCCEEDED and not self.operations:
             # Polled, or the stream opened after the job ended: its steps are in the job.
             return [*_steps_of(update.job), update]
         return [update]

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from .statuses import FAILED, SUCCEEDED
+
 __all__ = [
     "Printer",
     "describe_image",
@@ -85,11 +87,11 @@ def describe_pipeline(pipeline: Sequence[Mapping[str, Any]] | None) -> str:
 def status_text(job: Mapping[str, Any]) -> str:
     """A status change: `processing`, `succeeded: <in> -> <out>`, `failed: code: message`."""
     status = str(job.get("status", "unknown"))
-    if status == "succeeded":
+    if status == SUCCEEDED:
         return (
             f"succeeded: {describe_image(job.get('input'))} -> {describe_image(job.get('output'))}"
         )
-    if status == "failed":
+    if status == FAILED:
         return f"failed: {error_text(job.get('error'))}"
     return status
 
