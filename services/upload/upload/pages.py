@@ -11,8 +11,9 @@ from . import schemas
 from .guard import PRINCIPAL, SIGN_IN_PATH, SIGN_OUT_PATH, principal_of
 from .keys import GUARD
 from .openapi import Doc, documented
-from .routes import STATIC, routes
+from .routes import routes
 from .session import sign_in, sign_out
+from .webpages import page_response
 
 # --------------------------------------------------------------------------- pages
 
@@ -21,51 +22,47 @@ _NEXT = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&-]{0,512}$")
 """Where the sign-in may send the browser back to: a path on this site (not `//host`)."""
 
 
-def _page(request: web.Request, name: str) -> web.FileResponse:
+def _page(request: web.Request, name: str) -> web.Response:
     """A page of the web app; without a principal (tokens on, not signed in), the
     sign-in page instead, which comes back here."""
     if PRINCIPAL not in request:
         target = quote(request.path_qs, safe="/?=&")
         raise web.HTTPSeeOther(f"{SIGN_IN_PATH}?next={target}")
-    return _file(name)
-
-
-def _file(name: str) -> web.FileResponse:
-    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+    return page_response(request, name)
 
 
 @routes.get("/")
-async def index(request: web.Request) -> web.FileResponse:
+async def index(request: web.Request) -> web.Response:
     return _page(request, "index.html")
 
 
 @routes.get("/history")
-async def history_page(request: web.Request) -> web.FileResponse:
+async def history_page(request: web.Request) -> web.Response:
     return _page(request, "history.html")
 
 
 @routes.get("/jobs/{job_id}")
-async def job_page(request: web.Request) -> web.FileResponse:
+async def job_page(request: web.Request) -> web.Response:
     return _page(request, "job.html")
 
 
 @routes.get("/api/docs")
-async def api_docs_page(request: web.Request) -> web.FileResponse:
-    return _file("api.html")
+async def api_docs_page(request: web.Request) -> web.Response:
+    return page_response(request, "api.html")
 
 
 # --------------------------------------------------------------------------- sign-in
 
 
 @routes.get(SIGN_IN_PATH)
-async def sign_in_page(request: web.Request) -> web.FileResponse:
+async def sign_in_page(request: web.Request) -> web.Response:
     if not request.app[GUARD].tokens.enabled:
         # Nothing to sign in with: everyone is `local`, or the authenticating proxy signs
         # people in (and this request did not come through it).
         if PRINCIPAL in request:
             raise web.HTTPSeeOther("/")
         raise web.HTTPUnauthorized(text="sign in through the authenticating proxy\n")
-    return _file("signin.html")
+    return page_response(request, "signin.html")
 
 
 @routes.post(SIGN_IN_PATH)
