@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from typing import Any
 
 import aiohttp
 from PIL import Image
+
+from tests.waiting import Deadline, async_wait_for
 
 
 def photo(width: int, height: int, fmt: str = "JPEG", *, quality: int = 85) -> bytes:
@@ -71,34 +72,37 @@ async def wait_finished(
     recorded its end: upload answers from the events it follows live, provenancedb records
     the same events concurrently, so a test that reads provenance, lineage or history next
     must not race it."""
-    deadline = time.monotonic() + timeout
-    while True:
+    deadline = Deadline(timeout)
+
+    async def finished() -> dict[str, Any] | None:
         async with session.get(f"{base}/api/v1/jobs/{job_id}") as response:
             assert response.status == 200, await response.text()
             job: dict[str, Any] = await response.json()
-        if job["status"] in {"succeeded", "failed"}:
-            await wait_recorded(session, base, job, deadline=deadline)
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
-        await asyncio.sleep(0.1)
+        return job if job["status"] in {"succeeded", "failed"} else None
+
+    job: dict[str, Any] = await async_wait_for(
+        finished, timeout=timeout, interval=0.1, what=f"job {job_id} finished"
+    )
+    await wait_recorded(session, base, job, timeout=max(deadline.remaining, 0.0))
+    return job
 
 
 _FINAL_TYPES = {"succeeded": ("image.processed", "image.reused"), "failed": ("job.failed",)}
 
 
 async def wait_recorded(
-    session: aiohttp.ClientSession, base: str, job: dict[str, Any], *, deadline: float
+    session: aiohttp.ClientSession, base: str, job: dict[str, Any], *, timeout: float
 ) -> None:
     """Wait until the job's PROV document has its final activity (the last event of the
     job: the earlier ones came before it on the same queue)."""
     wanted = _FINAL_TYPES[job["status"]]
-    while True:
+
+    async def recorded() -> bool:
         async with session.get(f"{base}/api/v1/jobs/{job['id']}/provenance") as response:
             document = await response.json() if response.status == 200 else {}
         types = {a.get("prov:type") for a in document.get("activity", {}).values()}
-        if types & set(wanted):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"provenance of job {job['id']} has no {wanted} yet")
-        await asyncio.sleep(0.05)
+        return bool(types & set(wanted))
+
+    await async_wait_for(
+        recorded, timeout=timeout, what=f"provenance of job {job['id']} with one of {wanted}"
+    )

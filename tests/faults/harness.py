@@ -42,45 +42,14 @@ from provenancedb.audit import REUSE_INDEX_PREFIX, Gap, job_gaps
 from tests.conftest import SERVICES, Mesh, all_documents, audit_env, management, settings_from
 from tests.e2e.helpers import UPLOADS_AT_ONCE
 from tests.faults.conftest import diagnostics
+from tests.waiting import Deadline, async_wait_for
+from tests.waiting import DeadlineExceeded as DeadlineExceeded  # the tests catch it
 
 THUMBNAIL = json.dumps([{"op": "thumbnail", "width": 64, "height": 64}])
 PARK_ERROR_HEADER = "x-imagemesh-error"
 EXTENSIONS = {"jpeg": "jpg", "png": "png"}
 
 Fault = Callable[[], Coroutine[Any, Any, None]]
-
-
-class DeadlineExceeded(AssertionError):
-    pass
-
-
-@dataclass
-class Deadline:
-    seconds: float
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def remaining(self) -> float:
-        return self.seconds - (time.monotonic() - self.started)
-
-    def check(self, what: str) -> None:
-        if self.remaining <= 0:
-            raise DeadlineExceeded(f"{what}: not done within {self.seconds:g} s")
-
-
-async def poll(
-    condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2
-) -> Any:
-    """Await `condition()` (sync or async) until truthy; AssertionError at the deadline."""
-    deadline = Deadline(timeout)
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        deadline.check(what)
-        await asyncio.sleep(interval)
 
 
 def image(index: int) -> tuple[bytes, str]:
@@ -277,9 +246,14 @@ class Batch:
             for j in list(unexpected)[:5]
         )
         await self._verify_outputs()
-        await poll(self._documents_complete, timeout=timeout, what="provenance documents")
-        await poll(
-            lambda: self._queues_settled(expect_parked), timeout=timeout, what="queues settled"
+        await async_wait_for(
+            self._documents_complete, timeout=timeout, interval=0.2, what="provenance documents"
+        )
+        await async_wait_for(
+            lambda: self._queues_settled(expect_parked),
+            timeout=timeout,
+            interval=0.2,
+            what="queues settled",
         )
         await self._verify_documents()
 

@@ -12,7 +12,8 @@ import pytest
 from messaging import Broker, BrokerSettings, Envelope
 from messaging.events import ImageUploaded
 from tests.conftest import Mesh, job_documents, settings_from
-from tests.faults.harness import Batch, poll
+from tests.faults.harness import Batch
+from tests.waiting import async_wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -28,13 +29,14 @@ async def test_same_upload_event_delivered_three_times(
 
         async def duplicate(job_id: str) -> None:
             # Recorded before the 202: the event is in provenance as soon as we have the id.
-            docs = await poll(
+            docs = await async_wait_for(
                 lambda: [
                     d
                     for d in job_documents(fault_mesh.env, job_id)
                     if d["type"] == "image.uploaded"
                 ],
                 timeout=10,
+                interval=0.2,
                 what=f"image.uploaded document of {job_id}",
             )
             uploaded = docs[0]
