@@ -5,13 +5,12 @@ in the end-to-end and provenancedb suites; here the writes are counted.)"""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from provenancedb.groupcommit import GroupCommit
+from tests.waiting import async_wait_for
 
 
 class Writes:
@@ -36,13 +35,6 @@ class Writes:
         return {doc["_id"]: self.statuses.get(doc["_id"], {"ok": True}) for doc in docs}
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
-
-
 def record(group: GroupCommit, *ids: str) -> list[asyncio.Task[bool]]:
     return [asyncio.create_task(group.record({"_id": doc_id})) for doc_id in ids]
 
@@ -57,7 +49,7 @@ async def blocked(writes: Writes, group: GroupCommit) -> asyncio.Task[bool]:
 async def queued(group: GroupCommit, *ids: str) -> list[asyncio.Task[bool]]:
     """Documents recorded while a write is in flight: they wait for the next one."""
     tasks = record(group, *ids)
-    await until(lambda: group.waiting == len(ids))
+    await async_wait_for(lambda: group.waiting == len(ids), timeout=5, interval=0.001)
     return tasks
 
 

@@ -33,6 +33,7 @@ import stack
 
 from provenancedb.design import design_document, is_pouchdb_server, security_object
 from tests.conftest import free_port, isolated_env
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -571,10 +572,12 @@ def test_what_stops_a_bare_pouchdb_server_does_not_stop_the_stacks(
     bare_env = {key: value for key, value in os.environ.items() if key != "NODE_OPTIONS"}
     with private_pouchdb(tmp_path / "bare", bare_env) as (base, process):
         _request_as_someone(base, method, path)
-        deadline = time.monotonic() + 5
-        while process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert process.poll() is not None, f"{method} {path} no longer stops PouchDB Server"
+        wait_for(
+            lambda: process.poll() is not None,
+            timeout=5,
+            interval=0.1,
+            what=f"{method} {path} stopping PouchDB Server (it no longer does?)",
+        )
 
     with private_pouchdb(tmp_path / "stack", stack.couch_env()) as (base, process):
         _request_as_someone(base, method, path)
