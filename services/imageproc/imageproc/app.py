@@ -8,6 +8,7 @@ from aiohttp import web
 
 from messaging import Broker, topology
 from messaging.constants import IMAGEPROC
+from messaging.lifetime import broker_resource
 from pipeline import harden_vips
 from servicekit import add_ops_routes, resource
 
@@ -24,11 +25,6 @@ def create_app(settings: Settings) -> web.Application:
     harden_vips()
     app = web.Application()
     add_ops_routes(app)
-
-    def broker() -> Broker:
-        return Broker(
-            settings, service=IMAGEPROC, shutdown_timeout=settings.shutdown_timeout_seconds
-        )
 
     async def serve(app: web.Application) -> AsyncIterator[None]:
         rules = Rules(
@@ -50,7 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend(
         [
             resource(POOL, lambda: _worker_pool(settings)),
-            resource(BROKER, broker, readiness=("rabbitmq", Broker.ping)),
+            broker_resource(BROKER, settings, IMAGEPROC, settings.shutdown_timeout_seconds),
             serve,
         ]
     )

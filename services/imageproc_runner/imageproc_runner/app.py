@@ -7,6 +7,7 @@ from aiohttp import web
 from messaging import Broker, topology
 from messaging.constants import IMAGEPROC_RUNNER
 from messaging.events import ImageUploaded
+from messaging.lifetime import broker_resource
 from objectstore import ObjectStore, open_store
 from servicekit import add_ops_routes, resource
 
@@ -22,11 +23,6 @@ STORE = web.AppKey("store", ObjectStore)
 def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     add_ops_routes(app)
-
-    def broker() -> Broker:
-        return Broker(
-            settings, service=IMAGEPROC_RUNNER, shutdown_timeout=settings.shutdown_timeout_seconds
-        )
 
     async def s3_ready(store: ObjectStore) -> bool:
         return await store.ping(settings.s3_output_bucket)
@@ -60,7 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend(
         [
             resource(STORE, lambda: open_store(settings), readiness=("s3", s3_ready)),
-            resource(BROKER, broker, readiness=("rabbitmq", Broker.ping)),
+            broker_resource(BROKER, settings, IMAGEPROC_RUNNER, settings.shutdown_timeout_seconds),
             consume,
         ]
     )

@@ -5,11 +5,18 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from messaging import Broker, topology
+from messaging import topology
 from messaging.constants import UPLOAD
+from messaging.lifetime import broker_resource
 from objectstore import ObjectStore, open_store
 from pipeline import harden_vips
-from servicekit import add_ops_routes, add_readiness_check, http_metrics, resource
+from servicekit import (
+    CleanupContext,
+    add_ops_routes,
+    add_readiness_check,
+    http_metrics,
+    resource,
+)
 
 from .errors import error_middleware, security_headers
 from .guard import Guard, guard_middleware, over_https
@@ -34,19 +41,46 @@ from . import documents  # noqa: F401
 
 
 def create_app(settings: Settings) -> web.Application:
+    """The upload service's app: the API and web pages, the ops routes and, for its
+    lifetime, S3, the broker and the jobs (`Jobs`, `LiveJobs`)."""
     harden_vips()
     guard = Guard(settings)
-    # Metrics first: they see the status the error middleware answers with. Sessions
-    # before the guard, which reads them.
+    app = web.Application(middlewares=_middlewares(settings, guard))
+    app.on_response_prepare.append(security_headers)
+    app[SETTINGS] = settings
+    app[GUARD] = guard
+    _add_slots(app, settings)
+    add_ops_routes(app)
+    app.add_routes(routes)
+    app.router.add_static("/static/", STATIC)
+
+    async def s3_ready(store: ObjectStore) -> bool:
+        return await store.ping(settings.s3_input_bucket)
+
+    app.cleanup_ctx.extend(
+        [
+            resource(STORE, lambda: open_store(settings), readiness=("s3", s3_ready)),
+            broker_resource(BROKER, settings, UPLOAD, settings.shutdown_timeout_seconds),
+            _jobs(settings),
+        ]
+    )
+    return app
+
+
+def _middlewares(settings: Settings, guard: Guard) -> list[Middleware]:
+    """Metrics first: they see the status the error middleware answers with. Sessions
+    before the guard, which reads them."""
     middlewares: list[Middleware] = [http_metrics, error_middleware]
     if settings.upload_session_secret is not None:
         secret = settings.upload_session_secret.get_secret_value()
         middlewares.append(sessions(secret, secure=over_https))
     middlewares.append(guard_middleware(guard))
-    app = web.Application(middlewares=middlewares)
-    app.on_response_prepare.append(security_headers)
-    app[SETTINGS] = settings
-    app[GUARD] = guard
+    return middlewares
+
+
+def _add_slots(app: web.Application, settings: Settings) -> None:
+    """How many uploads, downloads and progress streams may run at once, per client (or
+    principal) and in all."""
     app[UPLOADS] = upload_slots(
         total=settings.upload_max_concurrent_uploads,
         per_client=settings.upload_max_concurrent_uploads_per_client,
@@ -59,15 +93,11 @@ def create_app(settings: Settings) -> web.Application:
         total=settings.upload_max_streams,
         per_principal=settings.upload_max_streams_per_principal,
     )
-    add_ops_routes(app)
-    app.add_routes(routes)
-    app.router.add_static("/static/", STATIC)
 
-    def broker() -> Broker:
-        return Broker(settings, service=UPLOAD, shutdown_timeout=settings.shutdown_timeout_seconds)
 
-    async def s3_ready(store: ObjectStore) -> bool:
-        return await store.ping(settings.s3_input_bucket)
+def _jobs(settings: Settings) -> CleanupContext:
+    """The jobs (`Jobs`) and the live view of every event (`LiveJobs`), once S3 and the
+    broker are open; ready when provenancedb consumes its record requests."""
 
     async def jobs(app: web.Application) -> AsyncIterator[None]:
         async def provenance_ready() -> bool:
@@ -92,11 +122,4 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await app[JOBS].close()
 
-    app.cleanup_ctx.extend(
-        [
-            resource(STORE, lambda: open_store(settings), readiness=("s3", s3_ready)),
-            resource(BROKER, broker, readiness=("rabbitmq", Broker.ping)),
-            jobs,
-        ]
-    )
-    return app
+    return jobs
