@@ -144,7 +144,9 @@ def work_queue_cases(source: ImageRef) -> list[aio_pika.Message]:
     ]
 
 
-def rpc_cases(route: topology.RpcRoute, source: ImageRef) -> list[tuple[str, aio_pika.Message]]:
+def rpc_cases(
+    route: topology.RpcRoute[Any, Any], source: ImageRef
+) -> list[tuple[str, aio_pika.Message]]:
     """Five bad requests for `route`, as (case, message without reply_to)."""
     job_id = str(uuid.uuid4())
     valid_image, _ = image(998)

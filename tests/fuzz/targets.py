@@ -4,12 +4,13 @@
 - `upload-stream`: the same through a real in-process aiohttp server, large streamed
   bodies, with the memory `read_upload` holds measured against `max_bytes`;
 - `envelope`: what a consumer reads off a delivery, `Envelope.from_message` and the event;
-- `consumer`: `_Consumer.handle` on a delivery, with a broker whose only fake part is
-  the wire (its publishes are encoded as aiormq would, and recorded);
+- `consumer`: `_Consumer.handle` on a delivery, with the real broker on an in-memory
+  server (`messaging.testing`: its publishes are encoded as aiormq would, and recorded);
 - `rpc`: `RpcMessage.from_message` / `error_from_message`, and `Broker._answer` serving a
   request end to end;
-- `provenancedb`: provenancedb's RPC handlers on any request meta, with a store that holds
-  documents to what CouchDB would accept.
+- `provenancedb`: provenancedb's RPC handlers on any request meta (validated against each
+  route's request model, as `Broker.serve` does), with a store that holds documents to
+  what CouchDB would accept.
 """
 
 from __future__ import annotations
@@ -28,12 +29,9 @@ import aio_pika
 from aiohttp import StreamReader, web
 from aiohttp.test_utils import TestServer, make_mocked_request
 from hypothesis import strategies as st
-from pamqp import frame
-from pamqp.header import ContentHeader
 from pydantic import ValidationError
 
 from messaging import (
-    Broker,
     BrokerSettings,
     Envelope,
     EnvelopeError,
@@ -47,7 +45,8 @@ from messaging._consumer import _Consumer
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event, ImageUploaded
 from messaging.jobs import fold_status
 from messaging.logs import message_context
-from messaging.rpc import error_from_message
+from messaging.rpc import error_from_message, rpc_handler
+from messaging.testing import MemoryBroker
 from pipeline import (
     ImageLimits,
     ImageRejected,
@@ -268,6 +267,8 @@ async def _feed(payload: StreamReader, body: bytes, chunks: tuple[int, ...]) -> 
 
 # --- messages ------------------------------------------------------------------------------
 
+REPLY_TO = "amq.gen-reply"
+"""The reply queue of every RPC delivery that names one (`messages.rpc_deliveries`)."""
 SETTINGS = BrokerSettings(rabbitmq_password="unused", amqp_max_message_bytes=1024 * 1024)
 
 
@@ -312,41 +313,17 @@ class EnvelopeDecoding(Target):
         return "event"
 
 
-class WireExchange:
-    """An exchange that encodes what is published as aiormq would, and keeps it."""
-
-    def __init__(self, name: str, published: list[tuple[str, str, aio_pika.Message]]) -> None:
-        self.name = name
-        self.published = published
-
-    async def publish(self, message: aio_pika.Message, routing_key: str, **_: Any) -> None:
-        header = ContentHeader(properties=message.properties, body_size=len(message.body))
-        try:
-            frame.marshal(header, 1)
-        except Exception as exc:
-            raise Unpublishable(f"{type(exc).__name__}: {exc}") from exc
-        self.published.append((self.name, routing_key, message))
-
-
-class Unpublishable(Exception):
-    """What a publish of this message would raise in aiormq."""
-
-
-class WireBroker(Broker):
-    """The real Broker (publishing, parking, retrying, answering RPCs) minus the
-    connection: publishes are encoded, checked, and recorded."""
-
-    def __init__(self) -> None:
-        super().__init__(SETTINGS, service="fuzz", version="0", host="fuzz-host")
-        self.published: list[tuple[str, str, aio_pika.Message]] = []
-        self.unpublishable: list[str] = []
-
-    async def _publish(self, exchange_name: str, message: aio_pika.Message, key: str) -> None:
-        try:
-            await WireExchange(exchange_name, self.published).publish(message, key)
-        except Unpublishable as exc:
-            # Recorded, not raised: raising would cost a REQUEUE_PAUSE per example.
-            self.unpublishable.append(str(exc))
+async def wire_broker() -> MemoryBroker:
+    """The real Broker (publishing, parking, retrying, answering RPCs) on an in-memory
+    server holding the mesh's queues (`messaging.testing`): every publish is encoded as
+    aiormq would encode it (`server.unpublishable` says why one could not be), routed, and
+    recorded (`server.published`). The RPC deliveries' caller has its reply queue."""
+    broker = MemoryBroker(service="fuzz", settings=SETTINGS)
+    await broker.connect()
+    await broker.provision()
+    replies = await (await broker.channel()).declare_queue(REPLY_TO)
+    await replies.bind(topology.REPLY_EXCHANGE, REPLY_TO)
+    return broker
 
 
 class Consuming(Target):
@@ -367,7 +344,7 @@ class Consuming(Target):
     async def check(self, example: tuple[int, str, bool, Delivery]) -> str:
         queue, outcome, record_retries, delivery = example
         spec = QUEUES[queue]
-        broker = WireBroker()
+        broker = await wire_broker()
 
         async def handler(event: Event, ctx: MessageContext) -> None:
             if outcome == "fails":
@@ -380,10 +357,10 @@ class Consuming(Target):
         )
         channel = Channel()
         await consumer.handle(delivery.message(channel))
+        if broker.server.unpublishable:
+            raise Violation("unpublishable_copy", broker.server.unpublishable[0])
         if channel.settled != ["ack"]:
             raise Violation("not_settled_once", repr(channel.settled))
-        if broker.unpublishable:
-            raise Violation("unpublishable_copy", broker.unpublishable[0])
         return f"handler {outcome}: {_disposal(broker)}"
 
 
@@ -392,9 +369,9 @@ def _accepts(queue: int) -> tuple[type[Event], ...]:
     return (ImageUploaded,) if QUEUES[queue] is topology.RUNNER_UPLOADS else ALL_EVENTS
 
 
-def _disposal(broker: WireBroker) -> str:
+def _disposal(broker: MemoryBroker) -> str:
     """What became of a message: parked, sent to a delay queue, answered, or only acked."""
-    routes = [(exchange, key) for exchange, key, _ in broker.published]
+    routes = [(exchange, key) for exchange, key, _ in broker.server.published]
     if any(exchange == topology.DEAD_LETTER_EXCHANGE for exchange, _ in routes):
         return "parked"
     for _, key in routes:
@@ -422,17 +399,18 @@ class RpcDecoding(Target):
             isinstance(error.code, str) and isinstance(error.message, str)
         ):
             raise Violation("rpc_error_fields", repr(error))
-        broker = WireBroker()
+        broker = await wire_broker()
         channel = Channel()
 
         async def echo(request: RpcMessage) -> RpcMessage:
             return request
 
         await broker._answer(topology.PROVENANCE_JOBS, echo, example.message(channel))
-        if broker.unpublishable:
-            raise Violation("unpublishable_copy", broker.unpublishable[0])
-        if channel.settled != ["ack"] or len(broker.published) != 1:
-            raise Violation("rpc_not_answered_once", f"{channel.settled} {broker.published}")
+        published = broker.server.published
+        if broker.server.unpublishable:
+            raise Violation("unpublishable_copy", broker.server.unpublishable[0])
+        if channel.settled != ["ack"] or len(published) != 1:
+            raise Violation("rpc_not_answered_once", f"{channel.settled} {published}")
         return f"{label}, {_disposal(broker)}"
 
 
@@ -511,12 +489,16 @@ class ProvenanceRequests(Target):
         route, meta = example
         recorder = Recorder(CouchStandIn())  # type: ignore[arg-type]  # the methods it uses
         handler = {
-            "record": recorder.on_record_request,
-            "job-status": recorder.on_status_request,
-            "job-provenance": recorder.on_provenance_request,
-            "lineage": recorder.on_lineage_request,
-            "jobs": recorder.on_jobs_request,
-            "job-counts": recorder.on_job_counts_request,
+            "record": rpc_handler(topology.PROVENANCE_RECORD, recorder.on_record_request),
+            "job-status": rpc_handler(topology.PROVENANCE_JOB_STATUS, recorder.on_status_request),
+            "job-provenance": rpc_handler(
+                topology.PROVENANCE_JOB_PROV, recorder.on_provenance_request
+            ),
+            "lineage": rpc_handler(topology.PROVENANCE_LINEAGE, recorder.on_lineage_request),
+            "jobs": rpc_handler(topology.PROVENANCE_JOBS, recorder.on_jobs_request),
+            "job-counts": rpc_handler(
+                topology.PROVENANCE_JOB_COUNTS, recorder.on_job_counts_request
+            ),
         }[route]
         if route == "jobs" and isinstance(meta.get("before"), str) and meta["before"]:
             _cursor_holds(meta["before"])

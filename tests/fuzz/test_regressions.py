@@ -13,16 +13,17 @@ import pytest
 from messaging import Envelope, EnvelopeError, RpcError, RpcMessage, topology
 from messaging._consumer import _Consumer
 from messaging.events import ImageUploaded
-from messaging.rpc import META_HEADER
+from messaging.rpc import META_HEADER, RpcHandler, rpc_handler
+from messaging.testing import MemoryServer
 from pipeline import ImageLimits, harden_vips
 from provenancedb.app import Recorder
-from provenancedb.history import decode_cursor, jobs_request
+from provenancedb.history import decode_cursor
 from upload.errors import ApiError
 from upload.intake import Upload, read_upload
 
 from . import samples
 from .images import seeds
-from .targets import CouchStandIn, WireBroker, mocked_request
+from .targets import CouchStandIn, mocked_request, wire_broker
 from .wire import Channel, Delivery, header_frame, string, table
 
 # --- upload --------------------------------------------------------------------------------
@@ -116,13 +117,23 @@ async def _record(change_envelope: dict[str, Any], change_event: dict[str, Any])
     item = samples.record_item("image.processed")
     item["envelope"] |= change_envelope
     item["event"] |= change_event
-    await Recorder(CouchStandIn()).on_record_request(RpcMessage({"events": [item]}))  # type: ignore[arg-type]
+    await _recorder(topology.PROVENANCE_RECORD)(RpcMessage({"events": [item]}))
+
+
+def _recorder(route: topology.RpcRoute[Any, Any]) -> RpcHandler:
+    """provenancedb's handler of `route` on a stand-in store, as `Broker.serve` runs it."""
+    recorder = Recorder(CouchStandIn())  # type: ignore[arg-type]  # the methods it uses
+    handlers: dict[str, Any] = {
+        topology.PROVENANCE_RECORD.name: recorder.on_record_request,
+        topology.PROVENANCE_JOBS.name: recorder.on_jobs_request,
+    }
+    return rpc_handler(route, handlers[route.name])
 
 
 async def test_a_record_request_whose_envelope_is_not_an_object_is_a_bad_request() -> None:
     request = RpcMessage({"events": [{"envelope": "x", "event": {}}]})
     with pytest.raises(RpcError) as refused:
-        await Recorder(CouchStandIn()).on_record_request(request)  # type: ignore[arg-type]
+        await _recorder(topology.PROVENANCE_RECORD)(request)
     assert refused.value.code == "bad_request"
 
 
@@ -155,9 +166,9 @@ async def test_a_nan_duration_is_a_bad_request() -> None:
     assert refused.value.code == "bad_request"
 
 
-def test_a_status_that_is_a_list_is_a_bad_request() -> None:
+async def test_a_status_that_is_a_list_is_a_bad_request() -> None:
     with pytest.raises(RpcError) as refused:
-        jobs_request({"status": ["queued"], "limit": 1})
+        await _recorder(topology.PROVENANCE_JOBS)(RpcMessage({"status": ["queued"], "limit": 1}))
     assert refused.value.code == "bad_request"
 
 
@@ -184,8 +195,8 @@ def _uploaded(headers: list[tuple[bytes, tuple[bytes, bytes]]]) -> Delivery:
     return Delivery(header_frame(properties, len(body)), body)
 
 
-async def _consume(delivery: Delivery, handler_fails: bool) -> WireBroker:
-    broker = WireBroker()
+async def _consume(delivery: Delivery, handler_fails: bool) -> MemoryServer:
+    broker = await wire_broker()
 
     async def handler(event: ImageUploaded, ctx: object) -> None:
         if handler_fails:
@@ -196,19 +207,19 @@ async def _consume(delivery: Delivery, handler_fails: bool) -> WireBroker:
     channel = Channel()
     await consumer.handle(delivery.message(channel))
     assert channel.settled == ["ack"]
-    return broker
+    return broker.server
 
 
 async def test_a_message_with_a_header_that_is_not_utf8_can_be_retried() -> None:
-    broker = await _consume(_uploaded([(b"x-trace", string(b"\xff"))]), handler_fails=True)
-    assert not broker.unpublishable
-    assert [key for _, key, _ in broker.published] == [topology.RUNNER_UPLOADS.delay_name(1.0)]
+    server = await _consume(_uploaded([(b"x-trace", string(b"\xff"))]), handler_fails=True)
+    assert not server.unpublishable
+    assert [key for _, key, _ in server.published] == [topology.RUNNER_UPLOADS.delay_name(1.0)]
 
 
 async def test_a_message_with_a_forged_x_death_is_handled() -> None:
     # x-death as a string, not an array of tables: RabbitMQ never writes it, anyone may.
-    broker = await _consume(_uploaded([(b"x-death", string("forged"))]), handler_fails=False)
-    assert not broker.published
+    server = await _consume(_uploaded([(b"x-death", string("forged"))]), handler_fails=False)
+    assert not server.published
 
 
 async def test_a_negative_x_death_count_is_not_a_negative_attempt() -> None:
@@ -221,5 +232,5 @@ async def test_a_negative_x_death_count_is_not_a_negative_attempt() -> None:
         ]
     )
     deaths = (b"A", struct.pack(">I", 1 + len(death)) + b"F" + death)
-    broker = await _consume(_uploaded([(b"x-death", deaths)]), handler_fails=True)
-    assert broker.published
+    server = await _consume(_uploaded([(b"x-death", deaths)]), handler_fails=True)
+    assert server.published

@@ -16,7 +16,7 @@ PIPELINE = [{"op": "thumbnail", "width": 64}]
 
 
 async def _run(broker: Broker, data: bytes) -> RpcMessage:
-    return await broker.call(
+    return await broker.call_raw(
         topology.IMAGEPROC_RUN, RpcMessage({"pipeline": PIPELINE}, data), timeout=60
     )
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from imageproc.engine import engine_version
 from messaging import Broker, RpcError, RpcMessage, topology
+from messaging.contracts import RunRequest
 
 pytestmark = pytest.mark.integration
 
@@ -20,34 +21,33 @@ def _png(width: int, height: int) -> bytes:
 
 
 async def _run(broker: Broker, pipeline: object, payload: bytes) -> RpcMessage:
-    return await broker.call(
+    return await broker.call_raw(
         topology.IMAGEPROC_RUN, RpcMessage({"pipeline": pipeline}, payload), timeout=30
     )
 
 
 async def test_runs_a_pipeline_and_reports_the_output(imageproc: None, broker: Broker) -> None:
-    reply = await _run(
-        broker,
-        [{"op": "thumbnail", "width": 40}, {"op": "convert", "format": "webp"}],
-        _png(200, 100),
+    pipeline = [{"op": "thumbnail", "width": 40}, {"op": "convert", "format": "webp"}]
+    reply, output = await broker.call(
+        topology.IMAGEPROC_RUN, RunRequest(pipeline=pipeline), payload=_png(200, 100), timeout=30
     )
-    assert reply.meta["format"] == "webp"
-    assert (reply.meta["width"], reply.meta["height"]) == (40, 20)
-    assert reply.meta["bytes"] == len(reply.payload)
-    assert [step["op"] for step in reply.meta["steps"]] == ["thumbnail", "convert"]
-    assert Image.open(io.BytesIO(reply.payload)).format == "WEBP"
-    assert reply.meta["engine"] == engine_version()  # what made it: the runner's reuse key
+    assert reply.format == "webp"
+    assert (reply.width, reply.height) == (40, 20)
+    assert reply.bytes == len(output)
+    assert [step.op for step in reply.steps] == ["thumbnail", "convert"]
+    assert Image.open(io.BytesIO(output)).format == "WEBP"
+    assert reply.engine == engine_version()  # what made it: the runner's reuse key
 
 
 async def test_names_its_engine_without_work_and_takes_no_parameters(
     imageproc: None, broker: Broker
 ) -> None:
-    reply = await broker.call(topology.IMAGEPROC_ENGINE, RpcMessage({}), timeout=30)
+    reply = await broker.call_raw(topology.IMAGEPROC_ENGINE, RpcMessage({}), timeout=30)
     assert reply.meta == {"engine": engine_version()}
     assert "libvips/8." in reply.meta["engine"]
     assert "imagemesh-imageproc/" in reply.meta["engine"]
     with pytest.raises(RpcError) as refused:
-        await broker.call(topology.IMAGEPROC_ENGINE, RpcMessage({"pipeline": []}), timeout=30)
+        await broker.call_raw(topology.IMAGEPROC_ENGINE, RpcMessage({"pipeline": []}), timeout=30)
     assert refused.value.code == "bad_request"
 
 

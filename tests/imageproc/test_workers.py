@@ -89,7 +89,7 @@ async def _timed(broker: Broker, pipeline: object, data: bytes) -> tuple[str, fl
     """(outcome, seconds): "ok" or the error code."""
     started = time.monotonic()
     try:
-        await broker.call(
+        await broker.call_raw(
             topology.IMAGEPROC_RUN, RpcMessage({"pipeline": pipeline}, data), timeout=60
         )
         outcome = "ok"

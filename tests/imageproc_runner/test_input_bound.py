@@ -1,6 +1,7 @@
 """imageproc's `timeout`, `memory_budget_exceeded` and `worker_crashed` are properties of
 the input: the runner tries such a job once more, then fails it with that code (issue 12,
-section 1). Test doubles for the broker and S3; end to end in tests/faults/test_deadline.py."""
+section 1). The runner on in-memory brokers, S3 a test double; end to end in
+tests/faults/test_deadline.py."""
 
 from __future__ import annotations
 
@@ -8,26 +9,23 @@ import pytest
 
 from messaging import RpcError
 from messaging.events import JobFailed
-from tests.imageproc_runner.test_metrics import _jobs, _raise, _run
+from tests.imageproc_runner.test_metrics import _jobs, _mesh, _raise
 
 
 @pytest.mark.parametrize("code", ["timeout", "memory_budget_exceeded", "worker_crashed"])
 async def test_retried_once_then_failed_with_its_code(code: str) -> None:
     retried, failed = _jobs("retried", code), _jobs("failed", code)
-    runner, event, first = _run(_raise(code), attempt=1)
-    with pytest.raises(RpcError):  # back to the retry queue
-        await runner.on_uploaded(event, first)
-    runner, event, second = _run(_raise(code), attempt=2)
-    await runner.on_uploaded(event, second)  # handled: no third attempt
-    (job_failed,) = [e for e in second.broker.published if isinstance(e, JobFailed)]
+    async with _mesh(_raise(code)) as mesh:
+        with pytest.raises(RpcError):  # back to the retry queue
+            await mesh.runner.on_uploaded(*mesh.job(attempt=1))
+        await mesh.runner.on_uploaded(*mesh.job(attempt=2))  # handled: no third attempt
+    (job_failed,) = [e for e in mesh.recorded if isinstance(e, JobFailed)]
     assert (job_failed.error.code, job_failed.attempt) == (code, 2)
     assert (_jobs("retried", code), _jobs("failed", code)) == (retried + 1, failed + 1)
 
 
 async def test_not_retried_when_an_earlier_attempt_failed_otherwise() -> None:
     """Attempt 2 after an imageproc outage: the deadline already had its one try."""
-    runner, event, second = _run(_raise("timeout"), attempt=2)
-    await runner.on_uploaded(event, second)
-    assert [e.error.code for e in second.broker.published if isinstance(e, JobFailed)] == [
-        "timeout"
-    ]
+    async with _mesh(_raise("timeout")) as mesh:
+        await mesh.runner.on_uploaded(*mesh.job(attempt=2))
+    assert [e.error.code for e in mesh.recorded if isinstance(e, JobFailed)] == ["timeout"]

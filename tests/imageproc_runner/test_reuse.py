@@ -23,11 +23,11 @@ from messaging import (
     Envelope,
     MessageContext,
     RpcError,
-    RpcMessage,
     follow_up_id,
     new_event_id,
     topology,
 )
+from messaging.contracts import EngineReply, RunReply, RunRequest
 from messaging.events import (
     Event,
     ImageProcessed,
@@ -111,17 +111,21 @@ class FakeBroker:
         self.published.append(event)
         return Envelope(id=new_event_id(), type=event.type, source="/imagemesh/tests")
 
-    async def call(self, route: topology.RpcRoute, request: RpcMessage, **_: Any) -> RpcMessage:
+    async def call(
+        self, route: topology.RpcRoute[Any, Any], request: Any, **_: Any
+    ) -> tuple[Any, bytes]:
         self.calls.append(route.name)
         if route == topology.IMAGEPROC_ENGINE:
             if self.engine is None:
                 raise RpcError("rpc_unavailable", "nobody serves imageproc.engine")
-            return RpcMessage({"engine": self.engine})
+            return EngineReply(engine=self.engine), b""
         if self.fail_run:
             raise RpcError(self.fail_run, "imageproc refused it")
-        output = b"output of " + repr(request.meta["pipeline"]).encode()
-        meta = {"format": "png", "width": 1, "height": 1, "steps": [], "input_info": {"bands": 3}}
-        return RpcMessage(meta | {"engine": self.run_engine or self.engine}, output)
+        assert isinstance(request, RunRequest)
+        output = b"output of " + repr(request.pipeline).encode()
+        engine = self.run_engine or self.engine
+        reply = RunReply(format="png", width=1, height=1, input_info={"bands": 3}, engine=engine)
+        return reply, output
 
     def runs(self) -> int:
         return self.calls.count(topology.IMAGEPROC_RUN.name)

@@ -38,7 +38,8 @@ from messaging.events import (
     MessageParked,
     RetryScheduled,
 )
-from messaging.topology import QueueSpec, RpcRoute
+from messaging.testing import free_route
+from messaging.topology import QueueSpec
 from tests.conftest import async_wait_for, isolated_env, management, settings_from
 
 pytestmark = pytest.mark.integration
@@ -254,12 +255,12 @@ async def test_an_oversized_message_is_parked_unread(
 
 
 async def test_an_rpc_request_nobody_can_answer_is_parked(broker: Broker) -> None:
-    route = RpcRoute(f"imageproc.test.noreply.{uuid.uuid4().hex[:8]}", callers=())
+    route = free_route(f"imageproc.test.noreply.{uuid.uuid4().hex[:8]}")
 
     async def echo(request: RpcMessage) -> RpcMessage:
         return request
 
-    await broker.serve(route, echo)
+    await broker.serve_raw(route, echo)
     exchange = await (await broker.channel()).get_exchange(route.exchange)
     await exchange.publish(RpcMessage({"a": 1}).to_message(), route.name)
     channel = await broker.channel()
@@ -319,8 +320,8 @@ async def test_oversize_publish_is_refused_before_sending(broker_settings: Broke
     small = broker_settings.model_copy(update={"amqp_max_message_bytes": 1024})
     async with Broker(small, service="tests") as broker:
         with pytest.raises(MessageTooLarge, match="1024 byte limit"):
-            await broker.call(
-                RpcRoute("imageproc.nobody", callers=()), RpcMessage({}, b"x" * 2000), timeout=1
+            await broker.call_raw(
+                free_route("imageproc.nobody"), RpcMessage({}, b"x" * 2000), timeout=1
             )
 
 
@@ -346,48 +347,48 @@ async def test_work_queue_is_a_durable_quorum_queue_with_limit_and_parking(
 
 
 async def test_rpc_round_trip_with_binary_payload(broker: Broker) -> None:
-    route = RpcRoute(f"imageproc.test.echo.{uuid.uuid4().hex[:8]}", callers=())
+    route = free_route(f"imageproc.test.echo.{uuid.uuid4().hex[:8]}")
 
     async def echo(request: RpcMessage) -> RpcMessage:
         return RpcMessage({"size": len(request.payload), **request.meta}, request.payload[::-1])
 
-    await broker.serve(route, echo)
-    reply = await broker.call(route, RpcMessage({"k": "v"}, b"\x00\x01\x02"), timeout=10)
+    await broker.serve_raw(route, echo)
+    reply = await broker.call_raw(route, RpcMessage({"k": "v"}, b"\x00\x01\x02"), timeout=10)
     assert reply.meta == {"size": 3, "k": "v"}
     assert reply.payload == b"\x02\x01\x00"
 
 
 async def test_rpc_error_code_reaches_the_caller(broker: Broker) -> None:
-    route = RpcRoute(f"imageproc.test.fail.{uuid.uuid4().hex[:8]}", callers=())
+    route = free_route(f"imageproc.test.fail.{uuid.uuid4().hex[:8]}")
 
     async def refuse(request: RpcMessage) -> RpcMessage:
         raise RpcError("invalid_pipeline", "operation 1 (thumbnail): width must be positive")
 
-    await broker.serve(route, refuse)
+    await broker.serve_raw(route, refuse)
     with pytest.raises(RpcError) as caught:
-        await broker.call(route, RpcMessage({}), timeout=10)
+        await broker.call_raw(route, RpcMessage({}), timeout=10)
     assert caught.value.code == "invalid_pipeline"
     assert "width must be positive" in caught.value.message
 
 
 async def test_rpc_times_out_when_the_server_is_slow(broker: Broker) -> None:
-    route = RpcRoute(f"imageproc.test.slow.{uuid.uuid4().hex[:8]}", callers=())
+    route = free_route(f"imageproc.test.slow.{uuid.uuid4().hex[:8]}")
     release = asyncio.Event()
 
     async def slow(request: RpcMessage) -> RpcMessage:
         await release.wait()
         return RpcMessage()
 
-    await broker.serve(route, slow)
+    await broker.serve_raw(route, slow)
     with pytest.raises(RpcTimeout):
-        await broker.call(route, RpcMessage({}), timeout=0.5)
+        await broker.call_raw(route, RpcMessage({}), timeout=0.5)
     release.set()
 
 
 async def test_rpc_to_a_route_nobody_serves_fails_at_once(broker: Broker) -> None:
     started = datetime.now(UTC)
     with pytest.raises(RpcUnavailable):
-        await broker.call(RpcRoute("imageproc.test.nobody", callers=()), RpcMessage({}), timeout=30)
+        await broker.call_raw(free_route("imageproc.test.nobody"), RpcMessage({}), timeout=30)
     assert (datetime.now(UTC) - started).total_seconds() < 10
 
 
@@ -433,9 +434,7 @@ async def test_an_rpc_call_while_the_broker_is_away_is_broker_unavailable(
     async with Broker(broker_settings, service="test-away") as away:
         await away.connection.close()
         with pytest.raises(RpcError) as raised:
-            await away.call(
-                RpcRoute("imageproc.test.anything", callers=()), RpcMessage({}), timeout=5
-            )
+            await away.call_raw(free_route("imageproc.test.anything"), RpcMessage({}), timeout=5)
     assert raised.value.code == "broker_unavailable"
 
 

@@ -18,7 +18,7 @@ from messaging import (
     RpcMessage,
     RpcUnavailable,
 )
-from messaging.topology import RpcRoute
+from messaging.testing import free_route
 from tests.conftest import async_wait_for
 from tests.messaging.test_broker import Pinged, _spec
 
@@ -66,20 +66,20 @@ async def test_consumed_messages_are_timed_counted_and_retried_or_parked(quick: 
 
 
 async def test_rpc_latency_is_observed_by_route_and_outcome_on_both_sides(broker: Broker) -> None:
-    route = RpcRoute(f"imageproc.test.{uuid.uuid4().hex[:8]}", callers=())
+    route = free_route(f"imageproc.test.{uuid.uuid4().hex[:8]}")
 
     async def answer(request: RpcMessage) -> RpcMessage:
         if request.meta.get("fail"):
             raise RpcError("bad_request", "no")
         return RpcMessage({"ok": True})
 
-    await broker.serve(route, answer)
-    await broker.call(route, RpcMessage({}), timeout=10)
+    await broker.serve_raw(route, answer)
+    await broker.call_raw(route, RpcMessage({}), timeout=10)
     with pytest.raises(RpcError):
-        await broker.call(route, RpcMessage({"fail": True}), timeout=10)
-    unserved = RpcRoute(f"imageproc.test.{uuid.uuid4().hex[:8]}", callers=())
+        await broker.call_raw(route, RpcMessage({"fail": True}), timeout=10)
+    unserved = free_route(f"imageproc.test.{uuid.uuid4().hex[:8]}")
     with pytest.raises(RpcUnavailable):
-        await broker.call(unserved, RpcMessage({}), timeout=10)
+        await broker.call_raw(unserved, RpcMessage({}), timeout=10)
 
     client = "imagemesh_rpc_client_seconds_count"
     server = "imagemesh_rpc_server_seconds_count"

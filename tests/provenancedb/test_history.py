@@ -17,10 +17,11 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from messaging import RpcError, RpcMessage
+from messaging import RpcError, RpcMessage, topology
 from messaging.events import ErrorInfo, ImageUploaded, JobFailed, ProcessingStarted
 from messaging.jobs import JOB_STATUSES, STATUS_EVENTS, fold_status, rfc3339
 from messaging.queries import JobStatus
+from messaging.rpc import rpc_handler
 from provenancedb.app import Recorder
 from provenancedb.history import decode_cursor
 from provenancedb.migrate import SUMMARIES_MARK, migrate
@@ -72,7 +73,11 @@ def _trail(name: str, status: str, owner: str, minute: int) -> list[dict[str, An
 
 
 async def _jobs(recorder: Recorder, **meta: Any) -> dict[str, Any]:
-    return (await recorder.on_jobs_request(RpcMessage({"limit": 20} | meta))).meta
+    return (
+        await rpc_handler(topology.PROVENANCE_JOBS, recorder.on_jobs_request)(
+            RpcMessage({"limit": 20} | meta)
+        )
+    ).meta
 
 
 def _ids(page: dict[str, Any]) -> list[str]:
@@ -131,21 +136,33 @@ async def test_each_history_job_is_what_the_job_status_rpc_answers(
     two_owners: Recorder, store: ProvenanceStore
 ) -> None:
     for job in (await _jobs(two_owners))["jobs"]:
-        answer = (await two_owners.on_status_request(RpcMessage({"job_id": job["id"]}))).meta
+        answer = (
+            await rpc_handler(topology.PROVENANCE_JOB_STATUS, two_owners.on_status_request)(
+                RpcMessage({"job_id": job["id"]})
+            )
+        ).meta
         assert answer["job"] == job
         assert fold_status(job["id"], await store.job_documents(job["id"])) == job
 
 
 async def test_job_status_names_the_owner(two_owners: Recorder) -> None:
     for name, owner in (("a-succeeded", ALICE), ("b-queued", BOB)):
-        answer = (await two_owners.on_status_request(RpcMessage({"job_id": _job(name)}))).meta
+        answer = (
+            await rpc_handler(topology.PROVENANCE_JOB_STATUS, two_owners.on_status_request)(
+                RpcMessage({"job_id": _job(name)})
+            )
+        ).meta
         assert answer["found"] is True
         assert answer["job"]["owner"] == owner
 
 
 async def test_job_counts_are_per_owner_and_status(two_owners: Recorder) -> None:
     async def counts(owner: str) -> dict[str, Any]:
-        return (await two_owners.on_job_counts_request(RpcMessage({"owner": owner}))).meta
+        return (
+            await rpc_handler(topology.PROVENANCE_JOB_COUNTS, two_owners.on_job_counts_request)(
+                RpcMessage({"owner": owner})
+            )
+        ).meta
 
     assert await counts(ALICE) == {"queued": 1, "processing": 1, "succeeded": 1, "failed": 1}
     assert await counts(BOB) == {"queued": 1, "processing": 0, "succeeded": 1, "failed": 1}
@@ -156,10 +173,14 @@ async def test_a_job_counts_as_queued_until_it_starts(store: ProvenanceStore) ->
     recorder = Recorder(store)
     docs = _trail("waiting", "processing", ALICE, 0)
     await store.record_all(docs[:2])
-    answer = await recorder.on_job_counts_request(RpcMessage({"owner": ALICE}))
+    answer = await rpc_handler(topology.PROVENANCE_JOB_COUNTS, recorder.on_job_counts_request)(
+        RpcMessage({"owner": ALICE})
+    )
     assert answer.meta["queued"] == 1
     await store.record(docs[2])  # processing.started
-    answer = await recorder.on_job_counts_request(RpcMessage({"owner": ALICE}))
+    answer = await rpc_handler(topology.PROVENANCE_JOB_COUNTS, recorder.on_job_counts_request)(
+        RpcMessage({"owner": ALICE})
+    )
     assert (answer.meta["queued"], answer.meta["processing"]) == (0, 1)
 
 
@@ -186,9 +207,9 @@ async def test_requests_that_are_not_what_the_contract_says_are_bad_requests(
 ) -> None:
     recorder = Recorder(store)
     call: dict[str, Callable[[RpcMessage], Awaitable[RpcMessage]]] = {
-        "jobs": recorder.on_jobs_request,
-        "counts": recorder.on_job_counts_request,
-        "lineage": recorder.on_lineage_request,
+        "jobs": rpc_handler(topology.PROVENANCE_JOBS, recorder.on_jobs_request),
+        "counts": rpc_handler(topology.PROVENANCE_JOB_COUNTS, recorder.on_job_counts_request),
+        "lineage": rpc_handler(topology.PROVENANCE_LINEAGE, recorder.on_lineage_request),
     }
     with pytest.raises(RpcError) as refused:
         await call[handler](RpcMessage(meta))
@@ -217,7 +238,9 @@ async def test_every_history_page_and_count_is_one_request(
             assert (await _jobs(recorder, **meta))["jobs"]
             assert requests.paths == [f"/{store._db.id}/_design/provenance/_view/jobs"], meta
         requests.paths.clear()
-        await recorder.on_job_counts_request(RpcMessage({"owner": ALICE}))
+        await rpc_handler(topology.PROVENANCE_JOB_COUNTS, recorder.on_job_counts_request)(
+            RpcMessage({"owner": ALICE})
+        )
         assert requests.paths == [f"/{store._db.id}/_design/provenance/_view/jobs"]
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from messaging import RpcMessage
+from messaging import RpcMessage, topology
 from messaging.events import ImageRef
+from messaging.rpc import rpc_handler
 from provenancedb.app import Recorder
 from provenancedb.lineage import image_lineage
 from provenancedb.store import ProvenanceStore
@@ -280,9 +281,15 @@ async def test_an_image_none_of_the_owners_jobs_touched_is_not_found(
     assert await image_lineage(two_owners, IN0, owner=BOB) is None
     assert await image_lineage(two_owners, OUT3, owner="carol") is None
     recorder = Recorder(two_owners)
-    answer = await recorder.on_lineage_request(RpcMessage({"sha256": OUT3, "owner": BOB}))
+    answer = await rpc_handler(topology.PROVENANCE_LINEAGE, recorder.on_lineage_request)(
+        RpcMessage({"sha256": OUT3, "owner": BOB})
+    )
     assert answer.meta == {"found": False, "lineage": None}
-    answer = await recorder.on_lineage_request(RpcMessage({"sha256": OUT3, "owner": ALICE}))
+    answer = await rpc_handler(topology.PROVENANCE_LINEAGE, recorder.on_lineage_request)(
+        RpcMessage({"sha256": OUT3, "owner": ALICE})
+    )
     assert answer.meta["found"] is True
-    answer = await recorder.on_lineage_request(RpcMessage({"sha256": OUT3}))
+    answer = await rpc_handler(topology.PROVENANCE_LINEAGE, recorder.on_lineage_request)(
+        RpcMessage({"sha256": OUT3})
+    )
     assert answer.meta["found"] is True

@@ -85,10 +85,10 @@ async def test_each_service_does_its_own_work_with_its_own_user(env: dict[str, s
         async def echo(request: RpcMessage) -> RpcMessage:
             return RpcMessage({"echo": request.meta})
 
-        await server.serve(topology.PROVENANCE_JOB_STATUS, echo)
+        await server.serve_raw(topology.PROVENANCE_JOB_STATUS, echo)
         await server.subscribe(topology.PROVENANCE_EVENTS, ignore, ())
         async with Broker(as_service(env, "upload"), service="upload") as client:
-            reply = await client.call(
+            reply = await client.call_raw(
                 topology.PROVENANCE_JOB_STATUS, RpcMessage({"job_id": "j"}), timeout=10
             )
             assert reply.meta == {"echo": {"job_id": "j"}}
@@ -98,9 +98,9 @@ async def test_each_service_does_its_own_work_with_its_own_user(env: dict[str, s
         Broker(as_service(env, "imageproc"), service="imageproc") as imageproc,
         Broker(as_service(env, "imageproc_runner"), service="imageproc_runner") as runner,
     ):
-        await imageproc.serve(topology.IMAGEPROC_RUN, echo)
+        await imageproc.serve_raw(topology.IMAGEPROC_RUN, echo)
         await runner.subscribe(topology.RUNNER_UPLOADS, ignore, ())
-        reply = await runner.call(
+        reply = await runner.call_raw(
             topology.IMAGEPROC_RUN, RpcMessage({"pipeline": []}, b"x"), timeout=10
         )
         assert reply.meta == {"echo": {"pipeline": []}}
@@ -358,15 +358,15 @@ async def test_an_rpc_server_refuses_a_caller_the_route_does_not_allow(
         return RpcMessage({"found": False})
 
     async with Broker(as_service(env, "provenancedb"), service="provenancedb") as server:
-        await server.serve(runner_only, answer)
-        await server.serve(topology.PROVENANCE_LINEAGE, answer)
+        await server.serve_raw(runner_only, answer)
+        await server.serve_raw(topology.PROVENANCE_LINEAGE, answer)
         async with Broker(as_service(env, "upload"), service="upload") as client:
             with pytest.raises(RpcError) as refused:
-                await client.call(runner_only, RpcMessage({"job_id": "j"}), timeout=10)
+                await client.call_raw(runner_only, RpcMessage({"job_id": "j"}), timeout=10)
             assert refused.value.code == "forbidden"
             assert "'upload' may not call provenancedb.job-status" in refused.value.message
             # The route's real callers get through, named for the handler.
-            await client.call(topology.PROVENANCE_LINEAGE, RpcMessage({}), timeout=10)
+            await client.call_raw(topology.PROVENANCE_LINEAGE, RpcMessage({}), timeout=10)
     assert [request.caller for request in asked] == ["upload"]
 
 
@@ -381,7 +381,7 @@ async def test_a_caller_ignores_a_reply_from_another_server(env: dict[str, str])
     ):
         channel = await server.channel()
         requests = await topology.declare_rpc_queue(channel, route)
-        call = asyncio.create_task(client.call(route, RpcMessage({"job_id": "j"}), timeout=20))
+        call = asyncio.create_task(client.call_raw(route, RpcMessage({"job_id": "j"}), timeout=20))
         request = await async_wait_for(lambda: requests.get(fail=False), timeout=10)
         assert request.reply_to
         for who, answer in (

@@ -121,12 +121,12 @@ async def test_provenancedb_records_only_event_types_the_caller_publishes(
         for forged in (processed, ProcessingStarted(job_id=job_id, input=image(), pipeline=[])):
             request = record_request(upload, failed, forged)  # one bad event spoils all
             with pytest.raises(RpcError) as refused:
-                await upload.call(topology.PROVENANCE_RECORD, request, timeout=30)
+                await upload.call_raw(topology.PROVENANCE_RECORD, request, timeout=30)
             assert refused.value.code == "forbidden"
             assert f"upload may not record {forged.type}" in refused.value.message
         assert job_documents(mesh.env, job_id) == []
         # What upload publishes it may record.
-        reply = await upload.call(
+        reply = await upload.call_raw(
             topology.PROVENANCE_RECORD, record_request(upload, failed), timeout=30
         )
     assert reply.meta["created"] == 1
@@ -159,7 +159,7 @@ async def test_upload_serves_a_result_with_the_type_of_its_format(
     admin: BrokerSettings = settings_from(env, BrokerSettings)
     async with Broker(admin, service="tests") as operator:  # records what a runner would
         request = record_request(operator, uploaded, processed)
-        await operator.call(topology.PROVENANCE_RECORD, request, timeout=30)
+        await operator.call_raw(topology.PROVENANCE_RECORD, request, timeout=30)
     async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job_id}/result") as response:
         assert response.status == 200, await response.text()
         assert response.headers["Content-Type"] == "image/png"
@@ -203,7 +203,7 @@ async def run_job_with_imageproc(
         Broker(as_service(env, "imageproc"), service="imageproc") as imageproc,
         Broker(admin, service="tests") as tests,
     ):
-        await imageproc.serve(topology.IMAGEPROC_RUN, evil)
+        await imageproc.serve_raw(topology.IMAGEPROC_RUN, evil)
         channel = await tests.channel()
         outcomes = await channel.declare_queue(exclusive=True)
         await outcomes.bind(env["AMQP_EXCHANGE_EVENTS"], ImageProcessed.type)

@@ -7,16 +7,19 @@ a parking lot for failures, RPC with timeouts, and per-message log context.
     async with Broker(settings, service="imageproc_runner") as broker:
         await broker.subscribe(RUNNER_UPLOADS, handle_upload, ImageUploaded)
         await broker.publish(ImageProcessed(...), cause=envelope)
-        reply = await broker.call(IMAGEPROC_RUN, RpcMessage(meta, payload), timeout=60)
+        reply, output = await broker.call(IMAGEPROC_RUN, RunRequest(...), payload=data, timeout=60)
+
+Each RPC route is declared once with its request and reply models (`topology`,
+`contracts`); `messaging.testing` runs the same code without a server.
 """
 
-from . import events, topology
+from . import contracts, events, topology
 from ._broker import Broker, Dispatch, MessageTooLarge, RpcHandler, Unroutable, Watcher
 from ._consumer import Delivery, Handler, ParkHandler, delivery_attempts, retry_delay
 from ._context import MessageContext, PermanentError
 from ._envelope import Envelope, EnvelopeError, follow_up_id, new_event_id
 from ._settings import BrokerSettings
-from .rpc import RpcError, RpcMessage, RpcTimeout, RpcUnavailable
+from .rpc import RpcCall, RpcError, RpcMessage, RpcServer, RpcTimeout, RpcUnavailable
 
 __all__ = [
     "Broker",
@@ -30,13 +33,16 @@ __all__ = [
     "MessageTooLarge",
     "ParkHandler",
     "PermanentError",
+    "RpcCall",
     "RpcError",
     "RpcHandler",
     "RpcMessage",
+    "RpcServer",
     "RpcTimeout",
     "RpcUnavailable",
     "Unroutable",
     "Watcher",
+    "contracts",
     "delivery_attempts",
     "events",
     "follow_up_id",

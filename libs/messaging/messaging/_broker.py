@@ -19,7 +19,8 @@ from ._core import (
     MessageTooLarge,
     Unroutable,
 )
-from ._rpc_broker import RpcHandler, _RpcBroker
+from ._rpc_broker import _RpcBroker
+from .rpc import RpcHandler
 
 __all__ = [
     "FLOW_CHECK_TIMEOUT",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -24,16 +23,22 @@ from .rpc import (
     ERROR_CODE_HEADER,
     ERROR_MESSAGE_HEADER,
     JOB_HEADER,
+    Rep,
+    Req,
     RpcError,
+    RpcHandler,
     RpcMessage,
+    RpcServer,
     RpcTimeout,
     RpcUnavailable,
     error_from_message,
+    reply_of,
+    request_message,
+    rpc_handler,
 )
 
 log = structlog.get_logger("messaging")
-
-RpcHandler = Callable[[RpcMessage], Awaitable[RpcMessage]]
+Route = topology.RpcRoute[Any, Any]
 
 
 class _RpcBroker(_ConsumingBroker):
@@ -61,13 +66,40 @@ class _RpcBroker(_ConsumingBroker):
         self._reply_channel: AbstractChannel | None = None
         self._reply_lock = asyncio.Lock()
 
-    # -- RPC -------------------------------------------------------------------------------
+    # -- RPC, typed --------------------------------------------------------------------------
 
     async def serve(
-        self, route: topology.RpcRoute, handler: RpcHandler, *, prefetch: int = 4
+        self,
+        route: topology.RpcRoute[Req, Rep],
+        server: RpcServer[Req, Rep],
+        *,
+        prefetch: int = 4,
     ) -> None:
-        """Answer requests on `route`. Handler errors become error replies (RpcError keeps
-        its code; anything else is `internal`); the request is acked once answered."""
+        """Answer requests on `route` with `server`: each request validated against the
+        route's request model (`bad_request` if it is not one), each answer encoded as
+        its reply. Errors as `serve_raw` says."""
+        await self.serve_raw(route, rpc_handler(route, server), prefetch=prefetch)
+
+    async def call(
+        self,
+        route: topology.RpcRoute[Req, Rep],
+        request: Req,
+        *,
+        payload: bytes = b"",
+        timeout: float,
+        job_id: str | None = None,
+    ) -> tuple[Rep, bytes]:
+        """Ask `route`: its reply model (validated: `malformed_reply` if the server
+        answered something else) and the reply's binary payload. Errors as `call_raw`."""
+        message = request_message(route, request, payload)
+        return reply_of(route, await self.call_raw(route, message, timeout=timeout, job_id=job_id))
+
+    # -- RPC, raw messages -----------------------------------------------------------------
+
+    async def serve_raw(self, route: Route, handler: RpcHandler, *, prefetch: int = 4) -> None:
+        """Answer requests on `route` with a handler of raw messages (meta unchecked).
+        Handler errors become error replies (RpcError keeps its code; anything else is
+        `internal`); the request is acked once answered."""
         in_flight = _metrics.IN_FLIGHT.labels(route.queue_name)
 
         async def on_request(message: AbstractIncomingMessage) -> None:
@@ -81,7 +113,7 @@ class _RpcBroker(_ConsumingBroker):
         log.info("serving", route=route.name, prefetch=prefetch)
 
     async def _answer(
-        self, route: topology.RpcRoute, handler: RpcHandler, message: AbstractIncomingMessage
+        self, route: Route, handler: RpcHandler, message: AbstractIncomingMessage
     ) -> None:
         job_id = (message.headers or {}).get(JOB_HEADER)
         with structlog.contextvars.bound_contextvars(job_id=job_id, rpc=route.name):
@@ -123,7 +155,7 @@ class _RpcBroker(_ConsumingBroker):
                 error=headers.get(ERROR_CODE_HEADER),
             )
 
-    def _caller(self, route: topology.RpcRoute, message: AbstractIncomingMessage) -> str | None:
+    def _caller(self, route: Route, message: AbstractIncomingMessage) -> str | None:
         """The calling service (None for an operator), or RpcError `forbidden` when the
         request's broker user is not one of the route's callers."""
         sender = self.identities.sender(message)
@@ -143,9 +175,9 @@ class _RpcBroker(_ConsumingBroker):
         except Unroutable:
             log.warning("rpc_caller_gone", reply_to=request.reply_to)
 
-    async def call(
+    async def call_raw(
         self,
-        route: topology.RpcRoute,
+        route: Route,
         request: RpcMessage,
         *,
         timeout: float,
@@ -174,7 +206,7 @@ class _RpcBroker(_ConsumingBroker):
 
     async def _call(
         self,
-        route: topology.RpcRoute,
+        route: Route,
         request: RpcMessage,
         *,
         timeout: float,

@@ -122,7 +122,7 @@ def _message(event: type[Event]) -> dict[str, Any]:
     return message
 
 
-def _request_name(route: topology.RpcRoute) -> str:
+def _request_name(route: topology.RpcRoute[Any, Any]) -> str:
     """The message a route's channel carries: its typed request, else the generic one."""
     model = REQUESTS.get(route.name)
     return model.__name__ if model is not None else "RpcRequest"
@@ -188,7 +188,7 @@ def _operations() -> dict[str, Any]:
     return operations
 
 
-def _rpc_channel(route: topology.RpcRoute) -> str:
+def _rpc_channel(route: topology.RpcRoute[Any, Any]) -> str:
     return f"rpc-{route.name.replace('.', '-')}"
 
 

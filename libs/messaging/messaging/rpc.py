@@ -1,4 +1,6 @@
-"""RPC messages: a small JSON `meta` part plus an optional binary `payload`.
+"""RPC messages: a small JSON `meta` part plus an optional binary `payload`, and the typed
+layer over them: each route's request and reply models (`topology.RpcRoute`,
+`contracts`), validated on receipt.
 
 Images travel as raw bytes in the payload (never base64 in JSON); meta rides in a header
 when there is a payload, and is the JSON body when there is none.
@@ -7,11 +9,18 @@ when there is a payload, and is the JSON body when there is none.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractIncomingMessage
+from pydantic import BaseModel, ValidationError
+
+from .topology import RpcRoute
+
+Req = TypeVar("Req", bound=BaseModel)
+Rep = TypeVar("Rep", bound=BaseModel)
 
 META_HEADER = "x-rpc-meta"
 ERROR_CODE_HEADER = "x-rpc-error-code"
@@ -99,3 +108,69 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RpcError("malformed_request", "RPC meta must be a JSON object")
     return value
+
+
+# --- the typed layer ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RpcCall:
+    """What a server knows of a request beside its model."""
+
+    payload: bytes = b""
+    caller: str | None = None
+    """The calling service, as the broker vouches for it; None for an operator."""
+
+
+RpcHandler = Callable[[RpcMessage], Awaitable[RpcMessage]]
+"""A server of raw messages (`Broker.serve_raw`)."""
+RpcServer = Callable[[Req, RpcCall], Awaitable[Rep | tuple[Rep, bytes]]]
+"""A typed server (`Broker.serve`): the validated request in; its route's reply out, with
+a binary payload beside it on routes that carry one."""
+
+
+def validation_message(exc: ValidationError) -> str:
+    """What was wrong with a message, in one line (never the value sent)."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "message"
+    return f"{where}: {error['msg']}"[:300]
+
+
+def request_of(route: RpcRoute[Req, Any], message: RpcMessage) -> Req:
+    """The route's request model from a received request; RpcError `bad_request` when it
+    is not one (a payload where the route takes none included)."""
+    if message.payload and not route.payload:
+        raise RpcError("bad_request", f"{route.name} takes no payload")
+    try:
+        return route.request.model_validate(message.meta)
+    except ValidationError as exc:
+        raise RpcError("bad_request", validation_message(exc)) from None
+
+
+def request_message(route: RpcRoute[Req, Any], request: Req, payload: bytes) -> RpcMessage:
+    if payload and not route.payload:
+        raise ValueError(f"{route.name} takes no payload")
+    return RpcMessage(request.model_dump(mode="json"), payload)
+
+
+def reply_of(route: RpcRoute[Any, Rep], message: RpcMessage) -> tuple[Rep, bytes]:
+    """The route's reply model from a received reply; RpcError `malformed_reply` when the
+    server answered something else."""
+    try:
+        return route.reply.model_validate(message.meta), message.payload
+    except ValidationError as exc:
+        reason = f"{route.name} answered {validation_message(exc)}"
+        raise RpcError("malformed_reply", reason) from None
+
+
+def rpc_handler(route: RpcRoute[Req, Rep], server: RpcServer[Req, Rep]) -> RpcHandler:
+    """`server` as a handler of raw messages: the request validated against the route,
+    the answer encoded as its reply (what `Broker.serve` runs; tests call it directly)."""
+
+    async def handle(message: RpcMessage) -> RpcMessage:
+        request = request_of(route, message)
+        answer = await server(request, RpcCall(message.payload, message.caller))
+        reply, payload = answer if isinstance(answer, tuple) else (answer, b"")
+        return RpcMessage(reply.model_dump(mode="json"), payload)
+
+    return handle

@@ -17,13 +17,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from pydantic import BaseModel
 
+from . import contracts as c
 from ._settings import BrokerSettings
 from .events import ExchangeKind
+
+Req = TypeVar("Req", bound=BaseModel)
+Rep = TypeVar("Rep", bound=BaseModel)
 
 RPC_EXCHANGE_PREFIX = "imagemesh.rpc"
 """RPC requests go to `imagemesh.rpc.<serving service>` (see `RpcRoute.exchange`)."""
@@ -65,15 +70,20 @@ class QueueSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class RpcRoute:
+class RpcRoute(Generic[Req, Rep]):
     """A request queue served by one service. Classic, durable, not replicated: a request
     lives at most as long as its caller waits (it carries that as its expiration).
 
     `name` is `<serving service>.<route>`; `callers` are the services that may call it
-    (the server refuses anyone else's request, by the request's AMQP `user_id`)."""
+    (the server refuses anyone else's request, by the request's AMQP `user_id`).
+    `request` and `reply` are the models of what it takes and answers (`contracts`), both
+    checked on receipt; `payload` says whether raw bytes travel beside them (an image)."""
 
     name: str
     callers: tuple[str, ...]
+    request: type[Req]
+    reply: type[Rep]
+    payload: bool = False
 
     @property
     def server(self) -> str:
@@ -103,18 +113,38 @@ def rpc_exchange(server: str) -> str:
 # The work queues and RPC routes of the mesh.
 RUNNER_UPLOADS = QueueSpec("imageproc_runner.image-uploaded", (("events", "image.uploaded"),))
 PROVENANCE_EVENTS = QueueSpec("provenancedb.events", (("events", "#"), ("provenance", "#")))
-IMAGEPROC_RUN = RpcRoute("imageproc.run", callers=("imageproc_runner",))
-IMAGEPROC_ENGINE = RpcRoute("imageproc.engine", callers=("imageproc_runner",))
+IMAGEPROC_RUN = RpcRoute(
+    "imageproc.run",
+    callers=("imageproc_runner",),
+    request=c.RunRequest,
+    reply=c.RunReply,
+    payload=True,
+)
+IMAGEPROC_ENGINE = RpcRoute(
+    "imageproc.engine", callers=("imageproc_runner",), request=c.EngineRequest, reply=c.EngineReply
+)
 """What imageproc computes with (versions): the runner's reuse key, learnt without work."""
-PROVENANCE_RECORD = RpcRoute("provenancedb.record", callers=("upload",))
-PROVENANCE_JOB_STATUS = RpcRoute("provenancedb.job-status", callers=("upload",))
-PROVENANCE_JOB_PROV = RpcRoute("provenancedb.job-provenance", callers=("upload",))
-PROVENANCE_LINEAGE = RpcRoute("provenancedb.lineage", callers=("upload",))
-PROVENANCE_JOBS = RpcRoute("provenancedb.jobs", callers=("upload",))
-PROVENANCE_JOB_COUNTS = RpcRoute("provenancedb.job-counts", callers=("upload",))
+PROVENANCE_RECORD = RpcRoute(
+    "provenancedb.record", callers=("upload",), request=c.RecordRequest, reply=c.RecordReply
+)
+PROVENANCE_JOB_STATUS = RpcRoute(
+    "provenancedb.job-status", callers=("upload",), request=c.JobRequest, reply=c.FoundJob
+)
+PROVENANCE_JOB_PROV = RpcRoute(
+    "provenancedb.job-provenance", callers=("upload",), request=c.JobRequest, reply=c.FoundDocument
+)
+PROVENANCE_LINEAGE = RpcRoute(
+    "provenancedb.lineage", callers=("upload",), request=c.LineageRequest, reply=c.FoundLineage
+)
+PROVENANCE_JOBS = RpcRoute(
+    "provenancedb.jobs", callers=("upload",), request=c.JobsRequest, reply=c.JobPage
+)
+PROVENANCE_JOB_COUNTS = RpcRoute(
+    "provenancedb.job-counts", callers=("upload",), request=c.JobCountsRequest, reply=c.JobCounts
+)
 
 ALL_QUEUES = (RUNNER_UPLOADS, PROVENANCE_EVENTS)
-ALL_ROUTES = (
+ALL_ROUTES: tuple[RpcRoute[Any, Any], ...] = (
     IMAGEPROC_RUN,
     IMAGEPROC_ENGINE,
     PROVENANCE_RECORD,
@@ -213,7 +243,7 @@ async def _declare_parking(channel: AbstractChannel, queue: str) -> None:
     await parking.bind(DEAD_LETTER_EXCHANGE, routing_key=queue)
 
 
-async def declare_rpc_queue(channel: AbstractChannel, route: RpcRoute) -> AbstractQueue:
+async def declare_rpc_queue(channel: AbstractChannel, route: RpcRoute[Any, Any]) -> AbstractQueue:
     # Requests that cannot be answered (no reply_to) are parked, not dropped.
     await _declare_parking(channel, route.queue_name)
     queue = await channel.declare_queue(

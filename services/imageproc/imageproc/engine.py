@@ -4,7 +4,7 @@ The runner reuses an earlier job's output only for the same input bytes, canonic
 pipeline and engine (`imageproc_runner/reuse.py`), so the engine must change whenever an
 output could: imageproc's own code, the operation catalogue (defaults, validation), the
 libvips it runs and the bindings and libraries around it. Every `imageproc.run` reply
-carries it (`meta["engine"]`), and `imageproc.engine` answers it without any work.
+carries it (`RunReply.engine`), and `imageproc.engine` answers it without any work.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 from functools import cache
 from importlib import metadata
 
-from messaging import RpcError, RpcMessage
+from messaging import RpcCall
+from messaging.contracts import EngineReply, EngineRequest
 
 ENGINE_DISTRIBUTIONS = ("imagemesh-imageproc", "imagemesh-pipeline", "pyvips", "pillow")
 """Installed packages whose version changes what a pipeline produces."""
@@ -36,9 +37,8 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
-async def on_engine(request: RpcMessage) -> RpcMessage:
+async def on_engine(request: EngineRequest, call: RpcCall) -> EngineReply:
     """`imageproc.engine`: `{"engine": ...}`, so a caller can look up an earlier result
-    before it asks for any work. It takes no parameters: a request with any is refused."""
-    if request.meta or request.payload:
-        raise RpcError("bad_request", "imageproc.engine takes no parameters and no payload")
-    return RpcMessage({"engine": engine_version()})
+    before it asks for any work. It takes no parameters and no payload: its route's
+    request model refuses any (`bad_request`)."""
+    return EngineReply(engine=engine_version())

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import structlog
 from prometheus_client import Histogram
 
-from messaging import RpcError, RpcMessage
+from messaging import RpcCall, RpcError
+from messaging.contracts import RunReply, RunRequest
+from messaging.events import StepTiming
 from pipeline import ImageLimits, PipelineError, parse_pipeline
 
 from .engine import engine_version
@@ -60,22 +61,22 @@ class ImageProcessor:
         self._pool = pool
         self._rules = rules
 
-    async def on_run(self, request: RpcMessage) -> RpcMessage:
+    async def on_run(self, request: RunRequest, call: RpcCall) -> tuple[RunReply, bytes]:
         # Never trust the message: size, pipeline and image are checked again here.
         rules = self._rules
-        if len(request.payload) > rules.max_input_bytes:
+        if len(call.payload) > rules.max_input_bytes:
             raise RpcError(
                 "too_large",
-                f"input of {len(request.payload)} bytes exceeds the limit of "
+                f"input of {len(call.payload)} bytes exceeds the limit of "
                 f"{rules.max_input_bytes} bytes",
             )
         try:
-            ops = parse_pipeline(request.meta.get("pipeline", []), max_ops=rules.max_ops)
+            ops = parse_pipeline(request.pipeline, max_ops=rules.max_ops)
         except PipelineError as exc:
             raise RpcError("invalid_pipeline", str(exc)) from exc
         started, outcome = time.perf_counter(), "internal"
         try:
-            result = await self._pool.run(request.payload, ops, limits=rules.limits)
+            result = await self._pool.run(call.payload, ops, limits=rules.limits)
             outcome = "ok"
         except ProcessingError as exc:
             outcome = exc.code
@@ -90,11 +91,11 @@ class ImageProcessor:
                 f"{rules.max_output_bytes} bytes",
             )
         log.info(
-            "pipeline_done", ops=len(ops), bytes_in=len(request.payload), bytes_out=len(result.data)
+            "pipeline_done", ops=len(ops), bytes_in=len(call.payload), bytes_out=len(result.data)
         )
         # The steps go back to the runner, which records them in `image.processed`:
         # imageproc publishes nothing (one event fewer per operation).
-        return RpcMessage(_describe(result), result.data)
+        return _describe(result), result.data
 
 
 def _observe_steps(result: PipelineResult) -> None:
@@ -103,20 +104,20 @@ def _observe_steps(result: PipelineResult) -> None:
     ENCODE_SECONDS.labels(result.info.format.value).observe(result.encode_ms / 1000)
 
 
-def _describe(result: PipelineResult) -> dict[str, Any]:
-    return {
-        "format": result.info.format.value,
-        "content_type": result.content_type,
-        "width": result.info.width,
-        "height": result.info.height,
-        "bytes": len(result.data),
-        "steps": [
-            {key: value for key, value in asdict(step).items() if value is not None}
+def _describe(result: PipelineResult) -> RunReply:
+    return RunReply(
+        format=result.info.format.value,
+        content_type=result.content_type,
+        width=result.info.width,
+        height=result.info.height,
+        bytes=len(result.data),
+        steps=[
+            StepTiming(op=step.op, params=step.params, duration_ms=step.duration_ms, info=step.info)
             for step in result.steps
         ],
-        "encode_ms": result.encode_ms,
-        "input_info": result.input_info,
-        "output_info": result.output_info,
+        encode_ms=result.encode_ms,
+        input_info=result.input_info,
+        output_info=result.output_info,
         # What made these bytes: the runner's reuse key names it (`engine.py`).
-        "engine": engine_version(),
-    }
+        engine=engine_version(),
+    )

@@ -42,10 +42,10 @@ from messaging import (
     Broker,
     MessageContext,
     RpcError,
-    RpcMessage,
     follow_up_id,
     topology,
 )
+from messaging.contracts import EngineRequest, RunReply
 from messaging.events import ImageProcessed, ImageRef, ImageReused, ImageUploaded
 from objectstore import ObjectNotFound, ObjectStore
 from pipeline import PipelineError, parse_pipeline, pipeline_to_json
@@ -132,18 +132,18 @@ class Reuse:
         if self._engine is not None and self._clock() < self._engine_until:
             return self._engine
         try:
-            reply = await self._broker.call(
-                topology.IMAGEPROC_ENGINE, RpcMessage({}), timeout=ENGINE_TIMEOUT_SECONDS
+            reply, _ = await self._broker.call(
+                topology.IMAGEPROC_ENGINE, EngineRequest(), timeout=ENGINE_TIMEOUT_SECONDS
             )
         except RpcError as exc:
             log.info("engine_unknown", code=exc.code)
             return None
-        self.observe_engine(reply.meta.get("engine"))
+        self.observe_engine(reply.engine)
         return self._engine
 
-    def observe_engine(self, engine: object) -> None:
+    def observe_engine(self, engine: str | None) -> None:
         """An engine imageproc named (in any reply): the current one from now on."""
-        if isinstance(engine, str) and engine:
+        if engine:
             if engine != self._engine and self._engine is not None:
                 log.info("engine_changed", was=self._engine, now=engine)
             self._engine, self._engine_until = engine, self._clock() + self._ttl
@@ -213,15 +213,15 @@ class Reuse:
             self._known.popitem(last=False)
 
     async def remember(
-        self, event: ImageUploaded, ctx: MessageContext, output: ImageRef, meta: dict[str, Any]
+        self, event: ImageUploaded, ctx: MessageContext, output: ImageRef, reply: RunReply
     ) -> None:
         """Index a computation that succeeded (output stored, `image.processed` next) under
         the engine that computed it. Best effort: without its entry, the next identical job
         is computed."""
-        engine = meta.get("engine")
+        engine = reply.engine
         self.observe_engine(engine)
         pipeline = canonical_pipeline(event.pipeline)
-        if not isinstance(engine, str) or not engine or pipeline is None:
+        if not engine or pipeline is None:
             return
         key = reuse_key(event.input.sha256, pipeline, engine)
         entry = Computation(
@@ -230,7 +230,7 @@ class Reuse:
             computation=follow_up_id(ctx.envelope.id, ImageProcessed.type),
             engine=engine,
             output=output,
-            input_info=meta.get("input_info"),
+            input_info=reply.input_info,
         )
         try:
             await self._store.put(

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import structlog
 from prometheus_client import Counter, Histogram
 
-from messaging import Broker, MessageContext, PermanentError, RpcError, RpcMessage, topology
+from messaging import Broker, MessageContext, PermanentError, RpcError, topology
+from messaging.contracts import RunReply, RunRequest
 from messaging.events import (
     ErrorInfo,
     ImageProcessed,
@@ -19,7 +20,6 @@ from messaging.events import (
     ImageUploaded,
     JobFailed,
     ProcessingStarted,
-    StepTiming,
 )
 from messaging.formats import content_type_of
 from objectstore import ObjectStore
@@ -98,9 +98,51 @@ class Runner:
         good; raises when it is worth trying again."""
         if self._reuse is not None and await self._reuse.reused(event, ctx):
             return ""
+        try:
+            reply, data = await self._compute(event, ctx)
+        except RpcError as exc:
+            if exc.code in TRANSIENT_RPC_CODES or _retry_once(exc, ctx):
+                raise
+            await self._fail(event, ctx, exc.code, exc.message)
+            return exc.code
+        content_type = content_type_of(reply.format)
+        if content_type is None:
+            # Stored and served with a type from the allow-list only: never imageproc's word.
+            await self._fail(
+                event,
+                ctx,
+                "bad_output",
+                f"imageproc answered format {reply.format!r}, not an image format",
+            )
+            return "bad_output"
+        # No event of its own for the stored output: `image.processed` names it.
+        output = await self._store_output(event.job_id, event.input, reply, data, content_type)
+        processed = ImageProcessed(
+            job_id=event.job_id,
+            input=event.input.model_copy(update={"info": reply.input_info}),
+            output=output,
+            pipeline=event.pipeline,
+            steps=reply.steps,
+            duration_ms=round((time.monotonic() - started) * 1000, 2),
+            attempt=ctx.attempt,
+            engine=_engine(reply.engine),
+        )
+        # The reuse index entry (only for an output that is stored) and the outcome go
+        # together: a job that reuses this output in between finds a complete output whose
+        # own job's success is on its way.
+        await _together(
+            self._reuse.remember(event, ctx, output, reply)
+            if self._reuse is not None
+            else asyncio.sleep(0),
+            ctx.publish(processed),
+        )
+        log.info("job_succeeded", output=output.uri, bytes=output.bytes)
+        return ""
+
+    async def _compute(self, event: ImageUploaded, ctx: MessageContext) -> tuple[RunReply, bytes]:
+        """Record the attempt and fetch the input (together: neither waits for the other),
+        then have imageproc run the pipeline: its reply and the output's bytes."""
         # One record per attempt (a redelivery of the same attempt publishes the same id).
-        attempt_key = f"attempt-{ctx.attempt}"
-        # The record and the input's download go together: neither waits for the other.
         _, data = await _together(
             ctx.publish(
                 ProcessingStarted(
@@ -109,56 +151,18 @@ class Runner:
                     pipeline=event.pipeline,
                     attempt=ctx.attempt,
                 ),
-                key=attempt_key,
+                key=f"attempt-{ctx.attempt}",
             ),
             self._store.get(event.input.bucket, event.input.key),
         )
-        try:
-            reply = await self._broker.call(
-                topology.IMAGEPROC_RUN,
-                # imageproc records nothing: its reply lists the operations it applied.
-                RpcMessage({"pipeline": event.pipeline}, data),
-                timeout=self._timeout,
-                job_id=event.job_id,
-            )
-        except RpcError as exc:
-            if exc.code in TRANSIENT_RPC_CODES or _retry_once(exc, ctx):
-                raise
-            await self._fail(event, ctx, exc.code, exc.message)
-            return exc.code
-        content_type = content_type_of(reply.meta.get("format"))
-        if content_type is None:
-            # Stored and served with a type from the allow-list only: never imageproc's word.
-            await self._fail(
-                event,
-                ctx,
-                "bad_output",
-                f"imageproc answered format {reply.meta.get('format')!r}, not an image format",
-            )
-            return "bad_output"
-        # No event of its own for the stored output: `image.processed` names it.
-        output = await self._store_output(event.job_id, event.input, reply, content_type)
-        processed = ImageProcessed(
+        # imageproc records nothing: its reply lists the operations it applied.
+        return await self._broker.call(
+            topology.IMAGEPROC_RUN,
+            RunRequest(pipeline=event.pipeline),
+            payload=data,
+            timeout=self._timeout,
             job_id=event.job_id,
-            input=event.input.model_copy(update={"info": reply.meta.get("input_info")}),
-            output=output,
-            pipeline=event.pipeline,
-            steps=[StepTiming.model_validate(step) for step in reply.meta.get("steps", [])],
-            duration_ms=round((time.monotonic() - started) * 1000, 2),
-            attempt=ctx.attempt,
-            engine=_engine(reply.meta),
         )
-        # The reuse index entry (only for an output that is stored) and the outcome go
-        # together: a job that reuses this output in between finds a complete output whose
-        # own job's success is on its way.
-        await _together(
-            self._reuse.remember(event, ctx, output, reply.meta)
-            if self._reuse is not None
-            else asyncio.sleep(0),
-            ctx.publish(processed),
-        )
-        log.info("job_succeeded", output=output.uri, bytes=output.bytes)
-        return ""
 
     async def on_parked(self, event: ImageUploaded, ctx: MessageContext, error: str) -> None:
         """The upload is parked after its last attempt: tell the job's owner it failed.
@@ -180,19 +184,18 @@ class Runner:
         await ctx.publish(failed)
 
     async def _store_output(
-        self, job_id: str, source: ImageRef, reply: RpcMessage, content_type: str
+        self, job_id: str, source: ImageRef, reply: RunReply, data: bytes, content_type: str
     ) -> ImageRef:
-        meta = reply.meta
-        if len(reply.payload) > INLINE_HASH_BYTES:
-            digest = await asyncio.to_thread(lambda: hashlib.sha256(reply.payload).hexdigest())
+        if len(data) > INLINE_HASH_BYTES:
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         else:  # less than a thread hop costs
-            digest = hashlib.sha256(reply.payload).hexdigest()
+            digest = hashlib.sha256(data).hexdigest()
         # One key per job: unique across jobs, and a redelivery rewrites the same object.
-        key = f"{job_id}/output{_EXTENSIONS.get(meta['format'], '.bin')}"
+        key = f"{job_id}/output{_EXTENSIONS.get(reply.format, '.bin')}"
         await self._store.put(
             self._output_bucket,
             key,
-            reply.payload,
+            data,
             content_type=content_type,
             metadata={"job-id": job_id, "sha256": digest, "derived-from-sha256": source.sha256},
         )
@@ -200,12 +203,12 @@ class Runner:
             bucket=self._output_bucket,
             key=key,
             sha256=digest,
-            bytes=len(reply.payload),
-            format=meta["format"],
-            width=meta["width"],
-            height=meta["height"],
+            bytes=len(data),
+            format=reply.format,
+            width=reply.width,
+            height=reply.height,
             content_type=content_type,
-            info=meta.get("output_info"),
+            info=reply.output_info,
         )
 
 
@@ -236,7 +239,7 @@ def _error_code(exc: Exception) -> str:
     return exc.code if isinstance(exc, RpcError) else type(exc).__name__
 
 
-def _engine(meta: dict[str, object]) -> str | None:
-    """What applied the operations, as imageproc's reply names it (text, or nothing)."""
-    engine = meta.get("engine")
-    return engine[:512] if isinstance(engine, str) else None
+def _engine(engine: str | None) -> str | None:
+    """What applied the operations, as imageproc's reply names it (at most 512 characters,
+    what `image.processed` holds)."""
+    return engine[:512] if engine is not None else None

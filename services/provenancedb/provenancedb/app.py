@@ -2,36 +2,38 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from messaging import (
-    Broker,
-    Envelope,
-    EnvelopeError,
-    MessageContext,
-    RpcError,
-    RpcMessage,
-    topology,
-)
+from messaging import Broker, Envelope, EnvelopeError, MessageContext, RpcCall, RpcError, topology
 from messaging.constants import PROVENANCEDB
+from messaging.contracts import (
+    FoundDocument,
+    FoundJob,
+    FoundLineage,
+    JobCounts,
+    JobCountsRequest,
+    JobPage,
+    JobRequest,
+    JobsRequest,
+    LineageRequest,
+    RecordedEvent,
+    RecordReply,
+    RecordRequest,
+)
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
-from messaging.queries import JobCountsRequest, LineageRequest
 from servicekit import add_ops_routes, resource
 
 from .documents import to_document
-from .history import bad_request_message, jobs_request, recent_jobs
+from .history import recent_jobs
 from .lineage import image_lineage
 from .provview import merge_prov
 from .settings import Settings
 from .store import ProvenanceStore, open_store
 
 log = structlog.get_logger("provenancedb")
-
-_Request = TypeVar("_Request", bound=BaseModel)
 
 BROKER = web.AppKey("broker", Broker)
 STORE = web.AppKey("store", ProvenanceStore)
@@ -108,7 +110,7 @@ class Recorder:
             log.info("provenance_duplicate", doc_id=envelope.id)
         return created
 
-    async def on_record_request(self, request: RpcMessage) -> RpcMessage:
+    async def on_record_request(self, request: RecordRequest, call: RpcCall) -> RecordReply:
         """Record events synchronously, in order: the upload service records a job's intake
         this way before it answers 202, so the job exists for `GET /api/v1/jobs/{id}` the
         moment the client has its id.
@@ -116,70 +118,49 @@ class Recorder:
         Each event's type must be one the calling service publishes (`published_by`, by
         the request's AMQP user): recording is publishing, and no caller records around
         the broker's per-event-type topic permissions."""
-        events = request.meta.get("events")
-        if not isinstance(events, list) or not events:
-            raise RpcError("bad_request", "events must be a non-empty list")
-        parsed = [_event_from_meta(item) for item in events]
+        parsed = [_recordable(item) for item in request.events]
         for _, event in parsed:
-            if request.caller is not None and request.caller not in event.published_by:
-                log.warning("record_refused", caller=request.caller, event_type=event.type)
-                raise RpcError("forbidden", f"{request.caller} may not record {event.type}")
+            if call.caller is not None and call.caller not in event.published_by:
+                log.warning("record_refused", caller=call.caller, event_type=event.type)
+                raise RpcError("forbidden", f"{call.caller} may not record {event.type}")
         created = await self._store.record_all([to_document(*pair) for pair in parsed])
         for (envelope, _), new in zip(parsed, created, strict=True):
             log.info("provenance_recorded" if new else "provenance_duplicate", doc_id=envelope.id)
-        return RpcMessage({"recorded": len(created), "created": sum(created)})
+        return RecordReply(recorded=len(created), created=sum(created))
 
-    async def on_status_request(self, request: RpcMessage) -> RpcMessage:
-        """`{"found": bool, "job": {...}|null}`: the job folded from its events, with its
-        `owner` (the principal that uploaded it) for the caller to check."""
-        job = await self._store.job_status(_job_id(request.meta))
-        return RpcMessage({"found": job is not None, "job": job})
+    async def on_status_request(self, request: JobRequest, call: RpcCall) -> FoundJob:
+        """The job folded from its events, with its `owner` (the principal that uploaded
+        it) for the caller to check."""
+        job = await self._store.job_status(request.job_id)
+        return FoundJob(found=job is not None, job=job)
 
-    async def on_provenance_request(self, request: RpcMessage) -> RpcMessage:
+    async def on_provenance_request(self, request: JobRequest, call: RpcCall) -> FoundDocument:
         """The job's whole history as one W3C PROV-JSON document."""
-        docs = await self._store.job_documents(_job_id(request.meta))
+        docs = await self._store.job_documents(request.job_id)
         if not docs:
-            return RpcMessage({"found": False})
-        return RpcMessage({"found": True, "document": merge_prov([d["prov"] for d in docs])})
+            return FoundDocument(found=False)
+        return FoundDocument(found=True, document=merge_prov([d["prov"] for d in docs]))
 
-    async def on_lineage_request(self, request: RpcMessage) -> RpcMessage:
-        """An image's ancestors and descendants, across jobs (`LineageRequest`: with an
-        `owner`, that principal's jobs only)."""
-        query = _parse(LineageRequest, request.meta)
-        lineage = await image_lineage(self._store, query.sha256, owner=query.owner)
-        return RpcMessage({"found": lineage is not None, "lineage": lineage})
+    async def on_lineage_request(self, request: LineageRequest, call: RpcCall) -> FoundLineage:
+        """An image's ancestors and descendants, across jobs (with an `owner`, that
+        principal's jobs only)."""
+        lineage = await image_lineage(self._store, request.sha256, owner=request.owner)
+        return FoundLineage(found=lineage is not None, lineage=lineage)
 
-    async def on_jobs_request(self, request: RpcMessage) -> RpcMessage:
+    async def on_jobs_request(self, request: JobsRequest, call: RpcCall) -> JobPage:
         """Recent jobs, newest first, optionally of one status and one owner, a page at a
-        time (`JobsRequest`): one index read per page."""
-        page = await recent_jobs(self._store, jobs_request(request.meta))
-        return RpcMessage(page)
+        time: one index read per page (a cursor that is not one is `bad_request`)."""
+        return JobPage.model_validate(await recent_jobs(self._store, request))
 
-    async def on_job_counts_request(self, request: RpcMessage) -> RpcMessage:
-        """A principal's jobs per status (`JobCountsRequest`), for upload's cap on waiting
-        jobs: `{"queued": n, "processing": n, "succeeded": n, "failed": n}`."""
-        query = _parse(JobCountsRequest, request.meta)
-        return RpcMessage(await self._store.job_counts(query.owner))
+    async def on_job_counts_request(self, request: JobCountsRequest, call: RpcCall) -> JobCounts:
+        """A principal's jobs per status, for upload's cap on waiting jobs."""
+        return JobCounts.model_validate(await self._store.job_counts(request.owner))
 
 
-def _parse(model: type[_Request], meta: dict[str, Any]) -> _Request:
+def _recordable(item: RecordedEvent) -> tuple[Envelope, Event]:
     try:
-        return model.model_validate(meta)
-    except ValidationError as exc:
-        raise RpcError("bad_request", bad_request_message(exc)) from None
-
-
-def _job_id(meta: dict[str, Any]) -> str:
-    job_id = meta.get("job_id")
-    if not isinstance(job_id, str):
-        raise RpcError("bad_request", "job_id must be a string")
-    return job_id
-
-
-def _event_from_meta(meta: Any) -> tuple[Envelope, Event]:
-    try:
-        envelope = Envelope.from_dict(meta["envelope"])
-        event = EVENTS_BY_TYPE[envelope.type].model_validate(meta["event"])
+        envelope = Envelope.from_dict(item.envelope)
+        event = EVENTS_BY_TYPE[envelope.type].model_validate(item.event)
         # Free-form parts (parameters, image info) must be strict JSON too (no NaN).
         json.dumps(event.model_dump(mode="json"), allow_nan=False)
     except (KeyError, TypeError, ValueError, EnvelopeError, ValidationError) as exc:

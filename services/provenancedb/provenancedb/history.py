@@ -11,8 +11,6 @@ import base64
 import json
 from typing import Any
 
-from pydantic import ValidationError
-
 from messaging import RpcError
 from messaging.queries import JobsRequest
 
@@ -20,19 +18,9 @@ from .store import ProvenanceStore
 from .summaries import job_of
 
 
-def jobs_request(meta: dict[str, Any]) -> JobsRequest:
-    """The request in `meta`; `bad_request` when it is not one (its cursor included)."""
-    try:
-        request = JobsRequest.model_validate(meta)
-    except ValidationError as exc:
-        raise RpcError("bad_request", bad_request_message(exc)) from None
-    if request.before:
-        decode_cursor(request.before)
-    return request
-
-
 async def recent_jobs(store: ProvenanceStore, request: JobsRequest) -> dict[str, Any]:
-    """{"jobs": [...], "next": cursor or None}: each job as the job-status RPC folds it."""
+    """{"jobs": [...], "next": cursor or None}: each job as the job-status RPC folds it.
+    RpcError `bad_request` for a `before` that is not a cursor this service gave."""
     before = decode_cursor(request.before) if request.before else None
     # One more than asked: whether there is a next page, in the same read.
     rows = await store.job_page(
@@ -58,10 +46,3 @@ def decode_cursor(cursor: object) -> list[str]:
     if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key)):
         raise bad
     return key
-
-
-def bad_request_message(exc: ValidationError) -> str:
-    """What was wrong with a request, in one line (never the value sent)."""
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "request"
-    return f"{where}: {error['msg']}"[:300]

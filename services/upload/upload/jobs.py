@@ -9,11 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from pydantic import BaseModel, ValidationError
 
-from messaging import Broker, Envelope, RpcError, RpcMessage, RpcUnavailable, topology
+from messaging import Broker, Envelope, RpcError, RpcUnavailable, topology
+from messaging.contracts import JobCountsRequest, JobRequest, JobsRequest, LineageRequest
 from messaging.events import (
     ClientInfo,
     ErrorInfo,
@@ -23,6 +25,7 @@ from messaging.events import (
     UploadReceived,
 )
 from messaging.formats import content_type_of
+from messaging.rpc import validation_message
 from objectstore import ObjectStore
 
 from .errors import ApiError
@@ -33,6 +36,8 @@ from .spool import Spool
 from .waiting import WaitingCap
 
 log = structlog.get_logger("upload")
+Req = TypeVar("Req", bound=BaseModel)
+Rep = TypeVar("Rep", bound=BaseModel)
 RETRY_AFTER_SECONDS = 5
 ABANDON_SECONDS = 120.0
 """How long upload keeps trying to mark a refused job `not_accepted` in provenance."""
@@ -101,9 +106,9 @@ class Jobs:
         if self._live is not None:
             return self._live.waiting(principal)
         try:
-            reply = await self._broker.call(
+            reply, _ = await self._broker.call(
                 topology.PROVENANCE_JOB_COUNTS,
-                RpcMessage({"owner": principal}),
+                JobCountsRequest(owner=principal),
                 timeout=self._rpc_timeout,
             )
         except RpcUnavailable:
@@ -114,7 +119,7 @@ class Jobs:
         except RpcError as exc:
             log.warning("provenance_unavailable", route="job-counts", code=exc.code)
             raise _unavailable("the provenance service is unavailable") from exc
-        return int(reply.meta.get("queued", 0))
+        return reply.queued
 
     async def _waiting(self) -> int:
         count, checked = self._queued
@@ -267,9 +272,8 @@ class Jobs:
 
     async def recorded_status(self, job_id: str) -> dict[str, Any] | None:
         """The job's status as provenance has recorded it."""
-        reply = await self._call(topology.PROVENANCE_JOB_STATUS, {"job_id": job_id}, job_id)
-        job = reply.get("job")
-        return job if isinstance(job, dict) else None
+        reply = await self._call(topology.PROVENANCE_JOB_STATUS, JobRequest(job_id=job_id), job_id)
+        return reply.job
 
     async def readable(self, job_id: str, reader: Principal) -> dict[str, Any] | None:
         """The job's status if `reader` may see it (its owner, or an auditor); else None,
@@ -282,9 +286,14 @@ class Jobs:
     ) -> dict[str, Any]:
         """Recent jobs, newest first: {"jobs": [...], "next": cursor or None}; only
         `owner`'s (None: everyone's, for auditors)."""
-        meta = {"status": status, "limit": limit, "before": before, "owner": owner}
-        reply = await self._call(topology.PROVENANCE_JOBS, meta, None)
-        return {"jobs": [public(job) for job in reply["jobs"]], "next": reply.get("next")}
+        try:
+            request = JobsRequest.model_validate(
+                {"status": status, "limit": limit, "before": before, "owner": owner}
+            )
+        except ValidationError as exc:
+            raise ApiError(400, "bad_request", validation_message(exc)) from exc
+        reply = await self._call(topology.PROVENANCE_JOBS, request, None)
+        return {"jobs": [public(job) for job in reply.jobs], "next": reply.next}
 
     async def input(self, job_id: str, reader: Principal) -> tuple[dict[str, Any], str]:
         """Where the job's input is stored, and its content type."""
@@ -298,17 +307,18 @@ class Jobs:
 
     async def provenance(self, job_id: str) -> dict[str, Any] | None:
         """The job's W3C PROV-JSON document, or None for an unknown job."""
-        reply = await self._call(topology.PROVENANCE_JOB_PROV, {"job_id": job_id}, job_id)
-        document = reply.get("document")
-        return document if reply.get("found") and isinstance(document, dict) else None
+        reply = await self._call(topology.PROVENANCE_JOB_PROV, JobRequest(job_id=job_id), job_id)
+        return reply.document if reply.found else None
 
     async def lineage(self, sha256: str, owner: str | None) -> dict[str, Any] | None:
         """Ancestors and descendants of an image through `owner`'s jobs (None: everyone's),
         or None when provenance never saw it in them."""
-        meta = {"sha256": sha256, "owner": owner}
-        reply = await self._call(topology.PROVENANCE_LINEAGE, meta, None)
-        lineage = reply.get("lineage")
-        return lineage if isinstance(lineage, dict) else None
+        try:
+            request = LineageRequest(sha256=sha256, owner=owner)
+        except ValidationError as exc:
+            raise ApiError(400, "bad_request", validation_message(exc)) from exc
+        reply = await self._call(topology.PROVENANCE_LINEAGE, request, None)
+        return reply.lineage
 
     async def result(self, job_id: str, reader: Principal) -> tuple[dict[str, Any], str]:
         """Where the job's output is stored, and its content type."""
@@ -345,11 +355,11 @@ class Jobs:
             spool.close()
 
     async def _call(
-        self, route: topology.RpcRoute, meta: dict[str, Any], job_id: str | None
-    ) -> dict[str, Any]:
+        self, route: topology.RpcRoute[Req, Rep], request: Req, job_id: str | None
+    ) -> Rep:
         try:
-            reply = await self._broker.call(
-                route, RpcMessage(meta), timeout=self._rpc_timeout, job_id=job_id
+            reply, _ = await self._broker.call(
+                route, request, timeout=self._rpc_timeout, job_id=job_id
             )
         except RpcError as exc:
             if exc.code == "bad_request":  # the question itself was wrong: the client's
@@ -358,7 +368,7 @@ class Jobs:
                 "provenance_unavailable", route=route.name, code=exc.code, reason=exc.message
             )
             raise _unavailable("the provenance service is unavailable") from exc
-        return reply.meta
+        return reply
 
 
 def new_job_id() -> str:
