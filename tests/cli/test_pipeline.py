@@ -1,8 +1,9 @@
 """`--op` parsing and checking pipelines against the catalogue (pure: no server).
 
 The catalogue is the real one (`pipeline.describe_operations()`, what `GET
-/api/v1/operations` serves), and the CLI's small JSON Schema checker is compared with
-`jsonschema` on generated parameters: it must agree on every operation's schema."""
+/api/v1/operations` serves). The CLI checks with `jsonschema` and words its findings; on
+generated parameters its verdict must be jsonschema's (no finding lost in the wording),
+and keywords the catalogue does not use yet are enforced too."""
 
 from __future__ import annotations
 
@@ -236,6 +237,52 @@ def test_every_problem_is_reported() -> None:
     assert len(problems) == 3, problems
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_operation_refuses_unknown_parameters(name: str) -> None:
+    problems = problems_of([{"op": name, "bogus": 1}])
+    assert any("unknown parameter 'bogus'" in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("value", "schema", "expected"),
+    [
+        ({"n": 3}, {"properties": {"n": {"multipleOf": 2}}}, ["n: 3 is not a multiple of 2"]),
+        (
+            {"tags": {"a": 1, "B": 2}},
+            {"properties": {"tags": {"propertyNames": {"pattern": "^[a-z]+$"}}}},
+            ['tags: "B" does not have the expected form'],
+        ),
+        (
+            {"box": {"w": 0}},
+            {
+                "$defs": {"Box": {"properties": {"w": {"minimum": 1}}, "required": ["w", "h"]}},
+                "properties": {"box": {"$ref": "#/$defs/Box"}},
+            },
+            ["box: missing required parameter 'h'", "box[w]: must be at least 1, got 0"],
+        ),
+        (
+            {"a": 1},
+            {"dependentRequired": {"a": ["b"]}},
+            ["missing required parameter 'b' (because a is given)"],
+        ),
+        (
+            {"n": 1},
+            {"properties": {"n": {"oneOf": [{"type": "integer"}, {"minimum": 0}]}}},
+            ["n: matches none or several of the allowed forms"],
+        ),
+    ],
+)
+def test_every_keyword_counts_not_only_those_the_catalogue_uses(
+    value: Any, schema: dict[str, Any], expected: list[str]
+) -> None:
+    assert sorted(schema_problems(value, schema)) == sorted(expected)
+
+
+def test_a_schema_jsonschema_cannot_use_is_left_to_the_server() -> None:
+    assert schema_problems({"n": 1}, {"properties": {"n": {"type": "whole"}}}) == []
+    assert schema_problems({"n": "x"}, {"properties": {"n": {"pattern": "("}}}) == []
+
+
 # --- JSON given whole ---------------------------------------------------------------------
 
 
@@ -257,7 +304,7 @@ def test_load_pipeline_errors(text: str, message: str) -> None:
         load_pipeline(text, source="p.json")
 
 
-# --- the checker agrees with jsonschema ---------------------------------------------------
+# --- the wording loses no finding of jsonschema ---------------------------------------------------
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 300) | st.floats(-5, 300) | st.text(max_size=8),

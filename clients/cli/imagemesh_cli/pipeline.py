@@ -5,19 +5,26 @@ A value is JSON when it parses as JSON (`256`, `true`, `1.5`, `"a, b"`, `["icc",
 else the text as typed; commas inside quotes or brackets do not separate pairs.
 
 The catalogue (`GET /api/v1/operations`) gives each operation's parameters as a JSON
-Schema. `validate_pipeline` checks a pipeline against it with the subset of JSON Schema
-the catalogue uses, so a mistake is reported before anything is uploaded, naming the
-operation and the parameter. The server checks again; keywords this module does not know
-are left to it."""
+Schema (the server's own models'; unknown parameters are refused). `validate_pipeline`
+checks a pipeline against it with `jsonschema`, every keyword, so a mistake is reported
+before anything is uploaded, naming the operation and the parameter (its path: `keep[0]`);
+the server checks again."""
 
 from __future__ import annotations
 
 import difflib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # no stubs installed
+from jsonschema.exceptions import (  # type: ignore[import-untyped]
+    SchemaError,
+    ValidationError,
+)
+from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
 __all__ = [
     "OpSpec",
@@ -195,7 +202,7 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
     return f"{hint} (known: {', '.join(names)})" if names else hint
 
 
-# --- JSON Schema, the subset the catalogue uses ------------------------------------------
+# --- JSON Schema: jsonschema checks, this module words the problems ------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,158 +221,128 @@ class _Problem:
 
 
 def schema_problems(value: Any, schema: Mapping[str, Any]) -> list[str]:
-    """What is wrong with `value` by `schema`, one line each (empty when nothing is)."""
-    unique = dict.fromkeys(str(problem) for problem in _check(value, schema, ()))
-    return list(unique)
+    """What is wrong with `value` by `schema`, one line each (empty when nothing is).
+
+    `jsonschema` decides, with every keyword of the schema's dialect (2020-12 unless it
+    says otherwise); this module only words its findings for people, naming the parameter.
+    A schema jsonschema cannot use (a catalogue from a newer server, say) is left to the
+    server: it checks every pipeline again."""
+    validator_class = validator_for(schema, default=Draft202012Validator)
+    try:
+        validator_class.check_schema(schema)
+        errors = validator_class(schema).iter_errors(value)
+        problems = [problem for error in errors for problem in _problems(error, schema)]
+    except (SchemaError, re.error):
+        return []
+    return list(dict.fromkeys(str(problem) for problem in problems))
 
 
-def _check(value: Any, schema: Mapping[str, Any], path: tuple[str | int, ...]) -> list[_Problem]:
-    if "type" in schema and not _is_type(value, schema["type"]):
-        return [_Problem(path, f"expected {_type_name(schema['type'])}, got {_show(value)}")]
-    problems = _check_value(value, schema, path)
-    if isinstance(value, dict):
-        problems += _check_object(value, schema, path)
-    elif isinstance(value, list):
-        problems += _check_array(value, schema, path)
-    return problems + _check_combined(value, schema, path)
+def _problems(error: ValidationError, root: Mapping[str, Any]) -> list[_Problem]:
+    path = tuple(error.absolute_path)
+    reason = _reason(error, root)
+    if error.validator == "anyOf":
+        return [problem.because(reason) for problem in _any_of(error, root)]
+    return [_Problem(path, message).because(reason) for message in _messages(error)]
 
 
-def _check_value(
-    value: Any, schema: Mapping[str, Any], path: tuple[str | int, ...]
-) -> list[_Problem]:
-    if "const" in schema and not _equal(value, schema["const"]):
-        return [_Problem(path, f"must be {_show(schema['const'])}, got {_show(value)}")]
-    if "enum" in schema and not any(_equal(value, choice) for choice in schema["enum"]):
-        choices = ", ".join(_show(choice) for choice in schema["enum"])
-        return [_Problem(path, f"must be one of {choices}; got {_show(value)}")]
-    if _is_type(value, "number"):
-        return [_Problem(path, message) for message in _number_problems(value, schema)]
-    if isinstance(value, str):
-        return [_Problem(path, message) for message in _string_problems(value, schema)]
-    return []
-
-
-def _number_problems(value: float, schema: Mapping[str, Any]) -> list[str]:
+def _messages(error: ValidationError) -> list[str]:
+    """One line per problem jsonschema found; its own words for keywords not worded here."""
+    keyword, expected, value = error.validator, error.validator_value, error.instance
     shown = _show(value)
-    problems = []
-    if "minimum" in schema and value < schema["minimum"]:
-        problems.append(f"must be at least {_show(schema['minimum'])}, got {shown}")
-    if "maximum" in schema and value > schema["maximum"]:
-        problems.append(f"must be at most {_show(schema['maximum'])}, got {shown}")
-    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-        problems.append(f"must be more than {_show(schema['exclusiveMinimum'])}, got {shown}")
-    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-        problems.append(f"must be less than {_show(schema['exclusiveMaximum'])}, got {shown}")
-    return problems
-
-
-def _string_problems(value: str, schema: Mapping[str, Any]) -> list[str]:
-    problems = []
-    if "minLength" in schema and len(value) < schema["minLength"]:
-        problems.append(f"must be at least {schema['minLength']} characters long")
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        problems.append(f"must be at most {schema['maxLength']} characters long")
-    if "pattern" in schema:
-        try:
-            matches = re.search(schema["pattern"], value) is not None
-        except re.error:
-            matches = True  # a pattern Python cannot read: the server decides
-        if not matches:
-            problems.append(f"{_show(value)} does not have the expected form")
-    return problems
-
-
-def _check_object(
-    value: dict[str, Any], schema: Mapping[str, Any], path: tuple[str | int, ...]
-) -> list[_Problem]:
-    properties: Mapping[str, Any] = schema.get("properties", {})
-    problems = [
-        _Problem(path, f"missing required parameter {name!r}")
-        for name in schema.get("required", [])
-        if name not in value
-    ]
-    extra = schema.get("additionalProperties", True)
-    for name, item in value.items():
-        if name in properties:
-            problems += _check(item, properties[name], (*path, name))
-        elif extra is False:
-            problems.append(_Problem(path, _unknown_parameter(name, properties)))
-        elif isinstance(extra, Mapping):
-            problems += _check(item, extra, (*path, name))
-    for name, required in schema.get("dependentRequired", {}).items():
-        if name in value:
-            problems += [
-                _Problem(path, f"missing required parameter {other!r} (because {name} is given)")
-                for other in required
+    match keyword:
+        case "type":
+            return [f"expected {_type_name(expected)}, got {shown}"]
+        case "const":
+            return [f"must be {_show(expected)}, got {shown}"]
+        case "enum":
+            return [f"must be one of {', '.join(_show(c) for c in expected)}; got {shown}"]
+        case "required":
+            missing = [name for name in expected if name not in value]
+            return [f"missing required parameter {name!r}" for name in missing]
+        case "additionalProperties" if expected is False:
+            return [_unknown_parameter(name, error.schema) for name in _extra(value, error.schema)]
+        case "dependentRequired":
+            return [
+                f"missing required parameter {other!r} (because {name} is given)"
+                for name, others in expected.items()
+                if name in value
+                for other in others
                 if other not in value
             ]
-    for name, subschema in schema.get("dependentSchemas", {}).items():
-        if name in value:
-            problems += [
-                problem.because(f"because {name} is given")
-                for problem in _check(value, subschema, path)
-            ]
-    return problems
+    return [_BOUNDS[keyword](expected, shown)] if keyword in _BOUNDS else [error.message]
 
 
-def _unknown_parameter(name: str, properties: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(name, list(properties), n=1)
+_BOUNDS: dict[str, Callable[[Any, str], str]] = {
+    "minimum": lambda bound, shown: f"must be at least {_show(bound)}, got {shown}",
+    "maximum": lambda bound, shown: f"must be at most {_show(bound)}, got {shown}",
+    "exclusiveMinimum": lambda bound, shown: f"must be more than {_show(bound)}, got {shown}",
+    "exclusiveMaximum": lambda bound, shown: f"must be less than {_show(bound)}, got {shown}",
+    "minLength": lambda bound, _: f"must be at least {bound} characters long",
+    "maxLength": lambda bound, _: f"must be at most {bound} characters long",
+    "pattern": lambda _, shown: f"{shown} does not have the expected form",
+    "minItems": lambda bound, _: f"needs at least {bound} items",
+    "maxItems": lambda bound, _: f"takes at most {bound} items",
+    "uniqueItems": lambda _, __: "lists an item twice",
+    "oneOf": lambda _, __: "matches none or several of the allowed forms",
+    "not": lambda _, __: "is a combination that is not allowed",
+}
+"""Keywords whose problem is one line made of the keyword's value and the value shown."""
+
+
+def _extra(value: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    return [
+        name
+        for name in value
+        if name not in properties and not any(re.search(p, name) for p in patterns)
+    ]
+
+
+def _unknown_parameter(name: str, schema: Mapping[str, Any]) -> str:
+    properties = list(schema.get("properties", {}))
+    close = difflib.get_close_matches(name, properties, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown parameter {name!r}{hint} (parameters: {', '.join(properties) or 'none'})"
 
 
-def _check_array(
-    value: list[Any], schema: Mapping[str, Any], path: tuple[str | int, ...]
-) -> list[_Problem]:
-    problems = []
-    if "minItems" in schema and len(value) < schema["minItems"]:
-        problems.append(_Problem(path, f"needs at least {schema['minItems']} items"))
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        problems.append(_Problem(path, f"takes at most {schema['maxItems']} items"))
-    if schema.get("uniqueItems"):
-        keys = [json.dumps(item, sort_keys=True) for item in value]
-        if len(set(keys)) < len(keys):
-            problems.append(_Problem(path, "lists an item twice"))
-    items = schema.get("items")
-    if isinstance(items, Mapping):
-        for index, item in enumerate(value):
-            problems += _check(item, items, (*path, index))
-    return problems
-
-
-def _check_combined(
-    value: Any, schema: Mapping[str, Any], path: tuple[str | int, ...]
-) -> list[_Problem]:
-    problems = []
-    for subschema in schema.get("allOf", []):
-        problems += _check(value, subschema, path)
-    if "anyOf" in schema:
-        problems += _any_of(value, schema["anyOf"], path)
-    if "oneOf" in schema:
-        matching = sum(not _check(value, subschema, path) for subschema in schema["oneOf"])
-        if matching != 1:
-            problems.append(_Problem(path, "matches none or several of the allowed forms"))
-    if "not" in schema and not _check(value, schema["not"], path):
-        problems.append(_Problem(path, "is a combination that is not allowed"))
-    if "if" in schema:
-        holds = not _check(value, schema["if"], path)
-        branch = schema.get("then" if holds else "else")
-        if branch is not None:
-            reason = _describe_condition(schema["if"]) if holds else ""
-            problems += [problem.because(reason) for problem in _check(value, branch, path)]
-    return problems
-
-
-def _any_of(
-    value: Any, branches: Sequence[Mapping[str, Any]], path: tuple[str | int, ...]
-) -> list[_Problem]:
-    results = [_check(value, branch, path) for branch in branches]
-    if not results or any(not problems for problems in results):
-        return []
-    if all(set(branch) == {"required"} for branch in branches):
+def _any_of(error: ValidationError, root: Mapping[str, Any]) -> list[_Problem]:
+    """`needs width or height` when the branches only require parameters, else the
+    problems of the branch that came closest."""
+    branches: Sequence[Mapping[str, Any]] = error.validator_value
+    if branches and all(set(branch) == {"required"} for branch in branches):
         options = " or ".join(", ".join(branch["required"]) for branch in branches)
-        return [_Problem(path, f"needs {options}")]
-    return min(results, key=len)
+        return [_Problem(tuple(error.absolute_path), f"needs {options}")]
+    by_branch: dict[Any, list[ValidationError]] = {}
+    for suberror in error.context or []:
+        by_branch.setdefault(suberror.relative_schema_path[0], []).append(suberror)
+    if not by_branch:
+        return [_Problem(tuple(error.absolute_path), error.message)]
+    closest = min(by_branch.values(), key=len)
+    return [problem for suberror in closest for problem in _problems(suberror, root)]
+
+
+_NAMED = frozenset({"properties", "patternProperties", "$defs", "dependentSchemas"})
+"""Keywords whose next step in a schema path is a name, not a keyword."""
+
+
+def _reason(error: ValidationError, root: Mapping[str, Any]) -> str:
+    """Why a rule applied, when a condition made it: `when fit is cover or fill` (`if` and
+    `then`), `because crop is given` (`dependentSchemas`)."""
+    reasons = []
+    node: Any = root
+    parts = list(error.absolute_schema_path)
+    for index, part in enumerate(parts):
+        keyword = index == 0 or parts[index - 1] not in _NAMED
+        if keyword and part == "dependentSchemas" and index + 1 < len(parts):
+            reasons.append(f"because {parts[index + 1]} is given")
+        elif keyword and part == "then" and isinstance(node, Mapping) and "if" in node:
+            reasons.append(_describe_condition(node["if"]))
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break  # past a $ref: the path goes on in the referenced schema
+    return "; ".join(reason for reason in reasons if reason)
 
 
 def _describe_condition(schema: Mapping[str, Any]) -> str:
@@ -393,30 +370,6 @@ _TYPE_NAMES = {
 def _type_name(kind: str | list[str]) -> str:
     kinds = [kind] if isinstance(kind, str) else kind
     return " or ".join(_TYPE_NAMES.get(name, name) for name in kinds)
-
-
-def _is_type(value: Any, kind: str | list[str]) -> bool:
-    if isinstance(kind, list):
-        return any(_is_type(value, name) for name in kind)
-    if isinstance(value, bool):
-        return kind == "boolean"
-    checks: dict[str, bool] = {
-        "integer": isinstance(value, int) or (isinstance(value, float) and value.is_integer()),
-        "number": isinstance(value, int | float),
-        "string": isinstance(value, str),
-        "boolean": False,
-        "array": isinstance(value, list),
-        "object": isinstance(value, dict),
-        "null": value is None,
-    }
-    return checks.get(kind, True)
-
-
-def _equal(left: Any, right: Any) -> bool:
-    """JSON equality: true is not 1."""
-    if isinstance(left, bool) != isinstance(right, bool):
-        return False
-    return bool(left == right)
 
 
 def _show(value: Any) -> str:
