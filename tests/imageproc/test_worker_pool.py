@@ -12,7 +12,7 @@ import pytest
 import pyvips
 from PIL import Image
 
-from imageproc import workers
+from imageproc import _procmem, workers
 from imageproc.operations import ProcessingError
 from imageproc.workers import PoolConfig, WorkerPool
 from pipeline import ImageLimits, parse_pipeline
@@ -171,13 +171,15 @@ async def test_an_idle_worker_gives_a_big_jobs_memory_back() -> None:
         # without the engine preloaded imports it on its first job, which would count here.
         small = pyvips.Image.black(64, 64).jpegsave_buffer()
         await pool.run(bytes(small), parse_pipeline([{"op": "grayscale"}]), limits=ImageLimits())
-        baseline = workers._resident(pid)
+        baseline = _procmem.private_resident(pid)
         for ops in (
             [{"op": "dither"}],
             [{"op": "blur", "sigma": 3}, {"op": "convert", "format": "png"}],
         ):
             await pool.run(data, parse_pipeline(ops), limits=ImageLimits())
-            assert workers._peak_resident(pid) > baseline + 60 * 2**20  # it did grow
-            await async_wait_for(lambda: workers._resident(pid) < baseline + 24 * 2**20, timeout=15)
+            assert _procmem.peak_private_resident(pid) > baseline + 60 * 2**20  # it did grow
+            await async_wait_for(
+                lambda: _procmem.private_resident(pid) < baseline + 24 * 2**20, timeout=15
+            )
     finally:
         await pool.close()

@@ -25,11 +25,11 @@ import pyvips
 
 from pipeline import ImageLimits, Operation, harden_vips
 
+from ._procmem import private_resident
 from .operations import ProcessingError, run_pipeline
 
 _PR_SET_PDEATHSIG = 1
 _M_MMAP_THRESHOLD = -3
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ def _answer(conn: Connection, job: Job, data: bytes) -> None:
 
 def _send_raw(conn: Connection, data: bytes) -> None:
     """The bytes themselves, unframed: the parent reads exactly the size it was sent
-    (``workers._recv_exactly``), into one buffer."""
+    (``_pipe._recv_exactly``), into one buffer."""
     view, fd = memoryview(data), conn.fileno()
     while view:
         view = view[os.write(fd, view) :]
@@ -109,22 +109,15 @@ class _Heap:
             self._libc.mallopt(_M_MMAP_THRESHOLD, self.MMAP_THRESHOLD)
         except (OSError, AttributeError):  # not glibc
             self._libc = None
-        self._baseline = _private_bytes()
+        self._baseline = private_resident()
 
     def tidy(self) -> None:
-        if self._libc is None or _private_bytes() <= self._baseline + self.TRIM_SLACK:
+        if self._libc is None or private_resident() <= self._baseline + self.TRIM_SLACK:
             return
         self._libc.malloc_trim(0)
         # What the trim could not return is in use (modules loaded by the first jobs,
         # libvips' per-thread state): count it in, not to trim in vain after every job.
-        self._baseline = max(self._baseline, _private_bytes())
-
-
-def _private_bytes() -> int:
-    """Resident memory less shared pages (as the parent's ``workers._resident``)."""
-    with open("/proc/self/statm", "rb") as statm:
-        fields = statm.read().split()
-    return (int(fields[1]) - int(fields[2])) * _PAGE
+        self._baseline = max(self._baseline, private_resident())
 
 
 def _prepare(setup: Setup) -> None:

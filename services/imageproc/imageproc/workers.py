@@ -35,7 +35,8 @@ replacement instead of ~0.7 s of imports), and hold no threads when forked.
 
 Bytes cross the process boundary raw over each worker's pipe (``send_bytes``, never
 pickled): one write and one read of the input and of the output per job; only the small
-job description and result metadata are pickled.
+job description and result metadata are pickled. One job's exchange over a pipe is
+``_pipe``'s; the memory readings (``/proc``) are ``_procmem``'s.
 """
 
 from __future__ import annotations
@@ -44,21 +45,18 @@ import asyncio
 import contextlib
 import ctypes
 import multiprocessing
-import os
-import signal
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
-from multiprocessing.process import BaseProcess
-from typing import Any
 
 import structlog
 
 from pipeline import ImageLimits, Operation
 
+from ._pipe import STOP_SECONDS, Answer, Lost, Worker, exchange, lost
+from ._procmem import peak_private_resident, private_resident
 from ._worker import Job, Setup, serve
 from .admission import Budget, estimate
 from .operations import PipelineResult, ProcessingError
@@ -73,9 +71,7 @@ _MAX_TASKS = 500
 _ADDRESS_SPACE_HEADROOM = 768 * 1024 * 1024
 """Address space a worker reserves beyond what it touches (thread stacks, malloc arenas,
 shared libraries: ~300 MB measured), on top of the ceiling for its RLIMIT_AS backstop."""
-_STOP_SECONDS = 5.0
 _SPAWN_ATTEMPTS = 3
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 4 * 2**20
 
@@ -94,25 +90,6 @@ class PoolConfig:
     0 = no admission: every slot runs at once)."""
 
 
-@dataclass(eq=False)
-class _Worker:
-    process: BaseProcess
-    conn: Connection
-    tasks: int = 0
-    killed_for: str | None = None
-    """Why the parent killed it mid-job ("timeout" or "memory_budget_exceeded")."""
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid or 0
-
-    def kill(self, reason: str) -> None:
-        if self.killed_for is None:
-            self.killed_for = reason
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-
-
 class WorkerPool:
     """A fixed number of slots, each a killable worker process. ``run`` is the only
     entry point; a job waits for a free slot (the RPC prefetch equals the slots, so in
@@ -129,9 +106,9 @@ class WorkerPool:
             ),
         )
         self.budget = Budget(config.admission_bytes)
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
-        self._busy: set[_Worker] = set()
-        self._workers: set[_Worker] = set()
+        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
+        self._busy: set[Worker] = set()
+        self._workers: set[Worker] = set()
         # One thread per slot does the blocking pipe I/O, so the event loop never does.
         self._io = ThreadPoolExecutor(config.workers + 1, "pipeline-io")
         self._watchdog: asyncio.Task[None] | None = None
@@ -187,19 +164,19 @@ class WorkerPool:
         self.jobs_started += 1
         loop = asyncio.get_running_loop()
         job = Job(ops=tuple(ops), limits=limits, timeout=self.config.timeout)
-        exchange = loop.run_in_executor(self._io, _exchange, worker, job, data)
+        pending = loop.run_in_executor(self._io, exchange, worker, job, data)
         try:
             try:
                 answer = await asyncio.wait_for(
-                    asyncio.shield(exchange), self.config.timeout + _GRACE
+                    asyncio.shield(pending), self.config.timeout + _GRACE
                 )
             except TimeoutError:
                 worker.kill("timeout")
-                answer = await _lost(exchange)
+                answer = await lost(pending)
             except asyncio.CancelledError:
                 # The caller gave up (shutdown): the worker's state is unknown, replace it.
                 worker.kill("cancelled")
-                await _lost(exchange)
+                await lost(pending)
                 raise
             if self._over_memory(worker, answer):
                 # Its peak passed the share between two samples: the job fails all the
@@ -212,21 +189,21 @@ class WorkerPool:
             await self._release(worker)
         return self._result(worker, answer)
 
-    def _over_memory(self, worker: _Worker, answer: Answer) -> bool:
+    def _over_memory(self, worker: Worker, answer: Answer) -> bool:
         """Whether the job passed the worker's share at any moment: sampled, or at its
         peak (read once the worker answered, while it waits for the next job)."""
         if worker.killed_for is not None:
             return worker.killed_for == "memory_budget_exceeded"
         memory = self.config.memory_bytes
-        if not memory or isinstance(answer, _Lost):
+        if not memory or isinstance(answer, Lost):
             return False
-        peak = _peak_resident(worker.pid)
+        peak = peak_private_resident(worker.pid)
         if peak <= memory:
             return False
         log.warning("worker_peak_over_memory", pid=worker.pid, peak=peak, limit=memory)
         return True
 
-    def _result(self, worker: _Worker, answer: Answer) -> PipelineResult:
+    def _result(self, worker: Worker, answer: Answer) -> PipelineResult:
         if worker.killed_for == "memory_budget_exceeded":
             # Over the share at some moment, whatever it answered: never a result.
             raise ProcessingError(
@@ -234,7 +211,7 @@ class WorkerPool:
                 f"the worker used more than {self.config.memory_bytes // 2**20} MiB",
             )
         # A whole answer counts even if the worker was killed just after sending it.
-        if isinstance(answer, _Lost):
+        if isinstance(answer, Lost):
             if worker.killed_for == "timeout":
                 raise ProcessingError(
                     "timeout", f"stopped after the {self.config.timeout:g} s time limit"
@@ -245,7 +222,7 @@ class WorkerPool:
         result: PipelineResult = answer[1]
         return replace(result, data=answer[2])
 
-    async def _release(self, worker: _Worker) -> None:
+    async def _release(self, worker: Worker) -> None:
         """Give the slot back: the same worker, or a fresh one in its place."""
         worker.tasks += 1
         if worker.killed_for is None and worker.process.is_alive() and not self._worn(worker):
@@ -262,38 +239,38 @@ class WorkerPool:
                 log.error("worker_not_started", attempt=attempt, error=repr(exc))
                 await asyncio.sleep(attempt)
 
-    def _worn(self, worker: _Worker) -> bool:
+    def _worn(self, worker: Worker) -> bool:
         if worker.tasks >= _MAX_TASKS:
             return True
         memory = self.config.memory_bytes
-        return bool(memory) and _resident(worker.pid) > memory // 2
+        return bool(memory) and private_resident(worker.pid) > memory // 2
 
-    async def _spawn(self) -> _Worker:
-        def start() -> _Worker:
+    async def _spawn(self) -> Worker:
+        def start() -> Worker:
             parent, child = self._context.Pipe(duplex=True)
             process = self._context.Process(
                 target=serve, args=(child, self._setup), name="imageproc-worker", daemon=True
             )
             process.start()
             child.close()
-            return _Worker(process, parent)
+            return Worker(process, parent)
 
         worker = await asyncio.get_running_loop().run_in_executor(self._io, start)
         self._workers.add(worker)
         log.debug("worker_started", pid=worker.pid)
         return worker
 
-    async def _retire(self, worker: _Worker) -> None:
+    async def _retire(self, worker: Worker) -> None:
         """Ask an idle worker to exit (kill a lost one), and reap it."""
 
         def stop() -> None:
             if worker.killed_for is None and worker.process.is_alive():
                 with contextlib.suppress(OSError, ValueError):
                     worker.conn.send(None)
-                worker.process.join(_STOP_SECONDS)
+                worker.process.join(STOP_SECONDS)
             if worker.process.is_alive():
                 worker.kill("stopped")
-            worker.process.join(_STOP_SECONDS)
+            worker.process.join(STOP_SECONDS)
             worker.conn.close()
             with contextlib.suppress(ValueError):  # not reaped yet: left to the OS
                 worker.process.close()
@@ -309,7 +286,7 @@ class WorkerPool:
             return
         while not self._closed:
             for worker in list(self._busy):
-                if worker.killed_for is None and _resident(worker.pid) > memory:
+                if worker.killed_for is None and private_resident(worker.pid) > memory:
                     log.warning("worker_over_memory", pid=worker.pid, limit=memory)
                     worker.kill("memory_budget_exceeded")
             await asyncio.sleep(_SAMPLE_SECONDS)
@@ -329,88 +306,3 @@ def return_large_blocks() -> None:
     (``_worker._Heap``)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-
-
-@dataclass(frozen=True, slots=True)
-class _Lost:
-    """The exchange ended without an answer: the worker died (or was killed)."""
-
-    how: str
-
-
-Answer = tuple[str, Any, Any] | _Lost
-
-
-def _exchange(worker: _Worker, job: Job, data: bytes) -> Answer:
-    """One job over the worker's pipe (blocking; runs in an I/O thread)."""
-    conn = worker.conn
-    try:
-        conn.send(job)
-        conn.send_bytes(data)
-        answer = conn.recv()
-        if answer[0] == "ok":
-            return ("ok", answer[1], _recv_exactly(conn, answer[2]))
-        return ("error", answer[1], answer[2])
-    except (EOFError, OSError):
-        worker.process.join(_STOP_SECONDS)  # reap it, to say how it ended
-        return _Lost(_exit_of(worker.process))
-
-
-def _recv_exactly(conn: Connection, size: int) -> bytes:
-    """The output's ``size`` raw bytes, read straight into one buffer.
-
-    ``Connection.recv_bytes`` reads a pipe's 64 KiB at a time into a fresh buffer of all
-    that remains (each one mmapped and unmapped again past the mmap threshold) and joins
-    them: ~1.5 ms of the parent's CPU for a 5 MB output."""
-    buffer = bytearray(size)
-    view, done, fd = memoryview(buffer), 0, conn.fileno()
-    while done < size:
-        count = os.readv(fd, [view[done:]])
-        if not count:
-            raise EOFError("the worker's pipe closed mid-output")
-        done += count
-    view.release()
-    return bytes(buffer)
-
-
-async def _lost(exchange: asyncio.Future[Answer]) -> Answer:
-    """Once its worker is killed, the exchange ends promptly (EOF on the pipe)."""
-    try:
-        return await asyncio.wait_for(exchange, _STOP_SECONDS)
-    except TimeoutError:
-        return _Lost("no end of the exchange after the kill")
-
-
-def _resident(pid: int) -> int:
-    """Bytes of private resident memory (anonymous pages; shared libraries not counted)."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as statm:
-            fields = statm.read().split()
-    except OSError:
-        return 0
-    return (int(fields[1]) - int(fields[2])) * _PAGE
-
-
-def _peak_resident(pid: int) -> int:
-    """Bytes of private resident memory at the process's peak: its peak resident set
-    (``VmHWM``) less its shared pages now (files, shared memory), which a pipeline does not
-    grow, as ``_resident`` counts them."""
-    fields: dict[bytes, int] = {}
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                name, _, value = line.partition(b":")
-                if name in (b"VmHWM", b"RssFile", b"RssShmem"):
-                    fields[name] = int(value.split()[0]) * 1024  # kB
-    except (OSError, ValueError, IndexError):
-        return 0
-    return fields.get(b"VmHWM", 0) - fields.get(b"RssFile", 0) - fields.get(b"RssShmem", 0)
-
-
-def _exit_of(process: BaseProcess) -> str:
-    code = process.exitcode
-    if code is None:
-        return "still running"
-    if code < 0:
-        return f"signal {signal.Signals(-code).name}"
-    return f"exit code {code}"
