@@ -44,6 +44,7 @@ CLOUDEVENTS_HEADERS = {
 
 
 def asyncapi_document(settings: BrokerSettings, *, version: str) -> dict[str, Any]:
+    """The whole document, for the broker `settings` name (exchanges, vhost, server)."""
     models: list[type[BaseModel]] = [*ALL_EVENTS, *REQUESTS.values()]
     _, definitions = models_json_schema(
         [(model, "validation") for model in models], ref_template=SCHEMA_REF
@@ -53,32 +54,6 @@ def asyncapi_document(settings: BrokerSettings, *, version: str) -> dict[str, An
     messages |= {
         model.__name__: _request_message(route, model) for route, model in REQUESTS.items()
     }
-    channels: dict[str, Any] = {}
-    for kind, channel in CHANNELS.items():
-        exchange = topology.exchange_name(settings, kind)
-        channels[channel] = {
-            "address": exchange,
-            "description": f"topic exchange `{exchange}`; routing key = event type",
-            "messages": {
-                event.__name__: {"$ref": f"#/components/messages/{event.__name__}"}
-                for event in ALL_EVENTS
-                if event.exchange == kind
-            },
-            "bindings": {"amqp": _exchange_binding(exchange, "topic", settings)},
-        }
-    for route in topology.ALL_ROUTES:
-        channels[_rpc_channel(route)] = {
-            "address": route.queue_name,
-            "description": f"RPC requests for `{route.name}`, through the direct exchange "
-            f"`{route.exchange}` (routing key `{route.name}`); the reply goes to the "
-            "caller's `reply_to` queue with the request's `correlation_id`. Callers: "
-            + ", ".join(route.callers)
-            + " (the server refuses others, by the request's AMQP `user_id`).",
-            "messages": {
-                _request_name(route): {"$ref": f"#/components/messages/{_request_name(route)}"}
-            },
-            "bindings": {"amqp": _queue_binding(route.queue_name, durable=True, settings=settings)},
-        }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -97,13 +72,50 @@ def asyncapi_document(settings: BrokerSettings, *, version: str) -> dict[str, An
                 "pathname": f"/{settings.rabbitmq_vhost}",
             }
         },
-        "channels": channels,
+        "channels": _event_channels(settings) | _rpc_channels(settings),
         "operations": _operations(),
         "components": {
             "messages": messages | {"RpcRequest": _rpc_message()},
             "schemas": schemas,
         },
     }
+
+
+def _event_channels(settings: BrokerSettings) -> dict[str, Any]:
+    """One channel per events exchange, with the events published to it."""
+    channels: dict[str, Any] = {}
+    for kind, channel in CHANNELS.items():
+        exchange = topology.exchange_name(settings, kind)
+        channels[channel] = {
+            "address": exchange,
+            "description": f"topic exchange `{exchange}`; routing key = event type",
+            "messages": {
+                event.__name__: {"$ref": f"#/components/messages/{event.__name__}"}
+                for event in ALL_EVENTS
+                if event.exchange == kind
+            },
+            "bindings": {"amqp": _exchange_binding(exchange, "topic", settings)},
+        }
+    return channels
+
+
+def _rpc_channels(settings: BrokerSettings) -> dict[str, Any]:
+    """One channel per RPC route: its queue, its callers and its request message."""
+    channels: dict[str, Any] = {}
+    for route in topology.ALL_ROUTES:
+        channels[_rpc_channel(route)] = {
+            "address": route.queue_name,
+            "description": f"RPC requests for `{route.name}`, through the direct exchange "
+            f"`{route.exchange}` (routing key `{route.name}`); the reply goes to the "
+            "caller's `reply_to` queue with the request's `correlation_id`. Callers: "
+            + ", ".join(route.callers)
+            + " (the server refuses others, by the request's AMQP `user_id`).",
+            "messages": {
+                _request_name(route): {"$ref": f"#/components/messages/{_request_name(route)}"}
+            },
+            "bindings": {"amqp": _queue_binding(route.queue_name, durable=True, settings=settings)},
+        }
+    return channels
 
 
 def _message(event: type[Event]) -> dict[str, Any]:
