@@ -15,8 +15,15 @@ Each RPC route is declared once with its request and reply models (`topology`,
 
 from . import contracts, events, topology
 from ._broker import Broker, Dispatch, MessageTooLarge, RpcHandler, Unroutable, Watcher
-from ._consumer import Delivery, Handler, ParkHandler, delivery_attempts, retry_delay
-from ._context import MessageContext, PermanentError
+from ._consumer import (
+    ConsumerBroker,
+    Delivery,
+    Handler,
+    ParkHandler,
+    delivery_attempts,
+    retry_delay,
+)
+from ._context import MessageContext, PermanentError, Publisher
 from ._envelope import Envelope, EnvelopeError, follow_up_id, new_event_id
 from ._settings import BrokerSettings
 from .rpc import RpcCall, RpcError, RpcMessage, RpcServer, RpcTimeout, RpcUnavailable
@@ -24,6 +31,7 @@ from .rpc import RpcCall, RpcError, RpcMessage, RpcServer, RpcTimeout, RpcUnavai
 __all__ = [
     "Broker",
     "BrokerSettings",
+    "ConsumerBroker",
     "Delivery",
     "Dispatch",
     "Envelope",
@@ -33,6 +41,7 @@ __all__ = [
     "MessageTooLarge",
     "ParkHandler",
     "PermanentError",
+    "Publisher",
     "RpcCall",
     "RpcError",
     "RpcHandler",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -12,18 +12,16 @@ from aio_pika.exceptions import ChannelInvalidStateError
 from pydantic import ValidationError
 
 from . import _metrics, topology
-from ._context import MessageContext, PermanentError
+from ._context import MessageContext, PermanentError, Publisher
 from ._envelope import Envelope, EnvelopeError
-from ._identity import describe, may_send
+from ._identity import Identities, describe, may_send
 from .events import Event, MessageParked, RetryScheduled
 from .logs import message_context
-
-if TYPE_CHECKING:
-    from ._broker import Broker
 
 log = structlog.get_logger("messaging")
 
 E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 Handler = Callable[[E, MessageContext], Awaitable[None]]
 ParkHandler = Callable[[E, MessageContext, str], Awaitable[None]]
 
@@ -58,10 +56,32 @@ def retry_delay(attempt: int, delays: tuple[float, ...]) -> float:
     return delays[min(attempt, len(delays)) - 1]
 
 
+class ConsumerBroker(Publisher, Protocol):
+    """What a consumer needs of the broker: who sent a message, the ways to settle one
+    elsewhere (park, retry later, hand back), and counting work in flight. The consuming
+    layer of `Broker` is one; a test may give a consumer anything else that is."""
+
+    identities: Identities
+
+    async def park(
+        self, queue: str, message: AbstractIncomingMessage, error: str, *, reason: str = "other"
+    ) -> None: ...
+
+    async def retry_later(
+        self, spec: topology.QueueSpec, message: AbstractIncomingMessage, delay: float, error: str
+    ) -> None: ...
+
+    async def hand_back(
+        self, spec: topology.QueueSpec, message: AbstractIncomingMessage, reason: str
+    ) -> None: ...
+
+    async def tracked(self, work: Awaitable[T]) -> T: ...
+
+
 class _Consumer(Generic[E]):
     def __init__(
         self,
-        broker: Broker,
+        broker: ConsumerBroker,
         spec: topology.QueueSpec,
         by_type: dict[str, type[E]],
         handler: Handler[E],
@@ -136,7 +156,7 @@ class _Consumer(Generic[E]):
     async def run_tracked(self, delivery: Delivery[E]) -> None:
         """`run`, counted in flight (the broker's `close()` waits for it to finish)."""
         with _metrics.IN_FLIGHT.labels(self._spec.name).track_inprogress():
-            await self._broker._tracked(self.run(delivery))
+            await self._broker.tracked(self.run(delivery))
 
     async def release(self, delivery: Delivery[E], reason: str) -> None:
         """Hand a delivery back unhandled, to the tail of its queue (see Delivery.release)."""

@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -26,9 +26,6 @@ from ._core import (
 from ._envelope import Envelope, EnvelopeError, copy_of
 from ._identity import SENDER_HEADER, may_send
 from .events import EVENTS_BY_TYPE, Event
-
-if TYPE_CHECKING:
-    from ._broker import Broker
 
 log = structlog.get_logger("messaging")
 
@@ -70,20 +67,17 @@ class _ConsumingBroker(_BrokerCore):
         when to `handle()` it (then as above) or `release()` it unhandled: `prefetch` is
         then how many it may hold; `stop_consuming()` before releasing what it holds."""
         by_type = {cls.type: cls for cls in (accepts if isinstance(accepts, tuple) else (accepts,))}
-        # Every broker is a whole `Broker` (this layer is only ever its base): handlers get
-        # it through their `MessageContext`, RPC calls included.
-        broker = cast("Broker", self)
-        consumer = _Consumer(broker, spec, by_type, handler, on_park, record_retries)
+        consumer = _Consumer(self, spec, by_type, handler, on_park, record_retries)
         in_flight = _metrics.IN_FLIGHT.labels(spec.name)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             if dispatch is not None:
-                delivery = await self._tracked(consumer.receive(message))
+                delivery = await self.tracked(consumer.receive(message))
                 if delivery is not None:
                     dispatch(delivery)
                 return
             with in_flight.track_inprogress():
-                await self._tracked(consumer.handle(message))
+                await self.tracked(consumer.handle(message))
 
         async def declare(channel: AbstractChannel) -> AbstractQueue:
             return await topology.declare_work_queue(channel, self.settings, spec)

@@ -1,13 +1,25 @@
+"""What a handler gets with each message: its envelope, its attempt, and a way to publish
+follow-up events."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ._envelope import Envelope
+from ._settings import BrokerSettings
 from .events import Event
 
-if TYPE_CHECKING:
-    from ._broker import Broker
+
+class Publisher(Protocol):
+    """What a message's context needs of the broker (a `Broker` is one; so is
+    `messaging.testing.MemoryBroker`)."""
+
+    settings: BrokerSettings
+
+    async def publish(
+        self, event: Event, *, cause: Envelope | None = None, key: str = ""
+    ) -> Envelope: ...
 
 
 class PermanentError(Exception):
@@ -19,7 +31,7 @@ class MessageContext:
     """What a handler knows about the message it handles, and how it answers it."""
 
     envelope: Envelope
-    broker: Broker
+    broker: Publisher
     attempt: int = 1
     """Which attempt at this message this is (1 on first delivery; retries count up)."""
 

@@ -296,7 +296,8 @@ class _BrokerCore:
                             "consumer_restore_failed", queue=subscription.name, error=repr(exc)
                         )
 
-    async def _tracked(self, work: Awaitable[T]) -> T:
+    async def tracked(self, work: Awaitable[T]) -> T:
+        """Await `work`, counted in flight: `close()` waits for it to finish."""
         self._in_flight += 1
         self._idle.clear()
         try:

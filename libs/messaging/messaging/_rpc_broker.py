@@ -104,7 +104,7 @@ class _RpcBroker(_ConsumingBroker):
 
         async def on_request(message: AbstractIncomingMessage) -> None:
             with in_flight.track_inprogress():
-                await self._tracked(self._answer(route, handler, message))
+                await self.tracked(self._answer(route, handler, message))
 
         async def declare(channel: AbstractChannel) -> AbstractQueue:
             return await topology.declare_rpc_queue(channel, route)
