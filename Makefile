@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PY      := .venv/bin/python
-STACK   := $(PY) tools/stack.py
+STACK   := $(PY) tools/stack
 UV      := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 .PHONY: help venv deps test-deps infra up up-observability down status logs parking audit lint typecheck test fuzz bench bench-memory clean
@@ -13,16 +13,16 @@ help: ## list the targets
 
 venv: ## create/refresh .venv from uv.lock (installs uv if missing)
 	@command -v uv >/dev/null 2>&1 || python3 -c 'import uv' 2>/dev/null || { \
-	  python3 -m pip --version >/dev/null 2>&1 || python3 tools/stack.py deps --pip; \
+	  python3 -m pip --version >/dev/null 2>&1 || python3 tools/stack deps --pip; \
 	  python3 -m pip install --quiet uv \
 	  || python3 -m pip install --quiet --user --break-system-packages uv; }
 	$(UV) sync --all-packages --frozen
 
 deps: ## install missing system (apt) and node (npm ci) packages for the stack
-	python3 tools/stack.py deps
+	python3 tools/stack deps
 
 test-deps: ## deps + what the tests need (chromium, chromium-driver, real photos)
-	python3 tools/stack.py deps --test
+	python3 tools/stack deps --test
 
 infra: venv ## start + provision RabbitMQ, PouchDB Server (CouchDB) and moto (S3)
 	$(STACK) infra
@@ -34,13 +34,13 @@ up-observability: up ## up + Prometheus (Debian's package) on :9090 scraping eve
 	$(STACK) up-observability
 
 down: ## stop everything the stack started (data stays in .stack/)
-	python3 tools/stack.py down
+	python3 tools/stack down
 
 status: ## table of components, pids and readiness
-	@python3 tools/stack.py status || true
+	@python3 tools/stack status || true
 
 logs: ## follow all logs under .stack/logs (NAME=rabbitmq for one)
-	python3 tools/stack.py logs $(NAME)
+	python3 tools/stack logs $(NAME)
 
 parking: venv ## list, inspect and re-publish parked messages (ARGS="show ID" / ARGS="republish --all")
 	$(STACK) parking $(or $(ARGS),list)
