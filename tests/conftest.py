@@ -68,7 +68,7 @@ def stack_config() -> dict[str, str]:
         pytest.fail(f"{NO_SERVERS} is set (make check) but this test needs the servers")
     config = stack.load_config()
     stack.ensure_infra(config)
-    return dict(config)
+    return dict(config.values)
 
 
 @contextlib.contextmanager
@@ -85,9 +85,9 @@ def isolated_env(stack_config: dict[str, str], kind: str) -> Iterator[dict[str, 
         "LOG_FORMAT": "json",
     }
     buckets = [env["S3_INPUT_BUCKET"], env["S3_OUTPUT_BUCKET"]]
-    stack.provision_rabbitmq(env, vhost=env["RABBITMQ_VHOST"])
-    stack.provision_couchdb(env, db=env["COUCHDB_DB"])
-    stack.provision_s3(env, buckets=buckets)
+    stack.provision_rabbitmq(stack.Config.of(env), vhost=env["RABBITMQ_VHOST"])
+    stack.provision_couchdb(stack.Config.of(env), db=env["COUCHDB_DB"])
+    stack.provision_s3(stack.Config.of(env), buckets=buckets)
     try:
         yield env
     finally:
@@ -101,7 +101,7 @@ def isolated_env(stack_config: dict[str, str], kind: str) -> Iterator[dict[str, 
 
 def _delete_buckets(env: dict[str, str], buckets: list[str]) -> None:
     """moto keeps everything in memory: give it back."""
-    client = stack.s3_client(env)
+    client = stack.s3_client(stack.Config.of(env))
     for bucket in buckets:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
@@ -305,7 +305,7 @@ def service_broker_env(env: Mapping[str, str], service: str) -> dict[str, str]:
     environment's vhost was provisioned for service users (`AMQP_DECLARE_EXCHANGES=false`)."""
     if env.get("AMQP_DECLARE_EXCHANGES", "true") != "false":
         return {}
-    user, password = stack.service_rabbit_user(env, service)
+    user, password = stack.service_rabbit_user(stack.Config.of(env), service)
     return {"RABBITMQ_USER": user, "RABBITMQ_PASSWORD": password}
 
 
@@ -313,7 +313,7 @@ def service_broker_env(env: Mapping[str, str], service: str) -> dict[str, str]:
 def running_mesh(env: dict[str, str], logs: Path) -> Iterator[Mesh]:
     """The four services as real processes on free ports, each as its own broker user with
     only its own permissions; stopped (SIGTERM) afterwards."""
-    stack.provision_service_users(env)
+    stack.provision_service_users(stack.Config.of(env))
     env = {
         **env,
         **{variable: str(free_port()) for variable in SERVICES.values()},

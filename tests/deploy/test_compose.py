@@ -43,7 +43,8 @@ from tests.deploy.common import (
 COMPOSE_FILE = DEPLOY / "compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 SCHEMA_FILE = Path(__file__).with_name("compose-spec.json")
-STACK_TOOL = ROOT / "tools" / "stack.py"
+STACK_CONFIG = ROOT / "tools" / "stack" / "config.py"
+STACK_COMPONENTS = ROOT / "tools" / "stack" / "components.py"
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,12 @@ PRODUCTION_CHECK = "production-check"
 
 #: Variables in .env.example that no service's Settings reads, and who reads them.
 READ_OUTSIDE_SETTINGS = {
-    "RABBITMQ_MANAGEMENT_PORT": STACK_TOOL,  # the local stack's management listener
+    "RABBITMQ_MANAGEMENT_PORT": STACK_CONFIG,  # the local stack's management listener
+    "RABBITMQ_NODENAME": STACK_CONFIG,  # the local stack's RabbitMQ node
+    "PROMETHEUS_PORT": STACK_CONFIG,  # the local stack's Prometheus (up-observability)
     # The local stack's replicas (compose scales with `--scale`, Kubernetes with replicas).
-    "IMAGEPROC_REPLICAS": STACK_TOOL,
-    "RUNNER_REPLICAS": STACK_TOOL,
+    "IMAGEPROC_REPLICAS": STACK_COMPONENTS,
+    "RUNNER_REPLICAS": STACK_COMPONENTS,
     # Each service's own MinIO user (compose's minio-init creates them; the services read
     # them as S3_SECRET_KEY). moto, the local S3, has no per-user policies.
     "S3_UPLOAD_SECRET_KEY": COMPOSE_FILE,

@@ -99,7 +99,7 @@ def test_compose_runs_as_production_unless_env_says_otherwise() -> None:
 def test_the_local_stack_keeps_development(monkeypatch: pytest.MonkeyPatch) -> None:
     """`make up` reads .env.example (no .env) with the same file: IMAGEMESH_ENV unset, so
     the services' default, development, applies and they start with the dev secrets."""
-    config = stack.load_config(ENV_EXAMPLE, environ={})
+    config = stack.load_config(env_file=ENV_EXAMPLE, environ={}).values
     assert "IMAGEMESH_ENV" not in config
     for name in list(os.environ):
         monkeypatch.delenv(name)

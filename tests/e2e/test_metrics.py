@@ -147,7 +147,7 @@ def prometheus(mesh: Mesh, tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("Debian's prometheus is not installed (make up-observability installs it)")
-    config = stack.prometheus_config(mesh.env)
+    config = stack.prometheus_config(stack.Config.of(mesh.env))
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     path = tmp_path / "prometheus.yml"
     path.write_text(json.dumps(config))

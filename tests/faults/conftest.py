@@ -53,11 +53,11 @@ def restore_infra(config: dict[str, str]) -> None:
     """Safety net for the shared servers, should a fault not have undone itself (a test
     timeout interrupts the event loop, skipping the fault's `finally`): S3 thawed
     (SIGCONT), RabbitMQ and CouchDB running again."""
-    pid = stack.s3_component(config).pid()
+    pid = stack.s3_component(stack.Config.of(config)).pid()
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
-    stack.ensure_infra(config)
+    stack.ensure_infra(stack.Config.of(config))
 
 
 @pytest.fixture

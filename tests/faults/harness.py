@@ -514,13 +514,15 @@ async def terminate_service(mesh: Mesh, name: str, *, within: float = 15.0) -> i
 def restart_rabbitmq(config: Mapping[str, str]) -> Fault:
     """Stop the (shared) RabbitMQ node and start it again; the services reconnect alone."""
 
+    settings = stack.Config.of(config)
+
     async def fault() -> None:
-        component = stack.rabbit_component(config)
+        component = stack.rabbit_component(settings)
         try:
             await asyncio.to_thread(stack.stop_component, component)
         finally:
-            await asyncio.to_thread(stack.start_rabbit, config)
-            await asyncio.to_thread(stack.wait_rabbit, config)
+            await asyncio.to_thread(stack.start_rabbit, settings)
+            await asyncio.to_thread(stack.wait_rabbit, settings)
 
     return fault
 
@@ -528,14 +530,16 @@ def restart_rabbitmq(config: Mapping[str, str]) -> Fault:
 def couch_outage(config: Mapping[str, str], seconds: float) -> Fault:
     """Stop the CouchDB-compatible server, keep it down `seconds`, start it again."""
 
+    settings = stack.Config.of(config)
+
     async def fault() -> None:
-        component = stack.couch_component(config)
+        component = stack.couch_component(settings)
         try:
             await asyncio.to_thread(stack.stop_component, component)
             await asyncio.sleep(seconds)  # the outage itself, while the batch goes on
         finally:
-            await asyncio.to_thread(stack.start_couch, config)
-            await asyncio.to_thread(stack.wait_couch, config)
+            await asyncio.to_thread(stack.start_couch, settings)
+            await asyncio.to_thread(stack.wait_couch, settings)
 
     return fault
 
@@ -544,8 +548,10 @@ def s3_freeze(config: Mapping[str, str], seconds: float) -> Fault:
     """SIGSTOP the S3 server for `seconds`, then SIGCONT (moto keeps its objects in memory:
     a real stop would lose them all)."""
 
+    settings = stack.Config.of(config)
+
     async def fault() -> None:
-        pid = stack.s3_component(config).pid()
+        pid = stack.s3_component(settings).pid()
         assert pid is not None, "the S3 server is not running"
         os.kill(pid, signal.SIGSTOP)
         try:

@@ -1,6 +1,6 @@
 """Faults 3, 4 and 5: the infrastructure goes away mid-batch and comes back.
 
-These restart or freeze the SHARED local-stack servers (tools/stack.py): fine within one
+These restart or freeze the SHARED local-stack servers (tools/stack): fine within one
 pytest process, whose tests run one at a time; each fault undoes itself in `finally`.
 """
 

@@ -447,9 +447,9 @@ async def test_a_live_view_skips_an_event_from_a_sender_that_may_not_publish_it(
     # these two failures, jobs without an intake, and the completeness check
     # (tests/e2e/test_provenance.py) would rightly report them.
     with isolated_env(stack_config, "liveview") as env:
-        stack.provision_service_users(env)
+        stack.provision_service_users(stack.Config.of(env))
         admin: BrokerSettings = settings_from(env, BrokerSettings)
-        user, password = stack.service_rabbit_user(env, "upload")
+        user, password = stack.service_rabbit_user(stack.Config.of(env), "upload")
         as_upload = admin.model_copy(
             update={
                 "rabbitmq_user": user,

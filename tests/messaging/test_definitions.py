@@ -224,7 +224,7 @@ def comparable(data: dict[str, Any]) -> dict[str, list[str]]:
 @contextlib.contextmanager
 def fresh_vhost(env: dict[str, str]) -> Iterator[str]:
     vhost = f"imagemesh-defs-{uuid.uuid4().hex[:8]}"
-    stack.provision_rabbitmq(env, vhost=vhost)
+    stack.provision_rabbitmq(stack.Config.of(env), vhost=vhost)
     try:
         yield vhost
     finally:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 def lonely_env(stack_config: dict[str, str]) -> Iterator[dict[str, str]]:
     """A vhost of its own: no mesh consumer competes for the runner's queue here."""
     env = {**stack_config, "RABBITMQ_VHOST": f"imagemesh-test-parking-{uuid.uuid4().hex[:8]}"}
-    stack.provision_rabbitmq(env, vhost=env["RABBITMQ_VHOST"])
+    stack.provision_rabbitmq(stack.Config.of(env), vhost=env["RABBITMQ_VHOST"])
     yield env
     with contextlib.suppress(Exception):
         management(env, "DELETE", f"/api/vhosts/{env['RABBITMQ_VHOST']}")

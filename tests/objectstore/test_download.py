@@ -32,7 +32,7 @@ async def test_a_download_gives_its_size_then_the_body_in_bounded_chunks(
                     sizes.append(len(chunk))
                     digest.update(chunk)
         finally:
-            stack.s3_client(test_env).delete_object(Bucket=bucket, Key=key)
+            stack.s3_client(stack.Config.of(test_env)).delete_object(Bucket=bucket, Key=key)
     assert max(sizes) <= CHUNK
     assert sum(sizes) == SIZE
     assert digest.digest() == hashlib.sha256(data).digest()

@@ -37,7 +37,7 @@ async def test_a_file_is_stored_whole_without_being_held_in_memory(
                     tracemalloc.stop()
                 stored = await store.get(bucket, key)
             finally:
-                stack.s3_client(test_env).delete_object(Bucket=bucket, Key=key)
+                stack.s3_client(stack.Config.of(test_env)).delete_object(Bucket=bucket, Key=key)
     # Read in chunks (aiohttp's file payload), never the whole body at once.
     assert peak < 8 * 1024 * 1024, f"{peak} bytes traced for a {SIZE} byte file"
     assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
@@ -65,4 +65,4 @@ async def test_a_conditional_put_stores_once_and_leaves_the_first(
                 assert stored is expected
             assert await store.get(bucket, key) == b"first"  # the second left it as it was
         finally:
-            stack.s3_client(test_env).delete_object(Bucket=bucket, Key=key)
+            stack.s3_client(stack.Config.of(test_env)).delete_object(Bucket=bucket, Key=key)

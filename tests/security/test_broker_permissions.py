@@ -43,17 +43,17 @@ def env(stack_config: dict[str, str]) -> Iterator[dict[str, str]]:
     prefix = f"test-{uuid.uuid4().hex[:6]}-"
     config = {**stack_config, "RABBITMQ_SERVICE_USER_PREFIX": prefix}
     with isolated_env(config, "perm") as isolated:
-        stack.provision_service_users(isolated)
+        stack.provision_service_users(stack.Config.of(isolated))
         try:
             yield isolated
         finally:
             for service in SERVICES:
-                user, _ = stack.service_rabbit_user(isolated, service)
+                user, _ = stack.service_rabbit_user(stack.Config.of(isolated), service)
                 management(isolated, "DELETE", f"/api/users/{user}")
 
 
 def as_service(env: dict[str, str], service: str) -> BrokerSettings:
-    user, password = stack.service_rabbit_user(env, service)
+    user, password = stack.service_rabbit_user(stack.Config.of(env), service)
     settings: BrokerSettings = settings_from(
         {**env, "RABBITMQ_USER": user, "RABBITMQ_PASSWORD": password}, BrokerSettings
     )
@@ -197,14 +197,14 @@ async def test_the_broker_refuses_a_publish_with_another_users_user_id(
 ) -> None:
     channel = await connect("imageproc_runner")
     exchange = await channel.get_exchange("imagemesh.provenance", ensure=False)
-    forged_user, _ = stack.service_rabbit_user(env, "upload")
+    forged_user, _ = stack.service_rabbit_user(stack.Config.of(env), "upload")
     message = aio_pika.Message(b"{}", user_id=forged_user)
     with pytest.raises(ChannelPreconditionFailed):
         await exchange.publish(message, routing_key=ProcessingStarted.type)
     # Its own name passes: the refusal is about the user_id.
     channel = await connect("imageproc_runner")
     exchange = await channel.get_exchange("imagemesh.provenance", ensure=False)
-    own_user, _ = stack.service_rabbit_user(env, "imageproc_runner")
+    own_user, _ = stack.service_rabbit_user(stack.Config.of(env), "imageproc_runner")
     await exchange.publish(aio_pika.Message(b"{}", user_id=own_user), ProcessingStarted.type)
 
 
@@ -285,7 +285,7 @@ async def test_a_message_planted_in_a_parking_lot_keeps_its_planters_name(
         handled.append(event.job_id)
 
     parking = topology.RUNNER_UPLOADS.parking_name
-    upload_user, _ = stack.service_rabbit_user(env, "upload")
+    upload_user, _ = stack.service_rabbit_user(stack.Config.of(env), "upload")
     async with Broker(as_service(env, "imageproc_runner"), service="imageproc_runner") as runner:
         await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded)
         before = (await runner.queue_depth(parking))[0]

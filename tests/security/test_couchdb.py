@@ -526,10 +526,10 @@ def test_services_never_get_the_couchdb_admin_and_only_tools_the_auditor(
     stack_config: dict[str, str],
 ) -> None:
     for service in stack.SERVICES:
-        env = stack.service_env(stack_config, service)
+        env = stack.service_env(stack.Config.of(stack_config), service)
         assert env["COUCHDB_USER"] == stack_config["COUCHDB_USER"] != "admin"
         assert not set(env) & {*stack.COUCH_ADMIN_ONLY, *stack.COUCH_AUDITOR_ONLY}, service
-    tools = stack.service_env(stack_config)
+    tools = stack.service_env(stack.Config.of(stack_config))
     assert not set(tools) & set(stack.COUCH_ADMIN_ONLY)
     assert tools["COUCHDB_AUDITOR_USER"] == stack_config["COUCHDB_AUDITOR_USER"]
 
@@ -541,7 +541,8 @@ def private_pouchdb(directory: Path, env: dict[str, str]) -> Iterator[tuple[str,
     (directory / "data").mkdir(parents=True)
     config_json = directory / "config.json"
     config_json.write_text(json.dumps({"log": {"file": str(directory / "log.txt")}}))
-    argv = stack.couch_argv(directory / "data", config_json, port)
+    server = stack.Paths.default().pouchdb_server
+    argv = stack.couch_argv(directory / "data", config_json, port, server)
     with (directory / "out.log").open("wb") as out:
         process = subprocess.Popen(argv, env=env, cwd=directory, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"

@@ -47,7 +47,7 @@ class Clock:
 def settings(**values: Any) -> Settings:
     base = {
         key.lower(): value
-        for key, value in stack.DEFAULTS.items()
+        for key, value in stack.defaults().items()
         if key.startswith(("RABBITMQ_", "S3_", "UPLOAD_"))
     }
     base["upload_session_secret"] = "a-test-session-secret"

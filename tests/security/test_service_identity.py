@@ -145,7 +145,7 @@ async def test_upload_serves_a_result_with_the_type_of_its_format(
     env = mesh.env
     job_id = str(uuid.uuid4())
     key = f"{job_id}/output.png"
-    stack.s3_client(env).put_object(
+    stack.s3_client(stack.Config.of(env)).put_object(
         Bucket=env["S3_OUTPUT_BUCKET"], Key=key, Body=b"<script>alert(1)</script>"
     )
     input_ref = image()
@@ -171,7 +171,7 @@ def runner_alone(stack_config: dict[str, str], tmp_path: Path) -> Iterator[Mesh]
     """The real runner, as its own broker user, in a vhost of its own where no real
     imageproc serves: the test answers imageproc.run itself."""
     with isolated_env(stack_config, "ctype") as env:
-        stack.provision_service_users(env)
+        stack.provision_service_users(stack.Config.of(env))
         env = {**env, "AMQP_DECLARE_EXCHANGES": "false", "RUNNER_OPS_PORT": str(free_port())}
         running = Mesh(env, tmp_path)
         running.start("imageproc_runner")
@@ -188,7 +188,7 @@ async def run_job_with_imageproc(
     """A job through the real runner, with a compromised imageproc answering `answer` (and
     an HTML body): the job's outcome event and who called imageproc."""
     job_id = f"job-{uuid.uuid4().hex[:8]}"
-    stack.s3_client(env).put_object(
+    stack.s3_client(stack.Config.of(env)).put_object(
         Bucket=env["S3_INPUT_BUCKET"], Key=f"{job_id}/input.png", Body=PNG_1X1
     )
     callers: list[str | None] = []
@@ -237,7 +237,7 @@ async def test_the_result_content_type_comes_from_the_output_format(
     assert outcome.type == ImageProcessed.type, outcome.body
     processed = ImageProcessed.model_validate_json(outcome.body)
     assert processed.output.content_type == "image/png"
-    stored = stack.s3_client(env).head_object(
+    stored = stack.s3_client(stack.Config.of(env)).head_object(
         Bucket=processed.output.bucket, Key=processed.output.key
     )
     assert stored["ContentType"] == "image/png"
@@ -250,5 +250,5 @@ async def test_an_output_format_outside_the_allow_list_fails_the_job(
     outcome, _ = await run_job_with_imageproc(env, {"format": "html", "content_type": "text/html"})
     assert outcome.type == JobFailed.type
     assert JobFailed.model_validate_json(outcome.body).error.code == "bad_output"
-    listed = stack.s3_client(env).list_objects_v2(Bucket=env["S3_OUTPUT_BUCKET"])
+    listed = stack.s3_client(stack.Config.of(env)).list_objects_v2(Bucket=env["S3_OUTPUT_BUCKET"])
     assert listed.get("Contents", []) == []

@@ -178,7 +178,7 @@ async def stalled_uploads(
 
 def stored(mesh: Mesh, data: bytes) -> bool:
     """Whether the input bucket holds `data` (inputs are keyed by content)."""
-    s3 = stack.s3_client(mesh.env)
+    s3 = stack.s3_client(stack.Config.of(mesh.env))
     prefix = f"sha256/{hashlib.sha256(data).hexdigest()}"
     return bool(
         s3.list_objects_v2(Bucket=mesh.env["S3_INPUT_BUCKET"], Prefix=prefix).get("KeyCount")
@@ -260,7 +260,7 @@ async def test_a_stored_input_is_the_file_sent_byte_for_byte(
         ) as answer:
             assert answer.status == 200
             assert await answer.read() == data
-        s3 = stack.s3_client(roomy.mesh.env)
+        s3 = stack.s3_client(stack.Config.of(roomy.mesh.env))
         key = f"sha256/{job['input']['sha256']}.jpg"
         body = s3.get_object(Bucket=roomy.mesh.env["S3_INPUT_BUCKET"], Key=key)["Body"].read()
         assert body == data

@@ -91,6 +91,6 @@ async def test_filenames_come_back_verbatim_and_are_never_paths(
 
 
 def keys(mesh: Mesh, bucket: str) -> list[str]:
-    s3 = stack.s3_client(mesh.env)
+    s3 = stack.s3_client(stack.Config.of(mesh.env))
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=mesh.env[bucket])
     return [item["Key"] for page in pages for item in page.get("Contents", [])]

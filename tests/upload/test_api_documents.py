@@ -32,7 +32,7 @@ def settings() -> Settings:
     return Settings.model_validate(
         {
             key.lower(): value
-            for key, value in stack.DEFAULTS.items()
+            for key, value in stack.defaults().items()
             if key.startswith(("RABBITMQ_", "S3_", "UPLOAD_"))
         }
     )
