@@ -6,7 +6,7 @@
    installed if missing, plus generated 12 and 24 MP JPEGs, the 24 MP one baseline and
    progressive).
 2. Starts what it measures: a thumbor 7 server (its own virtualenv under `.bench/`) and
-   the local stack (`tools/stack.py up`, restarted with the benchmark's settings: no
+   the local stack (`tools/stack up`, restarted with the benchmark's settings: no
    upload rate limits), one replica of each service. A background thread samples the
    memory of every stack process group from then on (`stackprocs.RssSampler`).
 3. Runs each job (`engines.JOBS`) through every engine at fixed concurrency levels,
@@ -146,7 +146,7 @@ async def phase_one(
 ) -> dict[str, Any]:
     """Steps 2-5 on one replica of each service, its memory sampled throughout."""
     names = [picture.name for picture in pictures]
-    log("starting the local stack (tools/stack.py up, benchmark settings)")
+    log("starting the local stack (tools/stack up, benchmark settings)")
     stack_up(1)
     sampler = RssSampler(group_roots()).start()
     try:

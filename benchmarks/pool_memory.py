@@ -341,7 +341,7 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def _run(admission_mb: int, args: argparse.Namespace) -> dict[str, Any]:
-    # As the services run (tools/stack.py), and without the caller's own MALLOC_ settings.
+    # As the services run (tools/stack), and without the caller's own MALLOC_ settings.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env["MALLOC_ARENA_MAX"] = "2"
     command = [sys.executable, "-m", "benchmarks.pool_memory", "--child", str(admission_mb)]

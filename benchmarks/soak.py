@@ -206,6 +206,6 @@ async def soak(
     run.ended = time.monotonic() - sampler.started
     run.rss_series = [(t, sums) for t, sums in sampler.series if run.started <= t <= run.ended]
     run.queues_after, run.drained_in = await wait_drained()
-    log("provenance audit (tools/stack.py audit)")
+    log("provenance audit (tools/stack audit)")
     run.audit = await asyncio.to_thread(run_audit)
     return run

@@ -1,7 +1,7 @@
 """The local stack as the benchmark sees it: (re)starting it, its processes by group,
 their memory sampled in the background, its queues and its provenance audit.
 
-Process groups: each service's instances together (the `stack.py supervise` process and
+Process groups: each service's instances together (the `tools/stack supervise` process and
 everything under it: the service, and for imageproc its forkserver, resource tracker and
 worker processes), RabbitMQ (beam.smp and its helpers, with epmd), the CouchDB-compatible
 server (PouchDB Server) and the S3 server (moto).
@@ -26,7 +26,7 @@ from benchmarks.procfs import descendants, peak_rss_mb, process_table, pss_kb, r
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-import stack  # noqa: E402  (tools/stack.py: the local stack)
+import stack  # noqa: E402  (tools/stack: the local stack)
 
 #: The benchmark's stack: the upload rate limits would refuse a benchmark's burst.
 STACK_SETTINGS = {
@@ -43,13 +43,14 @@ GROUPS = SERVICES + INFRA
 def stack_up(replicas: int) -> None:
     """(Re)start the local stack's services with the benchmark's settings (the
     infrastructure keeps running, or is started)."""
-    with stack.stack_lock():
+    config = stack.load_config()
+    with stack.stack_lock(config.paths):
         # Services started with other settings (a `make up`) would keep running otherwise.
-        stack.stop_services(stack.load_config())
+        stack.stop_services(config)
     env = {**os.environ, **STACK_SETTINGS, "IMAGEPROC_REPLICAS": str(replicas)}
     env.pop("RUNNER_REPLICAS", None)
     subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "tools" / "stack.py"), "up"],
+        [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "tools" / "stack"), "up"],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -58,8 +59,9 @@ def stack_up(replicas: int) -> None:
 
 def stack_down() -> None:
     """Stop the services the benchmark started (not the infrastructure)."""
-    with stack.stack_lock():
-        stack.stop_services(stack.load_config())
+    config = stack.load_config()
+    with stack.stack_lock(config.paths):
+        stack.stop_services(config)
 
 
 def apt_install(packages: Sequence[str]) -> None:
@@ -77,7 +79,7 @@ def group_roots() -> dict[str, list[int]]:
     config = stack.load_config()
     roots: dict[str, list[int]] = defaultdict(list)
     for name in stack.known_instances(config):
-        supervisor = stack.service_component(name).pid()
+        supervisor = stack.service_component(config, name).pid()
         if supervisor is not None:
             roots[stack.service_of(name)].append(supervisor)
     for component in stack.infra_components(config):
@@ -103,7 +105,7 @@ def instance_peaks() -> dict[str, float]:
     config = stack.load_config()
     peaks: dict[str, float] = {}
     for name in stack.known_instances(config):
-        supervisor = stack.service_component(name).pid()
+        supervisor = stack.service_component(config, name).pid()
         if supervisor is not None:
             pids = [supervisor, *descendants([supervisor])]
             peaks[name] = max((peak_rss_mb(pid) for pid in pids), default=0.0)
@@ -192,13 +194,11 @@ class RssSampler:
 
 def queue_depths() -> dict[str, int]:
     """Messages (ready + unacknowledged) per queue of the stack's vhost, from RabbitMQ's
-    management API with the stack's administrator (tools/stack.py's settings)."""
+    management API with the stack's administrator (tools/stack's settings)."""
     config = stack.load_config()
     vhost = urllib.parse.quote(config["RABBITMQ_VHOST"], safe="")
-    base = f"http://127.0.0.1:{config['RABBITMQ_MANAGEMENT_PORT']}/api"
-    answer = stack.http(
-        "GET", f"{base}/queues/{vhost}", auth=(config["RABBITMQ_USER"], config["RABBITMQ_PASSWORD"])
-    )
+    base = f"http://127.0.0.1:{config.rabbitmq_management_port}/api"
+    answer = stack.http("GET", f"{base}/queues/{vhost}", auth=config.rabbitmq_admin)
     if answer.status != 200:
         raise RuntimeError(f"RabbitMQ management: HTTP {answer.status}")
     return {q["name"]: int(q.get("messages", 0)) for q in answer.json()}
@@ -215,12 +215,12 @@ def is_work_queue(queue: str) -> bool:
 
 
 def run_audit(timeout: float = 900.0) -> dict[str, Any]:
-    """`tools/stack.py audit --json` (python -m provenancedb.audit with the stack's
+    """`tools/stack audit --json` (python -m provenancedb.audit with the stack's
     settings): its report, with "exit" (0 no gaps, 1 gaps, 2 could not run)."""
     done = subprocess.run(
         [
             str(ROOT / ".venv" / "bin" / "python"),
-            str(ROOT / "tools" / "stack.py"),
+            str(ROOT / "tools" / "stack"),
             "audit",
             "--json",
         ],

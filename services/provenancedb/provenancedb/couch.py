@@ -22,7 +22,7 @@ Security (the rest is in `design.py`):
 - PouchDB Server 4.2 predates Node 15, which ends a process on an unhandled promise
   rejection: a non-admin's `PUT /<new database>` stops it, and so does the next database
   opened after a non-admin's `DELETE /<database>`. The local stack runs it with
-  `--unhandled-rejections=warn` (`tools/stack.py`), and provenancedb never creates its
+  `--unhandled-rejections=warn` (`tools/stack`), and provenancedb never creates its
   database. Even then, a refused `DELETE /<database>` leaves the server unable to open,
   create or delete any database not open yet, until it restarts (an upstream bug).
 """

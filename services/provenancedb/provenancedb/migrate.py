@@ -1,7 +1,7 @@
 """Provision CouchDB for provenancedb, as the server admin. Idempotent; safe to re-run.
 
     python -m provenancedb.migrate     (compose: the one-off `provenancedb-migrate`
-                                        service; the local stack: `tools/stack.py infra`)
+                                        service; the local stack: `tools/stack infra`)
 
 1. the writer (`COUCHDB_USER`, no roles) and, when `COUCHDB_AUDITOR_PASSWORD` is set, the
    auditor (`COUCHDB_AUDITOR_USER`, role `auditor`) in `_users`, created, or given the
