@@ -10,7 +10,7 @@ types it owns (`Event.published_by`) and read only its own queues; each RPC serv
 queues only to its own request exchange, and each caller publish only to the exchanges of
 the routes it calls.
 
-    python -m messaging.permissions     # the grants as JSON (tools/stack.py provisions them)
+    python -m messaging.permissions     # the grants as JSON (tools/stack provisions them)
 """
 
 from __future__ import annotations
