@@ -182,11 +182,6 @@ def infra_components(config: Config) -> list[Component]:
     ]
 
 
-def all_components(config: Config) -> list[Component]:
-    services = [service_component(config, name) for name in known_instances(config)]
-    return infra_components(config) + services
-
-
 def failure(component: Component, message: str) -> StackError:
     """An error naming the component, with the end of its log."""
     return StackError(

@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from .components import (
     SERVICES,
@@ -68,24 +67,6 @@ def service_env(config: Config, instance: str | None = None) -> dict[str, str]:
 def service_stop_timeout(config: Config) -> float:
     """How long a supervisor lets its service drain after SIGTERM before SIGKILL."""
     return config.shutdown_timeout + STOP_MARGIN
-
-
-def start_service(
-    config: Config,
-    name: str,
-    env: Mapping[str, str],
-    log_path: Path | None = None,
-    pid_path: Path | None = None,
-) -> int:
-    """Start `python -m <name>` detached, unsupervised; returns its PID."""
-    component = service_component(config, name)
-    return spawn(
-        [str(config.paths.venv_python), "-m", name],
-        env,
-        log_path or component.log_path,
-        pid_path or component.pid_path,
-        cwd=config.paths.root,
-    )
 
 
 def start_supervised(config: Config, name: str, env: Mapping[str, str]) -> int:
