@@ -145,3 +145,11 @@ def test_service_stop_timeout_follows_the_drain_setting(config: stack.Config) ->
     assert stack.service_stop_timeout(config.replace(SHUTDOWN_TIMEOUT_SECONDS="30")) == 40.0
     assert stack.service_stop_timeout(config.replace(SHUTDOWN_TIMEOUT_SECONDS="5")) == 15.0
     assert stack.service_stop_timeout(stack.Config.of({})) == 40.0
+
+
+def test_the_services_are_the_meshs(config: stack.Config) -> None:
+    """Their names come from messaging.constants (loaded by path: no venv needed)."""
+    from messaging.constants import SERVICES
+
+    assert list(stack.SERVICES) == list(reversed(SERVICES))  # start order: upload last
+    assert set(stack.REPLICATED) < set(SERVICES)

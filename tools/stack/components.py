@@ -3,27 +3,46 @@ service instances: services, their replicas, and each instance's port."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
-from .config import Config, Paths
+from .config import REPO_ROOT, Config, Paths
 from .errors import StackError
 from .procs import Signature, port_open, running_pid, tail
 
-#: service name (= module, log and pid name) -> setting holding its HTTP port
+
+def _mesh_constants() -> ModuleType:
+    """messaging/constants.py, the one place the service names are written, loaded by its
+    path: the stack runs with a bare python3, without the `messaging` package (that file
+    imports nothing)."""
+    path = REPO_ROOT / "libs" / "messaging" / "messaging" / "constants.py"
+    spec = importlib.util.spec_from_file_location("_imagemesh_constants", path)
+    if spec is None or spec.loader is None:
+        raise StackError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_MESH = _mesh_constants()
+
+#: service name (= module, log and pid name) -> setting holding its HTTP port, in start
+#: order: provenancedb first (it records every other service's events), upload last.
 SERVICES: dict[str, str] = {
-    "provenancedb": "PROVENANCEDB_OPS_PORT",
-    "imageproc": "IMAGEPROC_OPS_PORT",
-    "imageproc_runner": "RUNNER_OPS_PORT",
-    "upload": "UPLOAD_PORT",
+    str(_MESH.PROVENANCEDB): "PROVENANCEDB_OPS_PORT",
+    str(_MESH.IMAGEPROC): "IMAGEPROC_OPS_PORT",
+    str(_MESH.IMAGEPROC_RUNNER): "RUNNER_OPS_PORT",
+    str(_MESH.UPLOAD): "UPLOAD_PORT",
 }
 
 #: Services that scale out as competing consumers -> the setting with their replica count
 #: (`make up IMAGEPROC_REPLICAS=2`; RUNNER_REPLICAS defaults to IMAGEPROC_REPLICAS).
 #: Replica n > 1 is the instance `<service>-<n>`, its port the service's + (n - 1) * 10.
 REPLICATED: dict[str, str] = {
-    "imageproc": "IMAGEPROC_REPLICAS",
-    "imageproc_runner": "RUNNER_REPLICAS",
+    str(_MESH.IMAGEPROC): "IMAGEPROC_REPLICAS",
+    str(_MESH.IMAGEPROC_RUNNER): "RUNNER_REPLICAS",
 }
 REPLICA_PORT_STEP = 10
 MAX_REPLICAS = 8

@@ -1,7 +1,7 @@
 """Names the whole mesh agrees on, written once: the services and a job's statuses.
 
 Every service, the stack tool and the tests read them from here. This module imports
-nothing, not even the standard library, on purpose: tools/stack.py runs with a bare
+nothing, not even the standard library, on purpose: tools/stack runs with a bare
 `python3` before the virtual environment exists and loads this file by its path
 (`importlib.util.spec_from_file_location`), without importing the `messaging` package.
 Keep it that way: plain literals only.
