@@ -75,6 +75,18 @@ export function paramField(name, schema, required, initial, onChange) {
 
 const requiredMark = (required) => (required ? h("span", { class: "required" }, " (required)") : null);
 
+// A field's label (marked when required) and its control, as a field's head shows them.
+const labelled = (id, label, required, control) =>
+  [h("label", { for: id }, label, requiredMark(required)), control];
+
+// A typed-in input's attributes beyond its own: the schema's default as its placeholder,
+// the initial value, and the handler of every change.
+const typedIn = (schema, initial, changed) => ({
+  placeholder: schema.default !== undefined ? String(schema.default) : null,
+  value: initial !== undefined ? String(initial) : null,
+  on: { input: changed },
+});
+
 const BUILDERS = {
   number({ id, label, schema, required, initial, changed }) {
     const integer = schema.type === "integer";
@@ -82,13 +94,11 @@ const BUILDERS = {
       id, type: "number", inputmode: integer ? "numeric" : "decimal",
       step: integer ? "1" : "any",
       min: schema.minimum, max: schema.maximum, required,
-      placeholder: schema.default !== undefined ? String(schema.default) : null,
-      value: initial !== undefined ? String(initial) : null,
-      on: { input: changed },
+      ...typedIn(schema, initial, changed),
     });
     return {
       control,
-      head: [h("label", { for: id }, label, requiredMark(required)), control],
+      head: labelled(id, label, required, control),
       read: () => (control.value === "" ? undefined : Number(control.value)),
       problem: () => {
         const v = control.validity;
@@ -114,7 +124,7 @@ const BUILDERS = {
     control.value = index >= 0 ? String(index) : "";
     return {
       control,
-      head: [h("label", { for: id }, label, requiredMark(required)), control],
+      head: labelled(id, label, required, control),
       read: () => (control.value === "" ? undefined : values[Number(control.value)]),
       problem: () => (control.validity.valueMissing ? "is required" : null),
     };
@@ -155,7 +165,7 @@ const BUILDERS = {
     });
     return {
       control,
-      head: [h("label", { for: id }, label, requiredMark(required)), control],
+      head: labelled(id, label, required, control),
       read: () => control.value.toLowerCase(),
     };
   },
@@ -163,13 +173,11 @@ const BUILDERS = {
   text({ id, label, schema, required, initial, changed }) {
     const control = h("input", {
       id, type: "text", required, maxlength: schema.maxLength, autocomplete: "off",
-      placeholder: schema.default !== undefined ? String(schema.default) : null,
-      value: initial !== undefined ? String(initial) : null,
-      on: { input: changed },
+      ...typedIn(schema, initial, changed),
     });
     return {
       control,
-      head: [h("label", { for: id }, label, requiredMark(required)), control],
+      head: labelled(id, label, required, control),
       read: () => (control.value === "" ? undefined : control.value),
       problem: () => (control.validity.valueMissing ? "is required" : null),
     };
