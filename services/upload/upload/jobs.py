@@ -146,12 +146,8 @@ class Jobs:
                 client=client,
                 principal=principal,
                 filename=upload.filename,
-                sha256=upload.sha256,
-                bytes=upload.size,
-                format=upload.info.format.value,
-                width=upload.info.width,
-                height=upload.info.height,
                 input=image,
+                **_measured(upload),
             )
             received_envelope = self._broker.envelope_for(received)
             event = ImageUploaded(
@@ -245,12 +241,8 @@ class Jobs:
         image = ImageRef(
             bucket=self._input_bucket,
             key=key,
-            sha256=upload.sha256,
-            bytes=upload.size,
-            format=upload.info.format.value,
-            width=upload.info.width,
-            height=upload.info.height,
             content_type=content_type,
+            **_measured(upload),
         )
         return image, new
 
@@ -397,6 +389,19 @@ def accepted_recently(job_id: str, *, now: float | None = None) -> bool:
 def public(job: dict[str, Any]) -> dict[str, Any]:
     """The job as the API shows it: without where its images are stored."""
     return {name: value for name, value in job.items() if not name.endswith("_ref")}
+
+
+def _measured(upload: Upload) -> dict[str, Any]:
+    """What the intake measured of the image: the received event and the stored input's
+    reference both say it."""
+    info = upload.info
+    return {
+        "sha256": upload.sha256,
+        "bytes": upload.size,
+        "format": info.format.value,
+        "width": info.width,
+        "height": info.height,
+    }
 
 
 def _content_type(image: dict[str, Any]) -> str:
