@@ -43,6 +43,11 @@ def _uploaded(job_id: str = "job-1") -> ImageUploaded:
     return ImageUploaded(job_id=job_id, input=image, pipeline=[], created_at=datetime.now(UTC))
 
 
+async def engine(request: EngineRequest, call: RpcCall) -> EngineReply:
+    """imageproc.engine as a test's imageproc answers it."""
+    return EngineReply(engine="e")
+
+
 @pytest.fixture
 def server() -> MemoryServer:
     return MemoryServer()
@@ -161,9 +166,6 @@ async def test_a_typed_rpc_round_trip_carries_models_and_raw_bytes(server: Memor
 async def test_a_request_that_is_not_the_routes_model_is_a_bad_request(
     server: MemoryServer,
 ) -> None:
-    async def engine(request: EngineRequest, call: RpcCall) -> EngineReply:
-        return EngineReply(engine="e")
-
     async with (
         MemoryBroker(server, service="imageproc") as imageproc,
         MemoryBroker(server, service="imageproc_runner") as runner,
@@ -195,9 +197,6 @@ async def test_a_reply_that_is_not_the_routes_model_is_malformed(server: MemoryS
 
 
 async def test_a_caller_the_route_does_not_name_is_forbidden(server: MemoryServer) -> None:
-    async def engine(request: EngineRequest, call: RpcCall) -> EngineReply:
-        return EngineReply(engine="e")
-
     async with (
         MemoryBroker(server, service="imageproc") as imageproc,
         MemoryBroker(server, service="upload") as upload,

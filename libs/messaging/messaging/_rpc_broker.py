@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 import structlog
@@ -18,7 +19,6 @@ from ._consumer import settle
 from ._consuming import _ConsumingBroker
 from ._core import MessageTooLarge, Unroutable, _Subscription
 from ._identity import OPERATOR, describe, may_send
-from ._settings import BrokerSettings
 from .rpc import (
     ERROR_CODE_HEADER,
     ERROR_MESSAGE_HEADER,
@@ -44,27 +44,17 @@ Route = topology.RpcRoute[Any, Any]
 class _RpcBroker(_ConsumingBroker):
     """RPC server and client on top of the consuming layer."""
 
-    def __init__(
-        self,
-        settings: BrokerSettings,
-        *,
-        service: str,
-        version: str | None = None,
-        host: str | None = None,
-        shutdown_timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            settings,
-            service=service,
-            version=version,
-            host=host,
-            shutdown_timeout=shutdown_timeout,
-        )
-        self._replies: dict[str, tuple[asyncio.Future[AbstractIncomingMessage], str]] = {}
+    _reply_queue: str | None = None
+    _reply_channel: AbstractChannel | None = None
+
+    @cached_property
+    def _replies(self) -> dict[str, tuple[asyncio.Future[AbstractIncomingMessage], str]]:
         """Calls waiting for their reply, by correlation id: (future, the serving service)."""
-        self._reply_queue: str | None = None
-        self._reply_channel: AbstractChannel | None = None
-        self._reply_lock = asyncio.Lock()
+        return {}
+
+    @cached_property
+    def _reply_lock(self) -> asyncio.Lock:
+        return asyncio.Lock()
 
     # -- RPC, typed --------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import sys
 import tempfile
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from aio_pika.abc import AbstractChannel
 from pydantic import SecretStr, ValidationError
@@ -57,6 +57,9 @@ class UsersSettings(BrokerSettings):
     def service_user(self, service: str) -> tuple[str, str]:
         password: SecretStr = getattr(self, f"rabbitmq_{service}_password")
         return f"{self.rabbitmq_service_user_prefix}{service}", password.get_secret_value()
+
+
+U = TypeVar("U", bound=UsersSettings)
 
 
 # --- the topology, as the code declares it ----------------------------------------------
@@ -215,6 +218,22 @@ def with_users(topology_definitions: dict[str, Any], settings: UsersSettings) ->
     }
 
 
+def from_environment(cls: type[U], tool: str) -> U | None:
+    """`cls` read from the environment; None after saying on stderr what is wrong with it
+    (a variable missing or invalid, or in production a development secret: refused before
+    any of these passwords becomes a user's, or a hash of one is written)."""
+    try:
+        settings = cls()
+    except ValidationError as exc:
+        names = ", ".join(".".join(map(str, e["loc"])).upper() for e in exc.errors())
+        print(f"{tool}: invalid configuration: {names}", file=sys.stderr)
+        return None
+    if refused := production_refusals(settings):
+        print(f"{tool}: invalid configuration: {'; '.join(refused)}", file=sys.stderr)
+        return None
+    return settings
+
+
 class DefinitionsError(RuntimeError):
     pass
 
@@ -255,16 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 3 or args[0] != "render":
         print("usage: python -m messaging.definitions [render TOPOLOGY OUT]", file=sys.stderr)
         return 2
-    try:
-        users = UsersSettings()  # from the environment
-    except ValidationError as exc:
-        names = ", ".join(".".join(map(str, e["loc"])).upper() for e in exc.errors())
-        print(f"messaging.definitions: invalid configuration: {names}", file=sys.stderr)
-        return 2
-    if refused := production_refusals(users):  # before a hash of one is written
-        print(
-            f"messaging.definitions: invalid configuration: {'; '.join(refused)}", file=sys.stderr
-        )
+    users = from_environment(UsersSettings, "messaging.definitions")
+    if users is None:
         return 2
     try:
         render(Path(args[1]), Path(args[2]), users)

@@ -15,12 +15,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from pydantic import ValidationError
-
-from servicekit import production_refusals
-
 from .constants import SERVICES
-from .definitions import UsersSettings
+from .definitions import UsersSettings, from_environment
 from .permissions import provisioning
 
 
@@ -78,14 +74,8 @@ def _q(name: str) -> str:
 
 
 def main() -> int:
-    try:
-        settings = ProvisionSettings()  # from the environment
-    except ValidationError as exc:
-        names = ", ".join(".".join(map(str, e["loc"])).upper() for e in exc.errors())
-        print(f"messaging.provision: invalid configuration: {names}", file=sys.stderr)
-        return 2
-    if refused := production_refusals(settings):  # before any user gets one as a password
-        print(f"messaging.provision: invalid configuration: {'; '.join(refused)}", file=sys.stderr)
+    settings = from_environment(ProvisionSettings, "messaging.provision")
+    if settings is None:
         return 2
     try:
         done = provision(settings)

@@ -124,24 +124,19 @@ IMAGEPROC_ENGINE = RpcRoute(
     "imageproc.engine", callers=("imageproc_runner",), request=c.EngineRequest, reply=c.EngineReply
 )
 """What imageproc computes with (versions): the runner's reuse key, learnt without work."""
-PROVENANCE_RECORD = RpcRoute(
-    "provenancedb.record", callers=("upload",), request=c.RecordRequest, reply=c.RecordReply
-)
-PROVENANCE_JOB_STATUS = RpcRoute(
-    "provenancedb.job-status", callers=("upload",), request=c.JobRequest, reply=c.FoundJob
-)
-PROVENANCE_JOB_PROV = RpcRoute(
-    "provenancedb.job-provenance", callers=("upload",), request=c.JobRequest, reply=c.FoundDocument
-)
-PROVENANCE_LINEAGE = RpcRoute(
-    "provenancedb.lineage", callers=("upload",), request=c.LineageRequest, reply=c.FoundLineage
-)
-PROVENANCE_JOBS = RpcRoute(
-    "provenancedb.jobs", callers=("upload",), request=c.JobsRequest, reply=c.JobPage
-)
-PROVENANCE_JOB_COUNTS = RpcRoute(
-    "provenancedb.job-counts", callers=("upload",), request=c.JobCountsRequest, reply=c.JobCounts
-)
+
+
+def _asked_by_upload(name: str, request: type[Req], reply: type[Rep]) -> RpcRoute[Req, Rep]:
+    """A provenancedb route: only upload may call it (for the principals it serves)."""
+    return RpcRoute(f"provenancedb.{name}", callers=("upload",), request=request, reply=reply)
+
+
+PROVENANCE_RECORD = _asked_by_upload("record", c.RecordRequest, c.RecordReply)
+PROVENANCE_JOB_STATUS = _asked_by_upload("job-status", c.JobRequest, c.FoundJob)
+PROVENANCE_JOB_PROV = _asked_by_upload("job-provenance", c.JobRequest, c.FoundDocument)
+PROVENANCE_LINEAGE = _asked_by_upload("lineage", c.LineageRequest, c.FoundLineage)
+PROVENANCE_JOBS = _asked_by_upload("jobs", c.JobsRequest, c.JobPage)
+PROVENANCE_JOB_COUNTS = _asked_by_upload("job-counts", c.JobCountsRequest, c.JobCounts)
 
 ALL_QUEUES = (RUNNER_UPLOADS, PROVENANCE_EVENTS)
 ALL_ROUTES: tuple[RpcRoute[Any, Any], ...] = (
