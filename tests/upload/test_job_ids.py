@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from upload.jobs import RECENT_JOB_SECONDS, accepted_recently, new_job_id
+from upload.job_ids import RECENT_JOB_SECONDS, accepted_recently, new_job_id
 
 
 def test_a_new_job_id_is_a_version_8_uuid_accepted_recently() -> None:
