@@ -20,9 +20,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -34,8 +37,9 @@ from provenancedb.audit import Gap, Report, audit, job_gaps  # noqa: E402
 from provenancedb.settings import AuditSettings  # noqa: E402
 from provenancedb.store import open_store as open_provenance  # noqa: E402
 
-# Re-exported for the modules that still import them from here; tests.waiting is their home.
-from tests.waiting import async_wait_for, wait_for  # noqa: E402, F401
+# async_wait_for re-exported for the modules that still import it from here.
+from tests.waiting import async_wait_for as async_wait_for  # noqa: E402
+from tests.waiting import wait_for  # noqa: E402
 
 SERVICES = {
     "provenancedb": "PROVENANCEDB_OPS_PORT",
@@ -329,6 +333,16 @@ def running_mesh(env: dict[str, str], logs: Path) -> Iterator[Mesh]:
     finally:
         for name in list(running.processes):
             running.stop(name)
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium for all the browser tests; each opens contexts of its own
+    (`tests.browser.page_on`)."""
+    from tests.browser import chromium  # playwright is imported by browser tests only
+
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="session")

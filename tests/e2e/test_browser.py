@@ -1,8 +1,5 @@
-"""The web app in a real headless Chromium, against the four services as real processes.
-
-Playwright drives Debian's Chromium (``/usr/bin/chromium``): ``playwright install`` cannot
-download browsers here. The async API is used because pytest-asyncio runs the tests in one
-session-wide event loop, where playwright's sync API refuses to run.
+"""The web app in a real headless Chromium (tests/browser.py), against the four services
+as real processes.
 
 The pages run under the service's Content-Security-Policy, which forbids `eval`: waits are
 Playwright expectations on locators (never `wait_for_function` with a string predicate).
@@ -11,9 +8,7 @@ Each page's full-page screenshot is saved under ``$IMAGEMESH_ARTIFACTS/screensho
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -23,149 +18,39 @@ from typing import Any
 import aiohttp
 import pytest
 import pyvips
-from PIL import Image, ImageChops, ImageFilter
-from playwright.async_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    FilePayload,
-    Locator,
-    Page,
-    Request,
-    Response,
-    Route,
-    ViewportSize,
-    async_playwright,
-    expect,
-)
+from playwright.async_api import Browser, Locator, Page, Route, expect
 
+from tests.browser import (
+    JOB_DEADLINE_MS,
+    PHONE,
+    PageProblems,
+    card,
+    page_on,
+    photo_like,
+    screenshot,
+    upload,
+)
 from tests.conftest import Mesh
-from tests.e2e.helpers import submit, wait_finished
+from tests.e2e.helpers import decode, submit, wait_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = Path(os.environ.get("IMAGEMESH_ARTIFACTS", str(ROOT / ".artifacts"))) / "screenshots"
-JOB_DEADLINE_MS = 60_000
-UI_DEADLINE_MS = 10_000
-DESKTOP: ViewportSize = {"width": 1100, "height": 900}
-PHONE: ViewportSize = {"width": 375, "height": 812}
 SERVICE_AND_VERSION = re.compile(r"^(upload|imageproc_runner|imageproc) \d+\.\d+\S*$")
-
-
-# --------------------------------------------------------------------------- images
-
-
-def photo_like(width: int, height: int, fmt: str) -> bytes:
-    """A smooth colour gradient with grain and some edges: compresses and dithers like a photo."""
-    size = (width, height)
-    across = Image.linear_gradient("L").rotate(90).resize(size)
-    down = Image.linear_gradient("L").resize(size)
-    grain = Image.effect_noise(size, 40).filter(ImageFilter.GaussianBlur(1))
-    mandel = Image.effect_mandelbrot(size, (-2.0, -1.2, 1.0, 1.2), 60)
-    red = ImageChops.blend(across, grain, 0.25)
-    green = ImageChops.blend(down, mandel, 0.35)
-    blue = ImageChops.blend(ImageChops.invert(across), grain, 0.4)
-    image = Image.merge("RGB", (red, green, blue))
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    return buffer.getvalue()
-
-
-def upload(name: str, mime_type: str, data: bytes) -> FilePayload:
-    """A file for `set_input_files`, as if picked from disk."""
-    return {"name": name, "mimeType": mime_type, "buffer": data}
-
-
-def decoded(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 # --------------------------------------------------------------------------- browser
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    # `launch` gives Chromium a fresh temporary profile (--user-data-dir) of its own and
-    # removes it on close; it refuses an explicit --user-data-dir.
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-class PageProblems:
-    """Uncaught exceptions, console errors and failed or refused requests seen by a page."""
-
-    def __init__(self, page: Page) -> None:
-        self.messages: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.messages.append(f"uncaught: {exc}"))
-        page.on("response", self._response)
-        page.on("requestfailed", self._failed)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        # Chromium logs every HTTP error as "Failed to load resource" without the URL;
-        # `_response` records those with their URL instead. A CSP violation is an error.
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            self.messages.append(f"console: {message.text}")
-
-    def _response(self, response: Response) -> None:
-        if response.status >= 400:
-            self.messages.append(f"HTTP {response.status} {response.request.method} {response.url}")
-
-    def _failed(self, request: Request) -> None:
-        # A download navigates nowhere and an EventSource closed by the page is aborted
-        # on purpose: neither is a problem.
-        if request.failure != "net::ERR_ABORTED":
-            self.messages.append(f"request failed: {request.url} ({request.failure})")
-
-    def unexpected(self, *allowed: str) -> list[str]:
-        """Problems other than those matching one of `allowed` (regular expressions)."""
-        return [m for m in self.messages if not any(re.search(a, m) for a in allowed)]
-
-
-async def new_context(browser: Browser, mesh: Mesh, viewport: ViewportSize) -> BrowserContext:
-    context = await browser.new_context(
-        base_url=mesh.upload_url, viewport=viewport, accept_downloads=True
-    )
-    context.set_default_timeout(UI_DEADLINE_MS)
-    return context
-
-
 @pytest.fixture
 async def page(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    context = await new_context(browser, mesh, DESKTOP)
-    try:
-        yield await context.new_page()
-    finally:
-        await context.close()
+    async with page_on(browser, mesh.upload_url) as opened:
+        yield opened
 
 
 @pytest.fixture
 async def phone(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    context = await new_context(browser, mesh, PHONE)
-    try:
-        yield await context.new_page()
-    finally:
-        await context.close()
+    async with page_on(browser, mesh.upload_url, PHONE) as opened:
+        yield opened
 
 
 async def open_page(page: Page, path: str) -> PageProblems:
@@ -181,13 +66,6 @@ async def open_upload_page(page: Page) -> PageProblems:
     # The catalogue is loaded and the builder drawn: uploads.js has run.
     await expect(page.locator("body")).to_have_attribute("data-ready", "true")
     return problems
-
-
-async def screenshot(page: Page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 async def images_loaded(scope: Locator) -> None:
@@ -218,13 +96,6 @@ async def add_operation(page: Page, name: str) -> Locator:
 
 async def pipeline_json(page: Page) -> Any:
     return json.loads(await page.get_by_label("Pipeline JSON").input_value())
-
-
-def card(page: Page, filename: str, *, where: str = "#jobs") -> Locator:
-    """A file's card: in the job list once sent (or `#selected`, refused before sending)."""
-    return page.locator(f"{where} > li.card").filter(
-        has=page.locator(".file-name", has_text=re.compile(rf"^{re.escape(filename)}$"))
-    )
 
 
 async def wait_for_status(job_card: Locator, mesh: Mesh, status: str = "succeeded") -> None:
@@ -329,7 +200,7 @@ async def test_two_images_at_once_with_a_built_pipeline_followed_live_to_downloa
     assert download.suggested_filename == "photo-imagemesh.jpg"
     data = await asyncio.to_thread(Path(await download.path()).read_bytes)
     assert await photo.locator("figure.after").get_attribute("data-bytes") == str(len(data))
-    image = decoded(data)
+    image = decode(data)
     assert image.format == "JPEG"
     assert image.size == (200, 133)
     assert image.mode == "L"
@@ -340,7 +211,7 @@ async def test_two_images_at_once_with_a_built_pipeline_followed_live_to_downloa
         or ""
     )
     assert result.status == 200
-    image = decoded(await result.body())
+    image = decode(await result.body())
     assert (image.format, image.size) == ("PNG", (200, 133))
 
     await screenshot(page, "upload-results")
@@ -777,7 +648,7 @@ async def test_a_status_outage_is_explained_and_the_job_still_followed(
     result = await page.request.get(
         await job.get_by_role("link", name=re.compile(r"^Download")).get_attribute("href") or ""
     )
-    image = decoded(await result.body())
+    image = decode(await result.body())
     assert image.size == (300, 200)
     assert image.mode == "L"
     assert problems.unexpected(r"HTTP 503 GET .*/api/v1/jobs/") == []

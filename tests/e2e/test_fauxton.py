@@ -3,7 +3,7 @@ Fauxton") tells them to: log in, open the provenance database, Design Documents 
 → Views → by_job, query options Include Docs and keys between [job] and [job, {}], Run Query.
 
 Fauxton here is the one PouchDB Server serves (pouchdb-fauxton 0.0.6, a 2017 Fauxton), driven
-in Debian's Chromium like `test_browser.py`. Its query options panel sends `start_key` and
+in Debian's Chromium (tests/browser.py). Its query options panel sends `start_key` and
 `end_key` (not `startkey`/`endkey`), which PouchDB Server honours; the same query also works
 as a link: `#/database/<db>/_design/provenance/_view/by_job?startkey=...&include_docs=true`."""
 
@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Page, Response, async_playwright, expect
+from playwright.async_api import Browser, Page, Response, expect
 
+from tests.browser import PageProblems, page_on, screenshot
 from tests.conftest import Mesh, complete_trail
 from tests.e2e.helpers import photo, submit, wait_finished
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, PageProblems
 from tests.waiting import async_wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-UI_DEADLINE_MS = 10_000
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = Path(os.environ.get("IMAGEMESH_ARTIFACTS", str(ROOT / ".artifacts"))) / "screenshots"
 PIPELINE: list[dict[str, Any]] = [
     {"op": "thumbnail", "width": 200, "height": 200},
     {"op": "grayscale"},
@@ -48,22 +43,11 @@ TIMELINE = [
 
 
 @pytest.fixture
-async def fauxton(mesh: Mesh) -> AsyncIterator[Page]:
-    """A page on Fauxton, in a fresh Chromium profile (so not logged in)."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            context = await browser.new_context(
-                base_url=mesh.env["COUCHDB_URL"].rstrip("/"),
-                viewport={"width": 1400, "height": 1000},
-            )
-            page = await context.new_page()
-            page.set_default_timeout(UI_DEADLINE_MS)
-            yield page
-        finally:
-            await browser.close()
+async def fauxton(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
+    """A page on Fauxton, in a context of its own (so not logged in)."""
+    base = mesh.env["COUCHDB_URL"].rstrip("/")
+    async with page_on(browser, base, {"width": 1400, "height": 1000}) as page:
+        yield page
 
 
 async def run_job(
@@ -199,8 +183,7 @@ async def test_an_auditor_finds_a_jobs_timeline_in_fauxton(
     value_column = headers.index("value")
     cells = table.locator(f"tbody tr td:nth-child({value_column + 1})")
     await expect(cells).to_have_text(TIMELINE)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / "fauxton-by-job.png"), full_page=True)
+    await screenshot(page, "fauxton-by-job")
     # Fauxton looks at `_users` after logging in; only admins may (provenancedb.migrate
     # closes it to everyone else on PouchDB Server), so the auditor is refused there.
     refused_users_db = re.compile(r"^HTTP 40[13] GET \S+/_users(\?\S*)?$")

@@ -1,28 +1,18 @@
-"""The web app in headless Chromium (Debian's, as tests/e2e/test_browser.py drives it):
-an XSS filename is shown as text everywhere, never run; with API tokens on, a person signs
-in with a token (an encrypted HttpOnly session cookie), uses the app, and signs out."""
+"""The web app in headless Chromium (tests/browser.py): an XSS filename is shown as text
+everywhere, never run; with API tokens on, a person signs in with a token (an encrypted
+HttpOnly session cookie), uses the app, and signs out."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
+from tests.browser import JOB_DEADLINE_MS, PageProblems, card, page_on, photo_like, upload
 from tests.conftest import Mesh
-from tests.e2e.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    DESKTOP,
-    JOB_DEADLINE_MS,
-    UI_DEADLINE_MS,
-    PageProblems,
-    card,
-    photo_like,
-    upload,
-)
 from tests.security.conftest import upload_replica
 from upload.session import SESSION_COOKIE
 from upload.tokens import new_token, token_hash
@@ -30,18 +20,6 @@ from upload.tokens import new_token, token_hash
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 XSS_NAME = "<img src=x onerror=alert(1)>.jpg"
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 class Dialogs:
@@ -54,12 +32,6 @@ class Dialogs:
     async def _opened(self, dialog: Dialog) -> None:
         self.seen.append(f"{dialog.type}: {dialog.message}")
         await dialog.dismiss()
-
-
-async def new_page(browser: Browser, base_url: str) -> Page:
-    context = await browser.new_context(base_url=base_url, viewport=DESKTOP)
-    context.set_default_timeout(UI_DEADLINE_MS)
-    return await context.new_page()
 
 
 async def upload_one(page: Page, name: str) -> str:
@@ -87,10 +59,9 @@ async def nothing_injected(page: Page) -> None:
 async def test_an_xss_filename_is_shown_as_text_and_never_runs(
     browser: Browser, mesh: Mesh
 ) -> None:
-    page = await new_page(browser, mesh.upload_url)
-    dialogs = Dialogs(page)
-    problems = PageProblems(page)
-    try:
+    async with page_on(browser, mesh.upload_url) as page:
+        dialogs = Dialogs(page)
+        problems = PageProblems(page)
         job_id = await upload_one(page, XSS_NAME)
         await expect(card(page, XSS_NAME).locator(".file-name")).to_have_text(XSS_NAME)
         await nothing_injected(page)
@@ -110,8 +81,6 @@ async def test_an_xss_filename_is_shown_as_text_and_never_runs(
         await nothing_injected(page)
         assert dialogs.seen == []
         assert problems.unexpected() == []
-    finally:
-        await page.context.close()
 
 
 BROWSER_USER = f"browser-{uuid.uuid4().hex[:8]}"
@@ -137,14 +106,13 @@ async def sign_in(page: Page, token: str) -> None:
 async def test_with_api_tokens_on_a_person_signs_in_uses_the_app_and_signs_out(
     browser: Browser, guarded: Mesh
 ) -> None:
-    page = await new_page(browser, guarded.upload_url)
-    problems = PageProblems(page)
-    posts: list[dict[str, str]] = []
-    page.on(
-        "request",
-        lambda r: posts.append({**r.headers, "url": r.url}) if r.method == "POST" else None,
-    )
-    try:
+    async with page_on(browser, guarded.upload_url) as page:
+        problems = PageProblems(page)
+        posts: list[dict[str, str]] = []
+        page.on(
+            "request",
+            lambda r: posts.append({**r.headers, "url": r.url}) if r.method == "POST" else None,
+        )
         # Not signed in: every page sends the browser to the sign-in, and back after it.
         await page.goto("/history")
         await expect(page).to_have_url(re.compile(r"/signin\?next=/history$"))
@@ -192,5 +160,3 @@ async def test_with_api_tokens_on_a_person_signs_in_uses_the_app_and_signs_out(
         assert answer.status == 401
         # Its only 4xx: the wrong token's sign-in is a redirect, not an error.
         assert problems.unexpected() == []
-    finally:
-        await page.context.close()
