@@ -40,7 +40,7 @@ class Deadline:
 
 
 def _what(condition: Callable[[], Any], what: str | None) -> str:
-    return what or getattr(condition, "__qualname__", repr(condition))
+    return what or str(getattr(condition, "__qualname__", None) or repr(condition))
 
 
 def wait_for(
