@@ -13,7 +13,7 @@ from .keys import GUARD
 from .openapi import Doc, documented
 from .routes import routes
 from .session import sign_in, sign_out
-from .webpages import page_response
+from .webpages import PAGES, Page, page_response
 
 # --------------------------------------------------------------------------- pages
 
@@ -22,33 +22,22 @@ _NEXT = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&-]{0,512}$")
 """Where the sign-in may send the browser back to: a path on this site (not `//host`)."""
 
 
-def _page(request: web.Request, name: str) -> web.Response:
-    """A page of the web app; without a principal (tokens on, not signed in), the
-    sign-in page instead, which comes back here."""
-    if PRINCIPAL not in request:
-        target = quote(request.path_qs, safe="/?=&")
-        raise web.HTTPSeeOther(f"{SIGN_IN_PATH}?next={target}")
-    return page_response(request, name)
+def _serve(name: str, page: Page, path: str) -> None:
+    """Serve page `name` at `path`. A page for people signed in, to a request without a
+    principal (tokens on, not signed in): the sign-in page instead, which comes back."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if page.signed_in and PRINCIPAL not in request:
+            target = quote(request.path_qs, safe="/?=&")
+            raise web.HTTPSeeOther(f"{SIGN_IN_PATH}?next={target}")
+        return page_response(request, name)
+
+    routes.get(path)(handler)
 
 
-@routes.get("/")
-async def index(request: web.Request) -> web.Response:
-    return _page(request, "index.html")
-
-
-@routes.get("/history")
-async def history_page(request: web.Request) -> web.Response:
-    return _page(request, "history.html")
-
-
-@routes.get("/jobs/{job_id}")
-async def job_page(request: web.Request) -> web.Response:
-    return _page(request, "job.html")
-
-
-@routes.get("/api/docs")
-async def api_docs_page(request: web.Request) -> web.Response:
-    return page_response(request, "api.html")
+for _name, _served in PAGES.items():
+    if _served.path is not None:  # the sign-in page has a handler of its own
+        _serve(_name, _served, _served.path)
 
 
 # --------------------------------------------------------------------------- sign-in

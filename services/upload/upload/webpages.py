@@ -1,11 +1,11 @@
 """The web app's HTML pages, assembled once from the layout every page shares.
 
 `templates/layout.html` is the head and the site header (with `templates/navigation.html`,
-the main navigation and the account form, on every page but the sign-in); each page's own
-`templates/<page>.html` is its main content and footer. A page is the layout, with its
-title and its scripts, followed by its content: assembled when this module is imported,
-then served from memory with an ETag and `Cache-Control: no-cache`, so a browser keeps
-it and revalidates it with one small request, as it would a static file.
+the main navigation and the account form), `templates/footer.html` the footer (with links
+to the other pages); each page's own `templates/<page>.html` is its main content. The
+sign-in page has neither navigation nor footer. A page is assembled when this module is
+imported, then served from memory with an ETag and `Cache-Control: no-cache`, so a
+browser keeps it and revalidates it with one small request, as it would a static file.
 """
 
 from __future__ import annotations
@@ -18,24 +18,30 @@ from string import Template
 from aiohttp import web
 
 TEMPLATES = Path(__file__).parent / "templates"
+FOOTER_LINKS = (("/", "Upload"), ("/history", "History"), ("/api/docs", "API documentation"))
+"""The pages the footer links to (each page's footer: all but itself)."""
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page: its title, its own script (under /static/) and whether it shows the
-    main navigation and the account form (whose script, account.js, comes with them)."""
+    """One page: its title, its own script (under /static/), where it is served (None:
+    by a handler of its own), whether it is for people signed in only, and whether it
+    shows the navigation, the account form (whose script, account.js, comes with it)
+    and the footer."""
 
     title: str
     script: str
+    path: str | None
+    signed_in: bool = True
     navigation: bool = True
 
 
 PAGES = {
-    "index.html": Page("Upload", "uploads.js"),
-    "history.html": Page("History", "history.js"),
-    "job.html": Page("Job", "job.js"),
-    "api.html": Page("API", "apidocs.js"),
-    "signin.html": Page("Sign in", "signin.js", navigation=False),
+    "index.html": Page("Upload", "uploads.js", "/"),
+    "history.html": Page("History", "history.js", "/history"),
+    "job.html": Page("Job", "job.js", "/jobs/{job_id}"),
+    "api.html": Page("API", "apidocs.js", "/api/docs", signed_in=False),
+    "signin.html": Page("Sign in", "signin.js", None, signed_in=False, navigation=False),
 }
 
 
@@ -49,15 +55,25 @@ def render(name: str) -> str:
     """The whole HTML of page `name` (a key of PAGES)."""
     page = PAGES[name]
     scripts = [*(["account.js"] if page.navigation else []), page.script]
-    layout = Template((TEMPLATES / "layout.html").read_text())
-    head = layout.substitute(
+    head = _template("layout.html").substitute(
         title=page.title,
         scripts="\n".join(
             f'  <script type="module" src="/static/{script}"></script>' for script in scripts
         ),
         navigation=(TEMPLATES / "navigation.html").read_text() if page.navigation else "",
     )
-    return head + (TEMPLATES / name).read_text()
+    return head + (TEMPLATES / name).read_text() + (_footer(page) if page.navigation else "")
+
+
+def _footer(page: Page) -> str:
+    links = " · ".join(
+        f'<a href="{href}">{text}</a>' for href, text in FOOTER_LINKS if href != page.path
+    )
+    return _template("footer.html").substitute(links=links)
+
+
+def _template(name: str) -> Template:
+    return Template((TEMPLATES / name).read_text())
 
 
 def _rendered(name: str) -> Rendered:
