@@ -1,12 +1,14 @@
 """Work already done is not done again (issue 13, point 5): the reuse key, and the runner
-taking an earlier job's output instead of computing. Test doubles for the broker and S3;
-end to end in tests/e2e/test_reuse.py."""
+taking an earlier job's output instead of computing. The runner on an in-memory broker
+(`messaging.testing`) with a stand-in imageproc, S3 a test double; end to end in
+tests/e2e/test_reuse.py."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,13 +24,14 @@ from imageproc_runner.runner import Runner
 from messaging import (
     Envelope,
     MessageContext,
+    RpcCall,
     RpcError,
     follow_up_id,
-    new_event_id,
     topology,
 )
-from messaging.contracts import EngineReply, RunReply, RunRequest
+from messaging.contracts import EngineReply, EngineRequest, RunReply, RunRequest
 from messaging.events import (
+    ALL_EVENTS,
     Event,
     ImageProcessed,
     ImageRef,
@@ -37,6 +40,7 @@ from messaging.events import (
     JobFailed,
     ProcessingStarted,
 )
+from messaging.testing import MemoryBroker, MemoryServer
 from objectstore import ObjectNotFound
 
 SHA = "ab" * 32
@@ -94,34 +98,29 @@ def test_a_pipeline_that_does_not_parse_has_no_canonical_form() -> None:
 # --------------------------------------------------------------------------- the runner
 
 
-class FakeBroker:
-    """imageproc as the runner sees it: `imageproc.engine` and `imageproc.run`."""
+class Imageproc:
+    """imageproc as the runner sees it, served on the in-memory broker: `imageproc.engine`
+    and `imageproc.run`, answering as a test sets it."""
 
     def __init__(self) -> None:
-        self.settings = SimpleNamespace(amqp_max_attempts=3)
         self.engine: str | None = ENGINE
+        """What `imageproc.engine` answers (None: an error, as when nobody serves it)."""
         self.run_engine: str | None = None
         """The engine `imageproc.run` replies name (default: `engine`)."""
         self.fail_run: str | None = None
         """An error code `imageproc.run` answers with."""
         self.calls: list[str] = []
-        self.published: list[Event] = []
 
-    async def publish(self, event: Event, *, cause: Envelope, key: str = "") -> Envelope:
-        self.published.append(event)
-        return Envelope(id=new_event_id(), type=event.type, source="/imagemesh/tests")
+    async def on_engine(self, request: EngineRequest, call: RpcCall) -> EngineReply:
+        self.calls.append(topology.IMAGEPROC_ENGINE.name)
+        if self.engine is None:
+            raise RpcError("rpc_unavailable", "nobody serves imageproc.engine")
+        return EngineReply(engine=self.engine)
 
-    async def call(
-        self, route: topology.RpcRoute[Any, Any], request: Any, **_: Any
-    ) -> tuple[Any, bytes]:
-        self.calls.append(route.name)
-        if route == topology.IMAGEPROC_ENGINE:
-            if self.engine is None:
-                raise RpcError("rpc_unavailable", "nobody serves imageproc.engine")
-            return EngineReply(engine=self.engine), b""
+    async def on_run(self, request: RunRequest, call: RpcCall) -> tuple[RunReply, bytes]:
+        self.calls.append(topology.IMAGEPROC_RUN.name)
         if self.fail_run:
             raise RpcError(self.fail_run, "imageproc refused it")
-        assert isinstance(request, RunRequest)
         output = b"output of " + repr(request.pipeline).encode()
         engine = self.run_engine or self.engine
         reply = RunReply(format="png", width=1, height=1, input_info={"bands": 3}, engine=engine)
@@ -157,15 +156,15 @@ class Clock:
 
 
 class Mesh:
-    """One runner with reuse, its broker and store doubles, and a clock for the engine."""
+    """One runner with reuse on an in-memory broker of its own, with the imageproc it
+    calls, a provenancedb recording every event, a store double and a clock for the
+    engine."""
 
-    def __init__(self, store: Any = None) -> None:
-        """`store`: another runner replica's, shared (S3)."""
-        broker: Any = FakeBroker()
-        store = store or FakeStore()
-        self.broker, self.store, self.clock = broker, store, Clock()
-        reuse = Reuse(broker, store, bucket="out", clock=self.clock)
-        self.runner = Runner(broker, store, output_bucket="out", imageproc_timeout=5, reuse=reuse)
+    def __init__(self, server: MemoryServer, runner: MemoryBroker, store: Any) -> None:
+        self.server, self.broker, self.store = server, runner, store
+        self.imageproc, self.clock, self.recorded = Imageproc(), Clock(), list[Event]()
+        reuse = Reuse(runner, store, bucket="out", clock=self.clock)
+        self.runner = Runner(runner, store, output_bucket="out", imageproc_timeout=5, reuse=reuse)
 
     async def job(
         self,
@@ -194,9 +193,39 @@ class Mesh:
             principal=principal,
         )
         envelope = Envelope(id=f"uploaded-{job_id}", type=event.type, source="/imagemesh/upload")
-        before = len(self.broker.published)
+        before = len(self.recorded)
         await self.runner.on_uploaded(event, MessageContext(envelope, self.broker, attempt))
-        return list(self.broker.published[before:])
+        await self.server.settled()
+        return list(self.recorded[before:])
+
+
+MeshFactory = Callable[..., Awaitable[Mesh]]
+
+
+@pytest.fixture
+async def meshes() -> AsyncIterator[MeshFactory]:
+    """Makes meshes (`await meshes()`; `await meshes(store)` for another runner replica
+    sharing S3); closes their brokers at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def make(store: Any = None) -> Mesh:
+            server = MemoryServer()
+            runner = await stack.enter_async_context(
+                MemoryBroker(server, service="imageproc_runner")
+            )
+            mesh = Mesh(server, runner, store or FakeStore())
+            imageproc = await stack.enter_async_context(MemoryBroker(server, service="imageproc"))
+            await imageproc.serve(topology.IMAGEPROC_ENGINE, mesh.imageproc.on_engine)
+            await imageproc.serve(topology.IMAGEPROC_RUN, mesh.imageproc.on_run)
+            recorder = await stack.enter_async_context(MemoryBroker(server, service="provenancedb"))
+
+            async def record(event: Event, ctx: MessageContext) -> None:
+                mesh.recorded.append(event)
+
+            await recorder.subscribe(topology.PROVENANCE_EVENTS, record, ALL_EVENTS)
+            return mesh
+
+        yield make
 
 
 def _one(events: list[Event], kind: type[Event]) -> Any:
@@ -204,13 +233,13 @@ def _one(events: list[Event], kind: type[Event]) -> Any:
     return found
 
 
-async def test_an_identical_job_reuses_the_output_without_imageproc() -> None:
-    mesh = Mesh()
+async def test_an_identical_job_reuses_the_output_without_imageproc(meshes: MeshFactory) -> None:
+    mesh = await meshes()
     first = await mesh.job("job-1")
     processed = _one(first, ImageProcessed)
-    assert mesh.broker.runs() == 1
+    assert mesh.imageproc.runs() == 1
     second = await mesh.job("job-2", [{"op": "thumbnail", "height": 64, "width": 64}])
-    assert mesh.broker.runs() == 1  # no imageproc work
+    assert mesh.imageproc.runs() == 1  # no imageproc work
     assert not [e for e in second if isinstance(e, ProcessingStarted | ImageProcessed)]
     reused = _one(second, ImageReused)
     assert reused.reused_from == "job-1"
@@ -221,87 +250,91 @@ async def test_an_identical_job_reuses_the_output_without_imageproc() -> None:
     assert reused.computation == follow_up_id("uploaded-job-1", ImageProcessed.type)
 
 
-async def test_a_different_parameter_or_input_computes_afresh() -> None:
-    mesh = Mesh()
+async def test_a_different_parameter_or_input_computes_afresh(meshes: MeshFactory) -> None:
+    mesh = await meshes()
     await mesh.job("job-1")
     other = await mesh.job("job-2", [{"op": "thumbnail", "width": 64, "height": 63}])
     another = await mesh.job("job-3", sha=OTHER_SHA)
-    assert mesh.broker.runs() == 3
+    assert mesh.imageproc.runs() == 3
     assert not [e for e in [*other, *another] if isinstance(e, ImageReused)]
 
 
-async def test_another_principal_with_the_same_bytes_reuses() -> None:
-    mesh = Mesh()
+async def test_another_principal_with_the_same_bytes_reuses(meshes: MeshFactory) -> None:
+    mesh = await meshes()
     await mesh.job("job-1", principal="alice")
     reused = _one(await mesh.job("job-2", principal="bob"), ImageReused)
     assert reused.reused_from == "job-1"
-    assert mesh.broker.runs() == 1
+    assert mesh.imageproc.runs() == 1
 
 
-async def test_a_new_engine_computes_afresh() -> None:
-    mesh = Mesh()
+async def test_a_new_engine_computes_afresh(meshes: MeshFactory) -> None:
+    mesh = await meshes()
     await mesh.job("job-1")
-    mesh.broker.engine = ENGINE + " pillow/99"
+    mesh.imageproc.engine = ENGINE + " pillow/99"
     mesh.clock.now += 60  # the cached engine is old: asked again
     again = await mesh.job("job-2")
-    assert mesh.broker.runs() == 2
+    assert mesh.imageproc.runs() == 2
     assert not [e for e in again if isinstance(e, ImageReused)]
     # ... and that computation is found under the new engine.
     assert _one(await mesh.job("job-3"), ImageReused).reused_from == "job-2"
 
 
-async def test_a_reply_from_another_engine_replaces_the_cached_one_at_once() -> None:
-    mesh = Mesh()
+async def test_a_reply_from_another_engine_replaces_the_cached_one_at_once(
+    meshes: MeshFactory,
+) -> None:
+    mesh = await meshes()
     await mesh.job("job-1")  # engine cached: ENGINE
-    mesh.broker.engine = mesh.broker.run_engine = "imagemesh-imageproc/2"
+    mesh.imageproc.engine = mesh.imageproc.run_engine = "imagemesh-imageproc/2"
     await mesh.job("job-2", [{"op": "grayscale"}])  # computed by engine 2, within the TTL
     again = await mesh.job("job-3")  # job-1's work, but engine 2 is current now
     assert not [e for e in again if isinstance(e, ImageReused)]
-    assert mesh.broker.runs() == 3
+    assert mesh.imageproc.runs() == 3
 
 
-async def test_without_an_engine_the_job_is_computed() -> None:
-    mesh = Mesh()
+async def test_without_an_engine_the_job_is_computed(meshes: MeshFactory) -> None:
+    mesh = await meshes()
     await mesh.job("job-1")
-    mesh.broker.engine = None
+    mesh.imageproc.engine = None
     mesh.clock.now += 60
     await mesh.job("job-2")
-    assert mesh.broker.runs() == 2
+    assert mesh.imageproc.runs() == 2
 
 
-async def test_a_redelivered_job_finding_its_own_entry_computes_again() -> None:
-    mesh = Mesh()
+async def test_a_redelivered_job_finding_its_own_entry_computes_again(meshes: MeshFactory) -> None:
+    mesh = await meshes()
     await mesh.job("job-1")
     again = await mesh.job("job-1", attempt=2)
-    assert mesh.broker.runs() == 2
+    assert mesh.imageproc.runs() == 2
     assert not [e for e in again if isinstance(e, ImageReused)]
 
 
-async def test_another_replica_finds_the_entry_in_s3_and_an_invalid_one_is_a_miss() -> None:
-    mesh = Mesh()
+async def test_another_replica_finds_the_entry_in_s3_and_an_invalid_one_is_a_miss(
+    meshes: MeshFactory,
+) -> None:
+    mesh = await meshes()
     await mesh.job("job-1")
-    replica = Mesh(mesh.store)
+    replica = await meshes(mesh.store)
     assert _one(await replica.job("job-2"), ImageReused).reused_from == "job-1"
     key = _key(THUMB)
     mesh.store.objects[("out", index_key(key))] = b"{not json"
-    await Mesh(mesh.store).job("job-3")
+    await (await meshes(mesh.store)).job("job-3")
     entry = json.loads(mesh.store.objects[("out", index_key(key))])
     assert entry["job_id"] == "job-3"  # computed and indexed again
     mesh.store.objects[("out", index_key(key))] = json.dumps(entry | {"key": "0" * 64}).encode()
-    fresh = Mesh(mesh.store)
+    fresh = await meshes(mesh.store)
     assert not [e for e in await fresh.job("job-4") if isinstance(e, ImageReused)]
-    assert fresh.broker.runs() == 1
+    assert fresh.imageproc.runs() == 1
 
 
-async def test_the_index_holds_only_succeeded_computations() -> None:
-    mesh = Mesh()
-    mesh.broker.fail_run = "undecodable"
+async def test_the_index_holds_only_succeeded_computations(meshes: MeshFactory) -> None:
+    mesh = await meshes()
+    mesh.imageproc.fail_run = "undecodable"
     assert _one(await mesh.job("job-1"), JobFailed).error.code == "undecodable"
     assert not [key for _, key in mesh.store.objects if key.startswith(INDEX_PREFIX)]
-    mesh.broker.fail_run = None
+    mesh.imageproc.fail_run = None
     await mesh.job("job-2")
     assert [key for _, key in mesh.store.objects if key.startswith(INDEX_PREFIX)] == [
         index_key(_key(THUMB))
     ]
     assert not [e for e in await mesh.job("job-3") if isinstance(e, JobFailed)]
-    assert mesh.broker.runs() == 2
+    assert mesh.imageproc.runs() == 2
