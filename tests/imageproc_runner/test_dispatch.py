@@ -156,11 +156,11 @@ async def test_another_principal_runs_next_despite_a_backlog() -> None:
     dispatcher = FairDispatcher(concurrency=2, max_hold=900)
     heavy = [FakeDelivery("heavy", f"h{n}", log=log) for n in range(60)]
     for delivery in heavy:
-        dispatcher.put(delivery)  # type: ignore[arg-type]
+        dispatcher.put(delivery)
     await async_wait_for(lambda: len(_started(log)) == 2, timeout=5)
     assert _started(log) == ["h0", "h1"]
     light = FakeDelivery("light", "thumb", log=log)
-    dispatcher.put(light)  # type: ignore[arg-type]
+    dispatcher.put(light)
     heavy[0].done.set()
     await async_wait_for(lambda: len(_started(log)) == 3, timeout=5)
     # The first free worker takes it: on FIFO dispatch it would be the 61st job started.
@@ -179,7 +179,7 @@ async def test_concurrency_is_the_limit() -> None:
     dispatcher = FairDispatcher(concurrency=3, max_hold=900)
     deliveries = [FakeDelivery(f"p{n % 2}", f"j{n}", log=log) for n in range(10)]
     for delivery in deliveries:
-        dispatcher.put(delivery)  # type: ignore[arg-type]
+        dispatcher.put(delivery)
     assert dispatcher.running == 3
     assert dispatcher.buffered == 7
     for delivery in deliveries:
@@ -196,7 +196,7 @@ async def test_sweep_hands_back_what_was_held_too_long_and_drops_stale() -> None
     stale = FakeDelivery("b", "stale", received=1050.0, stale=True)
     young = FakeDelivery("b", "young", received=1050.0)
     for delivery in (running, old, stale, young):
-        dispatcher.put(delivery)  # type: ignore[arg-type]
+        dispatcher.put(delivery)
     now[0] = 1061.0
     await dispatcher.sweep()
     assert old.released == "held_too_long"
@@ -215,8 +215,8 @@ async def test_stale_deliveries_are_never_started() -> None:
     dispatcher = FairDispatcher(concurrency=4, max_hold=900)
     stale = FakeDelivery("a", "stale", stale=True)
     fresh = FakeDelivery("a", "fresh")
-    dispatcher.put(stale)  # type: ignore[arg-type]
-    dispatcher.put(fresh)  # type: ignore[arg-type]
+    dispatcher.put(stale)
+    dispatcher.put(fresh)
     fresh.done.set()
     await async_wait_for(lambda: fresh.log == ["start fresh", "end fresh"], timeout=5)
     assert stale.log == []
@@ -229,7 +229,7 @@ async def test_stop_hands_back_the_buffer_and_waits_for_running_jobs() -> None:
     dispatcher.start()
     first, second, third = (FakeDelivery("a", name, log=log) for name in ("1", "2", "3"))
     for delivery in (first, second, third):
-        dispatcher.put(delivery)  # type: ignore[arg-type]
+        dispatcher.put(delivery)
     stopping = asyncio.create_task(dispatcher.stop(timeout=5))
     await async_wait_for(lambda: second.released and third.released, timeout=5)
     assert not stopping.done()  # the running job is still going
@@ -238,6 +238,6 @@ async def test_stop_hands_back_the_buffer_and_waits_for_running_jobs() -> None:
     assert log == ["start 1", "end 1"]
     assert (second.released, third.released) == ("shutdown", "shutdown")
     late = FakeDelivery("b", "late")
-    dispatcher.put(late)  # type: ignore[arg-type]  # arrived while cancelling
+    dispatcher.put(late)  # arrived while cancelling
     await async_wait_for(lambda: late.released == "shutdown", timeout=5)
     assert late.log == []

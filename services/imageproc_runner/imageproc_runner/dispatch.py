@@ -42,12 +42,11 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 from prometheus_client import Gauge
 
-from messaging import Delivery
 from messaging.events import ImageUploaded
 
 log = structlog.get_logger("imageproc_runner")
@@ -65,6 +64,24 @@ BUFFERED_PRINCIPALS = Gauge(
     "imagemesh_runner_buffered_principals",
     "Principals with at least one job waiting in this runner's buffers.",
 )
+
+
+class Held(Protocol):
+    """What the dispatcher uses of a held `messaging.Delivery` of `image.uploaded` (a
+    test may hold anything else that has it)."""
+
+    @property
+    def event(self) -> ImageUploaded: ...
+
+    @property
+    def received(self) -> float: ...
+
+    @property
+    def stale(self) -> bool: ...
+
+    async def handle(self) -> None: ...
+
+    async def release(self, reason: str) -> None: ...
 
 
 class RoundRobin(Generic[K, T]):
@@ -180,7 +197,7 @@ class FairDispatcher:
         self._max_hold = max_hold
         self._sweep_interval = sweep_interval or min(30.0, max_hold / 4)
         self._clock = clock
-        self._buffer: RoundRobin[str, Delivery[ImageUploaded]] = RoundRobin()
+        self._buffer: RoundRobin[str, Held] = RoundRobin()
         self._running: set[asyncio.Task[None]] = set()
         self._releasing: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -197,7 +214,7 @@ class FairDispatcher:
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
-    def put(self, delivery: Delivery[ImageUploaded]) -> None:
+    def put(self, delivery: Held) -> None:
         """A delivery arrived: buffer it under its principal and start what may start."""
         if self._stopping:  # arrived while the consumer was being cancelled
             self._release_soon(delivery, "shutdown")
@@ -222,7 +239,7 @@ class FairDispatcher:
         self._running.discard(task)
         self._pump()
 
-    async def _handle(self, delivery: Delivery[ImageUploaded]) -> None:
+    async def _handle(self, delivery: Held) -> None:
         try:
             await delivery.handle()
         except Exception:  # handle() settles every outcome; this is a bug, not a job's
@@ -248,12 +265,12 @@ class FairDispatcher:
             else:
                 await self._release(delivery, "held_too_long")
 
-    def _release_soon(self, delivery: Delivery[ImageUploaded], reason: str) -> None:
+    def _release_soon(self, delivery: Held, reason: str) -> None:
         task = asyncio.create_task(self._release(delivery, reason))
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 
-    async def _release(self, delivery: Delivery[ImageUploaded], reason: str) -> None:
+    async def _release(self, delivery: Held, reason: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=delivery.event.job_id):
             try:
                 await delivery.release(reason)
