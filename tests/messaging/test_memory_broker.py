@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from messaging import (
+    Delivery,
     MessageContext,
     PermanentError,
     RpcCall,
@@ -270,3 +271,33 @@ def test_topic_patterns_match_as_amqp_says() -> None:
     assert not topic_matches("image.*", "image.uploaded.x")
     assert topic_matches("image.#", "image")
     assert not topic_matches("job.failed", "image.uploaded")
+
+
+async def test_a_watcher_sees_every_event_and_a_dispatcher_may_hand_one_back(
+    server: MemoryServer,
+) -> None:
+    """What upload's live view and the runner's fair dispatcher use: `watch`, and
+    `subscribe(dispatch=...)` with `Delivery.release` (back to the tail of the queue)."""
+    watched: list[str] = []
+    held: list[Delivery[ImageUploaded]] = []
+    handled: list[str] = []
+
+    async def handle(event: ImageUploaded, ctx: MessageContext) -> None:
+        handled.append(event.job_id)
+
+    async with (
+        MemoryBroker(server, service="upload") as upload,
+        MemoryBroker(server, service="imageproc_runner") as runner,
+    ):
+        await upload.watch(lambda envelope, event: watched.append(event.job_id))
+        await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded, dispatch=held.append)
+        await upload.publish(_uploaded("job-1"))
+        await server.settled()
+        assert [delivery.event.job_id for delivery in held] == ["job-1"]
+        await held.pop().release("held_too_long")
+        await server.settled()
+        assert [delivery.event.job_id for delivery in held] == ["job-1"]  # once more
+        await held.pop().handle()
+        await server.settled()
+    assert watched == ["job-1"]
+    assert handled == ["job-1"]
