@@ -1,9 +1,9 @@
 """The questions other services ask provenancedb over RPC, as typed requests.
 
-provenancedb validates each request's `meta` with these models (an invalid one is answered
-`bad_request`); a caller may build one and send `model_dump(mode="json")`, or send the
-same fields as a plain dict. Every field added later has a default, so older callers keep
-working.
+Their routes in `topology` name them (with the other routes' models, in `contracts`):
+`Broker.call` sends one, and the server's `Broker.serve` validates what arrives against
+it (an invalid one is answered `bad_request`). Every field added later has a default, so
+older callers keep working.
 
 `owner` is how provenancedb answers per principal: a principal's name reads only that
 principal's jobs (what upload sends for an ordinary caller); `None` reads everyone's (what
