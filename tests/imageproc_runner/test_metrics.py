@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,8 +13,9 @@ from prometheus_client import REGISTRY
 from imageproc_runner.runner import Runner
 from messaging import Envelope, MessageContext, RpcCall, RpcError, new_event_id, topology
 from messaging.contracts import RunReply, RunRequest
-from messaging.events import ALL_EVENTS, Event, ImageRef, ImageUploaded
+from messaging.events import ALL_EVENTS, Event, ImageUploaded
 from messaging.testing import MemoryBroker, MemoryServer, memory_settings
+from tests.messaging.test_memory_broker import uploaded
 
 SHA = "ab" * 32
 REPLY = RunReply(format="png", content_type="image/png", width=1, height=1)
@@ -42,21 +42,7 @@ class Mesh:
         self.runner, self.broker, self.recorded = runner, broker, recorded
 
     def job(self, attempt: int = 1) -> tuple[ImageUploaded, MessageContext]:
-        event = ImageUploaded(
-            job_id="job-1",
-            input=ImageRef(
-                bucket="in",
-                key="k",
-                sha256=SHA,
-                bytes=5,
-                format="png",
-                width=1,
-                height=1,
-                content_type="image/png",
-            ),
-            pipeline=[],
-            created_at=datetime.now(UTC),
-        )
+        event = uploaded("job-1")
         envelope = Envelope(id=new_event_id(), type=event.type, source="/imagemesh/upload")
         return event, MessageContext(envelope, self.broker, attempt)
 

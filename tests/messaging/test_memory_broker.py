@@ -30,7 +30,8 @@ from messaging.testing import FreeForm, MemoryBroker, MemoryServer, free_route, 
 SHA = "ab" * 32
 
 
-def _uploaded(job_id: str = "job-1") -> ImageUploaded:
+def uploaded(job_id: str = "job-1") -> ImageUploaded:
+    """A job's `image.uploaded` (its input is not stored anywhere: nothing reads it)."""
     image = ImageRef(
         bucket="in",
         key="k",
@@ -65,7 +66,7 @@ async def test_a_published_event_reaches_the_subscribed_handler(server: MemorySe
         MemoryBroker(server, service="upload") as upload,
     ):
         await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded)
-        envelope = await upload.publish(_uploaded())
+        envelope = await upload.publish(uploaded())
         await server.settled()
     assert seen == [("job-1", "/imagemesh/upload", 1)]
     assert envelope.correlation_id == "job-1"
@@ -84,7 +85,7 @@ async def test_an_event_from_a_service_that_does_not_publish_it_is_parked(
         MemoryBroker(server, service="imageproc") as imageproc,
     ):
         await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded)
-        await imageproc.publish(_uploaded())  # only upload publishes image.uploaded
+        await imageproc.publish(uploaded())  # only upload publishes image.uploaded
         await server.settled()
     assert handled == []
     [parked] = server.waiting(topology.RUNNER_UPLOADS.parking_name)
@@ -113,7 +114,7 @@ async def test_a_failing_handler_is_retried_through_the_delay_queues_then_parked
             topology.PROVENANCE_EVENTS, record, (RetryScheduled, MessageParked, ImageUploaded)
         )
         await runner.subscribe(topology.RUNNER_UPLOADS, fail, ImageUploaded, record_retries=True)
-        await upload.publish(_uploaded())
+        await upload.publish(uploaded())
         await server.settled()
     attempts_allowed = runner.settings.amqp_max_attempts
     assert attempts == list(range(1, attempts_allowed + 1))
@@ -131,7 +132,7 @@ async def test_a_permanent_error_parks_at_once(server: MemoryServer) -> None:
         MemoryBroker(server, service="upload") as upload,
     ):
         await runner.subscribe(topology.RUNNER_UPLOADS, refuse, ImageUploaded)
-        await upload.publish(_uploaded())
+        await upload.publish(uploaded())
         await server.settled()
     [parked] = server.waiting(topology.RUNNER_UPLOADS.parking_name)
     assert (parked.headers or {})["x-imagemesh-error"] == "permanent: never"
@@ -239,7 +240,7 @@ async def test_malformed_messages_are_parked(server: MemoryServer) -> None:
             raise AssertionError("a malformed message reached the handler")
 
         await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded)
-        envelope = upload.envelope_for(_uploaded())
+        envelope = upload.envelope_for(uploaded())
         message = envelope.to_message(b"{not json")
         await upload._publish(upload.settings.amqp_exchange_events, message, "image.uploaded")
         await server.settled()
@@ -291,7 +292,7 @@ async def test_a_watcher_sees_every_event_and_a_dispatcher_may_hand_one_back(
     ):
         await upload.watch(lambda envelope, event: watched.append(event.job_id))
         await runner.subscribe(topology.RUNNER_UPLOADS, handle, ImageUploaded, dispatch=held.append)
-        await upload.publish(_uploaded("job-1"))
+        await upload.publish(uploaded("job-1"))
         await server.settled()
         assert [delivery.event.job_id for delivery in held] == ["job-1"]
         await held.pop().release("held_too_long")
