@@ -17,7 +17,6 @@ from messaging.events import ALL_EVENTS, Event, ImageUploaded
 from messaging.testing import MemoryBroker, MemoryServer, memory_settings
 from tests.messaging.test_memory_broker import uploaded
 
-SHA = "ab" * 32
 REPLY = RunReply(format="png", content_type="image/png", width=1, height=1)
 
 
