@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from PIL import Image
 
+from messaging.constants import FINAL_STATUSES
 from tests.waiting import Deadline, async_wait_for
 
 
@@ -78,7 +79,7 @@ async def wait_finished(
         async with session.get(f"{base}/api/v1/jobs/{job_id}") as response:
             assert response.status == 200, await response.text()
             job: dict[str, Any] = await response.json()
-        return job if job["status"] in {"succeeded", "failed"} else None
+        return job if job["status"] in FINAL_STATUSES else None
 
     job: dict[str, Any] = await async_wait_for(
         finished, timeout=timeout, interval=0.1, what=f"job {job_id} finished"
