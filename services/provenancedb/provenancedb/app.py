@@ -24,6 +24,7 @@ from messaging.contracts import (
     RecordRequest,
 )
 from messaging.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
+from messaging.lifetime import broker_resource
 from servicekit import add_ops_routes, resource
 
 from .documents import to_document
@@ -42,11 +43,6 @@ STORE = web.AppKey("store", ProvenanceStore)
 def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     add_ops_routes(app)
-
-    def broker() -> Broker:
-        return Broker(
-            settings, service=PROVENANCEDB, shutdown_timeout=settings.shutdown_timeout_seconds
-        )
 
     async def consume(app: web.Application) -> AsyncIterator[None]:
         broker, recorder = app[BROKER], Recorder(app[STORE])
@@ -84,7 +80,7 @@ def create_app(settings: Settings) -> web.Application:
                 readiness=("couchdb", ProvenanceStore.ready),
             ),
             check_store,
-            resource(BROKER, broker, readiness=("rabbitmq", Broker.ping)),
+            broker_resource(BROKER, settings, PROVENANCEDB, settings.shutdown_timeout_seconds),
             consume,
         ]
     )
