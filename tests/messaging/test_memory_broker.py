@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 
 from messaging import (
     Delivery,
@@ -191,11 +192,19 @@ async def test_a_reply_that_is_not_the_routes_model_is_malformed(server: MemoryS
         MemoryBroker(server, service="upload") as upload,
     ):
         await provenancedb.serve_raw(topology.PROVENANCE_JOB_COUNTS, wrong)
+        before = _client_calls(topology.PROVENANCE_JOB_COUNTS.name, "error")
         with pytest.raises(RpcError) as refused:
             await upload.call(
                 topology.PROVENANCE_JOB_COUNTS, JobCountsRequest(owner="alice"), timeout=5
             )
     assert refused.value.code == "malformed_reply"
+    # The caller's metrics count it as the error it is, not as an answer.
+    assert _client_calls(topology.PROVENANCE_JOB_COUNTS.name, "error") == before + 1
+
+
+def _client_calls(route: str, outcome: str) -> float:
+    labels = {"route": route, "outcome": outcome}
+    return REGISTRY.get_sample_value("imagemesh_rpc_client_seconds_count", labels) or 0.0
 
 
 async def test_a_caller_the_route_does_not_name_is_forbidden(server: MemoryServer) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import replace
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -39,6 +40,7 @@ from .rpc import (
 
 log = structlog.get_logger("messaging")
 Route = topology.RpcRoute[Any, Any]
+T = TypeVar("T")
 
 
 class _RpcBroker(_ConsumingBroker):
@@ -82,7 +84,12 @@ class _RpcBroker(_ConsumingBroker):
         """Ask `route`: its reply model (validated: `malformed_reply` if the server
         answered something else) and the reply's binary payload. Errors as `call_raw`."""
         message = request_message(route, request, payload)
-        return reply_of(route, await self.call_raw(route, message, timeout=timeout, job_id=job_id))
+
+        async def ask() -> tuple[Rep, bytes]:
+            answer = await self._call(route, message, timeout=timeout, job_id=job_id)
+            return reply_of(route, answer)
+
+        return await self._measured(route, ask())
 
     # -- RPC, raw messages -----------------------------------------------------------------
 
@@ -177,10 +184,16 @@ class _RpcBroker(_ConsumingBroker):
 
         Raises RpcTimeout, RpcUnavailable (nobody ever served the route), MessageTooLarge,
         or RpcError with the server's code."""
+        return await self._measured(
+            route, self._call(route, request, timeout=timeout, job_id=job_id)
+        )
+
+    async def _measured(self, route: Route, call: Awaitable[T]) -> T:
+        """`call`, timed by outcome (the reply's validation included)."""
         started = time.monotonic()
         outcome = "error"
         try:
-            reply = await self._call(route, request, timeout=timeout, job_id=job_id)
+            result = await call
         except RpcError as exc:
             outcome = _metrics.RPC_OUTCOMES.get(exc.code, "error")
             raise
@@ -189,7 +202,7 @@ class _RpcBroker(_ConsumingBroker):
             raise
         else:
             outcome = "ok"
-            return reply
+            return result
         finally:
             elapsed = time.monotonic() - started
             _metrics.RPC_CLIENT.labels(route.name, outcome).observe(elapsed)
