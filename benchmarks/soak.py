@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks import measure
 from benchmarks.engines import JOBS
 from benchmarks.stackprocs import RssSampler, is_parking, is_work_queue, queue_depths, run_audit
 from benchmarks.unique import unique_bytes
@@ -39,7 +39,7 @@ SEED = 13
 
 
 def log(message: str) -> None:
-    print(f"bench: soak: {message}", file=sys.stderr, flush=True)
+    measure.log(f"soak: {message}")
 
 
 @dataclass
