@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Histogram
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit import timed_call
 
 REQUEST_SECONDS = Histogram(
     "imagemesh_s3_request_seconds",
@@ -208,22 +209,16 @@ async def open_store(settings: S3Settings) -> AsyncIterator[ObjectStore]:
         yield ObjectStore(client)
 
 
+def _outcome(exc: Exception) -> str:
+    code = _code(exc) if isinstance(exc, ClientError) else ""
+    return "not_found" if code in _NOT_FOUND else "exists" if code in _ALREADY_THERE else "error"
+
+
 @contextmanager
 def _timed(operation: str) -> Iterator[None]:
     """Observe one S3 call in REQUEST_SECONDS (synchronous: costs no extra await)."""
-    started = time.perf_counter()
-    outcome = "error"
-    try:
+    with timed_call(REQUEST_SECONDS, operation, _outcome):
         yield
-        outcome = "ok"
-    except ClientError as exc:
-        code = _code(exc)
-        outcome = (
-            "not_found" if code in _NOT_FOUND else "exists" if code in _ALREADY_THERE else "error"
-        )
-        raise
-    finally:
-        REQUEST_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
 
 
 def _code(exc: ClientError) -> str:
