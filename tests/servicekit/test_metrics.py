@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from aiohttp.typedefs import Handler
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from servicekit import add_ops_routes, http_metrics, set_build_info
+from servicekit import add_ops_routes, http_metrics, set_build_info, timed_call
 from servicekit._metrics import method_label
 
 PREFIX = web.AppKey("prefix", str)
@@ -139,3 +139,30 @@ async def test_a_request_cancelled_before_its_answer_counts_as_499() -> None:
         await http_metrics(request, never)
     assert _value("imagemesh_http_requests_total", route=route, method="GET", status="499") == 1
     assert _value("imagemesh_http_requests_total", route=route, method="GET", status="500") == 0
+
+
+def test_timed_call_labels_each_call_by_its_outcome() -> None:
+    """`timed_call` observes every call once: `ok`, what `outcome_of` names a failure
+    (which goes on to the caller), or `error` for a cancelled one."""
+    histogram = Histogram(
+        f"test_timed_call_{uuid.uuid4().hex}_seconds", "calls", ["operation", "outcome"]
+    )
+
+    def outcome_of(exc: Exception) -> str:
+        return "not_found" if isinstance(exc, KeyError) else "error"
+
+    with timed_call(histogram, "get", outcome_of):
+        pass
+    with pytest.raises(KeyError), timed_call(histogram, "get", outcome_of):
+        raise KeyError("x")
+    with pytest.raises(ValueError, match="refused"), timed_call(histogram, "get", outcome_of):
+        raise ValueError("refused")
+    with pytest.raises(asyncio.CancelledError), timed_call(histogram, "get", outcome_of):
+        raise asyncio.CancelledError
+
+    counts = {
+        sample.labels["outcome"]: sample.value
+        for sample in histogram.collect()[0].samples
+        if sample.name.endswith("_count")
+    }
+    assert counts == {"ok": 1.0, "not_found": 1.0, "error": 2.0}
