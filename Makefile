@@ -58,7 +58,7 @@ typecheck: ## mypy (strict, see pyproject.toml)
 check: ## fast loop, no server: lint, typecheck and the tests that need none (under 2 min)
 	$(MAKE) lint
 	$(MAKE) typecheck
-	IMAGEMESH_TESTS_NO_SERVERS=1 .venv/bin/pytest -m "not needs_servers" -q
+	IMAGEMESH_TESTS_NO_SERVERS=1 IMAGEMESH_TESTS_QUICK=1 .venv/bin/pytest -m "not needs_servers" -q
 
 test: venv test-deps ## venv + deps + infra, then pytest, lint and typecheck
 	$(STACK) infra

@@ -28,11 +28,12 @@ from imagemesh_cli.pipeline import (
     validate_pipeline,
 )
 from pipeline import describe_operations
+from tests.quick import examples
 
 CATALOGUE = describe_operations()
 PARAMS = {entry["name"]: entry["params"] for entry in CATALOGUE}
 NAMES = sorted(PARAMS)
-FAST = settings(max_examples=40, database=None, deadline=None)
+FAST = settings(max_examples=examples(40), database=None, deadline=None)
 
 
 def problems_of(pipeline: list[dict[str, Any]]) -> list[str]:

@@ -36,6 +36,7 @@ from pipeline import (
     parse_pipeline,
     pipeline_to_json,
 )
+from tests.quick import examples
 
 PARAMS: dict[str, dict[str, Any]] = {
     entry["name"]: entry["params"] for entry in describe_operations()
@@ -52,7 +53,7 @@ def _validator(schema: dict[str, Any]) -> Any:
 VALIDATORS = {name: _validator(schema) for name, schema in PARAMS.items()}
 
 # No example database: it would be written to .hypothesis/ in the working tree.
-FAST = settings(max_examples=100, database=None, deadline=None)
+FAST = settings(max_examples=examples(100), database=None, deadline=None)
 
 
 # --- Strategies --------------------------------------------------------------------------
@@ -220,7 +221,7 @@ def _error(raw: object) -> str | None:
 # --- 1. Robustness -----------------------------------------------------------------------
 
 
-@settings(FAST, max_examples=250)
+@settings(FAST, max_examples=examples(250))
 @given(ANY_PIPELINE)
 def test_parse_gives_operations_or_a_pipeline_error_naming_the_operation(raw: object) -> None:
     try:
@@ -285,7 +286,7 @@ KNOWN_DRIFT: dict[str, tuple[str, ...]] = {}
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(FAST, max_examples=40)
+@settings(FAST, max_examples=examples(40))
 @given(data=st.data())
 def test_params_valid_by_the_schema_are_accepted(name: str, data: st.DataObject) -> None:
     # hypothesis-jsonschema supports drafts 4 to 7; later keywords (thumbnail's
@@ -318,7 +319,7 @@ def test_schema_refuses_what_the_model_refuses(name: str, params: dict[str, Any]
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(FAST, max_examples=40)
+@settings(FAST, max_examples=examples(40))
 @given(data=st.data())
 def test_accepted_params_are_valid_by_the_schema(name: str, data: st.DataObject) -> None:
     # One operation at a time, so that each gets its share of examples. Both what the client
