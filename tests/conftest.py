@@ -36,9 +36,6 @@ from objectstore import open_store as open_objects  # noqa: E402
 from provenancedb.audit import Gap, Report, audit, job_gaps  # noqa: E402
 from provenancedb.settings import AuditSettings  # noqa: E402
 from provenancedb.store import open_store as open_provenance  # noqa: E402
-
-# async_wait_for re-exported for the modules that still import it from here.
-from tests.waiting import async_wait_for as async_wait_for  # noqa: E402
 from tests.waiting import wait_for  # noqa: E402
 
 SERVICES = {

@@ -22,8 +22,9 @@ from imageproc.app import POOL, create_app
 from imageproc.settings import Settings
 from imageproc.workers import WorkerPool
 from messaging import Broker, BrokerSettings, RpcError, RpcMessage, topology
-from tests.conftest import async_wait_for, isolated_env, settings_from
+from tests.conftest import isolated_env, settings_from
 from tests.hostile import repeated_scan_jpeg
+from tests.waiting import async_wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -40,7 +40,8 @@ from messaging.events import (
 )
 from messaging.testing import free_route
 from messaging.topology import QueueSpec
-from tests.conftest import async_wait_for, isolated_env, management, settings_from
+from tests.conftest import isolated_env, management, settings_from
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.integration
 

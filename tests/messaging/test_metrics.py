@@ -19,8 +19,8 @@ from messaging import (
     RpcUnavailable,
 )
 from messaging.testing import free_route
-from tests.conftest import async_wait_for
 from tests.messaging.test_broker import Pinged, _spec
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -32,7 +32,8 @@ from messaging.events import (
     OperationApplied,
     ProcessingStarted,
 )
-from tests.conftest import async_wait_for, isolated_env, management, settings_from
+from tests.conftest import isolated_env, management, settings_from
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.integration
 

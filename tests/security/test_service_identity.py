@@ -27,7 +27,6 @@ from messaging.events import (
 )
 from tests.conftest import (
     Mesh,
-    async_wait_for,
     free_port,
     isolated_env,
     job_documents,
@@ -35,6 +34,7 @@ from tests.conftest import (
     service_broker_env,
     settings_from,
 )
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.integration
 
