@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import pytest
 import stack
+
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "tools" / "stack"
@@ -30,19 +31,8 @@ def test_backoff_delay_doubles_up_to_the_cap() -> None:
 
 
 DEADLINE = 15.0  # generous: the machine may be busy with other test suites
+WAIT: dict[str, float] = {"timeout": DEADLINE, "interval": 0.02}
 MARKER = "imagemesh-supervisor-test-child"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    """Poll `check` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def events(path: Path, name: str | None = None) -> list[dict[str, Any]]:
@@ -157,8 +147,9 @@ def test_supervisor_restarts_a_crashing_child_with_backoff(
         "60",
     )
     restarts = wait_for(
-        "4 restarts",
         lambda: (found := events(sup.service_log, "service_restarted"))[3:] and found,
+        what="4 restarts",
+        **WAIT,
     )
     first = restarts[:4]
     assert [r["attempt"] for r in first] == [1, 2, 3, 4]
@@ -183,14 +174,16 @@ def test_supervisor_restarts_a_killed_child_and_forwards_sigterm(
     supervise: Callable[..., Supervised],
 ) -> None:
     sup = supervise("import time\ntime.sleep(120)", "--backoff", "0.05")
-    first = wait_for("the child", sup.child_pid)
+    first = wait_for(sup.child_pid, what="the child", **WAIT)
     os.kill(first, signal.SIGKILL)
-    (restart,) = wait_for("a restart", lambda: events(sup.service_log, "service_restarted"))
+    (restart,) = wait_for(
+        lambda: events(sup.service_log, "service_restarted"), what="a restart", **WAIT
+    )
     assert restart["signal"] == "SIGKILL"
     assert restart["exit_code"] is None
     assert restart["attempt"] == 1
     assert restart["delay_seconds"] == 0.05
-    second = wait_for("the new child", sup.child_pid)
+    second = wait_for(sup.child_pid, what="the new child", **WAIT)
     assert second == restart["pid"] != first
     state = sup.state()
     assert state is not None
@@ -198,7 +191,7 @@ def test_supervisor_restarts_a_killed_child_and_forwards_sigterm(
 
     sup.proc.send_signal(signal.SIGTERM)
     assert sup.wait_exit() == 0
-    wait_for("the child to be gone", lambda: gone(second))
+    wait_for(lambda: gone(second), what="the child to be gone", **WAIT)
     (stopped,) = events(sup.service_log, "service_stopped")
     assert stopped["signal"] == "SIGTERM"
     assert stopped["exit_code"] == -signal.SIGTERM  # the child died of the forwarded SIGTERM
@@ -222,8 +215,10 @@ def test_sigterm_to_the_supervisors_group_reaches_the_child_once(
     supervise: Callable[..., Supervised],
 ) -> None:
     sup = supervise(CHILD_COUNTING_SIGTERMS)
-    child = wait_for("the child", sup.child_pid)
-    wait_for("the child's handler", lambda: "child ready" in sup.service_log.read_text())
+    child = wait_for(sup.child_pid, what="the child", **WAIT)
+    wait_for(
+        lambda: "child ready" in sup.service_log.read_text(), what="the child's handler", **WAIT
+    )
     os.killpg(sup.proc.pid, signal.SIGTERM)  # as `make down` does: the supervisor's group
     assert sup.wait_exit() == 0
     assert gone(child)
@@ -246,8 +241,10 @@ def test_supervisor_kills_a_child_that_ignores_sigterm(
         "print('child ready', flush=True)\ntime.sleep(120)"
     )
     sup = supervise(script, "--stop-timeout", "0.3")
-    child = wait_for("the child", sup.child_pid)
-    wait_for("the child's handler", lambda: "child ready" in sup.service_log.read_text())
+    child = wait_for(sup.child_pid, what="the child", **WAIT)
+    wait_for(
+        lambda: "child ready" in sup.service_log.read_text(), what="the child's handler", **WAIT
+    )
     sup.proc.send_signal(signal.SIGTERM)
     assert sup.wait_exit() == 0
     assert gone(child)
@@ -266,8 +263,9 @@ def test_backoff_resets_after_a_long_enough_run(supervise: Callable[..., Supervi
         "0.2",
     )
     restarts = wait_for(
-        "3 restarts",
         lambda: (found := events(sup.service_log, "service_restarted"))[2:] and found,
+        what="3 restarts",
+        **WAIT,
     )
     assert [(r["attempt"], r["delay_seconds"]) for r in restarts[:3]] == [(1, 0.05)] * 3
     assert all(r["uptime_seconds"] >= 0.3 for r in restarts[:3])
@@ -277,7 +275,7 @@ def test_a_second_supervisor_for_the_same_service_refuses(
     supervise: Callable[..., Supervised],
 ) -> None:
     sup = supervise("import time\ntime.sleep(120)")
-    wait_for("the child", sup.child_pid)
+    wait_for(sup.child_pid, what="the child", **WAIT)
     second = subprocess.run(
         [sys.executable, str(ENTRY), "supervise", "dummy", "--", "true"],
         env={**os.environ, "STACK_DIR": str(sup.stack_dir)},
@@ -315,10 +313,11 @@ def test_status_row_of_a_supervised_service(supervise: Callable[..., Supervised]
     paths = stack.Paths(root=ROOT, stack_dir=sup.stack_dir)
     config = stack.load_config(paths, env_file=paths.env_example, environ={})
     config = config.replace(IMAGEPROC_OPS_PORT=str(port))
-    child = wait_for("the child", sup.child_pid)
+    child = wait_for(sup.child_pid, what="the child", **WAIT)
     row = wait_for(
-        "the 503",
         lambda: (r := stack.service_row(config, "imageproc")).state != "down" and r,
+        what="the 503",
+        **WAIT,
     )
     assert row.pid == str(sup.proc.pid)
     assert row.child == str(child)
@@ -329,7 +328,9 @@ def test_status_row_of_a_supervised_service(supervise: Callable[..., Supervised]
     assert stack.service_component(config, "imageproc").pid() == sup.proc.pid
 
     os.kill(child, signal.SIGKILL)
-    wait_for("the restart", lambda: stack.service_row(config, "imageproc").restarts == "1")
+    wait_for(
+        lambda: stack.service_row(config, "imageproc").restarts == "1", what="the restart", **WAIT
+    )
     sup.proc.send_signal(signal.SIGTERM)
     assert sup.wait_exit() == 0
     row = stack.service_row(config, "imageproc")
