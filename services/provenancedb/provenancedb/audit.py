@@ -19,7 +19,13 @@ read-only) and lists both S3 buckets, then reports
 Inputs in S3 that no job used are listed but are not gaps: an upload stores its input
 before the job is recorded, so a refused upload (503) leaves one behind.
 
-Exit status: 0 without gaps, 1 with gaps, 2 when the check itself could not run.
+Before reading, the audit waits (up to `--index-deadline` seconds, default 1800) for the
+view it reads to be indexed: PouchDB Server indexes a view on its first read after writes,
+and after thousands of jobs that takes longer than one request may (the client gives up
+after 30 s, the server goes on indexing; each new read waits for the same indexing).
+
+Exit status: 0 without gaps, 1 with gaps, 2 when the check itself could not run; then it
+says which step failed and why (a timeout's own message is empty: it says "timed out").
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ import asyncio
 import json
 import re
 import sys
+import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +56,70 @@ NOT_ACCEPTED = "not_accepted"
 REUSE_INDEX_PREFIX = "computations/"
 """The runner's reuse index in the output bucket (`imageproc_runner/reuse.py`), not outputs."""
 _INPUT_KEY = re.compile(r"^sha256/([0-9a-f]{64})(\.[a-z0-9]+)?$")
+AUDIT_VIEW = "by_job"
+"""The view `ProvenanceStore.all_job_documents` reads: the one the audit waits for."""
+INDEX_DEADLINE = 1800.0
+"""Default seconds to wait for that view's index (PouchDB: ~25k documents take minutes)."""
+
+
+class AuditFailed(Exception):
+    """The check could not run; the message says which step failed and why."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a non-empty sentence: a timeout's message is empty, and an
+    aiohttp error's often is too."""
+    if isinstance(exc, AuditFailed):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextmanager
+def step(what: str) -> Iterator[None]:
+    """Any error inside becomes an AuditFailed naming `what` was being done."""
+    try:
+        yield
+    except AuditFailed:
+        raise
+    except Exception as exc:
+        raise AuditFailed(f"{what}: {describe(exc)}") from exc
+
+
+async def wait_indexed(
+    read: Callable[[], Awaitable[None]],
+    *,
+    view: str = AUDIT_VIEW,
+    deadline: float = INDEX_DEADLINE,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Read `view` until it answers, for up to `deadline` seconds: each read that times
+    out while the server indexes is asked again; any other error, or the deadline, is an
+    AuditFailed saying so."""
+    started, timeouts = clock(), 0
+    while True:
+        try:
+            await read()
+            return
+        except TimeoutError as exc:
+            timeouts += 1
+            waited = clock() - started
+            if waited >= deadline:
+                raise AuditFailed(
+                    f"CouchDB view {view} not indexed after {waited:.0f} s ({timeouts} reads "
+                    f"timed out); the server may still be indexing: run the audit again, or "
+                    f"wait longer with --index-deadline (now {deadline:.0f})"
+                ) from exc
+            # On stderr: stdout is the report (--json is parsed).
+            print(
+                f"provenancedb.audit: waiting for CouchDB to index view {view} "
+                f"({waited:.0f} s so far)",
+                file=sys.stderr,
+            )
+        except Exception as exc:
+            raise AuditFailed(f"reading CouchDB view {view}: {describe(exc)}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,13 +339,29 @@ async def audit(
     now: datetime | None = None,
 ) -> Report:
     """The whole check: provenance against itself, then against both buckets."""
-    docs = [doc async for doc in store.all_job_documents()]
+    with step(f"reading every provenance document (CouchDB view {AUDIT_VIEW})"):
+        docs = [doc async for doc in store.all_job_documents()]
     report, outputs = audit_documents(docs, now=now or datetime.now(UTC), grace=grace)
     inputs_used = {doc["input_sha256"] for doc in docs if doc.get("type") == "image.uploaded"}
 
+    with step(f"listing s3://{settings.s3_output_bucket}"):
+        await _check_outputs(report, outputs, objects, settings.s3_output_bucket)
+    with step(f"listing s3://{settings.s3_input_bucket}"):
+        async for item in objects.objects(settings.s3_input_bucket):
+            report.inputs_checked += 1
+            match = _INPUT_KEY.match(item.key)
+            if match is None or match.group(1) not in inputs_used:
+                report.unused_inputs.append(item.uri)
+    return report
+
+
+async def _check_outputs(
+    report: Report, outputs: dict[str, dict[str, Any]], objects: ObjectStore, bucket: str
+) -> None:
+    """Every output in `bucket` must be named by an `image.processed`, and the reverse."""
     expected = {(o["bucket"], o["key"]): job_id for job_id, o in outputs.items()}
     found: set[tuple[str, str]] = set()
-    async for item in objects.objects(settings.s3_output_bucket):
+    async for item in objects.objects(bucket):
         if item.key.startswith(REUSE_INDEX_PREFIX):
             continue  # the runner's index of computations (a succeeded job's output each)
         report.outputs_checked += 1
@@ -282,34 +370,24 @@ async def audit(
         if job_id is None:
             metadata = await objects.metadata(item.bucket, item.key)
             named = metadata.get("job-id", "no job-id metadata")
-            report.gaps.append(
-                Gap(
-                    "output_without_provenance",
-                    item.uri,
-                    f"no image.processed names it (job {named})",
-                )
-            )
-    for (bucket, key), job_id in expected.items():
-        if bucket == settings.s3_output_bucket and (bucket, key) not in found:
+            detail = f"no image.processed names it (job {named})"
+            report.gaps.append(Gap("output_without_provenance", item.uri, detail))
+    for (in_bucket, key), job_id in expected.items():
+        if in_bucket == bucket and (in_bucket, key) not in found:
             report.gaps.append(
                 Gap("missing_output", f"s3://{bucket}/{key}", f"job {job_id} names it; S3 has not")
             )
 
-    async for item in objects.objects(settings.s3_input_bucket):
-        report.inputs_checked += 1
-        match = _INPUT_KEY.match(item.key)
-        if match is None or match.group(1) not in inputs_used:
-            report.unused_inputs.append(item.uri)
-    return report
 
-
-async def _main(grace: float, as_json: bool) -> int:
+async def _main(grace: float, as_json: bool, index_deadline: float) -> int:
     settings = load_settings(AuditSettings, "provenancedb.audit")
     async with (
         open_store(settings, settings.login()) as store,
         open_object_store(settings) as objects,
     ):
-        await store.ready()
+        with step(f"checking the provenance database at {settings.couchdb_url}"):
+            await store.ready()
+        await wait_indexed(lambda: store.read_view(AUDIT_VIEW), deadline=index_deadline)
         report = await audit(store, objects, settings, grace=grace)
     print(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
     return 1 if report.gaps else 0
@@ -327,12 +405,19 @@ def main(argv: list[str] | None = None) -> int:
         default=600.0,
         help="seconds an unfinished job may go without a new step before it is a gap (default 600)",
     )
+    parser.add_argument(
+        "--index-deadline",
+        type=float,
+        default=INDEX_DEADLINE,
+        help="seconds to wait for CouchDB to index the provenance view before reading it "
+        f"(default {INDEX_DEADLINE:.0f})",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:
-        return asyncio.run(_main(args.grace, args.json))
-    except (OSError, RuntimeError) as exc:
-        print(f"provenancedb.audit: could not run: {exc}", file=sys.stderr)
+        return asyncio.run(_main(args.grace, args.json, args.index_deadline))
+    except (AuditFailed, OSError, RuntimeError) as exc:
+        print(f"provenancedb.audit: could not run: {describe(exc)}", file=sys.stderr)
         return 2
 
 

@@ -181,6 +181,13 @@ class StoreQueries:
             if len(rows) < PAGE:
                 return
 
+    async def read_view(self, name: str) -> None:
+        """Read one row of the view `name`. A server that indexes on read (PouchDB Server)
+        answers only once the view's index has caught up with every write: the audit
+        waits for that first (`audit.wait_indexed`)."""
+        with timed("read_view"):
+            await self._view(name).get(limit=1)
+
     async def _reduced(self, name: str, **params: Any) -> list[dict[str, Any]]:
         """The rows of a reduced view query: aiocouch's `View.get` wants `offset` and
         `total_rows`, which only map rows have."""
