@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 
 if TYPE_CHECKING:
@@ -330,6 +331,13 @@ def running_mesh(env: dict[str, str], logs: Path) -> Iterator[Mesh]:
     finally:
         for name in list(running.processes):
             running.stop(name)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client for the mesh's public API (tests/security overrides it: no cookies)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 import stack
 
@@ -103,10 +102,3 @@ def diagnostics(mesh: Mesh, lines: int = 60) -> str:
         parts.append(f"=== {name} ({state}), last {lines} lines")
         parts.append(mesh.log_tail(name, lines))
     return "\n".join(parts)
-
-
-@pytest.fixture
-async def http() -> Any:
-    """An HTTP client for the mesh's public API (the harness retries on top of it)."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
