@@ -271,7 +271,7 @@ def _measure_all() -> tuple[list[str], str, bool]:
         corpus, source, note = _corpus(photos, made)
         single_lines, passed = _measure_single(made["big"])
         lines = [
-            "**Verdict (issue 3):**",
+            "**Verdict (the worker memory targets):**",
             "",
             *[line for line in single_lines if line.startswith("- **")],
             "",
