@@ -1,4 +1,4 @@
-"""The mesh's overhead: CPU per job of every stack process but imageproc (issue 13).
+"""The mesh's overhead: CPU per job of every stack process but imageproc.
 
 Target: the CPU of every stack process except imageproc at most 50 ms per fit-512 job at
 concurrency 4, on this machine. The table shows, per process group, CPU milliseconds per
