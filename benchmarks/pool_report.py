@@ -126,7 +126,7 @@ def report(
         " the interval. Parent CPU per job: the parent's CPU time (all its threads) less the"
         " sampler's, over the jobs. Each run in a fresh process; runs interleaved",
         "",
-        "## Verdict (issue 13, point 4: peak ≤ 200 MB)",
+        "## Verdict (the memory target: peak ≤ 200 MB)",
         "",
         *_verdict(runs),
         "",
