@@ -1,4 +1,4 @@
-"""A repeated request: the same bytes and pipeline as an earlier succeeded job (issue 13).
+"""A repeated request: the same bytes and pipeline as an earlier succeeded job.
 
 The mesh is to reuse the output of a job whose input bytes, canonical pipeline and engine
 version equal an earlier succeeded job's (the job's status then names it in
