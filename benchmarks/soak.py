@@ -1,4 +1,4 @@
-"""The soak (issue 13): minutes of open-loop mixed jobs at ~80 % of measured capacity.
+"""The soak: minutes of open-loop mixed jobs at ~80 % of measured capacity.
 
 Arrivals are a Poisson process (seeded: the same run gives the same schedule) at
 `fraction` of the mixed capacity measured earlier in the same run (`measure.mixed_capacity`
