@@ -1,4 +1,4 @@
-"""bench.md: the tables, the targets (issue 8 and issue 13) and the chart."""
+"""bench.md: the tables, the targets (performance, quality, dither) and the chart."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from benchmarks.stackprocs import INFRA, SERVICES
 
 CONCURRENCY = (1, 2, 4)
 SCALE_REPLICAS = 2
-# Targets (issues 8 and 13), on this machine.
+# The targets, on this machine.
 TARGET_E2E_OVER_RAW = 0.7
 TARGET_OVERHEAD_MS = 40.0
 TARGET_RSS_MB = 200.0
@@ -241,8 +241,8 @@ def report(
 
 
 def check_targets(rows: Sequence[Row], facts: dict[str, Any]) -> list[Target]:
-    """Issue 13's six (overhead, throughput, latency, memory, reuse, soak), then issue 8's
-    CPU/quality and dither targets."""
+    """The six performance targets (overhead, throughput, latency, memory, reuse, soak),
+    then the CPU/quality and dither targets."""
     processes = facts["processes"]
     targets = [overhead.target(rows)]
     targets += throughput_targets(rows, processes)
