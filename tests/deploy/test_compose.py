@@ -231,7 +231,7 @@ def test_compose_runs_the_expected_images() -> None:
         image = images[name]
         assert isinstance(image, str)
         assert image.startswith(f"{repository}:RELEASE."), f"{name}: pin a MinIO release tag"
-    # Third-party images beyond the two are pinned to a release.
+    # Third-party images beyond MinIO's two are pinned to a release too.
     for name, repository in (
         ("prometheus", "prom/prometheus"),
         ("grafana", "grafana/grafana"),
