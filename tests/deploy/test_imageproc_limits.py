@@ -1,5 +1,5 @@
-"""imageproc's own limits against its container's, in compose and Kubernetes (issue 12,
-section 1): the workers' memory ceiling is below the container's limit with room for the
+"""imageproc's own limits against its container's, in compose and Kubernetes (bounded
+work per image): the workers' memory ceiling is below the container's limit with room for the
 parent process, so a greedy image ends as `memory_budget_exceeded`, never an OOM kill; and
 the runner waits longer for imageproc than imageproc's deadline can take, so imageproc's
 own `timeout` answer comes first."""
