@@ -1,4 +1,4 @@
-"""Fair sharing between principals (issue 12, section 4), on a real mesh with API tokens.
+"""Fair sharing between principals, on a real mesh with API tokens.
 
 - One principal's backlog does not delay another's job beyond the jobs already running:
   with 60 slow jobs of `alice` waiting, `bob`'s thumbnail finishes within 15 s.
