@@ -225,7 +225,7 @@ async def test_timeline_view_shows_every_step_as_fauxton_does(
 async def test_a_successful_job_is_four_events_whatever_its_operations(
     mesh: Mesh, http: aiohttp.ClientSession, operations: int
 ) -> None:
-    # Each event costs CPU all over the mesh (issue 13): the operations are in one of them.
+    # Each event costs CPU all over the mesh (its overhead): the operations are in one of them.
     pipeline: list[dict[str, Any]] = [{"op": "thumbnail", "width": 120}]
     pipeline += [{"op": "flip"}] * (operations - 1)
     job, docs = await _job(mesh, http, photo(160, 120), pipeline[:operations])
