@@ -1,4 +1,4 @@
-"""Work already done is not done again (issue 13, point 5), through the running mesh: a job
+"""Work already done is not done again (reuse), through the running mesh: a job
 with the same input bytes, canonical pipeline and engine as a succeeded one takes its
 output without imageproc, says whom it reused, and its provenance and audit are whole."""
 
@@ -32,7 +32,7 @@ THUMB = [{"op": "thumbnail", "width": 96, "height": 96}]
 THUMB_EXPLICIT = [{"upscale": False, "fit": "inside", "height": 96, "width": 96, "op": "thumbnail"}]
 REUSE_WITHIN_SECONDS = 0.25
 """From the job's image.uploaded to its image.reused (the median of a few), at c=1. The
-issue's target is 30 ms, met on a quiet machine (10-20 ms: the runner's memory of its
+reuse target is 30 ms, met on a quiet machine (10-20 ms: the runner's memory of its
 own computations, then one confirmed publish); a loaded one (other test sessions, the
 quorum queues' fsyncs) stretches it, so the test holds it to an order of magnitude below
 any computation, not to the target."""
