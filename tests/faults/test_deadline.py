@@ -1,4 +1,4 @@
-"""Issue 12, section 1, end to end through the real mesh: a decode that no kill flag stops
+"""Bounded work per image, end to end through the real mesh: a decode that no kill flag stops
 ends at imageproc's deadline as `timeout`, the runner retries it once and no more, and the
 slots it held serve the next jobs at once; a pipeline over imageproc's memory ceiling
 fails `memory_budget_exceeded` the same way."""
