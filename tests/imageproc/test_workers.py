@@ -1,5 +1,5 @@
 """Pipelines run in worker processes that are killed and replaced at the deadline or over
-their memory share, whatever the decoder (issue 12, section 1): imageproc in-process on the
+their memory share, whatever the decoder (bounded work per image): imageproc in-process on the
 real broker, with real worker processes, a 1 s deadline (30 s for the memory test) and a
 small memory ceiling."""
 
