@@ -1,6 +1,6 @@
 """imageproc's `timeout`, `memory_budget_exceeded` and `worker_crashed` are properties of
-the input: the runner tries such a job once more, then fails it with that code (issue 12,
-section 1). The runner on in-memory brokers, S3 a test double; end to end in
+the input: the runner tries such a job once more, then fails it with that code (bounded
+work per image). The runner on in-memory brokers, S3 a test double; end to end in
 tests/faults/test_deadline.py."""
 
 from __future__ import annotations
