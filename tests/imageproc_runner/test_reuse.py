@@ -1,4 +1,4 @@
-"""Work already done is not done again (issue 13, point 5): the reuse key, and the runner
+"""Work already done is not done again (reuse): the reuse key, and the runner
 taking an earlier job's output instead of computing. The runner on an in-memory broker
 (`messaging.testing`) with a stand-in imageproc, S3 a test double; end to end in
 tests/e2e/test_reuse.py."""
