@@ -1,5 +1,5 @@
 """A progressive JPEG with thousands of repeated scans is refused from its markers, before
-any decoder spends minutes on it (issue 12, section 1)."""
+any decoder spends minutes on it (bounded work per image)."""
 
 from __future__ import annotations
 
