@@ -1,4 +1,4 @@
-"""A job that reused an earlier job's output (issue 13, point 5): its trail is complete for
+"""A job that reused an earlier job's output (reuse): its trail is complete for
 the audit, and lineage shows its output, derived from its input, to its own owner."""
 
 from __future__ import annotations
