@@ -87,8 +87,8 @@ async def test_the_web_apps_own_post_and_api_clients_are_accepted(
 
 
 async def test_a_script_that_fetched_the_home_page_first_may_post(mesh: Mesh) -> None:
-    """The issue's case: an httpx/requests-like session (it keeps cookies) looks at `/`,
-    then posts a job without Origin or Sec-Fetch headers: not a browser, not refused."""
+    """A script with a cookie jar (an httpx/requests-like session) looks at `/`, then posts
+    a job without Origin or Sec-Fetch headers: not a browser, not refused."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         async with session.get(f"{mesh.upload_url}/") as page:
             assert page.status == 200
