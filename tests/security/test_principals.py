@@ -250,8 +250,8 @@ async def test_provenance_says_the_upload_acted_on_behalf_of_the_principal(
 
 
 async def test_a_made_up_cookie_and_header_pair_is_no_credential(guarded: Guarded) -> None:
-    """The issue's bypass: the double-submit pair is the client's choice, so it proves
-    nothing; without a token (or a sign-in) the API answers 401."""
+    """The double-submit bypass: the cookie and header pair is the client's choice, so it
+    proves nothing; without a token (or a sign-in) the API answers 401."""
     forged = {
         "Cookie": "imagemesh_csrf=" + "c" * 43,
         "X-CSRF-Token": "c" * 43,
