@@ -1,4 +1,4 @@
-"""Services cannot impersonate each other (issue 12, section 5), against the real services:
+"""Services cannot impersonate each other (service identity), against the real services:
 provenancedb records only the event types the calling service publishes, and the runner
 stores a result with a content type from the allow-list, whatever imageproc says."""
 
