@@ -19,6 +19,7 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import ChannelInvalidStateError, PublishError
@@ -88,6 +89,8 @@ class _BrokerCore:
         self._publish_channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._publisher_lock = asyncio.Lock()
+        self._depth_channel: AbstractRobustChannel | None = None
+        self._depth_lock = asyncio.Lock()
         self._subscriptions: list[_Subscription] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._in_flight = 0
@@ -310,14 +313,19 @@ class _BrokerCore:
     # -- observation -----------------------------------------------------------------------
 
     async def queue_depth(self, queue_name: str) -> tuple[int, int]:
-        """(ready messages, consumers) of a queue, by passive declare."""
-        channel = await self.connection.channel()
-        try:
-            queue = await channel.declare_queue(queue_name, passive=True)
-            declared = queue.declaration_result
-            return declared.message_count or 0, declared.consumer_count or 0
-        finally:
-            await channel.close()
+        """(ready messages, consumers) of a queue, by passive declare, on a channel kept
+        for it. Not a channel per call: aio-pika leaves a callback and a finished task
+        (~3 KB) on the connection for every channel closed (its close removes them from
+        the observer future aiormq 7 makes anew on each `closing` read), and upload asks
+        every second. `robust=False`: a robust channel answers a passive declare of a
+        queue it declared before from its cache, with the count of then."""
+        async with self._depth_lock:
+            channel = self._depth_channel
+            if channel is None or channel.is_closed:  # a missing queue closes it (404)
+                channel = self._depth_channel = await self.connection.channel()
+        queue = await channel.declare_queue(queue_name, passive=True, robust=False)
+        declared = queue.declaration_result
+        return declared.message_count or 0, declared.consumer_count or 0
 
 
 def _distribution_version(distribution: str) -> str:
