@@ -1,6 +1,6 @@
 """messaging.constants: the one source of the service names and job statuses (pure).
 
-tools/stack.py loads the file by its path with a bare python3, before the virtual
+The stack tool (tools/stack) loads the file by its path with a bare python3, before the virtual
 environment exists: it must import nothing at all."""
 
 from __future__ import annotations
