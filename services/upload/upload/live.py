@@ -14,6 +14,12 @@ final may be behind: callers trust a final one, one at least as far as the event
 just saw, or one whose last event passed moments ago (`status(fresh=...)`), and ask
 provenance otherwise.
 
+A finished job's events are kept `FINISHED_LINGER` seconds after its final one (a client
+following it reads its final status then), not until 4096 newer jobs push them out: a
+job's records are a few KB (each event carries the input and the pipeline), and a
+replica that kept the last 4096 finished jobs grew by ~30 MB over its first 4096 jobs,
+which a 20-minute soak saw as a slope. Provenance answers for them afterwards.
+
 The replica that accepts a job remembers its intake at once (`remember`), before the
 202, so the job's own replica never has to ask provenance about a job it just queued
 (provenance records the intake from the broker, concurrently).
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,11 +37,13 @@ from typing import Any
 
 from messaging import Envelope
 from messaging.events import Event, ImageUploaded
-from messaging.jobs import FINAL_STATUSES, STATUS_EVENTS, fold_status, record
+from messaging.jobs import EVENT_STATUS, FINAL_STATUSES, STATUS_EVENTS, fold_status, record
 
 INBOX_SIZE = 256
 RECENT_JOBS = 4096
-"""Jobs whose status events a replica keeps (a few KB each)."""
+"""Jobs whose status events a replica keeps (a few KB each), finished or not."""
+FINISHED_LINGER = 60.0
+"""Seconds a finished job's events are kept after its final one."""
 
 
 @dataclass(eq=False)
@@ -61,18 +69,26 @@ class _Seen:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     last: float = 0.0
     waiting: bool = True
+    finished: bool = False
 
 
 class LiveJobs:
     """Routes each passing event to the inboxes following its job."""
 
     def __init__(
-        self, recent_jobs: int = RECENT_JOBS, clock: Callable[[], float] = time.monotonic
+        self,
+        recent_jobs: int = RECENT_JOBS,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        linger: float = FINISHED_LINGER,
     ) -> None:
         self._followers: dict[str, set[Inbox]] = defaultdict(set)
         self._recent: OrderedDict[str, _Seen] = OrderedDict()
         self._recent_jobs = recent_jobs
         self._clock = clock
+        self._linger = linger
+        self._finished: deque[tuple[float, str]] = deque()
+        """(when to forget, job id) of the finished jobs, oldest first."""
         self._arrivals: dict[str, asyncio.Event] = {}
         self._waiting: Counter[str] = Counter()
 
@@ -99,6 +115,18 @@ class LiveJobs:
         seen.last = self._clock()
         if seen.waiting and envelope.type != ImageUploaded.type:
             self._forget(seen)  # started, or ended: no longer waiting
+        if not seen.finished and EVENT_STATUS[envelope.type] in FINAL_STATUSES:
+            seen.finished = True
+            self._finished.append((seen.last + self._linger, event.job_id))
+        self._expire(seen.last)
+
+    def _expire(self, now: float) -> None:
+        """Forget the finished jobs whose linger is over."""
+        while self._finished and self._finished[0][0] <= now:
+            _, job_id = self._finished.popleft()
+            seen = self._recent.pop(job_id, None)
+            if seen is not None:
+                self._forget(seen)
 
     def _forget(self, seen: _Seen) -> None:
         if seen.waiting:
@@ -152,6 +180,11 @@ class LiveJobs:
             followers.discard(inbox)
             if not followers:
                 del self._followers[job_id]
+
+    @property
+    def remembered(self) -> int:
+        """How many jobs' status events this replica keeps."""
+        return len(self._recent)
 
     @property
     def following(self) -> int:
