@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from imageproc_runner import reuse as reuse_module
 from imageproc_runner.reuse import (
     INDEX_PREFIX,
     Reuse,
@@ -163,8 +164,10 @@ class Mesh:
     def __init__(self, server: MemoryServer, runner: MemoryBroker, store: Any) -> None:
         self.server, self.broker, self.store = server, runner, store
         self.imageproc, self.clock, self.recorded = Imageproc(), Clock(), list[Event]()
-        reuse = Reuse(runner, store, bucket="out", clock=self.clock)
-        self.runner = Runner(runner, store, output_bucket="out", imageproc_timeout=5, reuse=reuse)
+        self.reuse = Reuse(runner, store, bucket="out", clock=self.clock)
+        self.runner = Runner(
+            runner, store, output_bucket="out", imageproc_timeout=5, reuse=self.reuse
+        )
 
     async def job(
         self,
@@ -338,3 +341,28 @@ async def test_the_index_holds_only_succeeded_computations(meshes: MeshFactory) 
     ]
     assert not [e for e in await mesh.job("job-3") if isinstance(e, JobFailed)]
     assert mesh.imageproc.runs() == 2
+
+
+async def test_the_runner_keeps_at_most_remembered_entries_and_an_older_one_is_read_from_s3(
+    meshes: MeshFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reuse_module, "REMEMBERED", 8)
+    mesh = await meshes()
+    for n in range(20):
+        await mesh.job(f"job-{n}", sha=f"{n:064x}")
+    assert mesh.reuse.remembered == 8
+    reads: list[str] = []
+    get = mesh.store.get
+
+    async def counted(bucket: str, key: str) -> bytes:
+        reads.append(key)
+        return bytes(await get(bucket, key))
+
+    mesh.store.get = counted
+    recent = _one(await mesh.job("again-19", sha=f"{19:064x}"), ImageReused)
+    assert (recent.reused_from, reads) == ("job-19", [])  # kept: no S3 request
+    older = _one(await mesh.job("again-0", sha=f"{0:064x}"), ImageReused)
+    assert older.reused_from == "job-0"
+    assert reads == [index_key(_key(THUMB, sha=f"{0:064x}"))]  # forgotten: read from S3
+    assert mesh.reuse.remembered == 8
+    assert mesh.imageproc.runs() == 20
