@@ -235,6 +235,38 @@ async def test_status_of_failed_and_unknown_jobs(
     assert capsys.readouterr().err == f"imagemesh: no job {unknown}\n"
 
 
+async def test_status_accepts_a_unique_short_id(
+    fake: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 8 characters shown everywhere (or any 6 or more) name a job when one matches."""
+    job_id = "d58e10d6-0000-4000-8000-000000000001"
+    fake.snapshots[job_id] = [succeeded(job_id, filename="photo.png")]
+    fake.snapshots["d58e99aa-0000-4000-8000-000000000002"] = [
+        failed("d58e99aa-0000-4000-8000-000000000002")
+    ]
+    for short in ("d58e10d6", "D58E10", f"{job_id[:13]}"):
+        assert await cli(fake, functools.partial(status, job_id=short)) == 0, short
+        assert f"job       {job_id}" in capsys.readouterr().out
+    assert f"/api/v1/jobs/{job_id}" in fake.paths()
+
+
+async def test_status_lists_the_candidates_of_an_ambiguous_short_id(
+    fake: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = (f"d58e10d6-0000-4000-8000-00000000000{n}" for n in (1, 2))
+    fake.snapshots[first] = [succeeded(first, filename="a.png")]
+    fake.snapshots[second] = [failed(second)]
+    assert await cli(fake, functools.partial(status, job_id="d58e10")) == 2
+    err = capsys.readouterr().err
+    assert "d58e10 matches 2 of your jobs" in err
+    for expected in (first, second, "a.png", "failed"):
+        assert expected in err
+    assert await cli(fake, functools.partial(status, job_id="abcdef12")) == 1
+    assert "no job of yours starts with abcdef12" in capsys.readouterr().err
+    assert await cli(fake, functools.partial(status, job_id="d58e")) == 2
+    assert "at least 6 characters" in capsys.readouterr().err
+
+
 async def test_history_follows_pages_up_to_the_limit(
     fake: FakeApi, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,7 +28,7 @@ examples:
   export IMAGEMESH_TOKEN=...             # the token you were given, when tokens are on
   imagemesh submit photo.jpg --op thumbnail:width=256,height=256 --op grayscale --wait
   imagemesh submit *.png --pipeline '[{"op": "convert", "format": "webp"}]' --wait -o out/
-  imagemesh status 3f2a9c1d-...          imagemesh history --status failed --limit 5
+  imagemesh status 3f2a9c1d              imagemesh history --status failed --limit 5
 """
 
 
@@ -62,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_submit(commands, common)
     show = commands.add_parser("status", parents=[common], help="show one job")
-    show.add_argument("job_id", metavar="ID")
+    show.add_argument(
+        "job_id",
+        metavar="ID",
+        help="the job's id, or its start (at least 6 characters, e.g. the 8 shown): one "
+        "of your jobs must be the only one that starts with it",
+    )
     recent = commands.add_parser("history", parents=[common], help="list recent jobs")
     recent.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     recent.add_argument("--limit", type=_positive, default=20, help="at most N jobs (default 20)")

@@ -133,10 +133,16 @@ class ApiClient:
         return await self._json("GET", f"/api/v1/jobs/{job_id}")
 
     async def jobs(
-        self, *, status: str | None = None, limit: int | None = None, before: str | None = None
+        self,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+        id_prefix: str | None = None,
     ) -> dict[str, Any]:
-        """One page of recent jobs, newest first: `{"jobs": [...], "next": cursor | None}`."""
-        query = {"status": status, "limit": limit, "before": before}
+        """One page of recent jobs, newest first: `{"jobs": [...], "next": cursor | None}`;
+        with `id_prefix`, the caller's jobs whose id starts with it."""
+        query = {"status": status, "limit": limit, "before": before, "id_prefix": id_prefix}
         params = {name: str(value) for name, value in query.items() if value is not None}
         return await self._json("GET", "/api/v1/jobs", params=params)
 

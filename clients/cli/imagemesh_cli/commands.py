@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import mimetypes
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
@@ -41,6 +42,10 @@ EXIT_UNAVAILABLE = 3
 """The service could not be reached, or stayed unavailable past the retry deadline."""
 
 HISTORY_PAGE = 100
+MIN_PREFIX = 6
+"""The shortest job id prefix accepted (as the server: 16.7 million values)."""
+_FULL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_PREFIX = re.compile(rf"^[0-9a-f]{{{MIN_PREFIX}}}[0-9a-f-]{{0,30}}$")
 _EXTENSIONS = {
     "image/jpeg": "jpg",
     "image/png": "png",
@@ -274,13 +279,39 @@ def _write(target: Path, data: bytes) -> None:
 
 
 async def status(client: ApiClient, printer: Printer, *, job_id: str) -> int:
-    job = await client.job(job_id.strip().lower())
+    job = await client.job(await resolve_job_id(client, job_id))
     if printer.json_mode:
         printer.emit(job, None)
     else:
         for line in job_lines(job):
             printer.emit(job, line)
     return EXIT_OK
+
+
+async def resolve_job_id(client: ApiClient, given: str) -> str:
+    """The whole id of the job `given` names: a whole id as it is, or a prefix of one (the
+    8 characters shown everywhere; at least MIN_PREFIX) that exactly one of the caller's
+    jobs starts with. UsageError listing the candidates when several do; ApiError 404
+    when none does. Only the caller's own jobs are candidates (the server scopes the
+    lookup; an older server that ignores `id_prefix` answers its recent jobs, which are
+    filtered here as well)."""
+    text = given.strip().lower()
+    if _FULL_ID.match(text):
+        return text
+    if not _PREFIX.match(text):
+        raise UsageError(
+            f"{given!r} is not a job id: give the whole id or at least {MIN_PREFIX} "
+            "characters of its start (e.g. the 8 shown by submit and history)"
+        )
+    page = await client.jobs(id_prefix=text)
+    jobs = [job for job in page.get("jobs") or [] if isinstance(job, dict)]
+    candidates = [job for job in jobs if str(job.get("id")).startswith(text)]
+    if not candidates:
+        raise ApiError(404, "not_found", f"no job of yours starts with {text}")
+    if len(candidates) > 1:
+        lines = [f"{text} matches {len(candidates)} of your jobs; give more of the id:"]
+        raise UsageError("\n".join(lines + [f"  {history_line(job)}" for job in candidates]))
+    return str(candidates[0]["id"])
 
 
 async def history(
