@@ -12,12 +12,16 @@ export function bytes(count) {
   return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${UNITS[unit]}`;
 }
 
-/** "−97%" / "+12%": how much bigger or smaller the output is. */
+/** "−97 %", "−99.6 %", "+12 %": how much bigger or smaller the output is, with as many
+ * decimals as it takes for a change that is not nothing (or everything) not to read as one. */
 export function sizeChange(before, after) {
   if (!before || typeof after !== "number") { return ""; }
-  const change = Math.round(((after - before) / before) * 100);
-  if (change === 0) { return "same size"; }
-  return change < 0 ? `\u2212${-change}%` : `+${change}%`;
+  if (after === before) { return "same size"; }
+  const change = ((after - before) / before) * 100;
+  let digits = 0;
+  const shown = () => Number(Math.abs(change).toFixed(digits));
+  while (digits < 6 && (shown() === 0 || (change < 0 && shown() === 100))) { digits += 1; }
+  return `${change < 0 ? "\u2212" : "+"}${Math.abs(change).toFixed(digits)}\u00a0%`;
 }
 
 export const dimensions = (width, height) => `${width} \u00d7 ${height}`;
