@@ -21,6 +21,7 @@ from .events import PRINCIPAL_PATTERN
 
 __all__ = [
     "MAX_HISTORY_LIMIT",
+    "MAX_SEARCH_LENGTH",
     "REQUESTS",
     "JobCountsRequest",
     "JobStatus",
@@ -30,6 +31,8 @@ __all__ = [
 
 MAX_HISTORY_LIMIT = 100
 """Most jobs one history page holds."""
+MAX_SEARCH_LENGTH = 128
+"""Longest history search term (the index keeps names and words to 128 characters)."""
 JobStatus = Literal["queued", "processing", "succeeded", "failed"]
 """One of `messaging.constants.JOB_STATUSES` (a test holds the two equal: a Literal must
 be spelled out for type checkers)."""
@@ -48,14 +51,17 @@ class JobsRequest(_Request):
 
     Answer: `{"jobs": [<job as provenancedb.job-status folds it>...], "next": cursor|null}`;
     pass `next` back as `before` for the following page (null: there is none). With
-    `status`, only jobs whose current status it is; with `owner`, only that principal's.
-    Each page is one index read, whatever the filter."""
+    `status`, only jobs whose current status it is; with `owner`, only that principal's;
+    with `search`, only jobs it finds (a prefix of the id, file name or a word of it).
+    Each page is one index read, whatever the filter (a search: two, bounded)."""
 
     status: JobStatus | None = None
     limit: int = Field(ge=1, le=MAX_HISTORY_LIMIT)
     before: str | None = Field(default=None, max_length=2048)
     """The `next` of the previous page (opaque)."""
     owner: Owner = Field(default=None, pattern=PRINCIPAL_PATTERN)
+    search: str | None = Field(default=None, max_length=MAX_SEARCH_LENGTH)
+    """Only jobs whose id, file name or a word of that name starts with it (any case)."""
 
 
 class LineageRequest(_Request):

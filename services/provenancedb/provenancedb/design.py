@@ -68,6 +68,24 @@ DESIGN_VIEWS: dict[str, dict[str, str]] = {
         " emit([null, doc.status, t, j], null); emit([null, null, t, j], null); } }",
         "reduce": "_count",
     },
+    # History search (`history.py`): key [owner, term, created_at, job_id], value the
+    # job's status, where a null owner means "any". The terms of a job: its id, its file
+    # name lowercased, and each word of that name (at most 16), so that a prefix of any of
+    # them finds the job (the reader checks the prefix again: collations differ).
+    "job_search": {
+        "map": "function (doc) { if (doc.kind !== 'job' || typeof doc.owner !== 'string') {"
+        " return; } var terms = {}, name = '', k, r, i, words;"
+        " for (k in doc.records) { r = doc.records[k];"
+        " if (r && r.type === 'image.uploaded' && r.data &&"
+        " typeof r.data.filename === 'string') { name = r.data.filename.toLowerCase(); } }"
+        " terms[doc.job] = true;"
+        " if (name) { terms[name.slice(0, 128)] = true;"
+        " words = name.split(/[\\s._\\-()\\[\\]{},;:+~!@#$%^&='\"]+/);"
+        " for (i = 0; i < words.length && i < 16; i++) {"
+        " if (words[i]) { terms[words[i].slice(0, 128)] = true; } } }"
+        " for (k in terms) { emit([doc.owner, k, doc.created_at, doc.job], doc.status);"
+        " emit([null, k, doc.created_at, doc.job], doc.status); } }"
+    },
     # Every job that used a given input: key input_sha256, value job_id.
     "by_input": {
         "map": "function (doc) { if (doc.type === 'image.uploaded' && doc.input_sha256) {"

@@ -92,6 +92,25 @@ class StoreQueries:
             if isinstance(row.get("doc"), dict)
         ]
 
+    async def job_matches(
+        self, *, owner: str | None, term: str, limit: int
+    ) -> list[tuple[str, str, str]]:
+        """(created_at, job id, status) of `owner`'s jobs (None: everyone's) with a search
+        term (`job_search` view) that starts with `term`: one read of at most `limit` index
+        rows, keys only (no documents), so its cost is bounded whatever matches."""
+        params: dict[str, Any] = {
+            "limit": limit,
+            "startkey": view_key([owner, term]),
+            "endkey": view_key([owner, term + "\ufff0"]),
+        }
+        with timed("job_search"):
+            response = await self._view("job_search").get(**params)
+        return [
+            (row["key"][2], row["key"][3], row["value"])
+            for row in response.rows
+            if isinstance(row["key"][1], str) and row["key"][1].startswith(term)
+        ]
+
     async def job_counts(self, owner: str) -> dict[str, int]:
         """How many of `owner`'s jobs are in each status: one read of the `jobs` reduce."""
         params = {

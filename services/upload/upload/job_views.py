@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from messaging.constants import JOB_STATUSES
+from messaging.queries import MAX_SEARCH_LENGTH
 
 from . import schemas
 from .errors import ApiError
@@ -23,7 +24,7 @@ from .routes import IMAGE_TYPES, JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, _own
         "Recent jobs, newest first",
         {
             200: ("a page of jobs, and the cursor of the next one", schemas.JobPage),
-            400: error("a bad status, limit or cursor"),
+            400: error("a bad status, limit, cursor or search"),
             503: UNAVAILABLE,
         },
         parameters=(
@@ -36,6 +37,12 @@ from .routes import IMAGE_TYPES, JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, _own
                 "limit", "jobs per page", {"type": "integer", "minimum": 1, "maximum": 100}
             ),
             query_parameter("before", "the `next` cursor of the previous page", {"type": "string"}),
+            query_parameter(
+                "search",
+                "only jobs whose id, file name or a word of that name starts with it (any "
+                "case), e.g. `d58e10d6` or `holiday`",
+                {"type": "string", "maxLength": MAX_SEARCH_LENGTH},
+            ),
         ),
     )
 )
@@ -51,8 +58,15 @@ async def list_jobs(request: web.Request) -> web.Response:
     if not 1 <= limit <= 100:
         raise ApiError(400, "bad_request", "limit: an integer from 1 to 100")
     before = request.query.get("before") or None
+    search = request.query.get("search", "").strip() or None
+    if search is not None and len(search) > MAX_SEARCH_LENGTH:
+        raise ApiError(400, "bad_request", f"search: at most {MAX_SEARCH_LENGTH} characters")
     page = await request.app[JOBS].recent(
-        status=status, limit=limit, before=before, owner=_owner_filter(principal)
+        status=status,
+        limit=limit,
+        before=before,
+        owner=_owner_filter(principal),
+        search=search,
     )
     return web.json_response(page)
 

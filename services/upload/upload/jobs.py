@@ -270,13 +270,25 @@ class Jobs:
         return job if job is not None and reader.may_read(job.get("owner")) else None
 
     async def recent(
-        self, *, status: str | None, limit: int, before: str | None, owner: str | None
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: str | None,
+        owner: str | None,
+        search: str | None = None,
     ) -> dict[str, Any]:
         """Recent jobs, newest first: {"jobs": [...], "next": cursor or None}; only
-        `owner`'s (None: everyone's, for auditors)."""
+        `owner`'s (None: everyone's, for auditors); with `search`, only those it finds."""
         try:
             request = JobsRequest.model_validate(
-                {"status": status, "limit": limit, "before": before, "owner": owner}
+                {
+                    "status": status,
+                    "limit": limit,
+                    "before": before,
+                    "owner": owner,
+                    "search": search,
+                }
             )
         except ValidationError as exc:
             raise ApiError(400, "bad_request", validation_message(exc)) from exc
