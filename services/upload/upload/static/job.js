@@ -6,7 +6,8 @@ import { $, badge, fill, h, markCurrentNav } from "./dom.js";
 import { followJob, TERMINAL } from "./follow.js";
 import { ago, bytes, dimensions, elapsed, formatName, localTime, stepText } from "./format.js";
 import { lineageCard, timeline } from "./provenance.js";
-import { beforeAfter, downloadLink, failure } from "./results.js";
+import { comparison } from "./compare.js";
+import { downloadLink, failure } from "./results.js";
 
 const jobId = decodeURIComponent(window.location.pathname.split("/").filter(Boolean)[1] || "");
 const page = { job: null, lastStep: null, timer: null, refresh: null };
@@ -68,7 +69,7 @@ function render(job) {
 function renderResult(job) {
   const box = $("#job-result");
   if (job.status === "succeeded") {
-    fill(box, beforeAfter(job), h("div", { class: "card-actions" }, downloadLink(job)));
+    fill(box, comparison(job), h("div", { class: "card-actions" }, downloadLink(job)));
   } else if (job.status === "failed") {
     fill(box, failure(job.error));
   } else {
