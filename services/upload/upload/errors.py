@@ -57,7 +57,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
-        return error_response(exc.status, _code_for(exc.status), exc.reason)
+        return error_response(
+            exc.status, _code_for(exc.status), exc.reason, headers=_kept_headers(exc)
+        )
     except Exception:
         log.exception("request_failed", path=request.path)
         return error_response(500, "internal", "internal error; the incident is logged")
@@ -76,6 +78,16 @@ async def security_headers(_request: web.Request, response: web.StreamResponse) 
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
+
+
+KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+"""Headers of an HTTP exception that belong to its status (a 405's `Allow` is required by
+RFC 9110 15.5.6), kept when the exception becomes a JSON error body."""
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str] | None:
+    kept = {name: exc.headers[name] for name in KEPT_HEADERS if name in exc.headers}
+    return kept or None
 
 
 def _code_for(status: int) -> str:
