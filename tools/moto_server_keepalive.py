@@ -5,19 +5,158 @@ request with `Connection: close`: each S3 call of a service then opens a TCP con
 and the server a thread. Served by waitress (a production WSGI server with a thread pool
 and keep-alive), the same app costs the services ~0.6 ms and moto ~0.6 ms less CPU per
 request (measured with aioboto3 on this machine: 2.6 -> 2.0 and 6.1 -> 5.5 ms per call).
-Runs in the project's virtualenv (moto and waitress are development dependencies)."""
+Runs in the project's virtualenv (moto and waitress are development dependencies).
+
+Object bodies are kept on disk, not in memory. moto keeps each body in a
+`SpooledTemporaryFile` that stays in memory up to `MOTO_S3_DEFAULT_KEY_BUFFER_SIZE`
+(default ~5 MB, more than any image the mesh sees): the stack's moto held every input and
+output it was ever given, 4.4 GB after a 20-minute soak, growing 3.3 GB per 10 minutes.
+Spilled by a `SpooledTemporaryFile`, each body would keep a file descriptor open for as
+long as the object exists (20000 at most here: a few thousand jobs). So bodies above
+`SPILL_BYTES` go to a file of their own (`SpillFile`), opened only while it is read or
+written; smaller ones (the runner's reuse index entries) stay in memory. The files live in
+a directory of this process's own, removed when it stops (and by the next start if it was
+killed).
+"""
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import io
 import os
+import shutil
+import signal
+import sys
+import tempfile
+import types
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import waitress
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+SPILL_BYTES = 16 * 1024
+"""Bodies larger than this are kept in a file (`MOTO_S3_DEFAULT_KEY_BUFFER_SIZE` when set)."""
+SPILL_PREFIX = "imagemesh-moto-"
+
+
+class SpillFile:
+    """Where moto keeps one object's body, in place of its `SpooledTemporaryFile`: in
+    memory up to `max_size` bytes, beyond that in a file of its own in `folder`, with no
+    descriptor held between calls. moto only writes a body whole (seek(0), truncate,
+    write), reads it from the start, and closes it when the object goes."""
+
+    folder: Path | None = None
+    """Set by `install`: the directory of this server's files."""
+
+    def __init__(self, max_size: int = 0, *args: Any, **kwargs: Any) -> None:
+        self._max_size = max_size
+        self._memory: io.BytesIO | None = io.BytesIO()
+        self._path: Path | None = None
+        self._position = 0
+        self._closed = False
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check()
+        if self._path is None:
+            return self._buffer().seek(offset, whence)
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position}.get(whence)
+        self._position = (self._path.stat().st_size if start is None else start) + offset
+        return self._position
+
+    def tell(self) -> int:
+        self._check()
+        return self._position if self._path is not None else self._buffer().tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        """Only the whole body is ever replaced: back to an empty one in memory."""
+        self._check()
+        self._drop_file()
+        self._memory = io.BytesIO()
+        return 0
+
+    def write(self, data: bytes) -> int:
+        self._check()
+        if self._path is not None:
+            with self._path.open("r+b") as file:
+                file.seek(self._position)
+                written = file.write(data)
+            self._position += written
+            return written
+        written = self._buffer().write(data)
+        if self._max_size and self._buffer().tell() > self._max_size:
+            self._spill()
+        return written
+
+    def read(self, size: int = -1) -> bytes:
+        self._check()
+        if self._path is None:
+            return self._buffer().read(size)
+        with self._path.open("rb") as file:
+            file.seek(self._position)
+            data = file.read(size)
+        self._position += len(data)
+        return data
+
+    def close(self) -> None:
+        self._drop_file()
+        self._memory, self._closed = None, True
+
+    @property
+    def spilled(self) -> bool:
+        return self._path is not None
+
+    def _spill(self) -> None:
+        buffer = self._buffer()
+        descriptor, name = tempfile.mkstemp(dir=self.folder)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(buffer.getbuffer())
+        self._path, self._position, self._memory = Path(name), buffer.tell(), None
+
+    def _drop_file(self) -> None:
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path, self._position = None, 0
+
+    def _buffer(self) -> io.BytesIO:
+        if self._memory is None:
+            self._memory = io.BytesIO()
+        return self._memory
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+
+
+def install(base: Path | None = None) -> Path:
+    """Make moto keep its object bodies in `SpillFile`s, in a new directory under `base`
+    (the temporary directory), removed at exit. Directories of earlier servers that were
+    killed (their pid no longer runs) are removed first."""
+    os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(SPILL_BYTES))
+    root = Path(base or tempfile.gettempdir())
+    for old in root.glob(f"{SPILL_PREFIX}*"):
+        pid = old.name.removeprefix(SPILL_PREFIX).split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=root))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    SpillFile.folder = folder
+    from moto.s3 import models  # moto reads its settings per object: after setdefault
+
+    models.tempfile = types.SimpleNamespace(SpooledTemporaryFile=SpillFile)  # type: ignore[attr-defined,assignment]
+    return folder
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def main() -> None:
@@ -26,6 +165,11 @@ def main() -> None:
     parser.add_argument("-p", "--port", type=int, default=9000)
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto names itself with it
+    install()
+    # Stopped with SIGTERM (`make down`): exit, so that atexit removes the spill files.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
     waitress.serve(
         s3_first(DomainDispatcherApplication(create_backend_app), create_backend_app("s3")),
         host=args.host,
