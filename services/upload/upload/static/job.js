@@ -104,27 +104,56 @@ async function loadLineage() {
   fill($("#lineage"), cards.length ? await Promise.all(cards) : h("p", { class: "hint" }, "No images recorded for this job."));
 }
 
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+/** A console's configured URL; a loopback host there (the default) means "the machine the
+ * mesh runs on", which for a browser elsewhere is the host this page came from. */
+function onThisHost(configured) {
+  const url = new URL(configured, window.location.href);
+  if (LOOPBACK.has(url.hostname)) { url.hostname = window.location.hostname; }
+  return url;
+}
+
+/** Fauxton's route to this job's documents: the by_job view (key [job, time]) between
+ * [job] and [job, {}], with the documents. */
+function fauxtonRoute(configured) {
+  const db = (configured.hash.match(/^#\/?database\/([^/?]+)/) || [])[1] || "provenance";
+  const query = new URLSearchParams({
+    include_docs: "true", startkey: JSON.stringify([jobId]), endkey: JSON.stringify([jobId, {}]),
+  });
+  return `/database/${db}/_design/provenance/_view/by_job?${query}`;
+}
+
+function consoleLinks(links) {
+  const items = [];
+  if (links.fauxton) {
+    const view = onThisHost(links.fauxton);
+    const route = fauxtonRoute(view);
+    const login = new URL(view);
+    view.hash = `#${route}`;
+    login.hash = `#/login?urlback=${encodeURIComponent(route)}`;
+    items.push(h("li", {}, h("a", { href: view.href, rel: "noopener" }, "Provenance documents in Fauxton"),
+      h("span", { class: "hint" }, " (this job's, view by_job; not signed in to Fauxton? ",
+        h("a", { href: login.href, rel: "noopener" }, "sign in, then see them"), ")")));
+  }
+  if (links.rabbitmq_console) {
+    const queues = onThisHost(links.rabbitmq_console);
+    queues.hash = "#/queues";
+    items.push(h("li", {}, h("a", { href: queues.href, rel: "noopener" }, "RabbitMQ console (queues, parking lots)")));
+  }
+  return items;
+}
+
 async function loadOperatorLinks() {
   const list = $("#operator-links");
-  const own = [
+  fill(list,
     h("li", {}, h("a", { href: jobUrl(jobId) }, "Job JSON")),
-    h("li", {}, h("a", { href: jobUrl(jobId, "provenance") }, "Provenance (PROV-JSON)")),
-  ];
-  fill(list, own);
+    h("li", {}, h("a", { href: jobUrl(jobId, "provenance") }, "Provenance (PROV-JSON)")));
   try {
     const links = (await about()).links || {};
-    const named = [
-      ["fauxton", "Provenance documents in Fauxton", `view by_job, startkey ["${jobId}"], endkey ["${jobId}", {}]`],
-      ["rabbitmq_console", "RabbitMQ console (queues, parking lots)", null],
-      ["openapi", "OpenAPI document", null],
-      ["asyncapi", "AsyncAPI document (events)", null],
-    ];
-    for (const [key, text, hint] of named) {
-      if (links[key]) {
-        list.append(h("li", {}, h("a", { href: links[key], rel: key === "fauxton" || key === "rabbitmq_console" ? "noopener" : null }, text),
-          hint ? h("span", { class: "hint" }, ` (${hint})`) : null));
-      }
-    }
+    list.append(...consoleLinks(links),
+      ...[["openapi", "OpenAPI document"], ["asyncapi", "AsyncAPI document (events)"]]
+        .filter(([key]) => links[key]).map(([key, text]) => h("li", {}, h("a", { href: links[key] }, text))));
   } catch {
     // The page works without them; the job's own links are there.
   }
