@@ -75,7 +75,7 @@ async def test_submit_wait_follows_and_saves(
     assert f"{job_id}  {photo}" in out
     assert f"{job_id[:8]}  +" in out
     for expected in (
-        "succeeded: 640x480 png, 5.0 kB -> 64x48 png, 900 B",
+        "succeeded: 640x480 png, 4.9 KiB -> 64x48 png, 900 bytes",
         "thumbnail applied (1 of 1, 3.2 ms)",
         f"saved {saved}",
     ):
@@ -214,8 +214,8 @@ async def test_status(fake: FakeApi, capsys: pytest.CaptureFixture[str]) -> None
         "status    succeeded",
         "file      photo.png",
         "pipeline  thumbnail(width=64)",
-        "input     640x480 png, 5.0 kB",
-        "output    64x48 png, 900 B (image/png)",
+        "input     640x480 png, 4.9 KiB",
+        "output    64x48 png, 900 bytes (image/png)",
         "steps     thumbnail 3.2 ms",
     ):
         assert expected in out, out

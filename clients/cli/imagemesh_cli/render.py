@@ -4,6 +4,7 @@ programs (`--json`). Errors go to stderr as plain text either way."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
@@ -54,19 +55,28 @@ class Printer:
         stream.flush()
 
 
+_UNITS = ("bytes", "KiB", "MiB", "GiB")
+
+
 def format_bytes(count: object) -> str:
-    """`512 B`, `52.1 kB`, `3.4 MB` (decimal units)."""
-    if not isinstance(count, int | float) or isinstance(count, bool):
+    """`512 bytes`, `52.1 KiB`, `3.4 MiB`, `143 KiB`: binary units (as the API's limits are
+    written), exactly as the web app writes them (static/format.js `bytes`; tests/cli/
+    test_units.py holds the two to one table): one decimal under 100, halves rounded up."""
+    if not isinstance(count, int | float) or isinstance(count, bool) or count != count:
         return "?"
-    if count < 1000:
-        return f"{count:.0f} B"
-    if count < 1_000_000:
-        return f"{count / 1000:.1f} kB"
-    return f"{count / 1_000_000:.1f} MB"
+    value, unit = float(count), 0
+    while value >= 1024 and unit < len(_UNITS) - 1:
+        value /= 1024
+        unit += 1
+    if unit == 0:
+        return f"{count:.0f} {'byte' if count == 1 else 'bytes'}"
+    if value >= 100:
+        return f"{math.floor(value + 0.5)} {_UNITS[unit]}"
+    return f"{math.floor(value * 10 + 0.5) / 10:.1f} {_UNITS[unit]}"
 
 
 def describe_image(image: Mapping[str, Any] | None) -> str:
-    """`640x480 jpeg, 52.1 kB`."""
+    """`640x480 jpeg, 52.1 KiB`."""
     if not image:
         return "-"
     size = f"{image.get('width', '?')}x{image.get('height', '?')}"

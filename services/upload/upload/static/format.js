@@ -2,14 +2,15 @@
 
 const UNITS = ["bytes", "KiB", "MiB", "GiB"];
 
-/** 1536 → "1.5 KiB" (binary units, as the API's limits are written). */
+/** 1536 → "1.5 KiB" (binary units, as the API's limits are written): one decimal under
+ * 100, halves rounded up; the CLI writes sizes the same way (tests/cli/test_units.py). */
 export function bytes(count) {
   if (typeof count !== "number" || !Number.isFinite(count)) { return "?"; }
   let value = count;
   let unit = 0;
   while (value >= 1024 && unit < UNITS.length - 1) { value /= 1024; unit += 1; }
   if (unit === 0) { return `${count} ${count === 1 ? "byte" : "bytes"}`; }
-  return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${UNITS[unit]}`;
+  return `${value >= 100 ? Math.round(value) : (Math.round(value * 10) / 10).toFixed(1)} ${UNITS[unit]}`;
 }
 
 /** "−97 %", "−99.6 %", "+12 %": how much bigger or smaller the output is, with as many
