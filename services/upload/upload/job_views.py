@@ -11,6 +11,7 @@ from . import schemas
 from .errors import ApiError
 from .guard import client_of, principal_of
 from .images import _send_image
+from .job_prefix import ID_PREFIX_PATTERN, MAX_MATCHES, checked_prefix, jobs_with_prefix
 from .jobs import public
 from .keys import JOBS, LIVE, STREAMS
 from .openapi import Doc, documented, error, query_parameter
@@ -24,7 +25,7 @@ from .routes import IMAGE_TYPES, JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, _own
         "Recent jobs, newest first",
         {
             200: ("a page of jobs, and the cursor of the next one", schemas.JobPage),
-            400: error("a bad status, limit, cursor or search"),
+            400: error("a bad status, limit, cursor, search or id prefix"),
             503: UNAVAILABLE,
         },
         parameters=(
@@ -43,11 +44,21 @@ from .routes import IMAGE_TYPES, JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, _own
                 "case), e.g. `d58e10d6` or `holiday`",
                 {"type": "string", "maxLength": MAX_SEARCH_LENGTH},
             ),
+            query_parameter(
+                "id_prefix",
+                "only jobs whose id starts with this (6 to 36 characters, e.g. the 8 "
+                f"shown): a short id resolved, or its candidates (at most {MAX_MATCHES}, "
+                "no next page; the other parameters are then ignored)",
+                {"type": "string", "pattern": ID_PREFIX_PATTERN},
+            ),
         ),
     )
 )
 async def list_jobs(request: web.Request) -> web.Response:
     principal = principal_of(request)
+    if "id_prefix" in request.query:
+        prefix = checked_prefix(request.query["id_prefix"])
+        return web.json_response(await jobs_with_prefix(request.app[JOBS], prefix, principal))
     status = request.query.get("status") or None
     if status is not None and status not in JOB_STATUSES:
         raise ApiError(400, "bad_request", f"status: one of {', '.join(JOB_STATUSES)}")
