@@ -108,6 +108,14 @@ def test_status_shows_the_job(mesh: Mesh, submitted: Submitted) -> None:
     assert job["input"]["bytes"] == (Path(submitted.output).parent / "photo.jpg").stat().st_size
 
 
+def test_status_takes_the_short_id_shown(mesh: Mesh, submitted: Submitted) -> None:
+    """`imagemesh status d58e10d6`: the 8 characters submit and history show."""
+    job_id = submitted.ids["photo.jpg"]
+    run = imagemesh(mesh, "status", job_id[:8])
+    assert run.returncode == 0, run.stderr
+    assert f"job       {job_id}" in run.stdout
+
+
 def test_unknown_job_exits_1(mesh: Mesh) -> None:
     unknown = "00000000-0000-4000-8000-000000000000"
     run = imagemesh(mesh, "status", unknown)
