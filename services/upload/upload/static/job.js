@@ -5,7 +5,8 @@ import { about, getJson, headline, jobUrl, lineageUrl } from "./api.js";
 import { $, badge, fill, h, markCurrentNav } from "./dom.js";
 import { followJob, TERMINAL } from "./follow.js";
 import { ago, bytes, dimensions, elapsed, formatName, localTime, stepText } from "./format.js";
-import { lineageCard, timeline } from "./provenance.js";
+import { describeShown, lineageCard } from "./lineage.js";
+import { timeline } from "./provenance.js";
 import { comparison } from "./compare.js";
 import { downloadLink, failure } from "./results.js";
 
@@ -102,6 +103,7 @@ async function loadLineage() {
   if (job.input) { cards.push(lineageOf("Input", job.input.sha256)); }
   if (job.output) { cards.push(lineageOf("Output", job.output.sha256)); }
   fill($("#lineage"), cards.length ? await Promise.all(cards) : h("p", { class: "hint" }, "No images recorded for this job."));
+  describeShown($("#lineage"));
 }
 
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);

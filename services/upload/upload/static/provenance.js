@@ -1,8 +1,7 @@
-// A job's PROV-JSON as an ordered timeline, and an image's lineage as links between jobs.
+// A job's PROV-JSON as an ordered timeline (an image's lineage: lineage.js).
 
-import { jobPage } from "./api.js";
 import { h } from "./dom.js";
-import { dimensions, duration, formatName, localTime, parseTime, pipelineSummary, stepText } from "./format.js";
+import { duration, localTime, parseTime, pipelineSummary, stepText } from "./format.js";
 
 /** A PROV-JSON value: plain, or typed as {"$": value, "type": ...}. */
 const plain = (value) => (value && typeof value === "object" && "$" in value ? value.$ : value);
@@ -117,42 +116,4 @@ export function timeline(doc) {
           title: localTime(plain(step.activity["prov:endTime"])) }, when)),
       text.length ? h("p", { class: "tl-detail" }, text.flatMap((part, i) => (i ? [" \u00b7 ", part] : [part]))) : null);
   }));
-}
-
-const short = (sha) => `${sha.slice(0, 12)}\u2026`;
-
-function jobLink(jobId, currentId) {
-  return [h("a", { href: jobPage(jobId) }, `job ${jobId.slice(0, 8)}`),
-    jobId === currentId ? h("span", { class: "hint" }, " (this job)") : null];
-}
-
-function imageLine(image) {
-  if (!image || !image.width) { return null; }
-  return h("p", { class: "hint" }, `${dimensions(image.width, image.height)} ${formatName(image.format)}`);
-}
-
-function linkList(cls, items, empty) {
-  return items.length ? h("ul", { class: cls }, items) : h("p", { class: ["hint", cls] }, empty);
-}
-
-/** One image's lineage: where it came from and what it led to, with links to the jobs. */
-export function lineageCard(title, lineage, currentId) {
-  const ancestors = (lineage.ancestors || []).map((link) => h("li", { dataset: { jobId: link.job_id } },
-    h("span", { class: "sha", title: link.sha256 }, short(link.sha256)), ` (${link.depth} back), via `,
-    jobLink(link.job_id, currentId)));
-  const descendants = (lineage.descendants || []).map((link) => h("li", { dataset: { jobId: link.job_id } },
-    h("span", { class: "sha", title: link.sha256 }, short(link.sha256)), ` (${link.depth} on), by `,
-    jobLink(link.job_id, currentId)));
-  const usedBy = (lineage.used_by || []).map((id) => h("li", { dataset: { jobId: id } }, jobLink(id, currentId)));
-  const madeBy = (lineage.produced_by || []).map((id) => h("li", { dataset: { jobId: id } }, jobLink(id, currentId)));
-  return h("div", { class: "lineage-card", dataset: { sha256: lineage.sha256 } },
-    h("h3", {}, title, " ", h("span", { class: "sha", title: lineage.sha256 }, short(lineage.sha256))),
-    imageLine(lineage.image),
-    ancestors.length || !madeBy.length
-      ? [h("h4", {}, "Came from"), linkList("came-from", ancestors, "Uploaded: no job here made this image.")] : null,
-    madeBy.length ? [h("h4", {}, "Made by"), linkList("made-by", madeBy, "")] : null,
-    h("h4", {}, "Used as input by"),
-    linkList("used-by", usedBy, "No job yet."),
-    h("h4", {}, "Led to"),
-    linkList("led-to", descendants, "Nothing yet: upload this image to continue its lineage."));
 }
