@@ -48,9 +48,32 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
     return asyncapi_document(settings, version="0.0.0-test")
 
 
-def test_openapi_document_is_valid_openapi_3_1(openapi: dict[str, Any]) -> None:
+def test_openapi_document_is_valid_openapi_3_2(openapi: dict[str, Any]) -> None:
     validate(openapi)  # raises on any violation
-    assert openapi["openapi"] == "3.1.0"
+    assert openapi["openapi"] == "3.2.0"
+
+
+def test_the_event_stream_documents_each_event(openapi: dict[str, Any]) -> None:
+    """`/events` is a stream of typed events (OpenAPI 3.2 `itemSchema`), not a binary
+    string: each event (`status`, `step`) with the JSON schema of its data."""
+    responses = openapi["paths"]["/api/v1/jobs/{job_id}/events"]["get"]["responses"]
+    stream = responses["200"]["content"]["text/event-stream"]
+    assert "schema" not in stream
+    item = stream["itemSchema"]
+    assert item["properties"]["event"]["enum"] == ["status", "step"]
+    data = {
+        branch["properties"]["event"]["const"]: branch["properties"]["data"]
+        for branch in item["oneOf"]
+    }
+    assert data["status"]["contentMediaType"] == "application/json"
+    assert data["status"]["contentSchema"] == {"$ref": "#/components/schemas/Job"}
+    assert data["step"]["contentSchema"] == {"$ref": "#/components/schemas/ProgressStep"}
+    components = {"components": openapi["components"]}
+    step = jsonschema.Draft202012Validator({**components, **data["step"]["contentSchema"]})
+    assert step.is_valid({"id": "e1", "type": "job.failed", "time": "t", "service": "s"})
+    assert not step.is_valid({"id": "e1", "status": "queued"})
+    status = jsonschema.Draft202012Validator({**components, **data["status"]["contentSchema"]})
+    assert not status.is_valid({"id": "e1", "type": "job.failed", "time": "t", "service": "s"})
 
 
 def test_every_api_route_is_documented_and_every_documented_route_exists(

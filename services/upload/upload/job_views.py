@@ -14,9 +14,16 @@ from .images import _send_image
 from .job_prefix import ID_PREFIX_PATTERN, MAX_MATCHES, checked_prefix, jobs_with_prefix
 from .jobs import public
 from .keys import JOBS, LIVE, STREAMS
-from .openapi import Doc, documented, error, query_parameter
+from .openapi import Doc, EventStream, documented, error, query_parameter
 from .progress import stream_progress
 from .routes import IMAGE_TYPES, JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, _owner_filter, routes
+
+JOB_EVENTS = EventStream(
+    {
+        "status": {"$ref": "#/components/schemas/Job"},
+        "step": {"$ref": "#/components/schemas/ProgressStep"},
+    }
+)
 
 
 @routes.get("/api/v1/jobs")
@@ -104,7 +111,7 @@ async def get_job(request: web.Request) -> web.Response:
     Doc(
         "Follow a job live (server-sent events)",
         {
-            200: ("`text/event-stream` until the job ends", "text/event-stream"),
+            200: ("`text/event-stream` until the job ends", JOB_EVENTS),
             404: UNKNOWN_JOB,
             429: error(
                 "too many streams open for this principal or on this server "

@@ -1,9 +1,11 @@
-"""The OpenAPI 3.1 document, built from the routes themselves.
+"""The OpenAPI 3.2 document, built from the routes themselves.
 
 Each API handler carries its documentation (`@documented(...)`), and the document is made
 by walking the application's router: a route cannot exist undocumented or be documented
 without existing (tests/upload checks both ways), and the response schemas are the
-models of `schemas`, which the contract tests hold the running service to.
+models of `schemas`, which the contract tests hold the running service to. OpenAPI 3.2
+rather than 3.1 for one thing: a server-sent event stream is described event by event
+(`itemSchema`, `EventStream`), not as an opaque binary string.
 """
 
 from __future__ import annotations
@@ -34,10 +36,23 @@ MODELS: tuple[type[BaseModel], ...] = (
     schemas.Me,
     schemas.Health,
     schemas.ProvDocument,
+    schemas.ProgressStep,
 )
 
-Body = type[BaseModel] | str | None
-"""A response body: a model (JSON), a media type (e.g. "image/*"), or none."""
+
+@dataclass(frozen=True)
+class EventStream:
+    """A `text/event-stream` body: the events it sends, each by its `event:` name with the
+    JSON Schema of its `data:` (JSON text). Documented as OpenAPI 3.2 `itemSchema` (one
+    server-sent event: `event`, `data`, `id`, `retry`), the data with `contentMediaType`
+    and `contentSchema`, which validators such as schemathesis check event by event."""
+
+    events: dict[str, dict[str, Any]]
+
+
+Body = type[BaseModel] | str | EventStream | None
+"""A response body: a model (JSON), a media type (e.g. "image/*"), an event stream, or
+none."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,7 @@ def openapi_document(
         [(model, "serialization") for model in MODELS], ref_template=REF
     )
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.2.0",
         "info": {
             "title": "imagemesh",
             "version": version,
@@ -200,6 +215,31 @@ def _response(description: str, body: Body) -> dict[str, Any]:
     response: dict[str, Any] = {"description": description}
     if isinstance(body, type):
         response["content"] = {JSON: {"schema": {"$ref": REF.format(model=body.__name__)}}}
+    elif isinstance(body, EventStream):
+        response["content"] = {"text/event-stream": {"itemSchema": _event_schema(body)}}
     elif isinstance(body, str):
         response["content"] = {body: {"schema": {"type": "string", "format": "binary"}}}
     return response
+
+
+def _event_schema(stream: EventStream) -> dict[str, Any]:
+    """One server-sent event of `stream`, as OpenAPI 3.2 reads a stream's items."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": list(stream.events)},
+            "data": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+        "oneOf": [
+            {
+                "properties": {
+                    "event": {"const": name},
+                    "data": {"contentMediaType": JSON, "contentSchema": schema},
+                }
+            }
+            for name, schema in stream.events.items()
+        ],
+    }

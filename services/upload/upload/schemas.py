@@ -135,3 +135,27 @@ class ProvDocument(BaseModel):
     activity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     entity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     agent: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ProgressStep(BaseModel):
+    """One step of a job as its event stream (`event: step`) sends it: what every step
+    says, and the fields of its kind (more may come: a client ignores what it does not
+    know)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="the event's id: each step is sent once per stream")
+    type: str = Field(description="the mesh's event type, e.g. operation.applied, job.failed")
+    time: str = Field(description="when the mesh recorded it (ISO 8601, UTC)")
+    service: str = Field(description="the service that did it")
+    operation: str | None = Field(default=None, description="operation.applied")
+    index: int | None = Field(default=None, ge=0, description="the operation's position")
+    attempt: int | None = Field(default=None, ge=1, description="which attempt")
+    duration_ms: float | None = Field(default=None, ge=0)
+    role: str | None = Field(default=None, description="image.stored: input or output")
+    stored: bool | None = Field(default=None, description="upload.received: input stored")
+    reused_from: str | None = Field(default=None, description="image.reused: the job")
+    operations: list[dict[str, Any]] | None = Field(
+        default=None, description="image.processed: each operation applied, with its time"
+    )
+    error: Any = Field(default=None, description="job.failed, retries: what went wrong")
