@@ -16,6 +16,7 @@ from tests.conftest import Mesh
 
 pytestmark = pytest.mark.e2e
 
+
 @pytest.fixture(scope="module")
 def api_schema(mesh: Mesh) -> BaseSchema:
     # Every operation, the event stream too: OpenAPI 3.2 documents it event by event
