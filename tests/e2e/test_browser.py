@@ -184,10 +184,8 @@ async def test_two_images_at_once_with_a_built_pipeline_followed_live_to_downloa
         await expect(job.locator("figure.before")).to_have_attribute("data-height", str(before[1]))
         await expect(job.locator("figure.after")).to_have_attribute("data-width", "200")
         await expect(job.locator("figure.after")).to_have_attribute("data-height", str(height))
-        await expect(job.locator("figure.after figcaption")).to_contain_text(f"200 \u00d7 {height}")
-        await expect(job.locator("figure.after figcaption")).to_contain_text(
-            re.compile(r"KiB|bytes")
-        )
+        await expect(job.locator(".cmp-caption.after")).to_contain_text(f"200 \u00d7 {height}")
+        await expect(job.locator(".cmp-caption.after")).to_contain_text(re.compile(r"KiB|bytes"))
         await images_loaded(job)
     # Both were followed live, over server-sent events.
     assert len(streams) >= 2, streams

@@ -25,7 +25,7 @@ async function describe(item) {
   const job = await summary(item.dataset.jobId);
   const meta = item.querySelector(".job-meta");
   if (!job || !meta) { return; }
-  meta.append(" \u00b7 ", h("span", { class: "file-name" }, job.filename || "untitled"),
+  meta.append(" \u00b7 ", h("span", { class: "job-file" }, job.filename || "untitled"),
     " \u00b7 ", h("time", { datetime: job.created_at, title: localTime(job.created_at) }, ago(job.created_at)));
 }
 
