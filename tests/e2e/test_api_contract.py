@@ -4,6 +4,9 @@ content types and schemas, and never a 5xx."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,3 +54,31 @@ def test_the_api_keeps_its_contract(api_schema: BaseSchema) -> None:
             failures[operation.label] = f"{type(exc).__name__}: {exc}"[:3000]
     assert len(checked) >= 9, checked
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
+
+
+def test_schemathesis_run_checks_all(mesh: Mesh) -> None:
+    """As an outside check runs it: `schemathesis run --checks all` (positive-data
+    acceptance excluded, as above), which also sends methods a route does not have (a
+    405 must say `Allow`) and reads the event stream event by event."""
+    ran = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("schemathesis")),
+            "run",
+            f"{mesh.upload_url}/api/v1/openapi.json",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            # ensure_resource_availability: GET .../provenance at once after the POST is
+            # 404 until provenancedb has recorded the job (a known gap, not of this test).
+            "positive_data_acceptance,ensure_resource_availability",
+            "--max-examples",
+            "10",
+            "--generation-deterministic",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout[-6000:] + ran.stderr[-2000:]

@@ -71,6 +71,7 @@ def test_the_event_stream_documents_each_event(openapi: dict[str, Any]) -> None:
     components = {"components": openapi["components"]}
     step = jsonschema.Draft202012Validator({**components, **data["step"]["contentSchema"]})
     assert step.is_valid({"id": "e1", "type": "job.failed", "time": "t", "service": "s"})
+    assert step.is_valid({"type": "image.processed", "time": "t", "service": "s", "new": 1})
     assert not step.is_valid({"id": "e1", "status": "queued"})
     status = jsonschema.Draft202012Validator({**components, **data["status"]["contentSchema"]})
     assert not status.is_valid({"id": "e1", "type": "job.failed", "time": "t", "service": "s"})

@@ -55,7 +55,7 @@ JOB_EVENTS = EventStream(
                 "id_prefix",
                 "only jobs whose id starts with this (6 to 36 characters, e.g. the 8 "
                 f"shown): a short id resolved, or its candidates (at most {MAX_MATCHES}, "
-                "no next page; the other parameters are then ignored)",
+                "no next page; the other parameters are checked, then ignored)",
                 {"type": "string", "pattern": ID_PREFIX_PATTERN},
             ),
         ),
@@ -63,9 +63,6 @@ JOB_EVENTS = EventStream(
 )
 async def list_jobs(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    if "id_prefix" in request.query:
-        prefix = checked_prefix(request.query["id_prefix"])
-        return web.json_response(await jobs_with_prefix(request.app[JOBS], prefix, principal))
     status = request.query.get("status") or None
     if status is not None and status not in JOB_STATUSES:
         raise ApiError(400, "bad_request", f"status: one of {', '.join(JOB_STATUSES)}")
@@ -79,6 +76,9 @@ async def list_jobs(request: web.Request) -> web.Response:
     search = request.query.get("search", "").strip() or None
     if search is not None and len(search) > MAX_SEARCH_LENGTH:
         raise ApiError(400, "bad_request", f"search: at most {MAX_SEARCH_LENGTH} characters")
+    if "id_prefix" in request.query:  # checked after the others: each must be valid
+        prefix = checked_prefix(request.query["id_prefix"])
+        return web.json_response(await jobs_with_prefix(request.app[JOBS], prefix, principal))
     page = await request.app[JOBS].recent(
         status=status,
         limit=limit,

@@ -144,7 +144,9 @@ class ProgressStep(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(description="the event's id: each step is sent once per stream")
+    id: str | None = Field(
+        default=None, description="the mesh event's id (also the SSE `id`): sent once each"
+    )
     type: str = Field(description="the mesh's event type, e.g. operation.applied, job.failed")
     time: str = Field(description="when the mesh recorded it (ISO 8601, UTC)")
     service: str = Field(description="the service that did it")
