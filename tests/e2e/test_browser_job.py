@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Browser, FloatRect, Page, Route, expect
 
 from tests.browser import JOB_DEADLINE_MS, PageProblems, page_on, screenshot
 from tests.conftest import Mesh, complete_trail
@@ -51,7 +51,7 @@ def honest_change(before: int, after: int) -> str:
     return f"{sign}{abs(change):.{digits}f}\u00a0%"
 
 
-async def box(page: Page, selector: str) -> dict[str, float]:
+async def box(page: Page, selector: str) -> FloatRect:
     found = await page.locator(selector).bounding_box()
     assert found is not None, selector
     return found

@@ -4,7 +4,7 @@
 // state until both images are decoded: never an empty checkerboard.
 
 import { jobUrl } from "./api.js";
-import { h, uid } from "./dom.js";
+import { h } from "./dom.js";
 import { bytes, dimensions, formatName, sizeChange } from "./format.js";
 
 const ZOOM_MIN = 1 / 16;
@@ -78,14 +78,36 @@ function dragging(stage, state) {
   });
 }
 
+/** Zoom against the original's pixels: "fit" (never above 1:1) or a scale. */
+function zoomer({ stage, viewport, buttons, zoomText, state }) {
+  return (target) => {
+    if (!state.natural) { return; }
+    state.fit = target === "fit";
+    const [width, height] = state.natural;
+    const room = Math.max(1, viewport.clientWidth);
+    const fitted = Math.min(1, room / width, (window.innerHeight * 0.7) / height);
+    state.scale = state.fit ? fitted : Math.min(ZOOM_MAX, Math.max(ZOOM_MIN, target));
+    stage.style.width = `${Math.round(width * state.scale)}px`;
+    stage.style.height = `${Math.round(height * state.scale)}px`;
+    stage.classList.toggle("pixelated", state.scale >= 2);
+    zoomText.textContent = `${Math.round(state.scale * 100)} % of the original's pixels${state.fit ? " (fit)" : ""}`;
+    buttons.fit.setAttribute("aria-pressed", String(state.fit));
+    buttons.actual.setAttribute("aria-pressed", String(!state.fit && state.scale === 1));
+    buttons.out.disabled = state.scale <= ZOOM_MIN;
+    buttons.in.disabled = state.scale >= ZOOM_MAX;
+  };
+}
+
 /** Both images of a finished job, compared in one frame. `beforeSrc`: a local preview. */
 export function comparison(job, { beforeSrc = null } = {}) {
   const name = job.filename || "the image";
   const before = layer("before", beforeSrc || jobUrl(job.id, "input"), `Before: ${name} as uploaded`, job.input);
   const after = layer("after", jobUrl(job.id, "result"), `After: ${name} processed`, job.output);
-  const stage = h("div", { class: "cmp-stage", hidden: true }, before, after);
+  const tags = [h("span", { class: "cmp-tag before", "aria-hidden": "true" }, "Before"),
+    h("span", { class: "cmp-tag after", "aria-hidden": "true" }, "After")];
+  const stage = h("div", { class: "cmp-stage", hidden: true }, before, after, tags);
   const loading = h("p", { class: "cmp-loading", role: "status" }, "Loading the images\u2026");
-  const viewport = h("div", { class: "cmp-viewport", id: uid("compare"), "aria-busy": "true" }, loading, stage);
+  const viewport = h("div", { class: "cmp-viewport", "aria-busy": "true" }, loading, stage);
   const zoomText = h("output", { class: "cmp-zoom", "aria-live": "polite" }, "");
   const state = { split: 50, scale: 1, fit: true, natural: null, handle: null };
   const buttons = {
@@ -106,23 +128,10 @@ export function comparison(job, { beforeSrc = null } = {}) {
     stage.style.setProperty("--split", `${state.split}%`);
     state.handle.setAttribute("aria-valuenow", String(state.split));
     state.handle.setAttribute("aria-valuetext", `${state.split}% before, ${100 - state.split}% after`);
+    tags[0].hidden = state.split < 10;
+    tags[1].hidden = state.split > 90;
   };
-  state.zoom = (target) => {
-    if (!state.natural) { return; }
-    state.fit = target === "fit";
-    const [width, height] = state.natural;
-    const room = Math.max(1, viewport.clientWidth);
-    const fitted = Math.min(1, room / width, (window.innerHeight * 0.7) / height);
-    state.scale = state.fit ? fitted : Math.min(ZOOM_MAX, Math.max(ZOOM_MIN, target));
-    stage.style.width = `${Math.round(width * state.scale)}px`;
-    stage.style.height = `${Math.round(height * state.scale)}px`;
-    stage.classList.toggle("pixelated", state.scale >= 2);
-    zoomText.textContent = `${Math.round(state.scale * 100)} % of the original's pixels${state.fit ? " (fit)" : ""}`;
-    buttons.fit.setAttribute("aria-pressed", String(state.fit));
-    buttons.actual.setAttribute("aria-pressed", String(!state.fit && state.scale === 1));
-    buttons.out.disabled = state.scale <= ZOOM_MIN;
-    buttons.in.disabled = state.scale >= ZOOM_MAX;
-  };
+  state.zoom = zoomer({ stage, viewport, buttons, zoomText, state });
   state.handle = divider(state);
   stage.append(state.handle);
   state.setSplit(50);
@@ -150,7 +159,7 @@ async function reveal(root, parts) {
     root.dataset.missing = beforeOk ? "after" : "before";
     root.append(h("p", { class: "hint no-preview" },
       `No preview of the ${root.dataset.missing}: this browser cannot show ${format} images.`));
-    if (!beforeOk) { stage.style.setProperty("--split", "0%"); }
+    state.setSplit(beforeOk ? 100 : 0);
   }
   state.natural = [shown.naturalWidth, shown.naturalHeight];
   loading.hidden = true;
