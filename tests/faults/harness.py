@@ -38,6 +38,7 @@ from PIL import Image
 
 from messaging import BrokerSettings
 from messaging.constants import FINAL_STATUSES
+from messaging.thumbnails import THUMBNAIL_PREFIX
 from provenancedb.audit import REUSE_INDEX_PREFIX, Gap, job_gaps
 from tests.conftest import SERVICES, Mesh, all_documents, audit_env, management, settings_from
 from tests.e2e.helpers import UPLOADS_AT_ONCE
@@ -261,7 +262,10 @@ class Batch:
         keys = await list_keys(self.mesh.env, self.mesh.env["S3_OUTPUT_BUCKET"])
         by_job: dict[str, list[str]] = defaultdict(list)
         # The runner's index of computations (imageproc_runner/reuse.py) is not an output.
-        for key in (key for key in keys if not key.startswith(REUSE_INDEX_PREFIX)):
+        # Nor are the history's thumbnails (messaging/thumbnails.py).
+        for key in (
+            key for key in keys if not key.startswith((REUSE_INDEX_PREFIX, THUMBNAIL_PREFIX))
+        ):
             by_job[key.split("/", 1)[0]].append(key)
         for job_id, job in self.jobs.items():
             if job["status"] == "succeeded":

@@ -15,6 +15,7 @@ from .dispatch import FairDispatcher
 from .reuse import Reuse
 from .runner import Runner
 from .settings import Settings
+from .thumbnails import Thumbnails
 
 BROKER = web.AppKey("broker", Broker)
 STORE = web.AppKey("store", ObjectStore)
@@ -34,6 +35,7 @@ def create_app(settings: Settings) -> web.Application:
             output_bucket=settings.s3_output_bucket,
             imageproc_timeout=settings.imageproc_timeout_seconds,
             reuse=Reuse(app[BROKER], app[STORE], bucket=settings.s3_output_bucket),
+            thumbnails=Thumbnails(app[BROKER], app[STORE], bucket=settings.s3_output_bucket),
         )
         dispatcher = FairDispatcher(
             concurrency=settings.runner_concurrency, max_hold=settings.runner_max_hold_seconds

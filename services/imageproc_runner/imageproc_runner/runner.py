@@ -25,6 +25,7 @@ from messaging.formats import content_type_of
 from objectstore import ObjectStore
 
 from .reuse import Reuse
+from .thumbnails import Thumbnails
 
 log = structlog.get_logger("imageproc_runner")
 A = TypeVar("A")
@@ -72,6 +73,7 @@ class Runner:
         output_bucket: str,
         imageproc_timeout: float,
         reuse: Reuse | None = None,
+        thumbnails: Thumbnails | None = None,
     ) -> None:
         self._broker = broker
         self._store = store
@@ -79,6 +81,8 @@ class Runner:
         self._timeout = imageproc_timeout
         self._reuse = reuse
         """Takes an earlier job's output for work already done (`reuse.py`)."""
+        self._thumbnails = thumbnails
+        """Makes the history's thumbnail of each output (`thumbnails.py`)."""
 
     async def on_uploaded(self, event: ImageUploaded, ctx: MessageContext) -> None:
         started = time.monotonic()
@@ -115,8 +119,17 @@ class Runner:
                 f"imageproc answered format {reply.format!r}, not an image format",
             )
             return "bad_output"
-        # No event of its own for the stored output: `image.processed` names it.
-        output = await self._store_output(event.job_id, event.input, reply, data, content_type)
+        # No event of its own for the stored output: `image.processed` names it. Its
+        # thumbnail is made meanwhile, and stored before the outcome is published: a job
+        # shown succeeded has its thumbnail, unless it could not be made.
+        output, thumbnail = await _together(
+            self._store_output(event.job_id, event.input, reply, data, content_type),
+            self._thumbnails.render(event.job_id, data)
+            if self._thumbnails is not None
+            else _nothing(),
+        )
+        if thumbnail is not None and self._thumbnails is not None:
+            await self._thumbnails.store(event.job_id, output, thumbnail)
         processed = ImageProcessed(
             job_id=event.job_id,
             input=event.input.model_copy(update={"info": reply.input_info}),
@@ -223,6 +236,10 @@ async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
             task.cancel()
             task.add_done_callback(_retrieved)
         raise
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:

@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from messaging.jobs import FINAL_STATUSES, fold_status
+from messaging.thumbnails import THUMBNAIL_PREFIX
 from objectstore import ObjectStore
 from objectstore import open_store as open_object_store
 from servicekit import load_settings
@@ -364,6 +365,8 @@ async def _check_outputs(
     async for item in objects.objects(bucket):
         if item.key.startswith(REUSE_INDEX_PREFIX):
             continue  # the runner's index of computations (a succeeded job's output each)
+        if item.key.startswith(THUMBNAIL_PREFIX):
+            continue  # the history's thumbnails: a cache of outputs, not results
         report.outputs_checked += 1
         found.add((item.bucket, item.key))
         job_id = expected.get((item.bucket, item.key))

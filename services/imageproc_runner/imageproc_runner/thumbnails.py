@@ -1,0 +1,80 @@
+"""The history's thumbnail of each output (`messaging.thumbnails`): made by imageproc from
+the output's bytes while the output is being stored, then stored beside it, so that
+upload serves it with a plain S3 read and never decodes an image itself.
+
+Best effort: a thumbnail that cannot be made or stored is logged and counted, never a
+reason to fail or retry the job (the history shows a placeholder instead)."""
+
+from __future__ import annotations
+
+import structlog
+from prometheus_client import Counter
+
+from messaging import Broker, topology
+from messaging.contracts import RunRequest
+from messaging.events import ImageRef
+from messaging.thumbnails import THUMBNAIL_CONTENT_TYPE, THUMBNAIL_PIPELINE, thumbnail_key
+from objectstore import ObjectStore
+
+log = structlog.get_logger("imageproc_runner")
+
+THUMBNAILS = Counter(
+    "imagemesh_runner_thumbnails_total",
+    "History thumbnails by outcome: stored, skipped (output too large), failed (imageproc "
+    "or S3 refused; the job succeeds all the same).",
+    ["outcome"],
+)
+THUMBNAIL_TIMEOUT_SECONDS = 10.0
+"""How long the runner waits for imageproc's thumbnail: a 96 px WebP of an image imageproc
+just wrote takes milliseconds; more means imageproc is busy, and the job should not wait."""
+MAX_OUTPUT_BYTES = 32 * 1024 * 1024
+"""Outputs larger than this get no thumbnail: sending them to imageproc again costs more
+than a placeholder in the history."""
+
+
+class Thumbnails:
+    """Makes and stores the thumbnails of outputs, in the output bucket."""
+
+    def __init__(self, broker: Broker, store: ObjectStore, *, bucket: str) -> None:
+        self._broker = broker
+        self._store = store
+        self._bucket = bucket
+
+    async def render(self, job_id: str, output: bytes) -> bytes | None:
+        """The thumbnail of an output (its bytes), or None when there is none to be had."""
+        if len(output) > MAX_OUTPUT_BYTES:
+            THUMBNAILS.labels("skipped").inc()
+            return None
+        try:
+            reply, data = await self._broker.call(
+                topology.IMAGEPROC_RUN,
+                RunRequest(pipeline=THUMBNAIL_PIPELINE),
+                payload=output,
+                timeout=THUMBNAIL_TIMEOUT_SECONDS,
+                job_id=job_id,
+            )
+        except Exception as exc:  # any failure: the job goes on without a thumbnail
+            THUMBNAILS.labels("failed").inc()
+            log.warning("thumbnail_failed", step="render", reason=str(exc)[:300])
+            return None
+        if reply.format != "webp":  # stored and served as WebP: nothing else
+            THUMBNAILS.labels("failed").inc()
+            log.warning("thumbnail_failed", step="render", reason=f"format {reply.format!r}")
+            return None
+        return data
+
+    async def store(self, job_id: str, output: ImageRef, thumbnail: bytes) -> None:
+        """Store `thumbnail` as the thumbnail of `output` (never raises)."""
+        try:
+            await self._store.put(
+                self._bucket,
+                thumbnail_key(output.sha256),
+                thumbnail,
+                content_type=THUMBNAIL_CONTENT_TYPE,
+                metadata={"job-id": job_id, "derived-from-sha256": output.sha256},
+            )
+        except Exception as exc:
+            THUMBNAILS.labels("failed").inc()
+            log.warning("thumbnail_failed", step="store", reason=str(exc)[:300])
+            return
+        THUMBNAILS.labels("stored").inc()
