@@ -18,6 +18,7 @@ from tests.e2e.helpers import photo, submit, wait_finished
 pytestmark = pytest.mark.e2e
 
 PIPELINE = json.dumps([{"op": "thumbnail", "width": 120}, {"op": "grayscale"}])
+TRAIL = ("upload.received", "image.uploaded", "job.processing-started", "image.processed")
 
 
 async def read_events(
@@ -68,10 +69,11 @@ async def test_progress_streams_every_step_live_until_the_job_ends(
     assert not {"output_ref", "input_ref"} & set(final)
     steps = [data for name, data in events if name == "step"]
     kinds = [step["type"] for step in steps]
-    # The mesh records no step per operation nor per stored image: image.processed lists
-    # every operation applied, in order.
-    assert kinds == ["job.processing-started", "image.processed"]
-    processed = steps[-1]
+    # Every step of the job once: the intake (recorded before the stream opened) first,
+    # or at the latest before the final status. The mesh records no step per operation
+    # nor per stored image: image.processed lists every operation applied, in order.
+    assert sorted(kinds, key=TRAIL.index) == list(TRAIL), kinds
+    processed = steps[kinds.index("image.processed")]
     assert [s["operation"] for s in processed["operations"]] == ["thumbnail", "grayscale"]
     assert [s["index"] for s in processed["operations"]] == [0, 1]
     assert all(s["duration_ms"] >= 0 for s in processed["operations"])
@@ -85,7 +87,13 @@ async def test_a_finished_job_streams_its_status_and_ends(
     job = await wait_finished(http, mesh.upload_url, (await response.json())["id"])
     async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job['id']}/events") as stream:
         events = await read_events(stream, timeout=10)
-    assert events == [("status", job)]
+    assert events[-1] == ("status", job)
+    # Its steps first, as recorded: the same events as the job page's timeline.
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job['id']}/provenance") as response:
+        activities = (await response.json())["activity"]
+    assert [name for name, _ in events[:-1]] == ["step"] * len(TRAIL)
+    assert [data["type"] for _, data in events[:-1]] == list(TRAIL)
+    assert {f"imagemesh:event/{data['id']}" for _, data in events[:-1]} == set(activities)
 
 
 async def test_progress_of_an_unknown_job_is_404_json(

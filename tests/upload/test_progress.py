@@ -9,18 +9,31 @@ meet this race only now and then; here it is made to happen every time."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import uuid
 from typing import Any, cast
 
 from aiohttp import web
 
+from messaging import Envelope
 from messaging.events import Event, ImageUploaded
 from messaging.jobs import fold_status
 from provenancedb.documents import to_document
-from tests.fuzz.samples import JOB, envelope, events
+from provenancedb.provview import merge_prov, prov_view
+from tests.fuzz.samples import JOB, events
+from tests.fuzz.samples import envelope as sample_envelope
 from upload.jobs import Jobs
 from upload.live import Inbox, LiveJobs
-from upload.progress import _first_status, _follow, _Stream, step
+from upload.progress import _first_status, _follow, _status, _Stream, step
+from upload.steps import recorded_steps
+
+
+def envelope(event_type: str) -> Envelope:
+    """The sample envelope of an event, with an id of its own (a step is sent once by id)."""
+    return dataclasses.replace(
+        sample_envelope(event_type), id=str(uuid.uuid5(uuid.NAMESPACE_URL, event_type))
+    )
 
 
 class Recorder:
@@ -40,6 +53,11 @@ class Recorder:
         return parsed
 
 
+def document(*types: str) -> dict[str, Any]:
+    """The PROV-JSON document provenance makes of these events of the job."""
+    return merge_prov([prov_view(envelope(kind), events()[kind]) for kind in types])
+
+
 class FinishedJobs:
     """Provenance that has recorded the whole job already."""
 
@@ -47,6 +65,9 @@ class FinishedJobs:
         return {"id": job_id, "status": "succeeded"}
 
     recorded_status = status
+
+    async def provenance(self, job_id: str) -> dict[str, Any]:
+        return document(*TRAIL)
 
 
 def queued(inbox: Inbox, *types: str) -> None:
@@ -56,12 +77,15 @@ def queued(inbox: Inbox, *types: str) -> None:
 
 
 class NoProvenance:
-    """Provenance that must not be asked."""
+    """Provenance that must not be asked for a status (its recorded steps are read: none)."""
 
     async def status(self, job_id: str) -> dict[str, Any]:
         raise AssertionError("provenance was queried")
 
     recorded_status = status
+
+    async def provenance(self, job_id: str) -> None:
+        return None
 
 
 async def follow(
@@ -87,6 +111,9 @@ async def test_steps_still_on_their_way_come_before_the_final_status() -> None:
         ("step", "job.processing-started"),
         ("step", "job.retry-scheduled"),
         ("step", "image.processed"),
+        # Recorded before the stream followed the job: sent before its final status.
+        ("step", "upload.received"),
+        ("step", "image.uploaded"),
         ("status", "succeeded"),
     ]
     assert sent[1][1]["service"] == "upload"  # as the sample envelope says
@@ -99,7 +126,14 @@ async def test_a_lost_final_event_delays_the_status_only_briefly(
     inbox = Inbox()
     queued(inbox, "job.processing-started", "job.retry-scheduled")
     sent = await follow(inbox)
-    assert [name for name, _ in sent] == ["step", "step", "status"]
+    # The lost event's step is read back from provenance, with the steps recorded before
+    # the stream followed the job.
+    assert [data.get("type", "status") for _, data in sent] == [
+        "job.processing-started",
+        "job.retry-scheduled",
+        *sorted({"upload.received", "image.uploaded", "image.processed"}, key=TRAIL.index),
+        "status",
+    ]
     assert sent[-1][1]["status"] == "succeeded"
     assert inbox.queue.empty()
 
@@ -203,3 +237,40 @@ async def test_a_job_accepted_elsewhere_is_waited_for_briefly() -> None:
     assert seen
     assert await live.wait_seen(JOB, 0.0)  # known already: no wait
     assert not await live.wait_seen("another", 0.01)
+
+
+async def test_a_stream_opened_after_the_job_ended_sends_every_step_before_its_status() -> None:
+    # The intake is published before the 202, a fast job ends before the client follows
+    # it: its steps come from what provenance recorded, each once, then the status.
+    recorder = Recorder()
+    stream = _Stream(cast(web.StreamResponse, recorder))
+    await _status(
+        stream, cast(Jobs, FinishedJobs()), {"id": JOB, "status": "succeeded"}, first=True
+    )
+    sent = recorder.events()
+    assert [data.get("type", "status") for _, data in sent] == [*TRAIL, "status"]
+    assert [name for name, _ in sent] == ["step"] * 4 + ["status"]
+    (processed,) = [data for _, data in sent if data.get("type") == "image.processed"]
+    assert [s["operation"] for s in processed["operations"]] == ["grayscale"]
+
+
+def test_a_recorded_step_reads_as_the_same_step_sent_live() -> None:
+    recorded = {s["type"]: s for s in recorded_steps(document(*TRAIL))}
+    for kind in TRAIL:
+        live = step(envelope(kind), events()[kind])
+        again = recorded[kind]
+        assert again["time"][:19] == live["time"][:19], kind  # rfc3339 keeps microseconds
+        assert {**again, "time": None} == {**live, "time": None}, kind
+
+
+async def test_a_step_replayed_from_provenance_is_not_sent_again_live() -> None:
+    inbox = Inbox()
+    queued(inbox, "upload.received", "job.processing-started", "image.processed")
+    recorder = Recorder()
+    stream = _Stream(cast(web.StreamResponse, recorder))
+    job = {"id": JOB, "status": "queued"}
+    jobs = cast(Jobs, FinishedJobs())
+    await _status(stream, jobs, job, first=True)
+    await _follow(stream, jobs, LiveJobs(), inbox, job)
+    types = [data.get("type", data.get("status")) for _, data in recorder.events()]
+    assert types == [*TRAIL, "queued", "succeeded"]

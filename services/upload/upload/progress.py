@@ -1,13 +1,16 @@
 """`GET /api/v1/jobs/{id}/events`: a job's progress as server-sent events.
 
     retry: 3000
+    event: step        data: {"id", "type", "time", "service", "operations"?, "stored"?, ...}
     event: status      data: the job, as GET /api/v1/jobs/{id} shows it
-    event: step        data: {"type", "time", "service", "operations"?, "stored"?, ...}
 
-The first event is the job's current status; then each step of the job as the mesh
-publishes it, and the status again whenever it changes. The stream ends after a terminal
-status. A client that reconnects (EventSource does, on its own) starts over with the
-current status, so nothing it missed matters.
+First the steps already recorded (`steps.recorded_steps`: the intake is always over before
+a client can open the stream, often the whole job), then the job's current status; then
+each step as the mesh publishes it, and the status again whenever it changes. Before a
+terminal status, any recorded step not sent yet: the stream sends every step of the job
+once (named by its event `id`), the same steps as the job page's timeline. The stream
+ends after a terminal status. A client that reconnects (EventSource does, on its own)
+starts over, so nothing it missed matters; it tells the steps it has by their `id`.
 
 Streams are capped (`stream_slots`): each holds a connection, an inbox and provenance RPCs
 for up to MAX_STREAM_SECONDS, so one principal may hold only so many at once, and the
@@ -46,6 +49,7 @@ from .guard import Principal
 from .jobs import Jobs, public
 from .live import Inbox, LiveJobs
 from .slots import Scope, Slots
+from .steps import recorded_steps
 
 log = structlog.get_logger("upload")
 
@@ -118,8 +122,8 @@ async def stream_progress(
         await response.prepare(request)
         stream = _Stream(response, closed=lambda: _gone(request))
         await stream.send(f"retry: {RECONNECT_MS}\n\n")
-        await stream.event("status", public(job))
         try:
+            await _status(stream, jobs, job, first=True)
             await _follow(stream, jobs, live, inbox, job)
         except ConnectionResetError:
             # The client left; what was sent was a 200 (not an error to count or log).
@@ -155,7 +159,7 @@ async def _follow(
             if fresh["status"] in FINAL_STATUSES and implied not in FINAL_STATUSES:
                 await _catch_up(stream, inbox)
             if fresh["status"] != job["status"]:
-                await stream.event("status", public(fresh))
+                await _status(stream, jobs, fresh)
             job = fresh
 
 
@@ -165,13 +169,43 @@ async def _recheck(stream: _Stream, jobs: Jobs, job: dict[str, Any]) -> dict[str
     fresh = await jobs.recorded_status(job["id"])
     if fresh is None or STATUS_RANK[fresh["status"]] <= STATUS_RANK[job["status"]]:
         return job
-    await stream.event("status", public(fresh))
+    await _status(stream, jobs, fresh)
     return fresh
 
 
+async def _status(stream: _Stream, jobs: Jobs, job: dict[str, Any], *, first: bool = False) -> None:
+    """Send the job's status, after the recorded steps not sent yet: all of them when the
+    stream starts (what happened before it opened) and when the job ends (what the live
+    queue lost or had not delivered), so that a client that stops at a terminal status
+    has every step by then."""
+    final = job["status"] in FINAL_STATUSES
+    if first or final:
+        await _replay(stream, jobs, job, settle=first and final)
+    await stream.event("status", public(job))
+
+
+async def _replay(stream: _Stream, jobs: Jobs, job: dict[str, Any], *, settle: bool) -> None:
+    """Send the steps provenance has recorded that this stream has not sent. `settle`: a
+    job that ended before the stream opened, whose last steps this stream never saw: once
+    provenance shows it ended (it records the events concurrently). A job that ended while
+    followed had its last steps relayed live, and its intake recorded long before."""
+    if settle:
+        await _status_at_least(jobs, job["id"], job["status"], fallback=job)
+    try:
+        document = await jobs.provenance(job["id"])
+    except ApiError as exc:  # provenance is away: the live steps are all there is
+        log.warning("progress_replay_unavailable", error=exc.message)
+        return
+    for shown in recorded_steps(document or {}):
+        if shown["id"] not in stream.sent_ids:
+            await stream.step(shown)
+
+
 async def _relay(stream: _Stream, envelope: Envelope, event: Event) -> str | None:
-    """Send one step; the status it implies, if any."""
-    await stream.event("step", step(envelope, event), event_id=envelope.id)
+    """Send one step (unless sent already, replayed from provenance); the status it
+    implies, if any."""
+    if envelope.id not in stream.sent_ids:
+        await stream.step(step(envelope, event))
     return EVENT_STATUS.get(event.type)
 
 
@@ -231,6 +265,7 @@ async def _status_at_least(
 def step(envelope: Envelope, event: Event) -> dict[str, Any]:
     """What a progress view shows of one step."""
     shown: dict[str, Any] = {
+        "id": envelope.id,
         "type": envelope.type,
         "time": envelope.time.isoformat().replace("+00:00", "Z"),
         "service": envelope.source.rstrip("/").rsplit("/", 1)[-1],
@@ -282,6 +317,8 @@ class _Stream:
     ) -> None:
         self._response = response
         self._sent = 0
+        self.sent_ids: set[str] = set()
+        """The event ids of the steps sent (each step is sent once)."""
         self.closed = closed
         """Whether the client has gone (the connection is closed or closing)."""
         self.last_write = time.monotonic()
@@ -289,6 +326,10 @@ class _Stream:
     async def send(self, text: str) -> None:
         await self._response.write(text.encode())
         self.last_write = time.monotonic()
+
+    async def step(self, shown: dict[str, Any]) -> None:
+        self.sent_ids.add(shown["id"])
+        await self.event("step", shown, event_id=shown["id"])
 
     async def event(self, name: str, data: dict[str, Any], *, event_id: str | None = None) -> None:
         self._sent += 1

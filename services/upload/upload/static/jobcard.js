@@ -14,6 +14,7 @@ export class JobCard {
     this.job = null;
     this.done = new Set(); // indexes of operations applied
     this.steps = [];
+    this.stepIds = new Set(); // the event ids of the steps shown
     this.build(onRemove);
     this.setState("ready", "Ready to upload");
   }
@@ -118,28 +119,46 @@ export class JobCard {
     if (TERMINAL.has(job.status)) { this.finish(this.job); }
   }
 
+  /**
+   * One step of the job, from the progress stream: every step of the job comes once
+   * (those before the stream opened first, any the live feed missed before the end),
+   * each named by its event id, so the list is the job page's timeline: each event, and
+   * each operation that image.processed lists. A step seen again (a reconnection starts
+   * over) is skipped; a late one takes its place by time.
+   */
   step(step) {
+    if (step.id !== undefined) {
+      if (this.stepIds.has(step.id)) { return; }
+      this.stepIds.add(step.id);
+    }
     // The operations applied are listed in image.processed: each shown done, as a step.
     if (step.type === "image.processed" && Array.isArray(step.operations)) {
       for (const operation of step.operations) {
-        this.step({ ...operation, type: "operation.applied", time: step.time, service: "imageproc", attempt: step.attempt });
+        this.addStep({ ...operation, type: "operation.applied", time: step.time, service: "imageproc", attempt: step.attempt });
       }
     }
+    this.addStep(step);
+    if (step.type === "job.processing-started" && this.job.status === "queued") { this.job.status = "processing"; }
+    if (step.type !== "upload.received" && step.type !== "image.uploaded") { this.lastStep = step; }
+    this.renderChips();
+    this.describe();
+  }
+
+  addStep(step) {
     this.steps.push(step);
     if (step.type === "operation.applied" && typeof step.index === "number") { this.done.add(step.index); }
-    if (step.type === "job.processing-started" && this.job.status === "queued") { this.job.status = "processing"; }
-    this.lastStep = step;
     const start = parseTime(this.job.created_at);
-    const offset = Number.isNaN(start) ? "" : `+${duration(Math.max(0, parseTime(step.time) - start))}`;
-    this.stepsList.append(h("li", {},
+    const at = parseTime(step.time);
+    const offset = Number.isNaN(start) || Number.isNaN(at) ? "" : `+${duration(Math.max(0, at - start))}`;
+    const item = h("li", { dataset: { type: step.type, time: Number.isNaN(at) ? "" : String(at) } },
       h("span", { class: "when" }, offset),
       h("span", { class: "what" }, stepText(step)),
       h("span", { class: "who" }, step.service || ""),
-      step.duration_ms !== undefined ? h("span", { class: "took" }, duration(step.duration_ms)) : null));
+      step.duration_ms !== undefined ? h("span", { class: "took" }, duration(step.duration_ms)) : null);
+    const later = [...this.stepsList.children].find((other) => Number(other.dataset.time) > at);
+    this.stepsList.insertBefore(item, later || null);
     this.stepsBox.hidden = false;
     this.stepsBox.querySelector("summary").textContent = `Steps (${this.steps.length})`;
-    this.renderChips();
-    this.describe();
   }
 
   /** The status line: what is happening now, in words. */

@@ -1,0 +1,93 @@
+"""A job's recorded steps, read back from its W3C PROV-JSON document, in the shape the
+progress stream sends a step it relays live (`progress.step`).
+
+A progress stream opens after the 202, and a fast job may be over by then: the intake's
+two events (`upload.received`, `image.uploaded`) are always published before the 202, and
+often the whole job is. Relaying only what passes after the stream opened showed 4 or 5
+of a job's steps, depending on timing, where the job page (which reads this document)
+shows them all. So a stream first sends the steps already recorded, then the live ones:
+every step of the job once, the same list as the job page's, each named by its event id.
+
+"Every step" is every activity of the document: each event of the job, and each
+operation that `image.processed` lists (sent as that step's `operations`, as live)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+EVENT_PREFIX = "imagemesh:event/"
+OPERATION_PART = "/operation/"
+
+
+def _plain(value: Any) -> Any:
+    """A PROV-JSON value without its type annotation ({"$": ..., "type": ...})."""
+    return value.get("$") if isinstance(value, dict) else value
+
+
+def _services(document: dict[str, Any]) -> dict[str, str]:
+    """The publishing service of each activity, by activity id."""
+    agents = document.get("agent") or {}
+    services: dict[str, str] = {}
+    for relation in (document.get("wasAssociatedWith") or {}).values():
+        # The software agent that published it (an upload is associated with its client too).
+        agent = agents.get(relation.get("prov:agent", "")) or {}
+        service = _plain(agent.get("imagemesh:service"))
+        if service:
+            services[relation.get("prov:activity", "")] = str(service)
+    return services
+
+
+def _operations(activities: dict[str, Any], activity_id: str) -> list[dict[str, Any]]:
+    """The operations a computation's activity lists, in order."""
+    prefix = f"{activity_id}{OPERATION_PART}"
+    listed = [a for key, a in activities.items() if key.startswith(prefix)]
+    listed.sort(key=lambda a: _plain(a.get("imagemesh:index")) or 0)
+    return [
+        {
+            "operation": _plain(a.get("imagemesh:operation")),
+            "index": _plain(a.get("imagemesh:index")),
+            "duration_ms": _plain(a.get("imagemesh:duration_ms")),
+        }
+        for a in listed
+    ]
+
+
+def _details(activity: dict[str, Any]) -> dict[str, Any]:
+    """What a step adds to its type, time and service (as `progress.step` sends it)."""
+    kind = activity.get("prov:type")
+    shown: dict[str, Any] = {}
+    for name in ("attempt", "duration_ms", "role", "reused_from"):
+        value = _plain(activity.get(f"imagemesh:{name}"))
+        if value is not None:
+            shown[name] = value
+    if kind == "upload.received":
+        shown["stored"] = "prov:location" in activity
+    message = _plain(activity.get("imagemesh:error_message"))
+    code = _plain(activity.get("imagemesh:error_code"))
+    if kind == "job.failed":
+        shown["error"] = {"code": code or "unknown", "message": message or ""}
+    elif message is not None:
+        shown["error"] = message
+    return shown
+
+
+def recorded_steps(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each event of the job in `document`, oldest first, as a progress step with its id."""
+    activities: dict[str, Any] = document.get("activity") or {}
+    services = _services(document)
+    steps = []
+    for activity_id, activity in activities.items():
+        if not activity_id.startswith(EVENT_PREFIX) or OPERATION_PART in activity_id:
+            continue
+        shown: dict[str, Any] = {
+            "id": activity_id.removeprefix(EVENT_PREFIX),
+            "type": activity.get("prov:type"),
+            "time": _plain(activity.get("prov:endTime")) or _plain(activity.get("prov:startTime")),
+            "service": services.get(activity_id, ""),
+            **_details(activity),
+        }
+        if shown["type"] == "image.processed":
+            shown["operations"] = _operations(activities, activity_id)
+        steps.append(shown)
+    steps.sort(key=lambda s: str(s["time"]))
+    return steps
