@@ -5,7 +5,13 @@ change, and its steps as they happen; it is reconnected when it drops (the serve
 fresh status first). A server without the stream answers 404 for a job that exists: then
 the job is polled. Either way the caller sees each status once and each step once, and
 each operation applied as a step of its own: from the `image.processed` step's list of
-operations (a server before it sent an `operation.applied` step for each)."""
+operations (a server before it sent an `operation.applied` step for each).
+
+The stream sends the steps already recorded first, so a job followed late (the second of
+three files is sent while the first is followed) still shows all of them; and each status
+the job went through, from its steps, so every job reads the same: `queued` (its
+`image.uploaded` step), `processing`, then how it ended. A step is told by its event `id`
+(a reconnection sends the recorded steps again)."""
 
 from __future__ import annotations
 
@@ -18,12 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .api import ApiClient, ApiError, Disconnected, Unavailable, Unreachable
-from .statuses import FINAL_STATUSES, SUCCEEDED
+from .statuses import FINAL_STATUSES, JOB_STATUSES, PROCESSING, QUEUED, SUCCEEDED
 
 __all__ = ["StatusChanged", "StepRecorded", "Update", "follow"]
 
 OPERATION_APPLIED = "operation.applied"
 IMAGE_PROCESSED = "image.processed"
+STEP_STATUS = {"image.uploaded": QUEUED, "job.processing-started": PROCESSING}
+"""The status a step shows the job reached (the server's own status comes after it)."""
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 POLL_DELAYS = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
@@ -60,7 +68,7 @@ async def follow(
 
     Connection losses are retried for `retry_for` seconds in a row (default: the client's),
     then raised as Unavailable."""
-    seen = _Seen()
+    seen = _Seen(job_id)
     outage = _Outage(client.retry_for if retry_for is None else retry_for)
     try:
         async with aclosing(_stream(client, job_id, outage)) as updates:
@@ -137,30 +145,48 @@ def _decode(kind: str, data: str) -> Update | None:
 
 @dataclass
 class _Seen:
-    """Each status once (a reconnection repeats it) and each step once."""
+    """Each status once, in order (a reconnection repeats it; a step may show it first),
+    and each step once."""
 
+    job_id: str
     status: str | None = None
     steps: set[str] = field(default_factory=set)
     operations: int = 0
 
     def filter(self, update: Update) -> list[Update]:
         if isinstance(update, StepRecorded):
-            key = json.dumps(update.step, sort_keys=True, default=str)
-            if key in self.steps:
-                return []
-            self.steps.add(key)
-            applied = _operations_of(update.step)
-            if update.step.get("type") == OPERATION_APPLIED:
-                self.operations += 1
-            self.operations += len(applied)
-            return [*applied, update]
-        if update.status == self.status:
+            return self._step(update)
+        if not self._advances(update.status):
             return []
         self.status = update.status
         if update.status == SUCCEEDED and not self.operations:
             # Polled, or the stream opened after the job ended: its steps are in the job.
             return [*_steps_of(update.job), update]
         return [update]
+
+    def _step(self, update: StepRecorded) -> list[Update]:
+        step = update.step
+        key = str(step["id"]) if step.get("id") else json.dumps(step, sort_keys=True, default=str)
+        if key in self.steps:
+            return []
+        self.steps.add(key)
+        applied = _operations_of(step)
+        if step.get("type") == OPERATION_APPLIED:
+            self.operations += 1
+        self.operations += len(applied)
+        reached = STEP_STATUS.get(str(step.get("type")))
+        if reached is None or not self._advances(reached):
+            return [*applied, update]
+        self.status = reached
+        return [*applied, update, StatusChanged({"id": self.job_id, "status": reached})]
+
+    def _advances(self, status: str) -> bool:
+        """Whether `status` is past the last one shown (a status never goes back)."""
+        if self.status is None:
+            return True
+        rank = JOB_STATUSES.index
+        known = status in JOB_STATUSES and self.status in JOB_STATUSES
+        return rank(status) > rank(self.status) if known else status != self.status
 
 
 def _operations_of(step: dict[str, Any]) -> list[Update]:
