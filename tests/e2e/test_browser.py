@@ -280,7 +280,10 @@ async def test_the_builder_catches_invalid_parameters_before_anything_is_sent(pa
     # Rules across parameters come from the JSON Schema too, and are re-checked as you type.
     await width.fill("")
     await expect(summary).to_contain_text("Width: give width, height or both")
+    # Crop applies with fit "cover" only, and is shown then; kept when fit changes, it is reported.
+    await thumbnail.get_by_label("Fit").select_option("cover")
     await thumbnail.get_by_label("Crop").select_option("attention")
+    await thumbnail.get_by_label("Fit").select_option(label="inside (default)")
     await expect(summary).to_contain_text("Crop: only works when fit is \u201ccover\u201d")
     await thumbnail.get_by_label("Fit").select_option("cover")
     await expect(summary).to_contain_text("Height: is required when fit is \u201ccover\u201d")

@@ -1,26 +1,18 @@
 // The pipeline builder: operations from the catalogue (GET /api/v1/operations), each
 // with inputs generated from its JSON Schema; add, remove, reorder (buttons, keyboard,
-// or drag by the handle), presets, and the pipeline as JSON.
+// or drag by the handle), presets, and the pipeline as JSON. A parameter that applies
+// only with another's value (the schema's dependentSchemas) is shown when it applies.
 
 import { announce, h, uid } from "./dom.js";
 import { firstLine } from "./format.js";
 import { validate } from "./schema.js";
 import { paramField } from "./fields.js";
+import { JsonView } from "./jsonview.js";
+import { shapeProblems, valueProblem } from "./pipelinecheck.js";
+import { SavedPipelines } from "./saved.js";
 
-export const PRESETS = [
-  { name: "Web thumbnail", pipeline: [{ op: "thumbnail", width: 256, height: 256 }] },
-  { name: "Dither like the original", pipeline: [{ op: "dither", method: "floyd-steinberg" }] },
-  {
-    name: "AVIF for the web",
-    pipeline: [{ op: "thumbnail", width: 1600, height: 1600 }, { op: "convert", format: "avif" }],
-  },
-];
-
-/** The pipeline as JSON, one operation a line. */
-export function pipelineJson(pipeline) {
-  if (pipeline.length === 0) { return "[]"; }
-  return `[\n${pipeline.map((step) => `  ${JSON.stringify(step)}`).join(",\n")}\n]`;
-}
+export { pipelineJson } from "./jsonview.js";
+export { BUILT_IN_PRESETS as PRESETS } from "./saved.js";
 
 export class Builder {
   /** @param {HTMLElement} root  @param {Array} catalogue  operations with their schemas */
@@ -29,7 +21,9 @@ export class Builder {
     this.maxOps = maxOps;
     this.steps = []; // {op, element, fields: Map(param → field)}
     this.showingErrors = false;
+    this.saved = new SavedPipelines(this);
     this.render(root);
+    this.saved.restore();
   }
 
   render(root) {
@@ -44,38 +38,15 @@ export class Builder {
     this.pickedHint = h("p", { class: "hint", id: `${addId}-hint` });
     this.picker.setAttribute("aria-describedby", this.pickedHint.id);
     this.addButton = h("button", { type: "button", class: "secondary", on: { click: () => this.addPicked() } }, "Add");
-    const presets = h("div", { class: "presets", role: "group", "aria-label": "Presets" },
-      h("span", { class: "presets-label", "aria-hidden": "true" }, "Presets:"),
-      PRESETS.map((preset) => h("button", {
-        type: "button", class: "chip", on: { click: () => this.usePreset(preset) },
-      }, preset.name)),
-      h("button", { type: "button", class: "chip subtle", on: { click: () => this.clear() } }, "Clear"));
     const add = h("div", { class: "add-op" },
       h("label", { for: addId }, "Operation to add"),
       h("div", { class: "add-op-row" }, this.picker, this.addButton),
       this.pickedHint);
-    this.json = this.renderJson();
-    root.replaceChildren(presets, this.summary, this.list, this.empty, add, this.json);
+    this.json = new JsonView(() => this.pipeline(), (value) => this.load(value));
+    root.replaceChildren(this.saved.presetsElement, this.saved.sourceError, this.summary, this.list,
+      this.empty, add, this.json.element, this.saved.shareElement);
     this.describePicked();
     this.changed();
-  }
-
-  renderJson() {
-    const id = uid("pipeline-json");
-    this.jsonText = h("textarea", {
-      id, rows: 6, spellcheck: "false", autocomplete: "off", class: "code",
-      "aria-describedby": `${id}-hint ${id}-error`,
-      on: { input: () => this.jsonText.removeAttribute("aria-invalid") },
-    });
-    this.jsonError = h("p", { class: "field-error", id: `${id}-error`, role: "alert", hidden: true });
-    return h("details", { class: "json-view" },
-      h("summary", {}, "Pipeline as JSON (advanced)"),
-      h("label", { for: id }, "Pipeline JSON"),
-      this.jsonText,
-      h("p", { class: "hint", id: `${id}-hint` },
-        "What is sent with each image. Edit it and press \u201cUse this JSON\u201d to load it into the builder."),
-      this.jsonError,
-      h("button", { type: "button", class: "secondary", on: { click: () => this.applyJson() } }, "Use this JSON"));
   }
 
   describePicked() {
@@ -100,11 +71,17 @@ export class Builder {
       announce(`A pipeline has at most ${this.maxOps} operations`);
       return null;
     }
-    const step = { op: name, schema: op.params || {}, fields: new Map() };
-    step.element = this.renderStep(step, op, params);
+    const step = this.makeStep(op, params);
     this.steps.push(step);
     this.list.append(step.element);
     this.changed();
+    return step;
+  }
+
+  /** A step of operation `op` with `params` set, not yet in the pipeline. */
+  makeStep(op, params) {
+    const step = { op: op.name, schema: op.params || {}, fields: new Map() };
+    step.element = this.renderStep(step, op, params);
     return step;
   }
 
@@ -194,16 +171,34 @@ export class Builder {
     this.changed();
   }
 
-  /** Replace the whole pipeline (a preset, or JSON). */
-  set(pipeline) {
-    this.clear();
-    for (const { op, ...params } of pipeline) { this.add(op, params); }
+  /**
+   * Replace the whole pipeline with `value` (typed JSON, a preset, a link), exactly as
+   * written: if any step or value cannot be held as written, nothing changes and the
+   * problems are returned (step, operation, parameter, why). Values the builder holds but
+   * the schema refuses (out of range, say) load, and show their errors at once.
+   */
+  load(value) {
+    const problems = shapeProblems(value, this.catalogue, this.maxOps);
+    if (problems.length) { return problems; }
+    const steps = value.map(({ op, ...params }, index) => {
+      const step = this.makeStep(this.catalogue.get(op), params);
+      for (const [name, given] of Object.entries(params)) {
+        if (JSON.stringify(step.fields.get(name).read()) !== JSON.stringify(given)) {
+          problems.push(valueProblem(index, op, name, step.schema.properties[name], given));
+        }
+      }
+      return step;
+    });
+    if (problems.length) { return problems; }
+    for (const step of this.steps) { step.element.remove(); }
+    this.steps = steps;
+    this.list.append(...steps.map((step) => step.element));
     this.changed();
-  }
-
-  usePreset(preset) {
-    this.set(preset.pipeline);
-    announce(`Preset \u201c${preset.name}\u201d: ${this.steps.map((s) => s.op).join(", ")}`);
+    if (this.errors().length) {
+      this.showingErrors = true;
+      this.showErrors(this.errors());
+    }
+    return [];
   }
 
   /** The pipeline as sent: each step's explicitly set parameters. */
@@ -229,14 +224,34 @@ export class Builder {
       step.down.disabled = index === this.steps.length - 1;
       step.element.dataset.index = String(index);
     });
+    this.steps.forEach((step) => this.showApplicable(step));
     this.empty.hidden = this.steps.length > 0;
     this.addButton.disabled = Boolean(this.maxOps && this.steps.length >= this.maxOps);
-    if (document.activeElement !== this.jsonText) {
-      this.jsonText.value = pipelineJson(this.pipeline());
-      this.jsonError.hidden = true;
-    }
+    const pipeline = this.pipeline();
+    this.json.sync(pipeline);
+    this.saved.changed(pipeline);
     if (this.showingErrors) { this.showErrors(this.errors()); }
     this.root.dispatchEvent(new Event("pipelinechange"));
+  }
+
+  /**
+   * Show a parameter only when it applies (its dependentSchemas condition holds for the
+   * values shown, defaults included) or when it holds a value, which is then reported
+   * rather than hidden and sent.
+   */
+  showApplicable(step) {
+    const conditions = step.schema.dependentSchemas || {};
+    const shown = {};
+    for (const [name, field] of step.fields) {
+      const value = field.value();
+      if (value !== undefined) { shown[name] = value; }
+    }
+    for (const [name, condition] of Object.entries(conditions)) {
+      const field = step.fields.get(name);
+      if (!field) { continue; }
+      const applies = validate(condition, shown).length === 0;
+      field.element.hidden = !applies && field.read() === undefined;
+    }
   }
 
   /** Every problem: {index, op, param, label, message, control}. */
@@ -264,6 +279,7 @@ export class Builder {
 
   /** Check before upload; shows what is wrong where, and says whether all is well. */
   check() {
+    if (!this.json.beforeUpload()) { return false; }
     this.showingErrors = true;
     const errors = this.errors();
     this.showErrors(errors);
@@ -296,33 +312,5 @@ export class Builder {
       h("p", { class: "error-title" }, items.length === 1 ? "Fix this before uploading:" : `Fix these ${items.length} things before uploading:`),
       h("ul", {}, items),
     ] : []));
-  }
-
-  applyJson() {
-    let parsed;
-    try {
-      parsed = JSON.parse(this.jsonText.value);
-    } catch (err) {
-      return this.jsonProblem(`This is not valid JSON: ${err.message}`);
-    }
-    if (!Array.isArray(parsed)) { return this.jsonProblem("The pipeline must be a JSON list of operations."); }
-    for (const [index, step] of parsed.entries()) {
-      const op = step && typeof step === "object" && this.catalogue.get(step.op);
-      if (!op) { return this.jsonProblem(`Step ${index + 1}: ${JSON.stringify(step && step.op)} is not an operation (see the list above).`); }
-      const known = Object.keys((op.params && op.params.properties) || {});
-      const unknown = Object.keys(step).filter((name) => name !== "op" && !known.includes(name));
-      if (unknown.length) { return this.jsonProblem(`Step ${index + 1} (${step.op}): ${unknown.join(", ")} is not a parameter of ${step.op}.`); }
-    }
-    this.jsonText.blur();
-    this.set(parsed);
-    announce(`Loaded ${parsed.length} operations from JSON`);
-    return true;
-  }
-
-  jsonProblem(message) {
-    this.jsonError.textContent = message;
-    this.jsonError.hidden = false;
-    this.jsonText.setAttribute("aria-invalid", "true");
-    return false;
   }
 }

@@ -55,7 +55,12 @@ export function paramField(name, schema, required, initial, onChange) {
   field.element = h("div", { class: ["param", `param-${kind}`], dataset: { param: name } },
     field.head, hint.textContent ? hint : null, error);
   field.label = label;
+  if (field.longest) {
+    // A select is as wide as its longest choice (style.css): no choice is cut off.
+    field.element.style.setProperty("--longest", `${field.longest}ch`);
+  }
   const readRaw = field.read;
+  field.value = readRaw; // what the control shows, a default included
   field.read = () => {
     const value = readRaw();
     if (value === undefined) { return undefined; }
@@ -119,11 +124,13 @@ const BUILDERS = {
       `${value}${hasDefault && value === schema.default ? " (default)" : ""}`));
     const blank = !hasDefault ? h("option", { value: "" }, required ? "Choose\u2026" : "(default)") : null;
     const control = h("select", { id, required, on: { change: changed } }, blank, options);
+    const longest = Math.max(...[...control.options].map((option) => option.text.length));
     const start = initial !== undefined ? initial : schema.default;
     const index = values.indexOf(start);
     control.value = index >= 0 ? String(index) : "";
     return {
       control,
+      longest,
       head: labelled(id, label, required, control),
       read: () => (control.value === "" ? undefined : values[Number(control.value)]),
       problem: () => (control.validity.valueMissing ? "is required" : null),
@@ -154,7 +161,13 @@ const BUILDERS = {
       control: controls[0],
       controls,
       head: group,
-      read: () => controls.filter((control) => control.checked).map((control) => control.value),
+      read: () => {
+        const checked = controls.filter((control) => control.checked).map((control) => control.value);
+        // The same choice as given reads back in the order given (the order means nothing).
+        const same = Array.isArray(initial) && initial.length === checked.length
+          && initial.every((value) => checked.includes(value));
+        return same ? initial : checked;
+      },
     };
   },
 
@@ -166,7 +179,9 @@ const BUILDERS = {
     return {
       control,
       head: labelled(id, label, required, control),
-      read: () => control.value.toLowerCase(),
+      // A colour given in capitals reads back as written, not silently rewritten.
+      read: () => (typeof initial === "string" && initial.toLowerCase() === control.value.toLowerCase()
+        ? initial : control.value.toLowerCase()),
     };
   },
 

@@ -87,6 +87,14 @@ function checkScalar(schema, value, param) {
   return errors;
 }
 
+/** Errors of one parameter's value against its own schema (type, enum, range, pattern). */
+export function checkValue(schema, value, param = null) {
+  return checkScalar(schema, value, param);
+}
+
+/** A value as a message quotes it: text in curly quotes, anything else as JSON. */
+export const quoteValue = show;
+
 function matches(pattern, value) {
   try {
     return new RegExp(pattern, "u").test(value);
