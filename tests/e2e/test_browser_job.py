@@ -232,3 +232,24 @@ async def test_the_lineage_groups_jobs_by_image_collapses_long_lists_and_says_wh
     await expect(page.locator(".lineage-help")).to_contain_text("one step on is an image made")
     await screenshot(page, "job-lineage")
     assert problems.unexpected() == []
+
+
+async def test_an_original_the_browser_cannot_show_leaves_the_result_alone_with_a_note(
+    page: Page, mesh: Mesh, http: aiohttp.ClientSession
+) -> None:
+    # Chromium shows no TIFF: the frame shows the result alone, says why, loads no longer.
+    pipeline = '[{"op": "convert", "format": "jpeg"}]'
+    job = await finished_job(http, mesh, photo(120, 90, "TIFF"), pipeline, "scan.tiff")
+    problems = PageProblems(page)
+    await page.goto(f"/jobs/{job['id']}")
+    comparison = page.locator("#job-result .comparison")
+    await expect(comparison).to_have_attribute("data-state", "ready", timeout=JOB_DEADLINE_MS)
+    await expect(comparison).to_have_attribute("data-missing", "before")
+    await expect(comparison.locator(".no-preview")).to_have_text(
+        "No preview of the before: this browser cannot show TIFF images."
+    )
+    await expect(page.locator("figure.after img")).to_be_visible()
+    await expect(page.locator("figure.before")).to_be_hidden()
+    await expect(comparison.get_by_role("slider")).to_be_hidden()
+    await expect(comparison.locator(".cmp-loading")).to_be_hidden()
+    assert problems.unexpected() == []
