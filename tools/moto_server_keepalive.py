@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import io
 import os
 import shutil
@@ -53,22 +54,24 @@ class SpillFile:
 
     def __init__(self, max_size: int = 0, *args: Any, **kwargs: Any) -> None:
         self._max_size = max_size
-        self._memory: io.BytesIO | None = io.BytesIO()
-        self._path: Path | None = None
+        self._memory = io.BytesIO()
+        self._path: str | None = None
+        self._size = 0
+        """The file's size (when spilled)."""
         self._position = 0
         self._closed = False
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check()
         if self._path is None:
-            return self._buffer().seek(offset, whence)
-        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position}.get(whence)
-        self._position = (self._path.stat().st_size if start is None else start) + offset
+            return self._memory.seek(offset, whence)
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}
+        self._position = start[whence] + offset
         return self._position
 
     def tell(self) -> int:
         self._check()
-        return self._position if self._path is not None else self._buffer().tell()
+        return self._position if self._path is not None else self._memory.tell()
 
     def truncate(self, size: int | None = None) -> int:
         """Only the whole body is ever replaced: back to an empty one in memory."""
@@ -79,55 +82,70 @@ class SpillFile:
 
     def write(self, data: bytes) -> int:
         self._check()
-        if self._path is not None:
-            with self._path.open("r+b") as file:
-                file.seek(self._position)
-                written = file.write(data)
-            self._position += written
-            return written
-        written = self._buffer().write(data)
-        if self._max_size and self._buffer().tell() > self._max_size:
+        if self._path is None:
+            if not self._max_size or self._memory.tell() + len(data) <= self._max_size:
+                return self._memory.write(data)
             self._spill()
-        return written
+        assert self._path is not None
+        descriptor = os.open(self._path, os.O_WRONLY)
+        try:
+            _write_all(descriptor, data, self._position)
+        finally:
+            os.close(descriptor)
+        self._position += len(data)
+        self._size = max(self._size, self._position)
+        return len(data)
 
     def read(self, size: int = -1) -> bytes:
         self._check()
         if self._path is None:
-            return self._buffer().read(size)
-        with self._path.open("rb") as file:
-            file.seek(self._position)
-            data = file.read(size)
+            return self._memory.read(size)
+        left = self._size - self._position
+        wanted = left if size < 0 else min(size, left)
+        if wanted <= 0:
+            return b""
+        descriptor = os.open(self._path, os.O_RDONLY)
+        try:
+            data = os.pread(descriptor, wanted, self._position)
+        finally:
+            os.close(descriptor)
         self._position += len(data)
         return data
 
     def close(self) -> None:
         self._drop_file()
-        self._memory, self._closed = None, True
+        self._memory, self._closed = io.BytesIO(), True
 
     @property
     def spilled(self) -> bool:
         return self._path is not None
 
     def _spill(self) -> None:
-        buffer = self._buffer()
-        descriptor, name = tempfile.mkstemp(dir=self.folder)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(buffer.getbuffer())
-        self._path, self._position, self._memory = Path(name), buffer.tell(), None
+        """Move what is in memory (often nothing: a body is written whole) to a file."""
+        descriptor, self._path = tempfile.mkstemp(dir=self.folder)
+        try:
+            _write_all(descriptor, self._memory.getbuffer(), 0)
+        finally:
+            os.close(descriptor)
+        self._size = self._position = self._memory.tell()
+        self._memory = io.BytesIO()
 
     def _drop_file(self) -> None:
         if self._path is not None:
-            self._path.unlink(missing_ok=True)
-            self._path, self._position = None, 0
-
-    def _buffer(self) -> io.BytesIO:
-        if self._memory is None:
-            self._memory = io.BytesIO()
-        return self._memory
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path)
+            self._path, self._size, self._position = None, 0, 0
 
     def _check(self) -> None:
         if self._closed:
             raise ValueError("I/O operation on closed file.")
+
+
+def _write_all(descriptor: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(descriptor, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def install(base: Path | None = None) -> Path:
