@@ -335,6 +335,20 @@ def test_truncated_body_is_undecodable(pipeline):
     assert "corrupt or truncated" in error.message
 
 
+@pytest.mark.parametrize(
+    "pipeline", [[{"op": "convert", "format": "webp"}], [{"op": "thumbnail", "width": 50}]]
+)
+def test_a_corrupt_input_says_decoding_it_failed_not_the_step_that_noticed(pipeline):
+    # libvips decodes lazily: the encoder (or a thumbnail) is what first reads the pixels,
+    # but what failed is decoding the input, and that is what a user is told.
+    jpeg = bytes(pyvips.Image.gaussnoise(300, 200).cast("uchar").jpegsave_buffer())
+
+    error = _refused(jpeg[: len(jpeg) // 2], pipeline)
+
+    assert error.code == "undecodable"
+    assert error.message == ("the input image cannot be decoded: its data is corrupt or truncated")
+
+
 def test_failing_operation_is_named(monkeypatch):
     def broken(canvas, op):
         return canvas.image.flip("sideways-ish")

@@ -276,6 +276,9 @@ def _step_errors(label: str, data: bytes) -> Iterator[None]:
         raise ProcessingError("invalid_parameter", f"{label}: {exc}") from exc
 
 
+UNDECODABLE_INPUT = "the input image cannot be decoded: its data is corrupt or truncated"
+
+
 def _from_vips(label: str, data: bytes, exc: Any) -> ProcessingError:
     text = f"{exc.message} {exc.detail}".lower()
     if "out of memory" in text:
@@ -283,9 +286,12 @@ def _from_vips(label: str, data: bytes, exc: Any) -> ProcessingError:
     if "out of order read" in text:
         return _OutOfOrderRead("operation_failed", f"{label} failed: out of order read")
     # libvips decodes lazily, so a corrupt body surfaces inside whichever step first
-    # reads pixels, and its error text varies; decoding the input again tells for sure.
+    # reads pixels (often the encoder), and its error text varies; decoding the input
+    # again tells for sure. What failed is then decoding the input, whichever step
+    # noticed: the message says so, not "encode as webp: ...".
     if not _decodes(data):
-        return ProcessingError("undecodable", f"{label}: the image data is corrupt or truncated")
+        log.info("input_undecodable", noticed_in=label)
+        return ProcessingError("undecodable", UNDECODABLE_INPUT)
     detail = str(exc.detail).strip().splitlines()
     reason = detail[0] if detail else str(exc.message)
     return ProcessingError("operation_failed", f"{label} failed: {reason}")
