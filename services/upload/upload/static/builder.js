@@ -58,7 +58,9 @@ export class Builder {
     const step = this.add(this.picker.value);
     if (step) {
       announce(`Added ${step.op} as step ${this.steps.length}`);
-      const first = step.element.querySelector("input, select, textarea");
+      // The first control shown: one whose parameter does not apply yet is hidden.
+      const first = [...step.element.querySelectorAll("input, select, textarea")]
+        .find((control) => !control.closest("[hidden]"));
       (first || step.element.querySelector(".op-remove")).focus();
     }
   }

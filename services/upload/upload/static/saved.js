@@ -111,7 +111,11 @@ export class SavedPipelines {
     // The fragment has done its work: the address is the page again, reloads restore the last.
     window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}`);
     const heading = "The pipeline in the link was not loaded";
-    if (found.problem) { this.report(heading, [found.problem]); } else { this.load(found.value, heading); }
+    if (found.problem) {
+      this.report(heading, [found.problem]);
+    } else if (this.load(found.value, heading)) {
+      announce(`Loaded the pipeline from the link: ${found.value.map((s) => s.op).join(", ") || "no operations"}`);
+    }
     return true;
   }
 
