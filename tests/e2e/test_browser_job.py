@@ -128,6 +128,20 @@ async def test_before_and_after_compare_at_one_scale_with_a_slider_zoom_and_hone
     await comparison.get_by_role("button", name="Fit").click()
     viewport = await box(page, "#job-result .cmp-viewport")
     assert (await box(page, "figure.before img"))["width"] <= viewport["width"] + 1
+    # A narrower window (a phone turned): Fit follows, and nothing scrolls sideways.
+    await page.set_viewport_size({"width": 420, "height": 800})
+
+    async def refitted() -> bool:
+        frame = await box(page, "#job-result .cmp-viewport")
+        image = await box(page, "figure.before img")
+        return frame["width"] < 420 and image["width"] <= frame["width"] + 1
+
+    await async_wait_for(refitted, timeout=5, what="the frame refitted to 420 px")
+    widths = await page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1], widths
+    await page.set_viewport_size({"width": 1100, "height": 900})
     await screenshot(page, "job-compare")
     assert problems.unexpected() == []
 
