@@ -4,6 +4,7 @@ checks each file gets before it is sent (tests/browser.py, tests/e2e/test_browse
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -106,4 +107,25 @@ async def test_the_live_steps_are_every_step_of_the_job_as_the_job_page_lists_th
         "(items) => items.map((item) => [item.dataset.type, item.dataset.service])"
     )
     assert recorded == live
+    assert problems.unexpected() == []
+
+
+async def test_after_upload_the_jobs_are_in_view_with_the_overall_progress(
+    phone: Page, mesh: Mesh
+) -> None:
+    problems = await open_upload_page(phone)
+    await phone.get_by_label("Choose images").set_input_files(photos(3))
+    await use_pipeline(phone, [{"op": "thumbnail", "width": 100}])
+    await phone.get_by_role("button", name="Upload and process 3 images").click()
+    # The focus moves to the jobs (the button stays far above them on a phone), in view.
+    jobs_title = phone.locator("#jobs-title")
+    await expect(jobs_title).to_be_focused()
+    await expect(jobs_title).to_be_in_viewport()
+    # The overall progress, said politely to screen readers as it changes.
+    overall = phone.locator("#jobs-progress")
+    await expect(overall).to_have_attribute("aria-live", "polite")
+    await expect(overall).to_have_text(re.compile(r"^[0-3] of 3 done"))
+    await expect(overall).to_have_text("3 of 3 done", timeout=JOB_DEADLINE_MS)
+    for n in range(3):
+        await expect(card(phone, f"photo-{n}.jpg")).to_have_attribute("data-status", "succeeded")
     assert problems.unexpected() == []

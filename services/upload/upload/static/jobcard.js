@@ -8,7 +8,8 @@ import { bytes, dimensions, duration, elapsed, parseTime, STATUS_TEXT, stepText 
 import { beforeAfter, downloadLink } from "./results.js";
 
 export class JobCard {
-  constructor(file, { onRemove } = {}) {
+  constructor(file, { onRemove, onState } = {}) {
+    this.onState = onState || (() => {});
     this.file = file;
     this.preview = file.type.startsWith("image/") || file.type === "" ? URL.createObjectURL(file) : null;
     this.job = null;
@@ -58,12 +59,14 @@ export class JobCard {
   }
 
   setState(state, text) {
+    const changed = this.state !== state;
     this.state = state;
     this.element.dataset.status = state;
     this.badge.dataset.status = state;
     this.badge.textContent = STATUS_TEXT[state] || state;
     this.statusLine.textContent = text;
     this.removeButton.hidden = !["ready", "refused"].includes(state);
+    if (changed) { this.onState(this); }
   }
 
   /** A problem found before upload (too large for the known limit, say). */

@@ -15,7 +15,7 @@ const page = { selected: [], builder: null, maxBytes: null };
 
 function addFiles(files) {
   const added = [...files].map((file) => {
-    const card = new JobCard(file, { onRemove: removeSelected });
+    const card = new JobCard(file, { onRemove: removeSelected, onState: showProgress });
     if (page.maxBytes && file.size > page.maxBytes) {
       card.precheck(new ApiError(413, "too_large",
         `the file is ${bytes(file.size)}; the limit is ${bytes(page.maxBytes)} (${page.maxBytes} bytes)`));
@@ -71,6 +71,8 @@ async function submit(event) {
   for (const card of [...cards].reverse()) { jobs.prepend(card.element); }
   $("#jobs-section").hidden = false;
   updateSubmit();
+  showProgress();
+  bringJobsIntoView();
   announce(`Uploading ${cards.length} ${cards.length === 1 ? "image" : "images"}`);
   const queue = cards.map((card) => () => upload(card, pipeline));
   await Promise.all(Array.from({ length: PARALLEL_UPLOADS }, async () => {
@@ -101,11 +103,44 @@ async function countdown(card, error, seconds) {
   }
 }
 
+const FINISHED = new Set(["succeeded", "failed", "refused"]);
+
+/**
+ * "2 of 3 done" over the jobs listed, in a polite live region: said when it changes
+ * (a card's state, not its upload percentage), so a screen reader hears the batch move
+ * on without being interrupted.
+ */
+function showProgress() {
+  const section = $("#jobs-section");
+  if (!section) { return; }
+  let box = $("#jobs-progress");
+  if (!box) {
+    box = h("p", { id: "jobs-progress", class: "jobs-progress", role: "status", "aria-live": "polite" });
+    $(".section-head", section).after(box);
+  }
+  const states = [...$("#jobs").children].map((element) => element.dataset.status);
+  const done = states.filter((state) => FINISHED.has(state)).length;
+  const failed = states.filter((state) => state === "failed" || state === "refused").length;
+  const text = states.length ? `${done} of ${states.length} done${failed ? `, ${failed} failed` : ""}` : "";
+  if (box.textContent !== text) { box.textContent = text; }
+  box.hidden = states.length === 0;
+}
+
+/** After Upload: the jobs, not the button far above them (a phone shows one card's header). */
+function bringJobsIntoView() {
+  const title = $("#jobs-title");
+  title.tabIndex = -1;
+  title.focus({ preventScroll: true });
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  $("#jobs-section").scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
+}
+
 function clearFinished() {
   for (const element of [...$("#jobs").children]) {
     if (["succeeded", "failed", "refused"].includes(element.dataset.status)) { element.remove(); }
   }
   if ($("#jobs").children.length === 0) { $("#jobs-section").hidden = true; }
+  showProgress();
 }
 
 function wireDropzone() {
