@@ -90,6 +90,14 @@ async def test_the_json_view_reports_an_invalid_value_where_it_is_and_changes_no
         await expect(editor).to_have_attribute("aria-invalid", "true")
         # Nothing changed: the text stays as typed, the builder as it was.
         await expect(editor).to_have_value(text)
+        # The step at fault is selected in the box.
+        await expect(editor).to_be_focused()
+        selected = await editor.evaluate(
+            "(box) => box.value.slice(box.selectionStart, box.selectionEnd)"
+        )
+        assert selected == json.dumps(
+            json.loads(text)[int(where.split()[1]) - 1], separators=(",", ":")
+        ), text
         assert await ops_shown(page) == ["thumbnail"], text
 
     # A valid pipeline loads exactly as written, nothing dropped or rewritten.

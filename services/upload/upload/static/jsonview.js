@@ -12,6 +12,26 @@ export function pipelineJson(pipeline) {
   return `[\n${pipeline.map((step) => `  ${JSON.stringify(step)}`).join(",\n")}\n]`;
 }
 
+/** Where the `index`-th item of the JSON list in `text` starts and ends, or null. */
+export function stepRange(text, index) {
+  let depth = 0;
+  let item = -1;
+  let start = null;
+  for (let at = 0; at < text.length; at += 1) {
+    const char = text[at];
+    if (char === '"') {
+      for (at += 1; at < text.length && text[at] !== '"'; at += 1) { if (text[at] === "\\") { at += 1; } }
+    } else if (char === "[" || char === "{") {
+      depth += 1;
+      if (depth === 2) { item += 1; if (item === index) { start = at; } }
+    } else if (char === "]" || char === "}") {
+      depth -= 1;
+      if (depth === 1 && start !== null) { return [start, at + 1]; }
+    }
+  }
+  return null;
+}
+
 export class JsonView {
   /**
    * @param {() => Array} current  the builder's pipeline
@@ -87,10 +107,14 @@ export class JsonView {
     try {
       value = JSON.parse(this.text.value);
     } catch (err) {
-      return this.problem([`This is not valid JSON: ${err.message}`]);
+      return this.problem([{ index: null, message: `This is not valid JSON: ${err.message}` }]);
     }
     const problems = this.load(value);
-    if (problems.length) { return this.problem(problems); }
+    if (problems.length) {
+      this.problem(problems);
+      this.select(problems.find((problem) => problem.index !== null));
+      return false;
+    }
     this.dirty = false;
     this.conflict = false;
     this.sync(this.current());
@@ -112,7 +136,7 @@ export class JsonView {
   beforeUpload() {
     if (!this.dirty) { return true; }
     const ok = this.conflict
-      ? this.problem(["The JSON was edited and the builder changed afterwards: press \u201cUse this JSON\u201d to send the JSON, or \u201cDiscard the edit\u201d to send the builder's pipeline."])
+      ? this.problem([{ index: null, message: "The JSON was edited and the builder changed afterwards: press \u201cUse this JSON\u201d to send the JSON, or \u201cDiscard the edit\u201d to send the builder's pipeline." }])
       : this.use();
     if (!ok) {
       this.details.open = true;
@@ -121,7 +145,17 @@ export class JsonView {
     return ok;
   }
 
-  problem(messages) {
+  /** Select the text of the step a problem is in, so the box shows where it is. */
+  select(problem) {
+    const range = problem && stepRange(this.text.value, problem.index);
+    if (range) {
+      this.text.focus();
+      this.text.setSelectionRange(range[0], range[1]);
+    }
+  }
+
+  problem(problems) {
+    const messages = problems.map((problem) => problem.message);
     this.error.replaceChildren(messages.length === 1 ? h("p", {}, messages[0])
       : h("ul", {}, messages.map((message) => h("li", {}, message))));
     this.error.hidden = false;

@@ -112,7 +112,7 @@ export class SavedPipelines {
     window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}`);
     const heading = "The pipeline in the link was not loaded";
     if (found.problem) {
-      this.report(heading, [found.problem]);
+      this.report(heading, [{ index: null, message: found.problem }]);
     } else if (this.load(found.value, heading)) {
       announce(`Loaded the pipeline from the link: ${found.value.map((s) => s.op).join(", ") || "no operations"}`);
     }
@@ -128,7 +128,7 @@ export class SavedPipelines {
   report(heading, problems) {
     fill(this.sourceError,
       h("p", { class: "error-title" }, `${heading}:`),
-      h("ul", {}, problems.map((problem) => h("li", {}, problem))),
+      h("ul", {}, problems.map((problem) => h("li", {}, problem.message))),
       h("button", { type: "button", class: "secondary small", on: { click: () => this.hideReport() } }, "Dismiss"));
     this.sourceError.hidden = false;
     this.sourceError.focus();
