@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, ViewportSize, expect
+from playwright.async_api import Browser, Locator, Page, ViewportSize, expect
 
 from tests.browser import JOB_DEADLINE_MS, PageProblems, page_on, photo_like, screenshot
 from tests.conftest import Mesh
@@ -164,3 +164,55 @@ async def test_dark_mode_follows_the_system(browser_page: Page, job_id: str) -> 
         assert _luminance(heading) > 0.5, (site_page.name, colours)
         await screenshot(browser_page, f"site-{site_page.name}-dark")
         assert problems.unexpected() == [], site_page.path
+
+
+def endpoint(page: Page, method: str, path: str) -> Locator:
+    return page.locator(".endpoint").filter(
+        has=page.locator(
+            f'> summary:has(.method[data-method="{method}"]):has(.path:text-is("{path}"))'
+        )
+    )
+
+
+@pytest.mark.parametrize("browser_page", [PHONE], ids=["390"], indirect=True)
+async def test_api_docs_give_examples_and_try_get_calls(browser_page: Page, job_id: str) -> None:
+    """Each operation has an example (curl, and an answer); a GET can be tried from the
+    page (same origin, GET only: there is no form for POST); the event stream is shown
+    event by event; tables scroll inside their box on a phone."""
+    page = browser_page
+    problems = await opened(page, PAGES[3], job_id)
+    assert (
+        await page.locator(".endpoint").count() == await page.locator(".endpoint .example").count()
+    )
+    post = endpoint(page, "post", "/api/v1/jobs")
+    await post.locator("> summary").click()
+    await expect(post.locator(".example-request")).to_contain_text("-F file=@photo.jpg")
+    await expect(post.locator(".example-response")).to_contain_text('"status"')
+    await expect(post.locator("form.try-it")).to_have_count(0)
+
+    operations = endpoint(page, "get", "/api/v1/operations")
+    await operations.locator("> summary").click()
+    await operations.get_by_role("button", name="Send").click()
+    await expect(operations.locator(".try-status")).to_contain_text("200")
+    await expect(operations.locator(".try-output")).to_contain_text('"operations"')
+
+    job = endpoint(page, "get", "/api/v1/jobs/{job_id}")
+    await job.locator("> summary").click()
+    await job.get_by_role("textbox", name="job_id").fill(job_id)
+    await job.get_by_role("button", name="Send").click()
+    await expect(job.locator(".try-status")).to_contain_text("200")
+    await expect(job.locator(".try-output")).to_contain_text(job_id)
+
+    stream = endpoint(page, "get", "/api/v1/jobs/{job_id}/events")
+    await stream.locator("> summary").click()
+    await expect(stream.locator(".stream-events > li")).to_have_count(2)
+    await expect(stream.locator(".stream-events")).to_contain_text("event: status")
+    await expect(stream.locator(".example-response")).to_contain_text("event: step")
+
+    history = endpoint(page, "get", "/api/v1/jobs")
+    await history.locator("> summary").click()
+    wrap = history.locator(".table-wrap")
+    assert await wrap.evaluate("(el) => getComputedStyle(el).overflowX") == "auto"
+    assert await sideways_overflow(page) == []
+    await screenshot(page, "api-docs-try-it-390")
+    assert problems.unexpected() == []

@@ -1,7 +1,9 @@
-// /api/docs: the OpenAPI 3.1 document (/api/v1/openapi.json), browsable: endpoints by
-// tag, each collapsible with its parameters, request body and responses with schemas.
+// /api/docs: the OpenAPI 3.2 document (/api/v1/openapi.json), browsable: endpoints by
+// tag, each collapsible with its parameters, request body and responses with schemas (an
+// event stream event by event), an example, and for GET a form to try it (apidocs_try.js).
 
 import { getJson } from "./api.js";
+import { examples, tryIt } from "./apidocs_try.js";
 import { $, fill, h, markCurrentNav } from "./dom.js";
 
 const METHODS = ["get", "post", "put", "patch", "delete", "head", "options"];
@@ -90,7 +92,18 @@ function schemaView(schema) {
 
 function content(body) {
   return Object.entries((body && body.content) || {}).map(([type, media]) => h("div", { class: "media" },
-    h("code", { class: "media-type" }, type), media.schema ? schemaView(media.schema) : null));
+    h("code", { class: "media-type" }, type), media.schema ? schemaView(media.schema) : null,
+    media.itemSchema ? events(media.itemSchema) : null));
+}
+
+/** A stream's events (OpenAPI 3.2 `itemSchema`): each `event:` name with its data's schema. */
+function events(itemSchema) {
+  return h("ul", { class: "schema stream-events" }, (itemSchema.oneOf || []).map((branch) => {
+    const data = branch.properties.data.contentSchema || {};
+    return h("li", {}, h("details", {}, h("summary", {},
+      h("span", { class: "prop" }, `event: ${branch.properties.event.const}`), " ",
+      h("span", { class: "type" }, typeText(data)), " \u2014 data (JSON)"), schemaView(data)));
+  }));
 }
 
 function parametersTable(parameters) {
@@ -119,7 +132,9 @@ function endpoint(path, method, op) {
       parameters.length ? [h("h3", {}, "Parameters"), parametersTable(parameters)] : null,
       op.requestBody ? [h("h3", {}, `Request body${op.requestBody.required ? " (required)" : ""}`), content(op.requestBody)] : null,
       h("h3", {}, "Responses"),
-      h("ul", { class: "responses" }, responses)));
+      h("ul", { class: "responses" }, responses),
+      examples(path, method, op, doc),
+      method === "get" ? tryIt(path, op, id) : null));
 }
 
 function render() {
