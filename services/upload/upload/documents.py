@@ -35,6 +35,7 @@ async def about(request: web.Request) -> web.Response:
         "limits": {
             "image_max_bytes": settings.image_max_bytes,
             "image_max_pixels": settings.image_max_pixels,
+            "image_max_side": settings.image_max_side,
             "pipeline_max_ops": settings.pipeline_max_ops,
         },
     }

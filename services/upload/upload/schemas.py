@@ -110,7 +110,8 @@ class About(_Body):
         description="API documents, and operator consoles: fauxton, rabbitmq_console"
     )
     limits: dict[str, int] = Field(
-        description="what an upload may be: image_max_bytes, image_max_pixels, pipeline_max_ops"
+        description="what an upload may be: image_max_bytes, image_max_pixels, image_max_side, "
+        "pipeline_max_ops"
     )
 
 
