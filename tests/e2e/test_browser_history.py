@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, Request, Route, expect
+from playwright.async_api import Browser, Page, Request, Response, Route, expect
 
 from tests.browser import PHONE, PageProblems, page_on, photo_like, screenshot
 from tests.conftest import Mesh
@@ -56,6 +56,21 @@ async def finished_job(
 
 def row(page: Page, job: dict[str, Any]) -> Any:
     return page.locator(f'#history tr[data-job-id="{job["id"]}"]')
+
+
+class Traffic:
+    """The URLs a page asked for, and the size of each thumbnail it received."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.sizes: dict[str, int] = {}
+
+    def on_request(self, request: Request) -> None:
+        self.asked.append(request.url)
+
+    async def on_response(self, response: Response) -> None:
+        if response.url.endswith("/thumbnail") and response.status == 200:
+            self.sizes[response.url] = len(await response.body())
 
 
 CROP_OUTSIDE = '[{"op": "crop", "x": 5000, "y": 0, "width": 10, "height": 10}]'
@@ -151,15 +166,9 @@ async def test_history_thumbnails_are_small_lazy_squares_not_the_results(
 ) -> None:
     wide = await finished_job(http, mesh, photo_like(600, 200, "JPEG"), "[]", "wide.jpg")
     for viewer in (page, phone):
-        asked: list[str] = []
-        viewer.on("request", lambda request, asked=asked: asked.append(request.url))
-        sizes: dict[str, int] = {}
-
-        async def measure(response: Any, sizes: dict[str, int] = sizes) -> None:
-            if response.url.endswith("/thumbnail") and response.status == 200:
-                sizes[response.url] = len(await response.body())
-
-        viewer.on("response", measure)
+        traffic = Traffic()
+        viewer.on("request", traffic.on_request)
+        viewer.on("response", traffic.on_response)
         problems = await open_history(viewer)
         image = row(viewer, wide).locator("img.thumb")
         assert await image.get_attribute("loading") == "lazy"
@@ -173,9 +182,9 @@ async def test_history_thumbnails_are_small_lazy_squares_not_the_results(
         fit = await image.evaluate("(img) => getComputedStyle(img).objectFit")
         assert fit == "cover"
         thumb_url = f"{mesh.upload_url}/api/v1/jobs/{wide['id']}/thumbnail"
-        assert thumb_url in asked
+        assert thumb_url in traffic.asked
         # No row downloads a full result any more.
-        assert not [url for url in asked if url.endswith("/result")], asked
-        assert 0 < sizes.get(thumb_url, 0) < 8 * 1024, sizes
+        assert not [url for url in traffic.asked if url.endswith("/result")], traffic.asked
+        assert 0 < traffic.sizes.get(thumb_url, 0) < 8 * 1024, traffic.sizes
         assert problems.unexpected() == []
     await screenshot(phone, "phone-history-thumbnails")

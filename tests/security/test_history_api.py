@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import stack
 from PIL import Image
 
 from messaging.thumbnails import THUMBNAIL_SIZE, thumbnail_key
@@ -25,7 +26,6 @@ from tests.security.test_principals import (  # noqa: F401 (fixtures)
     form,
     guarded,
 )
-from tools import stack
 
 pytestmark = pytest.mark.e2e
 
