@@ -8,8 +8,10 @@ Pages run under the service's Content-Security-Policy: waits are Playwright expe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 import pytest
@@ -18,6 +20,8 @@ from playwright.async_api import Browser, Locator, Page, ViewportSize, expect
 from tests.browser import JOB_DEADLINE_MS, PageProblems, page_on, photo_like, screenshot
 from tests.conftest import Mesh
 from tests.e2e.helpers import submit, wait_finished
+from tests.security.conftest import upload_replica
+from upload.tokens import new_token, token_hash
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -216,3 +220,33 @@ async def test_api_docs_give_examples_and_try_get_calls(browser_page: Page, job_
     assert await sideways_overflow(page) == []
     await screenshot(page, "api-docs-try-it-390")
     assert problems.unexpected() == []
+
+
+@pytest.fixture(scope="module")
+def signing_in(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An upload replica with API tokens on, where the sign-in page is served: its URL."""
+    entry = f"site-{uuid.uuid4().hex[:8]}:{token_hash(new_token())}"
+    with upload_replica(
+        mesh,
+        tmp_path_factory.mktemp("upload-signin"),
+        UPLOAD_API_TOKEN_HASHES=entry,
+        UPLOAD_SESSION_SECRET=f"site-test-secret-{uuid.uuid4().hex}",
+    ) as replica:
+        yield replica.upload_url
+
+
+@pytest.mark.parametrize(
+    ("viewport", "scheme"),
+    [(LAPTOP, "light"), (PHONE, "light"), (NARROWEST, "light"), (PHONE, "dark")],
+    ids=["1366", "390", "320", "390-dark"],
+)
+async def test_the_sign_in_page(
+    browser: Browser, signing_in: str, viewport: ViewportSize, scheme: Literal["light", "dark"]
+) -> None:
+    async with page_on(browser, signing_in, viewport) as page:
+        await page.emulate_media(color_scheme=scheme)
+        problems = await opened(page, SitePage("signin", "/signin", "#sign-in"), "")
+        assert await sideways_overflow(page) == []
+        suffix = "-dark" if scheme == "dark" else ""
+        await screenshot(page, f"site-signin-{viewport['width']}{suffix}")
+        assert problems.unexpected() == []
