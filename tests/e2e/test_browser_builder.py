@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 WIDE: ViewportSize = {"width": 1366, "height": 900}
 NARROW: ViewportSize = {"width": 390, "height": 844}
+NARROWEST: ViewportSize = {"width": 320, "height": 700}
 
 
 @pytest.fixture
@@ -185,7 +186,16 @@ SELECTS_CUT_OFF = """() => {
 }"""
 
 
-@pytest.mark.parametrize("viewport", [WIDE, NARROW], ids=["1366px", "390px"])
+STICKING_OUT = """() => {
+  const edge = document.documentElement.clientWidth + 0.5;
+  const out = (el) => el.getBoundingClientRect().right > edge;
+  return [...document.querySelectorAll("body *")]
+    .filter((el) => out(el) && ![...el.children].some(out))
+    .map((el) => `${el.tagName} ${el.className}: right ${el.getBoundingClientRect().right}`);
+}"""
+
+
+@pytest.mark.parametrize("viewport", [WIDE, NARROW, NARROWEST], ids=["1366px", "390px", "320px"])
 async def test_selects_show_their_whole_text_and_parameters_appear_when_they_apply(
     browser: Browser, mesh: Mesh, viewport: ViewportSize
 ) -> None:
@@ -212,6 +222,8 @@ async def test_selects_show_their_whole_text_and_parameters_appear_when_they_app
         for name in ("convert", "resize", "watermark", "flip"):
             await add_operation(page, name)
         assert await page.evaluate(SELECTS_CUT_OFF) == []
+        await page.get_by_text("Pipeline as JSON (advanced)").click()
+        assert await page.evaluate(STICKING_OUT) == []
         await screenshot(page, f"builder-selects-{viewport['width']}")
         assert problems.unexpected() == []
 
