@@ -11,7 +11,7 @@ export class JobCard {
   constructor(file, { onRemove, onState } = {}) {
     this.onState = onState || (() => {});
     this.file = file;
-    this.preview = file.type.startsWith("image/") || file.type === "" ? URL.createObjectURL(file) : null;
+    this.preview = null; // an object URL, once the header says the image is small enough
     this.job = null;
     this.done = new Set(); // indexes of operations applied
     this.steps = [];
@@ -21,12 +21,10 @@ export class JobCard {
   }
 
   build(onRemove) {
-    const thumb = h("img", { class: "thumb", alt: "", src: this.preview });
+    // No preview until the header says the image is small enough to decode (inspected).
+    const thumb = h("span", { class: "thumb thumb-none", "aria-hidden": "true" });
+    this.thumb = thumb;
     this.facts = h("p", { class: "hint" }, bytes(this.file.size));
-    thumb.addEventListener("error", () => { thumb.replaceWith(h("span", { class: "thumb thumb-none", "aria-hidden": "true" }, "?")); });
-    thumb.addEventListener("load", () => {
-      this.facts.textContent = `${bytes(this.file.size)} \u00b7 ${dimensions(thumb.naturalWidth, thumb.naturalHeight)}`;
-    });
     this.badge = badge("ready", "Ready");
     this.statusLine = h("p", { class: "status-line" });
     this.elapsedText = h("span", { class: "elapsed" });
@@ -69,9 +67,36 @@ export class JobCard {
     if (changed) { this.onState(this); }
   }
 
-  /** A problem found before upload (too large for the known limit, say). */
-  precheck(error) {
-    this.refused(error);
+  /**
+   * What the file's header says ({format, width, height}, or null: not read): its size
+   * in the facts, and a preview only when `previewable` (a huge image is never decoded
+   * to draw a small thumbnail).
+   */
+  inspected(header, previewable) {
+    if (header && header.width && header.height) {
+      this.facts.textContent = `${bytes(this.file.size)} \u00b7 ${dimensions(header.width, header.height)}`;
+    }
+    const none = (text) => h("span", { class: "thumb thumb-none", "aria-hidden": "true", title: "No preview" }, text);
+    if (!previewable) {
+      const shown = none(header && header.format ? header.format.toUpperCase() : "?");
+      this.thumb.replaceWith(shown);
+      this.thumb = shown;
+      return;
+    }
+    this.preview = URL.createObjectURL(this.file);
+    const img = h("img", { class: "thumb", alt: "", src: this.preview, decoding: "async" });
+    img.addEventListener("error", () => { img.replaceWith(none("?")); });
+    this.thumb.replaceWith(img);
+    this.thumb = img;
+  }
+
+  /** A problem found before upload ({code, headline, detail}): said once, next to the file. */
+  precheck(problem) {
+    const text = problem.detail ? `${problem.headline}: ${problem.detail}` : problem.headline;
+    this.setState("refused", text);
+    this.statusLine.dataset.code = problem.code;
+    fill(this.actions);
+    announce(`${this.file.name}: ${text}`);
   }
 
   uploading(fraction) {

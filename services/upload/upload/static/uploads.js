@@ -1,25 +1,39 @@
 // The upload page: choose or drop images (one job each), build the pipeline, upload
 // them with progress, and follow every job to its result.
 
-import { about, ApiError, operations, submitJob } from "./api.js";
+import { about, operations, submitJob } from "./api.js";
 import { Builder } from "./builder.js";
 import { $, announce, fill, h, markCurrentNav } from "./dom.js";
-import { bytes } from "./format.js";
 import { JobCard } from "./jobcard.js";
+import { checkFile, previewable } from "./precheck.js";
 
 const PARALLEL_UPLOADS = 3;
 const MAX_ATTEMPTS = 3; // a 503 (busy, a dependency down) is retried after Retry-After
 const MAX_WAIT_SECONDS = 30;
 
-const page = { selected: [], builder: null, maxBytes: null };
+const page = {
+  selected: [],
+  builder: null,
+  // The server's limits, for the checks before upload (none known: the server's word).
+  limits: about().then((info) => (info && info.limits) || {}, () => ({})),
+};
+
+/** Check a chosen file before it may be sent (precheck.js); its preview if small enough. */
+async function check(card) {
+  try {
+    const { problem, header } = await checkFile(card.file, await page.limits);
+    card.inspected(header, previewable(header));
+    if (problem) { card.precheck(problem); }
+  } catch {
+    card.inspected(null, false); // unreadable here: the server says what it is
+  }
+  updateSubmit();
+}
 
 function addFiles(files) {
   const added = [...files].map((file) => {
     const card = new JobCard(file, { onRemove: removeSelected, onState: showProgress });
-    if (page.maxBytes && file.size > page.maxBytes) {
-      card.precheck(new ApiError(413, "too_large",
-        `the file is ${bytes(file.size)}; the limit is ${bytes(page.maxBytes)} (${page.maxBytes} bytes)`));
-    }
+    card.checked = check(card);
     page.selected.push(card);
     $("#selected").append(card.element);
     return card;
@@ -58,6 +72,7 @@ function hideFormError() { $("#form-error").hidden = true; }
 async function submit(event) {
   event.preventDefault();
   hideFormError();
+  await Promise.all(page.selected.map((card) => card.checked));
   const cards = readyCards();
   if (cards.length === 0) {
     showFormError(page.selected.length ? "None of the chosen images can be uploaded; see why on each." : "Choose at least one image first.");
@@ -180,7 +195,6 @@ async function loadBuilder() {
   try {
     const [catalogue, info] = await Promise.all([operations(), about().catch(() => null)]);
     const limits = (info && info.limits) || {};
-    page.maxBytes = limits.image_max_bytes || null;
     page.builder = new Builder(root, catalogue, { maxOps: limits.pipeline_max_ops || null });
     document.body.dataset.ready = "true";
   } catch (err) {
