@@ -261,6 +261,12 @@ async def test_the_pipeline_is_remembered_saved_by_name_and_shared_by_link(
     link = await page.get_by_role("link", name="Link to this pipeline").get_attribute("href")
     assert link
     assert "#pipeline=" in link
+    # Clicking it copies it (or shows it to copy), and leaves this page where it is.
+    await page.get_by_role("link", name="Link to this pipeline").click()
+    await expect(page.locator(".saved [role=status]")).to_contain_text(
+        re.compile(r"Link copied|Copy this link")
+    )
+    assert "#" not in page.url
     async with page_on(browser, mesh.upload_url, WIDE) as other:
         other_problems = await open_builder(other, link[link.index("/#") :])
         assert await builder_pipeline(other) == built

@@ -58,8 +58,9 @@ export class JsonView {
     this.discardButton = h("button", {
       type: "button", class: "secondary", hidden: true, on: { click: () => this.discard() },
     }, "Discard the edit");
+    this.pending = h("span", { class: "json-pending", hidden: true }, " (edited, not loaded)");
     this.details = h("details", { class: "json-view" },
-      h("summary", {}, "Pipeline as JSON (advanced)"),
+      h("summary", {}, "Pipeline as JSON (advanced)", this.pending),
       h("label", { for: id }, "Pipeline JSON"),
       this.text,
       h("p", { class: "hint", id: `${id}-hint` },
@@ -96,6 +97,7 @@ export class JsonView {
 
   showState() {
     this.discardButton.hidden = !this.dirty;
+    this.pending.hidden = !this.dirty; // seen with the view closed too
     this.state.textContent = !this.dirty ? ""
       : this.conflict ? "The builder was changed after this edit: use this JSON or discard the edit before uploading."
         : "Edited, not loaded yet: Upload sends this JSON.";

@@ -178,9 +178,10 @@ export class SavedPipelines {
       await navigator.clipboard.writeText(url);
       this.shareState.textContent = "Link copied.";
     } catch {
-      // No clipboard here (permissions, an insecure origin): the address bar holds it instead.
-      window.history.replaceState(null, "", url);
-      this.shareState.textContent = "The link is in the address bar.";
+      // No clipboard here (permissions, an insecure origin): the link, shown to copy by hand.
+      const shown = h("input", { type: "text", readonly: true, value: url, "aria-label": "Link to copy", class: "code" });
+      fill(this.shareState, "Copy this link: ", shown);
+      shown.select();
     }
   }
 }
