@@ -39,9 +39,12 @@ function storedPresets() {
     ? value.filter((p) => p && typeof p.name === "string" && Array.isArray(p.pipeline)) : [];
 }
 
-/** The link of a pipeline: this page, with the pipeline in the fragment. */
-export const linkTo = (pipeline) =>
-  `${window.location.pathname}#${FRAGMENT}${encodeURIComponent(JSON.stringify(pipeline))}`;
+/**
+ * The link of a pipeline: the upload page (this page, or `page` from another one, e.g. a
+ * job's "run again"), with the pipeline in the fragment.
+ */
+export const linkTo = (pipeline, page = window.location.pathname) =>
+  `${page}#${FRAGMENT}${encodeURIComponent(JSON.stringify(pipeline))}`;
 
 /** The pipeline a fragment carries: {value} or {problem}; null when it carries none. */
 function fromFragment(hash) {
