@@ -19,6 +19,7 @@ from playwright.async_api import Browser, Page, Request, Response, Route, expect
 from tests.browser import PHONE, PageProblems, page_on, photo_like, screenshot
 from tests.conftest import Mesh
 from tests.e2e.helpers import submit, wait_finished
+from tests.security.test_history_api import thumbnail_made
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -165,6 +166,7 @@ async def test_history_thumbnails_are_small_lazy_squares_not_the_results(
     page: Page, phone: Page, mesh: Mesh, http: aiohttp.ClientSession
 ) -> None:
     wide = await finished_job(http, mesh, photo_like(600, 200, "JPEG"), "[]", "wide.jpg")
+    await thumbnail_made(http, mesh.upload_url, wide["id"])
     for viewer in (page, phone):
         traffic = Traffic()
         viewer.on("request", traffic.on_request)

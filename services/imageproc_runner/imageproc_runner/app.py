@@ -19,6 +19,8 @@ from .thumbnails import Thumbnails
 
 BROKER = web.AppKey("broker", Broker)
 STORE = web.AppKey("store", ObjectStore)
+THUMBNAILS_STOP_SECONDS = 2.0
+"""How long a stopping runner lets thumbnails under way finish (best effort)."""
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -29,13 +31,14 @@ def create_app(settings: Settings) -> web.Application:
         return await store.ping(settings.s3_output_bucket)
 
     async def consume(app: web.Application) -> AsyncIterator[None]:
+        thumbnails = Thumbnails(app[BROKER], app[STORE], bucket=settings.s3_output_bucket)
         runner = Runner(
             app[BROKER],
             app[STORE],
             output_bucket=settings.s3_output_bucket,
             imageproc_timeout=settings.imageproc_timeout_seconds,
             reuse=Reuse(app[BROKER], app[STORE], bucket=settings.s3_output_bucket),
-            thumbnails=Thumbnails(app[BROKER], app[STORE], bucket=settings.s3_output_bucket),
+            thumbnails=thumbnails,
         )
         dispatcher = FairDispatcher(
             concurrency=settings.runner_concurrency, max_hold=settings.runner_max_hold_seconds
@@ -54,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
         # Cancelled first, so what is handed back is not delivered here again.
         await app[BROKER].stop_consuming()
         await dispatcher.stop(settings.shutdown_timeout_seconds)
+        await thumbnails.stop(THUMBNAILS_STOP_SECONDS)
 
     app.cleanup_ctx.extend(
         [

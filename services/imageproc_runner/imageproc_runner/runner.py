@@ -119,17 +119,8 @@ class Runner:
                 f"imageproc answered format {reply.format!r}, not an image format",
             )
             return "bad_output"
-        # No event of its own for the stored output: `image.processed` names it. Its
-        # thumbnail is made meanwhile, and stored before the outcome is published: a job
-        # shown succeeded has its thumbnail, unless it could not be made.
-        output, thumbnail = await _together(
-            self._store_output(event.job_id, event.input, reply, data, content_type),
-            self._thumbnails.render(event.job_id, data)
-            if self._thumbnails is not None
-            else _nothing(),
-        )
-        if thumbnail is not None and self._thumbnails is not None:
-            await self._thumbnails.store(event.job_id, output, thumbnail)
+        # No event of its own for the stored output: `image.processed` names it.
+        output = await self._store_output(event.job_id, event.input, reply, data, content_type)
         processed = ImageProcessed(
             job_id=event.job_id,
             input=event.input.model_copy(update={"info": reply.input_info}),
@@ -150,6 +141,8 @@ class Runner:
             ctx.publish(processed),
         )
         log.info("job_succeeded", output=output.uri, bytes=output.bytes)
+        if self._thumbnails is not None:  # in the background: the job does not wait for it
+            self._thumbnails.start(event.job_id, output, data)
         return ""
 
     async def _compute(self, event: ImageUploaded, ctx: MessageContext) -> tuple[RunReply, bytes]:
@@ -236,10 +229,6 @@ async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
             task.cancel()
             task.add_done_callback(_retrieved)
         raise
-
-
-async def _nothing() -> None:
-    return None
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:

@@ -1,11 +1,17 @@
 """The history's thumbnail of each output (`messaging.thumbnails`): made by imageproc from
-the output's bytes while the output is being stored, then stored beside it, so that
-upload serves it with a plain S3 read and never decodes an image itself.
+the output's bytes and stored beside the output, so that upload serves it with a plain S3
+read and never decodes an image itself.
 
+In the background, after the job's outcome is published: a job never waits for its
+thumbnail (imageproc admits work in arrival order, so under load a thumbnail would wait
+behind every queued job), and no runner worker is held by one. Bounded: at most
+`MAX_PENDING_BYTES` of outputs wait for their thumbnail; past that, an output gets none.
 Best effort: a thumbnail that cannot be made or stored is logged and counted, never a
-reason to fail or retry the job (the history shows a placeholder instead)."""
+reason to fail or retry the job; upload then sends the result itself instead."""
 
 from __future__ import annotations
+
+import asyncio
 
 import structlog
 from prometheus_client import Counter
@@ -20,8 +26,8 @@ log = structlog.get_logger("imageproc_runner")
 
 THUMBNAILS = Counter(
     "imagemesh_runner_thumbnails_total",
-    "History thumbnails by outcome: stored, skipped (output too large), failed (imageproc "
-    "or S3 refused; the job succeeds all the same).",
+    "History thumbnails by outcome: stored, skipped (output too large, or too many "
+    "waiting), failed (imageproc or S3 refused; the job succeeded all the same).",
     ["outcome"],
 )
 THUMBNAIL_TIMEOUT_SECONDS = 10.0
@@ -30,6 +36,8 @@ just wrote takes milliseconds; more means imageproc is busy, and the job should 
 MAX_OUTPUT_BYTES = 32 * 1024 * 1024
 """Outputs larger than this get no thumbnail: sending them to imageproc again costs more
 than a placeholder in the history."""
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+"""Most output bytes held in memory for thumbnails not made yet."""
 
 
 class Thumbnails:
@@ -39,12 +47,38 @@ class Thumbnails:
         self._broker = broker
         self._store = store
         self._bucket = bucket
+        self._pending: set[asyncio.Task[None]] = set()
+        self._pending_bytes = 0
+
+    def start(self, job_id: str, output: ImageRef, data: bytes) -> None:
+        """Make and store the thumbnail of `output` (its bytes: `data`) in the background."""
+        if len(data) > MAX_OUTPUT_BYTES or self._pending_bytes + len(data) > MAX_PENDING_BYTES:
+            THUMBNAILS.labels("skipped").inc()
+            return
+        self._pending_bytes += len(data)
+        task = asyncio.create_task(self._make(job_id, output, data))
+        self._pending.add(task)
+        task.add_done_callback(lambda done: self._done(done, len(data)))
+
+    def _done(self, task: asyncio.Task[None], size: int) -> None:
+        self._pending.discard(task)
+        self._pending_bytes -= size
+
+    async def stop(self, timeout: float) -> None:
+        """Let the thumbnails under way finish for up to `timeout` seconds, then drop the
+        rest (their jobs have succeeded: they are served their result instead)."""
+        if self._pending:
+            _, late = await asyncio.wait(set(self._pending), timeout=timeout)
+            for task in late:
+                task.cancel()
+
+    async def _make(self, job_id: str, output: ImageRef, data: bytes) -> None:
+        thumbnail = await self.render(job_id, data)
+        if thumbnail is not None:
+            await self.store(job_id, output, thumbnail)
 
     async def render(self, job_id: str, output: bytes) -> bytes | None:
         """The thumbnail of an output (its bytes), or None when there is none to be had."""
-        if len(output) > MAX_OUTPUT_BYTES:
-            THUMBNAILS.labels("skipped").inc()
-            return None
         try:
             reply, data = await self._broker.call(
                 topology.IMAGEPROC_RUN,

@@ -23,7 +23,9 @@ CACHE_CONTROL = "private, max-age=31536000, immutable"
 """A job's output never changes once it succeeded, so neither does its thumbnail: the
 browser keeps it for good (private: it is one principal's)."""
 
-FALLBACK_CACHE_CONTROL = "private, max-age=300"
+FALLBACK_CACHE_CONTROL = "private, no-cache"
+"""The redirect is asked again each time: the thumbnail of a job that succeeded a moment
+ago is made just after (in the background), and is then served instead."""
 
 
 @routes.get("/api/v1/jobs/{job_id}/thumbnail")
@@ -34,8 +36,9 @@ FALLBACK_CACHE_CONTROL = "private, max-age=300"
             200: ("the thumbnail", THUMBNAIL_CONTENT_TYPE),
             304: ("the thumbnail has not changed (`If-None-Match`)", None),
             307: (
-                "the job has no thumbnail (it finished before thumbnails were made, or its "
-                "thumbnail could not be made): `Location` is its `/result`",
+                "the job has no thumbnail (not made yet: it is made just after the job "
+                "succeeds; or the job finished before thumbnails were made, or its thumbnail "
+                "could not be made): `Location` is its `/result`",
                 None,
             ),
             404: error("no such job"),
@@ -63,8 +66,8 @@ async def get_thumbnail(request: web.Request) -> web.StreamResponse:
     try:
         data = await request.app[STORE].get(output["bucket"], thumbnail_key(output["sha256"]))
     except ObjectNotFound:
-        # Degrade to the output itself (what the history showed before thumbnails), for
-        # a while only: never cached for good, never an error for the page to show.
+        # Degrade to the output itself (what the history showed before thumbnails): not
+        # cached, never an error for the page to show.
         raise web.HTTPTemporaryRedirect(
             f"/api/v1/jobs/{job_id}/result",
             headers={"Cache-Control": FALLBACK_CACHE_CONTROL},
