@@ -235,6 +235,10 @@ async def test_each_file_is_checked_before_upload_and_told_why_next_to_it(
         "data-status", "ready"
     )
     await expect(page.get_by_role("button", name="Upload and process 1 image")).to_be_visible()
+    # Said to screen readers once, for the files added together.
+    await expect(page.locator("#announcer")).to_have_text(
+        f"1 image added, 1 ready to upload. huge.jpg: {expected['huge.jpg']}"
+    )
     assert posts == []
     assert problems.unexpected() == []
 

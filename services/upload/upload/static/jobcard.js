@@ -90,13 +90,15 @@ export class JobCard {
     this.thumb = img;
   }
 
-  /** A problem found before upload ({code, headline, detail}): said once, next to the file. */
+  /**
+   * A problem found before upload ({code, headline, detail}): said once, next to the
+   * file (the page announces the files added and why any is refused, together).
+   */
   precheck(problem) {
     const text = problem.detail ? `${problem.headline}: ${problem.detail}` : problem.headline;
     this.setState("refused", text);
     this.statusLine.dataset.code = problem.code;
     fill(this.actions);
-    announce(`${this.file.name}: ${text}`);
   }
 
   uploading(fraction) {

@@ -40,9 +40,19 @@ function addFiles(files) {
   });
   if (added.length) {
     hideFormError();
-    announce(`${added.length} ${added.length === 1 ? "image" : "images"} added, ${readyCards().length} ready to upload`);
+    Promise.all(added.map((card) => card.checked)).then(() => announceAdded(added));
   }
   updateSubmit();
+}
+
+/** One announcement for the files added: how many, how many ready, and why any is not. */
+function announceAdded(added) {
+  const refused = added.filter((card) => card.state === "refused");
+  const why = refused.map((card) => `${card.file.name}: ${card.statusLine.textContent}`);
+  announce([
+    `${added.length} ${added.length === 1 ? "image" : "images"} added, ${readyCards().length} ready to upload.`,
+    ...why,
+  ].join(" "));
 }
 
 function removeSelected(card) {
