@@ -56,7 +56,7 @@ def test_the_api_keeps_its_contract(api_schema: BaseSchema) -> None:
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
 
 
-def test_schemathesis_run_checks_all(mesh: Mesh) -> None:
+def test_schemathesis_run_checks_all(mesh: Mesh, tmp_path: Path) -> None:
     """As an outside check runs it: `schemathesis run --checks all` (positive-data
     acceptance excluded, as above), which also sends methods a route does not have (a
     405 must say `Allow`) and reads the event stream event by event."""
@@ -76,6 +76,7 @@ def test_schemathesis_run_checks_all(mesh: Mesh) -> None:
             "--generation-deterministic",
             "--no-color",
         ],
+        cwd=tmp_path,  # its caches (.schemathesis/, .hypothesis/) go there, not in the tree
         capture_output=True,
         text=True,
         timeout=900,

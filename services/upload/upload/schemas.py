@@ -149,7 +149,10 @@ class ProgressStep(BaseModel):
         default=None, description="the mesh event's id (also the SSE `id`): sent once each"
     )
     type: str = Field(description="the mesh's event type, e.g. operation.applied, job.failed")
-    time: str = Field(description="when the mesh recorded it (ISO 8601, UTC)")
+    time: str | None = Field(
+        description="when the mesh recorded it (ISO 8601, UTC); null for a step read back "
+        "from provenance without a time"
+    )
     service: str = Field(description="the service that did it")
     operation: str | None = Field(default=None, description="operation.applied")
     index: int | None = Field(default=None, ge=0, description="the operation's position")
