@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import uuid
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from imagemesh_cli.api import ApiClient
 from imagemesh_cli.follow import StatusChanged, StepRecorded, Update, follow
+from tests.conftest import Mesh
 
 from .fake import DROP, FakeApi, job, sse, succeeded
+from .test_e2e import SUBMITTED, imagemesh, make_image
 
 JOB = str(uuid.uuid4())
 
@@ -93,3 +98,31 @@ async def test_a_reconnection_repeats_no_step(fake: FakeApi) -> None:
         "operation.applied",
         "image.processed",
     ]
+
+
+@pytest.mark.e2e
+def test_every_job_of_a_submit_wait_shows_queued_against_the_real_mesh(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    files = [make_image(tmp_path / f"photo-{n}.jpg", (320, 240), "JPEG") for n in range(3)]
+    run = imagemesh(mesh, "submit", *files, "--op", "thumbnail:width=64", "--wait", "-o", tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    ids = [job_id for job_id, _ in SUBMITTED.findall(run.stdout)]
+    assert len(ids) == 3
+    for job_id in ids:
+        shown = [
+            line.split("  ", 2)[2]
+            for line in run.stdout.splitlines()
+            if line.startswith(f"{job_id[:8]}  +")
+        ]
+        said = [text.split(" (")[0].split(":")[0] for text in shown]
+        assert said[:-1] == [
+            "upload received",
+            "image uploaded",
+            "queued",
+            "processing started",
+            "processing",
+            "thumbnail applied",
+            "image processed",
+            "succeeded",
+        ], shown

@@ -42,6 +42,8 @@ class QueuedForever:
         job = await self.status(job_id)
         return job if job is not None and reader.may_read(job["owner"]) else None
 
+    recorded_status = status
+
     async def provenance(self, job_id: str) -> dict[str, Any] | None:
         return None  # nothing recorded yet: a stream starts with no steps
 

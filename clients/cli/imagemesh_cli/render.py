@@ -114,6 +114,7 @@ def error_text(error: object) -> str:
 
 _STEP_NAMES = {
     "upload.received": "upload received",
+    "image.uploaded": "image uploaded",
     "job.processing-started": "processing started",
     "image.stored": "image stored",
     "image.processed": "image processed",

@@ -61,6 +61,9 @@ MAX_STREAM_SECONDS = 3600.0
 RECONNECT_MS = 3000
 STATUS_SETTLE_SECONDS = 10.0
 """How long to wait for provenance to show a status an event implies."""
+INTAKE_SETTLE_SECONDS = 2.0
+"""How long a stream of a job just accepted waits for provenance to record its intake
+(published before the 202), so that its first steps come first."""
 QUIET_RECHECK_SECONDS = 10.0
 """How long a stream waits without news before it reads the job's status again (the live
 queue may have lost the event it waits for)."""
@@ -178,19 +181,22 @@ async def _status(stream: _Stream, jobs: Jobs, job: dict[str, Any], *, first: bo
     stream starts (what happened before it opened) and when the job ends (what the live
     queue lost or had not delivered), so that a client that stops at a terminal status
     has every step by then."""
-    final = job["status"] in FINAL_STATUSES
-    if first or final:
-        await _replay(stream, jobs, job, settle=first and final)
+    if first or job["status"] in FINAL_STATUSES:
+        await _replay(stream, jobs, job, settle=first)
     await stream.event("status", public(job))
 
 
 async def _replay(stream: _Stream, jobs: Jobs, job: dict[str, Any], *, settle: bool) -> None:
-    """Send the steps provenance has recorded that this stream has not sent. `settle`: a
-    job that ended before the stream opened, whose last steps this stream never saw: once
-    provenance shows it ended (it records the events concurrently). A job that ended while
+    """Send the steps provenance has recorded that this stream has not sent. `settle`
+    (the stream's start): once provenance shows the job as far as `job` (it records the
+    events concurrently): for a job just accepted, its intake, which a client would
+    otherwise see only at the end, out of order; for one that ended before the stream
+    opened, its last steps, which this stream never saw live. A job that ended while
     followed had its last steps relayed live, and its intake recorded long before."""
     if settle:
-        await _status_at_least(jobs, job["id"], job["status"], fallback=job)
+        final = job["status"] in FINAL_STATUSES
+        within = STATUS_SETTLE_SECONDS if final else INTAKE_SETTLE_SECONDS
+        await _status_at_least(jobs, job["id"], job["status"], fallback=job, within=within)
     try:
         document = await jobs.provenance(job["id"])
     except ApiError as exc:  # provenance is away: the live steps are all there is
@@ -247,12 +253,18 @@ async def _current(
 
 
 async def _status_at_least(
-    jobs: Jobs, job_id: str, wanted: str, *, fallback: dict[str, Any]
+    jobs: Jobs,
+    job_id: str,
+    wanted: str,
+    *,
+    fallback: dict[str, Any],
+    within: float | None = None,
 ) -> dict[str, Any]:
     """The job's status once provenance has recorded what an event says happened (it
-    records the same event concurrently), or whatever it shows after a while (`fallback`
-    while it shows nothing yet: the intake is recorded concurrently too)."""
-    deadline = time.monotonic() + STATUS_SETTLE_SECONDS
+    records the same event concurrently), or whatever it shows after `within` seconds
+    (default STATUS_SETTLE_SECONDS; `fallback` while it shows nothing yet: the intake is
+    recorded concurrently too)."""
+    deadline = time.monotonic() + (STATUS_SETTLE_SECONDS if within is None else within)
     pause = 0.05
     while True:
         job = await jobs.recorded_status(job_id) or fallback
