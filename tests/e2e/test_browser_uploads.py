@@ -176,6 +176,13 @@ def webp_lossy(width: int, height: int) -> bytes:
     return patched(data, 26, struct.pack("<HH", width, height))
 
 
+def webp_lossless(width: int, height: int) -> bytes:
+    data = encoded("WEBP", lossless=True)
+    assert data[12:16] == b"VP8L"
+    bits = (width - 1) | ((height - 1) << 14) | (data[24] >> 4 << 28)
+    return patched(data, 21, struct.pack("<I", bits))
+
+
 def gif(width: int, height: int) -> bytes:
     return patched(encoded("GIF"), 6, struct.pack("<HH", width, height))
 
@@ -203,6 +210,7 @@ async def test_each_file_is_checked_before_upload_and_told_why_next_to_it(
         upload("bomb.png", "image/png", png_header(20_000, 20_000)),
         upload("canvas.webp", "image/webp", webp_vp8x(16_000, 16_000)),
         upload("lossy.webp", "image/webp", webp_lossy(16_000, 8000)),
+        upload("lossless.webp", "image/webp", webp_lossless(12_000, 6000)),
         upload("anim.gif", "image/gif", gif(10_000, 8000)),
         upload("fine.jpg", "image/jpeg", photo_like(320, 200, "JPEG")),
     ]
@@ -220,6 +228,7 @@ async def test_each_file_is_checked_before_upload_and_told_why_next_to_it(
         "bomb.png": f"Too many pixels: 400 MP; {mp}",
         "canvas.webp": f"Too many pixels: 256 MP; {mp}",
         "lossy.webp": f"Too many pixels: 128 MP; {mp}",
+        "lossless.webp": f"Too many pixels: 72 MP; {mp}",
         "anim.gif": f"Too many pixels: 80 MP; {mp}",
         "huge.jpg": f"Too large: {limits['image_max_bytes'] + 1:,} bytes; "
         f"at most {limits['image_max_bytes']:,} bytes",
