@@ -183,6 +183,13 @@ def webp_lossless(width: int, height: int) -> bytes:
     return patched(data, 21, struct.pack("<I", bits))
 
 
+def avif(width: int, height: int) -> bytes:
+    """A small AVIF whose image extents (ispe) claim width x height."""
+    data = bytes(pyvips.Image.black(16, 16).heifsave_buffer(compression="av1"))
+    at = data.index(b"ispe")
+    return patched(data, at + 8, struct.pack(">II", width, height))
+
+
 def gif(width: int, height: int) -> bytes:
     return patched(encoded("GIF"), 6, struct.pack("<HH", width, height))
 
@@ -212,6 +219,7 @@ async def test_each_file_is_checked_before_upload_and_told_why_next_to_it(
         upload("lossy.webp", "image/webp", webp_lossy(16_000, 8000)),
         upload("lossless.webp", "image/webp", webp_lossless(12_000, 6000)),
         upload("anim.gif", "image/gif", gif(10_000, 8000)),
+        upload("photo.avif", "image/avif", avif(9000, 7000)),
         upload("fine.jpg", "image/jpeg", photo_like(320, 200, "JPEG")),
     ]
     posts: list[str] = []
@@ -230,6 +238,7 @@ async def test_each_file_is_checked_before_upload_and_told_why_next_to_it(
         "lossy.webp": f"Too many pixels: 128 MP; {mp}",
         "lossless.webp": f"Too many pixels: 72 MP; {mp}",
         "anim.gif": f"Too many pixels: 80 MP; {mp}",
+        "photo.avif": f"Too many pixels: 63 MP; {mp}",
         "huge.jpg": f"Too large: {limits['image_max_bytes'] + 1:,} bytes; "
         f"at most {limits['image_max_bytes']:,} bytes",
     }

@@ -1,8 +1,8 @@
 // What an image file is and how large, from its first bytes, without decoding it: the
 // upload page checks each file against the server's limits before sending it, and never
 // decodes a huge image to draw a small preview. Reads JPEG (its SOF segment, after any
-// EXIF or ICC data), PNG (IHDR), GIF (the logical screen), WebP (VP8, VP8L, VP8X);
-// TIFF and AVIF are recognised, their size left to the server.
+// EXIF or ICC data), PNG (IHDR), GIF (the logical screen), WebP (VP8, VP8L, VP8X),
+// AVIF (ispe); TIFF is recognised, its size left to the server.
 
 const FIRST_READ = 64 * 1024;
 const JPEG_MAX_READ = 4 * 1024 * 1024; // EXIF and ICC segments before the SOF: at most 64 KiB each
@@ -24,9 +24,19 @@ function sniff(d) {
   if (d.length >= 8 && ascii(d, 0, 8) === "\x89PNG\r\n\x1a\n") { return "png"; }
   if (d.length >= 6 && (ascii(d, 0, 6) === "GIF87a" || ascii(d, 0, 6) === "GIF89a")) { return "gif"; }
   if (d.length >= 12 && ascii(d, 0, 4) === "RIFF" && ascii(d, 8, 4) === "WEBP") { return "webp"; }
-  if (d.length >= 4 && (ascii(d, 0, 4) === "II*\0" || ascii(d, 0, 4) === "MM\0*")) { return "tiff"; }
-  if (d.length >= 12 && ascii(d, 4, 4) === "ftyp" && ["avif", "avis"].includes(ascii(d, 8, 4))) { return "avif"; }
+  // Classic and BigTIFF, both byte orders.
+  if (d.length >= 4 && ["II*\0", "MM\0*", "II+\0", "MM\0+"].includes(ascii(d, 0, 4))) { return "tiff"; }
+  if (isAvif(d)) { return "avif"; }
   return null;
+}
+
+/** An ISO-BMFF ftyp box whose major or a compatible brand is AVIF (as the server sniffs). */
+function isAvif(d) {
+  if (d.length < 12 || ascii(d, 4, 4) !== "ftyp") { return false; }
+  const end = Math.min(u32be(d, 0), d.length);
+  const brands = [ascii(d, 8, 4)];
+  for (let at = 16; at + 4 <= end; at += 4) { brands.push(ascii(d, at, 4)); }
+  return brands.some((brand) => brand === "avif" || brand === "avis");
 }
 
 function png(d) {
@@ -52,6 +62,19 @@ function webp(d) {
     return { width: 1 + u24le(d, 24), height: 1 + u24le(d, 27) };
   }
   return null;
+}
+
+/** An AVIF's size from its `ispe` (image spatial extents) boxes: the largest one. */
+function avif(d) {
+  let size = null;
+  for (let at = 4; at + 16 <= d.length; at += 1) {
+    if (d[at] === 0x69 && ascii(d, at, 4) === "ispe") {
+      const width = u32be(d, at + 8);
+      const height = u32be(d, at + 12);
+      if (!size || width * height > size.width * size.height) { size = { width, height }; }
+    }
+  }
+  return size;
 }
 
 /** A JPEG's size from its first SOF segment, reading further into the file as needed. */
@@ -85,6 +108,7 @@ export async function readHeader(file) {
   if (format === "png") { size = png(first); }
   if (format === "gif") { size = gif(first); }
   if (format === "webp") { size = webp(first); }
+  if (format === "avif") { size = avif(first); }
   if (format === "jpeg") { size = await jpeg(file, first); }
   return { format, width: size ? size.width : null, height: size ? size.height : null };
 }
