@@ -285,3 +285,21 @@ async def test_a_huge_image_gets_no_preview_decoded_in_the_browser(page: Page, m
         "data-status", "ready"
     )
     assert problems.unexpected() == []
+
+
+async def test_a_corrupt_image_says_decoding_it_failed(page: Page, mesh: Mesh) -> None:
+    problems = await open_upload_page(page)
+    jpeg = photo_like(640, 480, "JPEG")
+    await page.get_by_label("Choose images").set_input_files(
+        [upload("cut.jpg", "image/jpeg", jpeg[: len(jpeg) // 2])]
+    )
+    await use_pipeline(page, [{"op": "convert", "format": "webp"}])
+    await page.get_by_role("button", name="Upload and process 1 image").click()
+    job = card(page, "cut.jpg")
+    await expect(job).to_have_attribute("data-status", "failed", timeout=JOB_DEADLINE_MS)
+    # What failed is decoding the input, not the WebP encoder that first read its pixels.
+    await expect(job.locator(".status-line")).to_have_text(
+        "The image cannot be read: the input image cannot be decoded: "
+        "its data is corrupt or truncated"
+    )
+    assert problems.unexpected() == []
