@@ -322,6 +322,13 @@ class Jobs:
 
     async def result(self, job_id: str, reader: Principal) -> tuple[dict[str, Any], str]:
         """Where the job's output is stored, and its content type."""
+        output: dict[str, Any] = (await self.succeeded(job_id, reader))["output_ref"]
+        return output, _content_type(output)
+
+    async def succeeded(self, job_id: str, reader: Principal) -> dict[str, Any]:
+        """The job, with its `output_ref`, if `reader` may read it and it succeeded: else
+        404 (unknown, or another's: the same answer), 409 `job_failed` or `not_finished`.
+        The one check of every way to a result (/result, results.zip)."""
         # A finished job this replica saw live needs no provenance query: a finished status
         # does not change.
         job = await self.status(job_id)
@@ -331,8 +338,7 @@ class Jobs:
             raise ApiError(409, "job_failed", f"the job failed: {job['error']['message']}")
         if job["status"] != "succeeded":
             raise ApiError(409, "not_finished", f"the job is {job['status']}; try again later")
-        output: dict[str, Any] = job["output_ref"]
-        return output, _content_type(output)
+        return job
 
     @asynccontextmanager
     async def fetched(self, image: dict[str, Any], spool: Spool) -> AsyncIterator[Spool]:

@@ -68,6 +68,12 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     reader that stalls holds a file, not memory."""
     upload_max_concurrent_downloads_per_client: int = Field(default=8, ge=1)
     """Images one client may be receiving at once on this replica; beyond: 429."""
+    upload_zip_max_jobs: int = Field(default=100, ge=1)
+    """Results one zip (GET /api/v1/results.zip) may hold; more ids: 413. A zip being
+    sent holds one download slot (UPLOAD_MAX_CONCURRENT_DOWNLOADS[_PER_CLIENT])."""
+    upload_zip_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    """The results' total size one zip may hold, from their stored sizes, checked
+    before anything is sent; more: 413."""
     upload_body_timeout_seconds: float = Field(default=30.0, gt=0)
     """The longest pause in a body, either way: a sender silent for longer is cut (408),
     and so is a reader that takes nothing of an image for longer."""
