@@ -37,6 +37,8 @@ async def about(request: web.Request) -> web.Response:
             "image_max_pixels": settings.image_max_pixels,
             "image_max_side": settings.image_max_side,
             "pipeline_max_ops": settings.pipeline_max_ops,
+            "zip_max_jobs": settings.upload_zip_max_jobs,
+            "zip_max_bytes": settings.upload_zip_max_bytes,
         },
     }
     return web.json_response(body)

@@ -111,7 +111,7 @@ class About(_Body):
     )
     limits: dict[str, int] = Field(
         description="what an upload may be: image_max_bytes, image_max_pixels, image_max_side, "
-        "pipeline_max_ops"
+        "pipeline_max_ops; what one results.zip may hold: zip_max_jobs, zip_max_bytes"
     )
 
 
@@ -149,10 +149,7 @@ class ProgressStep(BaseModel):
         default=None, description="the mesh event's id (also the SSE `id`): sent once each"
     )
     type: str = Field(description="the mesh's event type, e.g. operation.applied, job.failed")
-    time: str | None = Field(
-        description="when the mesh recorded it (ISO 8601, UTC); null for a step read back "
-        "from provenance without a time"
-    )
+    time: str = Field(description="when the mesh recorded it (ISO 8601, UTC)")
     service: str = Field(description="the service that did it")
     operation: str | None = Field(default=None, description="operation.applied")
     index: int | None = Field(default=None, ge=0, description="the operation's position")

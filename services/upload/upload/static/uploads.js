@@ -2,6 +2,7 @@
 // them with progress, and follow every job to its result.
 
 import { about, operations, submitJob } from "./api.js";
+import { updateDownloadAll } from "./batchzip.js";
 import { Builder } from "./builder.js";
 import { $, announce, fill, h, markCurrentNav } from "./dom.js";
 import { JobCard } from "./jobcard.js";
@@ -149,6 +150,7 @@ function showProgress() {
   const text = states.length ? `${done} of ${states.length} done${failed ? `, ${failed} failed` : ""}` : "";
   if (box.textContent !== text) { box.textContent = text; }
   box.hidden = states.length === 0;
+  updateDownloadAll();
 }
 
 /** After Upload: the jobs, not the button far above them (a phone shows one card's header). */
