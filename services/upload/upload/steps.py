@@ -37,6 +37,20 @@ def _services(document: dict[str, Any]) -> dict[str, str]:
     return services
 
 
+def _reuses(document: dict[str, Any]) -> dict[str, str]:
+    """The reuse each earlier computation informed, by the computation's activity id. A
+    reused job's document names the earlier job's computation (its `image.processed`,
+    without time or agent: they are that job's); as this job's step it is the output taken
+    when the runner reused it, at the reuse's time, by the reuse's service."""
+    activities = document.get("activity") or {}
+    return {
+        relation.get("prov:informant", ""): informed
+        for relation in (document.get("wasInformedBy") or {}).values()
+        if (informed := relation.get("prov:informed", ""))
+        and (activities.get(informed) or {}).get("prov:type") == "image.reused"
+    }
+
+
 def _operations(activities: dict[str, Any], activity_id: str) -> list[dict[str, Any]]:
     """The operations a computation's activity lists, in order."""
     prefix = f"{activity_id}{OPERATION_PART}"
@@ -74,18 +88,22 @@ def _details(activity: dict[str, Any]) -> dict[str, Any]:
 def recorded_steps(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Each event of the job in `document`, oldest first, as a progress step with its id."""
     activities: dict[str, Any] = document.get("activity") or {}
-    services = _services(document)
+    services, reuses = _services(document), _reuses(document)
     steps = []
     for activity_id, activity in activities.items():
         if not activity_id.startswith(EVENT_PREFIX) or OPERATION_PART in activity_id:
             continue
+        reuse = reuses.get(activity_id)  # an earlier job's computation, taken by a reuse
+        timed = activities[reuse] if reuse else activity
         shown: dict[str, Any] = {
             "id": activity_id.removeprefix(EVENT_PREFIX),
             "type": activity.get("prov:type"),
-            "time": _plain(activity.get("prov:endTime")) or _plain(activity.get("prov:startTime")),
-            "service": services.get(activity_id, ""),
+            "time": _plain(timed.get("prov:endTime")) or _plain(timed.get("prov:startTime")),
+            "service": services.get(reuse or activity_id, ""),
             **_details(activity),
         }
+        if reuse:
+            shown["reused_from"] = _plain(activity.get("imagemesh:job"))
         if shown["type"] == "image.processed":
             shown["operations"] = _operations(activities, activity_id)
         steps.append(shown)
