@@ -66,6 +66,7 @@ class _Seen:
     the last one passed, its owner, and whether it still waits (queued, not started)."""
 
     owner: str
+    input_sha256: str = ""
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     last: float = 0.0
     waiting: bool = True
@@ -104,7 +105,9 @@ class LiveJobs:
         if seen is None:
             if not isinstance(event, ImageUploaded):
                 return  # seen from its middle: its status could miss what came before
-            seen = self._recent[event.job_id] = _Seen(owner=event.principal)
+            seen = self._recent[event.job_id] = _Seen(
+                owner=event.principal, input_sha256=event.input.sha256
+            )
             self._waiting[seen.owner] += 1
             while len(self._recent) > self._recent_jobs:
                 self._forget(self._recent.popitem(last=False)[1])
@@ -153,6 +156,15 @@ class LiveJobs:
         if job is None or fresh is None or job["status"] in FINAL_STATUSES:
             return job
         return job if self._clock() - seen.last <= fresh else None
+
+    def taking(self, sha256: str, owner: str | None) -> list[str]:
+        """The jobs seen from their start whose input is the image `sha256`, of `owner`
+        (None: anyone's), oldest first: an image's lineage before provenance records it."""
+        return [
+            job_id
+            for job_id, seen in self._recent.items()
+            if seen.input_sha256 == sha256 and owner in (None, seen.owner)
+        ]
 
     async def wait_seen(self, job_id: str, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the job's start to pass; whether it did."""
