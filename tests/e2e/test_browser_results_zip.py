@@ -1,0 +1,68 @@
+""" "Download all" on the upload page, in Chromium against the mesh: once the batch's jobs
+succeeded, one click downloads a zip of their results, each entry the bytes /result
+sends, named after the file chosen (tests/browser.py, tests/security/test_results_zip.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser import JOB_DEADLINE_MS, PageProblems, card, page_on, photo_like, upload
+from tests.conftest import Mesh
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+
+@pytest.fixture
+async def page(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
+    async with page_on(browser, mesh.upload_url) as opened:
+        yield opened
+
+
+async def test_download_all_is_one_zip_of_the_batchs_results(page: Page) -> None:
+    problems = PageProblems(page)
+    await page.goto("/")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    # One stem twice (any case): the second is made unique, as unzipping would clash.
+    names = ["harbour.jpg", "Harbour.jpeg"]
+    files = [
+        upload(names[0], "image/jpeg", photo_like(320, 240, "JPEG")),
+        upload(names[1], "image/jpeg", photo_like(300, 200, "JPEG")),
+    ]
+    await page.get_by_label("Choose images").set_input_files(files)
+    download_all = page.locator("#download-all")
+    await expect(download_all).to_be_hidden()  # nothing succeeded yet
+    await page.get_by_role("button", name="Upload and process 2 images").click()
+    for name in names:
+        await expect(card(page, name)).to_have_attribute(
+            "data-status", "succeeded", timeout=JOB_DEADLINE_MS
+        )
+    await expect(download_all).to_be_visible()
+    await expect(download_all).to_have_text("Download all (2)")
+
+    async with page.expect_download() as downloading:
+        await download_all.click()
+    download = await downloading.value
+    assert re.fullmatch(r"imagemesh-results-2\.zip", download.suggested_filename)
+    archive = zipfile.ZipFile(io.BytesIO((await download.path()).read_bytes()))
+    assert archive.testzip() is None
+
+    digests = []
+    for name in names:
+        job_id = await card(page, name).get_attribute("data-job-id")
+        assert job_id
+        job = await (await page.request.get(f"/api/v1/jobs/{job_id}")).json()
+        assert job["output"]["format"] == "jpeg"  # no pipeline: the format kept
+        result = await page.request.get(f"/api/v1/jobs/{job_id}/result")
+        digests.append(hashlib.sha256(await result.body()).hexdigest())
+    assert archive.namelist() == ["harbour.jpg", "Harbour (2).jpg"]
+    assert [hashlib.sha256(archive.read(name)).hexdigest() for name in archive.namelist()] == (
+        digests
+    )
+    assert problems.unexpected() == []
