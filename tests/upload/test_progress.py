@@ -274,3 +274,28 @@ async def test_a_step_replayed_from_provenance_is_not_sent_again_live() -> None:
     await _follow(stream, jobs, LiveJobs(), inbox, job)
     types = [data.get("type", data.get("status")) for _, data in recorder.events()]
     assert types == [*TRAIL, "queued", "succeeded"]
+
+
+class LateProvenance:
+    """Provenance that records the job's intake only after being asked twice."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def recorded_status(self, job_id: str) -> dict[str, Any] | None:
+        self.asked += 1
+        return {"id": job_id, "status": "queued"} if self.asked > 2 else None
+
+    async def provenance(self, job_id: str) -> dict[str, Any]:
+        return document(*TRAIL[:2]) if self.asked > 2 else document()
+
+
+async def test_a_stream_of_a_job_just_accepted_starts_with_its_intake() -> None:
+    # The client opens the stream right after the 202, before provenance has recorded
+    # the intake: the stream waits for it (briefly), so the first steps come first.
+    recorder = Recorder()
+    stream = _Stream(cast(web.StreamResponse, recorder))
+    job = {"id": JOB, "status": "queued"}
+    await _status(stream, cast(Jobs, LateProvenance()), job, first=True)
+    types = [data.get("type", data.get("status")) for _, data in recorder.events()]
+    assert types == ["upload.received", "image.uploaded", "queued"]

@@ -193,11 +193,10 @@ async def _replay(stream: _Stream, jobs: Jobs, job: dict[str, Any], *, settle: b
     otherwise see only at the end, out of order; for one that ended before the stream
     opened, its last steps, which this stream never saw live. A job that ended while
     followed had its last steps relayed live, and its intake recorded long before."""
-    if settle:
-        final = job["status"] in FINAL_STATUSES
-        within = STATUS_SETTLE_SECONDS if final else INTAKE_SETTLE_SECONDS
-        await _status_at_least(jobs, job["id"], job["status"], fallback=job, within=within)
+    final = job["status"] in FINAL_STATUSES
     try:
+        if settle:
+            await _recorded(jobs, job, STATUS_SETTLE_SECONDS if final else INTAKE_SETTLE_SECONDS)
         document = await jobs.provenance(job["id"])
     except ApiError as exc:  # provenance is away: the live steps are all there is
         log.warning("progress_replay_unavailable", error=exc.message)
@@ -252,19 +251,29 @@ async def _current(
     return await _status_at_least(jobs, job_id, wanted, fallback=seen or current)
 
 
+async def _recorded(jobs: Jobs, job: dict[str, Any], within: float) -> None:
+    """Wait until provenance has recorded the job as far as `job` says (its documents
+    then hold those steps), for up to `within` seconds."""
+    deadline = time.monotonic() + within
+    pause = 0.02
+    while True:
+        recorded = await jobs.recorded_status(job["id"])
+        if recorded is not None and STATUS_RANK[recorded["status"]] >= STATUS_RANK[job["status"]]:
+            return
+        if time.monotonic() > deadline:
+            log.info("progress_replay_not_recorded_yet", status=job["status"])
+            return
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
 async def _status_at_least(
-    jobs: Jobs,
-    job_id: str,
-    wanted: str,
-    *,
-    fallback: dict[str, Any],
-    within: float | None = None,
+    jobs: Jobs, job_id: str, wanted: str, *, fallback: dict[str, Any]
 ) -> dict[str, Any]:
     """The job's status once provenance has recorded what an event says happened (it
-    records the same event concurrently), or whatever it shows after `within` seconds
-    (default STATUS_SETTLE_SECONDS; `fallback` while it shows nothing yet: the intake is
-    recorded concurrently too)."""
-    deadline = time.monotonic() + (STATUS_SETTLE_SECONDS if within is None else within)
+    records the same event concurrently), or whatever it shows after a while (`fallback`
+    while it shows nothing yet: the intake is recorded concurrently too)."""
+    deadline = time.monotonic() + STATUS_SETTLE_SECONDS
     pause = 0.05
     while True:
         job = await jobs.recorded_status(job_id) or fallback
