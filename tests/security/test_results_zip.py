@@ -6,9 +6,11 @@ succeed refuses the whole zip (409), naming it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
+import socket
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +23,7 @@ import pytest
 from tests.conftest import Mesh
 from tests.e2e.helpers import photo, wait_finished
 from tests.security.conftest import upload_replica
+from tests.waiting import async_wait_for
 from upload.tokens import new_token, token_hash
 
 pytestmark = pytest.mark.e2e
@@ -193,3 +196,70 @@ async def test_a_job_that_did_not_succeed_refuses_the_zip_naming_it(
     assert (status, code) == (409, "job_failed")
     assert f"failed: {bad['id']}" in message
     assert good["id"] not in message
+
+
+@pytest.fixture(scope="module")
+def one_download(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zipping]:
+    """A replica where a client may receive one download at a time (the zip's bounds at
+    their defaults)."""
+    entries = [f"{ALICE}:{token_hash(ALICE_TOKEN)}", f"{BOB}:{token_hash(BOB_TOKEN)}"]
+    with upload_replica(
+        mesh,
+        tmp_path_factory.mktemp("upload-zip-slots"),
+        UPLOAD_API_TOKEN_HASHES=",".join(entries),
+        UPLOAD_SESSION_SECRET=f"zip-test-secret-{_RUN}",
+        UPLOAD_MAX_CONCURRENT_DOWNLOADS_PER_CLIENT="1",
+        UPLOAD_BODY_TIMEOUT_SECONDS="120",
+    ) as replica:
+        yield Zipping(replica)
+
+
+async def stalled_zip(
+    url: str, path: str, token: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A GET whose client then reads nothing past the head, with a small receive buffer
+    (so the kernel does not take the whole zip off the server's hands)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=64 * 1024)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        .encode()
+    )  # fmt: skip
+    await writer.drain()
+    return reader, writer
+
+
+async def test_a_zip_being_sent_holds_one_of_its_clients_download_slots(
+    zipping: Zipping,
+    one_download: Zipping,
+    alice: aiohttp.ClientSession,
+    bob: aiohttp.ClientSession,
+) -> None:
+    # Noise as PNG: megabytes, far more than the sockets' buffers take.
+    big = await finished(alice, zipping, photo(2000, 1500, "PNG"), "big.png", "[]")
+    small = await finished(alice, zipping, photo(37, 20, "PNG"), "small.png")
+    assert big["output"]["bytes"] > 4 * 1024 * 1024
+    path = f"/api/v1/results.zip?ids={big['id']}"
+    reader, writer = await stalled_zip(one_download.url, path, ALICE_TOKEN)
+    result = f"{one_download.url}/api/v1/jobs/{small['id']}/result"
+    try:
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        async with alice.get(result) as refused:
+            assert (await refusal(refused))[:2] == (429, "too_many_downloads")
+        async with alice.get(one_download.zip_url(small["id"])) as refused:
+            assert (await refusal(refused))[:2] == (429, "too_many_downloads")
+        mine = await finished(bob, zipping, photo(38, 20, "PNG"), "mine.png")
+        async with bob.get(one_download.zip_url(mine["id"])) as other:
+            assert other.status == 200  # another client is served meanwhile
+    finally:
+        writer.close()
+
+    async def served() -> bool:
+        async with alice.get(one_download.zip_url(small["id"])) as again:
+            return again.status == 200 and len(await again.read()) > small["output"]["bytes"]
+
+    await async_wait_for(served, timeout=30)
