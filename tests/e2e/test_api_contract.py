@@ -68,9 +68,7 @@ def test_schemathesis_run_checks_all(mesh: Mesh, tmp_path: Path) -> None:
             "--checks",
             "all",
             "--exclude-checks",
-            # ensure_resource_availability: GET .../provenance at once after the POST is
-            # 404 until provenancedb has recorded the job (a known gap, not of this test).
-            "positive_data_acceptance,ensure_resource_availability",
+            "positive_data_acceptance",
             "--max-examples",
             "10",
             "--generation-deterministic",
