@@ -13,7 +13,15 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser import JOB_DEADLINE_MS, PageProblems, card, page_on, photo_like, upload
+from tests.browser import (
+    JOB_DEADLINE_MS,
+    PageProblems,
+    card,
+    page_on,
+    photo_like,
+    screenshot,
+    upload,
+)
 from tests.conftest import Mesh
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -45,6 +53,8 @@ async def test_download_all_is_one_zip_of_the_batchs_results(page: Page) -> None
         )
     await expect(download_all).to_be_visible()
     await expect(download_all).to_have_text("Download all (2)")
+    await expect(download_all).to_have_attribute("download", "")
+    await screenshot(page, "download-all")
 
     async with page.expect_download() as downloading:
         await download_all.click()
