@@ -21,12 +21,19 @@ REUSED_TRAIL = ("upload.received", "image.uploaded", "image.reused")
 SOURCES = {"image.reused": "/imagemesh/imageproc_runner"}
 
 
+def event_id(event_type: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, event_type))
+
+
 def envelope(event_type: str) -> Envelope:
-    """The sample envelope of an event, with an id and publisher of its own."""
+    """The sample envelope of an event, with an id, publisher and cause of its own (each
+    event caused by the one before it, as in the mesh)."""
+    before = REUSED_TRAIL[max(REUSED_TRAIL.index(event_type) - 1, 0)]
     return dataclasses.replace(
         sample_envelope(event_type),
-        id=str(uuid.uuid5(uuid.NAMESPACE_URL, event_type)),
+        id=event_id(event_type),
         source=SOURCES.get(event_type, "/imagemesh/upload"),
+        causation_id=event_id(before),
     )
 
 
@@ -43,6 +50,12 @@ def test_the_computation_a_reused_job_took_is_a_step_at_the_reuse_by_the_runner(
     assert taken["reused_from"] == earlier.reused_from
     assert taken["time"] is not None
     assert [step["type"] for step in steps][-2:] == ["image.reused", "image.processed"]
+    # The reuse's cause keeps its own time and service.
+    uploaded = by_type["image.uploaded"]
+    assert uploaded["service"] == "upload"
+    assert uploaded["time"] == sample_envelope("image.uploaded").time.isoformat().replace(
+        "+00:00", "Z"
+    )
     for step in steps:  # every step as the stream's schema documents it: a time, a service
         ProgressStep.model_validate(step)
         assert isinstance(step["time"], str), step

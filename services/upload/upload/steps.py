@@ -44,11 +44,18 @@ def _reuses(document: dict[str, Any]) -> dict[str, str]:
     when the runner reused it, at the reuse's time, by the reuse's service."""
     activities = document.get("activity") or {}
     return {
-        relation.get("prov:informant", ""): informed
+        informant: informed
         for relation in (document.get("wasInformedBy") or {}).values()
         if (informed := relation.get("prov:informed", ""))
         and (activities.get(informed) or {}).get("prov:type") == "image.reused"
+        # Not the reuse's cause (its image.uploaded, which has its own time and agent).
+        and (informant := relation.get("prov:informant", "")) in activities
+        and not _timed(activities[informant])
     }
+
+
+def _timed(activity: dict[str, Any]) -> bool:
+    return bool(activity.get("prov:startTime") or activity.get("prov:endTime"))
 
 
 def _operations(activities: dict[str, Any], activity_id: str) -> list[dict[str, Any]]:
