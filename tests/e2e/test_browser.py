@@ -11,21 +11,18 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import pyvips
-from playwright.async_api import Browser, Locator, Page, Route, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from tests.browser import (
     JOB_DEADLINE_MS,
-    PHONE,
     PageProblems,
     card,
-    page_on,
     photo_like,
     screenshot,
     upload,
@@ -39,18 +36,6 @@ SERVICE_AND_VERSION = re.compile(r"^(upload|imageproc_runner|imageproc) \d+\.\d+
 
 
 # --------------------------------------------------------------------------- browser
-
-
-@pytest.fixture
-async def page(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    async with page_on(browser, mesh.upload_url) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def phone(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    async with page_on(browser, mesh.upload_url, PHONE) as opened:
-        yield opened
 
 
 async def open_page(page: Page, path: str) -> PageProblems:

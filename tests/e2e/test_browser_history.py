@@ -9,14 +9,13 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, Request, Response, Route, expect
+from playwright.async_api import Page, Request, Response, Route, expect
 
-from tests.browser import PHONE, PageProblems, page_on, photo_like, screenshot
+from tests.browser import PageProblems, photo_like, screenshot
 from tests.conftest import Mesh
 from tests.e2e.helpers import submit, wait_finished
 from tests.security.test_history_api import thumbnail_made
@@ -24,18 +23,6 @@ from tests.security.test_history_api import thumbnail_made
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 ROWS = "#history tbody tr"
-
-
-@pytest.fixture
-async def page(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    async with page_on(browser, mesh.upload_url) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def phone(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    async with page_on(browser, mesh.upload_url, PHONE) as opened:
-        yield opened
 
 
 async def open_history(page: Page, path: str = "/history") -> PageProblems:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import re
 import urllib.parse
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -23,12 +22,6 @@ from tests.e2e.helpers import photo, submit, wait_finished
 from tests.waiting import async_wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
-
-
-@pytest.fixture
-async def page(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    async with page_on(browser, mesh.upload_url) as opened:
-        yield opened
 
 
 async def finished_job(

@@ -7,16 +7,15 @@ from __future__ import annotations
 import io
 import re
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pyvips
 from PIL import Image
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
-from tests.browser import JOB_DEADLINE_MS, PHONE, PageProblems, card, page_on, photo_like, upload
+from tests.browser import JOB_DEADLINE_MS, PageProblems, card, photo_like, upload
 from tests.conftest import Mesh
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -25,18 +24,6 @@ DITHERED_THUMBNAIL: list[dict[str, Any]] = [
     {"op": "thumbnail", "width": 200},
     {"op": "dither"},
 ]  # floyd-steinberg
-
-
-@pytest.fixture
-async def page(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    async with page_on(browser, mesh.upload_url) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def phone(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    async with page_on(browser, mesh.upload_url, PHONE) as opened:
-        yield opened
 
 
 async def open_upload_page(page: Page) -> PageProblems:
