@@ -7,14 +7,24 @@ from __future__ import annotations
 import io
 import uuid
 import zipfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from upload.errors import ApiError
-from upload.guard import Principal
-from upload.results_zip import _entries, _ids
+from tests.security.test_guard import settings
+from upload.errors import ApiError, error_middleware
+from upload.guard import Guard, Principal, guard_middleware
+from upload.inflight import download_slots
+from upload.jobs import Jobs
+from upload.keys import DOWNLOADS, GUARD, JOBS, SETTINGS
+from upload.results_zip import _entries, _ids, results_zip
+from upload.spool import Spool
 from upload.zipstream import ZipWriter, attachment, safe_stem, unique_names
 
 
@@ -132,3 +142,57 @@ async def test_a_job_not_finished_refuses_the_zip_naming_it_after_unknown_ones()
     assert missing.value.message == f"no job {unknown}, 'x/../y'"
     entries = await _entries(_Jobs(answers), [done], reader)  # type: ignore[arg-type]
     assert [(entry.name, entry.size) for entry in entries] == [("cat.webp", 10)]
+
+
+# --------------------------------------------------------------------------- the store fails
+
+GOOD, BROKEN = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+
+
+class _Store:
+    """Jobs whose results the store gives (GOOD: 300 KB) or fails to give (BROKEN)."""
+
+    async def succeeded(self, job_id: str, reader: Principal) -> dict[str, Any]:
+        return _job(job_id, f"{job_id[-1]}.png") | {"owner": reader.name}
+
+    @asynccontextmanager
+    async def fetched(self, image: dict[str, Any], spool: Spool) -> AsyncIterator[Spool]:
+        if image["key"].startswith(BROKEN):
+            raise ApiError(503, "unavailable", "the image store is unavailable")
+        await spool.write(b"r" * 300_000)
+        await spool.finish()
+        try:
+            yield spool
+        finally:
+            spool.close()
+
+
+@pytest.fixture
+async def zip_server() -> AsyncIterator[TestServer]:
+    guard = Guard(settings())
+    app = web.Application(middlewares=[error_middleware, guard_middleware(guard)])
+    app[GUARD] = guard
+    app[SETTINGS] = settings()
+    app[JOBS] = cast(Jobs, _Store())
+    app[DOWNLOADS] = download_slots(total=4, per_client=2)
+    app.router.add_get("/api/v1/results.zip", results_zip)
+    running = TestServer(app)
+    async with running:
+        yield running
+
+
+async def test_a_store_failing_on_the_first_result_is_a_503_and_later_cuts_the_zip(
+    zip_server: TestServer,
+) -> None:
+    url = zip_server.make_url("/api/v1/results.zip")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, params={"ids": f"{BROKEN},{GOOD}"}) as first:
+            assert first.status == 503
+            assert (await first.json())["error"]["code"] == "unavailable"
+        async with http.get(url, params={"ids": f"{GOOD},{BROKEN}"}) as later:
+            assert later.status == 200  # sent with the first entry, before the failure
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await later.read()  # cut: never a zip that looks whole
+        async with http.get(url, params={"ids": GOOD}) as whole:
+            archive = zipfile.ZipFile(io.BytesIO(await whole.read()))
+            assert archive.read("a.webp") == b"r" * 300_000

@@ -197,9 +197,10 @@ def _modified(job: dict[str, Any]) -> datetime:
 
 
 async def _send(request: web.Request, entries: list[Entry]) -> web.StreamResponse:
-    """The zip, entry by entry, each result fetched into a spool and sent in chunks; a
-    client that takes nothing for UPLOAD_BODY_TIMEOUT_SECONDS is cut, and so is the zip
-    when the store fails once it has begun (its status is sent already)."""
+    """The zip, entry by entry, each result fetched into a spool and sent in chunks. The
+    answer begins once the first result is fetched: a store that fails on it is a 503;
+    later, the zip is cut (its status is sent already), as is a client that takes
+    nothing for UPLOAD_BODY_TIMEOUT_SECONDS."""
     response = web.StreamResponse(
         headers={
             "Content-Disposition": attachment(f"imagemesh-results-{len(entries)}.zip"),
@@ -208,7 +209,6 @@ async def _send(request: web.Request, entries: list[Entry]) -> web.StreamRespons
         }
     )
     response.content_type = "application/zip"
-    await response.prepare(request)
     zipped = ZipWriter()
     try:
         for entry in entries:
@@ -216,6 +216,8 @@ async def _send(request: web.Request, entries: list[Entry]) -> web.StreamRespons
         zipped.close()
         await _write(request, response, zipped.take())
     except (TimeoutError, ApiError, ConnectionError) as exc:
+        if not response.prepared:
+            raise  # nothing sent yet: the error is the answer (a 503 from the store)
         log.warning("zip_cut", reason=type(exc).__name__, entries=len(entries))
         if request.transport is not None:
             request.transport.close()
@@ -235,6 +237,8 @@ async def _send_entry(
         hashed=False,
     )
     async with request.app[JOBS].fetched(entry.output, spool):
+        if not response.prepared:
+            await response.prepare(request)
         zipped.start(entry.name, spool.size, entry.modified)
         source = spool.reader()
         while chunk := await asyncio.to_thread(source.read, SEND_CHUNK_BYTES):
