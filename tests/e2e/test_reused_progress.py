@@ -41,3 +41,7 @@ async def test_a_reused_jobs_steps_each_have_a_time_and_a_service(
     taken, reused = steps["image.processed"], steps["image.reused"]
     assert (taken["time"], taken["service"]) == (reused["time"], "imageproc_runner")
     assert taken["reused_from"] == first["id"]
+    assert [steps[kind]["service"] for kind in ("upload.received", "image.uploaded")] == [
+        "upload",
+        "upload",
+    ]

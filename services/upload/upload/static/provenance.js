@@ -46,6 +46,17 @@ export function timelineSteps(doc) {
       Object.assign(step, { start: whole.start, end: whole.end, within: true });
     }
   }
+  // A reused job's document names the earlier job's computation it took (no times, no
+  // agent: they are that job's): it shows as taken at the reuse, by the service that reused
+  // it, as the job's progress stream sends it (upload/steps.py).
+  for (const relation of Object.values(doc.wasInformedBy || {})) {
+    const taken = byId.get(relation["prov:informant"]);
+    const reuse = byId.get(relation["prov:informed"]);
+    if (taken && reuse && reuse.type === "image.reused" && Number.isNaN(taken.end)) {
+      const { start, end, service, version, host } = reuse;
+      Object.assign(taken, { start, end, service, version, host });
+    }
+  }
   // By end time: a whole-job activity (image.processed) starts early but ends last.
   steps.sort((a, b) => (a.end - b.end) || (Number(!a.within) - Number(!b.within)) || (a.start - b.start)
     || ((plain(a.activity["imagemesh:index"]) ?? 0) - (plain(b.activity["imagemesh:index"]) ?? 0)));
