@@ -36,14 +36,11 @@ import json
 import re
 import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from messaging.jobs import FINAL_STATUSES, fold_status
 from messaging.thumbnails import THUMBNAIL_PREFIX
 from objectstore import ObjectStore
 from objectstore import open_store as open_object_store
@@ -51,9 +48,20 @@ from servicekit import load_settings
 
 from .settings import AuditSettings
 from .store import ProvenanceStore, open_store
+from .trails import Gap, Report, audit_documents, job_gaps, step_key
 
-INTAKE = (("upload.received",), ("image.uploaded",))
-NOT_ACCEPTED = "not_accepted"
+__all__ = [
+    "REUSE_INDEX_PREFIX",
+    "AuditFailed",
+    "Gap",
+    "Report",
+    "audit",
+    "audit_documents",
+    "job_gaps",
+    "main",
+    "step_key",
+]
+
 REUSE_INDEX_PREFIX = "computations/"
 """The runner's reuse index in the output bucket (`imageproc_runner/reuse.py`), not outputs."""
 _INPUT_KEY = re.compile(r"^sha256/([0-9a-f]{64})(\.[a-z0-9]+)?$")
@@ -121,214 +129,6 @@ async def wait_indexed(
             )
         except Exception as exc:
             raise AuditFailed(f"reading CouchDB view {view}: {describe(exc)}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    kind: str
-    """incomplete_trail, duplicate_step, unfinished, output_without_provenance or
-    missing_output."""
-    subject: str
-    """The job id, or the S3 URI of the object."""
-    detail: str
-
-
-@dataclass
-class Report:
-    jobs: Counter[str] = field(default_factory=Counter)
-    """Jobs by status."""
-    in_progress: list[str] = field(default_factory=list)
-    outputs_checked: int = 0
-    inputs_checked: int = 0
-    unused_inputs: list[str] = field(default_factory=list)
-    gaps: list[Gap] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "jobs": dict(self.jobs),
-            "in_progress": self.in_progress,
-            "outputs_checked": self.outputs_checked,
-            "inputs_checked": self.inputs_checked,
-            "unused_inputs": self.unused_inputs,
-            "gaps": [asdict(gap) for gap in self.gaps],
-        }
-
-    def summary(self) -> str:
-        jobs = ", ".join(f"{count} {status}" for status, count in sorted(self.jobs.items()))
-        lines = [
-            f"jobs: {sum(self.jobs.values())} ({jobs or 'none'}); "
-            f"outputs checked: {self.outputs_checked}; inputs checked: {self.inputs_checked}",
-            f"in progress: {len(self.in_progress)}; inputs no job used: {len(self.unused_inputs)}",
-            f"gaps: {len(self.gaps)}",
-        ]
-        lines += [f"  {gap.kind}: {gap.subject}: {gap.detail}" for gap in self.gaps]
-        return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- one job
-
-
-def step_key(doc: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes a recorded step unique within its job: two documents with the same key
-    are the same step written twice."""
-    kind, data = doc.get("type"), doc.get("data") or {}
-    if kind == "image.stored":
-        return (kind, data.get("role"))
-    if kind == "operation.applied":
-        return (kind, data.get("index"), data.get("attempt"))
-    if kind in {"job.processing-started", "job.failed", "job.retry-scheduled", "job.parked"}:
-        return (kind, doc.get("attempt"))
-    return (kind,)
-
-
-def job_gaps(
-    job_id: str, docs: list[dict[str, Any]], *, now: datetime, grace: float
-) -> tuple[str, list[Gap]]:
-    """(status, gaps) of one job's trail."""
-    steps = Counter(step_key(doc) for doc in docs)
-    gaps = [
-        Gap("duplicate_step", job_id, f"{' '.join(map(str, key))} recorded {count} times")
-        for key, count in steps.items()
-        if count > 1
-    ]
-
-    def missing(*keys: tuple[Any, ...]) -> None:
-        for key in keys:
-            if not steps[key]:
-                gaps.append(Gap("incomplete_trail", job_id, f"no {' '.join(map(str, key))}"))
-
-    job = fold_status(job_id, docs)
-    status = job["status"] if job else "unknown"
-    refused = status == "failed" and job is not None and job["error"]["code"] == NOT_ACCEPTED
-    if not refused:
-        # A refused upload (503) may have been recorded in full, in part or not at all.
-        missing(*INTAKE)
-        if not _input_stored(docs, steps):
-            gaps.append(Gap("incomplete_trail", job_id, "no stored input"))
-    if status == "succeeded":
-        # A reused output is an earlier job's, taken whole: its image.reused is the trail
-        # (no processing, operations or storing of this job's own).
-        if not _reused(docs):
-            gaps += _computation_gaps(job_id, docs, steps)
-    elif status == "failed":
-        if not any(key[0] == "job.failed" for key in steps):
-            gaps.append(Gap("incomplete_trail", job_id, "no job.failed"))
-    else:
-        newest = max((_time(d) for d in docs), default=now)
-        if (now - newest).total_seconds() > grace:
-            gaps.append(
-                Gap("unfinished", job_id, f"{status} since {newest.isoformat()}, no step since")
-            )
-    return status, gaps
-
-
-def _input_stored(docs: list[dict[str, Any]], steps: Counter[tuple[Any, ...]]) -> bool:
-    """`upload.received` names the stored input (or, recorded before, `image.stored`)."""
-    received = [d for d in docs if d.get("type") == "upload.received"]
-    return any((d.get("data") or {}).get("input") for d in received) or bool(
-        steps[("image.stored", "input")]
-    )
-
-
-def _computation_gaps(
-    job_id: str, docs: list[dict[str, Any]], steps: Counter[tuple[Any, ...]]
-) -> list[Gap]:
-    """A computed output needs its processing and `image.processed`, with a step for each
-    operation of the pipeline (recorded before, in `operation.applied` documents, and the
-    output stored in an `image.stored` that is the processed one)."""
-    processed = next(d for d in docs if d["type"] == "image.processed")
-    gaps = []
-    if not any(key[0] == "job.processing-started" for key in steps):
-        gaps.append(Gap("incomplete_trail", job_id, "no job.processing-started"))
-    if processed["data"].get("attempt"):  # carries its operations: the whole computation
-        return gaps + _step_gaps(job_id, processed["data"])
-    if not steps[("image.stored", "output")]:
-        gaps.append(Gap("incomplete_trail", job_id, "no image.stored output"))
-    gaps += _operation_gaps(job_id, docs, len(processed["data"].get("steps", [])))
-    stored = [d for d in docs if d["type"] == "image.stored" and d["data"].get("role") == "output"]
-    if stored and stored[0].get("output_sha256") != processed.get("output_sha256"):
-        gaps.append(Gap("incomplete_trail", job_id, "stored output differs from the processed one"))
-    return gaps
-
-
-def _step_gaps(job_id: str, data: dict[str, Any]) -> list[Gap]:
-    """The steps of `image.processed` must be the pipeline's operations, each once."""
-    wanted = sorted(str(op.get("op")) for op in data.get("pipeline", []) if isinstance(op, dict))
-    applied = sorted(str(step.get("op")) for step in data.get("steps", []))
-    if applied == wanted:
-        return []
-    detail = f"pipeline operations {wanted}, image.processed steps {applied}"
-    return [Gap("incomplete_trail", job_id, detail)]
-
-
-def _operation_gaps(job_id: str, docs: list[dict[str, Any]], count: int) -> list[Gap]:
-    """Some attempt must have recorded every operation the output went through."""
-    by_attempt: dict[Any, set[int]] = defaultdict(set)
-    for doc in docs:
-        if doc["type"] == "operation.applied":
-            by_attempt[doc["data"].get("attempt")].add(doc["data"].get("index"))
-    if count and not any(indexes >= set(range(count)) for indexes in by_attempt.values()):
-        seen = {attempt: sorted(indexes) for attempt, indexes in by_attempt.items()}
-        return [
-            Gap(
-                "incomplete_trail",
-                job_id,
-                f"{count} operations applied, operation.applied by attempt: {seen}",
-            )
-        ]
-    return []
-
-
-def _reused(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The job's `image.reused`, when it took an earlier job's output (and computed none)."""
-    if any(d["type"] == "image.processed" for d in docs):
-        return None
-    return next((d for d in docs if d["type"] == "image.reused"), None)
-
-
-def _time(doc: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00"))
-
-
-# --------------------------------------------------------------------------- everything
-
-
-def audit_documents(
-    docs: Iterable[dict[str, Any]], *, now: datetime, grace: float
-) -> tuple[Report, dict[str, dict[str, Any]]]:
-    """Check every job's trail. Also returns each succeeded job's output, by job id."""
-    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for doc in docs:
-        by_job[str(doc.get("job_id"))].append(doc)
-    report = Report()
-    outputs: dict[str, dict[str, Any]] = {}
-    for job_id, job_docs in by_job.items():
-        status, gaps = job_gaps(job_id, job_docs, now=now, grace=grace)
-        report.jobs[status] += 1
-        report.gaps += gaps
-        if status not in FINAL_STATUSES and not any(g.kind == "unfinished" for g in gaps):
-            report.in_progress.append(job_id)
-        if status == "succeeded":
-            made = _reused(job_docs) or next(d for d in job_docs if d["type"] == "image.processed")
-            outputs[job_id] = made["data"]["output"]
-    report.gaps += _reuse_gaps(by_job, outputs)
-    return report, outputs
-
-
-def _reuse_gaps(
-    by_job: dict[str, list[dict[str, Any]]], outputs: dict[str, dict[str, Any]]
-) -> list[Gap]:
-    """A reused output must be the output of the succeeded job it names."""
-    gaps = []
-    for job_id, output in outputs.items():
-        reused = _reused(by_job[job_id])
-        if reused is None:
-            continue
-        earlier = reused["data"].get("reused_from")
-        if outputs.get(earlier, {}).get("sha256") != output.get("sha256"):
-            detail = f"reused from {earlier}, which did not succeed with this output"
-            gaps.append(Gap("incomplete_trail", job_id, detail))
-    return gaps
 
 
 async def audit(
