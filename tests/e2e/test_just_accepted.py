@@ -55,5 +55,9 @@ async def test_a_job_just_accepted_has_every_read_route_at_once(
             assert set(body) >= {"prefix", "activity", "entity"}
         if name == "input_lineage":
             assert body["sha256"] in links["input_lineage"]
+    for path in (links["result"], f"{links['self']}/input", f"{links['self']}/thumbnail"):
+        # Not finished yet (409), or already done: never unknown.
+        async with http.get(f"{base}{path}", allow_redirects=False) as read:
+            assert read.status in (200, 307, 409), (path, read.status, await read.text())
     job = await wait_finished(http, base, links["self"].rsplit("/", 1)[-1])
     assert job["status"] == "succeeded", job
