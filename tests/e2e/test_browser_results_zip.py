@@ -8,29 +8,20 @@ import hashlib
 import io
 import re
 import zipfile
-from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from tests.browser import (
     JOB_DEADLINE_MS,
     PageProblems,
     card,
-    page_on,
     photo_like,
     screenshot,
     upload,
 )
-from tests.conftest import Mesh
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
-
-
-@pytest.fixture
-async def page(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    async with page_on(browser, mesh.upload_url) as opened:
-        yield opened
 
 
 async def test_download_all_is_one_zip_of_the_batchs_results(page: Page) -> None:
