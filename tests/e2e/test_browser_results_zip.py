@@ -20,6 +20,7 @@ from tests.browser import (
     screenshot,
     upload,
 )
+from tests.e2e.test_browser_uploads import use_pipeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -66,4 +67,34 @@ async def test_download_all_is_one_zip_of_the_batchs_results(page: Page) -> None
     assert [hashlib.sha256(archive.read(name)).hexdigest() for name in archive.namelist()] == (
         digests
     )
+    assert problems.unexpected() == []
+
+
+async def test_download_all_holds_only_the_jobs_that_succeeded(page: Page) -> None:
+    problems = PageProblems(page)
+    await page.goto("/")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    # One pipeline for the batch: the crop fits the large image only, the small one fails.
+    await use_pipeline(page, [{"op": "crop", "x": 400, "y": 0, "width": 40, "height": 40}])
+    files = [
+        upload("large.jpg", "image/jpeg", photo_like(640, 480, "JPEG")),
+        upload("small.jpg", "image/jpeg", photo_like(320, 240, "JPEG")),
+    ]
+    await page.get_by_label("Choose images").set_input_files(files)
+    await page.get_by_role("button", name="Upload and process 2 images").click()
+    await expect(card(page, "large.jpg")).to_have_attribute(
+        "data-status", "succeeded", timeout=JOB_DEADLINE_MS
+    )
+    await expect(card(page, "small.jpg")).to_have_attribute(
+        "data-status", "failed", timeout=JOB_DEADLINE_MS
+    )
+    download_all = page.locator("#download-all")
+    await expect(download_all).to_have_text("Download all (1)")
+    async with page.expect_download() as downloading:
+        await download_all.click()
+    archive = zipfile.ZipFile(io.BytesIO((await (await downloading.value).path()).read_bytes()))
+    assert archive.namelist() == ["large.jpg"]
+    # "Clear finished" takes the jobs away, and the link with them.
+    await page.get_by_role("button", name="Clear finished").click()
+    await expect(download_all).to_be_hidden()
     assert problems.unexpected() == []
