@@ -6,13 +6,12 @@ the same order and by the same services, as the job's progress stream sends."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
-from tests.browser import PageProblems, page_on
+from tests.browser import PageProblems
 from tests.conftest import Mesh
 from tests.e2e.helpers import photo, submit, wait_finished
 from tests.e2e.test_progress import read_events
@@ -20,12 +19,6 @@ from tests.e2e.test_progress import read_events
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 PIPELINE = json.dumps([{"op": "thumbnail", "width": 40}])
-
-
-@pytest.fixture
-async def page(browser: Browser, mesh: Mesh) -> AsyncIterator[Page]:
-    async with page_on(browser, mesh.upload_url) as opened:
-        yield opened
 
 
 async def test_a_reused_jobs_timeline_shows_the_taken_computation_at_the_reuse(
