@@ -10,7 +10,7 @@ import re
 import zipfile
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.browser import (
     JOB_DEADLINE_MS,
@@ -97,4 +97,34 @@ async def test_download_all_holds_only_the_jobs_that_succeeded(page: Page) -> No
     # "Clear finished" takes the jobs away, and the link with them.
     await page.get_by_role("button", name="Clear finished").click()
     await expect(download_all).to_be_hidden()
+    assert problems.unexpected() == []
+
+
+async def test_download_all_asks_for_no_more_than_the_server_zips(page: Page) -> None:
+    """More succeeded jobs than a zip may hold (`zip_max_jobs`, here 1 by /about): the
+    link takes the first ones and says so, rather than ask for a 413."""
+
+    async def one_per_zip(route: Route) -> None:
+        answer = await route.fetch()
+        about = await answer.json()
+        about["limits"]["zip_max_jobs"] = 1
+        await route.fulfill(response=answer, json=about)
+
+    await page.route("**/api/v1/about", one_per_zip)
+    problems = PageProblems(page)
+    await page.goto("/")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    files = [
+        upload(f"first-{n}.jpg", "image/jpeg", photo_like(200 + n, 150, "JPEG")) for n in range(2)
+    ]
+    await page.get_by_label("Choose images").set_input_files(files)
+    await page.get_by_role("button", name="Upload and process 2 images").click()
+    for n in range(2):
+        await expect(card(page, f"first-{n}.jpg")).to_have_attribute(
+            "data-status", "succeeded", timeout=JOB_DEADLINE_MS
+        )
+    download_all = page.locator("#download-all")
+    await expect(download_all).to_have_text("Download the first 1 (zip)")
+    first = await card(page, "first-0.jpg").get_attribute("data-job-id")
+    await expect(download_all).to_have_attribute("href", f"/api/v1/results.zip?ids={first}")
     assert problems.unexpected() == []
