@@ -54,10 +54,13 @@ async def open_upload_page(page: Page) -> PageProblems:
 
 
 async def images_loaded(scope: Locator) -> None:
-    """Every image in `scope` finished loading and decoded to a real picture."""
+    """Every image in `scope` finished loading and decoded to a real picture (a lazy one
+    is brought into view first: the browser loads it only then)."""
     images = scope.locator("img")
     for index in range(await images.count()):
         image = images.nth(index)
+        if await image.get_attribute("loading") == "lazy":
+            await image.scroll_into_view_if_needed()
         await expect(image).to_have_js_property("complete", True, timeout=JOB_DEADLINE_MS)
         width = await image.evaluate("(img) => img.naturalWidth")
         assert width > 0, await image.get_attribute("src")
