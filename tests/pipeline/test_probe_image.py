@@ -81,7 +81,8 @@ def _rejected(data: bytes, limits: ImageLimits = LIMITS) -> ImageRejected:
         b"just some text",
         b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
         b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n",
-        b"P6\n2 2\n255\n" + bytes(12),  # PPM: libvips reads it, but not allowed
+        b"P7\nWIDTH 2\nHEIGHT 2\n",  # PAM: no decoder here
+        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",  # HEIC: no HEVC decoder
     ],
 )
 def test_rejects_unsupported_types(data):
@@ -89,7 +90,8 @@ def test_rejects_unsupported_types(data):
 
     assert error.code == "unsupported_type"
     assert error.message == (
-        "not an allowed image type (allowed: jpeg, png, webp, gif, tiff, avif)"
+        "not an allowed image type "
+        "(allowed: jpeg, png, webp, gif, tiff, avif, bmp, ico, pnm, qoi, jp2)"
     )
 
 

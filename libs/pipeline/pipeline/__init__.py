@@ -6,7 +6,8 @@ never trust a message, so it re-checks everything here that upload already check
 - Catalogue: one frozen model per operation (``Thumbnail``, ``Grayscale``, ``Dither``,
   ``Convert``), the ``Operation`` union, ``parse_pipeline``, ``pipeline_to_json`` and
   ``describe_operations`` for ``GET /api/v1/operations``.
-- Input rules: the ``ImageFormat`` allow-list, ``sniff_format`` (magic bytes),
+- Input rules: the ``ImageFormat`` allow-list (plus the input-only ``ExtendedFormat``,
+  read by Pillow: ``accepted_formats`` names them all), ``sniff_format`` (magic bytes),
   ``probe_image`` (header only, ``ImageLimits`` checked before any decode) and
   ``harden_vips`` to run once at process start.
 """
@@ -21,7 +22,15 @@ from ._catalogue import (
     describe_operations,
 )
 from ._errors import ImageRejected, PipelineError
-from ._formats import SNIFF_BYTES, ImageFormat, sniff_format
+from ._formats import (
+    SNIFF_BYTES,
+    ExtendedFormat,
+    ImageFormat,
+    InputFormat,
+    accepted_format_names,
+    accepted_formats,
+    sniff_format,
+)
 from ._parse import DEFAULT_MAX_OPS, parse_pipeline, pipeline_to_json
 from ._probe import (
     ImageInfo,
@@ -30,6 +39,7 @@ from ._probe import (
     harden_vips,
     probe_file,
     probe_image,
+    unsupported_message,
 )
 from ._settings import ImageRulesSettings
 
@@ -39,15 +49,19 @@ __all__ = [
     "SNIFF_BYTES",
     "Convert",
     "Dither",
+    "ExtendedFormat",
     "Grayscale",
     "ImageFormat",
     "ImageInfo",
     "ImageLimits",
     "ImageRejected",
     "ImageRulesSettings",
+    "InputFormat",
     "Operation",
     "PipelineError",
     "Thumbnail",
+    "accepted_format_names",
+    "accepted_formats",
     "check_limits",
     "describe_operations",
     "harden_vips",
@@ -56,4 +70,5 @@ __all__ = [
     "probe_file",
     "probe_image",
     "sniff_format",
+    "unsupported_message",
 ]

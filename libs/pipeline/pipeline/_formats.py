@@ -1,10 +1,25 @@
-"""The allow-list of image formats, recognised by content (magic bytes), never by name."""
+"""The allow-list of image formats, recognised by content (magic bytes), never by name.
+
+``ImageFormat`` holds the formats libvips reads and writes here (inputs and outputs);
+``ExtendedFormat`` the input-only ones this machine's libvips cannot read, decoded by
+Pillow in imageproc's workers (``_pillow``). HEIF/HEIC (HEVC) stays refused: neither
+libvips' libheif here (AV1 only) nor Pillow has an HEVC decoder.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeAlias
 
-__all__ = ["SNIFF_BYTES", "ImageFormat", "sniff_format"]
+__all__ = [
+    "SNIFF_BYTES",
+    "ExtendedFormat",
+    "ImageFormat",
+    "InputFormat",
+    "accepted_format_names",
+    "accepted_formats",
+    "sniff_format",
+]
 
 # Every signature below fits in the first 32 bytes (AVIF brands included).
 SNIFF_BYTES = 32
@@ -32,8 +47,78 @@ class ImageFormat(StrEnum):
         return ".jpg" if self is ImageFormat.JPEG else f".{self.value}"
 
 
-def sniff_format(head: bytes) -> ImageFormat | None:
-    """Recognise an allowed format from the first bytes of a file, or return None."""
+class ExtendedFormat(StrEnum):
+    """An accepted input-only format, decoded by Pillow (never an output format)."""
+
+    BMP = "bmp"
+    ICO = "ico"
+    """Windows icons and cursors (ICO, CUR)."""
+    PNM = "pnm"
+    """Netpbm: PBM, PGM, PPM (P1-P6) and greyscale PFM (Pf)."""
+    QOI = "qoi"
+    JP2 = "jp2"
+    """JPEG 2000: the JP2 container or a bare J2K codestream."""
+
+    @property
+    def content_type(self) -> str:
+        return _EXTENDED_TYPES[self]
+
+    @property
+    def extension(self) -> str:
+        return f".{self.value}"
+
+
+_EXTENDED_TYPES = {
+    ExtendedFormat.BMP: "image/bmp",
+    ExtendedFormat.ICO: "image/vnd.microsoft.icon",
+    ExtendedFormat.PNM: "image/x-portable-anymap",
+    ExtendedFormat.QOI: "image/qoi",
+    ExtendedFormat.JP2: "image/jp2",
+}
+
+InputFormat: TypeAlias = ImageFormat | ExtendedFormat
+"""Any accepted input format."""
+
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+_J2K_CODESTREAM = b"\xff\x4f\xff\x51"
+# Netpbm magics Pillow reads: plain and raw PBM/PGM/PPM, and greyscale PFM.
+_PNM_MAGICS = (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"Pf")
+
+
+def accepted_formats() -> list[str]:
+    """Every accepted input format's short name, the main ones first."""
+    return [f.value for f in ImageFormat] + [f.value for f in ExtendedFormat]
+
+
+_DISPLAY_NAMES = {"jpeg": "JPEG", "webp": "WebP", "ico": "ICO/CUR", "jp2": "JPEG 2000"}
+
+
+def accepted_format_names() -> str:
+    """The accepted formats for people: ``JPEG, PNG, WebP, ..., JPEG 2000``."""
+    return ", ".join(_DISPLAY_NAMES.get(name, name.upper()) for name in accepted_formats())
+
+
+def sniff_format(head: bytes) -> InputFormat | None:
+    """Recognise an accepted format from the first bytes of a file, or return None."""
+    return _sniff_main(head) or _sniff_extended(head)
+
+
+def _sniff_extended(head: bytes) -> ExtendedFormat | None:
+    if head[:2] == b"BM" and len(head) >= 18:
+        return ExtendedFormat.BMP
+    # ICONDIR: reserved 0, type 1 (icon) or 2 (cursor), at least one image.
+    if head[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and head[4:6] != b"\x00\x00":
+        return ExtendedFormat.ICO
+    if head[:2] in _PNM_MAGICS and head[2:3].isspace():
+        return ExtendedFormat.PNM
+    if head[:4] == b"qoif":
+        return ExtendedFormat.QOI
+    if head.startswith(_JP2_SIGNATURE) or head.startswith(_J2K_CODESTREAM):
+        return ExtendedFormat.JP2
+    return None
+
+
+def _sniff_main(head: bytes) -> ImageFormat | None:
     if head.startswith(b"\xff\xd8\xff"):
         return ImageFormat.JPEG
     if head.startswith(b"\x89PNG\r\n\x1a\n"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import traceback
@@ -12,8 +13,16 @@ from typing import Any
 import pyvips
 
 from ._errors import ImageRejected
-from ._formats import SNIFF_BYTES, ImageFormat, sniff_format
+from ._formats import (
+    SNIFF_BYTES,
+    ExtendedFormat,
+    ImageFormat,
+    InputFormat,
+    accepted_formats,
+    sniff_format,
+)
 from ._jpeg import count_jpeg_scans
+from ._pillow import header_of, open_extended
 
 __all__ = [
     "ImageInfo",
@@ -22,6 +31,7 @@ __all__ = [
     "harden_vips",
     "probe_file",
     "probe_image",
+    "unsupported_message",
 ]
 
 # The libvips loaders each allowed format may be read by; any other means the bytes are
@@ -53,7 +63,7 @@ class ImageLimits:
 class ImageInfo:
     """What the header says about an image (``height`` is one frame's height)."""
 
-    format: ImageFormat
+    format: InputFormat
     width: int
     height: int
     pages: int
@@ -77,8 +87,12 @@ def probe_image(data: bytes, *, limits: ImageLimits) -> ImageInfo:
     Raises ImageRejected with code ``unsupported_type``, ``undecodable``,
     ``too_large_side``, ``too_many_frames``, ``too_many_pixels`` or ``too_many_scans``.
     """
+    head = data[:SNIFF_BYTES]
+    extended = sniff_format(head)
+    if isinstance(extended, ExtendedFormat):
+        return _probe_extended(io.BytesIO(data), extended, limits)
     return _probe(
-        data[:SNIFF_BYTES],
+        head,
         lambda: pyvips.Image.new_from_buffer(data, "", access="sequential"),
         limits,
         lambda limit: count_jpeg_scans(data, stop_after=limit),
@@ -89,9 +103,15 @@ def probe_file(descriptor: int, *, limits: ImageLimits) -> ImageInfo:
     """``probe_image`` of the file open on ``descriptor``, read from its start without
     holding it in memory (libvips reads through its own duplicate of the descriptor, closed
     when the header is read; the caller's stays open)."""
+    head = os.pread(descriptor, SNIFF_BYTES, 0)
+    extended = sniff_format(head)
+    if isinstance(extended, ExtendedFormat):
+        # Pillow reads with positioned reads: the descriptor's own offset stays put.
+        with io.BufferedReader(_PositionedReader(descriptor)) as stream:
+            return _probe_extended(stream, extended, limits)
     try:
         return _probe(
-            os.pread(descriptor, SNIFF_BYTES, 0),
+            head,
             lambda: pyvips.Image.new_from_source(
                 pyvips.Source.new_from_descriptor(descriptor), "", access="sequential"
             ),
@@ -103,6 +123,49 @@ def probe_file(descriptor: int, *, limits: ImageLimits) -> ImageInfo:
         # the descriptor: let them go now, not whenever the error is collected.
         _release_frames(exc)
         raise
+
+
+def _probe_extended(stream: Any, fmt: ExtendedFormat, limits: ImageLimits) -> ImageInfo:
+    """The header of an input-only format, parsed by Pillow without decoding pixels."""
+    image = open_extended(stream, fmt)
+    try:
+        width, height, pages, bands, alpha = header_of(image)
+    finally:
+        image.close()
+    info = ImageInfo(fmt, width, height, pages, bands, alpha)
+    check_limits(info, limits)
+    return info
+
+
+class _PositionedReader(io.RawIOBase):
+    """A read-only, seekable view of an open file that never moves its offset nor
+    closes it."""
+
+    def __init__(self, descriptor: int) -> None:
+        self._descriptor = descriptor
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = os.pread(self._descriptor, len(buffer), self._position)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position}.get(whence)
+        if base is None:
+            base = os.fstat(self._descriptor).st_size
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
 
 
 def _release_frames(exc: BaseException | None) -> None:
@@ -118,8 +181,8 @@ def _probe(
     count_scans: Callable[[int], int],
 ) -> ImageInfo:
     fmt = sniff_format(head)
-    if fmt is None:
-        raise ImageRejected("unsupported_type", _unsupported_message())
+    if not isinstance(fmt, ImageFormat):
+        raise ImageRejected("unsupported_type", unsupported_message())
     image = _load_header(load, fmt)
     info = ImageInfo(
         format=fmt,
@@ -181,7 +244,7 @@ def _load_header(load: Callable[[], Any], fmt: ImageFormat) -> Any:
     if not loader.startswith(_LOADERS[fmt]):
         raise ImageRejected(
             "unsupported_type",
-            f"content looks like {fmt.value} but is not; " + _unsupported_message(),
+            f"content looks like {fmt.value} but is not; " + unsupported_message(),
         )
     return image
 
@@ -192,6 +255,7 @@ def _pages(image: Any) -> int:
     return 1
 
 
-def _unsupported_message() -> str:
-    allowed = ", ".join(f.value for f in ImageFormat)
+def unsupported_message() -> str:
+    """Why a file is refused (415), naming every accepted input format."""
+    allowed = ", ".join(accepted_formats())
     return f"not an allowed image type (allowed: {allowed})"

@@ -14,7 +14,7 @@ from typing import Any
 import pyvips
 from pyvips.enums import ForeignKeep
 
-from pipeline import ImageFormat
+from pipeline import ImageFormat, InputFormat
 
 from ._canvas import Canvas
 
@@ -48,9 +48,12 @@ _XMP_GPS = re.compile(
 )
 
 
-def start_format(fmt: ImageFormat) -> ImageFormat:
-    """Keep the input's format when libvips can write it, else fall back to PNG."""
-    return fmt if fmt.extension in pyvips.get_suffixes() else ImageFormat.PNG
+def start_format(fmt: InputFormat) -> ImageFormat:
+    """Keep the input's format when libvips can write it, else fall back to PNG (always
+    for the input-only formats)."""
+    if isinstance(fmt, ImageFormat) and fmt.extension in pyvips.get_suffixes():
+        return fmt
+    return ImageFormat.PNG
 
 
 def encode(canvas: Canvas) -> bytes:

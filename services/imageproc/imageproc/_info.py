@@ -12,7 +12,7 @@ from typing import Any
 import pyvips
 from PIL import Image
 
-from pipeline import SNIFF_BYTES, ImageFormat, sniff_format
+from pipeline import SNIFF_BYTES, ImageFormat, InputFormat, sniff_format
 
 __all__ = ["describe_bytes", "describe_image"]
 
@@ -30,7 +30,7 @@ _MAX_TEXT = 100
 _EXIF_DATETIME = re.compile(r"(\d{4}):(\d{2}):(\d{2}) (\d{2}:\d{2}:\d{2})")
 
 
-def describe_image(image: Any, fmt: ImageFormat, *, pages: int = 1) -> dict[str, Any]:
+def describe_image(image: Any, fmt: InputFormat, *, pages: int = 1) -> dict[str, Any]:
     """Size (one frame's height), format, bands, colour space, alpha, orientation,
     profile presence and an EXIF summary (None without EXIF) of a pyvips image."""
     fields = image.get_fields()
@@ -56,7 +56,7 @@ def describe_bytes(data: bytes) -> dict[str, Any]:
     unreadable header.
     """
     fmt = sniff_format(data[:SNIFF_BYTES])
-    if fmt is None:
+    if not isinstance(fmt, ImageFormat):
         raise ValueError("not an allowed image format")
     # Loading only sets up the header; no pixel is decoded unless asked for.
     image = pyvips.Image.new_from_buffer(data, "", access="sequential")

@@ -19,6 +19,7 @@ import pyvips
 import structlog
 
 from pipeline import (
+    ExtendedFormat,
     ImageFormat,
     ImageInfo,
     ImageLimits,
@@ -34,6 +35,7 @@ from . import _deadline
 from ._canvas import Canvas
 from ._deadline import deadline, guard
 from ._encode import encode, start_format
+from ._extended import as_png
 from ._info import describe_bytes, describe_image
 from .ops import OPERATIONS, OpFunction
 from .ops.geometry import autorotate_at_load, thumbnail_from_buffer
@@ -111,6 +113,9 @@ def run_pipeline(
     except ImageRejected as exc:
         raise ProcessingError(exc.code, exc.message) from None
     with deadline(timeout):
+        input_info = None
+        if isinstance(info.format, ExtendedFormat):
+            data, info, input_info = _decoded_extended(data, info, limits)
         try:
             canvas, steps, encoded, started = _run(data, ops, info, limits, "sequential")
         except _OutOfOrderRead:
@@ -126,9 +131,20 @@ def run_pipeline(
         content_type=canvas.format.content_type,
         steps=steps,
         encode_ms=_elapsed_ms(started),
-        input_info=describe_bytes(data),
+        input_info=input_info or describe_bytes(data),
         output_info=describe_bytes(encoded),
     )
+
+
+def _decoded_extended(
+    data: bytes, info: ImageInfo, limits: ImageLimits
+) -> tuple[bytes, ImageInfo, dict[str, Any]]:
+    """An input-only format (BMP, ICO, PNM, QOI, JPEG 2000) decoded by Pillow, as PNG."""
+    with _step_errors("load", data):
+        try:
+            return as_png(data, info, limits)
+        except ImageRejected as exc:  # a ValueError, which would read as a bad parameter
+            raise ProcessingError(exc.code, exc.message) from None
 
 
 def _run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from messaging.asyncapi import asyncapi_document
+from pipeline import accepted_formats
 
 from . import schemas
 from .keys import BROKER, GUARD, SETTINGS
@@ -32,6 +33,7 @@ async def about(request: web.Request) -> web.Response:
             "fauxton": settings.upload_fauxton_url,
             "rabbitmq_console": settings.upload_rabbitmq_console_url,
         },
+        "input_formats": accepted_formats(),
         "limits": {
             "image_max_bytes": settings.image_max_bytes,
             "image_max_pixels": settings.image_max_pixels,

@@ -24,6 +24,7 @@ from pipeline import (
     ImageRejected,
     Operation,
     PipelineError,
+    accepted_format_names,
     parse_pipeline,
     pipeline_to_json,
     probe_file,
@@ -127,7 +128,7 @@ async def read_upload(
             raise ApiError(
                 415,
                 "unsupported_type",
-                "the file is not an image type we accept (JPEG, PNG, WebP, GIF, TIFF, AVIF); "
+                f"the file is not an image type we accept ({accepted_format_names()}); "
                 "the type is decided by the content, not the name",
             )
         await spool.finish()

@@ -121,6 +121,10 @@ class Me(_Body):
     sign_in: bool = Field(description="the server needs a principal (API tokens are on)")
 
 
+    input_formats: list[str] = Field(
+        description="the image formats an upload may be in, decided by its content "
+        "(jpeg, png, webp, gif, tiff, avif; input only: bmp, ico, pnm, qoi, jp2)"
+    )
 class Health(BaseModel):
     model_config = ConfigDict(extra="allow")
 

@@ -39,7 +39,10 @@ async def operations(_request: web.Request) -> web.Response:
             408: error("the body paused too long or arrived too slowly (`body_timeout`)"),
             411: error("no Content-Length: chunked uploads are not accepted"),
             413: error("the file is larger than IMAGE_MAX_BYTES"),
-            415: error("not an image type we accept (decided by content)"),
+            415: error(
+                "not an image type we accept (decided by content; the message and "
+                "`GET /api/v1/about`'s `input_formats` name the accepted ones)"
+            ),
             422: error("undecodable, or over the pixel, side or frame limits"),
             429: error(
                 "this client's uploads in progress are at their cap (`too_many_uploads`), "

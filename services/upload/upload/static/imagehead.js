@@ -2,7 +2,8 @@
 // upload page checks each file against the server's limits before sending it, and never
 // decodes a huge image to draw a small preview. Reads JPEG (its SOF segment, after any
 // EXIF or ICC data), PNG (IHDR), GIF (the logical screen), WebP (VP8, VP8L, VP8X),
-// AVIF (ispe); TIFF is recognised, its size left to the server.
+// AVIF (ispe); TIFF, BMP, ICO/CUR, PNM, QOI and JPEG 2000 are recognised, their size left
+// to the server.
 
 const FIRST_READ = 64 * 1024;
 const JPEG_MAX_READ = 4 * 1024 * 1024; // EXIF and ICC segments before the SOF: at most 64 KiB each
@@ -27,6 +28,19 @@ function sniff(d) {
   // Classic and BigTIFF, both byte orders.
   if (d.length >= 4 && ["II*\0", "MM\0*", "II+\0", "MM\0+"].includes(ascii(d, 0, 4))) { return "tiff"; }
   if (isAvif(d)) { return "avif"; }
+  return extended(d);
+}
+
+/** The input-only formats the server decodes with Pillow (as it sniffs); sizes are
+ * left to the server. */
+function extended(d) {
+  if (d.length >= 18 && ascii(d, 0, 2) === "BM") { return "bmp"; }
+  if (d.length >= 6 && d[0] === 0 && d[1] === 0 && (d[2] === 1 || d[2] === 2) && d[3] === 0
+      && (d[4] || d[5])) { return "ico"; }
+  if (d.length >= 3 && /^(P[1-6]|Pf)\s$/.test(ascii(d, 0, 3))) { return "pnm"; }
+  if (d.length >= 4 && ascii(d, 0, 4) === "qoif") { return "qoi"; }
+  if (d.length >= 12 && ascii(d, 0, 12) === "\0\0\0\x0cjP  \r\n\x87\n") { return "jp2"; }
+  if (d.length >= 4 && d[0] === 0xff && d[1] === 0x4f && d[2] === 0xff && d[3] === 0x51) { return "jp2"; }
   return null;
 }
 

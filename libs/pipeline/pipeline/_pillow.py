@@ -1,0 +1,120 @@
+"""The input-only formats (``ExtendedFormat``): header checks and decoding with Pillow.
+
+This machine's libvips has no BMP, ICO, PNM, QOI or JPEG 2000 loader, Pillow reads each
+of them. ``Image.open`` parses the header only (no pixel is decoded before ``load``), so
+the limits are checked exactly as for libvips' formats before any decode. Only the
+plugin named by the sniffed format may read the bytes: content that looks like a BMP
+is never handed to, say, Pillow's EPS plugin.
+
+Decoding (``decode_extended``) belongs in imageproc's worker processes only, where the
+deadline and memory limits of every pipeline stop a decoder that overruns (the worker
+is killed).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import IO, Any
+
+import pyvips
+from PIL import Image, UnidentifiedImageError
+
+from ._errors import ImageRejected
+from ._formats import ExtendedFormat
+
+__all__ = ["decode_extended", "header_of", "open_extended"]
+
+_PLUGINS: dict[ExtendedFormat, list[str]] = {
+    ExtendedFormat.BMP: ["BMP"],
+    ExtendedFormat.ICO: ["ICO", "CUR"],
+    ExtendedFormat.PNM: ["PPM"],
+    ExtendedFormat.QOI: ["QOI"],
+    ExtendedFormat.JP2: ["JPEG2000"],
+}
+
+# Pillow modes libvips takes as they are: mode -> (bands, band format).
+_DIRECT = {
+    "L": (1, "uchar"),
+    "LA": (2, "uchar"),
+    "RGB": (3, "uchar"),
+    "RGBA": (4, "uchar"),
+    "I;16": (1, "ushort"),
+}
+# Errors Pillow raises for bytes it cannot parse (a truncated or damaged header).
+_PARSE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError)
+
+
+def open_extended(stream: IO[bytes], fmt: ExtendedFormat) -> Any:
+    """Parse the header of ``stream`` with the plugin of ``fmt`` only, decoding nothing.
+
+    Raises ImageRejected: ``undecodable`` for a header that does not parse,
+    ``too_many_pixels`` for one past Pillow's own bomb guard (twice its default pixels).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(stream, formats=_PLUGINS[fmt])
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", f"the {fmt.value} image is far too large") from exc
+    except _PARSE_ERRORS as exc:
+        raise ImageRejected("undecodable", f"the {fmt.value} image header cannot be read") from exc
+
+
+def header_of(image: Any) -> tuple[int, int, int, int, bool]:
+    """Width, height, frames, bands and alpha of an opened (not loaded) Pillow image.
+
+    Frames count only where Pillow decodes more than one (none of these formats is
+    animated here: the first frame or, for an icon, its largest image is used), but a
+    header claiming thousands is still refused as ``too_many_frames``.
+    """
+    mode = image.mode
+    bands = len(image.getbands())
+    alpha = mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in image.info
+    pages = int(getattr(image, "n_frames", 1) or 1)
+    return image.width, image.height, pages, bands, alpha
+
+
+def decode_extended(data: bytes, fmt: ExtendedFormat) -> Any:
+    """Decode ``data`` (already probed against the limits) into a pyvips image in memory.
+
+    Raises ImageRejected(``undecodable``) for a body Pillow cannot decode (truncated,
+    damaged): the same error libvips' formats give.
+    """
+    image = open_extended(io.BytesIO(data), fmt)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+        return _to_vips(_normalised(image))
+    except _PARSE_ERRORS as exc:
+        raise ImageRejected(
+            "undecodable", f"the {fmt.value} image cannot be decoded: its data is corrupt"
+        ) from exc
+    finally:
+        image.close()
+
+
+def _normalised(image: Any) -> Any:
+    """The image in a mode libvips takes: 8-bit L/LA/RGB/RGBA or 16-bit grey."""
+    mode = image.mode
+    if mode in _DIRECT:
+        return image
+    if mode == "1":  # PBM, 1-bit BMP
+        return image.convert("L")
+    if mode == "F":  # PFM: linear floats, 0..1 is black..white
+        return image.point(lambda value: value * 255).convert("L")
+    if mode.startswith("I"):  # 16-bit PGM in other layouts, 32-bit integers
+        return image.convert("I").convert("I;16")  # clamped to 0..65535
+    has_alpha = "A" in mode or "transparency" in image.info
+    return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def _to_vips(image: Any) -> Any:
+    bands, band_format = _DIRECT[image.mode]
+    vips = pyvips.Image.new_from_memory(
+        image.tobytes(), image.width, image.height, bands, band_format
+    )
+    if band_format == "ushort":
+        return vips.copy(interpretation="grey16")
+    return vips.copy(interpretation="b-w" if bands <= 2 else "srgb")
