@@ -67,3 +67,10 @@ def pnm_header(width: int, height: int) -> bytes:
 
 def qoi_header(width: int, height: int) -> bytes:
     return b"qoif" + struct.pack(">IIBB", width, height, 3, 0)
+
+
+def icon_hiding_a_large_png(width: int, height: int) -> bytes:
+    """An icon directory saying 16 x 16 whose one image is a PNG of ``width`` x ``height``."""
+    png = _saved(Image.new("L", (width, height)), "PNG")
+    entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 6 + 16)
+    return struct.pack("<HHH", 0, 1, 1) + entry + png

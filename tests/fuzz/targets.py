@@ -8,6 +8,8 @@
   server (`messaging.testing`: its publishes are encoded as aiormq would, and recorded);
 - `rpc`: `RpcMessage.from_message` / `error_from_message`, and `Broker._answer` serving a
   request end to end;
+- `input-headers`: the input-only formats' header checks and Pillow decoding
+  (`headers`);
 - `provenancedb`: provenancedb's RPC handlers on any request meta (validated against each
   route's request model, as `Broker.serve` does), with a store that holds documents to
   what CouchDB would accept.
@@ -62,6 +64,7 @@ from upload.intake import MULTIPART_OVERHEAD, BodyRules, Upload, read_upload
 
 from .engine import Target, Violation
 from .forms import Form, forms
+from .headers import InputHeaders
 from .messages import QUEUES, deliveries, provenance_requests, rpc_deliveries
 from .streams import Stream, send, streams
 from .wire import Channel, Delivery
@@ -533,5 +536,6 @@ TARGETS: dict[str, type[Target]] = {
         Consuming,
         RpcDecoding,
         ProvenanceRequests,
+        InputHeaders,
     )
 }

@@ -9,8 +9,13 @@ import pyvips
 
 from imageproc.operations import ProcessingError, run_pipeline
 from imageproc.workers import PoolConfig, WorkerPool
-from pipeline import ImageFormat, ImageLimits, parse_pipeline
-from tests.extended_images import EXTENDED_SAMPLES, bmp_header, extended_image
+from pipeline import ImageFormat, ImageLimits, parse_pipeline, probe_image
+from tests.extended_images import (
+    EXTENDED_SAMPLES,
+    bmp_header,
+    extended_image,
+    icon_hiding_a_large_png,
+)
 
 LIMITS = ImageLimits()
 INPUT_FORMAT = {"cur": "ico", "pbm": "pnm", "pgm": "pnm", "ppm": "pnm", "pfm": "pnm", "j2k": "jp2"}
@@ -94,3 +99,16 @@ async def test_the_worker_pool_decodes_them_within_its_limits():
         assert caught.value.code == "too_many_pixels"
     finally:
         await pool.close()
+
+
+def test_an_icon_hiding_a_larger_png_is_checked_before_it_is_decoded():
+    # Pillow's ICO plugin decodes the largest image as it opens the file: its size is
+    # read from the PNG's own header first, not from the directory's (16 x 16).
+    data = icon_hiding_a_large_png(3_000, 2_000)
+
+    with pytest.raises(ProcessingError) as caught:
+        _run(data, [{"op": "thumbnail", "width": 16}], ImageLimits(max_pixels=1_000_000))
+
+    assert caught.value.code == "too_many_pixels"
+    assert "6000000 pixels" in caught.value.message
+    assert probe_image(data, limits=LIMITS).width == 3_000

@@ -22,6 +22,7 @@ from tests.extended_images import (
     EXTENDED_SAMPLES,
     bmp_header,
     extended_image,
+    icon_hiding_a_large_png,
     pnm_header,
     qoi_header,
 )
@@ -40,6 +41,11 @@ FORMAT_OF = {
     "j2k": ExtendedFormat.JP2,
 }
 ICONS = ("ico", "cur")
+
+
+def _any_size(width: int, height: int) -> None:
+    assert width > 0
+    assert height > 0
 
 
 def _rejected(data: bytes, limits: ImageLimits = LIMITS) -> ImageRejected:
@@ -94,7 +100,7 @@ def test_probe_file_reads_like_probe_image_and_leaves_the_offset(name):
 
 @pytest.mark.parametrize("name", EXTENDED_SAMPLES)
 def test_decodes_each_sample(name):
-    image = decode_extended(extended_image(name), FORMAT_OF[name])
+    image = decode_extended(extended_image(name), FORMAT_OF[name], _any_size)
 
     assert (image.width, image.height) == ((32, 32) if name in ICONS else (40, 30))
     assert image.format in ("uchar", "ushort")
@@ -143,7 +149,7 @@ def test_a_truncated_body_probes_but_does_not_decode(name):
     assert isinstance(info.format, ExtendedFormat)
 
     with pytest.raises(ImageRejected) as caught:
-        decode_extended(truncated, info.format)
+        decode_extended(truncated, info.format, _any_size)
 
     assert caught.value.code == "undecodable"
     assert "cannot be decoded" in caught.value.message
@@ -177,3 +183,27 @@ def test_the_refusal_names_every_accepted_format():
 )
 def test_names_and_types(fmt, content_type, extension):
     assert (fmt.content_type, fmt.extension) == (content_type, extension)
+
+
+def test_an_icon_is_measured_by_its_images_own_headers():
+    # The directory says 16 x 16; the PNG inside says 3000 x 2000.
+    data = icon_hiding_a_large_png(3_000, 2_000)
+
+    assert probe_image(data, limits=LIMITS).width == 3_000
+    assert _rejected(data, ImageLimits(max_pixels=1_000_000)).code == "too_many_pixels"
+    assert _rejected(data, ImageLimits(max_side=2_000)).code == "too_large_side"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00\x00\x01\x00\x01\x00" + bytes(8),  # the directory cut short
+        b"\x00\x00\x01\x00\x00\x10" + bytes(16 * 4096),  # 4096 images
+        b"\x00\x00\x01\x00\x01\x00" + bytes(16),  # an image that is neither PNG nor DIB
+    ],
+)
+def test_a_broken_icon_directory_is_undecodable(data):
+    error = _rejected(data)
+
+    assert error.code == "undecodable"
+    assert error.message.startswith("the ico image header cannot be read")

@@ -14,16 +14,18 @@ is killed).
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+from collections.abc import Callable
 from typing import IO, Any
 
 import pyvips
-from PIL import Image, UnidentifiedImageError
+from PIL import IcoImagePlugin, Image, UnidentifiedImageError
 
 from ._errors import ImageRejected
 from ._formats import ExtendedFormat
 
-__all__ = ["decode_extended", "header_of", "open_extended"]
+__all__ = ["decode_extended", "header_of", "icon_sizes", "open_extended"]
 
 _PLUGINS: dict[ExtendedFormat, list[str]] = {
     ExtendedFormat.BMP: ["BMP"],
@@ -43,6 +45,51 @@ _DIRECT = {
 }
 # Errors Pillow raises for bytes it cannot parse (a truncated or damaged header).
 _PARSE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError)
+
+
+_ICON_ENTRY = struct.Struct("<BBBBHHII")
+_DIB_HEADER_SIZES = frozenset({40, 52, 56, 108, 124})
+_MAX_ICON_ENTRIES = 256
+"""Real icons hold a handful of sizes; a directory claiming more is refused unread."""
+
+
+def icon_sizes(stream: IO[bytes]) -> list[tuple[int, int]]:
+    """The size of each image in an icon (ICO/CUR) as its own header says, read without
+    Pillow: Pillow's ICO plugin decodes the largest image as it opens the file, and an
+    embedded PNG may be far larger than the directory's one-byte sides say.
+
+    Raises ImageRejected(``undecodable``) for a directory that does not parse.
+    """
+    stream.seek(0)
+    head = stream.read(6)
+    if len(head) < 6:
+        raise _bad_icon("cut short")
+    count = int.from_bytes(head[4:6], "little")
+    if not 0 < count <= _MAX_ICON_ENTRIES:
+        raise _bad_icon(f"{count} images")
+    table = stream.read(count * _ICON_ENTRY.size)
+    if len(table) < count * _ICON_ENTRY.size:
+        raise _bad_icon("cut short")
+    return [_icon_image_size(stream, entry[7]) for entry in _ICON_ENTRY.iter_unpack(table)]
+
+
+def _icon_image_size(stream: IO[bytes], offset: int) -> tuple[int, int]:
+    stream.seek(offset)
+    head = stream.read(24)
+    if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+    elif len(head) >= 12 and int.from_bytes(head[:4], "little") in _DIB_HEADER_SIZES:
+        width, height = struct.unpack("<ii", head[4:12])  # DIB: twice the height (mask)
+        width, height = abs(width), abs(height) // 2
+    else:
+        raise _bad_icon("an image is neither PNG nor a bitmap")
+    if width <= 0 or height <= 0:
+        raise _bad_icon("an image without pixels")
+    return width, height
+
+
+def _bad_icon(why: str) -> ImageRejected:
+    return ImageRejected("undecodable", f"the ico image header cannot be read ({why})")
 
 
 def open_extended(stream: IO[bytes], fmt: ExtendedFormat) -> Any:
@@ -75,24 +122,39 @@ def header_of(image: Any) -> tuple[int, int, int, int, bool]:
     return image.width, image.height, pages, bands, alpha
 
 
-def decode_extended(data: bytes, fmt: ExtendedFormat) -> Any:
+def decode_extended(data: bytes, fmt: ExtendedFormat, check: Callable[[int, int], None]) -> Any:
     """Decode ``data`` (already probed against the limits) into a pyvips image in memory.
+
+    ``check(width, height)`` sees the size about to be decoded first, and raises to stop
+    it: an icon's directory may say 16 x 16 for an embedded PNG whose own header says
+    far more, and Pillow decodes what the PNG says.
 
     Raises ImageRejected(``undecodable``) for a body Pillow cannot decode (truncated,
     damaged): the same error libvips' formats give.
     """
-    image = open_extended(io.BytesIO(data), fmt)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
-        return _to_vips(_normalised(image))
+            image = _unloaded(data, fmt)
+            try:
+                check(image.width, image.height)
+                image.load()
+                return _to_vips(_normalised(image))
+            finally:
+                image.close()
     except _PARSE_ERRORS as exc:
         raise ImageRejected(
             "undecodable", f"the {fmt.value} image cannot be decoded: its data is corrupt"
         ) from exc
-    finally:
-        image.close()
+
+
+def _unloaded(data: bytes, fmt: ExtendedFormat) -> Any:
+    """What Pillow will decode, its header read and no pixel yet. For an icon, its
+    largest image, read from the directory without ``Image.open`` (whose ICO plugin
+    decodes that image as it opens the file)."""
+    if data[:4] == b"\x00\x00\x01\x00":
+        return IcoImagePlugin.IcoFile(io.BytesIO(data)).frame(0)  # the largest first
+    return open_extended(io.BytesIO(data), fmt)
 
 
 def _normalised(image: Any) -> Any:

@@ -22,7 +22,7 @@ from ._formats import (
     sniff_format,
 )
 from ._jpeg import count_jpeg_scans
-from ._pillow import header_of, open_extended
+from ._pillow import header_of, icon_sizes, open_extended
 
 __all__ = [
     "ImageInfo",
@@ -126,7 +126,17 @@ def probe_file(descriptor: int, *, limits: ImageLimits) -> ImageInfo:
 
 
 def _probe_extended(stream: Any, fmt: ExtendedFormat, limits: ImageLimits) -> ImageInfo:
-    """The header of an input-only format, parsed by Pillow without decoding pixels."""
+    """The header of an input-only format, parsed by Pillow without decoding pixels.
+
+    Icons are measured without Pillow, whose ICO plugin decodes the largest image as it
+    opens the file: every image's own header is checked (the one decoded is the largest).
+    """
+    if fmt is ExtendedFormat.ICO:
+        sizes = icon_sizes(stream)
+        for width, height in sizes:
+            check_limits(ImageInfo(fmt, width, height, 1, 4, True), limits)
+        width, height = max(sizes, key=lambda size: size[0] * size[1])
+        return ImageInfo(fmt, width, height, 1, 4, True)
     image = open_extended(stream, fmt)
     try:
         width, height, pages, bands, alpha = header_of(image)

@@ -21,13 +21,17 @@ __all__ = ["as_png"]
 def as_png(data: bytes, info: ImageInfo, limits: ImageLimits) -> tuple[bytes, ImageInfo, Any]:
     """The image as PNG bytes, its ImageInfo as a PNG, and its description as input.
 
-    Raises ImageRejected (``undecodable``, or a limit the decoded image breaks: an icon's
-    embedded PNG may be larger than its directory said) and pyvips.Error.
+    Raises ImageRejected (``undecodable``, or a limit the image about to be decoded
+    breaks: an icon's embedded PNG may be larger than its directory said) and
+    pyvips.Error.
     """
     assert isinstance(info.format, ExtendedFormat)
-    image = decode_extended(data, info.format)
+
+    def within_limits(width: int, height: int) -> None:
+        check_limits(replace(info, width=width, height=height, pages=1), limits)
+
+    image = decode_extended(data, info.format, within_limits)
     decoded = replace(info, width=image.width, height=image.height, pages=1, bands=image.bands)
-    check_limits(decoded, limits)
     check()
     described = describe_image(image, info.format)
     png = guard(image).pngsave_buffer(compression=0, filter="none")
