@@ -26,6 +26,7 @@ from playwright.async_api import (
     Response,
     ViewportSize,
     async_playwright,
+    expect,
 )
 
 CHROMIUM = "/usr/bin/chromium"
@@ -140,3 +141,16 @@ def photo_like(width: int, height: int, fmt: str) -> bytes:
 def upload(name: str, mime_type: str, data: bytes) -> FilePayload:
     """A file for `set_input_files`, as if picked from disk."""
     return {"name": name, "mimeType": mime_type, "buffer": data}
+
+
+async def images_loaded(scope: Locator) -> None:
+    """Every image in `scope` finished loading and decoded to a real picture (a lazy one
+    is brought into view first: the browser loads it only then)."""
+    images = scope.locator("img")
+    for index in range(await images.count()):
+        image = images.nth(index)
+        if await image.get_attribute("loading") == "lazy":
+            await image.scroll_into_view_if_needed()
+        await expect(image).to_have_js_property("complete", True, timeout=JOB_DEADLINE_MS)
+        width = await image.evaluate("(img) => img.naturalWidth")
+        assert width > 0, await image.get_attribute("src")

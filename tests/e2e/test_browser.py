@@ -23,6 +23,7 @@ from tests.browser import (
     JOB_DEADLINE_MS,
     PageProblems,
     card,
+    images_loaded,
     photo_like,
     screenshot,
     upload,
@@ -51,19 +52,6 @@ async def open_upload_page(page: Page) -> PageProblems:
     # The catalogue is loaded and the builder drawn: uploads.js has run.
     await expect(page.locator("body")).to_have_attribute("data-ready", "true")
     return problems
-
-
-async def images_loaded(scope: Locator) -> None:
-    """Every image in `scope` finished loading and decoded to a real picture (a lazy one
-    is brought into view first: the browser loads it only then)."""
-    images = scope.locator("img")
-    for index in range(await images.count()):
-        image = images.nth(index)
-        if await image.get_attribute("loading") == "lazy":
-            await image.scroll_into_view_if_needed()
-        await expect(image).to_have_js_property("complete", True, timeout=JOB_DEADLINE_MS)
-        width = await image.evaluate("(img) => img.naturalWidth")
-        assert width > 0, await image.get_attribute("src")
 
 
 async def no_horizontal_scroll(page: Page) -> None:

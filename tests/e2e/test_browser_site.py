@@ -17,7 +17,14 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Locator, Page, ViewportSize, expect
 
-from tests.browser import JOB_DEADLINE_MS, PageProblems, page_on, photo_like, screenshot
+from tests.browser import (
+    JOB_DEADLINE_MS,
+    PageProblems,
+    images_loaded,
+    page_on,
+    photo_like,
+    screenshot,
+)
 from tests.conftest import Mesh
 from tests.e2e.helpers import submit, wait_finished
 from tests.security.conftest import upload_replica
@@ -80,9 +87,7 @@ async def opened(page: Page, site_page: SitePage, job_id: str) -> PageProblems:
     assert response is not None
     assert response.ok, f"{site_page.path}: HTTP {response.status}"
     await expect(page.locator(site_page.ready).first).to_be_attached(timeout=JOB_DEADLINE_MS)
-    images = page.locator("main img")
-    for index in range(await images.count()):
-        await expect(images.nth(index)).to_have_js_property("complete", True)
+    await images_loaded(page.locator("main"))
     return problems
 
 

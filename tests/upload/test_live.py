@@ -73,3 +73,13 @@ def test_a_failed_job_is_finished_too_and_unfinished_ones_stay_within_the_cap() 
         run(live, f"stuck-{n}", "image.uploaded")
     assert live.remembered == 100
     assert live.waiting("local") == 100
+
+
+def test_a_short_id_finds_the_jobs_seen_live_newest_first_and_only_the_owners() -> None:
+    live = LiveJobs(clock=Clock(), linger=60)
+    for job_id in ("abc123-1", "abc123-2", "abd999-3"):
+        run(live, job_id, "image.uploaded")
+    assert live.starting_with("abc123", "local") == ["abc123-2", "abc123-1"]
+    assert live.starting_with("abc123", None) == ["abc123-2", "abc123-1"]
+    assert live.starting_with("abc123", "someone-else") == []
+    assert live.starting_with("ffffff", None) == []

@@ -4,7 +4,8 @@ id starts with such a prefix, so that a short id can be resolved, or its candida
 
 The lookup is the history's search (`search=`, one bounded index read in provenancedb),
 scoped to the reader's own jobs like every read (an auditor's: everyone's), then kept to
-ids that start with the prefix (the search also matches file names). So a prefix never
+ids that start with the prefix (the search also matches file names), plus the reader's
+jobs this replica saw accepted that the index does not have yet. So a prefix never
 reveals another principal's job: not as a match, not as a second candidate making an
 answer "ambiguous". A full id is looked up directly.
 """
@@ -50,5 +51,12 @@ async def jobs_with_prefix(jobs: Jobs, prefix: str, reader: Principal) -> dict[s
         status=None, limit=_SEARCH_PAGE, before=None, owner=owner, search=prefix
     )
     found = [job for job in page["jobs"] if str(job.get("id", "")).startswith(prefix)]
+    indexed = {job["id"] for job in found}
+    # Jobs accepted a moment ago are not in the search index yet: this replica saw them.
+    fresh = []
+    for job_id in jobs.live_starting_with(prefix, owner):
+        if job_id not in indexed and (job := await jobs.readable(job_id, reader)) is not None:
+            fresh.append(public(job))
+    found = fresh + found
     log.info("jobs_by_prefix", prefix=prefix, found=len(found))
     return {"jobs": found[:MAX_MATCHES], "next": None}

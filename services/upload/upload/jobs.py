@@ -263,6 +263,10 @@ class Jobs:
         reply = await self._call(topology.PROVENANCE_JOB_STATUS, JobRequest(job_id=job_id), job_id)
         return reply.job
 
+    def live_starting_with(self, prefix: str, owner: str | None) -> list[str]:
+        """Jobs this replica saw live whose id starts with `prefix` (`LiveJobs`)."""
+        return [] if self._live is None else self._live.starting_with(prefix, owner)
+
     async def readable(self, job_id: str, reader: Principal) -> dict[str, Any] | None:
         """The job's status if `reader` may see it (its owner, or an auditor); else None,
         as for a job that does not exist: another's job is not found (404), not forbidden."""

@@ -166,6 +166,15 @@ class LiveJobs:
             if seen.input_sha256 == sha256 and owner in (None, seen.owner)
         ]
 
+    def starting_with(self, prefix: str, owner: str | None) -> list[str]:
+        """The jobs seen live whose id starts with `prefix`, of `owner` (None: anyone's),
+        newest first: a short id resolves before provenance has indexed the job."""
+        return [
+            job_id
+            for job_id, seen in reversed(self._recent.items())
+            if job_id.startswith(prefix) and owner in (None, seen.owner)
+        ]
+
     async def wait_seen(self, job_id: str, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the job's start to pass; whether it did."""
         if job_id in self._recent:
