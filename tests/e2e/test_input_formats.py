@@ -31,6 +31,10 @@ async def test_a_bmp_or_pnm_becomes_a_thumbnail(
         assert result.content_type == "image/png"
         output = decode(await result.read())
     assert (output.format, output.size) == ("PNG", (20, 15))
+    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job['id']}/input") as stored:
+        assert stored.status == 200
+        assert stored.content_type == ("image/bmp" if fmt == "bmp" else "image/x-portable-anymap")
+        assert await stored.read() == extended_image(name)
 
 
 async def test_a_bmp_header_over_the_limits_is_422_before_decoding(

@@ -25,6 +25,7 @@ from messaging.events import (
 from messaging.formats import content_type_of
 from messaging.rpc import validation_message
 from objectstore import ObjectStore
+from pipeline import ExtendedFormat
 
 from .errors import ApiError
 from .guard import Principal
@@ -307,7 +308,7 @@ class Jobs:
         source = job.get("input_ref")
         if not source:
             raise ApiError(404, "not_found", f"job {job_id} has no stored input")
-        return source, _content_type(source)
+        return source, _input_content_type(source)
 
     async def provenance(self, job_id: str) -> dict[str, Any] | None:
         """The job's W3C PROV-JSON document, or None for an unknown job."""
@@ -401,6 +402,18 @@ def _measured(upload: Upload) -> dict[str, Any]:
 
 def _content_type(image: dict[str, Any]) -> str:
     # From its format through the allow-list, never a content type a message named.
+def _input_content_type(image: dict[str, Any]) -> str:
+    """An input may also be in an input-only format (BMP, ...): its type from pipeline's
+    allow-list as well, never from a message."""
+    fmt = image.get("format")
+    if fmt in _EXTENDED_FORMATS:
+        return ExtendedFormat(fmt).content_type
+    return _content_type(image)
+
+
+_EXTENDED_FORMATS = frozenset(fmt.value for fmt in ExtendedFormat)
+
+
     return content_type_of(image.get("format")) or "application/octet-stream"
 
 
