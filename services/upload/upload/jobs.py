@@ -400,8 +400,6 @@ def _measured(upload: Upload) -> dict[str, Any]:
     }
 
 
-def _content_type(image: dict[str, Any]) -> str:
-    # From its format through the allow-list, never a content type a message named.
 def _input_content_type(image: dict[str, Any]) -> str:
     """An input may also be in an input-only format (BMP, ...): its type from pipeline's
     allow-list as well, never from a message."""
@@ -414,6 +412,8 @@ def _input_content_type(image: dict[str, Any]) -> str:
 _EXTENDED_FORMATS = frozenset(fmt.value for fmt in ExtendedFormat)
 
 
+def _content_type(image: dict[str, Any]) -> str:
+    # From its format through the allow-list, never a content type a message named.
     return content_type_of(image.get("format")) or "application/octet-stream"
 
 
