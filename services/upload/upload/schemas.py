@@ -109,6 +109,10 @@ class About(_Body):
     links: dict[str, str] = Field(
         description="API documents, and operator consoles: fauxton, rabbitmq_console"
     )
+    input_formats: list[str] = Field(
+        description="the image formats an upload may be in, decided by its content "
+        "(jpeg, png, webp, gif, tiff, avif; input only: bmp, ico, pnm, qoi, jp2)"
+    )
     limits: dict[str, int] = Field(
         description="what an upload may be: image_max_bytes, image_max_pixels, image_max_side, "
         "pipeline_max_ops; what one results.zip may hold: zip_max_jobs, zip_max_bytes"
@@ -121,10 +125,6 @@ class Me(_Body):
     sign_in: bool = Field(description="the server needs a principal (API tokens are on)")
 
 
-    input_formats: list[str] = Field(
-        description="the image formats an upload may be in, decided by its content "
-        "(jpeg, png, webp, gif, tiff, avif; input only: bmp, ico, pnm, qoi, jp2)"
-    )
 class Health(BaseModel):
     model_config = ConfigDict(extra="allow")
 
