@@ -212,7 +212,7 @@ def trail(env: Mapping[str, str], job_id: str) -> tuple[str, list[Gap], list[dic
 def complete_trail(env: Mapping[str, str], job_id: str) -> list[dict[str, Any]] | None:
     """The job's documents once it is finished and its trail has no gap, else None."""
     status, gaps, docs = trail(env, job_id)
-    return docs if status in {"succeeded", "failed"} and not gaps else None
+    return docs if status in {"succeeded", "failed", "cancelled"} and not gaps else None
 
 
 async def audit_env(env: Mapping[str, str], *, grace: float = 0.0) -> Report:

@@ -88,7 +88,11 @@ async def wait_finished(
     return job
 
 
-_FINAL_TYPES = {"succeeded": ("image.processed", "image.reused"), "failed": ("job.failed",)}
+_FINAL_TYPES = {
+    "succeeded": ("image.processed", "image.reused"),
+    "failed": ("job.failed",),
+    "cancelled": ("job.cancelled",),
+}
 
 
 async def wait_recorded(

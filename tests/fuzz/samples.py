@@ -12,6 +12,7 @@ from typing import Any
 from messaging import Envelope
 from messaging.events import (
     ALL_EVENTS,
+    CancelRequested,
     ClientInfo,
     ErrorInfo,
     Event,
@@ -20,6 +21,7 @@ from messaging.events import (
     ImageReused,
     ImageStored,
     ImageUploaded,
+    JobCancelled,
     JobFailed,
     MessageParked,
     OperationApplied,
@@ -102,6 +104,15 @@ def events() -> dict[str, Event]:
         JobFailed(job_id=JOB, error=ErrorInfo(code="undecodable", message="no"), attempt=1),
         RetryScheduled(job_id=JOB, queue="q", attempt=1, delay_seconds=1.0, error="boom"),
         MessageParked(job_id=JOB, queue="q", parking_queue="q.parking", attempts=3, error="x"),
+        CancelRequested(job_id=JOB, principal="alice"),
+        JobCancelled(
+            job_id=JOB,
+            principal="alice",
+            input=_ref("in.png"),
+            pipeline=pipeline,
+            attempt=1,
+            while_processing=True,
+        ),
     ]
     assert {type(event) for event in made} == set(ALL_EVENTS), "a new event needs a sample"
     return {event.type: event for event in made}

@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 
 from messaging import constants, jobs, permissions
-from messaging.events import ImageProcessed, ImageReused, ImageUploaded, JobFailed
+from messaging.events import (
+    ImageProcessed,
+    ImageReused,
+    ImageUploaded,
+    JobCancelled,
+    JobFailed,
+)
 
 SOURCE = Path(constants.__file__)
 
@@ -58,9 +64,8 @@ def test_statuses_ranks_and_final_agree() -> None:
 def test_the_fold_answers_only_these_statuses() -> None:
     assert set(jobs.EVENT_STATUS.values()) == set(constants.JOB_STATUSES)
     assert jobs.EVENT_STATUS[ImageUploaded.type] == constants.QUEUED
-    assert {jobs.EVENT_STATUS[t.type] for t in (ImageProcessed, ImageReused, JobFailed)} == (
-        constants.FINAL_STATUSES
-    )
+    finals = (ImageProcessed, ImageReused, JobFailed, JobCancelled)
+    assert {jobs.EVENT_STATUS[t.type] for t in finals} == constants.FINAL_STATUSES
     assert jobs.JOB_STATUSES is constants.JOB_STATUSES
 
 

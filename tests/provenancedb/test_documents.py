@@ -47,6 +47,7 @@ from prov.model import (
 from messaging import Envelope, follow_up_id
 from messaging.events import (
     ALL_EVENTS,
+    CancelRequested,
     ClientInfo,
     ErrorInfo,
     Event,
@@ -55,6 +56,7 @@ from messaging.events import (
     ImageReused,
     ImageStored,
     ImageUploaded,
+    JobCancelled,
     JobFailed,
     MessageParked,
     OperationApplied,
@@ -438,6 +440,26 @@ def _failed_without_input() -> Step:
     return envelope_for(event, "imageproc_runner", T0, cause=CAUSE), event
 
 
+CANCELLER = "alice"
+
+
+def _cancel_requested() -> Step:
+    event = CancelRequested(job_id=JOB, principal=CANCELLER)
+    return envelope_for(event, "upload", T0), event
+
+
+def _cancelled() -> Step:
+    event = JobCancelled(
+        job_id=JOB,
+        principal=CANCELLER,
+        input=INPUT,
+        pipeline=[{"op": "blur", "sigma": 3}],
+        attempt=1,
+        while_processing=True,
+    )
+    return envelope_for(event, "imageproc_runner", T0, cause=CAUSE), event
+
+
 def _at(step: Step, moment: datetime) -> Step:
     envelope, event = step
     return dataclasses.replace(envelope, time=moment), event
@@ -504,6 +526,13 @@ CASES: dict[str, tuple[Step, dict[str, Any], set[str], set[str]]] = {
         set(),
     ),
     "job.parked": (_parked(), {"attempt": 5, "queue": "imageproc_runner.uploads"}, set(), set()),
+    "job.cancel-requested": (_cancel_requested(), {"principal": CANCELLER}, set(), set()),
+    "job.cancelled": (
+        _cancelled(),
+        {"input_sha256": IN, "principal": CANCELLER, "attempt": 1},
+        {IN},
+        set(),
+    ),
     "image.reused": (
         REUSED[-1],
         {"input_sha256": IN, "output_sha256": OUT, "location": OUTPUT.uri},
@@ -520,6 +549,7 @@ OPTIONAL_FLAT = {
     "queue",
     "location",
     "client_address",
+    "principal",
 }
 
 
@@ -662,6 +692,18 @@ def test_the_upload_service_acted_on_behalf_of_the_principal(event_type: str) ->
     (principal,) = (a for a in records(document, ProvAgent) if a.identifier == responsible)
     assert [str(label) for label in principal.get_attribute("prov:label")] == [PRINCIPAL]
     assert [str(kind) for kind in principal.get_attribute("prov:type")] == ["imagemesh:Principal"]
+
+
+@pytest.mark.parametrize("step", [_cancel_requested(), _cancelled()], ids=["requested", "done"])
+def test_a_cancellation_names_who_asked_for_it(step: Step) -> None:
+    envelope, event = step
+    document = valid_prov(to_document(envelope, event)["prov"])
+    (delegation,) = records(document, ProvDelegation)
+    responsible = formal(delegation, PROV_ATTR_RESPONSIBLE)
+    assert named(responsible, "imagemesh") == f"principal/{CANCELLER}"
+    assert named(formal(delegation, PROV_ATTR_ACTIVITY), "imagemesh") == f"event/{envelope.id}"
+    (activity,) = records(document, ProvActivity)
+    assert extra(activity, "imagemesh:principal") == [CANCELLER]
 
 
 def test_merged_job_document_names_the_principal_once_for_the_jobs_intake() -> None:

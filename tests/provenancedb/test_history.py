@@ -18,7 +18,14 @@ import pytest
 from prometheus_client import REGISTRY
 
 from messaging import RpcError, RpcMessage, topology
-from messaging.events import ErrorInfo, ImageUploaded, JobFailed, ProcessingStarted
+from messaging.events import (
+    CancelRequested,
+    ErrorInfo,
+    ImageUploaded,
+    JobCancelled,
+    JobFailed,
+    ProcessingStarted,
+)
 from messaging.jobs import JOB_STATUSES, STATUS_EVENTS, fold_status, rfc3339
 from messaging.queries import JobStatus
 from messaging.rpc import rpc_handler
@@ -32,6 +39,7 @@ from tests.conftest import couch, settings_from
 from tests.provenancedb.conftest import OpenStore, provisioned_store
 from tests.provenancedb.test_documents import (
     documents,
+    envelope_for,
     failed_trail,
     input_ref,
     intake,
@@ -66,6 +74,14 @@ def _trail(name: str, status: str, owner: str, minute: int) -> list[dict[str, An
     if status == "failed":
         return documents(failed_trail(job_id, source, at, "undecodable", principal=owner))
     steps = intake(job_id, source, at, principal=owner)
+    if status == "cancelled":
+        asked = CancelRequested(job_id=job_id, principal=owner)
+        done = JobCancelled(job_id=job_id, principal=owner, input=source, pipeline=[])
+        later = at + timedelta(seconds=1)
+        steps += [
+            (envelope_for(asked, "upload", later), asked),
+            (envelope_for(done, "imageproc_runner", later, cause=steps[-1][0]), done),
+        ]
     if status == "processing":
         full = job_trail(job_id, source, output_ref(job_id, sha("x")), at, principal=owner)
         steps = full[:3]  # intake and processing.started
@@ -86,8 +102,8 @@ def _ids(page: dict[str, Any]) -> list[str]:
 
 @pytest.fixture
 async def two_owners(store: ProvenanceStore) -> Recorder:
-    """Alice: a queued, a processing, a succeeded and a failed job; Bob: one of each but
-    processing, created interleaved with Alice's."""
+    """Alice: a queued, a processing, a succeeded, a failed and a cancelled job; Bob: a
+    queued, a succeeded and a failed one, created interleaved with Alice's."""
     plan = [
         ("a-queued", "queued", ALICE),
         ("b-queued", "queued", BOB),
@@ -96,6 +112,7 @@ async def two_owners(store: ProvenanceStore) -> Recorder:
         ("b-succeeded", "succeeded", BOB),
         ("a-failed", "failed", ALICE),
         ("b-failed", "failed", BOB),
+        ("a-cancelled", "cancelled", ALICE),
     ]
     for minute, (name, status, owner) in enumerate(plan):
         await store.record_all(_trail(name, status, owner, minute))
@@ -109,14 +126,16 @@ async def test_history_lists_only_the_owners_jobs_and_everyones_without_an_owner
     two_owners: Recorder,
 ) -> None:
     alice = await _jobs(two_owners, owner=ALICE)
-    assert _ids(alice) == [_job(n) for n in ("a-failed", "a-succeeded", "a-processing", "a-queued")]
+    assert _ids(alice) == [
+        _job(n) for n in ("a-cancelled", "a-failed", "a-succeeded", "a-processing", "a-queued")
+    ]
     assert {job["owner"] for job in alice["jobs"]} == {ALICE}
     assert _ids(await _jobs(two_owners, owner=BOB)) == [
         _job(n) for n in ("b-failed", "b-succeeded", "b-queued")
     ]
     assert _ids(await _jobs(two_owners, owner="carol")) == []
     everyone = await _jobs(two_owners)  # an auditor's history: owner absent
-    assert len(everyone["jobs"]) == 7
+    assert len(everyone["jobs"]) == 8
     assert _ids(await _jobs(two_owners, owner=None)) == _ids(everyone)
 
 
@@ -164,9 +183,21 @@ async def test_job_counts_are_per_owner_and_status(two_owners: Recorder) -> None
             )
         ).meta
 
-    assert await counts(ALICE) == {"queued": 1, "processing": 1, "succeeded": 1, "failed": 1}
-    assert await counts(BOB) == {"queued": 1, "processing": 0, "succeeded": 1, "failed": 1}
-    assert await counts("carol") == {"queued": 0, "processing": 0, "succeeded": 0, "failed": 0}
+    assert await counts(ALICE) == {
+        "queued": 1,
+        "processing": 1,
+        "succeeded": 1,
+        "failed": 1,
+        "cancelled": 1,
+    }
+    assert await counts(BOB) == {
+        "queued": 1,
+        "processing": 0,
+        "succeeded": 1,
+        "failed": 1,
+        "cancelled": 0,
+    }
+    assert await counts("carol") == dict.fromkeys(JOB_STATUSES, 0)
 
 
 async def test_a_job_counts_as_queued_until_it_starts(store: ProvenanceStore) -> None:
@@ -189,7 +220,7 @@ async def test_a_job_counts_as_queued_until_it_starts(store: ProvenanceStore) ->
     [
         ("jobs", {"limit": 20, "owner": "not a principal!"}),
         ("jobs", {"limit": 20, "owner": 7}),
-        ("jobs", {"limit": 20, "status": "cancelled"}),
+        ("jobs", {"limit": 20, "status": "paused"}),
         ("jobs", {"limit": "20"}),
         ("jobs", {"limit": 0}),
         ("jobs", {"status": "queued"}),
@@ -219,7 +250,7 @@ async def test_requests_that_are_not_what_the_contract_says_are_bad_requests(
 async def test_todays_callers_requests_still_work(two_owners: Recorder) -> None:
     # What upload sent before owners existed: status and before as null.
     page = await _jobs(two_owners, status=None, before=None)
-    assert len(page["jobs"]) == 7
+    assert len(page["jobs"]) == 8
 
 
 async def test_every_history_page_and_count_is_one_request(
@@ -354,7 +385,7 @@ async def test_concurrent_writers_merge_their_summaries(test_env: dict[str, str]
                 assert set(summary["records"]) == expected, name
                 assert summary["status"] == "succeeded"
             counts = await first.job_counts(ALICE)
-            assert counts == {"queued": 0, "processing": 0, "succeeded": 12, "failed": 0}
+            assert counts == dict.fromkeys(JOB_STATUSES, 0) | {"succeeded": 12}
 
 
 def _count(operation: str) -> float:

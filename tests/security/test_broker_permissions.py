@@ -101,6 +101,7 @@ async def test_each_service_does_its_own_work_with_its_own_user(env: dict[str, s
     ):
         await imageproc.serve_raw(topology.IMAGEPROC_RUN, echo)
         await runner.subscribe(topology.RUNNER_UPLOADS, ignore, ())
+        await runner.watch(lambda envelope, event: None, topology.CANCEL_REQUESTS)
         reply = await runner.call_raw(
             topology.IMAGEPROC_RUN, RpcMessage({"pipeline": []}, b"x"), timeout=10
         )
@@ -127,6 +128,19 @@ async def test_a_service_cannot_publish_another_services_events(connect: Any) ->
     exchange = await channel.get_exchange("imagemesh.events", ensure=False)
     with pytest.raises(ChannelAccessRefused):
         await exchange.publish(aio_pika.Message(b"{}"), routing_key=ImageProcessed.type)
+
+
+@pytest.mark.parametrize(
+    ("service", "event_type"),
+    [("imageproc_runner", "job.cancel-requested"), ("upload", "job.cancelled")],
+)
+async def test_only_upload_asks_to_cancel_and_only_the_runner_cancels(
+    connect: Any, service: str, event_type: str
+) -> None:
+    channel = await connect(service)
+    exchange = await channel.get_exchange("imagemesh.events", ensure=False)
+    with pytest.raises(ChannelAccessRefused):
+        await exchange.publish(aio_pika.Message(b"{}"), routing_key=event_type)
 
 
 async def test_nobody_publishes_through_the_default_exchange(connect: Any) -> None:

@@ -100,6 +100,7 @@ def test_openapi_schemas_are_the_api_models(openapi: dict[str, Any]) -> None:
         "processing",
         "succeeded",
         "failed",
+        "cancelled",
     }
     accepted = openapi["paths"]["/api/v1/jobs"]["post"]["responses"]["202"]
     assert accepted["content"]["application/json"]["schema"]["$ref"].endswith("/Accepted")

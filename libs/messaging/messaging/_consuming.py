@@ -25,7 +25,7 @@ from ._core import (
 )
 from ._envelope import Envelope, EnvelopeError, copy_of
 from ._identity import SENDER_HEADER, may_send
-from .events import EVENTS_BY_TYPE, Event
+from .events import EVENTS_BY_TYPE, Event, ExchangeKind
 
 log = structlog.get_logger("messaging")
 
@@ -85,10 +85,15 @@ class _ConsumingBroker(_BrokerCore):
         await self._start(_Subscription(spec.name, prefetch, declare, on_message))
         log.info("consuming", queue=spec.name, prefetch=prefetch)
 
-    async def watch(self, callback: Watcher) -> None:
-        """Follow every event of the mesh as it happens, on a queue of this process's own
-        (see `topology.declare_live_queue`): for live views such as progress streams.
-        Nothing is acknowledged or retried; an unreadable message is skipped."""
+    async def watch(
+        self,
+        callback: Watcher,
+        bindings: tuple[tuple[ExchangeKind, str], ...] = topology.EVERY_EVENT,
+    ) -> None:
+        """Follow the events `bindings` name (every event of the mesh by default) as they
+        happen, on a queue of this process's own (see `topology.declare_live_queue`): for
+        live views such as progress streams. Nothing is acknowledged or retried; an
+        unreadable message is skipped."""
         name = f"live.{self.service}.{uuid.uuid4().hex}"
 
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -109,7 +114,7 @@ class _ConsumingBroker(_BrokerCore):
                 log.exception("watcher_failed", event_type=envelope.type)
 
         async def declare(channel: AbstractChannel) -> AbstractQueue:
-            return await topology.declare_live_queue(channel, self.settings, name)
+            return await topology.declare_live_queue(channel, self.settings, name, bindings)
 
         await self._start(_Subscription(name, 256, declare, on_message, no_ack=True))
         log.info("watching", queue=name)

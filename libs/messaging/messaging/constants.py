@@ -14,11 +14,12 @@ SERVICES = ("upload", "imageproc_runner", "imageproc", "provenancedb")
 """Every service of the mesh: its broker user, its log name and its package name."""
 UPLOAD, IMAGEPROC_RUNNER, IMAGEPROC, PROVENANCEDB = SERVICES
 
-JOB_STATUSES = ("queued", "processing", "succeeded", "failed")
-"""What a job's status may be, in the order a job goes through them (the last two are
-alternatives: a job ends with one of them)."""
-QUEUED, PROCESSING, SUCCEEDED, FAILED = JOB_STATUSES
-FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
+JOB_STATUSES = ("queued", "processing", "succeeded", "failed", "cancelled")
+"""What a job's status may be, in the order a job goes through them (the last three are
+alternatives: a job ends with one of them; `cancelled` when its owner cancelled it before
+it finished)."""
+QUEUED, PROCESSING, SUCCEEDED, FAILED, CANCELLED = JOB_STATUSES
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 """A job with one of these statuses changes no more."""
-STATUS_RANK = {QUEUED: 0, PROCESSING: 1, SUCCEEDED: 2, FAILED: 2}
-"""How far a job has got: a status never goes back to a lower rank (both final ones are 2)."""
+STATUS_RANK = {QUEUED: 0, PROCESSING: 1, SUCCEEDED: 2, FAILED: 2, CANCELLED: 2}
+"""How far a job has got: a status never goes back to a lower rank (the final ones are 2)."""

@@ -146,3 +146,4 @@ class JobCounts(_Reply):
     processing: int = 0
     succeeded: int = 0
     failed: int = 0
+    cancelled: int = 0

@@ -224,6 +224,37 @@ class JobFailed(Event):
     attempt: int | None = Field(default=None, ge=1)
 
 
+class CancelRequested(Event):
+    """A job's owner asked to cancel it (`POST /api/v1/jobs/{id}/cancel`) while upload knew
+    it unfinished. Only a request: the runner decides, and records `job.cancelled` when it
+    stops the job; a job that finished first keeps its outcome."""
+
+    type: ClassVar[str] = "job.cancel-requested"
+    exchange: ClassVar[ExchangeKind] = "events"
+    published_by: ClassVar[tuple[str, ...]] = ("upload",)
+
+    principal: str = Field(pattern=PRINCIPAL_PATTERN)
+    """Who asked (the job's owner)."""
+
+
+class JobCancelled(Event):
+    """The runner stopped a job its owner cancelled: before it started, or after imageproc
+    answered (the output is dropped, never stored). The job ends `cancelled`."""
+
+    type: ClassVar[str] = "job.cancelled"
+    exchange: ClassVar[ExchangeKind] = "events"
+    published_by: ClassVar[tuple[str, ...]] = ("imageproc_runner",)
+
+    principal: str = Field(pattern=PRINCIPAL_PATTERN)
+    """Who asked for the cancellation (its `job.cancel-requested`)."""
+    input: ImageRef
+    pipeline: list[dict[str, Any]]
+    attempt: int = Field(default=1, ge=1)
+    while_processing: bool = False
+    """Whether imageproc had run the pipeline (its output dropped) or the job had not
+    started."""
+
+
 class RetryScheduled(Event):
     """Handling a job's message failed; it is tried again after `delay_seconds`."""
 
@@ -262,5 +293,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     JobFailed,
     RetryScheduled,
     MessageParked,
+    CancelRequested,
+    JobCancelled,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.type: cls for cls in ALL_EVENTS}

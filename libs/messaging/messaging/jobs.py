@@ -12,6 +12,7 @@ from typing import Any
 
 from ._envelope import Envelope
 from .constants import (
+    CANCELLED,
     FAILED,
     FINAL_STATUSES,
     JOB_STATUSES,
@@ -26,6 +27,7 @@ from .events import (
     ImageProcessed,
     ImageReused,
     ImageUploaded,
+    JobCancelled,
     JobFailed,
     ProcessingStarted,
 )
@@ -48,6 +50,7 @@ EVENT_STATUS = {
     ImageProcessed.type: SUCCEEDED,
     ImageReused.type: SUCCEEDED,
     JobFailed.type: FAILED,
+    JobCancelled.type: CANCELLED,
 }
 """The status each event a job's status depends on implies (`fold_status` answers one of
 `JOB_STATUSES`, statuses and their ranks are in `messaging.constants`)."""
@@ -110,6 +113,8 @@ def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | Non
             job["reused_from"] = latest["data"]["reused_from"]
     elif latest["type"] == JobFailed.type:
         job["error"] = latest["data"]["error"]
+    elif latest["type"] == JobCancelled.type:
+        job["cancelled_by"] = latest["data"]["principal"]
     return job
 
 

@@ -33,7 +33,7 @@ MAX_HISTORY_LIMIT = 100
 """Most jobs one history page holds."""
 MAX_SEARCH_LENGTH = 128
 """Longest history search term (the index keeps names and words to 128 characters)."""
-JobStatus = Literal["queued", "processing", "succeeded", "failed"]
+JobStatus = Literal["queued", "processing", "succeeded", "failed", "cancelled"]
 """One of `messaging.constants.JOB_STATUSES` (a test holds the two equal: a Literal must
 be spelled out for type checkers)."""
 
@@ -80,7 +80,8 @@ class JobCountsRequest(_Request):
     """`provenancedb.job-counts`: how many of a principal's jobs are in each status, for
     a per-principal cap on waiting jobs.
 
-    Answer: `{"queued": n, "processing": n, "succeeded": n, "failed": n}`; `queued` is
+    Answer: `{"queued": n, "processing": n, "succeeded": n, "failed": n, "cancelled": n}`;
+    `queued` is
     waiting (accepted, not started yet). One read of a
     reduced index, whatever the number of jobs. The counts follow provenance: a job
     accepted a moment ago is counted once provenancedb recorded its intake (upload records

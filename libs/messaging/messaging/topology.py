@@ -216,18 +216,27 @@ LIVE_QUEUE_ARGUMENTS: dict[str, Any] = {
 }
 
 
+EVERY_EVENT: tuple[tuple[ExchangeKind, str], ...] = (("events", "#"), ("provenance", "#"))
+CANCEL_REQUESTS: tuple[tuple[ExchangeKind, str], ...] = (("events", "job.cancel-requested"),)
+"""What each runner replica follows live: every replica must learn of every cancellation
+(the job may wait in the shared queue for any of them), so not a work queue."""
+
+
 async def declare_live_queue(
-    channel: AbstractChannel, settings: BrokerSettings, name: str
+    channel: AbstractChannel,
+    settings: BrokerSettings,
+    name: str,
+    bindings: tuple[tuple[ExchangeKind, str], ...] = EVERY_EVENT,
 ) -> AbstractQueue:
-    """A process's own live copy of every event (for progress streams): exclusive and
-    deleted with its connection; classic, not durable. Not a work queue: nothing on it is
-    work, and a watcher that misses events reads the state again."""
+    """A process's own live copy of the events `bindings` name (every event by default,
+    for progress streams): exclusive and deleted with its connection; classic, not
+    durable. Not a work queue: nothing on it is work, and a watcher that misses events
+    reads the state again."""
     queue = await channel.declare_queue(
         name, exclusive=True, auto_delete=True, arguments=LIVE_QUEUE_ARGUMENTS
     )
-    kinds: tuple[ExchangeKind, ...] = ("events", "provenance")
-    for kind in kinds:
-        await queue.bind(exchange_name(settings, kind), routing_key="#")
+    for kind, routing_key in bindings:
+        await queue.bind(exchange_name(settings, kind), routing_key=routing_key)
     return queue
 
 

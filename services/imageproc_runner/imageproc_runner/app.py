@@ -11,6 +11,7 @@ from messaging.lifetime import broker_resource
 from objectstore import ObjectStore, open_store
 from servicekit import add_ops_routes, resource
 
+from .cancels import Cancellations
 from .dispatch import FairDispatcher
 from .reuse import Reuse
 from .runner import Runner
@@ -32,6 +33,9 @@ def create_app(settings: Settings) -> web.Application:
 
     async def consume(app: web.Application) -> AsyncIterator[None]:
         thumbnails = Thumbnails(app[BROKER], app[STORE], bucket=settings.s3_output_bucket)
+        cancellations = Cancellations()
+        # Before the first job is taken: a request that passes from now on is heard.
+        await app[BROKER].watch(cancellations.on_event, topology.CANCEL_REQUESTS)
         runner = Runner(
             app[BROKER],
             app[STORE],
@@ -39,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
             imageproc_timeout=settings.imageproc_timeout_seconds,
             reuse=Reuse(app[BROKER], app[STORE], bucket=settings.s3_output_bucket),
             thumbnails=thumbnails,
+            cancellations=cancellations,
         )
         dispatcher = FairDispatcher(
             concurrency=settings.runner_concurrency, max_hold=settings.runner_max_hold_seconds

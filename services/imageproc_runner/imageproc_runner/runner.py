@@ -18,12 +18,14 @@ from messaging.events import (
     ImageProcessed,
     ImageRef,
     ImageUploaded,
+    JobCancelled,
     JobFailed,
     ProcessingStarted,
 )
 from messaging.formats import content_type_of
 from objectstore import ObjectStore
 
+from .cancels import Cancellations
 from .reuse import Reuse
 from .thumbnails import Thumbnails
 
@@ -35,7 +37,8 @@ JOBS = Counter(
     "imagemesh_runner_jobs_total",
     "Job attempts by outcome: succeeded; failed (for good, with the error code the job "
     "reports); retried (a transient failure, tried again after a back-off; error_code is "
-    "the RPC code or the exception's type); parked (no attempts left: retries_exhausted).",
+    "the RPC code or the exception's type); parked (no attempts left: retries_exhausted); "
+    "cancelled (its owner cancelled it: error_code is when, before or after imageproc).",
     ["outcome", "error_code"],
 )
 JOB_SECONDS = Histogram(
@@ -54,6 +57,8 @@ TRANSIENT_RPC_CODES = frozenset({"rpc_timeout", "rpc_unavailable", "internal"})
 INLINE_HASH_BYTES = 256 * 1024
 """Outputs up to this size are hashed on the event loop (~0.1 ms), larger ones in a thread."""
 INPUT_BOUND_RPC_CODES = frozenset({"timeout", "memory_budget_exceeded", "worker_crashed"})
+CANCELLED_BEFORE, CANCELLED_WHILE = "cancelled_before_start", "cancelled_while_processing"
+CANCELLED_CODES = frozenset({CANCELLED_BEFORE, CANCELLED_WHILE})
 _EXTENSIONS = {
     "jpeg": ".jpg",
     "png": ".png",
@@ -74,6 +79,7 @@ class Runner:
         imageproc_timeout: float,
         reuse: Reuse | None = None,
         thumbnails: Thumbnails | None = None,
+        cancellations: Cancellations | None = None,
     ) -> None:
         self._broker = broker
         self._store = store
@@ -83,6 +89,8 @@ class Runner:
         """Takes an earlier job's output for work already done (`reuse.py`)."""
         self._thumbnails = thumbnails
         """Makes the history's thumbnail of each output (`thumbnails.py`)."""
+        self._cancellations = cancellations or Cancellations()
+        """The jobs their owners asked to cancel (`cancels.py`)."""
 
     async def on_uploaded(self, event: ImageUploaded, ctx: MessageContext) -> None:
         started = time.monotonic()
@@ -93,22 +101,33 @@ class Runner:
             if not isinstance(exc, PermanentError) and not ctx.last_attempt:
                 JOBS.labels("retried", _error_code(exc)).inc()
             raise
+        if error_code in CANCELLED_CODES:
+            JOBS.labels("cancelled", error_code).inc()
+            return
         outcome = "failed" if error_code else "succeeded"
         JOBS.labels(outcome, error_code).inc()
         JOB_SECONDS.labels(outcome).observe(time.monotonic() - started)
 
     async def _process(self, event: ImageUploaded, ctx: MessageContext, started: float) -> str:
         """One attempt at the job: "" when it succeeded, the error code when it failed for
-        good; raises when it is worth trying again."""
+        good (or `CANCELLED_CODES` when its owner cancelled it); raises when it is worth
+        trying again."""
+        if await self._cancelled(event, ctx, while_processing=False):
+            return CANCELLED_BEFORE
         if self._reuse is not None and await self._reuse.reused(event, ctx):
             return ""
         try:
             reply, data = await self._compute(event, ctx)
         except RpcError as exc:
+            if await self._cancelled(event, ctx, while_processing=True):
+                return CANCELLED_WHILE
             if exc.code in TRANSIENT_RPC_CODES or _retry_once(exc, ctx):
                 raise
             await self._fail(event, ctx, exc.code, exc.message)
             return exc.code
+        # Cancelled while imageproc worked: its output is dropped, never stored.
+        if await self._cancelled(event, ctx, while_processing=True):
+            return CANCELLED_WHILE
         content_type = content_type_of(reply.format)
         if content_type is None:
             # Stored and served with a type from the allow-list only: never imageproc's word.
@@ -170,9 +189,33 @@ class Runner:
             job_id=event.job_id,
         )
 
+    async def _cancelled(
+        self, event: ImageUploaded, ctx: MessageContext, *, while_processing: bool
+    ) -> bool:
+        """Whether the job's owner asked to cancel it; if so, record that it is cancelled
+        (one `job.cancelled` per job: its id derives from the upload's)."""
+        principal = self._cancellations.asked_by(event.job_id)
+        if principal is None:
+            return False
+        log.info("job_cancelled", principal=principal, while_processing=while_processing)
+        cancelled = JobCancelled(
+            job_id=event.job_id,
+            principal=principal,
+            input=event.input,
+            pipeline=event.pipeline,
+            attempt=ctx.attempt,
+            while_processing=while_processing,
+        )
+        await ctx.publish(cancelled)
+        return True
+
     async def on_parked(self, event: ImageUploaded, ctx: MessageContext, error: str) -> None:
-        """The upload is parked after its last attempt: tell the job's owner it failed.
-        Re-published from the parking lot and then successful, the job ends succeeded."""
+        """The upload is parked after its last attempt: tell the job's owner it failed
+        (or, if they cancelled it meanwhile, that it is cancelled). Re-published from the
+        parking lot and then successful, the job ends succeeded."""
+        if await self._cancelled(event, ctx, while_processing=False):
+            JOBS.labels("cancelled", CANCELLED_BEFORE).inc()
+            return
         JOBS.labels("parked", "retries_exhausted").inc()
         await self._fail(event, ctx, "retries_exhausted", error)
 

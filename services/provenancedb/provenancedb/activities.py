@@ -41,6 +41,14 @@ def activity_attributes(event: events.Event) -> dict[str, Any]:
                 "imagemesh:delay_seconds": event.delay_seconds,
                 "imagemesh:error_message": event.error,
             }
+        case events.CancelRequested():
+            return {"imagemesh:principal": event.principal}
+        case events.JobCancelled():
+            return {
+                "imagemesh:principal": event.principal,
+                "imagemesh:attempt": event.attempt,
+                "imagemesh:while_processing": event.while_processing,
+            }
         case events.MessageParked():
             return {
                 "imagemesh:queue": event.queue,

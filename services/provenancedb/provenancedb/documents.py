@@ -90,4 +90,12 @@ def _flat_fields(event: events.Event) -> dict[str, Any]:
             return {"attempt": event.attempt, "queue": event.queue}
         case events.MessageParked():
             return {"attempt": event.attempts, "queue": event.queue}
+        case events.CancelRequested():
+            return {"principal": event.principal}
+        case events.JobCancelled():
+            return {
+                "input_sha256": event.input.sha256,
+                "principal": event.principal,
+                "attempt": event.attempt,
+            }
     return {}

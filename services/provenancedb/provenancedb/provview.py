@@ -33,12 +33,14 @@ from typing import Any
 
 from messaging import Envelope
 from messaging.events import (
+    CancelRequested,
     Event,
     ImageProcessed,
     ImageRef,
     ImageReused,
     ImageStored,
     ImageUploaded,
+    JobCancelled,
     JobFailed,
     OperationApplied,
     ProcessingStarted,
@@ -86,7 +88,8 @@ def prov_view(envelope: Envelope, event: Event) -> dict[str, Any]:
         }
     if isinstance(event, UploadReceived):
         _add_client(view, envelope.id, activity, event)
-    if isinstance(event, UploadReceived | ImageUploaded):
+    if isinstance(event, UploadReceived | ImageUploaded | CancelRequested | JobCancelled):
+        # Who asked: for the intake, the job's owner; for a cancellation, who cancelled.
         _add_principal(view, envelope.id, activity, agent, event.principal)
     if isinstance(event, ImageReused):
         _add_reuse(view, envelope.id, activity, event)
@@ -183,6 +186,8 @@ def _entities(event: Event) -> tuple[list[_Image], list[_Image]]:
             return [event.input], []
         case JobFailed(input=ImageRef() as image):
             return [image], []
+        case JobCancelled():
+            return [event.input], []
     return [], []
 
 

@@ -5,7 +5,9 @@ A job's trail is complete when its intake (`upload.received` naming the stored i
 `image.uploaded`) is there; a succeeded job has its processing and an `image.processed`
 whose steps are the pipeline's operations (or, when it reused an earlier job's output, its
 `image.reused`, naming a job that succeeded with the same output); a failed job has its
-`job.failed`. Trails recorded before those events carried it all are checked for their
+`job.failed`; a cancelled job has its `job.cancelled` and the `job.cancel-requested` that
+asked for it (a job may be asked more than once: each request is a step of its own).
+Trails recorded before those events carried it all are checked for their
 `image.stored` and `operation.applied` documents. A step recorded twice under different ids
 is a gap; so is a job still unfinished after the grace period.
 """
@@ -79,6 +81,8 @@ def step_key(doc: dict[str, Any]) -> tuple[Any, ...]:
         return (kind, data.get("index"), data.get("attempt"))
     if kind in {"job.processing-started", "job.failed", "job.retry-scheduled", "job.parked"}:
         return (kind, doc.get("attempt"))
+    if kind == "job.cancel-requested":  # each request is its own (a second click, say)
+        return (kind, doc.get("_id"))
     return (kind,)
 
 
@@ -114,6 +118,10 @@ def job_gaps(
     elif status == "failed":
         if not any(key[0] == "job.failed" for key in steps):
             gaps.append(Gap("incomplete_trail", job_id, "no job.failed"))
+    elif status == "cancelled":
+        # The status comes from its job.cancelled; who asked must be recorded too.
+        if not any(key[0] == "job.cancel-requested" for key in steps):
+            gaps.append(Gap("incomplete_trail", job_id, "no job.cancel-requested"))
     else:
         newest = max((_time(d) for d in docs), default=now)
         if (now - newest).total_seconds() > grace:

@@ -123,7 +123,8 @@ async def get_job(request: web.Request) -> web.Response:
         "whenever the status changes; `event: step` "
         '(`{"type", "time", "service", "operation"?, "index"?, "attempt"?, "duration_ms"?, '
         '"error"?}`) for each step as the mesh records it. The stream ends after the job '
-        "succeeded or failed; a reconnecting client starts again from the current status.",
+        "succeeded, failed or was cancelled; a reconnecting client starts again from the "
+        "current status.",
         parameters=(JOB_ID,),
     )
 )
@@ -150,7 +151,10 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         {
             200: ("the output, with its content type", IMAGE_TYPES),
             404: UNKNOWN_JOB,
-            409: error("not finished yet (`not_finished`), or failed (`job_failed`)"),
+            409: error(
+                "not finished yet (`not_finished`), failed (`job_failed`) or cancelled "
+                "(`job_cancelled`)"
+            ),
             503: UNAVAILABLE,
         },
         parameters=(JOB_ID,),

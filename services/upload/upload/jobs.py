@@ -341,6 +341,8 @@ class Jobs:
             raise ApiError(404, "not_found", f"no job {job_id}")
         if job["status"] == "failed":
             raise ApiError(409, "job_failed", f"the job failed: {job['error']['message']}")
+        if job["status"] == "cancelled":
+            raise ApiError(409, "job_cancelled", f"the job was cancelled by {job['cancelled_by']}")
         if job["status"] != "succeeded":
             raise ApiError(409, "not_finished", f"the job is {job['status']}; try again later")
         return job

@@ -29,6 +29,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     schemas.ErrorBody,
     schemas.Job,
     schemas.Accepted,
+    schemas.CancelAccepted,
     schemas.JobPage,
     schemas.Operations,
     schemas.Lineage,

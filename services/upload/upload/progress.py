@@ -35,6 +35,7 @@ from messaging.events import (
     ImageProcessed,
     ImageReused,
     ImageStored,
+    JobCancelled,
     JobFailed,
     MessageParked,
     OperationApplied,
@@ -320,6 +321,8 @@ def step(envelope: Envelope, event: Event) -> dict[str, Any]:
             shown["reused_from"] = event.reused_from
         case JobFailed():
             shown["error"] = event.error.model_dump()
+        case JobCancelled():
+            shown["attempt"] = event.attempt
         case RetryScheduled():
             shown |= {"attempt": event.attempt, "error": event.error}
         case MessageParked():

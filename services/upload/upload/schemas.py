@@ -61,6 +61,9 @@ class Job(_Body):
         description="on success without computing: the earlier job whose output this job "
         "took (same input bytes, canonical pipeline and engine; `steps` is then empty)",
     )
+    cancelled_by: str | None = Field(
+        default=None, description="when cancelled: the principal that cancelled it"
+    )
 
 
 class Accepted(_Body):
@@ -69,6 +72,15 @@ class Accepted(_Body):
     links: dict[str, str] = Field(
         description="self, result, events, provenance, input_lineage: paths on this service"
     )
+
+
+class CancelAccepted(_Body):
+    id: str
+    status: JobStatus = Field(
+        description="the status when asked (queued or processing); the job ends `cancelled`, "
+        "or, if it finished first, keeps what it finished with"
+    )
+    links: dict[str, str] = Field(description="self, events: paths on this service")
 
 
 class JobPage(_Body):

@@ -1,0 +1,87 @@
+"""Who may cancel a job, against a real mesh (an upload replica with API tokens): only its
+owner. Another user gets 404 (as for every route of another's job: its existence is not
+revealed), an auditor, who reads every job, 403: auditors read, they do not act. The
+owner's cancellation is recorded with the owner's name."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+
+from tests.conftest import Mesh, complete_trail
+from tests.e2e.helpers import photo, wait_finished
+from tests.security.conftest import upload_replica
+from tests.waiting import async_wait_for
+from upload.tokens import new_token, token_hash
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+_RUN = uuid.uuid4().hex[:8]
+ALICE, BOB, CAROL = f"alice-{_RUN}", f"bob-{_RUN}", f"carol-{_RUN}"
+TOKENS = {name: new_token() for name in (ALICE, BOB, CAROL)}
+SLOW = json.dumps([{"op": "blur", "sigma": 60}, {"op": "convert", "format": "png"}])
+
+
+@pytest.fixture(scope="module")
+def guarded(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    entries = ",".join(f"{name}:{token_hash(token)}" for name, token in TOKENS.items())
+    with upload_replica(
+        mesh,
+        tmp_path_factory.mktemp("upload-cancel"),
+        UPLOAD_API_TOKEN_HASHES=entries,
+        UPLOAD_AUDITORS=CAROL,
+        UPLOAD_SESSION_SECRET=f"cancel-test-secret-{_RUN}",
+    ) as replica:
+        yield replica
+
+
+@pytest.fixture
+async def sessions() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    opened = {
+        name: aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        for name, token in TOKENS.items()
+    }
+    try:
+        yield opened
+    finally:
+        for session in opened.values():
+            await session.close()
+
+
+async def test_only_the_owner_may_cancel(
+    guarded: Mesh, sessions: dict[str, aiohttp.ClientSession]
+) -> None:
+    url = guarded.upload_url
+    form = aiohttp.FormData()
+    form.add_field("pipeline", SLOW)
+    form.add_field("file", photo(3000, 2000), filename="mine.jpg", content_type="image/jpeg")
+    async with sessions[ALICE].post(f"{url}/api/v1/jobs", data=form) as made:
+        assert made.status == 202, await made.text()
+        job_id = (await made.json())["id"]
+    cancel = f"{url}/api/v1/jobs/{job_id}/cancel"
+
+    async with sessions[BOB].post(cancel) as answer:
+        assert answer.status == 404
+        assert (await answer.json())["error"]["code"] == "not_found"
+    async with sessions[CAROL].post(cancel) as answer:
+        assert answer.status == 403
+        assert (await answer.json())["error"]["code"] == "forbidden"
+    async with sessions[ALICE].post(cancel) as answer:
+        assert answer.status == 202, await answer.text()
+        assert (await answer.json())["status"] in {"queued", "processing"}
+
+    job = await wait_finished(sessions[ALICE], url, job_id, timeout=120)
+    assert (job["status"], job["owner"], job["cancelled_by"]) == ("cancelled", ALICE, ALICE)
+    docs = await async_wait_for(lambda: complete_trail(guarded.env, job_id), timeout=20)
+    (requested,) = [d for d in docs if d["type"] == "job.cancel-requested"]
+    assert requested["data"]["principal"] == ALICE
+    delegation = next(iter(requested["prov"]["actedOnBehalfOf"].values()))
+    assert delegation["prov:responsible"] == f"imagemesh:principal/{ALICE}"
