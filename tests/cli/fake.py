@@ -91,6 +91,7 @@ class FakeApi:
         app.router.add_get("/api/v1/jobs/{job_id}", self._job)
         app.router.add_get("/api/v1/jobs/{job_id}/events", self._events)
         app.router.add_get("/api/v1/jobs/{job_id}/result", self._result)
+        app.router.add_post("/api/v1/jobs/{job_id}/cancel", self._cancel)
         return app
 
     def paths(self, method: str = "GET") -> list[str]:
@@ -175,6 +176,21 @@ class FakeApi:
         if snapshots[-1].get("status") != "succeeded":
             return error(409, "not_finished", "the job is not finished")
         return web.Response(body=PNG, content_type="image/png")
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        """As upload: 404 for no job of the caller's, 409 for a finished one; else 202,
+        and the job's next snapshot is cancelled."""
+        job_id = request.match_info["job_id"]
+        snapshots = self.snapshots.get(job_id)
+        if not snapshots:
+            return error(404, "not_found", f"no job {job_id}")
+        current = snapshots[-1]
+        if current["status"] in {"succeeded", "failed", "cancelled"}:
+            return error(409, "job_finished", f"the job already {current['status']}")
+        self.snapshots[job_id] = [job(job_id, "cancelled", cancelled_by="local")]
+        location = f"/api/v1/jobs/{job_id}"
+        body = {"id": job_id, "status": current["status"], "links": {"self": location}}
+        return web.json_response(body, status=202)
 
     async def _history(self, request: web.Request) -> web.Response:
         prefix = request.query.get("id_prefix")

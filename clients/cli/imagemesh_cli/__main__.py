@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .api import DEFAULT_URL, ApiClient
-from .commands import Command, Waiting, history, run, status, submit
+from .commands import Command, Waiting, cancel, history, run, status, submit
 from .render import Printer
 from .statuses import JOB_STATUSES
 
@@ -29,6 +29,7 @@ examples:
   imagemesh submit photo.jpg --op thumbnail:width=256,height=256 --op grayscale --wait
   imagemesh submit *.png --pipeline '[{"op": "convert", "format": "webp"}]' --wait -o out/
   imagemesh status 3f2a9c1d              imagemesh history --status failed --limit 5
+  imagemesh cancel 3f2a9c1d
 """
 
 
@@ -68,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the job's id, or its start (at least 6 characters, e.g. the 8 shown): one "
         "of your jobs must be the only one that starts with it",
     )
+    stop = commands.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a queued or processing job of yours",
+        description="Ask to cancel the job: it ends `cancelled` and stores no output, "
+        "unless it finishes first (exit 1 when it already had).",
+    )
+    stop.add_argument("job_id", metavar="ID", help="the job's id, or its start (as for status)")
     recent = commands.add_parser("history", parents=[common], help="list recent jobs")
     recent.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     recent.add_argument("--limit", type=_positive, default=20, help="at most N jobs (default 20)")
@@ -145,6 +154,8 @@ def _add_submit(
 def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Command:
     if args.command == "status":
         return functools.partial(status, job_id=args.job_id)
+    if args.command == "cancel":
+        return functools.partial(cancel, job_id=args.job_id)
     if args.command == "history":
         return functools.partial(history, status=args.status, limit=args.limit)
     if not args.wait and (args.output is not None or args.timeout is not None):

@@ -132,6 +132,11 @@ class ApiClient:
     async def job(self, job_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/api/v1/jobs/{job_id}")
 
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Ask to cancel a queued or processing job: the 202 body (`id`, `status` when
+        asked, `links`). Sent again after a 503: asking twice is harmless."""
+        return await self._json("POST", f"/api/v1/jobs/{job_id}/cancel")
+
     async def jobs(
         self,
         *,

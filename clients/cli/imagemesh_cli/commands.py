@@ -288,6 +288,18 @@ async def status(client: ApiClient, printer: Printer, *, job_id: str) -> int:
     return EXIT_OK
 
 
+async def cancel(client: ApiClient, printer: Printer, *, job_id: str) -> int:
+    """Ask the server to cancel one of your jobs (queued or processing). The job then ends
+    `cancelled`, unless it finished while the request travelled: `status` tells."""
+    accepted = await client.cancel(await resolve_job_id(client, job_id))
+    line = (
+        f"{accepted.get('id')}  cancel requested (was {accepted.get('status')}); "
+        "`imagemesh status` shows how it ends"
+    )
+    printer.emit(accepted, line)
+    return EXIT_OK
+
+
 async def resolve_job_id(client: ApiClient, given: str) -> str:
     """The whole id of the job `given` names: a whole id as it is, or a prefix of one (the
     8 characters shown everywhere; at least MIN_PREFIX) that exactly one of the caller's

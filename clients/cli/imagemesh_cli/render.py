@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from .statuses import FAILED, SUCCEEDED
+from .statuses import CANCELLED, FAILED, SUCCEEDED
 
 __all__ = [
     "Printer",
@@ -103,6 +103,8 @@ def status_text(job: Mapping[str, Any]) -> str:
         )
     if status == FAILED:
         return f"failed: {error_text(job.get('error'))}"
+    if status == CANCELLED and job.get("cancelled_by"):
+        return f"cancelled by {job['cancelled_by']}"
     return status
 
 
@@ -120,6 +122,8 @@ _STEP_NAMES = {
     "image.processed": "image processed",
     "image.reused": "earlier identical result reused",
     "job.failed": "job failed",
+    "job.cancel-requested": "cancel requested",
+    "job.cancelled": "job cancelled",
     "job.parked": "parked",
 }
 
@@ -170,6 +174,8 @@ def job_lines(job: Mapping[str, Any]) -> list[str]:
         rows.append(("steps", ", ".join(timings)))
     if job.get("error"):
         rows.append(("error", error_text(job["error"])))
+    if job.get("cancelled_by"):
+        rows.append(("cancelled", f"by {job['cancelled_by']}"))
     return [f"{name:<9} {value}" for name, value in rows]
 
 
