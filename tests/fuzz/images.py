@@ -19,6 +19,7 @@ import pyvips
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests.extended_images import EXTENDED_SAMPLES, extended_image
 from tests.hostile import corpus
 
 Mutation = tuple[Any, ...]
@@ -65,6 +66,8 @@ def seeds() -> dict[str, bytes]:
     }
     for hostile in corpus():
         found[f"hostile:{hostile.name}"] = hostile.data
+    for name in EXTENDED_SAMPLES:  # the input-only formats, read by Pillow
+        found[name] = extended_image(name)
     return found
 
 
@@ -90,6 +93,11 @@ MAGIC = (
     b"MM\x00+",
     b"\x00\x00\x00\x1cftypavif",
     b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00avis",
+    b"BM",
+    b"\x00\x00\x01\x00\x01\x00",
+    b"P6\n",
+    b"qoif",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n",
 )
 """What `sniff_format` looks for: random bytes after one of these get past sniffing."""
 
