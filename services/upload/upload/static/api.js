@@ -32,6 +32,8 @@ const HEADLINES = {
   output_too_large: "The result is too large",
   retries_exhausted: "Gave up after retries",
   not_accepted: "Not accepted",
+  job_finished: "Already finished",
+  forbidden: "Not yours to change",
 };
 
 export const headline = (code) => HEADLINES[code] || "Something went wrong";
@@ -66,6 +68,21 @@ export async function getJson(url, { signal } = {}) {
     throw errorFrom(response.status, response.statusText, body, response.headers.get("Retry-After"));
   }
   if (body === null) { throw new ApiError(response.status, "http_error", "the server's answer is not JSON"); }
+  return body;
+}
+
+/** POST with no body, for a JSON answer (a job's cancel); throws ApiError as getJson. */
+export async function postJson(url) {
+  let response;
+  try {
+    response = await fetch(url, { method: "POST", headers: { Accept: "application/json" } });
+  } catch (err) {
+    throw new ApiError(0, "network", `the server cannot be reached (${err.message || err})`);
+  }
+  const body = parseJson(await response.text());
+  if (!response.ok) {
+    throw errorFrom(response.status, response.statusText, body, response.headers.get("Retry-After"));
+  }
   return body;
 }
 

@@ -4,7 +4,7 @@
 
 import { getJson, jobUrl } from "./api.js";
 
-export const TERMINAL = new Set(["succeeded", "failed"]);
+export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const POLL_FIRST_MS = 400;
 const POLL_MAX_MS = 3000;
 const STREAM_RETRY_MS = 5000;

@@ -118,6 +118,7 @@ export const STATUS_TEXT = {
   processing: "Processing",
   succeeded: "Done",
   failed: "Failed",
+  cancelled: "Cancelled",
 };
 
 /** The first line of an operation's description. */

@@ -28,7 +28,7 @@ function row(job) {
   const sizes = input
     ? `${dimensions(input.width, input.height)}${output ? ` \u2192 ${dimensions(output.width, output.height)}` : ""}`
     : "";
-  const terminal = job.status === "succeeded" || job.status === "failed";
+  const terminal = ["succeeded", "failed", "cancelled"].includes(job.status);
   return h("tr", { dataset: { jobId: job.id, status: job.status } },
     h("td", { class: "thumb-cell" }, thumb),
     h("td", { class: "file" },

@@ -1,7 +1,7 @@
 // The job page /jobs/{id}: status (live until it ends), before/after, the provenance
 // timeline, the lineage of its input and output, and links for operators.
 
-import { about, getJson, headline, jobUrl, lineageUrl } from "./api.js";
+import { about, getJson, headline, jobUrl, lineageUrl, postJson } from "./api.js";
 import { $, badge, fill, h, markCurrentNav } from "./dom.js";
 import { followJob, TERMINAL } from "./follow.js";
 import { ago, bytes, dimensions, elapsed, formatName, localTime, stepText } from "./format.js";
@@ -48,6 +48,9 @@ function liveText(job) {
     const error = job.error || { code: "unknown", message: "the job failed" };
     return `${headline(error.code)}: ${error.message}`;
   }
+  if (job.status === "cancelled") {
+    return `Cancelled by ${job.cancelled_by || "its owner"}: no result was stored.`;
+  }
   const step = page.lastStep ? ` Last step: ${stepText(page.lastStep).toLowerCase()}.` : "";
   return job.status === "queued" ? `Queued: waiting for a worker.${step}` : `Processing.${step}`;
 }
@@ -59,7 +62,8 @@ function render(job) {
   const name = job.filename || "Untitled image";
   $("#job-title").textContent = name;
   document.title = `${name} · Job · imagemesh`;
-  fill($("#job-badge"), badge(job.status, { succeeded: "Done", failed: "Failed", queued: "Queued", processing: "Processing" }[job.status] || job.status));
+  fill($("#job-badge"), badge(job.status, { succeeded: "Done", failed: "Failed", queued: "Queued", processing: "Processing", cancelled: "Cancelled" }[job.status] || job.status));
+  $("#job-cancel").hidden = TERMINAL.has(job.status);
   document.body.dataset.status = job.status;
   $("#job-live").textContent = liveText(job);
   $("#job-live").dataset.status = job.status;
@@ -73,6 +77,8 @@ function renderResult(job) {
     fill(box, comparison(job), h("div", { class: "card-actions" }, downloadLink(job)));
   } else if (job.status === "failed") {
     fill(box, failure(job.error));
+  } else if (job.status === "cancelled") {
+    fill(box, h("p", { class: "hint" }, "Cancelled: this job has no result."));
   } else {
     fill(box, h("p", { class: "hint" }, "The result appears here as soon as the job is done."));
   }
@@ -183,7 +189,22 @@ function gone(err) {
   for (const section of document.querySelectorAll("main > section")) { section.hidden = true; }
 }
 
+/** Ask to cancel the job, once confirmed; its status (followed live) shows how it ends. */
+async function cancelJob() {
+  const button = $("#job-cancel");
+  if (!window.confirm("Cancel this job? It stops, and no result is kept.")) { return; }
+  button.disabled = true;
+  try {
+    await postJson(jobUrl(jobId, "cancel"));
+    $("#job-live").textContent = "Cancel requested…";
+  } catch (err) {
+    $("#job-live").textContent = `${headline(err.code)}: ${err.message}`;
+    button.disabled = false;
+  }
+}
+
 markCurrentNav();
+$("#job-cancel").addEventListener("click", cancelJob);
 $("#job-id").textContent = jobId;
 $("#prov-link").href = jobUrl(jobId, "provenance");
 loadOperatorLinks();

@@ -240,6 +240,10 @@ export class JobCard {
       fill(this.actions, downloadLink(job),
         h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"));
       announce(`${this.file.name} is done`);
+    } else if (job.status === "cancelled") {
+      this.setState("cancelled", `Cancelled by ${job.cancelled_by || "its owner"}`);
+      fill(this.actions, h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"));
+      announce(`${this.file.name} was cancelled`);
     } else {
       const error = job.error || { code: "unknown", message: "the job failed" };
       this.setState("failed", `${headline(error.code)}: ${error.message}`);

@@ -129,7 +129,7 @@ async function countdown(card, error, seconds) {
   }
 }
 
-const FINISHED = new Set(["succeeded", "failed", "refused"]);
+const FINISHED = new Set(["succeeded", "failed", "refused", "cancelled"]);
 
 /**
  * "2 of 3 done" over the jobs listed, in a polite live region: said when it changes
@@ -164,7 +164,7 @@ function bringJobsIntoView() {
 
 function clearFinished() {
   for (const element of [...$("#jobs").children]) {
-    if (["succeeded", "failed", "refused"].includes(element.dataset.status)) { element.remove(); }
+    if (FINISHED.has(element.dataset.status)) { element.remove(); }
   }
   if ($("#jobs").children.length === 0) { $("#jobs-section").hidden = true; }
   showProgress();
