@@ -3,7 +3,7 @@ runner (its own broker user, least privilege) hears it on its live queue and dro
 output of the pipeline imageproc was running; the job ends `cancelled`, nothing is
 stored, and provenance has a complete trail naming who asked.
 
-The job is slow on purpose (a wide blur on 6 MP, seconds of work): the cancellation is
+The job is slow on purpose (two blurs of sigma 100 on 6 MP: ~6 s of work): the cancellation is
 sent once the job is seen `processing` and arrives long before imageproc answers. The
 runner only decides after imageproc answers, so no timing but that one is involved.
 Cancelling a queued job: tests/imageproc_runner/test_cancel.py (the same runner code)."""
@@ -24,7 +24,8 @@ from tests.waiting import async_wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-SLOW = json.dumps([{"op": "blur", "sigma": 60}, {"op": "convert", "format": "png"}])
+SLOW = json.dumps([{"op": "blur", "sigma": 100}] * 2 + [{"op": "convert", "format": "png"}])
+"""~6 s of imageproc's work on 6 MP (one such blur takes under 1 s, three ~18 s)."""
 FAST = json.dumps([{"op": "grayscale"}])
 
 
@@ -102,3 +103,36 @@ async def test_a_finished_or_unknown_job_cannot_be_cancelled(
     assert (await _status(http, mesh, job_id))["status"] == "succeeded"
     code, body = await _cancel(http, mesh, "00000000-0000-4000-8000-000000000000")
     assert (code, body["error"]["code"]) == (404, "not_found")
+
+
+RUNNER_CONCURRENCY = 4
+"""The test mesh's runner takes this many jobs at once (RUNNER_CONCURRENCY, .env.example):
+one more slow job waits queued until one of them ends."""
+
+
+async def test_a_queued_job_cancelled_never_starts(mesh: Mesh, http: aiohttp.ClientSession) -> None:
+    assert mesh.env.get("RUNNER_CONCURRENCY", "4") == str(RUNNER_CONCURRENCY)
+    busy = [await _job(http, mesh, SLOW) for _ in range(RUNNER_CONCURRENCY)]
+    waiting = await _job(http, mesh, SLOW)
+
+    async def runner_full() -> bool:
+        statuses = [(await _status(http, mesh, job_id))["status"] for job_id in busy]
+        assert "succeeded" not in statuses, "a slow job ended before the runner was full"
+        return statuses == ["processing"] * RUNNER_CONCURRENCY
+
+    await async_wait_for(runner_full, timeout=60, interval=0.05, what="the runner full")
+    code, body = await _cancel(http, mesh, waiting)  # before any slot is free again
+    assert (code, body["status"]) == (202, "queued"), body
+    for job_id in busy:  # done with them: they store nothing either
+        assert (await _cancel(http, mesh, job_id))[0] == 202
+
+    job = await wait_finished(http, mesh.upload_url, waiting, timeout=120)
+    assert (job["status"], job["cancelled_by"]) == ("cancelled", "local"), job
+    docs = await async_wait_for(lambda: complete_trail(mesh.env, waiting), timeout=20)
+    types = Counter(d["type"] for d in docs)
+    assert "job.processing-started" not in types, "a job cancelled while queued started"
+    (cancelled,) = [d for d in docs if d["type"] == "job.cancelled"]
+    assert cancelled["data"]["while_processing"] is False
+    for job_id in busy:
+        ended = await wait_finished(http, mesh.upload_url, job_id, timeout=120)
+        assert ended["status"] == "cancelled", ended

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 _RUN = uuid.uuid4().hex[:8]
 ALICE, BOB, CAROL = f"alice-{_RUN}", f"bob-{_RUN}", f"carol-{_RUN}"
 TOKENS = {name: new_token() for name in (ALICE, BOB, CAROL)}
-SLOW = json.dumps([{"op": "blur", "sigma": 60}, {"op": "convert", "format": "png"}])
+SLOW = json.dumps([{"op": "blur", "sigma": 100}] * 2 + [{"op": "convert", "format": "png"}])
 
 
 @pytest.fixture(scope="module")
