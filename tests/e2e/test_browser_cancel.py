@@ -1,16 +1,20 @@
-"""The job page's Cancel button in a real headless Chromium (tests/browser.py), against the
-four services as real processes: shown while the job runs, asks for confirmation (a
-dismissed dialog changes nothing), then the job ends cancelled and the button goes."""
+"""The Cancel buttons of the job page and of a job card, in a real headless Chromium
+(tests/browser.py) against the four services as real processes: shown while the job
+runs, each asks for confirmation (a dismissed dialog changes nothing), then the job ends
+cancelled and the button goes."""
 
 from __future__ import annotations
+
+import json
 
 import aiohttp
 import pytest
 from playwright.async_api import Dialog, Page, expect
 
-from tests.browser import JOB_DEADLINE_MS
+from tests.browser import JOB_DEADLINE_MS, card, upload
 from tests.conftest import Mesh
 from tests.e2e.helpers import photo, submit
+from tests.e2e.test_browser_uploads import use_pipeline
 from tests.e2e.test_cancel import SLOW
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -50,3 +54,28 @@ async def test_the_job_page_cancels_a_running_job_once_confirmed(
         "Cancelled by local: no result was stored."
     )
     await expect(button).to_be_hidden()
+
+
+async def test_a_job_card_cancels_its_job_once_confirmed(page: Page, mesh: Mesh) -> None:
+    response = await page.goto("/")
+    assert response is not None
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    await page.get_by_label("Choose images").set_input_files(
+        [upload("big.jpg", "image/jpeg", photo(3000, 2000))]
+    )
+    await use_pipeline(page, json.loads(SLOW))
+    await page.get_by_role("button", name="Upload and process 1 image").click()
+    job = card(page, "big.jpg")
+    await expect(job).to_have_attribute("data-status", "processing", timeout=JOB_DEADLINE_MS)
+    asked: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.once("dialog", accept)
+    await job.get_by_role("button", name="Cancel", exact=True).click()
+    await expect(job).to_have_attribute("data-status", "cancelled", timeout=JOB_DEADLINE_MS)
+    assert asked == ["Cancel the job of big.jpg? It stops, and no result is kept."]
+    await expect(job.locator(".status-line")).to_have_text("Cancelled by local")
+    await expect(job.get_by_role("button", name="Cancel", exact=True)).to_have_count(0)

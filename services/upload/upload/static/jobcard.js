@@ -1,7 +1,7 @@
 // One image on the upload page, from choosing it to its result: preview, upload
 // progress, live status and steps, then before/after and download (or why not).
 
-import { headline, jobPage } from "./api.js";
+import { headline, jobPage, jobUrl, postJson } from "./api.js";
 import { announce, badge, fill, h } from "./dom.js";
 import { followJob, TERMINAL } from "./follow.js";
 import { bytes, dimensions, duration, elapsed, parseTime, STATUS_TEXT, stepText } from "./format.js";
@@ -128,7 +128,9 @@ export class JobCard {
     this.pipeline = pipeline;
     this.job = { id: accepted.id, status: "queued", created_at: new Date().toISOString(), pipeline };
     fill(this.body);
-    fill(this.actions, h("a", { href: jobPage(accepted.id), class: "details-link" }, "Job details"));
+    fill(this.actions, h("a", { href: jobPage(accepted.id), class: "details-link" }, "Job details"),
+      h("button", { type: "button", class: "secondary small card-cancel", on: { click: () => this.cancel() } },
+        "Cancel"));
     this.renderChips();
     this.update(this.job);
     this.timer = setInterval(() => this.tick(), 250);
@@ -138,6 +140,20 @@ export class JobCard {
       onNote: (note) => { this.note = note; this.describe(); },
       onGone: (err) => this.finish({ ...this.job, status: "failed", error: { code: err.code, message: err.message } }),
     });
+  }
+
+  /** Ask to cancel the job, once confirmed; its status (followed live) shows how it ends. */
+  async cancel() {
+    if (!window.confirm(`Cancel the job of ${this.file.name}? It stops, and no result is kept.`)) { return; }
+    const button = this.actions.querySelector(".card-cancel");
+    if (button) { button.disabled = true; }
+    try {
+      await postJson(jobUrl(this.job.id, "cancel"));
+    } catch (err) {
+      this.note = `${headline(err.code)}: ${err.message}`;
+      this.describe();
+      if (button) { button.disabled = false; }
+    }
   }
 
   update(job) {
