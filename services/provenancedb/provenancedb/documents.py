@@ -46,26 +46,10 @@ def _flat_fields(event: events.Event) -> dict[str, Any]:
                 "client_address": event.client.address,
                 "location": event.input.uri if event.input else None,
             }
-        # image.stored and operation.applied: only in documents recorded before
-        # upload.received and image.processed carried what they said.
-        case events.ImageStored(role="input"):
-            return {"input_sha256": event.image.sha256, "location": event.image.uri}
-        case events.ImageStored():
-            return {
-                "output_sha256": event.image.sha256,
-                "input_sha256": event.derived_from,
-                "location": event.image.uri,
-            }
         case events.ImageUploaded():
             return {"input_sha256": event.input.sha256}
         case events.ProcessingStarted():
             return {"input_sha256": event.input.sha256, "attempt": event.attempt}
-        case events.OperationApplied():
-            return {
-                "input_sha256": event.input_sha256,
-                "operation": event.op,
-                "attempt": event.attempt,
-            }
         case events.ImageProcessed():
             return {
                 "input_sha256": event.input.sha256,
@@ -96,6 +80,27 @@ def _flat_fields(event: events.Event) -> dict[str, Any]:
             return {
                 "input_sha256": event.input.sha256,
                 "principal": event.principal,
+                "attempt": event.attempt,
+            }
+    return _legacy_fields(event)
+
+
+def _legacy_fields(event: events.Event) -> dict[str, Any]:
+    """image.stored and operation.applied: only in documents recorded before
+    upload.received and image.processed carried what they said."""
+    match event:
+        case events.ImageStored(role="input"):
+            return {"input_sha256": event.image.sha256, "location": event.image.uri}
+        case events.ImageStored():
+            return {
+                "output_sha256": event.image.sha256,
+                "input_sha256": event.derived_from,
+                "location": event.image.uri,
+            }
+        case events.OperationApplied():
+            return {
+                "input_sha256": event.input_sha256,
+                "operation": event.op,
                 "attempt": event.attempt,
             }
     return {}

@@ -87,6 +87,17 @@ class Upload:
     def size(self) -> int:
         return self.spool.size
 
+    def measured(self) -> dict[str, Any]:
+        """What the intake measured of the image: the received event and the stored
+        input's reference both say it."""
+        return {
+            "sha256": self.sha256,
+            "bytes": self.size,
+            "format": self.info.format.value,
+            "width": self.info.width,
+            "height": self.info.height,
+        }
+
     def close(self) -> None:
         self.spool.close()
 

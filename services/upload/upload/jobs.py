@@ -22,11 +22,10 @@ from messaging.events import (
     JobFailed,
     UploadReceived,
 )
-from messaging.formats import content_type_of
 from messaging.rpc import validation_message
 from objectstore import ObjectStore
-from pipeline import ExtendedFormat
 
+from . import content_types
 from .errors import ApiError
 from .guard import Principal
 from .intake import Upload
@@ -144,7 +143,7 @@ class Jobs:
                 principal=principal,
                 filename=upload.filename,
                 input=image,
-                **_measured(upload),
+                **upload.measured(),
             )
             received_envelope = self._broker.envelope_for(received)
             event = ImageUploaded(
@@ -239,7 +238,7 @@ class Jobs:
             bucket=self._input_bucket,
             key=key,
             content_type=content_type,
-            **_measured(upload),
+            **upload.measured(),
         )
         return image, new
 
@@ -308,7 +307,7 @@ class Jobs:
         source = job.get("input_ref")
         if not source:
             raise ApiError(404, "not_found", f"job {job_id} has no stored input")
-        return source, _input_content_type(source)
+        return source, content_types.input_content_type(source)
 
     async def provenance(self, job_id: str) -> dict[str, Any] | None:
         """The job's W3C PROV-JSON document, or None for an unknown job."""
@@ -328,7 +327,7 @@ class Jobs:
     async def result(self, job_id: str, reader: Principal) -> tuple[dict[str, Any], str]:
         """Where the job's output is stored, and its content type."""
         output: dict[str, Any] = (await self.succeeded(job_id, reader))["output_ref"]
-        return output, _content_type(output)
+        return output, content_types.content_type(output)
 
     async def succeeded(self, job_id: str, reader: Principal) -> dict[str, Any]:
         """The job, with its `output_ref`, if `reader` may read it and it succeeded: else
@@ -387,36 +386,6 @@ class Jobs:
 def public(job: dict[str, Any]) -> dict[str, Any]:
     """The job as the API shows it: without where its images are stored."""
     return {name: value for name, value in job.items() if not name.endswith("_ref")}
-
-
-def _measured(upload: Upload) -> dict[str, Any]:
-    """What the intake measured of the image: the received event and the stored input's
-    reference both say it."""
-    info = upload.info
-    return {
-        "sha256": upload.sha256,
-        "bytes": upload.size,
-        "format": info.format.value,
-        "width": info.width,
-        "height": info.height,
-    }
-
-
-def _input_content_type(image: dict[str, Any]) -> str:
-    """An input may also be in an input-only format (BMP, ...): its type from pipeline's
-    allow-list as well, never from a message."""
-    fmt = image.get("format")
-    if fmt in _EXTENDED_FORMATS:
-        return ExtendedFormat(fmt).content_type
-    return _content_type(image)
-
-
-_EXTENDED_FORMATS = frozenset(fmt.value for fmt in ExtendedFormat)
-
-
-def _content_type(image: dict[str, Any]) -> str:
-    # From its format through the allow-list, never a content type a message named.
-    return content_type_of(image.get("format")) or "application/octet-stream"
 
 
 def _unavailable(message: str) -> ApiError:
