@@ -14,6 +14,7 @@ from messaging.events import (
     ALL_EVENTS,
     CancelRequested,
     ClientInfo,
+    ErasedObject,
     ErrorInfo,
     Event,
     ImageProcessed,
@@ -22,7 +23,9 @@ from messaging.events import (
     ImageStored,
     ImageUploaded,
     JobCancelled,
+    JobErased,
     JobFailed,
+    JobRetried,
     MessageParked,
     OperationApplied,
     ProcessingStarted,
@@ -112,6 +115,28 @@ def events() -> dict[str, Event]:
             pipeline=pipeline,
             attempt=1,
             while_processing=True,
+        ),
+        JobRetried(job_id=JOB, retry="3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d", principal="alice"),
+        JobErased(
+            job_id=JOB,
+            principal="alice",
+            objects=[
+                ErasedObject(
+                    role="output",
+                    bucket="imagemesh-output",
+                    key="out.png",
+                    sha256=SHA,
+                    deleted=True,
+                ),
+                ErasedObject(
+                    role="input",
+                    bucket="imagemesh-input",
+                    key="in.png",
+                    sha256=SHA,
+                    deleted=False,
+                    kept_because="another job uses it",
+                ),
+            ],
         ),
     ]
     assert {type(event) for event in made} == set(ALL_EVENTS), "a new event needs a sample"

@@ -134,6 +134,10 @@ class ImageUploaded(Event):
     input_new: bool = False
     """The input store had no object with these bytes before this job: no earlier job used
     them, so no earlier output can be reused (the runner does not look)."""
+    retry_of: str | None = None
+    """The failed or cancelled job this one retries (`POST /api/v1/jobs/{id}/retry`): the
+    same stored input, that job's pipeline or a new one. That job's `job.retried` names
+    this one."""
 
 
 class ProcessingStarted(Event):
@@ -255,6 +259,53 @@ class JobCancelled(Event):
     started."""
 
 
+class JobRetried(Event):
+    """The owner of a failed or cancelled job retried it: `retry` is the new job, whose
+    `image.uploaded` names this one (`retry_of`). A job may be retried more than once."""
+
+    type: ClassVar[str] = "job.retried"
+    exchange: ClassVar[ExchangeKind] = "events"
+    published_by: ClassVar[tuple[str, ...]] = ("upload",)
+
+    retry: str
+    """The new job's id."""
+    principal: str = Field(pattern=PRINCIPAL_PATTERN)
+    """Who retried it (the job's owner)."""
+
+
+ErasedRole = Literal["input", "output", "thumbnail", "computation"]
+
+
+class ErasedObject(_Frozen):
+    """One stored object an erasure was about: deleted, or kept (and why)."""
+
+    role: ErasedRole
+    """The job's input or output image, the output's thumbnail, or the reuse index's
+    entry (`computations/<key>.json`) that pointed later jobs at the output."""
+    bucket: str
+    key: str
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    deleted: bool
+    kept_because: str | None = None
+    """Why a shared object stays (another job that is not erased uses it)."""
+
+
+class JobErased(Event):
+    """The owner of a finished job erased it (`DELETE /api/v1/jobs/{id}`): its pixels are
+    gone from S3 (`objects` says which objects, and which stay because another job uses
+    them). Provenance stays append-only: the job's earlier documents keep the hashes, sizes
+    and times, but no longer point at retrievable objects. The status keeps its outcome and
+    shows `erased_at` and `erased_by`."""
+
+    type: ClassVar[str] = "job.erased"
+    exchange: ClassVar[ExchangeKind] = "events"
+    published_by: ClassVar[tuple[str, ...]] = ("upload",)
+
+    principal: str = Field(pattern=PRINCIPAL_PATTERN)
+    """Who erased it (the job's owner)."""
+    objects: list[ErasedObject] = Field(default_factory=list, max_length=64)
+
+
 class RetryScheduled(Event):
     """Handling a job's message failed; it is tried again after `delay_seconds`."""
 
@@ -295,5 +346,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     MessageParked,
     CancelRequested,
     JobCancelled,
+    JobRetried,
+    JobErased,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.type: cls for cls in ALL_EVENTS}

@@ -28,16 +28,21 @@ from .events import (
     ImageReused,
     ImageUploaded,
     JobCancelled,
+    JobErased,
     JobFailed,
+    JobRetried,
     ProcessingStarted,
 )
 
 __all__ = [
     "EVENT_STATUS",
     "FINAL_STATUSES",
+    "FOLD_EVENTS",
     "JOB_STATUSES",
+    "MARK_EVENTS",
     "STATUS_EVENTS",
     "STATUS_RANK",
+    "annotate",
     "fold_status",
     "public_image",
     "record",
@@ -56,6 +61,11 @@ EVENT_STATUS = {
 `JOB_STATUSES`, statuses and their ranks are in `messaging.constants`)."""
 STATUS_EVENTS = frozenset(EVENT_STATUS)
 """The event types a job's status depends on."""
+MARK_EVENTS = frozenset({JobRetried.type, JobErased.type})
+"""Events about a finished job that leave its status as it is but add to it: who retried
+it as which job (`retried_by`), when and by whom it was erased (`annotate`)."""
+FOLD_EVENTS = STATUS_EVENTS | MARK_EVENTS
+"""Every event type the fold reads: what a job summary or a live view keeps of a job."""
 _RANK = {kind: (STATUS_RANK[status], status) for kind, status in EVENT_STATUS.items()}
 _IMAGE_FIELDS = ("sha256", "bytes", "format", "width", "height")
 
@@ -101,6 +111,8 @@ def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | Non
         job["created_at"] = uploaded["data"]["created_at"]
         job["filename"] = uploaded["data"].get("filename")
         job["owner"] = uploaded["data"].get("principal", LOCAL_PRINCIPAL)
+        if uploaded["data"].get("retry_of"):
+            job["retry_of"] = uploaded["data"]["retry_of"]
     if latest["type"] in {ImageProcessed.type, ImageReused.type}:
         job["output"] = {
             **public_image(latest["data"]["output"]),
@@ -115,6 +127,25 @@ def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | Non
         job["error"] = latest["data"]["error"]
     elif latest["type"] == JobCancelled.type:
         job["cancelled_by"] = latest["data"]["principal"]
+    return annotate(job, docs)
+
+
+def annotate(job: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """`job` with what its marks among `records` say (`MARK_EVENTS`; other records are
+    ignored): `retried_by`, the jobs retrying it, oldest first; `erased_at` and
+    `erased_by`, from its first erasure. Idempotent, so marks a replica saw live may be
+    applied again to a status provenance folded from the same ones."""
+    marks = sorted(
+        (r for r in records if r.get("type") in MARK_EVENTS), key=lambda r: str(r["time"])
+    )
+    for mark in marks:
+        if mark["type"] == JobRetried.type:
+            retried_by = job.setdefault("retried_by", [])
+            if mark["data"]["retry"] not in retried_by:
+                retried_by.append(mark["data"]["retry"])
+        elif "erased_at" not in job or mark["time"] < job["erased_at"]:
+            job["erased_at"] = mark["time"]
+            job["erased_by"] = mark["data"]["principal"]
     return job
 
 

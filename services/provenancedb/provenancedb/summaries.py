@@ -3,7 +3,7 @@ per-owner indexes. Views over event documents cannot say "a job's latest status"
 has one event per step); a document per job that always holds the current answer can be
 indexed by it.
 
-`job:<job id>` holds the job's status events as the fold reads them (`records`, by event
+`job:<job id>` holds the job's status events and marks as the fold reads them (`records`, by event
 id) and what `fold_status` makes of them (`owner`, `status`, `rank`, `created_at`,
 `updated_at`). The writer keeps it in step with the events, in the same `_bulk_docs` as
 the events themselves (`SummaryWriter`, below). Merging is a union of records, so it is idempotent
@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from messaging.jobs import FINAL_STATUSES, STATUS_EVENTS, STATUS_RANK, fold_status
+from messaging.jobs import FINAL_STATUSES, FOLD_EVENTS, STATUS_RANK, fold_status
 
 PREFIX = "job:"
 KIND = "job"
@@ -36,10 +36,10 @@ def summary_id(job_id: str) -> str:
 
 
 def status_record(doc: dict[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
-    """(job id, event id, the fold's record) of an event document a job's status depends
-    on; None for any other document."""
+    """(job id, event id, the fold's record) of an event document the fold reads (a
+    status event, or a mark: retried, erased); None for any other document."""
     job_id, event_id, time, data = (doc.get(k) for k in ("job_id", "_id", "time", "data"))
-    if doc.get("type") not in STATUS_EVENTS or not isinstance(data, dict):
+    if doc.get("type") not in FOLD_EVENTS or not isinstance(data, dict):
         return None
     if not (isinstance(job_id, str) and isinstance(event_id, str) and isinstance(time, str)):
         return None
@@ -56,7 +56,10 @@ def merged(
         return None
     known |= {event_id: record for event_id, record in records.items() if event_id not in known}
     job = fold_status(job_id, list(known.values()))
-    if job is None:  # unreachable: every record is a status event
+    if job is None:
+        # Marks only: upload marks a job it found, whose intake provenance records first
+        # (both travel on provenancedb's one queue), so this is a mark for a job unknown
+        # here. Its event document is stored; no summary names a job with no status.
         return None
     summary: dict[str, Any] = {
         "_id": summary_id(job_id),

@@ -244,19 +244,22 @@ class Jobs:
 
     async def status(self, job_id: str) -> dict[str, Any] | None:
         """The job's status: from the events this replica saw live when they are recent
-        (`LIVE_FRESH_SECONDS`) or final, else from provenance. A job accepted moments
+        (`LIVE_FRESH_SECONDS`) or final, else from provenance, with the marks (retried,
+        erased) seen live on top. A job accepted moments
         ago that neither knows yet (another replica accepted it; provenance records the
         intake concurrently) is waited for briefly: never 404 for an accepted job."""
-        if self._live is not None:
-            seen = self._live.status(job_id, fresh=LIVE_FRESH_SECONDS)
-            if seen is not None:
-                return seen
+        if self._live is None:
+            return await self.recorded_status(job_id)
+        seen = self._live.status(job_id, fresh=LIVE_FRESH_SECONDS)
+        if seen is not None:
+            return seen
         job = await self.recorded_status(job_id)
-        if job is None and self._live is not None and accepted_recently(job_id):
+        if job is None and accepted_recently(job_id):
             if await self._live.wait_seen(job_id, ARRIVAL_WAIT_SECONDS):
                 return self._live.status(job_id)
             job = await self.recorded_status(job_id)
-        return job
+        # Provenance may not have recorded a mark this replica saw (or made) moments ago.
+        return job if job is None else self._live.annotated(job)
 
     async def recorded_status(self, job_id: str) -> dict[str, Any] | None:
         """The job's status as provenance has recorded it."""

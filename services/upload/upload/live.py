@@ -37,11 +37,24 @@ from typing import Any
 
 from messaging import Envelope
 from messaging.events import Event, ImageUploaded
-from messaging.jobs import EVENT_STATUS, FINAL_STATUSES, STATUS_EVENTS, fold_status, record
+from messaging.jobs import (
+    EVENT_STATUS,
+    FINAL_STATUSES,
+    MARK_EVENTS,
+    STATUS_EVENTS,
+    annotate,
+    fold_status,
+    record,
+)
 
 INBOX_SIZE = 256
 RECENT_JOBS = 4096
 """Jobs whose status events a replica keeps (a few KB each), finished or not."""
+MARKED_JOBS = 4096
+"""Jobs whose marks (retried, erased: `messaging.jobs.MARK_EVENTS`) a replica keeps."""
+MARKS_PER_JOB = 16
+"""Marks kept per job: a job retried over and over keeps its first ones (provenance has
+them all)."""
 FINISHED_LINGER = 60.0
 """Seconds a finished job's events are kept after its final one."""
 
@@ -92,10 +105,14 @@ class LiveJobs:
         """(when to forget, job id) of the finished jobs, oldest first."""
         self._arrivals: dict[str, asyncio.Event] = {}
         self._waiting: Counter[str] = Counter()
+        self._marks: OrderedDict[str, dict[str, dict[str, Any]]] = OrderedDict()
+        """Each job's marks seen live, by type and id, most recently marked last."""
 
     def on_event(self, envelope: Envelope, event: Event) -> None:
         if envelope.type in STATUS_EVENTS:
             self.remember(envelope, event)
+        elif envelope.type in MARK_EVENTS:
+            self.mark(envelope, event)
         for inbox in self._followers.get(event.job_id, ()):
             inbox.put(envelope, event)
 
@@ -122,6 +139,25 @@ class LiveJobs:
             seen.finished = True
             self._finished.append((seen.last + self._linger, event.job_id))
         self._expire(seen.last)
+
+    def mark(self, envelope: Envelope, event: Event) -> None:
+        """Keep a mark of a job (retried, erased), whether or not this replica saw the job
+        from its start: a finished job's status comes from provenance, which may record
+        the mark after a client already reads the job again (`annotated`)."""
+        marks = self._marks.get(event.job_id)
+        if marks is None:
+            marks = self._marks[event.job_id] = {}
+            while len(self._marks) > MARKED_JOBS:
+                self._marks.popitem(last=False)
+        else:
+            self._marks.move_to_end(event.job_id)
+        if len(marks) < MARKS_PER_JOB:
+            marks[f"{envelope.type} {envelope.id}"] = record(envelope, event)
+
+    def annotated(self, job: dict[str, Any]) -> dict[str, Any]:
+        """`job` (a status from here or from provenance) with the marks seen live."""
+        marks = self._marks.get(job["id"])
+        return job if not marks else annotate(job, list(marks.values()))
 
     def _expire(self, now: float) -> None:
         """Forget the finished jobs whose linger is over."""
@@ -153,6 +189,8 @@ class LiveJobs:
         if seen is None:
             return None
         job = fold_status(job_id, list(seen.records.values()))
+        if job is not None:
+            job = self.annotated(job)
         if job is None or fresh is None or job["status"] in FINAL_STATUSES:
             return job
         return job if self._clock() - seen.last <= fresh else None
