@@ -144,6 +144,24 @@ async def test_a_job_not_finished_refuses_the_zip_naming_it_after_unknown_ones()
     assert [(entry.name, entry.size) for entry in entries] == [("cat.webp", 10)]
 
 
+async def test_a_cancelled_job_refuses_the_zip_naming_it() -> None:
+    """Not a zip short of it: every refusal of `Jobs.succeeded` refuses the zip."""
+    done, cancelled, failed = (str(uuid.uuid4()) for _ in range(3))
+    answers: dict[str, ApiError | dict[str, Any]] = {
+        done: _job(done, "cat.png"),
+        cancelled: ApiError(409, "job_cancelled", "the job was cancelled by someone"),
+        failed: ApiError(409, "job_failed", "the job failed"),
+    }
+    reader = Principal("someone")
+    with pytest.raises(ApiError) as refused:
+        await _entries(_Jobs(answers), [done, cancelled], reader)  # type: ignore[arg-type]
+    assert (refused.value.status, refused.value.code) == (409, "job_cancelled")
+    assert refused.value.message.endswith(f"cancelled: {cancelled}")
+    with pytest.raises(ApiError) as both:
+        await _entries(_Jobs(answers), [cancelled, failed], reader)  # type: ignore[arg-type]
+    assert both.value.message.endswith(f"failed: {failed}; cancelled: {cancelled}")
+
+
 # --------------------------------------------------------------------------- the store fails
 
 GOOD, BROKEN = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"

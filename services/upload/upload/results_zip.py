@@ -39,6 +39,10 @@ LOOKUPS_AT_ONCE = 8
 IDS_PATTERN = r"^[0-9a-fA-F-]{36}(,[0-9a-fA-F-]{36})*$"
 SHOWN_ID_CHARS = 40
 """Characters of a malformed id repeated in an error message."""
+REFUSED_409 = {"not_finished": "not finished", "job_failed": "failed",
+               "job_cancelled": "cancelled"}  # fmt: skip
+"""`Jobs.succeeded`'s 409 codes, as a refused zip names its ids (the first one found is
+the error's code). A zip is never short of a job asked for."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ class Entry:
             400: error("no ids (`bad_request`)"),
             404: error("ids of no job, or of another principal's (`not_found`), named"),
             409: error(
-                "ids of jobs not finished yet (`not_finished`) or failed (`job_failed`), named"
+                "ids of jobs not finished yet (`not_finished`), failed (`job_failed`) or "
+                "cancelled (`job_cancelled`), named"
             ),
             413: error(
                 "more ids than `UPLOAD_ZIP_MAX_JOBS` (`too_many_jobs`) or results larger in "
@@ -156,13 +161,14 @@ def _refuse_any(ids: list[str], found: list[dict[str, Any] | ApiError]) -> None:
     missing = _named(ids, found, 404)
     if missing:
         raise ApiError(404, "not_found", f"no job {', '.join(missing)}")
-    unfinished = _named(ids, found, 409, "not_finished")
-    failed = _named(ids, found, 409, "job_failed")
-    if unfinished or failed:
-        said = [f"not finished: {', '.join(unfinished)}"] if unfinished else []
-        said += [f"failed: {', '.join(failed)}"] if failed else []
-        code = "not_finished" if unfinished else "job_failed"
+    refused = {code: _named(ids, found, 409, code) for code in REFUSED_409}
+    refused = {code: named for code, named in refused.items() if named}
+    if refused:
+        said = [f"{REFUSED_409[code]}: {', '.join(named)}" for code, named in refused.items()]
+        code = next(iter(refused))
         raise ApiError(409, code, f"only succeeded jobs have results; {'; '.join(said)}")
+    if any(isinstance(got, ApiError) for got in found):  # a refusal this does not know
+        raise ApiError(409, "not_succeeded", "only succeeded jobs have results")
 
 
 def _named(
