@@ -1,7 +1,8 @@
 """Cancelling a job through the real mesh: upload publishes `job.cancel-requested`, the
 runner (its own broker user, least privilege) hears it on its live queue and drops the
-output of the pipeline imageproc was running; the job ends `cancelled`, nothing is
-stored, and provenance has a complete trail naming who asked.
+output of the pipeline imageproc was running, which imageproc, hearing it too, stops; the
+job ends `cancelled`, nothing is stored, and provenance has a complete trail naming who
+asked.
 
 The job is slow on purpose (two blurs of sigma 100 on 6 MP: ~6 s of work): the cancellation is
 sent once the job is seen `processing` and arrives long before imageproc answers. The
@@ -20,6 +21,7 @@ import pytest
 from objectstore import S3Settings, open_store
 from tests.conftest import Mesh, complete_trail, settings_from
 from tests.e2e.helpers import photo, submit, wait_finished
+from tests.e2e.test_metrics import scrape, value
 from tests.waiting import async_wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -52,6 +54,7 @@ async def _cancel(
 async def test_a_processing_job_cancelled_ends_cancelled_with_no_output(
     mesh: Mesh, http: aiohttp.ClientSession
 ) -> None:
+    stopped_before = await _stopped_pipelines(http, mesh)
     job_id = await _job(http, mesh, SLOW)
 
     async def processing() -> bool:
@@ -90,6 +93,14 @@ async def test_a_processing_job_cancelled_ends_cancelled_with_no_output(
     assert by_type["job.cancelled"]["service"] == "imageproc_runner"
     assert by_type["job.cancelled"]["data"]["principal"] == "local"
     assert by_type["job.cancelled"]["data"]["while_processing"] is True
+    # imageproc heard the request too: it stopped the pipeline (or refused it, had the
+    # request come first) rather than finishing the ~6 s of work for nothing.
+    assert await _stopped_pipelines(http, mesh) == stopped_before + 1
+
+
+async def _stopped_pipelines(http: aiohttp.ClientSession, mesh: Mesh) -> float:
+    samples = await scrape(http, mesh, "imageproc")
+    return value(samples, "imagemesh_imageproc_pipeline_seconds_count", outcome="cancelled")
 
 
 async def test_a_finished_or_unknown_job_cannot_be_cancelled(

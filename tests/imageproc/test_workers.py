@@ -22,6 +22,7 @@ from imageproc.app import POOL, create_app
 from imageproc.settings import Settings
 from imageproc.workers import WorkerPool
 from messaging import Broker, BrokerSettings, RpcError, RpcMessage, topology
+from messaging.events import CancelRequested
 from tests.conftest import isolated_env, settings_from
 from tests.hostile import repeated_scan_jpeg
 from tests.waiting import async_wait_for
@@ -160,3 +161,44 @@ async def test_a_worker_that_dies_mid_job_fails_the_job_not_the_service(
     assert seconds < 10
     assert (await _timed(broker, THUMBNAIL, _jpeg(300, 200)))[0] == "ok"
     assert len(_pool(app).pids()) == 2
+
+
+# A deadline the slow decode cannot reach: only the cancellation stops it.
+@pytest.mark.parametrize("deadline", [60.0])
+async def test_a_cancelled_jobs_pipeline_is_stopped_and_its_worker_replaced(
+    app: web.Application, broker: Broker
+) -> None:
+    pool = _pool(app)
+    before, started = pool.pids(), pool.jobs_started
+    job_id = "c0ffee00-0000-4000-8000-000000000001"
+    slow = asyncio.create_task(
+        _timed_job(broker, THUMBNAIL, SLOW_JPEG, job_id)  # ~20 s of Pillow's decoder
+    )
+    await async_wait_for(lambda: pool.jobs_started == started + 1, timeout=30)
+    await broker.publish(CancelRequested(job_id=job_id, principal="alice"))
+    outcome, message = await slow
+    assert (outcome, message) == ("cancelled", "cancelled by alice")
+    assert pool.kills["cancelled"] == 1
+    # The slot came back with a fresh worker, and the same job is refused from now on.
+    await async_wait_for(lambda: len(pool.pids()) == 2 and not pool.busy_pids(), timeout=30)
+    assert len(set(before) & set(pool.pids())) == 1
+    outcome, message = await _timed_job(broker, THUMBNAIL, _jpeg(64, 48), job_id)
+    assert (outcome, message) == ("cancelled", "cancelled by alice")
+    assert pool.jobs_started == started + 1
+    # Another job is not affected.
+    outcome, _ = await _timed_job(broker, THUMBNAIL, _jpeg(64, 48), job_id.replace("1", "2"))
+    assert outcome == "ok"
+
+
+async def _timed_job(broker: Broker, pipeline: object, data: bytes, job_id: str) -> tuple[str, str]:
+    """(outcome, message) of a job's request: "ok" or the error code and message."""
+    try:
+        await broker.call_raw(
+            topology.IMAGEPROC_RUN,
+            RpcMessage({"pipeline": pipeline}, data),
+            timeout=60,
+            job_id=job_id,
+        )
+    except RpcError as exc:
+        return exc.code, exc.message
+    return "ok", ""

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from imageproc_runner.cancels import Cancellations
 from imageproc_runner.runner import Runner
-from messaging import Envelope, MessageContext, RpcCall, new_event_id, topology
+from messaging import Envelope, MessageContext, RpcCall, RpcError, new_event_id, topology
+from messaging.cancels import Cancellations, stopped, stopped_by
 from messaging.contracts import RunReply, RunRequest
 from messaging.events import ALL_EVENTS, CancelRequested, Event, ImageUploaded, JobCancelled
 from messaging.jobs import fold_status, record
@@ -185,3 +185,22 @@ def test_a_cancelled_job_outranks_nothing_it_did_not_reach() -> None:
     job = fold_status("job-4", [record(at, uploaded_event), record(later, cancelled)])
     assert job is not None
     assert (job["status"], job["cancelled_by"], job["owner"]) == ("cancelled", "alice", "local")
+
+
+async def test_a_cancellation_only_imageproc_heard_still_ends_the_job_cancelled() -> None:
+    async def stopped_there(mesh: Mesh) -> RunReply:
+        raise stopped("bob")  # imageproc stopped the pipeline; this replica missed it
+
+    async with _mesh(stopped_there) as mesh:
+        await mesh.runner.on_uploaded(*mesh.job("job-1"))
+    (cancelled,) = mesh.of_type(JobCancelled)
+    assert isinstance(cancelled, JobCancelled)
+    assert (cancelled.principal, cancelled.while_processing) == ("bob", True)
+    assert mesh.store.puts == []
+    assert (_status(mesh, "job-1") or {}).get("status") == "cancelled"
+
+
+def test_only_a_stopped_answer_names_who_cancelled() -> None:
+    assert stopped_by(stopped("alice@example.org")) == "alice@example.org"
+    assert stopped_by(RpcError("cancelled", "something else")) is None
+    assert stopped_by(RpcError("timeout", "cancelled by alice")) is None

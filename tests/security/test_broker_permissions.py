@@ -94,12 +94,14 @@ async def test_each_service_does_its_own_work_with_its_own_user(env: dict[str, s
             )
             assert reply.meta == {"echo": {"job_id": "j"}}
             await client.watch(lambda envelope, event: None)
-    # imageproc serves its RPC (and publishes nothing); the runner calls it.
+    # imageproc serves its RPC (and publishes nothing); the runner calls it; both follow
+    # the cancellations.
     async with (
         Broker(as_service(env, "imageproc"), service="imageproc") as imageproc,
         Broker(as_service(env, "imageproc_runner"), service="imageproc_runner") as runner,
     ):
         await imageproc.serve_raw(topology.IMAGEPROC_RUN, echo)
+        await imageproc.watch(lambda envelope, event: None, topology.CANCEL_REQUESTS)
         await runner.subscribe(topology.RUNNER_UPLOADS, ignore, ())
         await runner.watch(lambda envelope, event: None, topology.CANCEL_REQUESTS)
         reply = await runner.call_raw(

@@ -113,6 +113,7 @@ class _RpcBroker(_ConsumingBroker):
         self, route: Route, handler: RpcHandler, message: AbstractIncomingMessage
     ) -> None:
         job_id = (message.headers or {}).get(JOB_HEADER)
+        job_id = job_id if isinstance(job_id, str) else None
         with structlog.contextvars.bound_contextvars(job_id=job_id, rpc=route.name):
             if not message.reply_to:
                 await self.park(
@@ -128,7 +129,8 @@ class _RpcBroker(_ConsumingBroker):
             try:
                 self._check_size(len(message.body))
                 caller = self._caller(route, message)
-                reply = await handler(replace(RpcMessage.from_message(message), caller=caller))
+                request = RpcMessage.from_message(message)
+                reply = await handler(replace(request, caller=caller, job_id=job_id))
             except MessageTooLarge as exc:
                 reply, headers = RpcMessage(), _error_headers("too_large", str(exc))
                 outcome = "too_large"

@@ -96,6 +96,8 @@ def grants(settings: BrokerSettings) -> dict[str, Grant]:
             read += [events if kind == "events" else prov for kind, _ in spec.bindings]
         if service == "upload":
             read += [events, prov]  # the live progress queue's bindings
+        if service in topology.CANCEL_WATCHERS:
+            read.append(events)  # its live queue's binding to job.cancel-requested
         result[service] = Grant(_any_of(own), _any_of(write), _any_of(read), topics)
     return result
 

@@ -54,6 +54,10 @@ class RpcMessage:
     caller: str | None = None
     """On a request a server handles: the calling service, as the broker vouches for it
     (its AMQP `user_id`); None for an operator. Never sent: not part of the message."""
+    job_id: str | None = None
+    """On a request a server handles: the job it is about (its `x-job-id` header, which
+    the caller sets), for logs and for stopping a cancelled job's work. Never sent here:
+    `Broker.call` sends it as the header."""
 
     def to_message(self, **properties: Any) -> Message:
         headers: dict[str, Any] = dict(properties.pop("headers", None) or {})
@@ -120,6 +124,8 @@ class RpcCall:
     payload: bytes = b""
     caller: str | None = None
     """The calling service, as the broker vouches for it; None for an operator."""
+    job_id: str | None = None
+    """The job the request is about, as the caller said (`x-job-id`), if it said."""
 
 
 RpcHandler = Callable[[RpcMessage], Awaitable[RpcMessage]]
@@ -169,7 +175,7 @@ def rpc_handler(route: RpcRoute[Req, Rep], server: RpcServer[Req, Rep]) -> RpcHa
 
     async def handle(message: RpcMessage) -> RpcMessage:
         request = request_of(route, message)
-        answer = await server(request, RpcCall(message.payload, message.caller))
+        answer = await server(request, RpcCall(message.payload, message.caller, message.job_id))
         reply, payload = answer if isinstance(answer, tuple) else (answer, b"")
         return RpcMessage(reply.model_dump(mode="json"), payload)
 

@@ -218,8 +218,11 @@ LIVE_QUEUE_ARGUMENTS: dict[str, Any] = {
 
 EVERY_EVENT: tuple[tuple[ExchangeKind, str], ...] = (("events", "#"), ("provenance", "#"))
 CANCEL_REQUESTS: tuple[tuple[ExchangeKind, str], ...] = (("events", "job.cancel-requested"),)
-"""What each runner replica follows live: every replica must learn of every cancellation
-(the job may wait in the shared queue for any of them), so not a work queue."""
+"""What each runner and imageproc replica follows live: every replica must learn of every
+cancellation (the job may wait in the shared queue for any runner, or run on any
+imageproc), so not a work queue."""
+CANCEL_WATCHERS = ("imageproc_runner", "imageproc")
+"""The services that follow `CANCEL_REQUESTS` (read on the events exchange)."""
 
 
 async def declare_live_queue(

@@ -15,6 +15,7 @@ from servicekit import add_ops_routes, resource
 from .engine import on_engine
 from .service import ImageProcessor, Rules
 from .settings import Settings
+from .stops import Stops
 from .workers import PoolConfig, WorkerPool, return_large_blocks
 
 BROKER = web.AppKey("broker", Broker)
@@ -34,7 +35,10 @@ def create_app(settings: Settings) -> web.Application:
             # The reply carries the output: it must fit in one message.
             max_output_bytes=settings.amqp_max_message_bytes - 64 * 1024,
         )
-        processor = ImageProcessor(app[POOL], rules)
+        stops = Stops()
+        # Every replica hears every cancellation: the job may run on any of them.
+        await app[BROKER].watch(stops.on_event, topology.CANCEL_REQUESTS)
+        processor = ImageProcessor(app[POOL], rules, stops)
         await app[BROKER].serve(
             topology.IMAGEPROC_RUN, processor.on_run, prefetch=settings.imageproc_concurrency
         )

@@ -15,6 +15,7 @@ from pipeline import ImageLimits, PipelineError, parse_pipeline
 
 from .engine import engine_version
 from .operations import PipelineResult, ProcessingError
+from .stops import Stops
 from .workers import WorkerPool
 
 log = structlog.get_logger("imageproc")
@@ -24,7 +25,7 @@ PIPELINE_SECONDS = Histogram(
     "imagemesh_imageproc_pipeline_seconds",
     "Whole pipelines (probe, operations, encode) in the worker processes, by outcome: ok, or "
     "the ProcessingError code (undecodable, timeout, memory_budget_exceeded, worker_crashed, "
-    "...), or internal.",
+    "...), cancelled (its job was cancelled: stopped), or internal.",
     ["outcome"],
     buckets=_BUCKETS,
 )
@@ -55,11 +56,13 @@ class Rules:
 
 class ImageProcessor:
     """Runs pipelines in killable worker processes (``workers``): the event loop never
-    blocks on pyvips, and no decoder outlives the deadline or the memory ceiling."""
+    blocks on pyvips, no decoder outlives the deadline or the memory ceiling, and a
+    cancelled job's pipeline stops (``stops``)."""
 
-    def __init__(self, pool: WorkerPool, rules: Rules) -> None:
+    def __init__(self, pool: WorkerPool, rules: Rules, stops: Stops | None = None) -> None:
         self._pool = pool
         self._rules = rules
+        self._stops = stops or Stops()
 
     async def on_run(self, request: RunRequest, call: RpcCall) -> tuple[RunReply, bytes]:
         # Never trust the message: size, pipeline and image are checked again here.
@@ -76,11 +79,16 @@ class ImageProcessor:
             raise RpcError("invalid_pipeline", str(exc)) from exc
         started, outcome = time.perf_counter(), "internal"
         try:
-            result = await self._pool.run(call.payload, ops, limits=rules.limits)
+            result = await self._stops.run(
+                call.job_id, self._pool.run(call.payload, ops, limits=rules.limits)
+            )
             outcome = "ok"
         except ProcessingError as exc:
             outcome = exc.code
             raise RpcError(exc.code, exc.message) from exc
+        except RpcError as exc:  # stopped: its job was cancelled
+            outcome = exc.code
+            raise
         finally:
             PIPELINE_SECONDS.labels(outcome).observe(time.perf_counter() - started)
         _observe_steps(result)

@@ -5,13 +5,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from messaging import Broker, topology
+from messaging.cancels import Cancellations
 from messaging.constants import IMAGEPROC_RUNNER
 from messaging.events import ImageUploaded
 from messaging.lifetime import broker_resource
 from objectstore import ObjectStore, open_store
 from servicekit import add_ops_routes, resource
 
-from .cancels import Cancellations
 from .dispatch import FairDispatcher
 from .reuse import Reuse
 from .runner import Runner

@@ -12,6 +12,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from messaging import Broker, MessageContext, PermanentError, RpcError, topology
+from messaging.cancels import Cancellations, stopped_by
 from messaging.contracts import RunReply, RunRequest
 from messaging.events import (
     ErrorInfo,
@@ -25,7 +26,6 @@ from messaging.events import (
 from messaging.formats import content_type_of
 from objectstore import ObjectStore
 
-from .cancels import Cancellations
 from .reuse import Reuse
 from .thumbnails import Thumbnails
 
@@ -119,6 +119,10 @@ class Runner:
         try:
             reply, data = await self._compute(event, ctx)
         except RpcError as exc:
+            principal = stopped_by(exc)
+            if principal is not None and self._cancellations.asked_by(event.job_id) is None:
+                # imageproc heard the request this replica missed (started after it).
+                self._cancellations.add(event.job_id, principal)
             if await self._cancelled(event, ctx, while_processing=True):
                 return CANCELLED_WHILE
             if exc.code in TRANSIENT_RPC_CODES or _retry_once(exc, ctx):
