@@ -58,6 +58,7 @@ from messaging.events import (
     ImageUploaded,
     JobCancelled,
     JobFailed,
+    JobRetried,
     MessageParked,
     OperationApplied,
     ProcessingStarted,
@@ -460,6 +461,15 @@ def _cancelled() -> Step:
     return envelope_for(event, "imageproc_runner", T0, cause=CAUSE), event
 
 
+RETRY = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
+
+
+def _retried() -> Step:
+    """A failed job retried: caused by the new job's image.uploaded (`CAUSE` here)."""
+    event = JobRetried(job_id=JOB, retry=RETRY, principal=CANCELLER)
+    return envelope_for(event, "upload", T0, cause=CAUSE), event
+
+
 def _at(step: Step, moment: datetime) -> Step:
     envelope, event = step
     return dataclasses.replace(envelope, time=moment), event
@@ -533,6 +543,7 @@ CASES: dict[str, tuple[Step, dict[str, Any], set[str], set[str]]] = {
         {IN},
         set(),
     ),
+    "job.retried": (_retried(), {"principal": CANCELLER}, set(), set()),
     "image.reused": (
         REUSED[-1],
         {"input_sha256": IN, "output_sha256": OUT, "location": OUTPUT.uri},

@@ -25,6 +25,8 @@ def activity_attributes(event: events.Event) -> dict[str, Any]:
             attributes: dict[str, Any] = {"imagemesh:pipeline": json_literal(event.pipeline)}
             if isinstance(event, events.ProcessingStarted):
                 attributes["imagemesh:attempt"] = event.attempt
+            elif event.retry_of:  # the job this one retries (its job.retried names this one)
+                attributes["imagemesh:retry_of"] = event.retry_of
             return attributes
         case events.OperationApplied():
             return _operation(event)
@@ -49,6 +51,8 @@ def activity_attributes(event: events.Event) -> dict[str, Any]:
                 "imagemesh:attempt": event.attempt,
                 "imagemesh:while_processing": event.while_processing,
             }
+        case events.JobRetried():
+            return {"imagemesh:principal": event.principal, "imagemesh:retry": event.retry}
         case events.MessageParked():
             return {
                 "imagemesh:queue": event.queue,

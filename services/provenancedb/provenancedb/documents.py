@@ -47,7 +47,7 @@ def _flat_fields(event: events.Event) -> dict[str, Any]:
                 "location": event.input.uri if event.input else None,
             }
         case events.ImageUploaded():
-            return {"input_sha256": event.input.sha256}
+            return {"input_sha256": event.input.sha256, "retry_of": event.retry_of}
         case events.ProcessingStarted():
             return {"input_sha256": event.input.sha256, "attempt": event.attempt}
         case events.ImageProcessed():
@@ -76,6 +76,8 @@ def _flat_fields(event: events.Event) -> dict[str, Any]:
             return {"attempt": event.attempts, "queue": event.queue}
         case events.CancelRequested():
             return {"principal": event.principal}
+        case events.JobRetried():
+            return {"principal": event.principal, "retry": event.retry}
         case events.JobCancelled():
             return {
                 "input_sha256": event.input.sha256,

@@ -7,6 +7,10 @@ whose steps are the pipeline's operations (or, when it reused an earlier job's o
 `image.reused`, naming a job that succeeded with the same output); a failed job has its
 `job.failed`; a cancelled job has its `job.cancelled` and the `job.cancel-requested` that
 asked for it (a job may be asked more than once: each request is a step of its own).
+A failed or cancelled job may also have been retried (`job.retried`, one per new job):
+an extra step, which must name a job whose `image.uploaded` names it back (`retry_of`);
+the new job's trail is complete with its own intake, like any job's, and names a job
+that had failed or been cancelled.
 Trails recorded before those events carried it all are checked for their
 `image.stored` and `operation.applied` documents. A step recorded twice under different ids
 is a gap; so is a job still unfinished after the grace period.
@@ -83,6 +87,8 @@ def step_key(doc: dict[str, Any]) -> tuple[Any, ...]:
         return (kind, doc.get("attempt"))
     if kind == "job.cancel-requested":  # each request is its own (a second click, say)
         return (kind, doc.get("_id"))
+    if kind == "job.retried":  # each retry made a job of its own
+        return (kind, data.get("retry"))
     return (kind,)
 
 
@@ -221,6 +227,7 @@ def audit_documents(
             made = _reused(job_docs) or next(d for d in job_docs if d["type"] == "image.processed")
             outputs[job_id] = made["data"]["output"]
     report.gaps += _reuse_gaps(by_job, outputs)
+    report.gaps += _retry_gaps(by_job)
     return report, outputs
 
 
@@ -238,3 +245,31 @@ def _reuse_gaps(
             detail = f"reused from {earlier}, which did not succeed with this output"
             gaps.append(Gap("incomplete_trail", job_id, detail))
     return gaps
+
+
+def _retry_gaps(by_job: dict[str, list[dict[str, Any]]]) -> list[Gap]:
+    """Both ends of each retry: a `job.retried` names a job whose `image.uploaded` names
+    the retried job back, and a job that says it retries another names one that failed
+    or was cancelled."""
+    gaps = []
+    for job_id, docs in by_job.items():
+        for doc in docs:
+            data = doc.get("data") or {}
+            if doc.get("type") == "job.retried":
+                retry = str(data.get("retry"))
+                if _retry_of(by_job.get(retry, [])) != job_id:
+                    detail = f"retried as {retry}, whose intake does not name this job"
+                    gaps.append(Gap("incomplete_trail", job_id, detail))
+            elif doc.get("type") == "image.uploaded" and data.get("retry_of"):
+                retried = str(data["retry_of"])
+                earlier = fold_status(retried, by_job.get(retried, []))
+                if earlier is None or earlier["status"] not in {"failed", "cancelled"}:
+                    status = earlier["status"] if earlier else "unknown"
+                    detail = f"a retry of {retried}, which is {status}, not failed or cancelled"
+                    gaps.append(Gap("incomplete_trail", job_id, detail))
+    return gaps
+
+
+def _retry_of(docs: list[dict[str, Any]]) -> str | None:
+    uploaded = next((d for d in docs if d.get("type") == "image.uploaded"), None)
+    return (uploaded.get("data") or {}).get("retry_of") if uploaded else None
