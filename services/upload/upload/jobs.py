@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from messaging import Broker, Envelope, RpcError, RpcUnavailable, topology
+from messaging import Broker, RpcError, RpcUnavailable, topology
 from messaging.contracts import JobCountsRequest, JobRequest, JobsRequest, LineageRequest
-from messaging.events import (
-    ClientInfo,
-    ErrorInfo,
-    ImageRef,
-    ImageUploaded,
-    JobFailed,
-    UploadReceived,
-)
+from messaging.events import ClientInfo, ImageRef
 from messaging.rpc import validation_message
 from objectstore import ObjectStore
 
@@ -31,15 +22,13 @@ from .guard import Principal
 from .intake import Upload
 from .job_ids import accepted_recently, new_job_id
 from .live import LiveJobs
+from .publishing import RETRY_AFTER_SECONDS, Intake, IntakePublisher, unavailable
 from .spool import Spool
 from .waiting import WaitingCap
 
 log = structlog.get_logger("upload")
 Req = TypeVar("Req", bound=BaseModel)
 Rep = TypeVar("Rep", bound=BaseModel)
-RETRY_AFTER_SECONDS = 5
-ABANDON_SECONDS = 120.0
-"""How long upload keeps trying to mark a refused job `not_accepted` in provenance."""
 QUEUE_CHECK_INTERVAL = 1.0
 """Seconds a queue-depth reading is reused: one broker round trip per second at most."""
 LIVE_FRESH_SECONDS = 5.0
@@ -68,13 +57,11 @@ class Jobs:
         self._max_queued = max_queued
         self._queued = (0, -QUEUE_CHECK_INTERVAL)  # (ready messages, when checked)
         self._waiting_cap = WaitingCap(max_queued_per_principal, self._queued_of)
-        self._abandoning: set[asyncio.Task[None]] = set()
+        self._intake = IntakePublisher(broker, live)
 
     async def close(self) -> None:
-        """Stop marking refused jobs (at shutdown); what is unmarked the audit reports."""
-        for task in self._abandoning:
-            task.cancel()
-        await asyncio.gather(*self._abandoning, return_exceptions=True)
+        """Stop publishing in the background (at shutdown): `IntakePublisher.close`."""
+        await self._intake.close()
 
     async def admit(self, principal: str) -> None:
         """Backpressure: refuse a new job while the broker blocks publishers or too many
@@ -82,7 +69,7 @@ class Jobs:
         Also refuses while no runner queue exists, where an upload event would reach
         provenancedb alone and never be processed."""
         if not await self._broker.accepts_publishes():
-            raise _unavailable("the message broker is not accepting new work right now")
+            raise unavailable("the message broker is not accepting new work right now")
         waiting = await self._waiting()
         if waiting > self._max_queued:
             raise ApiError(
@@ -114,7 +101,7 @@ class Jobs:
             return 0
         except RpcError as exc:
             log.warning("provenance_unavailable", route="job-counts", code=exc.code)
-            raise _unavailable("the provenance service is unavailable") from exc
+            raise unavailable("the provenance service is unavailable") from exc
         return reply.queued
 
     async def _waiting(self) -> int:
@@ -126,7 +113,7 @@ class Jobs:
             count, _ = await self._broker.queue_depth(topology.RUNNER_UPLOADS.name)
         except Exception as exc:
             log.warning("runner_queue_unavailable", error=repr(exc))
-            raise _unavailable("no image runner is set up yet") from exc
+            raise unavailable("no image runner is set up yet") from exc
         self._queued = (count, now)
         return count
 
@@ -136,41 +123,10 @@ class Jobs:
         job_id = new_job_id()
         with structlog.contextvars.bound_contextvars(job_id=job_id):
             image, new = await self._store_input(upload)
-            # Two events per intake: who sent what and where it is stored, then the job.
-            received = UploadReceived(
-                job_id=job_id,
-                client=client,
-                principal=principal,
-                filename=upload.filename,
-                input=image,
-                **upload.measured(),
+            intake = Intake(
+                job_id, image, upload.pipeline, upload.filename, principal, client, input_new=new
             )
-            received_envelope = self._broker.envelope_for(received)
-            event = ImageUploaded(
-                job_id=job_id,
-                input=image,
-                pipeline=upload.pipeline,
-                filename=upload.filename,
-                created_at=datetime.now(UTC),
-                principal=principal,
-                input_new=new,
-            )
-            envelope = self._broker.envelope_for(event, cause=received_envelope)
-            # The intake is published, each event confirmed by the broker (persistent, to
-            # durable queues) before the 202: provenancedb records it from there, as it
-            # records every other step. This replica remembers the job at once, so its
-            # status never depends on how far provenance has got (`status`).
-            try:
-                await self._broker.publish(received, envelope=received_envelope)
-                await self._broker.publish(event, envelope=envelope)
-            except Exception as exc:
-                # Some of the intake may be recorded: mark the job not accepted, so that it
-                # never looks queued forever.
-                log.warning("job_not_queued", error=repr(exc))
-                self._abandon(event, envelope)
-                raise _unavailable("the job could not be queued") from exc
-            if self._live is not None:
-                self._live.remember(envelope, event)
+            await self._intake.publish(intake)
             log.info(
                 "job_accepted",
                 principal=principal,
@@ -179,40 +135,6 @@ class Jobs:
                 ops=len(upload.pipeline),
             )
         return job_id
-
-    def _abandon(self, event: ImageUploaded, cause: Envelope) -> None:
-        task = asyncio.create_task(self._mark_not_accepted(event, cause))
-        self._abandoning.add(task)
-        task.add_done_callback(self._abandoning.discard)
-
-    async def _mark_not_accepted(self, event: ImageUploaded, cause: Envelope) -> None:
-        """Publish `job.failed` (not_accepted) for a refused job, retrying while the broker
-        is away. Its id derives from the job's, so it is recorded once however often it is
-        sent; for a job provenance never recorded, it is the whole (complete) trail."""
-        failed = JobFailed(
-            job_id=event.job_id,
-            error=ErrorInfo(
-                code="not_accepted",
-                message="the upload was refused (503): the job could not be queued",
-            ),
-            input=event.input,
-            pipeline=event.pipeline,
-        )
-        deadline = time.monotonic() + ABANDON_SECONDS
-        pause = 0.5
-        with structlog.contextvars.bound_contextvars(job_id=event.job_id):
-            while True:
-                try:
-                    await self._broker.publish(failed, cause=cause)
-                except Exception as exc:
-                    if time.monotonic() + pause > deadline:
-                        log.error("job_not_marked_refused", error=repr(exc))
-                        return
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 10.0)
-                    continue
-                log.info("job_marked_not_accepted")
-                return
 
     async def _store_input(self, upload: Upload) -> tuple[ImageRef, bool]:
         """Store the input (unless the same bytes are stored already); whether this stored
@@ -233,7 +155,7 @@ class Jobs:
             )
         except Exception as exc:
             log.exception("input_store_failed")
-            raise _unavailable("the image store is unavailable") from exc
+            raise unavailable("the image store is unavailable") from exc
         image = ImageRef(
             bucket=self._input_bucket,
             key=key,
@@ -363,7 +285,7 @@ class Jobs:
         except Exception as exc:
             spool.close()
             log.exception("image_fetch_failed", uri=uri)
-            raise _unavailable("the image store is unavailable") from exc
+            raise unavailable("the image store is unavailable") from exc
         try:
             yield spool
         finally:
@@ -382,16 +304,10 @@ class Jobs:
             log.warning(
                 "provenance_unavailable", route=route.name, code=exc.code, reason=exc.message
             )
-            raise _unavailable("the provenance service is unavailable") from exc
+            raise unavailable("the provenance service is unavailable") from exc
         return reply
 
 
 def public(job: dict[str, Any]) -> dict[str, Any]:
     """The job as the API shows it: without where its images are stored."""
     return {name: value for name, value in job.items() if not name.endswith("_ref")}
-
-
-def _unavailable(message: str) -> ApiError:
-    return ApiError(
-        503, "unavailable", f"{message}; try again shortly", retry_after=RETRY_AFTER_SECONDS
-    )
