@@ -119,8 +119,10 @@ class ApiClient:
         """Upload one image with its pipeline: the 202 body (`id`, `status`, `links`)."""
 
         def form() -> aiohttp.FormData:
-            # A FormData is spent once sent: a retry after a 503 needs a fresh one.
-            fields = aiohttp.FormData()
+            # A FormData is spent once sent: a retry after a 503 needs a fresh one. The file
+            # name goes as browsers send it (UTF-8, quotes escaped), not percent-encoded:
+            # the server keeps what it reads, and `holiday photo.jpg` would stay `%20`.
+            fields = aiohttp.FormData(quote_fields=False)
             fields.add_field(
                 "file", data, filename=filename, content_type="application/octet-stream"
             )
