@@ -12,12 +12,14 @@ from pathlib import Path
 
 from .api import DEFAULT_URL, ApiClient
 from .commands import Command, Waiting, cancel, history, run, status, submit
+from .download import DEFAULT_ZIP, download
 from .render import Printer
 from .statuses import JOB_STATUSES
 
 EPILOG = """\
 exit codes: 0 done (every job succeeded), 1 a job failed or the API refused a request,
-2 bad usage or an invalid pipeline (nothing submitted), 3 service unreachable or unavailable
+2 bad usage or an invalid pipeline (nothing submitted) or a file download will not
+overwrite, 3 service unreachable or unavailable
 
 signing in: when the server has API tokens on, set IMAGEMESH_TOKEN to yours (an operator
 makes it with `python -m upload.tokens new NAME` and adds the printed entry to
@@ -30,6 +32,7 @@ examples:
   imagemesh submit *.png --pipeline '[{"op": "convert", "format": "webp"}]' --wait -o out/
   imagemesh status 3f2a9c1d              imagemesh history --status failed --limit 5
   imagemesh cancel 3f2a9c1d
+  imagemesh download 3f2a9c1d           imagemesh download 3f2a9c1d 9b04e7aa -o results.zip
 """
 
 
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "unless it finishes first (exit 1 when it already had).",
     )
     stop.add_argument("job_id", metavar="ID", help="the job's id, or its start (as for status)")
+    _add_download(commands, common)
     recent = commands.add_parser("history", parents=[common], help="list recent jobs")
     recent.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     recent.add_argument("--limit", type=_positive, default=20, help="at most N jobs (default 20)")
@@ -151,11 +155,46 @@ def _add_submit(
     )
 
 
+def _add_download(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    fetch = commands.add_parser(
+        "download",
+        parents=[common],
+        help="save the results of succeeded jobs of yours",
+        description="Save one job's result as <name>-<short id>.<ext> (as submit --wait "
+        f"does), or several jobs' results as one zip ({DEFAULT_ZIP}). A file is written "
+        "whole or not at all, and an existing one is kept unless --force. Exit 1 when a "
+        "job is unknown, not finished, failed, cancelled or erased: nothing is saved, but "
+        "a zip short of erased jobs only (it holds the others; erased.txt names those).",
+    )
+    fetch.add_argument(
+        "job_ids", nargs="+", metavar="ID", help="job ids, or their starts (as for status)"
+    )
+    fetch.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="the file to write, or a folder to write it in (default: the current folder)",
+    )
+    fetch.add_argument("--zip", action="store_true", help="a zip even for one job")
+    fetch.add_argument("--force", action="store_true", help="replace an existing file")
+
+
 def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Command:
     if args.command == "status":
         return functools.partial(status, job_id=args.job_id)
     if args.command == "cancel":
         return functools.partial(cancel, job_id=args.job_id)
+    if args.command == "download":
+        return functools.partial(
+            download,
+            job_ids=args.job_ids,
+            output=args.output,
+            as_zip=args.zip,
+            force=args.force,
+        )
     if args.command == "history":
         return functools.partial(history, status=args.status, limit=args.limit)
     if not args.wait and (args.output is not None or args.timeout is not None):

@@ -16,8 +16,9 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
@@ -31,6 +32,7 @@ __all__ = [
     "ApiClient",
     "ApiError",
     "Disconnected",
+    "Download",
     "ImagemeshError",
     "Unavailable",
     "Unreachable",
@@ -46,6 +48,8 @@ MIN_RETRY_AFTER = 0.1
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 """No limit on a whole request (uploads and event streams may be long), but on each read:
 a stream silent for a minute is treated as dropped, and reconnected."""
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
+"""How much of a download is held at once: a zip of many results is never whole in memory."""
 
 
 class ImagemeshError(Exception):
@@ -158,6 +162,20 @@ class ApiClient:
         async with self._open("GET", f"/api/v1/jobs/{job_id}/result") as response:
             return await _read(response), response.content_type
 
+    @asynccontextmanager
+    async def result_download(self, job_id: str) -> AsyncIterator[Download]:
+        """The output image as it arrives, chunk by chunk (for `imagemesh download`)."""
+        async with self._open("GET", f"/api/v1/jobs/{job_id}/result") as response:
+            yield Download(response)
+
+    @asynccontextmanager
+    async def results_zip(self, job_ids: Sequence[str]) -> AsyncIterator[Download]:
+        """A zip of the results of `job_ids` (all succeeded jobs of the caller's, or the
+        API refuses naming those that are not), as it arrives."""
+        params = {"ids": ",".join(job_ids)}
+        async with self._open("GET", "/api/v1/results.zip", params=params) as response:
+            yield Download(response)
+
     async def events(
         self, job_id: str, *, last_event_id: str | None = None
     ) -> AsyncGenerator[ServerSentEvent, None]:
@@ -242,6 +260,26 @@ class ApiClient:
             if time.monotonic() + pause > deadline:
                 raise Unavailable(error.message)
             await asyncio.sleep(pause)
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A successful response whose body is read in chunks, never whole."""
+
+    response: aiohttp.ClientResponse
+
+    @property
+    def content_type(self) -> str:
+        return self.response.content_type
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body, DOWNLOAD_CHUNK_BYTES at most at a time; Disconnected when the
+        connection breaks off or the server cuts the body short."""
+        try:
+            async for chunk in self.response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Disconnected(f"the download broke off: {exc}") from exc
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes:
