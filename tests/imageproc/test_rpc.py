@@ -68,3 +68,35 @@ async def test_refuses_what_upload_should_have_refused(
         await _run(broker, pipeline, payload)
     assert caught.value.code == code
     assert caught.value.message
+
+
+async def test_makes_the_outputs_thumbnail_in_the_same_call_when_asked(
+    imageproc: None, broker: Broker
+) -> None:
+    pipeline = [{"op": "thumbnail", "width": 120}, {"op": "convert", "format": "png"}]
+    plain, output = await broker.call(
+        topology.IMAGEPROC_RUN, RunRequest(pipeline=pipeline), payload=_png(300, 150), timeout=30
+    )
+    assert plain.thumbnail_bytes == 0
+    reply, payload = await broker.call(
+        topology.IMAGEPROC_RUN,
+        RunRequest(pipeline=pipeline, thumbnail=True),
+        payload=_png(300, 150),
+        timeout=30,
+    )
+    assert 0 < reply.thumbnail_bytes < len(payload)
+    made, thumbnail = payload[: -reply.thumbnail_bytes], payload[-reply.thumbnail_bytes :]
+    assert made == output  # the output itself is what it is without a thumbnail
+    assert reply.bytes == len(made)
+    image = Image.open(io.BytesIO(thumbnail))
+    assert (image.format, image.size) == ("WEBP", (96, 96))
+    # An output that cannot be thumbnailed fails nothing: the job gets no thumbnail.
+    gif = [{"op": "convert", "format": "gif"}]
+    reply, payload = await broker.call(
+        topology.IMAGEPROC_RUN,
+        RunRequest(pipeline=gif, thumbnail=True),
+        payload=_png(30, 20),
+        timeout=30,
+    )
+    assert reply.format == "gif"
+    assert Image.open(io.BytesIO(payload[: len(payload) - reply.thumbnail_bytes])).size == (30, 20)

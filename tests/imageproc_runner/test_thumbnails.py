@@ -32,15 +32,22 @@ class Store:
 
 
 class Imageproc:
-    """Answers the job's pipeline at once; the thumbnail when `release` is set, as
-    `thumbnail_format` (None: an error)."""
+    """Answers the job's pipeline at once, with its thumbnail when `inline` (as today's
+    imageproc does); else (an older imageproc) the thumbnail's own request when `release`
+    is set, as `thumbnail_format` (None: an error)."""
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.thumbnail_format: str | None = "webp"
+        self.inline = False
+        self.requests: list[RunRequest] = []
 
     async def run(self, request: RunRequest, call: RpcCall) -> tuple[RunReply, bytes]:
+        self.requests.append(request)
         if request.pipeline != THUMBNAIL_PIPELINE:
+            if self.inline and request.thumbnail:
+                reply = RunReply(format="png", width=300, height=200, thumbnail_bytes=7)
+                return reply, b"the output" + b"inthumb"
             return RunReply(format="png", width=300, height=200), b"the output"
         await self.release.wait()
         if self.thumbnail_format is None:
@@ -103,3 +110,18 @@ async def test_a_thumbnail_that_fails_or_is_not_webp_is_not_stored() -> None:
             await asyncio.wait_for(runner._thumbnails.stop(5), 5)  # type: ignore[union-attr]
             assert [key for _, key in store.objects if key.startswith("thumbnails/")] == []
             assert [e.type for e in recorded if e.type == "job.failed"] == []
+
+
+async def test_imageproc_makes_the_thumbnail_in_the_jobs_own_call() -> None:
+    async with _mesh() as (runner, broker, imageproc, store, recorded):
+        imageproc.inline = True
+        await runner.on_uploaded(*_job(broker))
+        processed: Any = next(e for e in recorded if e.type == "image.processed")
+        key = ("out", thumbnail_key(processed.output.sha256))
+        await async_wait_for(lambda: key in store.objects, what="the thumbnail stored")
+        assert store.objects[key] == (b"inthumb", "image/webp")
+        # The output is the payload without the thumbnail, and nothing else was asked.
+        (output,) = [data for (_, k), (data, _) in store.objects.items() if k != key[1]]
+        assert output == b"the output"
+        assert processed.output.bytes == len(b"the output")
+        assert [r.thumbnail for r in imageproc.requests] == [True]

@@ -57,6 +57,9 @@ class RunRequest(_Request):
     answers `invalid_pipeline`, whatever upload already checked."""
 
     pipeline: JsonValue = Field(default_factory=list)
+    thumbnail: bool = False
+    """Also make the output's history thumbnail (`messaging.thumbnails`), in the same
+    call: best effort, it never fails the job (`RunReply.thumbnail_bytes`)."""
 
 
 class RunReply(_Reply):
@@ -75,6 +78,9 @@ class RunReply(_Reply):
     output_info: dict[str, Any] | None = None
     engine: str | None = None
     """What computed the output (`imageproc/engine.py`): the runner's reuse key."""
+    thumbnail_bytes: int = Field(default=0, ge=0)
+    """The payload's last `thumbnail_bytes` are the output's thumbnail (WebP), when the
+    request asked for one and it could be made; 0: none, the payload is the output."""
 
 
 class EngineRequest(_Request):
@@ -147,3 +153,31 @@ class JobCounts(_Reply):
     succeeded: int = 0
     failed: int = 0
     cancelled: int = 0
+
+
+class ObjectUse(_Reply):
+    """One stored object of a job, and the other jobs (not erased) that use it too."""
+
+    role: str
+    """`input`, `output` or `thumbnail` (the output's, `messaging.thumbnails`)."""
+    bucket: str
+    key: str
+    sha256: str
+    used_by: list[str] = Field(default_factory=list)
+    """Other jobs, of any principal, that are not erased and use the same object: an input
+    is content-addressed (any job of the same bytes), an output is shared through reuse,
+    a thumbnail by every output of the same bytes. At most
+    `provenancedb.sharing.MAX_USERS` are looked at."""
+    more: bool = False
+    """More jobs use it than were looked at: it is shared whatever they are."""
+
+
+class JobObjects(_Reply):
+    """`provenancedb.job-objects`: what erasing a job is about (`upload/erase.py`): its
+    stored objects and who else uses each, and what its reuse index entry's key is made of
+    (the engine of its computation, or the key of the computation it reused)."""
+
+    found: bool
+    objects: list[ObjectUse] = Field(default_factory=list)
+    engine: str | None = None
+    reuse_key: str | None = None

@@ -55,7 +55,10 @@ def exchange(worker: Worker, job: Job, data: bytes) -> Answer:
         conn.send_bytes(data)
         answer = conn.recv()
         if answer[0] == "ok":
-            return ("ok", answer[1], _recv_exactly(conn, answer[2]))
+            size, thumbnail_size = answer[2]
+            output = _recv_exactly(conn, size)
+            thumbnail = _recv_exactly(conn, thumbnail_size) if thumbnail_size else b""
+            return ("ok", answer[1], (output, thumbnail))
         return ("error", answer[1], answer[2])
     except (EOFError, OSError):
         worker.process.join(STOP_SECONDS)  # reap it, to say how it ended

@@ -3,9 +3,15 @@ pipeline, send the answer back, until told to stop or the parent goes away.
 
 Wire format on the worker's duplex pipe, per job: the parent sends a small pickled
 ``Job`` and then the input bytes with ``send_bytes`` (raw, never pickled); the worker
-answers a pickled ``("ok", PipelineResult without data, size)`` followed by the output's
-``size`` bytes (raw, unframed), or ``("error", code, message)``. ``None`` instead of a job
-asks the worker to exit.
+answers a pickled ``("ok", PipelineResult without its bytes, (size, thumbnail size))``
+followed by the output's ``size`` bytes and the thumbnail's (raw, unframed), or
+``("error", code, message)``. ``None`` instead of a job asks the worker to exit.
+
+A job may ask for its output's history thumbnail (``Job.thumbnail``, the operations of
+``messaging.thumbnails.THUMBNAIL_PIPELINE``): made here from the encoded output, in the
+same process and exchange, instead of a second request with the output's bytes through
+the broker and back. Best effort and within the job's deadline: a thumbnail that fails,
+or would not fit in the time left, is left out; the job's own answer never changes.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import ctypes
 import os
 import resource
 import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from multiprocessing import forkserver
@@ -48,6 +55,17 @@ class Job:
     ops: Sequence[Operation]
     limits: ImageLimits
     timeout: float
+    thumbnail: Sequence[Operation] = ()
+    """The operations making the output's thumbnail; none: no thumbnail."""
+
+
+THUMBNAIL_MIN_SECONDS = 1.0
+"""Time the deadline must still leave for a thumbnail to be tried (it takes milliseconds;
+the parent kills the worker at the deadline, which must never fail the job for it)."""
+THUMBNAIL_MAX_INPUT_BYTES = 32 * 1024 * 1024
+"""Outputs larger than this get no thumbnail: a history placeholder costs less."""
+THUMBNAIL_MAX_BYTES = 16 * 1024
+"""A thumbnail larger than this (a 96 px WebP is a few KB) is left out."""
 
 
 def serve(conn: Connection, setup: Setup) -> None:
@@ -66,6 +84,7 @@ def serve(conn: Connection, setup: Setup) -> None:
 
 
 def _answer(conn: Connection, job: Job, data: bytes) -> None:
+    started = time.monotonic()
     try:
         result = run_pipeline(data, job.ops, limits=job.limits, timeout=job.timeout)
     except ProcessingError as exc:
@@ -75,8 +94,24 @@ def _answer(conn: Connection, job: Job, data: bytes) -> None:
         conn.send(("error", "internal", f"{type(exc).__name__}: {exc}"))
         return
     del data
-    conn.send(("ok", replace(result, data=b""), len(result.data)))
+    left = job.timeout - (time.monotonic() - started)
+    thumbnail = _thumbnail(result.data, job, left) if job.thumbnail else b""
+    conn.send(("ok", replace(result, data=b""), (len(result.data), len(thumbnail))))
     _send_raw(conn, result.data)
+    _send_raw(conn, thumbnail)
+
+
+def _thumbnail(output: bytes, job: Job, left: float) -> bytes:
+    """The output's thumbnail, or nothing when it cannot be had in the time `left`."""
+    if left < THUMBNAIL_MIN_SECONDS or len(output) > THUMBNAIL_MAX_INPUT_BYTES:
+        return b""
+    try:
+        made = run_pipeline(
+            output, job.thumbnail, limits=job.limits, timeout=left - THUMBNAIL_MIN_SECONDS / 2
+        )
+    except Exception:  # any failure: the job goes on without a thumbnail
+        return b""
+    return made.data if len(made.data) <= THUMBNAIL_MAX_BYTES else b""
 
 
 def _send_raw(conn: Connection, data: bytes) -> None:

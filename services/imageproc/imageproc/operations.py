@@ -93,6 +93,9 @@ class PipelineResult:
     encode_ms: float
     input_info: dict[str, Any]
     output_info: dict[str, Any]
+    thumbnail: bytes = b""
+    """The output's history thumbnail, when the job asked for one and it could be made
+    (``_worker``: best effort, never a reason to fail the job)."""
 
 
 def run_pipeline(

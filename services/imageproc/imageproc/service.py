@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from prometheus_client import Histogram
@@ -11,6 +11,7 @@ from prometheus_client import Histogram
 from messaging import RpcCall, RpcError
 from messaging.contracts import RunReply, RunRequest
 from messaging.events import StepTiming
+from messaging.thumbnails import THUMBNAIL_PIPELINE
 from pipeline import ImageLimits, PipelineError, parse_pipeline
 
 from .engine import engine_version
@@ -63,6 +64,7 @@ class ImageProcessor:
         self._pool = pool
         self._rules = rules
         self._stops = stops or Stops()
+        self._thumbnail = tuple(parse_pipeline(THUMBNAIL_PIPELINE))
 
     async def on_run(self, request: RunRequest, call: RpcCall) -> tuple[RunReply, bytes]:
         # Never trust the message: size, pipeline and image are checked again here.
@@ -79,8 +81,10 @@ class ImageProcessor:
             raise RpcError("invalid_pipeline", str(exc)) from exc
         started, outcome = time.perf_counter(), "internal"
         try:
+            thumbnail = self._thumbnail if request.thumbnail else ()
             result = await self._stops.run(
-                call.job_id, self._pool.run(call.payload, ops, limits=rules.limits)
+                call.job_id,
+                self._pool.run(call.payload, ops, limits=rules.limits, thumbnail=thumbnail),
             )
             outcome = "ok"
         except ProcessingError as exc:
@@ -92,6 +96,8 @@ class ImageProcessor:
         finally:
             PIPELINE_SECONDS.labels(outcome).observe(time.perf_counter() - started)
         _observe_steps(result)
+        if len(result.data) + len(result.thumbnail) > rules.max_output_bytes:
+            result = replace(result, thumbnail=b"")  # the output alone may still fit
         if len(result.data) > rules.max_output_bytes:
             raise RpcError(
                 "output_too_large",
@@ -99,11 +105,15 @@ class ImageProcessor:
                 f"{rules.max_output_bytes} bytes",
             )
         log.info(
-            "pipeline_done", ops=len(ops), bytes_in=len(call.payload), bytes_out=len(result.data)
+            "pipeline_done",
+            ops=len(ops),
+            bytes_in=len(call.payload),
+            bytes_out=len(result.data),
+            thumbnail_bytes=len(result.thumbnail),
         )
         # The steps go back to the runner, which records them in `image.processed`:
         # imageproc publishes nothing (one event fewer per operation).
-        return _describe(result), result.data
+        return _describe(result), result.data + result.thumbnail
 
 
 def _observe_steps(result: PipelineResult) -> None:
@@ -128,4 +138,5 @@ def _describe(result: PipelineResult) -> RunReply:
         output_info=result.output_info,
         # What made these bytes: the runner's reuse key names it (`engine.py`).
         engine=engine_version(),
+        thumbnail_bytes=len(result.thumbnail),
     )

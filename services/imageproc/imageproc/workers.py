@@ -144,26 +144,31 @@ class WorkerPool:
         return sorted(worker.pid for worker in self._busy)
 
     async def run(
-        self, data: bytes, ops: Sequence[Operation], *, limits: ImageLimits
+        self,
+        data: bytes,
+        ops: Sequence[Operation],
+        *,
+        limits: ImageLimits,
+        thumbnail: Sequence[Operation] = (),
     ) -> PipelineResult:
-        """The pipeline's result, or ProcessingError (the worker's codes, plus ``timeout``,
-        ``memory_budget_exceeded`` and ``worker_crashed`` when the worker was lost)."""
+        """The pipeline's result (with the output's thumbnail made by `thumbnail`'s
+        operations, if given and it could be had: ``_worker``), or ProcessingError (the
+        worker's codes, plus ``timeout``, ``memory_budget_exceeded`` and
+        ``worker_crashed`` when the worker was lost)."""
         share = self.config.admission_bytes // self.config.workers
         amount = estimate(data, ops, unknown=share) if self.config.admission_bytes else 0
         await self.budget.acquire(amount)
+        job = Job(ops=tuple(ops), limits=limits, timeout=self.config.timeout, thumbnail=thumbnail)
         try:
-            return await self._run(data, ops, limits)
+            return await self._run(data, job)
         finally:
             self.budget.release(amount)
 
-    async def _run(
-        self, data: bytes, ops: Sequence[Operation], limits: ImageLimits
-    ) -> PipelineResult:
+    async def _run(self, data: bytes, job: Job) -> PipelineResult:
         worker = await self._idle.get()
         self._busy.add(worker)
         self.jobs_started += 1
         loop = asyncio.get_running_loop()
-        job = Job(ops=tuple(ops), limits=limits, timeout=self.config.timeout)
         pending = loop.run_in_executor(self._io, exchange, worker, job, data)
         try:
             try:
@@ -220,7 +225,8 @@ class WorkerPool:
         if answer[0] == "error":
             raise ProcessingError(answer[1], answer[2])
         result: PipelineResult = answer[1]
-        return replace(result, data=answer[2])
+        output, thumbnail = answer[2]
+        return replace(result, data=output, thumbnail=thumbnail)
 
     async def _release(self, worker: Worker) -> None:
         """Give the slot back: the same worker, or a fresh one in its place."""

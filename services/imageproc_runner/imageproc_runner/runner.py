@@ -132,6 +132,7 @@ class Runner:
         # Cancelled while imageproc worked: its output is dropped, never stored.
         if await self._cancelled(event, ctx, while_processing=True):
             return CANCELLED_WHILE
+        data, thumbnail = _split(reply, data)
         content_type = content_type_of(reply.format)
         if content_type is None:
             # Stored and served with a type from the allow-list only: never imageproc's word.
@@ -165,7 +166,7 @@ class Runner:
         )
         log.info("job_succeeded", output=output.uri, bytes=output.bytes)
         if self._thumbnails is not None:  # in the background: the job does not wait for it
-            self._thumbnails.start(event.job_id, output, data)
+            self._thumbnails.start(event.job_id, output, data, made=thumbnail)
         return ""
 
     async def _compute(self, event: ImageUploaded, ctx: MessageContext) -> tuple[RunReply, bytes]:
@@ -184,10 +185,11 @@ class Runner:
             ),
             self._store.get(event.input.bucket, event.input.key),
         )
-        # imageproc records nothing: its reply lists the operations it applied.
+        # imageproc records nothing: its reply lists the operations it applied. It makes
+        # the output's thumbnail in the same call (no second round trip with the output).
         return await self._broker.call(
             topology.IMAGEPROC_RUN,
-            RunRequest(pipeline=event.pipeline),
+            RunRequest(pipeline=event.pipeline, thumbnail=self._thumbnails is not None),
             payload=data,
             timeout=self._timeout,
             job_id=event.job_id,
@@ -296,3 +298,12 @@ def _engine(engine: str | None) -> str | None:
     """What applied the operations, as imageproc's reply names it (at most 512 characters,
     what `image.processed` holds)."""
     return engine[:512] if engine is not None else None
+
+
+def _split(reply: RunReply, payload: bytes) -> tuple[bytes, bytes]:
+    """The output's bytes and its thumbnail's: the payload's last `thumbnail_bytes`
+    (none when imageproc made none, or says something impossible)."""
+    size = reply.thumbnail_bytes
+    if not 0 < size < len(payload):
+        return payload, b""
+    return payload[:-size], payload[-size:]

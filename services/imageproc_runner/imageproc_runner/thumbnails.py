@@ -1,6 +1,9 @@
 """The history's thumbnail of each output (`messaging.thumbnails`): made by imageproc from
 the output's bytes and stored beside the output, so that upload serves it with a plain S3
-read and never decodes an image itself.
+read and never decodes an image itself. imageproc makes it in the job's own call
+(`RunRequest.thumbnail`), so it costs only its S3 PUT here; only when the reply carries
+none (an imageproc older than that, or one short of time) is it asked for in a call of its
+own, with the output's bytes.
 
 In the background, after the job's outcome is published: a job never waits for its
 thumbnail (imageproc admits work in arrival order, so under load a thumbnail would wait
@@ -50,15 +53,19 @@ class Thumbnails:
         self._pending: set[asyncio.Task[None]] = set()
         self._pending_bytes = 0
 
-    def start(self, job_id: str, output: ImageRef, data: bytes) -> None:
-        """Make and store the thumbnail of `output` (its bytes: `data`) in the background."""
-        if len(data) > MAX_OUTPUT_BYTES or self._pending_bytes + len(data) > MAX_PENDING_BYTES:
+    def start(self, job_id: str, output: ImageRef, data: bytes, made: bytes = b"") -> None:
+        """Store the thumbnail of `output` in the background: `made`, the one imageproc
+        made with it, or else one made now from the output's bytes (`data`)."""
+        held = len(made) or len(data)
+        too_large = not made and len(data) > MAX_OUTPUT_BYTES
+        if too_large or self._pending_bytes + held > MAX_PENDING_BYTES:
             THUMBNAILS.labels("skipped").inc()
             return
-        self._pending_bytes += len(data)
-        task = asyncio.create_task(self._make(job_id, output, data))
+        self._pending_bytes += held
+        work = self.store(job_id, output, made) if made else self._make(job_id, output, data)
+        task = asyncio.create_task(work)
         self._pending.add(task)
-        task.add_done_callback(lambda done: self._done(done, len(data)))
+        task.add_done_callback(lambda done: self._done(done, held))
 
     def _done(self, task: asyncio.Task[None], size: int) -> None:
         self._pending.discard(task)
