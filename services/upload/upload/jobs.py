@@ -22,7 +22,8 @@ from .guard import Principal
 from .intake import Upload
 from .job_ids import accepted_recently, new_job_id
 from .live import LiveJobs
-from .publishing import RETRY_AFTER_SECONDS, Intake, IntakePublisher, unavailable
+from .publishing import RETRY_AFTER_SECONDS as RETRY_AFTER_SECONDS  # control, erase use it
+from .publishing import Intake, IntakePublisher, unavailable
 from .spool import Spool
 from .waiting import WaitingCap
 
