@@ -151,6 +151,31 @@ def test_asyncapi_describes_every_event_queue_and_route_of_the_code(
         )
 
 
+def test_asyncapi_names_every_consumer_of_every_binding_and_the_live_watchers(
+    asyncapi: dict[str, Any],
+) -> None:
+    """A queue bound to several events receives each of them (not the last binding's
+    only); a cancellation reaches every runner and imageproc on a live queue of its own."""
+    operations = asyncapi["operations"]
+
+    def received(operation: dict[str, Any]) -> set[str]:
+        return {message["$ref"].rsplit("/", 1)[1] for message in operation["messages"]}
+
+    for spec in topology.ALL_QUEUES:
+        service = spec.name.split(".", 1)[0]
+        for kind, routing_key in spec.bindings:
+            operation = operations[f"{service}.consume.{kind}"]
+            assert f"`{routing_key}`" in operation["title"]
+            bound = {e.__name__ for e in ALL_EVENTS if e.exchange == kind and routing_key in
+                     ("#", e.type)}  # fmt: skip
+            assert bound <= received(operation)
+    for service in topology.CANCEL_WATCHERS:
+        watch = operations[f"{service}.watch.events"]
+        assert received(watch) == {"CancelRequested"}
+        assert "exclusive" in watch["description"]
+    assert "JobCancelled" in received(operations["upload.watch.events"])
+
+
 def test_asyncapi_gives_the_typed_requests_of_provenancedbs_query_routes(
     asyncapi: dict[str, Any],
 ) -> None:

@@ -162,7 +162,21 @@ def _rpc_message() -> dict[str, Any]:
     }
 
 
+WATCHES: tuple[tuple[str, tuple[tuple[ExchangeKind, str], ...], str], ...] = (
+    *(
+        (service, topology.CANCEL_REQUESTS, "to stop the cancelled jobs it holds")
+        for service in topology.CANCEL_WATCHERS
+    ),
+    ("upload", topology.EVERY_EVENT, "for progress streams and its view of live jobs"),
+)
+"""Who follows events on live queues of their own (`topology.declare_live_queue`), and why."""
+
+
 def _operations() -> dict[str, Any]:
+    return _publish_operations() | _consume_operations() | _watch_operations() | _serve_operations()
+
+
+def _publish_operations() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for event in ALL_EVENTS:
         channel = CHANNELS[event.exchange]
@@ -173,22 +187,45 @@ def _operations() -> dict[str, Any]:
                 "channel": {"$ref": f"#/channels/{channel}"},
                 "messages": [{"$ref": f"#/channels/{channel}/messages/{event.__name__}"}],
             }
+    return operations
+
+
+def _consume_operations() -> dict[str, Any]:
+    """Each work queue's consumer, once per exchange it binds (every binding's events)."""
+    operations: dict[str, Any] = {}
     for spec in topology.ALL_QUEUES:
         service = spec.name.split(".", 1)[0]
-        for kind, routing_key in spec.bindings:
-            channel = CHANNELS[kind]
+        for kind, keys in _keys_by_exchange(spec.bindings).items():
             operations[f"{service}.consume.{kind}"] = {
                 "action": "receive",
-                "title": f"{service} consumes `{spec.name}` ({kind}: `{routing_key}`)",
+                "title": f"{service} consumes `{spec.name}` ({kind}: {_listed(keys)})",
                 "description": f"quorum queue, delivery limit {spec.delivery_limit}; retries "
                 f"through `{spec.name}.delay.<s>s`, parking in `{spec.parking_name}`",
-                "channel": {"$ref": f"#/channels/{channel}"},
-                "messages": [
-                    {"$ref": f"#/channels/{channel}/messages/{event.__name__}"}
-                    for event in ALL_EVENTS
-                    if event.exchange == kind and _matches(routing_key, event.type)
-                ],
+                **_receiving(kind, keys),
             }
+    return operations
+
+
+def _watch_operations() -> dict[str, Any]:
+    """Who follows events live: each process on a queue of its own, so that every replica
+    hears every event bound (not work shared between replicas)."""
+    limits = topology.LIVE_QUEUE_ARGUMENTS
+    operations: dict[str, Any] = {}
+    for service, bindings, why in WATCHES:
+        for kind, keys in _keys_by_exchange(bindings).items():
+            operations[f"{service}.watch.{kind}"] = {
+                "action": "receive",
+                "title": f"{service} follows {kind} ({_listed(keys)}) live, {why}",
+                "description": "a classic queue of each process's own, exclusive and deleted "
+                f"with its connection; events kept {limits['x-message-ttl'] // 1000} s, at "
+                f"most {limits['x-max-length']} (the oldest dropped)",
+                **_receiving(kind, keys),
+            }
+    return operations
+
+
+def _serve_operations() -> dict[str, Any]:
+    operations: dict[str, Any] = {}
     for route in topology.ALL_ROUTES:
         channel = _rpc_channel(route)
         operations[f"{route.name.split('.', 1)[0]}.serve.{route.name}"] = {
@@ -198,6 +235,32 @@ def _operations() -> dict[str, Any]:
             "messages": [{"$ref": f"#/channels/{channel}/messages/{_request_name(route)}"}],
         }
     return operations
+
+
+def _keys_by_exchange(
+    bindings: tuple[tuple[ExchangeKind, str], ...],
+) -> dict[ExchangeKind, list[str]]:
+    keys: dict[ExchangeKind, list[str]] = {}
+    for kind, routing_key in bindings:
+        keys.setdefault(kind, []).append(routing_key)
+    return keys
+
+
+def _listed(keys: list[str]) -> str:
+    return ", ".join(f"`{key}`" for key in keys)
+
+
+def _receiving(kind: ExchangeKind, keys: list[str]) -> dict[str, Any]:
+    """The channel of exchange `kind` and the events the routing `keys` bring from it."""
+    channel = CHANNELS[kind]
+    return {
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "messages": [
+            {"$ref": f"#/channels/{channel}/messages/{event.__name__}"}
+            for event in ALL_EVENTS
+            if event.exchange == kind and any(_matches(key, event.type) for key in keys)
+        ],
+    }
 
 
 def _rpc_channel(route: topology.RpcRoute[Any, Any]) -> str:
