@@ -91,7 +91,8 @@ def test_thumbnail_result_over_the_limits_is_refused():
 
     assert caught.value.code == "too_many_pixels"
     assert caught.value.message == (
-        "operation 1 (thumbnail): result image has 200000000 pixels; at most 50000000 are allowed"
+        "operation 1 (thumbnail): result image has 200,000,000 pixels (200 MP); "
+        "at most 50,000,000 pixels (50 MP) are allowed"
     )
 
 
@@ -308,7 +309,7 @@ def test_over_limit_input_is_refused_before_decoding():
     error = _refused(corrupt, [{"op": "grayscale"}], ImageLimits(max_pixels=100))
 
     assert error.code == "too_many_pixels"
-    assert error.message == "image has 400 pixels; at most 100 are allowed"
+    assert error.message == "image has 400 pixels; at most 100 pixels are allowed"
 
 
 def test_unsupported_type_is_refused():

@@ -128,7 +128,7 @@ def test_small_limits_apply_to_the_input_only_formats():
     error = _rejected(extended_image("ppm"), ImageLimits(max_pixels=100))
 
     assert error.code == "too_many_pixels"
-    assert "1200 pixels" in error.message
+    assert "1,200 pixels" in error.message
 
 
 @pytest.mark.parametrize(

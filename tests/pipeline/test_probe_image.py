@@ -115,7 +115,7 @@ def test_rejects_too_many_pixels():
     error = _rejected(_png(20, 20), ImageLimits(max_pixels=399))
 
     assert error.code == "too_many_pixels"
-    assert error.message == "image has 400 pixels; at most 399 are allowed"
+    assert error.message == "image has 400 pixels; at most 399 pixels are allowed"
 
 
 def test_accepts_exactly_the_limits():
@@ -128,7 +128,7 @@ def test_sums_pixels_over_frames():
     error = _rejected(_animated_gif(3), ImageLimits(max_pixels=179))
 
     assert error.code == "too_many_pixels"
-    assert error.message == "image has 180 pixels; at most 179 are allowed"
+    assert error.message == "image has 180 pixels; at most 179 pixels are allowed"
 
 
 def test_rejects_a_too_large_side():

@@ -226,8 +226,18 @@ def check_limits(info: ImageInfo, limits: ImageLimits) -> None:
     if pixels > limits.max_pixels:
         raise ImageRejected(
             "too_many_pixels",
-            f"image has {pixels} pixels; at most {limits.max_pixels} are allowed",
+            f"image has {count_pixels(pixels)}; at most {count_pixels(limits.max_pixels)} "
+            "are allowed",
         )
+
+
+def count_pixels(pixels: int) -> str:
+    """A pixel count as people read it: digits grouped, megapixels beside large ones
+    ("200,000,000 pixels (200 MP)")."""
+    text = f"{pixels:,} pixels"
+    if pixels >= 100_000:
+        text += f" ({pixels / 1e6:.3g} MP)"
+    return text
 
 
 def _count_file_scans(descriptor: int, limit: int) -> int:
