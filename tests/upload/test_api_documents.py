@@ -112,6 +112,26 @@ def test_openapi_schemas_are_the_api_models(openapi: dict[str, Any]) -> None:
                     assert schema["$ref"].endswith("/ErrorBody"), (path, method, status)
 
 
+def test_the_guards_answers_join_a_routes_own_of_the_same_status(
+    openapi: dict[str, Any],
+) -> None:
+    """Cancel's 403 is an auditor's and a cross-site browser's; a stream's 429 is too
+    many streams and too many requests; said once where the route says it already."""
+    paths = openapi["paths"]
+
+    def said(path: str, method: str, status: str) -> str:
+        return str(paths[path][method]["responses"][status]["description"])
+
+    cancel = said("/api/v1/jobs/{job_id}/cancel", "post", "403")
+    assert "`forbidden`" in cancel
+    assert "`csrf_failed`" in cancel
+    events = said("/api/v1/jobs/{job_id}/events", "get", "429")
+    assert "`too_many_streams`" in events
+    assert "`rate_limited`" in events
+    assert said("/api/v1/jobs", "post", "429").count("`rate_limited`") == 1
+    assert said("/api/v1/jobs/{job_id}", "get", "429").startswith("too many requests")
+
+
 def test_asyncapi_document_is_valid_by_the_official_schema(asyncapi: dict[str, Any]) -> None:
     schema = json.loads(Path(ASYNCAPI_SCHEMA).read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)

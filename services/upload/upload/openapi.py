@@ -181,15 +181,27 @@ def openapi_document(
 
 
 def _guarded(doc: Doc, method: str, path: str) -> Doc:
-    """`doc` with the answers of the guard (upload.guard) where they apply."""
+    """`doc` with the answers of the guard (upload.guard) where they apply: added to a
+    route's own answer of the same status (cancel's 403 for an auditor is also a
+    cross-site browser's), unless that answer already names the guard's code."""
     responses = dict(doc.responses)
     if unsafe(method):
-        responses.setdefault(403, CSRF_FAILED)
+        _also(responses, 403, "csrf_failed", CSRF_FAILED)
     if needs_token(path):
-        responses.setdefault(401, UNAUTHORIZED)
+        _also(responses, 401, "unauthorized", UNAUTHORIZED)
     if rate_limited(path):
-        responses.setdefault(429, RATE_LIMITED)
+        _also(responses, 429, "rate_limited", RATE_LIMITED)
     return replace(doc, responses=responses)
+
+
+def _also(
+    responses: dict[int, tuple[str, Body]], status: int, code: str, answer: tuple[str, Body]
+) -> None:
+    own = responses.get(status)
+    if own is None:
+        responses[status] = answer
+    elif f"`{code}`" not in own[0]:
+        responses[status] = (f"{own[0]}; or {answer[0]}", own[1])
 
 
 def _operation(route: web.AbstractRoute, doc: Doc) -> dict[str, Any]:
