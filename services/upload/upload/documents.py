@@ -16,9 +16,12 @@ from .routes import routes
 @routes.get("/api/v1/about")
 @documented(
     Doc(
-        "Version and links: API documents, operator consoles",
+        "Version, links, the accepted input formats and the limits",
         {200: ("this service", schemas.About)},
         tags=("service",),
+        description="What a client checks before sending: `input_formats` (decided by "
+        "content; anything else is 415), the upload limits and what one results.zip may "
+        "hold. Links: the API documents and the operator consoles.",
     )
 )
 async def about(request: web.Request) -> web.Response:
