@@ -4,8 +4,8 @@ writing event documents with their job summaries (`ProvenanceStore`; its reads a
 `couch.py`).
 
 The service never creates its database and cannot change its design: `migrate` does, as
-the admin (`install_design`, `install_indexes`, `backfill_summaries`); `ready` says what to
-run when the database is not the one this code expects.
+the admin (`install_design`, `index_view`, `install_indexes`, `backfill_summaries`);
+`ready` says what to run when the database is not the one this code expects.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from aiocouch import (
 
 from . import summaries
 from .couch import couch_client, timed, view_key
-from .design import DESIGN, MANGO_INDEXES, MIGRATE, design_document
+from .design import DESIGN, DESIGN_VIEWS, MANGO_INDEXES, MIGRATE, design_document
 from .groupcommit import GroupCommit
 from .queries import StoreQueries
 from .settings import CouchSettings, Login
@@ -111,6 +111,24 @@ class ProvenanceStore(StoreQueries):
             except ConflictError:
                 continue  # another migrate run saved it meanwhile: look again
         raise RuntimeError(f"could not install _design/{DESIGN}: it keeps changing")
+
+    async def views_to_index(self) -> list[str]:
+        """The views the installed design document lacks, or defines otherwise than this
+        code (all of them without one): installing the design leaves their indexes to
+        build, which a server that indexes on read (PouchDB Server) does on their first
+        read."""
+        ddoc = await self._design()
+        installed = (ddoc.get("views") if ddoc is not None else None) or {}
+        return [name for name, view in DESIGN_VIEWS.items() if installed.get(name) != view]
+
+    async def index_view(self, name: str) -> None:
+        """Read one row of view `name` (unreduced): the server answers once the view's
+        index is up to date (TimeoutError while it is still building)."""
+        params: dict[str, Any] = {"limit": 1}
+        if "reduce" in DESIGN_VIEWS[name]:
+            params["reduce"] = False
+        with timed("index_view"):
+            await self._db.view(DESIGN, name)._get(**params)
 
     async def install_indexes(self) -> None:
         """Create the Mango indexes (the server answers "exists" when they are there).
