@@ -465,6 +465,17 @@ def test_jobs_and_other_api_requests_have_separate_buckets() -> None:
     assert limited.value.response().headers["Retry-After"] == "1"
 
 
+def test_a_retry_makes_a_job_and_spends_the_jobs_bucket() -> None:
+    guard = Guard(settings(upload_rate_limit_per_minute=60, upload_rate_limit_burst=1))
+    retry = "/api/v1/jobs/0b1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5/retry"
+    assert refusal(guard, request("POST", retry)) is None
+    assert refusal(guard, request("POST")) == (429, "rate_limited")  # submissions share it
+    assert refusal(guard, request("POST", retry)) == (429, "rate_limited")
+    cancel = "/api/v1/jobs/0b1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5/cancel"
+    assert refusal(guard, request("POST", cancel)) is None  # makes no job: the API's bucket
+    assert refusal(guard, request("GET", retry)) is None
+
+
 def test_forged_requests_do_not_spend_their_victims_budget() -> None:
     guard = Guard(settings(upload_rate_limit_per_minute=60, upload_rate_limit_burst=1))
     forged = {"Origin": "http://evil.test", "Sec-Fetch-Site": "cross-site"}

@@ -215,3 +215,18 @@ def test_asyncapi_gives_the_typed_requests_of_provenancedbs_query_routes(
     jobs = asyncapi["components"]["schemas"]["JobsRequest"]
     assert "owner" in jobs["properties"]
     assert jobs["required"] == ["limit"]
+
+
+def test_a_retry_takes_an_optional_pipeline_and_answers_with_the_new_job(
+    openapi: dict[str, Any],
+) -> None:
+    operation = openapi["paths"]["/api/v1/jobs/{job_id}/retry"]["post"]
+    body = operation["requestBody"]
+    assert body["required"] is False
+    assert body["content"]["application/json"]["schema"]["$ref"].endswith("/RetryRequest")
+    answer = operation["responses"]["202"]["content"]["application/json"]["schema"]
+    assert answer["$ref"].endswith("/RetryAccepted")
+    assert {"400", "403", "404", "409", "410", "429", "503"} <= set(operation["responses"])
+    schemas = openapi["components"]["schemas"]
+    assert {"id", "status", "links", "retry_of"} <= set(schemas["RetryAccepted"]["required"])
+    assert {"retry_of", "retried_by"} <= set(schemas["Job"]["properties"])

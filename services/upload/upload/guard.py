@@ -7,9 +7,10 @@
    (curl, the CLI, scripts): it carries no ambient credential, so no other site can forge
    it. No client-chosen value (cookie, header) stands in for a credential.
 2. **Rate limits** per client on /api/v1/ and the sign-in: one bucket for new jobs (POST
-   /api/v1/jobs), a more generous one for everything else. A client is its principal when
-   it proves one, else its address (an IPv6 /64); `X-Forwarded-For` and
-   `X-Forwarded-Proto` count only from a trusted proxy (`UPLOAD_TRUSTED_PROXIES`).
+   /api/v1/jobs, and a job's retry), a more generous one for everything else. A client
+   is its principal when it proves one, else its address (an IPv6 /64);
+   `X-Forwarded-For` and `X-Forwarded-Proto` count only from a trusted proxy
+   (`UPLOAD_TRUSTED_PROXIES`).
 3. **Principals**: without API tokens (and no proxy user header) everyone is `local`.
    Otherwise a request is made on behalf of: the name of a valid
    `Authorization: Bearer <token>` (`UPLOAD_API_TOKEN_HASHES` lists `NAME:SHA256`); else
@@ -47,6 +48,7 @@ OPEN_API_PATHS = frozenset(
 SIGN_IN_PATH = "/signin"
 SIGN_OUT_PATH = "/signout"
 JOBS_PATH = "/api/v1/jobs"
+RETRY_SUFFIX = "/retry"
 RATE_LIMITED = "/api/v1/"
 _SAME_SITE = frozenset({"same-origin", "none"})
 """`Sec-Fetch-Site` values that are not another site's doing (`none`: the user typed it)."""
@@ -64,7 +66,10 @@ def rate_limited(path: str) -> bool:
 
 
 def jobs_bucket(method: str, path: str) -> bool:
-    return method == "POST" and path == JOBS_PATH
+    """Whether a request makes a new job: a submission, or a retry of a job (which makes
+    one too, and is limited with them)."""
+    retry = path.startswith(f"{JOBS_PATH}/") and path.endswith(RETRY_SUFFIX)
+    return method == "POST" and (path == JOBS_PATH or retry)
 
 
 def unsafe(method: str) -> bool:

@@ -247,11 +247,18 @@ async def _read_limited(
     return bytes(buffer)
 
 
-def _parse(raw: str, max_ops: int) -> tuple[Operation, ...]:
+def _parse(raw: object, max_ops: int) -> tuple[Operation, ...]:
     try:
         return parse_pipeline(raw, max_ops=max_ops)
     except PipelineError as exc:
         raise ApiError(400, "invalid_pipeline", str(exc)) from exc
+
+
+def validated_pipeline(raw: object, max_ops: int) -> list[dict[str, Any]]:
+    """A pipeline checked as a submission's is (a list, or its JSON text), in the form a job
+    carries it (defaults included); 400 `invalid_pipeline` naming the operation and
+    parameter. For a retry's pipeline, given or the retried job's."""
+    return pipeline_to_json(_parse(raw, max_ops))
 
 
 def _probe(spool: Spool, limits: ImageLimits) -> ImageInfo:

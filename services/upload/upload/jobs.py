@@ -14,7 +14,7 @@ from messaging import Broker, RpcError, RpcUnavailable, topology
 from messaging.contracts import JobCountsRequest, JobRequest, JobsRequest, LineageRequest
 from messaging.events import ClientInfo, ImageRef
 from messaging.rpc import validation_message
-from objectstore import ObjectStore
+from objectstore import ObjectNotFound, ObjectStore
 
 from . import content_types
 from .errors import ApiError
@@ -136,6 +136,40 @@ class Jobs:
                 ops=len(upload.pipeline),
             )
         return job_id
+
+    async def retry(
+        self,
+        job: dict[str, Any],
+        pipeline: list[dict[str, Any]],
+        client: ClientInfo,
+        principal: str,
+    ) -> str:
+        """A new job of `principal`'s on the stored input of `job` (failed or cancelled,
+        checked by the caller), with `pipeline`, linked both ways (`publishing.py`): 410
+        when the input is no longer in the store. Returns the new job's id."""
+        image = ImageRef.model_validate(job["input_ref"])
+        await self._still_stored(image, job["id"])
+        job_id = new_job_id()
+        with structlog.contextvars.bound_contextvars(job_id=job_id):
+            filename = job.get("filename")
+            intake = Intake(
+                job_id, image, pipeline, filename, principal, client, retry_of=job["id"]
+            )
+            await self._intake.publish(intake)
+            log.info("job_retried", retry_of=job["id"], principal=principal, ops=len(pipeline))
+        return job_id
+
+    async def _still_stored(self, image: ImageRef, job_id: str) -> None:
+        """One HEAD of the input: a retry never queues a job whose input is gone (erased)."""
+        try:
+            await self._store.metadata(image.bucket, image.key)
+        except ObjectNotFound as exc:
+            raise ApiError(
+                410, "gone", f"the input of job {job_id} is no longer stored: it cannot be retried"
+            ) from exc
+        except Exception as exc:
+            log.exception("input_head_failed", job_id=job_id, input=image.uri)
+            raise unavailable("the image store is unavailable") from exc
 
     async def _store_input(self, upload: Upload) -> tuple[ImageRef, bool]:
         """Store the input (unless the same bytes are stored already); whether this stored

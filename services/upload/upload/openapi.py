@@ -30,6 +30,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     schemas.Job,
     schemas.Accepted,
     schemas.CancelAccepted,
+    schemas.RetryRequest,
+    schemas.RetryAccepted,
     schemas.JobPage,
     schemas.Operations,
     schemas.Lineage,

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from messaging.events import ClientInfo
+
 from .errors import ApiError
-from .guard import Principal
+from .guard import PEER, Principal
 from .openapi import error, path_parameter
 
 STATIC = Path(__file__).parent / "static"
@@ -41,3 +43,30 @@ def _job_id(request: web.Request) -> str:
     if not _JOB_ID.match(job_id):
         raise ApiError(404, "not_found", "no job with that id")
     return job_id
+
+
+def client_info(request: web.Request) -> ClientInfo:
+    """Who sent a request that makes a job (a submission, a retry), as its events say."""
+    return ClientInfo(
+        address=request[PEER].address or None,  # through trusted proxies (UPLOAD_TRUSTED_PROXIES)
+        user_agent=request.headers.get("User-Agent", "")[:512] or None,
+    )
+
+
+def accepted(job_id: str, sha256: str, **fields: str) -> web.Response:
+    """The 202 of a request that made a job (a submission, a retry): its id, status and
+    links, `Location` naming it; `fields` add to the body."""
+    location = f"/api/v1/jobs/{job_id}"
+    body = {
+        "id": job_id,
+        "status": "queued",
+        **fields,
+        "links": {
+            "self": location,
+            "result": f"{location}/result",
+            "events": f"{location}/events",
+            "provenance": f"{location}/provenance",
+            "input_lineage": f"/api/v1/images/{sha256}/lineage",
+        },
+    }
+    return web.json_response(body, status=202, headers={"Location": location})

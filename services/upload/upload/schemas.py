@@ -64,6 +64,12 @@ class Job(_Body):
     cancelled_by: str | None = Field(
         default=None, description="when cancelled: the principal that cancelled it"
     )
+    retry_of: str | None = Field(
+        default=None, description="the failed or cancelled job this one retries"
+    )
+    retried_by: list[str] | None = Field(
+        default=None, description="the jobs that retry this one (`POST .../retry`), oldest first"
+    )
 
 
 class Accepted(_Body):
@@ -81,6 +87,18 @@ class CancelAccepted(_Body):
         "or, if it finished first, keeps what it finished with"
     )
     links: dict[str, str] = Field(description="self, events: paths on this service")
+
+
+class RetryRequest(_Body):
+    pipeline: list[Any] | None = Field(
+        default=None,
+        description='the new job\'s pipeline, a list of {"op": name, ...params} checked as a '
+        "submission's (GET /api/v1/operations); absent or null: the retried job's",
+    )
+
+
+class RetryAccepted(Accepted):
+    retry_of: str = Field(description="the retried job (its `retried_by` names this one)")
 
 
 class JobPage(_Body):

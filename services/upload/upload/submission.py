@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from messaging.events import ClientInfo
 from pipeline import describe_operations
 
 from . import schemas
-from .guard import PEER, client_of, principal_of
+from .guard import client_of, principal_of
 from .intake import body_rules, read_upload
 from .keys import JOBS, SETTINGS, UPLOADS
 from .openapi import Doc, documented, error
-from .routes import routes
+from .routes import accepted, client_info, routes
 
 # --------------------------------------------------------------------------- the API
 
@@ -84,10 +83,7 @@ async def operations(_request: web.Request) -> web.Response:
 async def create_job(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     await request.app[JOBS].admit(principal_of(request).name)
-    client = ClientInfo(
-        address=request[PEER].address or None,  # through trusted proxies (UPLOAD_TRUSTED_PROXIES)
-        user_agent=request.headers.get("User-Agent", "")[:512] or None,
-    )
+    client = client_info(request)
     # A slot before a byte of the body is read (429 this client's cap, 503 the total),
     # held until the input is stored; the file is spooled, never whole in memory.
     with request.app[UPLOADS].hold(client_of(request)):
@@ -100,16 +96,4 @@ async def create_job(request: web.Request) -> web.Response:
         )
         with upload:
             job_id = await request.app[JOBS].submit(upload, client, principal_of(request).name)
-    location = f"/api/v1/jobs/{job_id}"
-    body = {
-        "id": job_id,
-        "status": "queued",
-        "links": {
-            "self": location,
-            "result": f"{location}/result",
-            "events": f"{location}/events",
-            "provenance": f"{location}/provenance",
-            "input_lineage": f"/api/v1/images/{upload.sha256}/lineage",
-        },
-    }
-    return web.json_response(body, status=202, headers={"Location": location})
+    return accepted(job_id, upload.sha256)
