@@ -106,3 +106,26 @@ async def test_a_bad_prefix_is_400(two: Two, dora: aiohttp.ClientSession) -> Non
         async with dora.get(f"{two.url}/api/v1/jobs", params={"id_prefix": prefix}) as response:
             assert response.status == 400, prefix
             assert (await response.json())["error"]["code"] == "bad_request"
+
+
+async def test_the_job_page_sends_a_short_id_on_to_the_owners_job_only(
+    two: Two, dora: aiohttp.ClientSession, erik: aiohttp.ClientSession
+) -> None:
+    """`/jobs/d58e10d6` (a link someone typed from the 8 characters shown): the owner's
+    job page; another principal's short id is no job at all (404), as its API is."""
+    mine = await _submit(dora, two.url)
+    theirs = await _submit(erik, two.url)
+    await _recorded(dora, two.url, mine)
+    await _recorded(erik, two.url, theirs)
+    for short in (mine[:8], mine[:6].upper()):
+        async with dora.get(f"{two.url}/jobs/{short}", allow_redirects=False) as page:
+            assert page.status == 302, short
+            assert page.headers["Location"] == f"/jobs/{mine}"
+            assert page.headers["Cache-Control"] == "private, no-store"
+    async with dora.get(f"{two.url}/jobs/{theirs[:8]}", allow_redirects=False) as page:
+        assert page.status == 404
+        assert page.content_type == "text/html"
+    async with erik.get(f"{two.url}/jobs/{theirs[:8]}", allow_redirects=False) as page:
+        assert (page.status, page.headers["Location"]) == (302, f"/jobs/{theirs}")
+    async with dora.get(f"{two.url}/jobs/{mine[:8]}") as page:  # followed: the page itself
+        assert (page.status, str(page.url)) == (200, f"{two.url}/jobs/{mine}")

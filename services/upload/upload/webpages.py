@@ -39,7 +39,7 @@ class Page:
 PAGES = {
     "index.html": Page("Upload", "uploads.js", "/"),
     "history.html": Page("History", "history.js", "/history"),
-    "job.html": Page("Job", "job.js", "/jobs/{job_id}"),
+    "job.html": Page("Job", "job.js", None),  # /jobs/{job_id}: resolves a short id first
     "api.html": Page("API", "apidocs.js", "/api/docs", signed_in=False),
     "signin.html": Page("Sign in", "signin.js", None, signed_in=False, navigation=False),
 }
@@ -84,10 +84,16 @@ def _rendered(name: str) -> Rendered:
 _RENDERED = {name: _rendered(name) for name in PAGES}
 
 
-def page_response(request: web.Request, name: str) -> web.Response:
-    """Page `name`, or 304 Not Modified when the browser has it already."""
+def page_response(request: web.Request, name: str, *, status: int = 200) -> web.Response:
+    """Page `name`, or 304 Not Modified when the browser has it already (a page sent with
+    an error `status`, such as the job page for no job, is always sent)."""
     page = _RENDERED[name]
     headers = {"Cache-Control": "no-cache"}
+    if status != 200:
+        return web.Response(
+            status=status, body=page.body, content_type="text/html", charset="utf-8",
+            headers={"Cache-Control": "no-store"},
+        )  # fmt: skip
     if any(tag.value in (page.etag, "*") for tag in request.if_none_match or ()):
         response = web.Response(status=304, headers=headers)
     else:
