@@ -32,6 +32,7 @@ from messaging.events import (
     RetryScheduled,
     StepTiming,
     UploadReceived,
+    WebhookAttempted,
 )
 
 SHA = "ab" * 32
@@ -137,6 +138,17 @@ def events() -> dict[str, Event]:
                     kept_because="another job uses it",
                 ),
             ],
+        ),
+        WebhookAttempted(
+            job_id=JOB,
+            principal="alice",
+            delivery="5c4b3a29-1807-4f6e-9d5c-4b3a29180706",
+            attempt=1,
+            url="https://hooks.example.org/imagemesh",
+            job_status="succeeded",
+            status_code=200,
+            duration_ms=8.5,
+            outcome="delivered",
         ),
     ]
     assert {type(event) for event in made} == set(ALL_EVENTS), "a new event needs a sample"

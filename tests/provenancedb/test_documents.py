@@ -65,6 +65,7 @@ from messaging.events import (
     RetryScheduled,
     StepTiming,
     UploadReceived,
+    WebhookAttempted,
 )
 from messaging.jobs import fold_status
 from provenancedb.documents import to_document
@@ -470,6 +471,22 @@ def _retried() -> Step:
     return envelope_for(event, "upload", T0, cause=CAUSE), event
 
 
+def _webhook() -> Step:
+    """One attempt at a job's webhook, caused by the job's end (`CAUSE` here)."""
+    event = WebhookAttempted(
+        job_id=JOB,
+        principal=PRINCIPAL,
+        delivery=CAUSE.id,
+        attempt=2,
+        url="https://hooks.example.org/imagemesh",
+        job_status="succeeded",
+        status_code=503,
+        duration_ms=12.5,
+        outcome="retrying",
+    )
+    return envelope_for(event, "upload", T0, cause=CAUSE), event
+
+
 def _at(step: Step, moment: datetime) -> Step:
     envelope, event = step
     return dataclasses.replace(envelope, time=moment), event
@@ -544,6 +561,7 @@ CASES: dict[str, tuple[Step, dict[str, Any], set[str], set[str]]] = {
         set(),
     ),
     "job.retried": (_retried(), {"principal": CANCELLER}, set(), set()),
+    "webhook.attempted": (_webhook(), {"principal": PRINCIPAL, "attempt": 2}, set(), set()),
     "image.reused": (
         REUSED[-1],
         {"input_sha256": IN, "output_sha256": OUT, "location": OUTPUT.uri},
@@ -618,7 +636,8 @@ def test_prov_view_of_every_event_is_valid_prov_json(name: str) -> None:
     assert list(activities) == ([computation] if computation else [])
     started, ended = activity.get_startTime(), activity.get_endTime()
     assert ended == envelope.time
-    duration = event.duration_ms if isinstance(event, OperationApplied | ImageProcessed) else 0
+    timed = OperationApplied | ImageProcessed | WebhookAttempted
+    duration = event.duration_ms if isinstance(event, timed) else 0
     assert ended - started == timedelta(milliseconds=duration)
 
     service = envelope.source.rsplit("/", 1)[-1]
@@ -715,6 +734,18 @@ def test_a_cancellation_names_who_asked_for_it(step: Step) -> None:
     assert named(formal(delegation, PROV_ATTR_ACTIVITY), "imagemesh") == f"event/{envelope.id}"
     (activity,) = records(document, ProvActivity)
     assert extra(activity, "imagemesh:principal") == [CANCELLER]
+
+
+def test_a_webhook_attempt_names_its_owner_and_keeps_what_it_met() -> None:
+    envelope, event = _webhook()
+    document = valid_prov(to_document(envelope, event)["prov"])
+    (delegation,) = records(document, ProvDelegation)
+    assert named(formal(delegation, PROV_ATTR_RESPONSIBLE), "imagemesh") == f"principal/{PRINCIPAL}"
+    (activity,) = records(document, ProvActivity)
+    assert extra(activity, "imagemesh:outcome") == ["retrying"]
+    assert extra(activity, "imagemesh:status_code") == [503]
+    assert extra(activity, "imagemesh:url") == ["https://hooks.example.org/imagemesh"]
+    assert extra(activity, "imagemesh:attempt") == [2]
 
 
 def test_merged_job_document_names_the_principal_once_for_the_jobs_intake() -> None:

@@ -134,6 +134,11 @@ class ImageUploaded(Event):
     input_new: bool = False
     """The input store had no object with these bytes before this job: no earlier job used
     them, so no earlier output can be reused (the runner does not look)."""
+    callback_url: str | None = Field(default=None, max_length=2048)
+    """Where the owner asked to be told of the job's end (a webhook): vetted at intake
+    (http(s), no userinfo, global addresses only unless WEBHOOK_ALLOWED_NETWORKS). Never
+    shown in the job's status (it may carry a token); `webhook.attempted` records it
+    without its query."""
     retry_of: str | None = None
     """The failed or cancelled job this one retries (`POST /api/v1/jobs/{id}/retry`): the
     same stored input, that job's pipeline or a new one. That job's `job.retried` names
@@ -333,6 +338,37 @@ class MessageParked(Event):
     error: str
 
 
+WebhookOutcome = Literal["delivered", "retrying", "failed", "parked"]
+
+
+class WebhookAttempted(Event):
+    """upload tried once to tell a job's owner of its end (a POST to the job's
+    `callback_url`): what the receiver answered and what follows. `delivered` (2xx);
+    `retrying` (5xx, 408, 429, a timeout or connection error: tried again after a
+    back-off); `parked` (the last such attempt: the message waits in
+    `upload.webhooks.parking`); `failed` (any other answer, or a target refused: not
+    retried). Not a step a job needs: a job whose webhook failed is complete."""
+
+    type: ClassVar[str] = "webhook.attempted"
+    exchange: ClassVar[ExchangeKind] = "provenance"
+    published_by: ClassVar[tuple[str, ...]] = ("upload",)
+
+    principal: str = Field(pattern=PRINCIPAL_PATTERN)
+    """The job's owner, on whose behalf upload sent it (and whose key signed it)."""
+    delivery: str = Field(max_length=128)
+    """The `X-Imagemesh-Delivery` id: the same for every attempt of one notification."""
+    attempt: int = Field(ge=1)
+    url: str = Field(max_length=2048)
+    """The target without its query and fragment (they may carry a token)."""
+    job_status: str
+    """The end the notification announced (succeeded, failed, cancelled)."""
+    status_code: int | None = Field(default=None, ge=100, le=599)
+    """The receiver's HTTP status; None when there was no answer (see `error`)."""
+    error: str | None = Field(default=None, max_length=1000)
+    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
+    outcome: WebhookOutcome
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     UploadReceived,
     ImageStored,
@@ -348,5 +384,6 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     JobCancelled,
     JobRetried,
     JobErased,
+    WebhookAttempted,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.type: cls for cls in ALL_EVENTS}

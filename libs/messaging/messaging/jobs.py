@@ -113,6 +113,8 @@ def fold_status(job_id: str, docs: list[dict[str, Any]]) -> dict[str, Any] | Non
         job["owner"] = uploaded["data"].get("principal", LOCAL_PRINCIPAL)
         if uploaded["data"].get("retry_of"):
             job["retry_of"] = uploaded["data"]["retry_of"]
+        if uploaded["data"].get("callback_url"):  # for the webhook; a `_ref`: never shown
+            job["callback_ref"] = uploaded["data"]["callback_url"]
     if latest["type"] in {ImageProcessed.type, ImageReused.type}:
         job["output"] = {
             **public_image(latest["data"]["output"]),

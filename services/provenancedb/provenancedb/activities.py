@@ -53,6 +53,8 @@ def activity_attributes(event: events.Event) -> dict[str, Any]:
             }
         case events.JobRetried():
             return {"imagemesh:principal": event.principal, "imagemesh:retry": event.retry}
+        case events.WebhookAttempted():
+            return _webhook(event)
         case events.MessageParked():
             return {
                 "imagemesh:queue": event.queue,
@@ -105,6 +107,23 @@ def _reused(event: events.ImageReused) -> dict[str, Any]:
         "imagemesh:engine": event.engine,
         "imagemesh:reuse_key": event.reuse_key,
     }
+
+
+def _webhook(event: events.WebhookAttempted) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "imagemesh:principal": event.principal,
+        "imagemesh:delivery": event.delivery,
+        "imagemesh:attempt": event.attempt,
+        "imagemesh:url": event.url,
+        "imagemesh:job_status": event.job_status,
+        "imagemesh:outcome": event.outcome,
+        "imagemesh:duration_ms": event.duration_ms,
+    }
+    if event.status_code is not None:
+        attributes["imagemesh:status_code"] = event.status_code
+    if event.error:
+        attributes["imagemesh:error_message"] = event.error
+    return attributes
 
 
 def _failed(event: events.JobFailed) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from messaging.events import (
     OperationApplied,
     ProcessingStarted,
     UploadReceived,
+    WebhookAttempted,
 )
 from messaging.jobs import rfc3339
 
@@ -93,10 +94,16 @@ def prov_view(envelope: Envelope, event: Event) -> dict[str, Any]:
     if isinstance(event, UploadReceived):
         _add_client(view, envelope.id, activity, event)
     if isinstance(
-        event, UploadReceived | ImageUploaded | CancelRequested | JobCancelled | JobRetried
+        event,
+        UploadReceived
+        | ImageUploaded
+        | CancelRequested
+        | JobCancelled
+        | JobRetried
+        | WebhookAttempted,
     ):
         # Who asked: for the intake, the job's owner; for a cancellation or a retry, who
-        # cancelled or retried it.
+        # cancelled or retried it; for a webhook, the owner it was sent for.
         _add_principal(view, envelope.id, activity, agent, event.principal)
     if isinstance(event, ImageReused):
         _add_reuse(view, envelope.id, activity, event)
@@ -309,7 +316,7 @@ def _add_reuse(view: dict[str, Any], event_id: str, activity: str, event: ImageR
 
 
 def _duration_ms(event: Event) -> float:
-    if isinstance(event, OperationApplied | ImageProcessed):
+    if isinstance(event, OperationApplied | ImageProcessed | WebhookAttempted):
         return event.duration_ms
     return 0.0
 

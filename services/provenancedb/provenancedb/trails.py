@@ -89,6 +89,8 @@ def step_key(doc: dict[str, Any]) -> tuple[Any, ...]:
         return (kind, doc.get("_id"))
     if kind == "job.retried":  # each retry made a job of its own
         return (kind, data.get("retry"))
+    if kind == "webhook.attempted":  # each attempt of each notification
+        return (kind, data.get("delivery"), data.get("attempt"))
     return (kind,)
 
 
