@@ -79,6 +79,8 @@ class FakeApi:
     script: list[list[dict[str, Any]]] = field(default_factory=list)
     """Snapshots for each job POST creates, in turn (default: succeeded at once)."""
     uploads: list[dict[str, Any]] = field(default_factory=list)
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    """Each retry made: the new job's id, the retried job and the pipeline it was given."""
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     """Answers the real API would not give (see contract.py): the test fails with them."""
@@ -92,6 +94,7 @@ class FakeApi:
         app.router.add_get("/api/v1/jobs/{job_id}/events", self._events)
         app.router.add_get("/api/v1/jobs/{job_id}/result", self._result)
         app.router.add_post("/api/v1/jobs/{job_id}/cancel", self._cancel)
+        app.router.add_post("/api/v1/jobs/{job_id}/retry", self._retry)
         return app
 
     def paths(self, method: str = "GET") -> list[str]:
@@ -190,6 +193,27 @@ class FakeApi:
         self.snapshots[job_id] = [job(job_id, "cancelled", cancelled_by="local")]
         location = f"/api/v1/jobs/{job_id}"
         body = {"id": job_id, "status": current["status"], "links": {"self": location}}
+        return web.json_response(body, status=202)
+
+    async def _retry(self, request: web.Request) -> web.Response:
+        """As upload: 404 for no job of the caller's, 409 for one not failed or cancelled;
+        else 202 with a new job (`script`'s next, or succeeded at once) that names it."""
+        job_id = request.match_info["job_id"]
+        snapshots = self.snapshots.get(job_id)
+        if not snapshots:
+            return error(404, "not_found", f"no job {job_id}")
+        status = snapshots[-1]["status"]
+        if status not in {"failed", "cancelled"}:
+            message = f"the job is {status}: only a failed or cancelled job is retried"
+            return error(409, "not_retryable", message)
+        given = await request.json() if request.can_read_body else {}
+        new_id = str(uuid.uuid4())
+        self.retries.append({"id": new_id, "retry_of": job_id, "pipeline": given.get("pipeline")})
+        script = self.script.pop(0) if self.script else [succeeded(new_id)]
+        self.snapshots[new_id] = [{**shot, "id": new_id, "retry_of": job_id} for shot in script]
+        self.snapshots[job_id] = [{**snapshots[-1], "retried_by": [new_id]}]
+        location = f"/api/v1/jobs/{new_id}"
+        body = {"id": new_id, "status": "queued", "retry_of": job_id, "links": {"self": location}}
         return web.json_response(body, status=202)
 
     async def _history(self, request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from .api import DEFAULT_URL, ApiClient
 from .commands import Command, Waiting, cancel, history, run, status, submit
 from .download import DEFAULT_ZIP, download
 from .render import Printer
+from .retry import retry
 from .statuses import JOB_STATUSES
 
 EPILOG = """\
@@ -31,7 +32,7 @@ examples:
   imagemesh submit photo.jpg --op thumbnail:width=256,height=256 --op grayscale --wait
   imagemesh submit *.png --pipeline '[{"op": "convert", "format": "webp"}]' --wait -o out/
   imagemesh status 3f2a9c1d              imagemesh history --status failed --limit 5
-  imagemesh cancel 3f2a9c1d
+  imagemesh cancel 3f2a9c1d              imagemesh retry 3f2a9c1d --op grayscale --wait
   imagemesh download 3f2a9c1d           imagemesh download 3f2a9c1d 9b04e7aa -o results.zip
 """
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "unless it finishes first (exit 1 when it already had).",
     )
     stop.add_argument("job_id", metavar="ID", help="the job's id, or its start (as for status)")
+    _add_retry(commands, common)
     _add_download(commands, common)
     recent = commands.add_parser("history", parents=[common], help="list recent jobs")
     recent.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
@@ -123,14 +125,37 @@ def _add_submit(
         description="Submit each FILE as one job with the same pipeline.",
     )
     send.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    given = send.add_mutually_exclusive_group()
+    _add_pipeline(send)
+    _add_wait(send, "follow each job and save its result")
+
+
+def _add_retry(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    again = commands.add_parser(
+        "retry",
+        parents=[common],
+        help="run a failed or cancelled job of yours again, as a new job",
+        description="Retry the job as a new job on its stored input (nothing is uploaded), "
+        "with its own pipeline, or the one given. Prints the new job's id; exit 1 when "
+        "the job is still running or succeeded, not yours, or its input was erased.",
+    )
+    again.add_argument("job_id", metavar="ID", help="the job's id, or its start (as for status)")
+    _add_pipeline(again, default="the job's own")
+    _add_wait(again, "follow the new job and save its result")
+
+
+def _add_pipeline(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    given = parser.add_mutually_exclusive_group()
     given.add_argument(
         "--op",
         action="append",
         default=[],
         metavar="NAME[:key=value,...]",
         help="an operation, repeatable, applied in order (e.g. thumbnail:width=256 "
-        "--op grayscale); values are JSON when they parse as JSON, else text",
+        "--op grayscale); values are JSON when they parse as JSON, else text"
+        + (f" (default pipeline: {default})" if default else ""),
     )
     given.add_argument("--pipeline", metavar="JSON", help="the whole pipeline as a JSON list")
     given.add_argument(
@@ -139,15 +164,18 @@ def _add_submit(
         metavar="FILE",
         help="the pipeline JSON from a file (- = stdin)",
     )
-    send.add_argument("--wait", action="store_true", help="follow each job and save its result")
-    send.add_argument(
+
+
+def _add_wait(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--wait", action="store_true", help=what)
+    parser.add_argument(
         "-o",
         "--output",
         type=Path,
         metavar="DIR",
         help="with --wait: where results go, as <name>-<job id>.<ext> (default: .)",
     )
-    send.add_argument(
+    parser.add_argument(
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
@@ -204,14 +232,10 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Comma
         pipeline_json = _read_pipeline_file(parser, args.pipeline_file)
         source = str(args.pipeline_file)
     wait = Waiting(args.output or Path(), args.timeout) if args.wait else None
-    return functools.partial(
-        submit,
-        files=args.files,
-        ops=args.op,
-        pipeline_json=pipeline_json,
-        pipeline_source=source,
-        wait=wait,
-    )
+    given = {"ops": args.op, "pipeline_json": pipeline_json, "pipeline_source": source}
+    if args.command == "retry":
+        return functools.partial(retry, job_id=args.job_id, wait=wait, **given)
+    return functools.partial(submit, files=args.files, wait=wait, **given)
 
 
 def _read_pipeline_file(parser: argparse.ArgumentParser, path: Path) -> str:

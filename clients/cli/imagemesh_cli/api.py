@@ -45,6 +45,7 @@ RETRIED = frozenset({429, 503})
 """Busy (rate limited) or unavailable: both say when to come back (`Retry-After`)."""
 MIN_RETRY_AFTER = 0.1
 """A 503 saying `Retry-After: 0` is retried this soon, not in a busy loop."""
+JSON_BODY = {"Content-Type": "application/json"}
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 """No limit on a whole request (uploads and event streams may be long), but on each read:
 a stream silent for a minute is treated as dropped, and reconnected."""
@@ -143,6 +144,18 @@ class ApiClient:
         asked, `links`). Sent again after a 503: asking twice is harmless."""
         return await self._json("POST", f"/api/v1/jobs/{job_id}/cancel")
 
+    async def retry(
+        self, job_id: str, pipeline: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Retry a failed or cancelled job as a new job on its stored input, with
+        `pipeline` (None: the job's own): the 202 body (the new job's `id`, `retry_of`,
+        `status`, `links`). Sent again after a 503, which made no job."""
+        path = f"/api/v1/jobs/{job_id}/retry"
+        if pipeline is None:
+            return await self._json("POST", path)
+        body = json.dumps({"pipeline": pipeline}).encode()
+        return await self._json("POST", path, data=lambda: body, headers=JSON_BODY)
+
     async def jobs(
         self,
         *,
@@ -206,9 +219,10 @@ class ApiClient:
         path: str,
         *,
         params: Mapping[str, str] | None = None,
-        data: Callable[[], aiohttp.FormData] | None = None,
+        data: Callable[[], aiohttp.FormData | bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        async with self._open(method, path, params=params, data=data) as response:
+        async with self._open(method, path, params=params, data=data, headers=headers) as response:
             body = await _read(response)
         try:
             decoded = json.loads(body)
@@ -225,7 +239,7 @@ class ApiClient:
         path: str,
         *,
         params: Mapping[str, str] | None = None,
-        data: Callable[[], aiohttp.FormData] | None = None,
+        data: Callable[[], aiohttp.FormData | bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A successful response, its body unread; errors raised as this module's."""

@@ -124,6 +124,7 @@ _STEP_NAMES = {
     "job.failed": "job failed",
     "job.cancel-requested": "cancel requested",
     "job.cancelled": "job cancelled",
+    "job.retried": "retried as a new job",
     "job.parked": "parked",
 }
 
@@ -176,6 +177,10 @@ def job_lines(job: Mapping[str, Any]) -> list[str]:
         rows.append(("error", error_text(job["error"])))
     if job.get("cancelled_by"):
         rows.append(("cancelled", f"by {job['cancelled_by']}"))
+    if job.get("retry_of"):
+        rows.append(("retry of", str(job["retry_of"])))
+    if job.get("retried_by"):
+        rows.append(("retried", "as " + ", ".join(map(str, job["retried_by"]))))
     return [f"{name:<9} {value}" for name, value in rows]
 
 
