@@ -95,6 +95,8 @@ LEFT_TO_CODE_DEFAULT: dict[str, dict[str, str]] = {service: {} for service in AP
 #: Where a .env.example value may differ from the code's default, and why.
 ENV_EXAMPLE_DIFFERS_FROM_CODE = {
     "IMAGEPROC_CONCURRENCY": "code defaults to os.cpu_count(); the example pins 2",
+    "WEBHOOK_ALLOWED_NETWORKS": "code allows no non-global webhook target (production); "
+    "the example allows loopback, to try webhooks with a receiver on this machine",
 }
 
 #: Settings compose fixes to the container network instead of taking them from .env.
@@ -625,6 +627,12 @@ def test_services_reach_each_other_by_compose_service_name() -> None:
 COMPOSE_ONLY_SECRETS = {"S3_UPLOAD_SECRET_KEY", "S3_RUNNER_SECRET_KEY", "GRAFANA_ADMIN_PASSWORD"}
 #: What compose makes of the settings .env.example leaves unset (`#NAME=value`).
 COMPOSE_DEFAULTS_OF_UNSET = {"IMAGEMESH_ENV": "production"}
+#: Where compose's default is not .env.example's value, and why.
+COMPOSE_DEFAULT_DIFFERS = {
+    # .env.example allows loopback so that webhooks can be tried on one machine; a
+    # deployment allows no non-global target unless its .env says which.
+    "WEBHOOK_ALLOWED_NETWORKS": "",
+}
 #: Not secret, but compose demands them too: API tokens are on in compose.
 REQUIRED_IN_COMPOSE = {"UPLOAD_API_TOKEN_HASHES"}
 
@@ -647,6 +655,7 @@ def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -
         "COUCHDB_ADMIN_PASSWORD",
         "GRAFANA_ADMIN_PASSWORD",
         "UPLOAD_SESSION_SECRET",
+        "UPLOAD_WEBHOOK_SECRET",
     }
     seen = set()
     for name, rest in interpolations(compose()):
@@ -658,6 +667,8 @@ def test_compose_variables_come_from_env_example_and_secrets_have_no_default() -
         elif name in demanded:
             assert rest.startswith(":?"), f"{name}: a secret has no default, compose demands it"
             assert rest[2:].strip(), f"{name}: say how to set it"
+        elif name in COMPOSE_DEFAULT_DIFFERS:
+            assert rest == f":-{COMPOSE_DEFAULT_DIFFERS[name]}", name
         else:
             assert rest == f":-{documented[name]}", f"{name}: default must be .env.example's"
     assert demanded <= seen

@@ -31,6 +31,7 @@ from messaging.events import (
     ImageUploaded,
     OperationApplied,
     ProcessingStarted,
+    WebhookAttempted,
 )
 from tests.conftest import isolated_env, management, settings_from
 from tests.waiting import async_wait_for
@@ -161,6 +162,26 @@ async def test_a_service_cannot_read_another_services_queue(connect: Any) -> Non
     queue = await channel.get_queue(topology.RUNNER_UPLOADS.name, ensure=False)
     with pytest.raises(ChannelAccessRefused):
         await queue.get(fail=False)
+
+
+async def test_upload_consumes_its_webhook_queue_alone_and_alone_records_attempts(
+    env: dict[str, str], connect: Any
+) -> None:
+    # Its queue, delay queues and parking lot declared with its own user (webhooks.py).
+    async with Broker(as_service(env, "upload"), service="upload") as upload:
+        await upload.subscribe(topology.UPLOAD_WEBHOOKS, ignore, ())
+        channel = await connect("upload")
+        exchange = await channel.get_exchange("imagemesh.provenance", ensure=False)
+        await exchange.publish(aio_pika.Message(b"{}"), routing_key=WebhookAttempted.type)
+    for service in ("imageproc_runner", "provenancedb"):
+        channel = await connect(service)
+        queue = await channel.get_queue(topology.UPLOAD_WEBHOOKS.name, ensure=False)
+        with pytest.raises(ChannelAccessRefused):
+            await queue.get(fail=False)
+        channel = await connect(service)
+        exchange = await channel.get_exchange("imagemesh.provenance", ensure=False)
+        with pytest.raises(ChannelAccessRefused):
+            await exchange.publish(aio_pika.Message(b"{}"), routing_key=WebhookAttempted.type)
 
 
 async def test_no_service_may_configure_the_exchanges(connect: Any) -> None:

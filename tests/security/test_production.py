@@ -79,6 +79,7 @@ def test_production_starts_with_real_secrets_and_development_with_the_examples(
         RABBITMQ_PASSWORD="a-real-one",
         S3_SECRET_KEY="another-real-one",
         UPLOAD_SESSION_SECRET="a-real-session-secret-of-some-length",
+        UPLOAD_WEBHOOK_SECRET="a-real-webhook-secret-of-some-length",
     )
     settings = load_settings(UploadSettings, "upload")
     assert settings.imagemesh_env == "production"

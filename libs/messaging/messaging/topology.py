@@ -113,6 +113,18 @@ def rpc_exchange(server: str) -> str:
 # The work queues and RPC routes of the mesh.
 RUNNER_UPLOADS = QueueSpec("imageproc_runner.image-uploaded", (("events", "image.uploaded"),))
 PROVENANCE_EVENTS = QueueSpec("provenancedb.events", (("events", "#"), ("provenance", "#")))
+UPLOAD_WEBHOOKS = QueueSpec(
+    "upload.webhooks",
+    (
+        ("events", "image.processed"),
+        ("events", "image.reused"),
+        ("events", "job.failed"),
+        ("events", "job.cancelled"),
+    ),
+)
+"""Every job's end, for upload to POST to the job's `callback_url` when it has one
+(`upload/webhooks.py`): a failed delivery is retried through this queue's delay queues
+and parked in `upload.webhooks.parking` after the last attempt."""
 IMAGEPROC_RUN = RpcRoute(
     "imageproc.run",
     callers=("imageproc_runner",),
@@ -137,8 +149,11 @@ PROVENANCE_JOB_PROV = _asked_by_upload("job-provenance", c.JobRequest, c.FoundDo
 PROVENANCE_LINEAGE = _asked_by_upload("lineage", c.LineageRequest, c.FoundLineage)
 PROVENANCE_JOBS = _asked_by_upload("jobs", c.JobsRequest, c.JobPage)
 PROVENANCE_JOB_COUNTS = _asked_by_upload("job-counts", c.JobCountsRequest, c.JobCounts)
+PROVENANCE_JOB_OBJECTS = _asked_by_upload("job-objects", c.JobRequest, c.JobObjects)
+"""A job's stored objects and the other jobs (not erased) using each: what an erasure may
+delete (`upload/erase.py`)."""
 
-ALL_QUEUES = (RUNNER_UPLOADS, PROVENANCE_EVENTS)
+ALL_QUEUES = (RUNNER_UPLOADS, PROVENANCE_EVENTS, UPLOAD_WEBHOOKS)
 ALL_ROUTES: tuple[RpcRoute[Any, Any], ...] = (
     IMAGEPROC_RUN,
     IMAGEPROC_ENGINE,
@@ -148,6 +163,7 @@ ALL_ROUTES: tuple[RpcRoute[Any, Any], ...] = (
     PROVENANCE_LINEAGE,
     PROVENANCE_JOBS,
     PROVENANCE_JOB_COUNTS,
+    PROVENANCE_JOB_OBJECTS,
 )
 
 

@@ -22,12 +22,25 @@ from .errors import error_middleware, security_headers
 from .guard import Guard, guard_middleware, over_https
 from .inflight import download_slots, upload_slots
 from .jobs import Jobs
-from .keys import BROKER, DOWNLOADS, GUARD, JOBS, LIVE, SETTINGS, STORE, STREAMS, UPLOADS
+from .keys import (
+    BROKER,
+    DOWNLOADS,
+    GUARD,
+    JOBS,
+    LIVE,
+    SETTINGS,
+    STORE,
+    STREAMS,
+    UPLOADS,
+    WEBHOOK_SENDER,
+)
 from .live import LiveJobs
 from .progress import stream_slots
 from .routes import STATIC, routes
 from .session import sessions
 from .settings import Settings
+from .webhook_http import Sender
+from .webhooks import FINISHED_EVENTS, Webhooks, target_rules
 
 # The handler modules register their routes on `routes` when imported: all of them,
 # before `app.add_routes(routes)` below, and in this order (the order of the route table).
@@ -41,6 +54,7 @@ from . import retry  # noqa: F401
 from . import thumbnail_views  # noqa: F401
 from . import provenance_views  # noqa: F401
 from . import documents  # noqa: F401
+from . import webhook_views  # noqa: F401
 # isort: on
 
 
@@ -64,8 +78,11 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend(
         [
             resource(STORE, lambda: open_store(settings), readiness=("s3", s3_ready)),
+            # Before the broker: closed after it, once in-flight deliveries are drained.
+            resource(WEBHOOK_SENDER, lambda: Sender(target_rules(settings))),
             broker_resource(BROKER, settings, UPLOAD, settings.shutdown_timeout_seconds),
             _jobs(settings),
+            _webhooks(settings),
         ]
     )
     return app
@@ -127,3 +144,21 @@ def _jobs(settings: Settings) -> CleanupContext:
         await app[JOBS].close()
 
     return jobs
+
+
+def _webhooks(settings: Settings) -> CleanupContext:
+    """Consume every job's end, for the jobs with a `callback_url` (`webhooks.py`)."""
+
+    async def webhooks(app: web.Application) -> AsyncIterator[None]:
+        handler = Webhooks(
+            app[JOBS],
+            app[WEBHOOK_SENDER],
+            secret=settings.upload_webhook_secret,
+            public_url=settings.upload_public_url,
+        )
+        await app[BROKER].subscribe(
+            topology.UPLOAD_WEBHOOKS, handler.on_finished, FINISHED_EVENTS, prefetch=16
+        )
+        yield
+
+    return webhooks

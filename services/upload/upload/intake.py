@@ -41,7 +41,10 @@ MAX_PIPELINE_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = MAX_PIPELINE_BYTES + 16 * 1024
 TIMER_SLACK_SECONDS = 0.01
 MAX_PARTS = 8
-"""Fields a form may have: `file`, `pipeline` and a few a browser or client adds."""
+"""Fields a form may have: `file`, `pipeline`, `callback_url` and a few a browser or client
+adds."""
+MAX_CALLBACK_BYTES = 4 * 1024
+"""More than a URL may be (2048 characters, `ssrf.MAX_URL_LENGTH`): read, then refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,8 @@ class Upload:
     pipeline: list[dict[str, Any]]
     info: ImageInfo
     sha256: str
+    callback_url: str | None = None
+    """As the form gave it: checked by `ssrf` before the job is submitted."""
 
     @property
     def size(self) -> int:
@@ -133,7 +138,7 @@ async def read_upload(
         raise _too_large(max_bytes)
     spool = Spool(memory=body.memory_bytes, directory=body.spool_dir)
     try:
-        filename, raw_pipeline = await _read_form(request, spool, max_bytes, body)
+        filename, raw_pipeline, callback = await _read_form(request, spool, max_bytes, body)
         ops = _parse(raw_pipeline, max_ops)
         if sniff_format(spool.head) is None:
             raise ApiError(
@@ -144,7 +149,7 @@ async def read_upload(
             )
         await spool.finish()
         info = await asyncio.to_thread(_probe, spool, limits)
-        return Upload(spool, filename, pipeline_to_json(ops), info, spool.sha256)
+        return Upload(spool, filename, pipeline_to_json(ops), info, spool.sha256, callback)
     except BaseException:
         spool.close()  # nothing of a refused upload is kept, in memory or on disk
         raise
@@ -152,7 +157,7 @@ async def read_upload(
 
 async def _read_form(
     request: web.Request, spool: Spool, max_bytes: int, rules: BodyRules
-) -> tuple[str | None, str]:
+) -> tuple[str | None, str, str | None]:
     """Read the form into `spool` (the file) within the body's time rules."""
     loop = asyncio.get_running_loop()
     deadline = rules.deadline(loop.time(), request.content_length or 0)
@@ -171,7 +176,7 @@ async def _read_form(
                     400, "bad_request", "expected multipart/form-data with a `file` field"
                 ) from exc
             try:
-                found, filename, raw_pipeline = await _read_parts(
+                found, filename, raw_pipeline, callback = await _read_parts(
                     reader, spool, max_bytes, progress
                 )
             except (HttpProcessingError, ValueError, AssertionError, RuntimeError) as exc:
@@ -185,17 +190,19 @@ async def _read_form(
         raise _too_slow(rules, loop.time() >= deadline - TIMER_SLACK_SECONDS) from exc
     if not found:
         raise ApiError(400, "missing_file", "the form has no `file` field")
-    return filename, raw_pipeline
+    return filename, raw_pipeline, callback
 
 
 async def _read_parts(
     reader: MultipartReader, spool: Spool, max_bytes: int, progress: Callable[[], None]
-) -> tuple[bool, str | None, str]:
-    """The form's `file` (into `spool`) and `pipeline`; a few other fields are read
-    (bounded) and dropped. Returns (file found, its name, the pipeline)."""
+) -> tuple[bool, str | None, str, str | None]:
+    """The form's `file` (into `spool`), `pipeline` and `callback_url`; a few other fields
+    are read (bounded) and dropped. Returns (file found, its name, the pipeline, the
+    callback URL or None)."""
     found = False
     filename: str | None = None
     raw_pipeline = "[]"
+    callback: str | None = None
     too_large = _too_large(max_bytes)
     parts = 0
     while (part := await reader.next()) is not None:
@@ -216,9 +223,13 @@ async def _read_parts(
             )
             raw = await _read_limited(part, MAX_PIPELINE_BYTES, too_long, progress)
             raw_pipeline = raw.decode("utf-8", "replace").strip() or "[]"
+        elif part.name == "callback_url":
+            too_long = ApiError(400, "bad_callback_url", "callback_url: too long")
+            raw = await _read_limited(part, MAX_CALLBACK_BYTES, too_long, progress)
+            callback = raw.decode("utf-8", "replace").strip() or None
         else:
             await _read_limited(part, MULTIPART_OVERHEAD, too_large, progress)
-    return found, filename, raw_pipeline
+    return found, filename, raw_pipeline, callback
 
 
 async def _spool_limited(

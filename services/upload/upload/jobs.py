@@ -125,7 +125,14 @@ class Jobs:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
             image, new = await self._store_input(upload)
             intake = Intake(
-                job_id, image, upload.pipeline, upload.filename, principal, client, input_new=new
+                job_id,
+                image,
+                upload.pipeline,
+                upload.filename,
+                principal,
+                client,
+                input_new=new,
+                callback_url=upload.callback_url,
             )
             await self._intake.publish(intake)
             log.info(

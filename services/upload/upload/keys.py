@@ -8,6 +8,7 @@ from .jobs import Jobs
 from .live import LiveJobs
 from .settings import Settings
 from .slots import Slots
+from .webhook_http import Sender
 
 SETTINGS = web.AppKey("settings", Settings)
 BROKER = web.AppKey("broker", Broker)
@@ -18,3 +19,4 @@ GUARD = web.AppKey("guard", Guard)
 STREAMS = web.AppKey("streams", Slots)
 UPLOADS = web.AppKey("uploads", Slots)
 DOWNLOADS = web.AppKey("downloads", Slots)
+WEBHOOK_SENDER = web.AppKey("webhook_sender", Sender)

@@ -32,6 +32,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     schemas.CancelAccepted,
     schemas.RetryRequest,
     schemas.RetryAccepted,
+    schemas.WebhookSecret,
     schemas.JobPage,
     schemas.Operations,
     schemas.Lineage,

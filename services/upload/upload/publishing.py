@@ -66,6 +66,8 @@ class Intake:
     """The input store had no object with these bytes before this job."""
     retry_of: str | None = None
     """The failed or cancelled job this one retries."""
+    callback_url: str | None = None
+    """Where to tell the owner of the job's end (vetted: `webhooks.vetted_callback`)."""
 
 
 class IntakePublisher:
@@ -103,6 +105,7 @@ class IntakePublisher:
             principal=intake.principal,
             input_new=intake.input_new,
             retry_of=intake.retry_of,
+            callback_url=intake.callback_url,
         )
         envelope = self._broker.envelope_for(uploaded, cause=received_envelope)
         try:

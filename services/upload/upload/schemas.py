@@ -89,6 +89,17 @@ class CancelAccepted(_Body):
     links: dict[str, str] = Field(description="self, events: paths on this service")
 
 
+class WebhookSecret(_Body):
+    principal: str = Field(description="whose key it is: the caller's own")
+    secret: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="the HMAC-SHA256 key (its text, as UTF-8 bytes) of this principal's "
+        "webhook signatures",
+    )
+    signature_header: Literal["X-Imagemesh-Signature"]
+    algorithm: Literal["sha256"]
+
+
 class RetryRequest(_Body):
     pipeline: list[Any] | None = Field(
         default=None,

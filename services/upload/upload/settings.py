@@ -94,9 +94,24 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     upload_api_rate_limit_per_minute: int = Field(default=12000, ge=0)
     """Other /api/ requests per client per minute (job status, results, streams); 0: none."""
     upload_api_rate_limit_burst: int = Field(default=2400, ge=1)
+    upload_public_url: str = ""
+    """The service's address as clients reach it (e.g. `https://images.example.org`):
+    webhook bodies give absolute links under it. Empty: the links are paths."""
+    upload_webhook_secret: SecretStr | None = None
+    """The master secret of webhook signatures: each principal signs with a key derived
+    from it and its name (`GET /api/v1/webhooks/secret` gives a principal its own). Unset:
+    a job with a `callback_url` is refused (400), as nothing would be signed."""
+    webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    """Networks a webhook may be sent to beside globally routable addresses (CIDRs,
+    comma-separated). Empty (production): loopback, private, link-local and every other
+    non-global target is refused."""
 
     @field_validator(
-        "upload_api_token_hashes", "upload_trusted_proxies", "upload_auditors", mode="before"
+        "upload_api_token_hashes",
+        "upload_trusted_proxies",
+        "upload_auditors",
+        "webhook_allowed_networks",
+        mode="before",
     )
     @classmethod
     def _split_upload_lists(cls, value: object) -> object:
@@ -120,6 +135,27 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     def _header(cls, value: str) -> str:
         if value and not _HEADER.match(value):
             raise ValueError("an HTTP header name, e.g. X-Auth-Request-User")
+        return value
+
+    @field_validator("upload_public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/?#\s]+$", value.rstrip("/")):
+            raise ValueError("an http(s) origin such as https://images.example.org, no path")
+        return value.rstrip("/")
+
+    @field_validator("upload_webhook_secret", mode="before")
+    @classmethod
+    def _webhook_secret(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # set but empty (compose passes it through): webhooks off
+        return value
+
+    @field_validator("upload_webhook_secret", mode="after")
+    @classmethod
+    def _webhook_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SESSION_SECRET:
+            raise ValueError(f"at least {MIN_SESSION_SECRET} characters")
         return value
 
     @field_validator("upload_session_secret", mode="after")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from pipeline import describe_operations
@@ -12,6 +14,7 @@ from .intake import body_rules, read_upload
 from .keys import JOBS, SETTINGS, UPLOADS
 from .openapi import Doc, documented, error
 from .routes import accepted, client_info, routes
+from .webhooks import vetted_callback
 
 # --------------------------------------------------------------------------- the API
 
@@ -34,7 +37,10 @@ async def operations(_request: web.Request) -> web.Response:
         "Submit an image with a pipeline",
         {
             202: ("accepted and queued; `Location` names the job", schemas.Accepted),
-            400: error("a bad form or pipeline (names the operation and parameter)"),
+            400: error(
+                "a bad form or pipeline (names the operation and parameter), or a "
+                "`callback_url` refused (`bad_callback_url`, says why)"
+            ),
             408: error("the body paused too long or arrived too slowly (`body_timeout`)"),
             411: error("no Content-Length: chunked uploads are not accepted"),
             413: error("the file is larger than IMAGE_MAX_BYTES"),
@@ -73,6 +79,17 @@ async def operations(_request: web.Request) -> web.Response:
                                 "see GET /api/v1/operations",
                                 "default": "[]",
                             },
+                            "callback_url": {
+                                "type": "string",
+                                "format": "uri",
+                                "maxLength": 2048,
+                                "description": "http(s) URL told of the job's end: a signed "
+                                "POST (`X-Imagemesh-Signature`, see GET "
+                                "/api/v1/webhooks/secret), retried with back-off. Its host "
+                                "must resolve to global addresses only (unless "
+                                "WEBHOOK_ALLOWED_NETWORKS lists its network): 400 "
+                                "`bad_callback_url` otherwise",
+                            },
                         },
                     }
                 }
@@ -95,5 +112,8 @@ async def create_job(request: web.Request) -> web.Response:
             body=body_rules(settings),
         )
         with upload:
+            if upload.callback_url is not None:  # before anything is stored
+                vetted = await vetted_callback(upload.callback_url, settings)
+                upload = replace(upload, callback_url=vetted)
             job_id = await request.app[JOBS].submit(upload, client, principal_of(request).name)
     return accepted(job_id, upload.sha256)
