@@ -147,6 +147,11 @@ class FakeStore:
     async def exists(self, bucket: str, key: str) -> bool:
         return (bucket, key) in self.objects
 
+    async def metadata(self, bucket: str, key: str) -> dict[str, str]:
+        if (bucket, key) not in self.objects:
+            raise ObjectNotFound(f"s3://{bucket}/{key}")
+        return {}
+
 
 class Clock:
     def __init__(self) -> None:
@@ -360,9 +365,25 @@ async def test_the_runner_keeps_at_most_remembered_entries_and_an_older_one_is_r
 
     mesh.store.get = counted
     recent = _one(await mesh.job("again-19", sha=f"{19:064x}"), ImageReused)
-    assert (recent.reused_from, reads) == ("job-19", [])  # kept: no S3 request
+    assert (recent.reused_from, reads) == ("job-19", [])  # kept: no GET (a HEAD)
     older = _one(await mesh.job("again-0", sha=f"{0:064x}"), ImageReused)
     assert older.reused_from == "job-0"
     assert reads == [index_key(_key(THUMB, sha=f"{0:064x}"))]  # forgotten: read from S3
     assert mesh.reuse.remembered == 8
     assert mesh.imageproc.runs() == 20
+
+
+async def test_a_remembered_entry_deleted_by_an_erasure_is_not_reused(
+    meshes: MeshFactory,
+) -> None:
+    """An erasure deletes the index entry before the output (`upload/erase.py`): a runner
+    that remembers the entry must not hand the erased output to a later job."""
+    mesh = await meshes()
+    await mesh.job("job-1")
+    assert mesh.reuse.remembered == 1
+    del mesh.store.objects[("out", index_key(_key(THUMB)))]
+    again = await mesh.job("job-2")
+    assert not [e for e in again if isinstance(e, ImageReused)]
+    assert mesh.imageproc.runs() == 2
+    entry = json.loads(mesh.store.objects[("out", index_key(_key(THUMB)))])
+    assert entry["job_id"] == "job-2"  # computed afresh, and indexed under the new job

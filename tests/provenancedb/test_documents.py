@@ -38,6 +38,7 @@ from prov.model import (
     ProvDocument,
     ProvEntity,
     ProvGeneration,
+    ProvInvalidation,
     ProvRecord,
     ProvUsage,
     ProvWarning,
@@ -49,6 +50,7 @@ from messaging.events import (
     ALL_EVENTS,
     CancelRequested,
     ClientInfo,
+    ErasedObject,
     ErrorInfo,
     Event,
     ImageProcessed,
@@ -57,6 +59,7 @@ from messaging.events import (
     ImageStored,
     ImageUploaded,
     JobCancelled,
+    JobErased,
     JobFailed,
     JobRetried,
     MessageParked,
@@ -330,11 +333,13 @@ RECORD_CLASSES: dict[str, type[ProvRecord]] = {
     "wasAssociatedWith": ProvAssociation,
     "actedOnBehalfOf": ProvDelegation,
     "wasInformedBy": ProvCommunication,
+    "wasInvalidatedBy": ProvInvalidation,
 }
 # What each relation must name, and whether that must be a record of the same document.
 REFERENCES: dict[type[ProvRecord], tuple[tuple[QualifiedName, bool], ...]] = {
     ProvUsage: ((PROV_ATTR_ACTIVITY, True), (PROV_ATTR_ENTITY, True)),
     ProvGeneration: ((PROV_ATTR_ENTITY, True), (PROV_ATTR_ACTIVITY, True)),
+    ProvInvalidation: ((PROV_ATTR_ENTITY, True), (PROV_ATTR_ACTIVITY, True)),
     ProvDerivation: ((PROV_ATTR_GENERATED_ENTITY, True), (PROV_ATTR_USED_ENTITY, True)),
     ProvAssociation: ((PROV_ATTR_ACTIVITY, True), (PROV_ATTR_AGENT, True)),
     ProvDelegation: (
@@ -487,6 +492,38 @@ def _webhook() -> Step:
     return envelope_for(event, "upload", T0, cause=CAUSE), event
 
 
+def _erased() -> Step:
+    """The owner erased the job: its output deleted, its input kept (another job uses it)."""
+    event = JobErased(
+        job_id=JOB,
+        principal=PRINCIPAL,
+        objects=[
+            ErasedObject(
+                role="computation", bucket="out", key=f"computations/{OUT}.json", deleted=True
+            ),
+            ErasedObject(
+                role="output", bucket=OUTPUT.bucket, key=OUTPUT.key, sha256=OUT, deleted=True
+            ),
+            ErasedObject(
+                role="thumbnail",
+                bucket="out",
+                key=f"thumbnails/{OUT}.webp",
+                sha256=OUT,
+                deleted=True,
+            ),
+            ErasedObject(
+                role="input",
+                bucket=INPUT.bucket,
+                key=INPUT.key,
+                sha256=IN,
+                deleted=False,
+                kept_because="used by 1 other job",
+            ),
+        ],
+    )
+    return envelope_for(event, "upload", T0), event
+
+
 def _at(step: Step, moment: datetime) -> Step:
     envelope, event = step
     return dataclasses.replace(envelope, time=moment), event
@@ -561,6 +598,7 @@ CASES: dict[str, tuple[Step, dict[str, Any], set[str], set[str]]] = {
         set(),
     ),
     "job.retried": (_retried(), {"principal": CANCELLER}, set(), set()),
+    "job.erased": (_erased(), {"principal": PRINCIPAL}, set(), set()),
     "webhook.attempted": (_webhook(), {"principal": PRINCIPAL, "attempt": 2}, set(), set()),
     "image.reused": (
         REUSED[-1],
@@ -672,9 +710,15 @@ def test_prov_view_of_every_event_is_valid_prov_json(name: str) -> None:
         for r in records(document, ProvGeneration)
         if _is_image(formal(r, PROV_ATTR_ENTITY))
     }
+    invalidated = {
+        named(formal(r, PROV_ATTR_ENTITY), "sha256")
+        for r in records(document, ProvInvalidation)
+        if formal(r, PROV_ATTR_ACTIVITY) == activity.identifier
+    }
     assert used_shas == used
     assert generated_shas == generated
-    assert {named(e.identifier, "sha256") for e in images} == used | generated
+    assert invalidated == ({OUT} if isinstance(event, JobErased) else set())
+    assert {named(e.identifier, "sha256") for e in images} == used | generated | invalidated
     for entity in images:
         assert extra(entity, "imagemesh:sha256") == [named(entity.identifier, "sha256")]
 

@@ -140,8 +140,9 @@ async def test_a_job_not_finished_refuses_the_zip_naming_it_after_unknown_ones()
         await _entries(_Jobs(answers), [waiting, unknown, "x/../y"], reader)  # type: ignore[arg-type]
     assert (missing.value.status, missing.value.code) == (404, "not_found")
     assert missing.value.message == f"no job {unknown}, 'x/../y'"
-    entries = await _entries(_Jobs(answers), [done], reader)  # type: ignore[arg-type]
+    entries, erased = await _entries(_Jobs(answers), [done], reader)  # type: ignore[arg-type]
     assert [(entry.name, entry.size) for entry in entries] == [("cat.webp", 10)]
+    assert erased == []
 
 
 async def test_a_cancelled_job_refuses_the_zip_naming_it() -> None:
@@ -160,6 +161,18 @@ async def test_a_cancelled_job_refuses_the_zip_naming_it() -> None:
     with pytest.raises(ApiError) as both:
         await _entries(_Jobs(answers), [cancelled, failed], reader)  # type: ignore[arg-type]
     assert both.value.message.endswith(f"failed: {failed}; cancelled: {cancelled}")
+
+
+async def test_an_erased_job_is_left_out_and_named() -> None:
+    """An erased job's result is deleted for good: the zip goes without it, naming it."""
+    done, erased = (str(uuid.uuid4()) for _ in range(2))
+    answers: dict[str, ApiError | dict[str, Any]] = {
+        done: _job(done, "cat.png"),
+        erased: ApiError(410, "gone", f"job {erased} was erased"),
+    }
+    reader = Principal("someone")
+    entries, left_out = await _entries(_Jobs(answers), [erased, done], reader)  # type: ignore[arg-type]
+    assert ([entry.job_id for entry in entries], left_out) == ([done], [erased])
 
 
 # --------------------------------------------------------------------------- the store fails

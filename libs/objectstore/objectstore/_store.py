@@ -17,7 +17,7 @@ from servicekit import timed_call
 REQUEST_SECONDS = Histogram(
     "imagemesh_s3_request_seconds",
     "S3 calls, by operation (put, get, open (a download to its first byte), head, "
-    "head_bucket, list) and outcome (ok, "
+    "head_bucket, list, delete) and outcome (ok, "
     "not_found, exists (a conditional put found the key taken), error); a get includes "
     "reading the body.",
     ["operation", "outcome"],
@@ -162,6 +162,16 @@ class ObjectStore:
                 raise ObjectNotFound(f"s3://{bucket}/{key}") from exc
             raise
         return {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Delete an object. Idempotent, as S3's DELETE is: a key that is not there (any
+        more) is no error, so an erasure that was interrupted is simply done again."""
+        try:
+            with _timed("delete"):
+                await self._client.delete_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) not in {"NoSuchKey", "404", "NotFound"}:
+                raise
 
     async def objects(self, bucket: str, prefix: str = "") -> AsyncIterator[StoredObject]:
         """Every object in a bucket (under `prefix`), page by page."""

@@ -4,7 +4,8 @@ Pure library code: no I/O beyond reading image headers with pyvips. imageproc mu
 never trust a message, so it re-checks everything here that upload already checked.
 
 - Catalogue: one frozen model per operation (``Thumbnail``, ``Grayscale``, ``Dither``,
-  ``Convert``), the ``Operation`` union, ``parse_pipeline``, ``pipeline_to_json`` and
+  ``Convert``), the ``Operation`` union, ``parse_pipeline``, ``pipeline_to_json``,
+  ``canonical_pipeline`` (defaults filled in: part of the runner's reuse key) and
   ``describe_operations`` for ``GET /api/v1/operations``.
 - Input rules: the ``ImageFormat`` allow-list (plus the input-only ``ExtendedFormat``,
   read by Pillow: ``accepted_formats`` names them all), ``sniff_format`` (magic bytes),
@@ -31,7 +32,7 @@ from ._formats import (
     accepted_formats,
     sniff_format,
 )
-from ._parse import DEFAULT_MAX_OPS, parse_pipeline, pipeline_to_json
+from ._parse import DEFAULT_MAX_OPS, canonical_pipeline, parse_pipeline, pipeline_to_json
 from ._probe import (
     ImageInfo,
     ImageLimits,
@@ -62,6 +63,7 @@ __all__ = [
     "Thumbnail",
     "accepted_format_names",
     "accepted_formats",
+    "canonical_pipeline",
     "check_limits",
     "describe_operations",
     "harden_vips",

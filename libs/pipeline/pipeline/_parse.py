@@ -12,7 +12,7 @@ from pydantic_core import ErrorDetails
 from ._catalogue import OPERATION_MODELS, Operation
 from ._errors import PipelineError
 
-__all__ = ["DEFAULT_MAX_OPS", "parse_pipeline", "pipeline_to_json"]
+__all__ = ["DEFAULT_MAX_OPS", "canonical_pipeline", "parse_pipeline", "pipeline_to_json"]
 
 DEFAULT_MAX_OPS = 10
 
@@ -37,6 +37,15 @@ def parse_pipeline(raw: object, *, max_ops: int = DEFAULT_MAX_OPS) -> tuple[Oper
 def pipeline_to_json(ops: Sequence[Operation]) -> list[dict[str, Any]]:
     """The JSON form of ``ops``, defaults included; ``parse_pipeline`` reads it back."""
     return [op.model_dump(mode="json", exclude_none=True) for op in ops]
+
+
+def canonical_pipeline(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The pipeline as the catalogue reads it, every default filled in, in order (what the
+    runner's reuse key is made of); None when it does not parse."""
+    try:
+        return pipeline_to_json(parse_pipeline(pipeline, max_ops=max(len(pipeline), 1)))
+    except PipelineError:
+        return None
 
 
 def _as_list(raw: object) -> list[object]:

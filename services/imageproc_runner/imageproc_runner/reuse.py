@@ -12,10 +12,12 @@ computation, so status and provenance show what happened.
 - The index is one small JSON object per succeeded computation in the output bucket,
   `computations/<key>.json` (`Computation`), written after the output is stored and
   before `image.processed` is published: only a computation whose output exists is
-  found. A miss costs one S3 GET (404), a hit one GET; a job whose input bytes were new to
-  the input store (`ImageUploaded.input_new`: upload's conditional put stored them) needs
-  no lookup at all (the output is not checked again:
-  nothing deletes outputs; whatever comes to delete one must delete its entry too).
+  found. A miss costs one S3 GET (404), a hit one GET (or, for an entry this runner
+  remembers, one HEAD: is it still there?); a job whose input bytes were new to the input
+  store (`ImageUploaded.input_new`: upload's conditional put stored them) needs no lookup
+  at all. The output itself is not checked: an erasure (`upload/erase.py`) deletes the
+  entry pointing at an output before it deletes the output, so an erased output is never
+  taken, even by a runner that remembered its entry.
 - The engine: each `imageproc.run` reply names the one that computed it, and a lookup
   needs the current one before any work, so it is asked (`imageproc.engine`) and kept
   for `ENGINE_TTL_SECONDS`; a reply naming another engine replaces it at once. No
@@ -27,8 +29,6 @@ computation, so status and provenance show what happened.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -45,20 +45,21 @@ from messaging import (
     follow_up_id,
     topology,
 )
+from messaging.computations import INDEX_PREFIX, index_key, reuse_key
 from messaging.contracts import EngineRequest, RunReply
 from messaging.events import ImageProcessed, ImageRef, ImageReused, ImageUploaded
 from objectstore import ObjectNotFound, ObjectStore
-from pipeline import PipelineError, parse_pipeline, pipeline_to_json
+from pipeline import canonical_pipeline
 
 log = structlog.get_logger("imageproc_runner")
 
-INDEX_PREFIX = "computations/"
-"""Where the index lives in the output bucket (the audit knows it is not an output)."""
+__all__ = ["INDEX_PREFIX", "Computation", "Reuse", "canonical_pipeline", "index_key", "reuse_key"]
 REMEMBERED = 4096
-"""Index entries this runner keeps in memory: a hit on one it wrote or read costs no S3
-request. Misses are never kept (another replica may compute). Kept as their JSON (~1 KB;
-parsed again on a hit, tens of microseconds): as models, with the input's info, each
-took ~4.4 KB, and the runner grew ~18 MB over its first 4096 jobs."""
+"""Index entries this runner keeps in memory: a hit on one it wrote or read costs one S3
+HEAD (the entry must still exist: its job may have been erased), not a GET. Misses are
+never kept (another replica may compute). Kept as their JSON (~1 KB; parsed again on a
+hit, tens of microseconds): as models, with the input's info, each took ~4.4 KB, and the
+runner grew ~18 MB over its first 4096 jobs."""
 ENGINE_TTL_SECONDS = 5.0
 ENGINE_TIMEOUT_SECONDS = 2.0
 SHA256 = r"^[0-9a-f]{64}$"
@@ -85,27 +86,6 @@ class Computation(BaseModel):
     output: ImageRef
     input_info: dict[str, Any] | None = None
     """What imageproc read from the input (the same bytes in every job of this key)."""
-
-
-def canonical_pipeline(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """The pipeline as the catalogue reads it, every default filled in, in order; None
-    when it does not parse (imageproc refuses it: nothing to reuse or remember)."""
-    try:
-        return pipeline_to_json(parse_pipeline(pipeline, max_ops=max(len(pipeline), 1)))
-    except PipelineError:
-        return None
-
-
-def reuse_key(input_sha256: str, pipeline: list[dict[str, Any]], engine: str) -> str:
-    """SHA-256 of the canonical JSON of [input, canonical pipeline, engine]."""
-    text = json.dumps(
-        [input_sha256, pipeline, engine], sort_keys=True, separators=(",", ":"), allow_nan=False
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def index_key(key: str) -> str:
-    return f"{INDEX_PREFIX}{key}.json"
 
 
 class Reuse:
@@ -192,6 +172,8 @@ class Reuse:
     async def _read(self, key: str) -> Computation | None:
         known = self._known.get(key)
         if known is not None:
+            if not await self._still_indexed(key):
+                return None
             self._known.move_to_end(key)
             return Computation.model_validate_json(known)
         try:
@@ -207,6 +189,21 @@ class Reuse:
             return None
         self._keep(key, raw)
         return found
+
+    async def _still_indexed(self, key: str) -> bool:
+        """Whether a remembered entry is still in the index (one HEAD): an erasure deletes
+        it, and a runner must not hand out the output it pointed at. A gone entry is
+        forgotten; an S3 that cannot say is a miss (the job is computed)."""
+        try:
+            await self._store.metadata(self._bucket, index_key(key))
+        except ObjectNotFound:
+            self._known.pop(key, None)
+            log.info("reuse_entry_gone", key=key)
+            return False
+        except Exception as exc:
+            log.warning("reuse_index_unavailable", key=key, error=repr(exc))
+            return False
+        return True
 
     @property
     def remembered(self) -> int:

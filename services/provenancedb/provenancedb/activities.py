@@ -53,6 +53,8 @@ def activity_attributes(event: events.Event) -> dict[str, Any]:
             }
         case events.JobRetried():
             return {"imagemesh:principal": event.principal, "imagemesh:retry": event.retry}
+        case events.JobErased():
+            return _erased(event)
         case events.WebhookAttempted():
             return _webhook(event)
         case events.MessageParked():
@@ -106,6 +108,23 @@ def _reused(event: events.ImageReused) -> dict[str, Any]:
         "imagemesh:computation": activity_id(event.computation),
         "imagemesh:engine": event.engine,
         "imagemesh:reuse_key": event.reuse_key,
+    }
+
+
+def _erased(event: events.JobErased) -> dict[str, Any]:
+    """Who erased the job, and each object the erasure deleted or kept (and why)."""
+    return {
+        "imagemesh:principal": event.principal,
+        "imagemesh:deleted": json_literal(
+            [f"s3://{o.bucket}/{o.key}" for o in event.objects if o.deleted]
+        ),
+        "imagemesh:kept": json_literal(
+            [
+                {"location": f"s3://{o.bucket}/{o.key}", "kept_because": o.kept_because}
+                for o in event.objects
+                if not o.deleted
+            ]
+        ),
     }
 
 

@@ -15,6 +15,7 @@ from messaging.contracts import (
     FoundLineage,
     JobCounts,
     JobCountsRequest,
+    JobObjects,
     JobPage,
     JobRequest,
     JobsRequest,
@@ -32,6 +33,7 @@ from .history import recent_jobs
 from .lineage import image_lineage
 from .provview import merge_prov
 from .settings import Settings
+from .sharing import job_objects
 from .store import ProvenanceStore, open_store
 
 log = structlog.get_logger("provenancedb")
@@ -58,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
         await broker.serve(topology.PROVENANCE_LINEAGE, recorder.on_lineage_request)
         await broker.serve(topology.PROVENANCE_JOBS, recorder.on_jobs_request)
         await broker.serve(topology.PROVENANCE_JOB_COUNTS, recorder.on_job_counts_request)
+        await broker.serve(topology.PROVENANCE_JOB_OBJECTS, recorder.on_job_objects_request)
         yield
 
     async def check_store(app: web.Application) -> AsyncIterator[None]:
@@ -151,6 +154,11 @@ class Recorder:
     async def on_job_counts_request(self, request: JobCountsRequest, call: RpcCall) -> JobCounts:
         """A principal's jobs per status, for upload's cap on waiting jobs."""
         return JobCounts.model_validate(await self._store.job_counts(request.owner))
+
+    async def on_job_objects_request(self, request: JobRequest, call: RpcCall) -> JobObjects:
+        """A job's stored objects and the other jobs (not erased) using each, for an
+        erasure (`sharing.py`)."""
+        return await job_objects(self._store, request.job_id)
 
 
 def _recordable(item: RecordedEvent) -> tuple[Envelope, Event]:

@@ -14,7 +14,9 @@ read-only) and lists both S3 buckets, then reports
 - steps recorded twice under different ids (a follow-up id that was not deterministic);
 - jobs still unfinished after `--grace` seconds (a job parked and never re-published);
 - outputs in S3 that no `image.processed` names, and outputs provenance names that S3
-  does not have.
+  does not have, unless a `job.erased` names them deleted (counted as erased objects:
+  accounted for; an object an erasure kept because another job uses it is checked as
+  any other).
 
 Inputs in S3 that no job used are listed but are not gaps: an upload stores its input
 before the job is recorded, so a refused upload (503) leaves one behind.
@@ -48,7 +50,7 @@ from servicekit import load_settings
 
 from .settings import AuditSettings
 from .store import ProvenanceStore, open_store
-from .trails import Gap, Report, audit_documents, job_gaps, step_key
+from .trails import Gap, Report, audit_documents, erased_objects, job_gaps, step_key
 
 __all__ = [
     "REUSE_INDEX_PREFIX",
@@ -146,7 +148,9 @@ async def audit(
     inputs_used = {doc["input_sha256"] for doc in docs if doc.get("type") == "image.uploaded"}
 
     with step(f"listing s3://{settings.s3_output_bucket}"):
-        await _check_outputs(report, outputs, objects, settings.s3_output_bucket)
+        await _check_outputs(
+            report, outputs, objects, settings.s3_output_bucket, erased=erased_objects(docs)
+        )
     with step(f"listing s3://{settings.s3_input_bucket}"):
         async for item in objects.objects(settings.s3_input_bucket):
             report.inputs_checked += 1
@@ -157,9 +161,15 @@ async def audit(
 
 
 async def _check_outputs(
-    report: Report, outputs: dict[str, dict[str, Any]], objects: ObjectStore, bucket: str
+    report: Report,
+    outputs: dict[str, dict[str, Any]],
+    objects: ObjectStore,
+    bucket: str,
+    *,
+    erased: set[tuple[str, str]],
 ) -> None:
-    """Every output in `bucket` must be named by an `image.processed`, and the reverse."""
+    """Every output in `bucket` must be named by an `image.processed`, and the reverse,
+    but for the outputs an erasure deleted (`erased`: (bucket, key))."""
     expected = {(o["bucket"], o["key"]): job_id for job_id, o in outputs.items()}
     found: set[tuple[str, str]] = set()
     async for item in objects.objects(bucket):
@@ -176,7 +186,11 @@ async def _check_outputs(
             detail = f"no image.processed names it (job {named})"
             report.gaps.append(Gap("output_without_provenance", item.uri, detail))
     for (in_bucket, key), job_id in expected.items():
-        if in_bucket == bucket and (in_bucket, key) not in found:
+        if in_bucket != bucket or (in_bucket, key) in found:
+            continue
+        if (in_bucket, key) in erased:
+            report.erased_objects += 1
+        else:
             report.gaps.append(
                 Gap("missing_output", f"s3://{bucket}/{key}", f"job {job_id} names it; S3 has not")
             )

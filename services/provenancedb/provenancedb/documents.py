@@ -84,6 +84,8 @@ def _flat_fields(event: events.Event) -> dict[str, Any]:
                 "principal": event.principal,
                 "attempt": event.attempt,
             }
+        case events.JobErased():
+            return {"principal": event.principal}
         case events.WebhookAttempted():
             return {"principal": event.principal, "attempt": event.attempt}
     return _legacy_fields(event)

@@ -27,6 +27,10 @@ a job's provenance document is the union of its events' views (`merge_prov`).
 - a retry (`job.retried`, in the retried job's document) is an activity on behalf of the
   principal who asked, informed by the intake of the new job it made (that job's
   `image.uploaded`, which names the retried job: `imagemesh:retry_of`).
+- an erasure (`job.erased`) is an activity on behalf of the principal who erased the job;
+  each image it deleted `wasInvalidatedBy` it and is marked `imagemesh:erased` (the
+  earlier steps keep its hashes and sizes: provenance stays append-only); what it deleted
+  and what it kept, and why, are its `imagemesh:deleted` and `imagemesh:kept`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from messaging.events import (
     ImageStored,
     ImageUploaded,
     JobCancelled,
+    JobErased,
     JobFailed,
     JobRetried,
     OperationApplied,
@@ -67,6 +72,7 @@ PROV_SECTIONS = (
     "wasAssociatedWith",
     "actedOnBehalfOf",
     "wasInformedBy",
+    "wasInvalidatedBy",
 )
 
 _Image = ImageRef | UploadReceived
@@ -100,6 +106,7 @@ def prov_view(envelope: Envelope, event: Event) -> dict[str, Any]:
         | CancelRequested
         | JobCancelled
         | JobRetried
+        | JobErased
         | WebhookAttempted,
     ):
         # Who asked: for the intake, the job's owner; for a cancellation or a retry, who
@@ -107,6 +114,8 @@ def prov_view(envelope: Envelope, event: Event) -> dict[str, Any]:
         _add_principal(view, envelope.id, activity, agent, event.principal)
     if isinstance(event, ImageReused):
         _add_reuse(view, envelope.id, activity, event)
+    elif isinstance(event, JobErased):
+        _add_erasure(view, envelope.id, activity, event)
     else:
         _add_images(view, envelope.id, activity, event, (started, ended))
     return view
@@ -313,6 +322,40 @@ def _add_reuse(view: dict[str, Any], event_id: str, activity: str, event: ImageR
         "prov:informed": activity,
         "prov:informant": computation,
     }
+
+
+def _add_erasure(view: dict[str, Any], event_id: str, activity: str, event: JobErased) -> None:
+    """The erasure invalidated the images it deleted (PROV's `wasInvalidatedBy`): their
+    entities keep their hashes, sizes and locations from the earlier steps, and are marked
+    `imagemesh:erased` (no longer retrievable there). An image kept because another job
+    uses it is not invalidated; the activity's `imagemesh:kept` says why it stayed."""
+    images = [o for o in event.objects if o.deleted and o.sha256 and o.role in IMAGE_ROLES]
+    if not images:
+        return
+    time = view["activity"][activity]["prov:endTime"]
+    view["entity"] = {
+        entity_id(o.sha256): {
+            "prov:type": qualified_name("imagemesh:Image"),
+            "imagemesh:sha256": o.sha256,
+            "imagemesh:erased": True,
+            "imagemesh:erased_location": f"s3://{o.bucket}/{o.key}",
+        }
+        for o in images
+        if o.sha256
+    }
+    view["wasInvalidatedBy"] = {
+        f"_:inv/{event_id}/{n}": {
+            "prov:entity": entity_id(o.sha256),
+            "prov:activity": activity,
+            "prov:time": time,
+        }
+        for n, o in enumerate(images)
+        if o.sha256
+    }
+
+
+IMAGE_ROLES = ("input", "output")
+"""The erased objects that are images (entities); thumbnails and index entries are not."""
 
 
 def _duration_ms(event: Event) -> float:

@@ -140,6 +140,18 @@ class StoreQueries:
             response = await self._view("by_input").get(key=view_key(sha256))
         return sorted({row["value"] for row in response.rows})
 
+    async def input_users(self, sha256: str, limit: int) -> list[str]:
+        """Jobs whose `image.uploaded` names this input (at most `limit` rows)."""
+        with timed("input_users"):
+            response = await self._view("by_input").get(key=view_key(sha256), limit=limit)
+        return [str(row["value"]) for row in response.rows]
+
+    async def image_rows(self, sha256: str, limit: int) -> list[dict[str, Any]]:
+        """Where an image is stored, one row per storing job (`images`), at most `limit`."""
+        with timed("image_rows"):
+            response = await self._view("images").get(key=view_key(sha256), limit=limit)
+        return [row["value"] for row in response.rows]
+
     async def image(self, sha256: str) -> list[dict[str, Any]]:
         """Where an image is stored and what it is (one row per storing job)."""
         with timed("image"):

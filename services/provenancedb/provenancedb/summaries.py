@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from messaging.jobs import FINAL_STATUSES, FOLD_EVENTS, STATUS_RANK, fold_status
+from messaging.jobs import FINAL_STATUSES, FOLD_EVENTS, STATUS_EVENTS, STATUS_RANK, fold_status
 
 PREFIX = "job:"
 KIND = "job"
@@ -119,10 +119,15 @@ class SummaryWriter:
             if found is not None:
                 job_id, event_id, record = found
                 records.setdefault(job_id, {})[event_id] = record
+        stored = await self._marked_summaries(records)
         pending = {
             job_id: summary
             for job_id, job_records in records.items()
-            if (summary := self._summary(job_id, self._cache.get(job_id), job_records))
+            if (
+                summary := self._summary(
+                    job_id, self._cache.get(job_id) or stored.get(job_id), job_records
+                )
+            )
         }
         statuses = await self._bulk_docs([*docs, *pending.values()], operation)
         failed = await self._settle(records, pending, statuses)
@@ -131,6 +136,20 @@ class SummaryWriter:
             if found is not None and found[0] in failed:
                 statuses[doc["_id"]] = {"error": "summary", "reason": failed[found[0]]}
         return statuses
+
+    async def _marked_summaries(
+        self, records: dict[str, dict[str, dict[str, Any]]]
+    ) -> dict[str, dict[str, Any]]:
+        """The stored summaries of the jobs that only marks (retried, erased) are about and
+        this writer does not keep (one read): a mark alone folds to no status, so it must
+        be merged into what is stored, or it would never reach the summary."""
+        marked = [
+            job_id
+            for job_id, job_records in records.items()
+            if job_id not in self._cache
+            and not any(record["type"] in STATUS_EVENTS for record in job_records.values())
+        ]
+        return await self._read(marked) if marked else {}
 
     def _summary(
         self,

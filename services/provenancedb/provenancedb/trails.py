@@ -11,6 +11,10 @@ A failed or cancelled job may also have been retried (`job.retried`, one per new
 an extra step, which must name a job whose `image.uploaded` names it back (`retry_of`);
 the new job's trail is complete with its own intake, like any job's, and names a job
 that had failed or been cancelled.
+A finished job may have been erased (`job.erased`, one per job: its id derives from the
+job's): an extra step, which leaves the rest of its trail as it was; an erasure of a job
+that had not finished is a gap. The objects it names deleted are accounted for
+(`erased_objects`): the audit does not miss them in S3.
 Trails recorded before those events carried it all are checked for their
 `image.stored` and `operation.applied` documents. A step recorded twice under different ids
 is a gap; so is a job still unfinished after the grace period.
@@ -48,6 +52,8 @@ class Report:
     outputs_checked: int = 0
     inputs_checked: int = 0
     unused_inputs: list[str] = field(default_factory=list)
+    erased_objects: int = 0
+    """Objects that S3 no longer has because an erasure deleted them (not gaps)."""
     gaps: list[Gap] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,6 +63,7 @@ class Report:
             "outputs_checked": self.outputs_checked,
             "inputs_checked": self.inputs_checked,
             "unused_inputs": self.unused_inputs,
+            "erased_objects": self.erased_objects,
             "gaps": [asdict(gap) for gap in self.gaps],
         }
 
@@ -65,7 +72,8 @@ class Report:
         lines = [
             f"jobs: {sum(self.jobs.values())} ({jobs or 'none'}); "
             f"outputs checked: {self.outputs_checked}; inputs checked: {self.inputs_checked}",
-            f"in progress: {len(self.in_progress)}; inputs no job used: {len(self.unused_inputs)}",
+            f"in progress: {len(self.in_progress)}; inputs no job used: {len(self.unused_inputs)}; "
+            f"erased objects: {self.erased_objects}",
             f"gaps: {len(self.gaps)}",
         ]
         lines += [f"  {gap.kind}: {gap.subject}: {gap.detail}" for gap in self.gaps]
@@ -136,6 +144,8 @@ def job_gaps(
             gaps.append(
                 Gap("unfinished", job_id, f"{status} since {newest.isoformat()}, no step since")
             )
+    if status not in FINAL_STATUSES and any(d.get("type") == "job.erased" for d in docs):
+        gaps.append(Gap("incomplete_trail", job_id, f"erased while {status}"))
     return status, gaps
 
 
@@ -201,6 +211,18 @@ def _reused(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     if any(d["type"] == "image.processed" for d in docs):
         return None
     return next((d for d in docs if d["type"] == "image.reused"), None)
+
+
+def erased_objects(docs: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(bucket, key) of every object a `job.erased` names deleted: S3 no longer has them,
+    and that is accounted for."""
+    return {
+        (str(o.get("bucket")), str(o.get("key")))
+        for doc in docs
+        if doc.get("type") == "job.erased"
+        for o in (doc.get("data") or {}).get("objects", [])
+        if isinstance(o, dict) and o.get("deleted")
+    }
 
 
 def _time(doc: dict[str, Any]) -> datetime:

@@ -16,7 +16,16 @@ from .jobs import public
 from .keys import JOBS, LIVE, STREAMS
 from .openapi import Doc, EventStream, documented, error, query_parameter
 from .progress import stream_progress
-from .routes import IMAGE_TYPES, JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, _owner_filter, routes
+from .routes import (
+    GONE,
+    IMAGE_TYPES,
+    JOB_ID,
+    UNAVAILABLE,
+    UNKNOWN_JOB,
+    _job_id,
+    _owner_filter,
+    routes,
+)
 
 JOB_EVENTS = EventStream(
     {
@@ -155,6 +164,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                 "not finished yet (`not_finished`), failed (`job_failed`) or cancelled "
                 "(`job_cancelled`)"
             ),
+            410: GONE,
             503: UNAVAILABLE,
         },
         parameters=(JOB_ID,),
@@ -171,7 +181,7 @@ async def get_result(request: web.Request) -> web.StreamResponse:
     Doc(
         "The input image, as uploaded",
         {200: ("the input, with its content type", IMAGE_TYPES), 404: UNKNOWN_JOB,
-         503: UNAVAILABLE},
+         410: GONE, 503: UNAVAILABLE},
         parameters=(JOB_ID,),
     )
 )  # fmt: skip

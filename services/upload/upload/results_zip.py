@@ -3,7 +3,9 @@
 Each id goes through the check of `/result` (`Jobs.succeeded`): an id that is unknown or
 another principal's is not found, and the request is refused naming the ids (404), as
 it is for ids of jobs that did not succeed (409): a client gets every result it asked
-for, or none and the reason, never a zip silently short of some. The bounds (how many
+for, or none and the reason, never a zip silently short of some. An erased job's result
+is deleted for good: it is left out, and the zip's `erased.txt` names it (410 when every
+job asked for is erased). The bounds (how many
 results, their total stored size) are checked before a byte is sent (413); the zip holds
 one download slot of its client while it is sent, as an image does. Each result is read
 from S3 into a spool, as /result reads it, and sent from there in chunks.
@@ -69,6 +71,7 @@ class Entry:
                 "ids of jobs not finished yet (`not_finished`), failed (`job_failed`) or "
                 "cancelled (`job_cancelled`), named"
             ),
+            410: error("every job named was erased (`gone`), named"),
             413: error(
                 "more ids than `UPLOAD_ZIP_MAX_JOBS` (`too_many_jobs`) or results larger in "
                 "all than `UPLOAD_ZIP_MAX_BYTES` (`too_large`)"
@@ -81,6 +84,8 @@ class Entry:
         "no path, no control characters). Every id must be a job of the caller's that "
         "succeeded: otherwise nothing is sent, and the error names the ids (404 for ids "
         "of no job or of another principal's, checked first; 409 for jobs not succeeded). "
+        "An erased job's result is deleted: it is left out, and the zip's `erased.txt` "
+        "names it (410 when every job named is erased). "
         "Bounded in count and total size before anything is sent (413). The zip holds one "
         "of the client's download slots while it is sent (429 `too_many_downloads`, 503 "
         "`busy` beyond, as for /result). Should the store fail mid-zip, the connection is "
@@ -99,7 +104,9 @@ class Entry:
 async def results_zip(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     ids = _ids(request.query.get("ids", ""), settings.upload_zip_max_jobs)
-    entries = await _entries(request.app[JOBS], ids, principal_of(request))
+    entries, erased = await _entries(request.app[JOBS], ids, principal_of(request))
+    if not entries:
+        raise ApiError(410, "gone", f"erased, their results deleted: {', '.join(erased)}")
     total = sum(entry.size for entry in entries)
     if total > settings.upload_zip_max_bytes:
         raise ApiError(
@@ -109,7 +116,7 @@ async def results_zip(request: web.Request) -> web.StreamResponse:
             f"{settings.upload_zip_max_bytes} (UPLOAD_ZIP_MAX_BYTES): ask for fewer",
         )
     with request.app[DOWNLOADS].hold(client_of(request)):
-        return await _send(request, entries)
+        return await _send(request, entries, erased)
 
 
 def _ids(value: str, max_jobs: int) -> list[str]:
@@ -126,9 +133,10 @@ def _ids(value: str, max_jobs: int) -> list[str]:
     return ids
 
 
-async def _entries(jobs: Jobs, ids: list[str], reader: Principal) -> list[Entry]:
-    """Each job's result and its name in the zip; refused (404, then 409) naming the ids
-    that are not `reader`'s succeeded jobs. 503 if provenance cannot say."""
+async def _entries(jobs: Jobs, ids: list[str], reader: Principal) -> tuple[list[Entry], list[str]]:
+    """Each job's result and its name in the zip, and the ids of the erased jobs (left
+    out); refused (404, then 409) naming the ids that are not `reader`'s succeeded jobs.
+    503 if provenance cannot say."""
     gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
 
     async def look_up(job_id: str) -> dict[str, Any] | ApiError:
@@ -138,7 +146,7 @@ async def _entries(jobs: Jobs, ids: list[str], reader: Principal) -> list[Entry]
             try:
                 return await jobs.succeeded(job_id, reader)
             except ApiError as exc:
-                if exc.status in (404, 409):
+                if exc.status in (404, 409, 410):
                     return exc
                 raise
 
@@ -149,10 +157,11 @@ async def _entries(jobs: Jobs, ids: list[str], reader: Principal) -> list[Entry]
         (safe_stem(job.get("filename"), job["id"][:8]), _extension(job["output_ref"]))
         for job in jobs_found
     )
-    return [
+    entries = [
         Entry(job["id"], job["output_ref"], name, _modified(job))
         for job, name in zip(jobs_found, names, strict=True)
     ]
+    return entries, _named(ids, found, 410)
 
 
 def _refuse_any(ids: list[str], found: list[dict[str, Any] | ApiError]) -> None:
@@ -167,7 +176,7 @@ def _refuse_any(ids: list[str], found: list[dict[str, Any] | ApiError]) -> None:
         said = [f"{REFUSED_409[code]}: {', '.join(named)}" for code, named in refused.items()]
         code = next(iter(refused))
         raise ApiError(409, code, f"only succeeded jobs have results; {'; '.join(said)}")
-    if any(isinstance(got, ApiError) for got in found):  # a refusal this does not know
+    if any(isinstance(got, ApiError) and got.status != 410 for got in found):  # unknown
         raise ApiError(409, "not_succeeded", "only succeeded jobs have results")
 
 
@@ -202,7 +211,9 @@ def _modified(job: dict[str, Any]) -> datetime:
         return datetime.now(UTC)
 
 
-async def _send(request: web.Request, entries: list[Entry]) -> web.StreamResponse:
+async def _send(
+    request: web.Request, entries: list[Entry], erased: list[str]
+) -> web.StreamResponse:
     """The zip, entry by entry, each result fetched into a spool and sent in chunks. The
     answer begins once the first result is fetched: a store that fails on it is a 503;
     later, the zip is cut (its status is sent already), as is a client that takes
@@ -219,6 +230,8 @@ async def _send(request: web.Request, entries: list[Entry]) -> web.StreamRespons
     try:
         for entry in entries:
             await _send_entry(request, response, zipped, entry)
+        if erased:
+            _erased_listing(zipped, erased)
         zipped.close()
         await _write(request, response, zipped.take())
     except (TimeoutError, ApiError, ConnectionError) as exc:
@@ -252,6 +265,21 @@ async def _send_entry(
             await _write(request, response, zipped.take())
         zipped.end()
         await _write(request, response, zipped.take())
+
+
+ERASED_LISTING = "erased.txt"
+"""The zip's entry naming the jobs asked for that were erased (no result is named .txt)."""
+
+
+def _erased_listing(zipped: ZipWriter, erased: list[str]) -> None:
+    """An entry naming the erased jobs left out: the zip is short of them, and says so."""
+    text = "".join(
+        ["Erased (DELETE /api/v1/jobs/ID), their results deleted: not in this zip.\n"]
+        + [f"{job_id}\n" for job_id in erased]
+    ).encode()
+    zipped.start(ERASED_LISTING, len(text), datetime.now(UTC))
+    zipped.write(text)
+    zipped.end()
 
 
 async def _write(request: web.Request, response: web.StreamResponse, data: bytes) -> None:

@@ -25,6 +25,7 @@ _JOB_ID = re.compile(JOB_ID_PATTERN)
 JOB_ID = path_parameter("job_id", "the id `POST /api/v1/jobs` answered with", JOB_ID_PATTERN)
 UNAVAILABLE = error("a dependency is down; retry after `Retry-After` seconds")
 UNKNOWN_JOB = error("no such job")
+GONE = error("the job was erased (`DELETE`): its images are deleted (`gone`)")
 IMAGE_TYPES = "image/*"
 
 routes = web.RouteTableDef()

@@ -15,7 +15,7 @@ from .errors import ApiError
 from .guard import principal_of
 from .keys import JOBS, STORE
 from .openapi import Doc, documented, error
-from .routes import JOB_ID, UNAVAILABLE, _job_id, routes
+from .routes import GONE, JOB_ID, UNAVAILABLE, _job_id, routes
 
 log = structlog.get_logger("upload")
 RETRY_AFTER_SECONDS = 5
@@ -43,6 +43,7 @@ ago is made just after (in the background), and is then served instead."""
             ),
             404: error("no such job"),
             409: error("not finished yet (`not_finished`), or failed (`job_failed`)"),
+            410: GONE,
             503: UNAVAILABLE,
         },
         description="Made once when the job's output is stored; cached for good "
