@@ -51,6 +51,7 @@ from . import job_views  # noqa: F401
 from . import results_zip  # noqa: F401
 from . import control  # noqa: F401
 from . import retry  # noqa: F401
+from . import erase  # noqa: F401
 from . import thumbnail_views  # noqa: F401
 from . import provenance_views  # noqa: F401
 from . import documents  # noqa: F401

@@ -18,6 +18,7 @@ from objectstore import ObjectNotFound, ObjectStore
 
 from . import content_types
 from .errors import ApiError
+from .gone import refuse_erased, refuse_missing
 from .guard import Principal
 from .intake import Upload
 from .job_ids import accepted_recently, new_job_id
@@ -267,12 +268,12 @@ class Jobs:
         return {"jobs": [public(job) for job in reply.jobs], "next": reply.next}
 
     async def input(self, job_id: str, reader: Principal) -> tuple[dict[str, Any], str]:
-        """Where the job's input is stored, and its content type."""
+        """Where the job's input is stored, and its content type (410 once erased)."""
         job = await self.readable(job_id, reader)
         if job is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
-        source = job.get("input_ref")
-        if not source:
+        refuse_erased(job)
+        if not (source := job.get("input_ref")):
             raise ApiError(404, "not_found", f"job {job_id} has no stored input")
         return source, content_types.input_content_type(source)
 
@@ -298,13 +299,13 @@ class Jobs:
 
     async def succeeded(self, job_id: str, reader: Principal) -> dict[str, Any]:
         """The job, with its `output_ref`, if `reader` may read it and it succeeded: else
-        404 (unknown, or another's: the same answer), 409 `job_failed` or `not_finished`.
-        The one check of every way to a result (/result, results.zip)."""
-        # A finished job this replica saw live needs no provenance query: a finished status
-        # does not change.
+        404 (unknown, or another's: the same answer), 410 `gone` (erased), 409 `job_failed`
+        or `not_finished`. The one check of every way to a result (/result, results.zip)."""
+        # A finished job seen live needs no provenance query: its status does not change.
         job = await self.status(job_id)
         if job is None or not reader.may_read(job.get("owner")):
             raise ApiError(404, "not_found", f"no job {job_id}")
+        refuse_erased(job)
         if job["status"] == "failed":
             raise ApiError(409, "job_failed", f"the job failed: {job['error']['message']}")
         if job["status"] == "cancelled":
@@ -317,7 +318,7 @@ class Jobs:
     async def fetched(self, image: dict[str, Any], spool: Spool) -> AsyncIterator[Spool]:
         """A stored image, read from S3 at S3's pace into `spool` (memory up to its limit,
         the rest on disk), so that the S3 connection is free again however slowly the
-        client then reads it; 503 if the store cannot give it."""
+        client then reads it; 410 if S3 no longer has it, 503 if it cannot give it."""
         uri = f"s3://{image['bucket']}/{image['key']}"
         try:
             async with self._store.download(image["bucket"], image["key"]) as download:
@@ -326,6 +327,7 @@ class Jobs:
             await spool.finish()
         except Exception as exc:
             spool.close()
+            refuse_missing(exc, uri)  # 410: erased meanwhile (the status may not say yet)
             log.exception("image_fetch_failed", uri=uri)
             raise unavailable("the image store is unavailable") from exc
         try:

@@ -64,6 +64,12 @@ class Job(_Body):
     cancelled_by: str | None = Field(
         default=None, description="when cancelled: the principal that cancelled it"
     )
+    erased_at: str | None = Field(
+        default=None,
+        description="when erased (`DELETE`): UTC, RFC 3339; its images are deleted (`/result`, "
+        "`/input` and `/thumbnail` answer 410), its record stays",
+    )
+    erased_by: str | None = Field(default=None, description="when erased: the principal")
     retry_of: str | None = Field(
         default=None, description="the failed or cancelled job this one retries"
     )
