@@ -34,6 +34,8 @@ const HEADLINES = {
   not_accepted: "Not accepted",
   job_finished: "Already finished",
   forbidden: "Not yours to change",
+  not_retryable: "Cannot be retried",
+  no_input: "Nothing to retry with",
 };
 
 export const headline = (code) => HEADLINES[code] || "Something went wrong";

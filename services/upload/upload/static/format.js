@@ -105,6 +105,7 @@ export function stepText(step) {
     case "job.failed": return "Failed";
     case "job.retry-scheduled": return `Attempt ${step.attempt || "?"} failed; retrying`;
     case "job.parked": return "Gave up after retries (parked)";
+    case "job.retried": return "Retried as a new job";
     default: return step.type;
   }
 }

@@ -1,7 +1,7 @@
 // The job page /jobs/{id}: status (live until it ends), before/after, the provenance
 // timeline, the lineage of its input and output, and links for operators.
 
-import { about, getJson, headline, jobUrl, lineageUrl, postJson } from "./api.js";
+import { about, getJson, headline, jobPage, jobUrl, lineageUrl, postJson } from "./api.js";
 import { $, badge, fill, h, markCurrentNav } from "./dom.js";
 import { followJob, TERMINAL } from "./follow.js";
 import { ago, bytes, dimensions, elapsed, formatName, localTime, stepText } from "./format.js";
@@ -12,9 +12,16 @@ import { downloadLink, failure } from "./results.js";
 
 const jobId = decodeURIComponent(window.location.pathname.split("/").filter(Boolean)[1] || "");
 const page = { job: null, lastStep: null, timer: null, refresh: null };
+/** What may be retried (POST .../retry): a new job on the same stored input. */
+const RETRYABLE = new Set(["failed", "cancelled"]);
 
 function imageFacts(image) {
   return image ? `${dimensions(image.width, image.height)} ${formatName(image.format)}, ${bytes(image.bytes)}` : "\u2014";
+}
+
+/** A link to another job's page, by its short id. */
+function jobLink(id) {
+  return h("a", { href: jobPage(id), class: "job-link", title: id }, id.slice(0, 8));
 }
 
 function fact(term, ...value) {
@@ -33,6 +40,10 @@ function renderFacts(job) {
       ? fact("Reused", "the result of an earlier identical job, ",
         h("a", { href: `/jobs/${encodeURIComponent(job.reused_from)}` }, job.reused_from.slice(0, 8)),
         " (same bytes, pipeline and engine): nothing was computed again")
+      : null,
+    job.retry_of ? fact("Retry of", jobLink(job.retry_of)) : null,
+    (job.retried_by || []).length
+      ? fact("Retried as", ...job.retried_by.flatMap((id, i) => (i ? [", ", jobLink(id)] : [jobLink(id)])))
       : null,
     fact("Pipeline", pipeline.length
       ? h("ol", { class: "pipeline-list" }, pipeline.map(({ op, ...params }) => h("li", {},
@@ -64,6 +75,7 @@ function render(job) {
   document.title = `${name} · Job · imagemesh`;
   fill($("#job-badge"), badge(job.status, { succeeded: "Done", failed: "Failed", queued: "Queued", processing: "Processing", cancelled: "Cancelled" }[job.status] || job.status));
   $("#job-cancel").hidden = TERMINAL.has(job.status);
+  $("#job-retry").hidden = !RETRYABLE.has(job.status) || Boolean(job.erased_at);
   document.body.dataset.status = job.status;
   $("#job-live").textContent = liveText(job);
   $("#job-live").dataset.status = job.status;
@@ -203,8 +215,23 @@ async function cancelJob() {
   }
 }
 
+/** Retry the job, once confirmed: a new job on the same image and pipeline, shown next. */
+async function retryJob() {
+  const button = $("#job-retry");
+  if (!window.confirm("Retry this job? A new job runs on the same image with the same pipeline.")) { return; }
+  button.disabled = true;
+  try {
+    const accepted = await postJson(jobUrl(jobId, "retry"));
+    window.location.assign(jobPage(accepted.id));
+  } catch (err) {
+    $("#job-live").textContent = `${headline(err.code)}: ${err.message}`;
+    button.disabled = false;
+  }
+}
+
 markCurrentNav();
 $("#job-cancel").addEventListener("click", cancelJob);
+$("#job-retry").addEventListener("click", retryJob);
 $("#job-id").textContent = jobId;
 $("#prov-link").href = jobUrl(jobId, "provenance");
 loadOperatorLinks();

@@ -142,6 +142,35 @@ export class JobCard {
     });
   }
 
+  /** Retry the job, once confirmed: the card follows the new job (same image, same pipeline). */
+  async retry() {
+    if (!window.confirm(`Retry ${this.file.name}? A new job runs on the same image with the same pipeline.`)) { return; }
+    const button = this.actions.querySelector(".card-retry");
+    if (button) { button.disabled = true; }
+    try {
+      const accepted = await postJson(jobUrl(this.job.id, "retry"));
+      this.restart(accepted);
+    } catch (err) {
+      this.statusLine.textContent = `Not retried: ${headline(err.code)}: ${err.message}`;
+      if (button) { button.disabled = false; }
+    }
+  }
+
+  /** Follow a new job of the same file (a retry) from the start. */
+  restart(accepted) {
+    this.finished = false;
+    this.done = new Set();
+    this.steps = [];
+    this.stepIds = new Set();
+    this.lastStep = null;
+    this.note = null;
+    delete this.statusLine.dataset.code;
+    fill(this.stepsList);
+    this.stepsBox.hidden = true;
+    fill(this.body);
+    this.accepted(accepted, this.pipeline);
+  }
+
   /** Ask to cancel the job, once confirmed; its status (followed live) shows how it ends. */
   async cancel() {
     if (!window.confirm(`Cancel the job of ${this.file.name}? It stops, and no result is kept.`)) { return; }
@@ -258,15 +287,24 @@ export class JobCard {
       announce(`${this.file.name} is done`);
     } else if (job.status === "cancelled") {
       this.setState("cancelled", `Cancelled by ${job.cancelled_by || "its owner"}`);
-      fill(this.actions, h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"));
+      fill(this.actions, h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"),
+        this.retryButton());
       announce(`${this.file.name} was cancelled`);
     } else {
       const error = job.error || { code: "unknown", message: "the job failed" };
       this.setState("failed", `${headline(error.code)}: ${error.message}`);
       this.statusLine.dataset.code = error.code;
-      fill(this.actions, h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"));
+      fill(this.actions, h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"),
+        this.retryButton());
       announce(`${this.file.name} failed`);
     }
+  }
+
+  /** Retry, for a job that failed or was cancelled (not one that never became a job). */
+  retryButton() {
+    if (!this.job || (this.job.error && this.job.error.code === "not_found")) { return null; }
+    return h("button", { type: "button", class: "secondary small card-retry", on: { click: () => this.retry() } },
+      "Retry");
   }
 
   dispose() {

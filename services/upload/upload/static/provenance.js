@@ -1,5 +1,6 @@
 // A job's PROV-JSON as an ordered timeline (an image's lineage: lineage.js).
 
+import { jobPage } from "./api.js";
 import { h } from "./dom.js";
 import { duration, localTime, parseTime, pipelineSummary, stepText } from "./format.js";
 
@@ -63,6 +64,8 @@ export function timelineSteps(doc) {
   return steps;
 }
 
+const jobLink = (id) => h("a", { href: jobPage(String(id)), title: String(id) }, String(id).slice(0, 8));
+
 function details(step) {
   const a = (name) => plain(step.activity[`imagemesh:${name}`]);
   const parts = [];
@@ -84,8 +87,12 @@ function details(step) {
     case "job.processing-started": {
       const pipeline = parsedJson(step.activity["imagemesh:pipeline"]);
       if (Array.isArray(pipeline)) { parts.push(["pipeline ", h("code", {}, pipelineSummary(pipeline))]); }
+      if (a("retry_of")) { parts.push(["a retry of job ", jobLink(a("retry_of"))]); }
       break;
     }
+    case "job.retried":
+      parts.push(["as job ", jobLink(a("retry")), a("principal") ? `, by ${a("principal")}` : ""]);
+      break;
     case "operation.applied": {
       const params = parsedJson(step.activity["imagemesh:params"]);
       const shown = params && typeof params === "object" ? JSON.stringify(params) : String(params ?? "");
