@@ -187,3 +187,28 @@ async def test_jobs_without_a_result_are_refused_naming_them(
     code, _out, err = await cli(mesh, "download", done["id"], unknown, cwd=tmp_path)
     assert (code, err) == (1, f"imagemesh: no job {unknown}\n")
     assert files_in(tmp_path) == []
+
+
+async def test_an_erased_job_is_gone_and_a_zip_says_it_left_it_out(
+    mesh: Mesh, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    kept, erased = await asyncio.gather(
+        finished(http, mesh, THUMBNAIL, "kept.jpg"), finished(http, mesh, THUMBNAIL, "gone.jpg")
+    )
+    async with http.delete(f"{mesh.upload_url}/api/v1/jobs/{erased['id']}") as response:
+        assert response.status == 204, await response.text()
+
+    code, out, err = await cli(mesh, "download", erased["id"], "--json", cwd=tmp_path)
+    assert code == 1
+    assert err.startswith("imagemesh: "), err
+    assert erased["id"] in err
+    assert json.loads(out)["error"]["code"] == "gone"
+    assert files_in(tmp_path) == []
+
+    code, out, err = await cli(mesh, "download", kept["id"], erased["id"], cwd=tmp_path)
+    assert code == 1
+    assert out == ""
+    assert err.endswith(f"erased, their results deleted (not in the zip): {erased['id']}\n")
+    with zipfile.ZipFile(tmp_path / "imagemesh-results.zip") as archive:
+        assert archive.namelist() == ["kept.jpg", "erased.txt"]
+        assert sha256(archive.read("kept.jpg")) == kept["output"]["sha256"]
