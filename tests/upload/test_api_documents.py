@@ -132,6 +132,21 @@ def test_the_guards_answers_join_a_routes_own_of_the_same_status(
     assert said("/api/v1/jobs/{job_id}", "get", "429").startswith("too many requests")
 
 
+def test_the_routes_that_send_images_say_their_refusals(openapi: dict[str, Any]) -> None:
+    """A result, an input or a zip holds a download slot (429 / 503 past the caps); any
+    way to a result refuses a job that did not succeed with the same 409 codes."""
+    paths = openapi["paths"]
+    for path in ("/jobs/{job_id}/result", "/jobs/{job_id}/input", "/results.zip"):
+        responses = paths[f"/api/v1{path}"]["get"]["responses"]
+        assert "`too_many_downloads`" in responses["429"]["description"], path
+        assert "`rate_limited`" in responses["429"]["description"], path
+        assert "`busy`" in responses["503"]["description"], path
+    for path in ("/jobs/{job_id}/result", "/jobs/{job_id}/thumbnail", "/results.zip"):
+        refused = paths[f"/api/v1{path}"]["get"]["responses"]["409"]["description"]
+        for code in ("not_finished", "job_failed", "job_cancelled"):
+            assert f"`{code}`" in refused, (path, code)
+
+
 def test_asyncapi_document_is_valid_by_the_official_schema(asyncapi: dict[str, Any]) -> None:
     schema = json.loads(Path(ASYNCAPI_SCHEMA).read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)

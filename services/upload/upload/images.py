@@ -11,12 +11,24 @@ from aiohttp import web
 from .guard import client_of
 from .jobs import Jobs
 from .keys import DOWNLOADS, SETTINGS
+from .openapi import error
 from .spool import Spool
 
 log = structlog.get_logger("upload")
 IMAGE_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
 SEND_CHUNK_BYTES = 256 * 1024
 """What an image being sent holds in memory at a time, besides its spool."""
+TOO_MANY_DOWNLOADS = error(
+    "this client's images being sent are at their cap (`too_many_downloads`, "
+    "UPLOAD_MAX_CONCURRENT_DOWNLOADS_PER_CLIENT), or its rate is (`rate_limited`); retry "
+    "after `Retry-After` seconds"
+)
+SENDING_UNAVAILABLE = error(
+    "this server's images being sent are at their cap (`busy`, "
+    "UPLOAD_MAX_CONCURRENT_DOWNLOADS), or a dependency is down; retry after `Retry-After` "
+    "seconds"
+)
+"""The answers of a route that sends stored images (it holds a download slot meanwhile)."""
 
 
 async def _send_image(

@@ -10,7 +10,7 @@ from messaging.queries import MAX_SEARCH_LENGTH
 from . import schemas
 from .errors import ApiError
 from .guard import client_of, principal_of
-from .images import _send_image
+from .images import SENDING_UNAVAILABLE, TOO_MANY_DOWNLOADS, _send_image
 from .job_prefix import ID_PREFIX_PATTERN, MAX_MATCHES, checked_prefix, jobs_with_prefix
 from .jobs import public
 from .keys import JOBS, LIVE, STREAMS
@@ -165,7 +165,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                 "(`job_cancelled`)"
             ),
             410: GONE,
-            503: UNAVAILABLE,
+            429: TOO_MANY_DOWNLOADS,
+            503: SENDING_UNAVAILABLE,
         },
         parameters=(JOB_ID,),
     )
@@ -181,7 +182,7 @@ async def get_result(request: web.Request) -> web.StreamResponse:
     Doc(
         "The input image, as uploaded",
         {200: ("the input, with its content type", IMAGE_TYPES), 404: UNKNOWN_JOB,
-         410: GONE, 503: UNAVAILABLE},
+         410: GONE, 429: TOO_MANY_DOWNLOADS, 503: SENDING_UNAVAILABLE},
         parameters=(JOB_ID,),
     )
 )  # fmt: skip

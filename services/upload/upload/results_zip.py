@@ -26,11 +26,11 @@ from pipeline import ImageFormat
 
 from .errors import ApiError
 from .guard import Principal, client_of, principal_of
-from .images import SEND_CHUNK_BYTES
+from .images import SEND_CHUNK_BYTES, SENDING_UNAVAILABLE, TOO_MANY_DOWNLOADS
 from .jobs import Jobs
 from .keys import DOWNLOADS, JOBS, SETTINGS
 from .openapi import Doc, documented, error
-from .routes import JOB_ID_PATTERN, UNAVAILABLE, routes
+from .routes import JOB_ID_PATTERN, routes
 from .spool import Spool
 from .zipstream import ZipWriter, attachment, safe_stem, unique_names
 
@@ -76,7 +76,8 @@ class Entry:
                 "more ids than `UPLOAD_ZIP_MAX_JOBS` (`too_many_jobs`) or results larger in "
                 "all than `UPLOAD_ZIP_MAX_BYTES` (`too_large`)"
             ),
-            503: UNAVAILABLE,
+            429: TOO_MANY_DOWNLOADS,
+            503: SENDING_UNAVAILABLE,
         },
         description="The results of the jobs named, in the order named (an id given twice "
         "counts once), each named after the file uploaded with the result's extension "

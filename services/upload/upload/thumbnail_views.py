@@ -42,7 +42,10 @@ ago is made just after (in the background), and is then served instead."""
                 None,
             ),
             404: error("no such job"),
-            409: error("not finished yet (`not_finished`), or failed (`job_failed`)"),
+            409: error(
+                "not finished yet (`not_finished`), failed (`job_failed`) or cancelled "
+                "(`job_cancelled`)"
+            ),
             410: GONE,
             503: UNAVAILABLE,
         },
