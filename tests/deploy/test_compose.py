@@ -342,6 +342,12 @@ def test_minio_init_gives_each_service_a_user_with_only_its_buckets(tmp_path: Pa
         "arn:aws:s3:::in/*",
         "arn:aws:s3:::out/*",
     }
+    # Upload erases a job's objects (DELETE /api/v1/jobs/ID): in both buckets; nobody else.
+    assert objects("imagemesh-upload", "s3:DeleteObject") == {
+        "arn:aws:s3:::in/*",
+        "arn:aws:s3:::out/*",
+    }
+    assert objects("imagemesh-runner", "s3:DeleteObject") == set()
     assert objects("imagemesh-runner", "s3:PutObject") == {"arn:aws:s3:::out/*"}
     assert objects("imagemesh-runner", "s3:GetObject") == {
         "arn:aws:s3:::in/*",
