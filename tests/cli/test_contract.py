@@ -44,7 +44,8 @@ def test_a_documented_answer_passes() -> None:
     ("method", "route", "status", "content_type", "value", "problem"),
     [
         ("GET", "/api/v1/nothing", 200, "application/json", {}, "no route GET /api/v1/nothing"),
-        ("DELETE", ROUTE, 200, "application/json", {}, "no route DELETE"),
+        ("PUT", ROUTE, 200, "application/json", {}, "no route PUT"),
+        ("DELETE", ROUTE, 200, "application/json", {}, "never answers DELETE"),
         ("GET", "/api/v1/operations", 503, "application/json", {}, "never answers"),
         ("GET", ROUTE, 200, "text/plain", {}, "'text/plain'"),
         ("GET", ROUTE, 200, "application/json", job(JOB, "done"), "not a valid Job"),
