@@ -19,6 +19,7 @@ from PIL import Image, ImageChops, ImageFilter
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
+    Dialog,
     FilePayload,
     Locator,
     Page,
@@ -136,6 +137,19 @@ def photo_like(width: int, height: int, fmt: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return buffer.getvalue()
+
+
+def answer_next_dialog(page: Page, *, accept: bool) -> list[str]:
+    """Answer the page's next dialog (a `confirm()`): accept or dismiss it. The list
+    returned gets its message, for the test to assert what was asked."""
+    asked: list[str] = []
+
+    async def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if accept else dialog.dismiss())
+
+    page.once("dialog", answer)
+    return asked
 
 
 def upload(name: str, mime_type: str, data: bytes) -> FilePayload:

@@ -66,6 +66,14 @@ async def submit_all(
     return list(await asyncio.gather(*(one(data, pipeline) for data, pipeline in uploads)))
 
 
+async def job_status(session: aiohttp.ClientSession, base: str, job_id: str) -> dict[str, Any]:
+    """GET /api/v1/jobs/{id}: the job's status, which must be found (200)."""
+    async with session.get(f"{base}/api/v1/jobs/{job_id}") as response:
+        assert response.status == 200, await response.text()
+        job: dict[str, Any] = await response.json()
+        return job
+
+
 async def wait_finished(
     session: aiohttp.ClientSession, base: str, job_id: str, *, timeout: float = 60.0
 ) -> dict[str, Any]:

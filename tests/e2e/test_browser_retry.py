@@ -7,24 +7,16 @@ page, which says what it retries ("Retry of"); the retried job's page names it b
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiohttp
 import pytest
-from playwright.async_api import Dialog, Page, expect
+from playwright.async_api import Page, expect
 
-from tests.browser import JOB_DEADLINE_MS, card, upload
+from tests.browser import JOB_DEADLINE_MS, answer_next_dialog, card, upload
 from tests.conftest import Mesh
-from tests.e2e.helpers import photo, submit, wait_finished
+from tests.e2e.helpers import job_status, photo, submit, wait_finished
 from tests.e2e.test_retry import FAILING
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(180)]
-
-
-async def _status(http: aiohttp.ClientSession, mesh: Mesh, job_id: str) -> dict[str, Any]:
-    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job_id}") as response:
-        job: dict[str, Any] = await response.json()
-        return job
 
 
 async def test_the_job_page_retries_a_failed_job_once_confirmed(
@@ -41,25 +33,16 @@ async def test_the_job_page_retries_a_failed_job_once_confirmed(
     await expect(button).to_be_visible()
     await expect(page.locator("#job-cancel")).to_be_hidden()
 
-    asked: list[str] = []
-
-    async def dismiss(dialog: Dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.dismiss()
-
-    page.once("dialog", dismiss)
+    asked = answer_next_dialog(page, accept=False)
     await button.click()
     assert asked == ["Retry this job? A new job runs on the same image with the same pipeline."]
-    assert "retried_by" not in await _status(http, mesh, old_id)  # nothing was sent
+    assert "retried_by" not in await job_status(http, mesh.upload_url, old_id)  # nothing was sent
 
-    async def accept(dialog: Dialog) -> None:
-        await dialog.accept()
-
-    page.once("dialog", accept)
+    answer_next_dialog(page, accept=True)
     await button.click()
     await page.wait_for_url(lambda url: "/jobs/" in url and old_id not in url)
     new_id = page.url.rstrip("/").rsplit("/", 1)[-1]
-    assert (await _status(http, mesh, old_id))["retried_by"] == [new_id]
+    assert (await job_status(http, mesh.upload_url, old_id))["retried_by"] == [new_id]
     retry_of = page.locator("#job-facts div", has=page.get_by_text("Retry of", exact=True))
     await expect(retry_of.get_by_role("link")).to_have_text(old_id[:8])
     await expect(retry_of.get_by_role("link")).to_have_attribute("href", f"/jobs/{old_id}")
@@ -91,13 +74,7 @@ async def test_a_job_card_retries_its_failed_job_in_place(
     await expect(job).to_have_attribute("data-status", "failed", timeout=JOB_DEADLINE_MS)
     old_id = await job.get_attribute("data-job-id")
     assert old_id
-    asked: list[str] = []
-
-    async def accept(dialog: Dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.accept()
-
-    page.once("dialog", accept)
+    asked = answer_next_dialog(page, accept=True)
     await job.get_by_role("button", name="Retry", exact=True).click()
     await expect(job).not_to_have_attribute("data-job-id", old_id, timeout=JOB_DEADLINE_MS)
     assert asked == ["Retry cut.jpg? A new job runs on the same image with the same pipeline."]
@@ -107,5 +84,5 @@ async def test_a_job_card_retries_its_failed_job_in_place(
     await expect(job.get_by_role("link", name="Details and provenance")).to_have_attribute(
         "href", f"/jobs/{new_id}"
     )
-    assert (await _status(http, mesh, old_id))["retried_by"] == [new_id]
-    assert (await _status(http, mesh, new_id))["retry_of"] == old_id
+    assert (await job_status(http, mesh.upload_url, old_id))["retried_by"] == [new_id]
+    assert (await job_status(http, mesh.upload_url, new_id))["retry_of"] == old_id

@@ -15,7 +15,7 @@ import pytest
 
 from objectstore import S3Settings, open_store
 from tests.conftest import Mesh, complete_trail, settings_from
-from tests.e2e.helpers import decode, photo, submit, wait_finished
+from tests.e2e.helpers import decode, job_status, photo, submit, wait_finished
 from tests.waiting import async_wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -45,13 +45,6 @@ async def _retry(
         return response.status, await response.json(), response.headers.get("Location")
 
 
-async def _status(http: aiohttp.ClientSession, mesh: Mesh, job_id: str) -> dict[str, Any]:
-    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job_id}") as response:
-        assert response.status == 200, await response.text()
-        job: dict[str, Any] = await response.json()
-        return job
-
-
 async def _prov(http: aiohttp.ClientSession, mesh: Mesh, job_id: str) -> dict[str, Any]:
     async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job_id}/provenance") as response:
         assert response.status == 200, await response.text()
@@ -79,7 +72,7 @@ async def test_a_failed_job_retried_with_a_fixed_pipeline_succeeds_linked_both_w
     async with http.get(f"{mesh.upload_url}/api/v1/jobs/{new_id}/result") as result:
         assert result.status == 200
         assert decode(await result.read()).width == 64
-    retried = await _status(http, mesh, old["id"])
+    retried = await job_status(http, mesh.upload_url, old["id"])
     assert (retried["status"], retried["retried_by"]) == ("failed", [new_id])
     assert retried["error"] == old["error"]
 
@@ -134,7 +127,7 @@ async def test_a_cancelled_job_retried_runs_its_own_pipeline_again(
     new = await wait_finished(http, mesh.upload_url, body["id"], timeout=120)
     assert (new["status"], new["retry_of"]) == ("succeeded", old_id), new
     assert new["pipeline"] == old["pipeline"]
-    assert (await _status(http, mesh, old_id))["retried_by"] == [body["id"]]
+    assert (await job_status(http, mesh.upload_url, old_id))["retried_by"] == [body["id"]]
 
 
 async def test_a_job_retried_twice_names_both_retries_oldest_first(
@@ -147,7 +140,7 @@ async def test_a_job_retried_twice_names_both_retries_oldest_first(
     assert (again["status"], again["retry_of"]) == ("failed", old["id"])
     second = await _retry(http, mesh, old["id"], {"pipeline": FIXED})
     assert second[0] == 202, second
-    assert (await _status(http, mesh, old["id"]))["retried_by"] == [
+    assert (await job_status(http, mesh.upload_url, old["id"]))["retried_by"] == [
         first[1]["id"],
         second[1]["id"],
     ]
@@ -170,7 +163,9 @@ async def test_what_cannot_be_retried_says_why(mesh: Mesh, http: aiohttp.ClientS
         assert body["error"]["code"] in {"invalid_pipeline", "bad_request"}, body
     code, body, _ = await _retry(http, mesh, failed["id"], {"pipeline": FIXED, "extra": 1})
     assert (code, body["error"]["code"]) == (400, "bad_request")
-    assert "retried_by" not in await _status(http, mesh, failed["id"])  # nothing was made
+    assert "retried_by" not in await job_status(
+        http, mesh.upload_url, failed["id"]
+    )  # nothing was made
 
     # The input gone from the store (as an erasure leaves it): 410, and no job is made.
     settings = settings_from(mesh.env, S3Settings)
@@ -180,4 +175,4 @@ async def test_what_cannot_be_retried_says_why(mesh: Mesh, http: aiohttp.ClientS
         await store._client.delete_object(Bucket=stored.bucket, Key=stored.key)
     code, body, _ = await _retry(http, mesh, failed["id"], {"pipeline": FIXED})
     assert (code, body["error"]["code"]) == (410, "gone"), body
-    assert "retried_by" not in await _status(http, mesh, failed["id"])
+    assert "retried_by" not in await job_status(http, mesh.upload_url, failed["id"])

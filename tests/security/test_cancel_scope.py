@@ -14,9 +14,9 @@ import pytest
 
 from tests.conftest import Mesh, complete_trail
 from tests.e2e.helpers import photo, wait_finished
-from tests.security.conftest import upload_replica
+from tests.security.conftest import bearer_sessions, tokens_replica
 from tests.waiting import async_wait_for
-from upload.tokens import new_token, token_hash
+from upload.tokens import new_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -28,32 +28,15 @@ SLOW = json.dumps([{"op": "blur", "sigma": 100}] * 2 + [{"op": "convert", "forma
 
 @pytest.fixture(scope="module")
 def guarded(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    entries = ",".join(f"{name}:{token_hash(token)}" for name, token in TOKENS.items())
-    with upload_replica(
-        mesh,
-        tmp_path_factory.mktemp("upload-cancel"),
-        UPLOAD_API_TOKEN_HASHES=entries,
-        UPLOAD_AUDITORS=CAROL,
-        UPLOAD_SESSION_SECRET=f"cancel-test-secret-{_RUN}",
-    ) as replica:
+    logs = tmp_path_factory.mktemp("upload-cancel")
+    with tokens_replica(mesh, logs, TOKENS, auditors=CAROL, tag="cancel") as replica:
         yield replica
 
 
 @pytest.fixture
 async def sessions() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
-    opened = {
-        name: aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=60),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        for name, token in TOKENS.items()
-    }
-    try:
+    async with bearer_sessions(TOKENS) as opened:
         yield opened
-    finally:
-        for session in opened.values():
-            await session.close()
 
 
 async def test_only_the_owner_may_cancel(
