@@ -209,6 +209,8 @@ def test_asyncapi_names_every_consumer_of_every_binding_and_the_live_watchers(
         assert received(watch) == {"CancelRequested"}
         assert "exclusive" in watch["description"]
     assert "JobCancelled" in received(operations["upload.watch.events"])
+    fields = asyncapi["components"]["schemas"]["CancelRequested"]["properties"]
+    assert fields["principal"]["description"] == "Who asked (the job's owner)."
 
 
 def test_asyncapi_gives_the_typed_requests_of_provenancedbs_query_routes(
