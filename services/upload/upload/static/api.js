@@ -34,6 +34,7 @@ const HEADLINES = {
   not_accepted: "Not accepted",
   job_finished: "Already finished",
   forbidden: "Not yours to change",
+  bad_callback_url: "Notify URL refused",
   not_retryable: "Cannot be retried",
   no_input: "Nothing to retry with",
 };
@@ -105,11 +106,12 @@ export const lineageUrl = (sha256) => `/api/v1/images/${encodeURIComponent(sha25
  * POST /api/v1/jobs with XMLHttpRequest, for its upload progress events.
  * Resolves with the 202 body; rejects with ApiError. `onProgress(fraction)` gets 0..1.
  */
-export function submitJob(file, pipeline, { onProgress, signal } = {}) {
+export function submitJob(file, pipeline, { onProgress, signal, callbackUrl } = {}) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
     const form = new FormData();
     form.append("pipeline", JSON.stringify(pipeline));
+    if (callbackUrl) { form.append("callback_url", callbackUrl); }
     form.append("file", file, file.name);
     request.open("POST", "/api/v1/jobs");
     request.setRequestHeader("Accept", "application/json");

@@ -91,6 +91,13 @@ async function submit(event) {
     return;
   }
   if (page.builder && !page.builder.check()) { return; }
+  const callbackUrl = $("#callback-url").value.trim();
+  if (callbackUrl && !/^https?:\/\/[^\s/]+/i.test(callbackUrl)) {
+    showFormError("The notify URL must be an http:// or https:// address.");
+    $("#advanced").open = true;
+    $("#callback-url").focus();
+    return;
+  }
   const pipeline = page.builder ? page.builder.pipeline() : [];
   page.selected = page.selected.filter((card) => !cards.includes(card));
   const jobs = $("#jobs");
@@ -100,24 +107,25 @@ async function submit(event) {
   showProgress();
   bringJobsIntoView();
   announce(`Uploading ${cards.length} ${cards.length === 1 ? "image" : "images"}`);
-  const queue = cards.map((card) => () => upload(card, pipeline));
+  const queue = cards.map((card) => () => upload(card, pipeline, callbackUrl));
   await Promise.all(Array.from({ length: PARALLEL_UPLOADS }, async () => {
     while (queue.length) { await queue.shift()(); }
   }));
 }
 
-async function upload(card, pipeline, attempt = 1) {
+async function upload(card, pipeline, callbackUrl, attempt = 1) {
   card.uploading(0);
   try {
-    const accepted = await submitJob(card.file, pipeline, { onProgress: (fraction) => card.uploading(fraction) });
+    const onProgress = (fraction) => card.uploading(fraction);
+    const accepted = await submitJob(card.file, pipeline, { onProgress, callbackUrl });
     card.accepted(accepted, pipeline);
   } catch (err) {
     if (err.status === 503 && attempt < MAX_ATTEMPTS) {
       await countdown(card, err, Math.min(err.retryAfter || 5, MAX_WAIT_SECONDS));
-      return upload(card, pipeline, attempt + 1);
+      return upload(card, pipeline, callbackUrl, attempt + 1);
     }
     const again = err.status === 0 || err.status === 503 || err.status >= 500;
-    card.refused(err, { onRetry: again ? () => upload(card, pipeline) : null });
+    card.refused(err, { onRetry: again ? () => upload(card, pipeline, callbackUrl) : null });
   }
   return undefined;
 }

@@ -1,0 +1,85 @@
+"""The upload form's notify URL (webhook) in Chromium, against the real mesh: what is
+typed in the Advanced part is sent as `callback_url` with each image, and the receiver
+hears each job's end; a URL that is not http(s) is refused before anything is sent, and
+one the server refuses (a private address) is said on the card."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Page, expect
+
+from tests.browser import JOB_DEADLINE_MS, card, photo_like, upload
+from tests.conftest import Mesh
+from tests.e2e.test_browser_uploads import open_upload_page
+from tests.upload.test_webhooks import Receiver
+from tests.waiting import async_wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    found = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", found.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    found.url = f"http://127.0.0.1:{port}"
+    yield found
+    await runner.cleanup()
+
+
+async def test_the_notify_url_is_sent_with_each_image_and_told_each_end(
+    page: Page, mesh: Mesh, receiver: Receiver
+) -> None:
+    problems = await open_upload_page(page)
+    images = [
+        upload(f"hooked-{n}.png", "image/png", photo_like(96 + n, 64, "PNG")) for n in range(2)
+    ]
+    await page.get_by_label("Choose images").set_input_files(images)
+    await page.get_by_text("Advanced", exact=True).click()
+    await page.get_by_label("Notify URL (webhook)").fill(f"{receiver.url}/hook")
+    await page.get_by_role("button", name="Upload and process 2 images").click()
+    ids = set()
+    for n in range(2):
+        job = card(page, f"hooked-{n}.png")
+        await expect(job).to_have_attribute("data-status", "succeeded", timeout=JOB_DEADLINE_MS)
+        ids.add(await job.get_attribute("data-job-id"))
+    await async_wait_for(
+        lambda: len(receiver.received) >= 2, timeout=30, what="both jobs' webhooks"
+    )
+    told = {json.loads(body)["job"]["id"] for _, body in receiver.received}
+    assert told == ids
+    assert problems.unexpected() == []
+
+
+async def test_a_notify_url_that_is_not_http_is_refused_before_sending(
+    page: Page, mesh: Mesh
+) -> None:
+    problems = await open_upload_page(page)
+    await page.get_by_label("Choose images").set_input_files(
+        [upload("nothook.png", "image/png", photo_like(80, 60, "PNG"))]
+    )
+    await page.get_by_text("Advanced", exact=True).click()
+    await page.get_by_label("Notify URL (webhook)").fill("ftp://example.org/hook")
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    await page.get_by_role("button", name="Upload and process 1 image").click()
+    await expect(page.locator("#form-error")).to_contain_text("http:// or https://")
+    await expect(page.get_by_label("Notify URL (webhook)")).to_be_focused()
+    assert not [url for url in sent if url.endswith("/api/v1/jobs")]
+
+    # A private address passes the page's check; the server refuses it, on the card.
+    await page.get_by_label("Notify URL (webhook)").fill("http://10.0.0.1/hook")
+    await page.get_by_role("button", name="Upload and process 1 image").click()
+    refused = card(page, "nothook.png")
+    await expect(refused).to_contain_text("Notify URL refused", timeout=JOB_DEADLINE_MS)
+    await expect(refused).to_contain_text("private")
+    assert problems.unexpected(r"HTTP 400 POST .*/api/v1/jobs$") == []
