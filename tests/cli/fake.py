@@ -143,7 +143,13 @@ class FakeApi:
         if not data.startswith(b"\x89PNG"):
             return error(415, "unsupported_type", "the file is not an image type we accept")
         job_id = str(uuid.uuid4())
-        self.uploads.append({"id": job_id, "filename": upload.filename, "pipeline": pipeline})
+        callback = form.get("callback_url")
+        if callback is not None and not str(callback).startswith(("http://", "https://")):
+            return error(400, "bad_callback_url", "callback_url refused: only http and https")
+        received = {"id": job_id, "filename": upload.filename, "pipeline": pipeline}
+        if callback is not None:
+            received["callback_url"] = callback
+        self.uploads.append(received)
         script = self.script.pop(0) if self.script else [succeeded(job_id)]
         self.snapshots[job_id] = [{**snapshot, "id": job_id} for snapshot in script]
         return web.json_response({"id": job_id, "status": "queued", "links": {}}, status=202)

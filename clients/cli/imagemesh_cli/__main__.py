@@ -125,6 +125,12 @@ def _add_submit(
         description="Submit each FILE as one job with the same pipeline.",
     )
     send.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    send.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="an http(s) URL the server POSTs each job's end to, signed (a webhook: see "
+        "the README); refused (exit 2) when it resolves to a private or local address",
+    )
     _add_pipeline(send)
     _add_wait(send, "follow each job and save its result")
 
@@ -235,7 +241,9 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Comma
     given = {"ops": args.op, "pipeline_json": pipeline_json, "pipeline_source": source}
     if args.command == "retry":
         return functools.partial(retry, job_id=args.job_id, wait=wait, **given)
-    return functools.partial(submit, files=args.files, wait=wait, **given)
+    return functools.partial(
+        submit, files=args.files, wait=wait, callback_url=args.callback_url, **given
+    )
 
 
 def _read_pipeline_file(parser: argparse.ArgumentParser, path: Path) -> str:

@@ -119,9 +119,15 @@ class ApiClient:
         return operations
 
     async def submit(
-        self, data: bytes, filename: str, pipeline: list[dict[str, Any]]
+        self,
+        data: bytes,
+        filename: str,
+        pipeline: list[dict[str, Any]],
+        *,
+        callback_url: str | None = None,
     ) -> dict[str, Any]:
-        """Upload one image with its pipeline: the 202 body (`id`, `status`, `links`)."""
+        """Upload one image with its pipeline (and a webhook URL, told of the job's end):
+        the 202 body (`id`, `status`, `links`)."""
 
         def form() -> aiohttp.FormData:
             # A FormData is spent once sent: a retry after a 503 needs a fresh one. The file
@@ -132,6 +138,8 @@ class ApiClient:
                 "file", data, filename=filename, content_type="application/octet-stream"
             )
             fields.add_field("pipeline", json.dumps(pipeline))
+            if callback_url is not None:
+                fields.add_field("callback_url", callback_url)
             return fields
 
         return await self._json("POST", "/api/v1/jobs", data=form)

@@ -107,8 +107,10 @@ async def submit(
     pipeline_json: str | None = None,
     pipeline_source: str = "--pipeline",
     wait: Waiting | None = None,
+    callback_url: str | None = None,
 ) -> int:
-    """One job per file, all with the same pipeline; with `wait`, follow them to the end."""
+    """One job per file, all with the same pipeline (and `callback_url`, a webhook told of
+    each job's end); with `wait`, follow them to the end."""
     specs = [parse_op(op) for op in ops]  # syntax first: no round trip for a typo
     missing = [str(path) for path in files if not await asyncio.to_thread(path.is_file)]
     if missing:
@@ -118,7 +120,7 @@ async def submit(
     following: list[asyncio.Task[Outcome]] = []
     for path in files:
         started = time.monotonic()
-        job_id, outcome = await _submit_one(client, printer, path, pipeline)
+        job_id, outcome = await _submit_one(client, printer, path, pipeline, callback_url)
         if job_id is not None and wait is not None:
             job = _Job(job_id, path, started, len(pipeline))
             following.append(asyncio.create_task(_follow_one(client, printer, job, wait)))
@@ -144,7 +146,11 @@ async def _pipeline(
 
 
 async def _submit_one(
-    client: ApiClient, printer: Printer, path: Path, pipeline: list[dict[str, Any]]
+    client: ApiClient,
+    printer: Printer,
+    path: Path,
+    pipeline: list[dict[str, Any]],
+    callback_url: str | None = None,
 ) -> tuple[str | None, Outcome]:
     try:
         data = await asyncio.to_thread(path.read_bytes)
@@ -155,7 +161,7 @@ async def _submit_one(
         )
         return None, Outcome.FAILED
     try:
-        accepted = await client.submit(data, path.name, pipeline)
+        accepted = await client.submit(data, path.name, pipeline, callback_url=callback_url)
     except ApiError as exc:
         if exc.status == 400:
             raise  # the request itself is wrong: the same for every file
