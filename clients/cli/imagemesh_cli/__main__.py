@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .api import DEFAULT_URL, ApiClient
-from .commands import Command, Waiting, cancel, history, run, status, submit
+from .commands import Command, UsageError, Waiting, cancel, history, run, status, submit
 from .download import DEFAULT_ZIP, download
+from .erase import Confirm, confirmation, erase
 from .render import Printer
 from .retry import retry
 from .statuses import JOB_STATUSES
@@ -33,6 +34,7 @@ examples:
   imagemesh submit *.png --pipeline '[{"op": "convert", "format": "webp"}]' --wait -o out/
   imagemesh status 3f2a9c1d              imagemesh history --status failed --limit 5
   imagemesh cancel 3f2a9c1d              imagemesh retry 3f2a9c1d --op grayscale --wait
+  imagemesh erase 3f2a9c1d --yes         # its images deleted for good, its record kept
   imagemesh download 3f2a9c1d           imagemesh download 3f2a9c1d 9b04e7aa -o results.zip
 """
 
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stop.add_argument("job_id", metavar="ID", help="the job's id, or its start (as for status)")
     _add_retry(commands, common)
+    _add_erase(commands, common)
     _add_download(commands, common)
     recent = commands.add_parser("history", parents=[common], help="list recent jobs")
     recent.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
@@ -133,6 +136,23 @@ def _add_submit(
     )
     _add_pipeline(send)
     _add_wait(send, "follow each job and save its result")
+
+
+def _add_erase(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    wipe = commands.add_parser(
+        "erase",
+        parents=[common],
+        help="delete a finished job's images (its record stays)",
+        description="Erase a succeeded, failed or cancelled job of yours: its input, output "
+        "and thumbnail are deleted for good (each unless another job still uses it), its "
+        "record stays and shows who erased it when. On a terminal it asks first; "
+        "elsewhere give --yes.",
+    )
+    wipe.add_argument("job_id", metavar="ID", help="the job's id, or its start (as for status)")
+    wipe.add_argument("--yes", "-y", action="store_true", help="erase without asking")
 
 
 def _add_retry(
@@ -221,6 +241,8 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Comma
         return functools.partial(status, job_id=args.job_id)
     if args.command == "cancel":
         return functools.partial(cancel, job_id=args.job_id)
+    if args.command == "erase":
+        return functools.partial(erase, job_id=args.job_id, confirm=_confirm(parser, args))
     if args.command == "download":
         return functools.partial(
             download,
@@ -244,6 +266,13 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Comma
     return functools.partial(
         submit, files=args.files, wait=wait, callback_url=args.callback_url, **given
     )
+
+
+def _confirm(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Confirm | None:
+    try:
+        return confirmation(args.yes, sys.stdin.isatty())
+    except UsageError as exc:
+        parser.exit(2, f"imagemesh: {exc}\n")
 
 
 def _read_pipeline_file(parser: argparse.ArgumentParser, path: Path) -> str:

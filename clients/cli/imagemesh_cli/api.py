@@ -152,6 +152,12 @@ class ApiClient:
         asked, `links`). Sent again after a 503: asking twice is harmless."""
         return await self._json("POST", f"/api/v1/jobs/{job_id}/cancel")
 
+    async def erase(self, job_id: str) -> None:
+        """Erase a finished job: its images are deleted, its record stays (204, no body).
+        Sent again after a 503: a repeated erasure completes the first."""
+        async with self._open("DELETE", f"/api/v1/jobs/{job_id}"):
+            pass
+
     async def retry(
         self, job_id: str, pipeline: list[dict[str, Any]] | None = None
     ) -> dict[str, Any]:

@@ -125,6 +125,7 @@ _STEP_NAMES = {
     "job.cancel-requested": "cancel requested",
     "job.cancelled": "job cancelled",
     "job.retried": "retried as a new job",
+    "job.erased": "job erased (images deleted)",
     "job.parked": "parked",
 }
 
@@ -181,6 +182,8 @@ def job_lines(job: Mapping[str, Any]) -> list[str]:
         rows.append(("retry of", str(job["retry_of"])))
     if job.get("retried_by"):
         rows.append(("retried", "as " + ", ".join(map(str, job["retried_by"]))))
+    if job.get("erased_at"):
+        rows.append(("erased", f"{job['erased_at']} by {job.get('erased_by')}: images deleted"))
     return [f"{name:<9} {value}" for name, value in rows]
 
 
