@@ -1,7 +1,8 @@
 """The upload form's notify URL (webhook) in Chromium, against the real mesh: what is
-typed in the Advanced part is sent as `callback_url` with each image, and the receiver
-hears each job's end; a URL that is not http(s) is refused before anything is sent, and
-one the server refuses (a private address) is said on the card."""
+typed in the Advanced part is sent as `callback_url` with each image, the receiver
+hears each job's end, and the job page's timeline shows the attempt; a URL that is not
+http(s) is refused before anything is sent, and one the server refuses (a private
+address) is said on the card."""
 
 from __future__ import annotations
 
@@ -58,6 +59,20 @@ async def test_the_notify_url_is_sent_with_each_image_and_told_each_end(
     told = {json.loads(body)["job"]["id"] for _, body in receiver.received}
     assert told == ids
     assert problems.unexpected() == []
+
+    # The job page's timeline shows the attempt, once provenance has recorded it.
+    job_id = sorted(ids)[0]
+
+    async def recorded() -> bool:
+        answer = await page.request.get(f"/api/v1/jobs/{job_id}/provenance")
+        steps = (await answer.json()).get("activity", {}).values()
+        return any(step.get("prov:type") == "webhook.attempted" for step in steps)
+
+    await async_wait_for(recorded, timeout=30, interval=0.5, what="the attempt in provenance")
+    await page.goto(f"/jobs/{job_id}")
+    step = page.locator('.timeline > li[data-type="webhook.attempted"]')
+    await expect(step).to_contain_text("Webhook notified")
+    await expect(step).to_contain_text(f"POST {receiver.url}/hook: answered 200, delivered")
 
 
 async def test_a_notify_url_that_is_not_http_is_refused_before_sending(

@@ -127,6 +127,7 @@ _STEP_NAMES = {
     "job.retried": "retried as a new job",
     "job.erased": "job erased (images deleted)",
     "job.parked": "parked",
+    "webhook.attempted": "webhook notified",
 }
 
 

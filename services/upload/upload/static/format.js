@@ -106,6 +106,8 @@ export function stepText(step) {
     case "job.retry-scheduled": return `Attempt ${step.attempt || "?"} failed; retrying`;
     case "job.parked": return "Gave up after retries (parked)";
     case "job.retried": return "Retried as a new job";
+    case "job.erased": return "Images deleted (erased)";
+    case "webhook.attempted": return `Webhook notified${step.attempt ? ` (attempt ${step.attempt})` : ""}`;
     default: return step.type;
   }
 }

@@ -93,6 +93,19 @@ function details(step) {
     case "job.retried":
       parts.push(["as job ", jobLink(a("retry")), a("principal") ? `, by ${a("principal")}` : ""]);
       break;
+    case "job.erased": {
+      const deleted = parsedJson(step.activity["imagemesh:deleted"]);
+      const kept = parsedJson(step.activity["imagemesh:kept"]);
+      parts.push([`by ${a("principal") || "?"}: ${Array.isArray(deleted) ? deleted.length : 0} stored objects deleted`,
+        Array.isArray(kept) && kept.length
+          ? `, ${kept.length} kept (${kept.map((k) => k.kept_because).join("; ")})` : ""]);
+      break;
+    }
+    case "webhook.attempted": {
+      const answer = a("status_code") ? `answered ${a("status_code")}` : "no answer";
+      parts.push(["POST ", h("code", {}, a("url") || "?"), `: ${answer}, ${a("outcome") || "?"}`]);
+      break;
+    }
     case "operation.applied": {
       const params = parsedJson(step.activity["imagemesh:params"]);
       const shown = params && typeof params === "object" ? JSON.stringify(params) : String(params ?? "");
