@@ -176,3 +176,13 @@ async def test_what_cannot_be_retried_says_why(mesh: Mesh, http: aiohttp.ClientS
     code, body, _ = await _retry(http, mesh, failed["id"], {"pipeline": FIXED})
     assert (code, body["error"]["code"]) == (410, "gone"), body
     assert "retried_by" not in await job_status(http, mesh.upload_url, failed["id"])
+
+
+async def test_an_erased_job_is_not_retried(mesh: Mesh, http: aiohttp.ClientSession) -> None:
+    failed = await _failed_job(http, mesh)
+    async with http.delete(f"{mesh.upload_url}/api/v1/jobs/{failed['id']}") as erased:
+        assert erased.status == 204, await erased.text()
+    code, body, _ = await _retry(http, mesh, failed["id"], {"pipeline": FIXED})
+    assert (code, body["error"]["code"]) == (410, "gone"), body
+    assert "erased by local" in body["error"]["message"]
+    assert "retried_by" not in await job_status(http, mesh.upload_url, failed["id"])
