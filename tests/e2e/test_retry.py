@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from objectstore import S3Settings, open_store
-from tests.conftest import Mesh, complete_trail, settings_from
+from tests.conftest import Mesh, audit_env, complete_trail, settings_from
 from tests.e2e.helpers import decode, job_status, photo, submit, wait_finished
 from tests.waiting import async_wait_for
 
@@ -100,6 +100,8 @@ async def test_a_failed_job_retried_with_a_fixed_pipeline_succeeds_linked_both_w
         d for d in old_prov["actedOnBehalfOf"].values() if d["prov:activity"] == activity
     )
     assert delegation["prov:responsible"] == "imagemesh:principal/local"
+    report = await audit_env(mesh.env, grace=600)  # `make audit` holds both ends to each other
+    assert [gap for gap in report.gaps if gap.subject in {old["id"], new_id}] == []
 
 
 def _retried_trail(mesh: Mesh, job_id: str) -> list[dict[str, Any]] | None:
