@@ -34,6 +34,7 @@ const HEADLINES = {
   not_accepted: "Not accepted",
   job_finished: "Already finished",
   forbidden: "Not yours to change",
+  gone: "Deleted",
   bad_callback_url: "Notify URL refused",
   not_retryable: "Cannot be retried",
   no_input: "Nothing to retry with",
@@ -87,6 +88,20 @@ export async function postJson(url) {
     throw errorFrom(response.status, response.statusText, body, response.headers.get("Retry-After"));
   }
   return body;
+}
+
+/** DELETE, for no body (204: a job's erasure); throws ApiError as getJson. */
+export async function sendDelete(url) {
+  let response;
+  try {
+    response = await fetch(url, { method: "DELETE", headers: { Accept: "application/json" } });
+  } catch (err) {
+    throw new ApiError(0, "network", `the server cannot be reached (${err.message || err})`);
+  }
+  if (!response.ok) {
+    const body = parseJson(await response.text());
+    throw errorFrom(response.status, response.statusText, body, response.headers.get("Retry-After"));
+  }
 }
 
 let aboutPromise = null;

@@ -17,7 +17,9 @@ function row(job) {
   const name = job.filename || "(no name)";
   const placeholder = (text) => h("span", { class: "thumb thumb-none", "aria-hidden": "true" }, text);
   let thumb = placeholder(job.status === "failed" ? "!" : "\u2026");
-  if (job.status === "succeeded") {
+  if (job.erased_at) {
+    thumb = h("span", { class: "thumb thumb-none", title: "Deleted: the images are gone" }, "\u2205");
+  } else if (job.status === "succeeded") {
     // A small square made once per output; `loading` before `src`, or it loads at once.
     thumb = h("img", {
       class: "thumb", loading: "lazy", decoding: "async", width: 48, height: 48, alt: "",

@@ -1,7 +1,7 @@
 // The job page /jobs/{id}: status (live until it ends), before/after, the provenance
 // timeline, the lineage of its input and output, and links for operators.
 
-import { about, getJson, headline, jobPage, jobUrl, lineageUrl, postJson } from "./api.js";
+import { about, getJson, headline, jobPage, jobUrl, lineageUrl, postJson, sendDelete } from "./api.js";
 import { $, badge, fill, h, markCurrentNav } from "./dom.js";
 import { followJob, TERMINAL } from "./follow.js";
 import { ago, bytes, dimensions, elapsed, formatName, localTime, stepText } from "./format.js";
@@ -51,7 +51,14 @@ function renderFacts(job) {
       : "no operations"));
 }
 
+/** Why the job shows no images: it was erased (DELETE), by whom and when. */
+function erasedText(job) {
+  return `Deleted by ${job.erased_by || "its owner"} ${ago(job.erased_at)}: its images are gone for good; `
+    + "its record (sizes, hashes, times, pipeline, provenance) stays.";
+}
+
 function liveText(job) {
+  if (job.erased_at) { return erasedText(job); }
   if (job.status === "succeeded") {
     return `Done in ${elapsed(job, true)}${job.reused_from ? ": an earlier identical job's result, reused" : ""}.`;
   }
@@ -76,16 +83,19 @@ function render(job) {
   fill($("#job-badge"), badge(job.status, { succeeded: "Done", failed: "Failed", queued: "Queued", processing: "Processing", cancelled: "Cancelled" }[job.status] || job.status));
   $("#job-cancel").hidden = TERMINAL.has(job.status);
   $("#job-retry").hidden = !RETRYABLE.has(job.status) || Boolean(job.erased_at);
+  $("#job-erase").hidden = !TERMINAL.has(job.status) || Boolean(job.erased_at);
   document.body.dataset.status = job.status;
   $("#job-live").textContent = liveText(job);
   $("#job-live").dataset.status = job.status;
   renderFacts(job);
-  if (!previous || previous.status !== job.status) { renderResult(job); }
+  if (!previous || previous.status !== job.status || previous.erased_at !== job.erased_at) { renderResult(job); }
 }
 
 function renderResult(job) {
   const box = $("#job-result");
-  if (job.status === "succeeded") {
+  if (job.erased_at) {
+    fill(box, h("p", { class: "hint erased-note" }, erasedText(job)));
+  } else if (job.status === "succeeded") {
     fill(box, comparison(job), h("div", { class: "card-actions" }, downloadLink(job)));
   } else if (job.status === "failed") {
     fill(box, failure(job.error));
@@ -229,8 +239,37 @@ async function retryJob() {
   }
 }
 
+/** Load the timeline until it shows a step of `type` (provenance records it a moment
+ * after the API answered), a few times at most. */
+async function timelineWith(type, tries = 10) {
+  await loadTimeline();
+  if (!$(`#timeline li[data-type='${type}']`) && tries > 1) {
+    setTimeout(() => timelineWith(type, tries - 1), 500);
+  }
+}
+
+/** Erase the job, once confirmed: its images are deleted (DELETE), the page then shows
+ * its record without them. */
+async function eraseJob() {
+  const button = $("#job-erase");
+  const question = "Delete this job's images for good? The uploaded image, the result and its "
+    + "thumbnail are deleted (an image another job still uses stays for it). The job's record "
+    + "and provenance stay.";
+  if (!window.confirm(question)) { return; }
+  button.disabled = true;
+  try {
+    await sendDelete(jobUrl(jobId));
+    render(await getJson(jobUrl(jobId)));
+    timelineWith("job.erased");
+  } catch (err) {
+    $("#job-live").textContent = `${headline(err.code)}: ${err.message}`;
+    button.disabled = false;
+  }
+}
+
 markCurrentNav();
 $("#job-cancel").addEventListener("click", cancelJob);
+$("#job-erase").addEventListener("click", eraseJob);
 $("#job-retry").addEventListener("click", retryJob);
 $("#job-id").textContent = jobId;
 $("#prov-link").href = jobUrl(jobId, "provenance");

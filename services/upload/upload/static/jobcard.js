@@ -1,7 +1,7 @@
 // One image on the upload page, from choosing it to its result: preview, upload
 // progress, live status and steps, then before/after and download (or why not).
 
-import { headline, jobPage, jobUrl, postJson } from "./api.js";
+import { getJson, headline, jobPage, jobUrl, postJson, sendDelete } from "./api.js";
 import { announce, badge, fill, h } from "./dom.js";
 import { followJob, TERMINAL } from "./follow.js";
 import { bytes, dimensions, duration, elapsed, parseTime, STATUS_TEXT, stepText } from "./format.js";
@@ -283,19 +283,20 @@ export class JobCard {
       this.setState("succeeded", `Done in ${elapsed(job, true)}`);
       fill(this.body, beforeAfter(job, { beforeSrc: this.preview }));
       fill(this.actions, downloadLink(job),
-        h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"));
+        h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"),
+        this.eraseButton());
       announce(`${this.file.name} is done`);
     } else if (job.status === "cancelled") {
       this.setState("cancelled", `Cancelled by ${job.cancelled_by || "its owner"}`);
       fill(this.actions, h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"),
-        this.retryButton());
+        this.retryButton(), this.eraseButton());
       announce(`${this.file.name} was cancelled`);
     } else {
       const error = job.error || { code: "unknown", message: "the job failed" };
       this.setState("failed", `${headline(error.code)}: ${error.message}`);
       this.statusLine.dataset.code = error.code;
       fill(this.actions, h("a", { href: jobPage(job.id), class: "details-link" }, "Details and provenance"),
-        this.retryButton());
+        this.retryButton(), this.eraseButton());
       announce(`${this.file.name} failed`);
     }
   }
@@ -305,6 +306,39 @@ export class JobCard {
     if (!this.job || (this.job.error && this.job.error.code === "not_found")) { return null; }
     return h("button", { type: "button", class: "secondary small card-retry", on: { click: () => this.retry() } },
       "Retry");
+  }
+
+  /** Delete, for a finished job (one that became a job): its images go, its record stays. */
+  eraseButton() {
+    if (!this.job || (this.job.error && this.job.error.code === "not_found")) { return null; }
+    return h("button", { type: "button", class: "secondary small danger card-erase", on: { click: () => this.erase() } },
+      "Delete");
+  }
+
+  /** Erase the job, once confirmed: the card then says its images are gone (no result shown). */
+  async erase() {
+    const question = `Delete the images of ${this.file.name} for good? The uploaded image and the result `
+      + "are deleted from the server (one another job still uses stays for it); the job's record stays.";
+    if (!window.confirm(question)) { return; }
+    const button = this.actions.querySelector(".card-erase");
+    if (button) { button.disabled = true; }
+    try {
+      await sendDelete(jobUrl(this.job.id));
+      this.job = { ...this.job, ...(await getJson(jobUrl(this.job.id))) };
+      this.erased();
+    } catch (err) {
+      this.statusLine.textContent = `Not deleted: ${headline(err.code)}: ${err.message}`;
+      if (button) { button.disabled = false; }
+    }
+  }
+
+  /** The job is erased: no image of it is shown any more, only what happened. */
+  erased() {
+    this.element.dataset.erased = "true";
+    fill(this.body, h("p", { class: "hint erased-note" },
+      `Deleted by ${this.job.erased_by || "you"}: the images are gone from the server; the job's record stays.`));
+    fill(this.actions, h("a", { href: jobPage(this.job.id), class: "details-link" }, "Details and provenance"));
+    announce(`${this.file.name}: images deleted`);
   }
 
   dispose() {
