@@ -48,11 +48,11 @@ async def test_the_notify_url_is_sent_with_each_image_and_told_each_end(
     await page.get_by_text("Advanced", exact=True).click()
     await page.get_by_label("Notify URL (webhook)").fill(f"{receiver.url}/hook")
     await page.get_by_role("button", name="Upload and process 2 images").click()
-    ids = set()
+    ids: set[str] = set()
     for n in range(2):
         job = card(page, f"hooked-{n}.png")
         await expect(job).to_have_attribute("data-status", "succeeded", timeout=JOB_DEADLINE_MS)
-        ids.add(await job.get_attribute("data-job-id"))
+        ids.add(str(await job.get_attribute("data-job-id")))
     await async_wait_for(
         lambda: len(receiver.received) >= 2, timeout=30, what="both jobs' webhooks"
     )

@@ -26,6 +26,8 @@ LOOPBACK = TargetRules(allowed=(ip_network("127.0.0.0/8"),))
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
+        ("", "empty"),
+        (" https://example.org/", "spaces or control characters"),
         ("ftp://example.org/", "only http and https"),
         ("file:///etc/passwd", "only http and https"),
         ("gopher://127.0.0.1:6379/", "only http and https"),

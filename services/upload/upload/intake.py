@@ -226,7 +226,8 @@ async def _read_parts(
         elif part.name == "callback_url":
             too_long = ApiError(400, "bad_callback_url", "callback_url: too long")
             raw = await _read_limited(part, MAX_CALLBACK_BYTES, too_long, progress)
-            callback = raw.decode("utf-8", "replace").strip() or None
+            # As given: an empty or padded URL is refused, not guessed at (`ssrf.checked_url`).
+            callback = raw.decode("utf-8", "replace")
         else:
             await _read_limited(part, MULTIPART_OVERHEAD, too_large, progress)
     return found, filename, raw_pipeline, callback

@@ -58,6 +58,8 @@ class TargetRules:
 def checked_url(text: str) -> URL:
     """The URL, if its form is acceptable (scheme, userinfo, host, length); else
     RefusedTarget. Its addresses are checked by `vetted_addresses`."""
+    if not text:
+        raise RefusedTarget("empty (leave the field out for no webhook)")
     if len(text) > MAX_URL_LENGTH:
         raise RefusedTarget(f"longer than {MAX_URL_LENGTH} characters")
     if any(ord(char) < 0x21 or ord(char) == 0x7F for char in text):

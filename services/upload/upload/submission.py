@@ -74,14 +74,16 @@ async def operations(_request: web.Request) -> web.Response:
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
                             "pipeline": {
-                                "type": "string",
-                                "description": 'JSON list of {"op": name, ...params}; '
-                                "see GET /api/v1/operations",
-                                "default": "[]",
+                                "type": "array",
+                                "items": {"type": "object"},
+                                "description": 'JSON list of {"op": name, ...params}, as the '
+                                "part's text; see GET /api/v1/operations",
+                                "default": [],
                             },
                             "callback_url": {
                                 "type": "string",
                                 "format": "uri",
+                                "minLength": 1,
                                 "maxLength": 2048,
                                 "description": "http(s) URL told of the job's end: a signed "
                                 "POST (`X-Imagemesh-Signature`, see GET "
@@ -91,7 +93,8 @@ async def operations(_request: web.Request) -> web.Response:
                                 "`bad_callback_url` otherwise",
                             },
                         },
-                    }
+                    },
+                    "encoding": {"pipeline": {"contentType": "application/json"}},
                 }
             },
         },
