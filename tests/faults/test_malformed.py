@@ -199,7 +199,7 @@ async def test_malformed_messages_are_parked_and_consumers_keep_going(
 ) -> None:
     env = fault_mesh.env
     source = await stored_input(fault_mesh)
-    work_queues = [topology.RUNNER_UPLOADS, topology.PROVENANCE_EVENTS]
+    work_queues = [topology.RUNNER_UPLOADS, topology.PROVENANCE_EVENTS, topology.UPLOAD_WEBHOOKS]
     routes = list(topology.ALL_ROUTES)
     problems: list[str] = []
     reasons: dict[str, dict[str, str]] = {}
