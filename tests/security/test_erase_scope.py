@@ -1,6 +1,7 @@
 """Who may erase a job, against a real mesh (an upload replica with API tokens): only its
 owner. Another user gets 404 (as for every route of another's job: its existence is not
-revealed), an auditor, who reads every job, 403: auditors read, they do not act. And an
+revealed), an auditor, who reads every job, 403: auditors read, they do not act; another
+site's page in the owner's browser, 403 (CSRF). And an
 erasure never breaks another principal's job: an input stored once for the same bytes
 stays while the other principal's job uses it, which still serves it; the other
 principal learns nothing of the erasure."""
@@ -83,8 +84,12 @@ async def test_only_the_owner_may_erase_and_another_principals_job_keeps_its_inp
     async with sessions[CAROL].delete(erase) as answer:
         assert answer.status == 403
         assert (await answer.json())["error"]["code"] == "forbidden"
+    cross_site = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
+    async with sessions[ALICE].delete(erase, headers=cross_site) as answer:
+        assert answer.status == 403  # another site's page in Alice's browser (CSRF)
+        assert (await answer.json())["error"]["code"] == "csrf_failed"
     async with sessions[ALICE].get(f"{erase}/result") as untouched:
-        assert untouched.status == 200  # neither refusal erased anything
+        assert untouched.status == 200  # no refusal erased anything
     async with sessions[ALICE].delete(erase) as answer:
         assert answer.status == 204, await answer.text()
 
