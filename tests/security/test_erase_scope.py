@@ -1,10 +1,10 @@
 """Who may erase a job, against a real mesh (an upload replica with API tokens): only its
 owner. Another user gets 404 (as for every route of another's job: its existence is not
 revealed), an auditor, who reads every job, 403: auditors read, they do not act; another
-site's page in the owner's browser, 403 (CSRF). And an
-erasure never breaks another principal's job: an input stored once for the same bytes
-stays while the other principal's job uses it, which still serves it; the other
-principal learns nothing of the erasure."""
+site's page in the owner's browser, 403 (CSRF). And an erasure never breaks another
+principal's job: an input stored once for the same bytes stays while the other
+principal's job uses it, which still serves it; the other principal learns nothing of
+the erasure."""
 
 from __future__ import annotations
 
