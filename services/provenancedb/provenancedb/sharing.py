@@ -9,8 +9,12 @@ whose `image.uploaded` used an input, `images` each job that stored or reused an
 A job that is erased (its summary holds a `job.erased`) uses nothing any more; a job
 without a summary yet is counted as a user (when in doubt, an object stays).
 
-Bounded: at most `MAX_USERS` jobs are looked at per object (three view reads and one
-read of their summaries); beyond that the object is shared whatever they are (`more`).
+Bounded: at most `MAX_USERS` jobs are looked at per object; four requests in all (the
+job's summary, two view reads, the users' summaries). Beyond that the object is shared
+whatever they are (`more`). The views are those lineage reads (`by_input`, `images`): on
+PouchDB Server, which indexes a view when it is read, the first erasure after many jobs
+waits for that indexing as the first lineage read does (an RPC that times out is a 503,
+and the repeated DELETE finds the view indexed).
 """
 
 from __future__ import annotations
