@@ -387,3 +387,15 @@ async def test_a_remembered_entry_deleted_by_an_erasure_is_not_reused(
     assert mesh.imageproc.runs() == 2
     entry = json.loads(mesh.store.objects[("out", index_key(_key(THUMB)))])
     assert entry["job_id"] == "job-2"  # computed afresh, and indexed under the new job
+
+
+async def test_a_job_whose_input_is_no_longer_stored_fails_at_once(meshes: MeshFactory) -> None:
+    """Its input was erased in the moment it was accepted (another job of the same bytes,
+    `upload/erase.py`): no attempt brings it back, so no retries, one job.failed."""
+    mesh = await meshes()
+    del mesh.store.objects[("in", "sha256/x")]
+    events = await mesh.job("job-1", sha=f"{7:064x}")
+    failed = _one(events, JobFailed)
+    assert (failed.error.code, failed.attempt) == ("input_missing", 1)
+    assert "no longer stored" in failed.error.message
+    assert mesh.imageproc.runs() == 0

@@ -24,7 +24,7 @@ from messaging.events import (
     ProcessingStarted,
 )
 from messaging.formats import content_type_of
-from objectstore import ObjectStore
+from objectstore import ObjectNotFound, ObjectStore
 
 from .reuse import Reuse
 from .thumbnails import Thumbnails
@@ -59,6 +59,10 @@ INLINE_HASH_BYTES = 256 * 1024
 INPUT_BOUND_RPC_CODES = frozenset({"timeout", "memory_budget_exceeded", "worker_crashed"})
 CANCELLED_BEFORE, CANCELLED_WHILE = "cancelled_before_start", "cancelled_while_processing"
 CANCELLED_CODES = frozenset({CANCELLED_BEFORE, CANCELLED_WHILE})
+INPUT_MISSING = "input_missing"
+"""The input is no longer stored: upload stores it before the job is queued, so it was
+deleted since (an erasure of another job of the same bytes, in the very moment this one
+was accepted: `upload/erase.py`). No attempt brings it back: the job fails at once."""
 _EXTENSIONS = {
     "jpeg": ".jpg",
     "png": ".png",
@@ -118,17 +122,8 @@ class Runner:
             return ""
         try:
             reply, data = await self._compute(event, ctx)
-        except RpcError as exc:
-            principal = stopped_by(exc)
-            if principal is not None and self._cancellations.asked_by(event.job_id) is None:
-                # imageproc heard the request this replica missed (started after it).
-                self._cancellations.add(event.job_id, principal)
-            if await self._cancelled(event, ctx, while_processing=True):
-                return CANCELLED_WHILE
-            if exc.code in TRANSIENT_RPC_CODES or _retry_once(exc, ctx):
-                raise
-            await self._fail(event, ctx, exc.code, exc.message)
-            return exc.code
+        except (ObjectNotFound, RpcError) as exc:
+            return await self._not_computed(event, ctx, exc)
         # Cancelled while imageproc worked: its output is dropped, never stored.
         if await self._cancelled(event, ctx, while_processing=True):
             return CANCELLED_WHILE
@@ -168,6 +163,27 @@ class Runner:
         if self._thumbnails is not None:  # in the background: the job does not wait for it
             self._thumbnails.start(event.job_id, output, data, made=thumbnail)
         return ""
+
+    async def _not_computed(
+        self, event: ImageUploaded, ctx: MessageContext, exc: ObjectNotFound | RpcError
+    ) -> str:
+        """The input could not be read or imageproc did not answer with an output: the
+        error code the job failed with (or was cancelled with); raises (`exc`) when it is
+        worth trying again."""
+        if isinstance(exc, ObjectNotFound):
+            message = "the input image is no longer stored (erased meanwhile): upload it again"
+            await self._fail(event, ctx, INPUT_MISSING, message)
+            return INPUT_MISSING
+        principal = stopped_by(exc)
+        if principal is not None and self._cancellations.asked_by(event.job_id) is None:
+            # imageproc heard the request this replica missed (started after it).
+            self._cancellations.add(event.job_id, principal)
+        if await self._cancelled(event, ctx, while_processing=True):
+            return CANCELLED_WHILE
+        if exc.code in TRANSIENT_RPC_CODES or _retry_once(exc, ctx):
+            raise exc
+        await self._fail(event, ctx, exc.code, exc.message)
+        return exc.code
 
     async def _compute(self, event: ImageUploaded, ctx: MessageContext) -> tuple[RunReply, bytes]:
         """Record the attempt and fetch the input (together: neither waits for the other),

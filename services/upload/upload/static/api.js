@@ -35,6 +35,7 @@ const HEADLINES = {
   job_finished: "Already finished",
   forbidden: "Not yours to change",
   gone: "Deleted",
+  input_missing: "The image is no longer stored",
   bad_callback_url: "Notify URL refused",
   not_retryable: "Cannot be retried",
   no_input: "Nothing to retry with",
