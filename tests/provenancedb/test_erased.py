@@ -140,6 +140,19 @@ async def test_an_object_an_erasure_kept_is_still_checked() -> None:
     assert (gap.kind, gap.subject) == ("missing_output", OUTPUT.uri)
 
 
+async def test_objects_kept_for_a_job_erased_meanwhile_are_listed_as_erased_but_stored() -> None:
+    """Both users erased, each keeping the objects for the other (at once, on two
+    replicas): S3 still has the pixels, which the audit lists for an operator."""
+    later_erased = _erasure(REUSED, _object("output", OUTPUT, "used by 1 other job"))
+    steps = [*EARLIER, *LATER, ERASED_SHARED, later_erased]
+    report = await _audit(steps, OUTPUT, INPUT)
+    assert report.gaps == []
+    assert sorted(report.erased_but_stored) == sorted([OUTPUT.uri, INPUT.uri])
+    assert f"erased but stored: {OUTPUT.uri}" in report.summary()
+    # While one of them is not erased, nothing is listed.
+    assert (await _audit([*EARLIER, *LATER, ERASED_SHARED], OUTPUT, INPUT)).erased_but_stored == []
+
+
 def test_an_erasure_is_one_step_and_only_of_a_finished_job() -> None:
     report, _ = audit_documents(documents([*EARLIER, ERASED_ALONE]), now=NOW, grace=60)
     assert report.gaps == []

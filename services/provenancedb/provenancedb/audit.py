@@ -38,6 +38,7 @@ import json
 import re
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -50,7 +51,15 @@ from servicekit import load_settings
 
 from .settings import AuditSettings
 from .store import ProvenanceStore, open_store
-from .trails import Gap, Report, audit_documents, erased_objects, job_gaps, step_key
+from .trails import (
+    Gap,
+    Report,
+    audit_documents,
+    erased_jobs,
+    erased_objects,
+    job_gaps,
+    step_key,
+)
 
 __all__ = [
     "REUSE_INDEX_PREFIX",
@@ -145,18 +154,29 @@ async def audit(
     with step(f"reading every provenance document (CouchDB view {AUDIT_VIEW})"):
         docs = [doc async for doc in store.all_job_documents()]
     report, outputs = audit_documents(docs, now=now or datetime.now(UTC), grace=grace)
-    inputs_used = {doc["input_sha256"] for doc in docs if doc.get("type") == "image.uploaded"}
+    input_users: dict[str, set[str]] = defaultdict(set)
+    for doc in docs:
+        if doc.get("type") == "image.uploaded":
+            input_users[doc["input_sha256"]].add(str(doc.get("job_id")))
+    erased = erased_jobs(docs)
 
     with step(f"listing s3://{settings.s3_output_bucket}"):
         await _check_outputs(
-            report, outputs, objects, settings.s3_output_bucket, erased=erased_objects(docs)
+            report,
+            outputs,
+            objects,
+            settings.s3_output_bucket,
+            deleted=erased_objects(docs),
+            erased=erased,
         )
     with step(f"listing s3://{settings.s3_input_bucket}"):
         async for item in objects.objects(settings.s3_input_bucket):
             report.inputs_checked += 1
             match = _INPUT_KEY.match(item.key)
-            if match is None or match.group(1) not in inputs_used:
+            if match is None or match.group(1) not in input_users:
                 report.unused_inputs.append(item.uri)
+            elif input_users[match.group(1)] <= erased:
+                report.erased_but_stored.append(item.uri)
     return report
 
 
@@ -166,11 +186,16 @@ async def _check_outputs(
     objects: ObjectStore,
     bucket: str,
     *,
-    erased: set[tuple[str, str]],
+    deleted: set[tuple[str, str]],
+    erased: set[str],
 ) -> None:
     """Every output in `bucket` must be named by an `image.processed`, and the reverse,
-    but for the outputs an erasure deleted (`erased`: (bucket, key))."""
+    but for the outputs an erasure deleted (`deleted`: (bucket, key)); one still stored
+    though every job using it is `erased` is listed."""
     expected = {(o["bucket"], o["key"]): job_id for job_id, o in outputs.items()}
+    users: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for made_by, output in outputs.items():
+        users[(output["bucket"], output["key"])].add(made_by)
     found: set[tuple[str, str]] = set()
     async for item in objects.objects(bucket):
         if item.key.startswith(REUSE_INDEX_PREFIX):
@@ -180,6 +205,8 @@ async def _check_outputs(
         report.outputs_checked += 1
         found.add((item.bucket, item.key))
         job_id = expected.get((item.bucket, item.key))
+        if job_id is not None and users[(item.bucket, item.key)] <= erased:
+            report.erased_but_stored.append(item.uri)
         if job_id is None:
             metadata = await objects.metadata(item.bucket, item.key)
             named = metadata.get("job-id", "no job-id metadata")
@@ -188,7 +215,7 @@ async def _check_outputs(
     for (in_bucket, key), job_id in expected.items():
         if in_bucket != bucket or (in_bucket, key) in found:
             continue
-        if (in_bucket, key) in erased:
+        if (in_bucket, key) in deleted:
             report.erased_objects += 1
         else:
             report.gaps.append(

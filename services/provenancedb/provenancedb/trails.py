@@ -54,6 +54,10 @@ class Report:
     unused_inputs: list[str] = field(default_factory=list)
     erased_objects: int = 0
     """Objects that S3 no longer has because an erasure deleted them (not gaps)."""
+    erased_but_stored: list[str] = field(default_factory=list)
+    """Inputs and outputs S3 still has though every job using them is erased (each
+    erasure kept them for another, e.g. two erased at once on two replicas): the pixels
+    an owner asked to erase, for an operator to delete."""
     gaps: list[Gap] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,6 +68,7 @@ class Report:
             "inputs_checked": self.inputs_checked,
             "unused_inputs": self.unused_inputs,
             "erased_objects": self.erased_objects,
+            "erased_but_stored": self.erased_but_stored,
             "gaps": [asdict(gap) for gap in self.gaps],
         }
 
@@ -73,10 +78,12 @@ class Report:
             f"jobs: {sum(self.jobs.values())} ({jobs or 'none'}); "
             f"outputs checked: {self.outputs_checked}; inputs checked: {self.inputs_checked}",
             f"in progress: {len(self.in_progress)}; inputs no job used: {len(self.unused_inputs)}; "
-            f"erased objects: {self.erased_objects}",
+            f"erased objects: {self.erased_objects}; "
+            f"stored though every job using them is erased: {len(self.erased_but_stored)}",
             f"gaps: {len(self.gaps)}",
         ]
         lines += [f"  {gap.kind}: {gap.subject}: {gap.detail}" for gap in self.gaps]
+        lines += [f"  erased but stored: {uri}" for uri in self.erased_but_stored]
         return "\n".join(lines)
 
 
@@ -211,6 +218,11 @@ def _reused(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     if any(d["type"] == "image.processed" for d in docs):
         return None
     return next((d for d in docs if d["type"] == "image.reused"), None)
+
+
+def erased_jobs(docs: Iterable[dict[str, Any]]) -> set[str]:
+    """The jobs a `job.erased` names."""
+    return {str(doc.get("job_id")) for doc in docs if doc.get("type") == "job.erased"}
 
 
 def erased_objects(docs: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
