@@ -19,7 +19,9 @@ read-only) and lists both S3 buckets, then reports
   any other).
 
 Inputs in S3 that no job used are listed but are not gaps: an upload stores its input
-before the job is recorded, so a refused upload (503) leaves one behind.
+before the job is recorded, so a refused upload (503) leaves one behind. So are inputs and
+outputs S3 still has though every job using them is erased (`erased_but_stored`: each
+erasure kept them for another job, erased at the same moment elsewhere).
 
 Before reading, the audit waits (up to `--index-deadline` seconds, default 1800) for the
 view it reads to be indexed: PouchDB Server indexes a view on its first read after writes,
