@@ -122,6 +122,9 @@ class Eraser:
         self._rpc_timeout = rpc_timeout
 
     async def erase(self, job: dict[str, Any], principal: str) -> None:
+        """Delete what of `job` no other job uses, in `ORDER` after its reuse entry, then
+        record it all (deleted or kept, and why) in `job.erased`; ApiError 503 when
+        provenance, S3 or the broker cannot do their part (a repeat completes it)."""
         facts = await self._objects(job["id"])
         erased: list[ErasedObject] = []
         output = next((use for use in facts.objects if use.role == "output"), None)
@@ -132,7 +135,8 @@ class Eraser:
             # A runner may have taken the entry just before it went: ask again who uses
             # the output, now that no later job can be given it.
             facts = await self._objects(job["id"])
-        for use in sorted(facts.objects, key=lambda use: ORDER.index(use.role)):
+        known = [use for use in facts.objects if use.role in ORDER]  # a newer reply's others
+        for use in sorted(known, key=lambda use: ORDER.index(use.role)):
             kept = self._kept(job["id"], use)
             if kept is None:
                 await self._delete(use.bucket, use.key)
