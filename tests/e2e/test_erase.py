@@ -215,11 +215,23 @@ async def test_a_running_job_is_not_erased_until_it_ends(
 ) -> None:
     response = await submit(http, mesh.upload_url, photo(3000, 2000), SLOW)
     job_id = (await response.json())["id"]
-    async with http.delete(f"{mesh.upload_url}/api/v1/jobs/{job_id}") as refused:
-        assert refused.status == 409
-        body = await refused.json()
-    assert body["error"]["code"] == "not_finished"
-    assert "cancel it first" in body["error"]["message"]
+    url = f"{mesh.upload_url}/api/v1/jobs/{job_id}"
+    # Refused at once (queued, or just started), and again once it is surely processing.
+    for wanted in ("queued", "processing"):
+
+        async def seen(wanted: str = wanted) -> bool:
+            async with http.get(url) as status:
+                now = (await status.json())["status"]
+            assert now in {"queued", "processing"}, f"the slow job is already {now}"
+            return bool(now == wanted)
+
+        if wanted == "processing":
+            await async_wait_for(seen, timeout=60, interval=0.05, what="the job processing")
+        async with http.delete(url) as refused:
+            assert refused.status == 409
+            body = await refused.json()
+        assert body["error"]["code"] == "not_finished"
+        assert "cancel it first" in body["error"]["message"]
     async with http.post(f"{mesh.upload_url}/api/v1/jobs/{job_id}/cancel") as cancelled:
         assert cancelled.status == 202
     job = await wait_finished(http, mesh.upload_url, job_id, timeout=120)
