@@ -200,7 +200,12 @@ class MemoryServer:
         ttl = queue.arguments.get("x-message-ttl")
         if isinstance(ttl, int) and not queue.consumers:
             delay = ttl / 1000 * self.delay_scale
-            timer = asyncio.get_running_loop().call_later(delay, self._expire, queue, entry)
+
+            def expire() -> None:
+                self._timers.discard(timer)  # busy until it has run, not only until due
+                self._expire(queue, entry)
+
+            timer = asyncio.get_running_loop().call_later(delay, expire)
             self._timers.add(timer)
         self.pump(queue)
 
@@ -287,7 +292,7 @@ class MemoryServer:
     def busy(self) -> bool:
         """Whether anything is still on its way: a handler running, a message that a
         consumer will take, or a delayed message not yet due."""
-        self._timers = {t for t in self._timers if not t.cancelled() and t.when() > _now()}
+        self._timers = {t for t in self._timers if not t.cancelled()}
         pending = any(q.messages and q.consumers for q in self.queues.values())
         return bool(self._running) or pending or bool(self._timers)
 
@@ -366,7 +371,3 @@ def _deaths(previous: object, queue: str, reason: str, entry: _Entry) -> list[di
 
 def _text(value: object) -> str:
     return bytes(value).decode() if isinstance(value, bytes | bytearray) else str(value)
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()
