@@ -247,3 +247,19 @@ def test_a_retry_takes_an_optional_pipeline_and_answers_with_the_new_job(
     schemas = openapi["components"]["schemas"]
     assert {"id", "status", "links", "retry_of"} <= set(schemas["RetryAccepted"]["required"])
     assert {"retry_of", "retried_by"} <= set(schemas["Job"]["properties"])
+
+
+def test_a_job_may_name_a_webhook_whose_notification_is_documented(
+    openapi: dict[str, Any],
+) -> None:
+    operation = openapi["paths"]["/api/v1/jobs"]["post"]
+    form = operation["requestBody"]["content"]["multipart/form-data"]
+    assert form["schema"]["properties"]["callback_url"]["maxLength"] == 2048
+    (callback,) = operation["callbacks"]["jobEnded"].values()
+    sent = callback["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert sent["$ref"].endswith("/WebhookNotification")
+    headers = {p["name"] for p in callback["post"]["parameters"] if p["in"] == "header"}
+    assert "X-Imagemesh-Signature" in headers
+    assert "X-Imagemesh-Delivery" in headers
+    secret = openapi["paths"]["/api/v1/webhooks/secret"]["get"]["responses"]["200"]
+    assert secret["content"]["application/json"]["schema"]["$ref"].endswith("/WebhookSecret")

@@ -25,6 +25,7 @@ from messaging.events import (
 )
 from messaging.testing import MemoryBroker, MemoryServer, memory_settings
 from tests.waiting import async_wait_for
+from upload.schemas import WebhookNotification
 from upload.signing import principal_key, verify
 from upload.ssrf import TargetRules
 from upload.webhook_http import Sender
@@ -46,7 +47,9 @@ class Receiver:
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
+        body = await request.read()
+        WebhookNotification.model_validate_json(body)  # as the OpenAPI document says
+        self.received.append((dict(request.headers), body))
         status = self.answers[min(len(self.received), len(self.answers)) - 1]
         if 300 <= status < 400:
             raise web.HTTPFound(location=f"{self.url}/elsewhere")

@@ -33,6 +33,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     schemas.RetryRequest,
     schemas.RetryAccepted,
     schemas.WebhookSecret,
+    schemas.WebhookNotification,
     schemas.JobPage,
     schemas.Operations,
     schemas.Lineage,

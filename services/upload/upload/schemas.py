@@ -95,6 +95,36 @@ class CancelAccepted(_Body):
     links: dict[str, str] = Field(description="self, events: paths on this service")
 
 
+class WebhookJob(_Body):
+    id: str
+    status: Literal["succeeded", "failed", "cancelled"]
+    created_at: str | None = Field(description="UTC, RFC 3339")
+    finished_at: str = Field(description="UTC, RFC 3339: when the mesh recorded the end")
+    filename: str | None = Field(description="as the client gave it")
+    owner: str = Field(description="the principal whose key signed this")
+    output: Image | None = Field(default=None, description="on success")
+    reused_from: str | None = Field(default=None, description="on success by reuse")
+    error: ErrorDetail | None = Field(default=None, description="on failure")
+    cancelled_by: str | None = Field(default=None, description="when cancelled")
+    links: dict[str, str] = Field(
+        description="self, page, provenance and (on success) result: under UPLOAD_PUBLIC_URL, "
+        "or paths when it is not set"
+    )
+
+
+class WebhookNotification(_Body):
+    """What a job's `callback_url` receives when the job ends."""
+
+    event: Literal["job.succeeded", "job.failed", "job.cancelled"]
+    delivery: str = Field(
+        description="the same for every attempt of this notification (`X-Imagemesh-Delivery`): "
+        "de-duplicate on it"
+    )
+    attempt: int = Field(ge=1)
+    sent_at: str = Field(description="UTC, RFC 3339; signed with the body: refuse old ones")
+    job: WebhookJob
+
+
 class WebhookSecret(_Body):
     principal: str = Field(description="whose key it is: the caller's own")
     secret: str = Field(

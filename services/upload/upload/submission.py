@@ -18,6 +18,52 @@ from .webhooks import vetted_callback
 
 # --------------------------------------------------------------------------- the API
 
+_SIGNED_HEADER = {"required": True, "schema": {"type": "string"}}
+_CALLBACK = {
+    "summary": "The job ended (a webhook, when the job has a `callback_url`)",
+    "description": "Sent once the job succeeded, failed or was cancelled; again after a "
+    "5xx, 408, 429, a timeout or a refused connection, with back-off (AMQP_RETRY_DELAYS, "
+    "AMQP_MAX_ATTEMPTS), never after another answer; redirects are not followed. Check "
+    "`X-Imagemesh-Signature` against the exact body bytes with your key "
+    "(GET /api/v1/webhooks/secret) before trusting it.",
+    "parameters": [
+        {
+            "name": "X-Imagemesh-Signature",
+            "in": "header",
+            "description": "`sha256=` + hex HMAC-SHA256 of the body under the owner's key",
+            **_SIGNED_HEADER,
+        },
+        {
+            "name": "X-Imagemesh-Event",
+            "in": "header",
+            "description": "job.succeeded, job.failed or job.cancelled",
+            **_SIGNED_HEADER,
+        },
+        {
+            "name": "X-Imagemesh-Delivery",
+            "in": "header",
+            "description": "the same for every attempt: de-duplicate on it",
+            **_SIGNED_HEADER,
+        },
+        {
+            "name": "X-Imagemesh-Timestamp",
+            "in": "header",
+            "description": "Unix seconds when sent (the body's signed `sent_at`)",
+            **_SIGNED_HEADER,
+        },
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/WebhookNotification"}}
+        },
+    },
+    "responses": {
+        "2XX": {"description": "delivered"},
+        "default": {"description": "5xx, 408, 429: tried again later; anything else: final"},
+    },
+}
+
 
 @routes.get("/api/v1/operations")
 @documented(
@@ -98,6 +144,7 @@ async def operations(_request: web.Request) -> web.Response:
                 }
             },
         },
+        extra={"callbacks": {"jobEnded": {"{$request.body#/callback_url}": {"post": _CALLBACK}}}},
     )
 )
 async def create_job(request: web.Request) -> web.Response:
