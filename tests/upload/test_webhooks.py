@@ -18,8 +18,11 @@ from pydantic import SecretStr
 from messaging import topology
 from messaging.events import (
     ErrorInfo,
+    Event,
     ImageProcessed,
     ImageRef,
+    ImageReused,
+    JobCancelled,
     JobFailed,
     WebhookAttempted,
 )
@@ -108,7 +111,7 @@ PROCESSED = ImageProcessed(
 
 async def _deliver(
     job: dict[str, Any] | None,
-    event: ImageProcessed | JobFailed = PROCESSED,
+    event: Event = PROCESSED,
     *,
     rules: TargetRules = LOOPBACK,
     secret: str | None = MASTER,
@@ -251,3 +254,37 @@ async def test_an_unknown_job_is_looked_up_again_later(receiver: Receiver) -> No
         timeout=5,
         what="the message parked after its attempts",
     )
+
+
+@pytest.mark.parametrize(
+    ("event", "told"),
+    [
+        (
+            JobCancelled(job_id="job-1", principal="bob", input=_ref("in"), pipeline=[]),
+            {"status": "cancelled", "cancelled_by": "bob"},
+        ),
+        (
+            ImageReused(
+                job_id="job-1",
+                input=_ref("in"),
+                output=_ref("out"),
+                pipeline=[],
+                reused_from="job-0",
+                computation="event-0",
+                engine="e",
+                reuse_key=SHA,
+            ),
+            {"status": "succeeded", "reused_from": "job-0"},
+        ),
+    ],
+    ids=["cancelled", "reused"],
+)
+async def test_every_end_is_told_as_its_status_says(
+    receiver: Receiver, event: Event, told: dict[str, str]
+) -> None:
+    _, attempts = await _deliver(_job(f"{receiver.url}/hook"), event)
+    ((headers, body),) = receiver.received
+    sent = json.loads(body)["job"]
+    assert headers["X-Imagemesh-Event"] == f"job.{told['status']}"
+    assert {name: sent.get(name) for name in told} == told
+    assert [a.outcome for a in attempts] == ["delivered"]
