@@ -39,6 +39,10 @@ LOOPBACK = TargetRules(allowed=(ip_network("127.0.0.0/8"),))
         ("http://example.org/\r\nHost: evil", "spaces or control characters"),
         ("http://example.org:0/", "port"),
         ("http://example.org:70000/", "not a URL"),
+        ("http://2130706433/", "four decimal numbers"),  # what aiohttp will not connect to
+        ("http://017700000001/", "four decimal numbers"),
+        ("http://127.1/", "four decimal numbers"),
+        ("http://0177.0.0.1/", "four decimal numbers"),
         ("http://example.org/" + "a" * MAX_URL_LENGTH, f"longer than {MAX_URL_LENGTH}"),
     ],
 )

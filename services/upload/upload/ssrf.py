@@ -76,9 +76,20 @@ def checked_url(text: str) -> URL:
         raise RefusedTarget("a URL with a user name or password is not accepted")
     if not host:
         raise RefusedTarget("the URL names no host")
+    if host.replace(".", "").isdigit() and not _dotted_quad(host):
+        # 2130706433, 017700000001, 127.1: what socket maps onto an address. The HTTP
+        # client refuses to connect to them (aiohttp), so they could never be delivered.
+        raise RefusedTarget("write an IPv4 address as four decimal numbers (a.b.c.d)")
     if port is None or not 0 < port < 65536:
         raise RefusedTarget("the URL's port is out of range")
     return url
+
+
+def _dotted_quad(host: str) -> bool:
+    try:
+        return str(IPv4Address(host)) == host
+    except ValueError:
+        return False
 
 
 def refusal(address: Address, allowed: Iterable[Network] = ()) -> str | None:
