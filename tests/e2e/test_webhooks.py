@@ -31,6 +31,8 @@ TOKENS = {name: f"{name}-webhooks-test-token-0123456789" for name in ("alice", "
 ATTEMPTS = 3
 PARKING = "upload.webhooks.parking"
 THUMBNAIL = json.dumps([{"op": "thumbnail", "width": 32, "height": 32}])
+FAILING = json.dumps([{"op": "thumbnail", "width": 10000, "height": 10000, "upscale": True}])
+"""Valid at intake, refused by imageproc (its output would be too many pixels): failed."""
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +209,30 @@ async def test_a_redirect_is_not_followed(
     )
     assert (attempt["data"]["status_code"], attempt["data"]["outcome"]) == (302, "failed")
     assert len(receiver.received) == 1  # /elsewhere was never asked
+
+
+async def test_a_retry_tells_the_same_webhook_of_its_end(
+    hook_mesh: Mesh, sessions: dict[str, aiohttp.ClientSession], receiver: Receiver
+) -> None:
+    alice = sessions["alice"]
+    form = aiohttp.FormData()
+    form.add_field("file", photo(64, 48, "PNG"), filename="hook.png", content_type="image/png")
+    form.add_field("pipeline", FAILING)
+    form.add_field("callback_url", f"{receiver.url}/hook")
+    async with alice.post(f"{hook_mesh.upload_url}/api/v1/jobs", data=form) as response:
+        assert response.status == 202, await response.text()
+        old = str((await response.json())["id"])
+    assert (await wait_finished(alice, hook_mesh.upload_url, old))["status"] == "failed"
+    fixed = {"pipeline": json.loads(THUMBNAIL)}
+    async with alice.post(f"{hook_mesh.upload_url}/api/v1/jobs/{old}/retry", json=fixed) as answer:
+        assert answer.status == 202, await answer.text()
+        new = str((await answer.json())["id"])
+
+    await async_wait_for(lambda: len(receiver.received) >= 2, timeout=30, what="both ends")
+    told = {json.loads(body)["job"]["id"]: json.loads(body)["job"] for _, body in receiver.received}
+    assert told[old]["status"] == "failed"
+    assert told[old]["error"]["code"] == "too_many_pixels"
+    assert told[new]["status"] == "succeeded"
 
 
 @pytest.mark.parametrize(

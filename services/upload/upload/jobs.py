@@ -161,7 +161,14 @@ class Jobs:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
             filename = job.get("filename")
             intake = Intake(
-                job_id, image, pipeline, filename, principal, client, retry_of=job["id"]
+                job_id,
+                image,
+                pipeline,
+                filename,
+                principal,
+                client,
+                retry_of=job["id"],
+                callback_url=job.get("callback_ref"),  # told of its end as the job was
             )
             await self._intake.publish(intake)
             log.info("job_retried", retry_of=job["id"], principal=principal, ops=len(pipeline))
