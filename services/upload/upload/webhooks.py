@@ -122,7 +122,7 @@ class Webhooks:
                 url=without_query(url),
                 job_status=EVENT_STATUS[event.type],
                 status_code=answer.status_code,
-                error=answer.error,
+                error=answer.error[:1000] if answer.error else None,  # a host may be long
                 duration_ms=answer.duration_ms,
                 outcome=outcome,
             )
