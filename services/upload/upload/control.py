@@ -22,9 +22,9 @@ from messaging.events import CancelRequested
 from . import schemas
 from .errors import ApiError
 from .guard import principal_of
-from .jobs import RETRY_AFTER_SECONDS
 from .keys import BROKER, JOBS
 from .openapi import Doc, documented, error
+from .publishing import unavailable
 from .routes import JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, routes
 
 log = structlog.get_logger("upload")
@@ -50,11 +50,7 @@ log = structlog.get_logger("upload")
 async def cancel_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     principal = principal_of(request)
-    job = await request.app[JOBS].status(job_id)
-    if job is None or not principal.may_read(job.get("owner")):
-        raise ApiError(404, "not_found", f"no job {job_id}")
-    if job.get("owner") != principal.name:
-        raise ApiError(403, "forbidden", "only the job's owner may cancel it")
+    job = await request.app[JOBS].owned(job_id, principal, "cancel")
     if job["status"] in FINAL_STATUSES:
         raise ApiError(409, "job_finished", f"the job already {job['status']}")
     requested = CancelRequested(job_id=job_id, principal=principal.name)
@@ -62,12 +58,7 @@ async def cancel_job(request: web.Request) -> web.Response:
         await request.app[BROKER].publish(requested)
     except Exception as exc:
         log.warning("cancel_not_requested", job_id=job_id, error=repr(exc))
-        raise ApiError(
-            503,
-            "unavailable",
-            "the cancellation could not be requested; try again shortly",
-            retry_after=RETRY_AFTER_SECONDS,
-        ) from exc
+        raise unavailable("the cancellation could not be requested") from exc
     log.info("cancel_requested", job_id=job_id, principal=principal.name)
     location = f"/api/v1/jobs/{job_id}"
     body = {

@@ -48,10 +48,10 @@ from .guard import principal_of
 from .keys import BROKER, JOBS, LIVE, SETTINGS, STORE
 from .live import LiveJobs
 from .openapi import Doc, documented, error
+from .publishing import unavailable
 from .routes import JOB_ID, UNAVAILABLE, UNKNOWN_JOB, _job_id, routes
 
 log = structlog.get_logger("upload")
-RETRY_AFTER_SECONDS = 5
 ERASURE_ID_NAMESPACE = "erasure"
 """A job's `job.erased` id is derived from its id: a repeated erasure is one record."""
 
@@ -85,11 +85,7 @@ ERASURE_ID_NAMESPACE = "erasure"
 async def erase_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     principal = principal_of(request)
-    job = await request.app[JOBS].status(job_id)
-    if job is None or not principal.may_read(job.get("owner")):
-        raise ApiError(404, "not_found", f"no job {job_id}")
-    if job.get("owner") != principal.name:
-        raise ApiError(403, "forbidden", "only the job's owner may erase it")
+    job = await request.app[JOBS].owned(job_id, principal, "erase")
     if job.get("erased_at"):
         return web.Response(status=204)  # erased already: nothing new to do or record
     if job["status"] not in FINAL_STATUSES:
@@ -263,9 +259,4 @@ ORDER = ("output", "thumbnail", "input")
 
 
 def _unavailable(message: str) -> ApiError:
-    return ApiError(
-        503,
-        "unavailable",
-        f"{message}; a repeated DELETE completes the erasure: try again shortly",
-        retry_after=RETRY_AFTER_SECONDS,
-    )
+    return unavailable(f"{message}; a repeated DELETE completes the erasure")

@@ -248,6 +248,17 @@ class Jobs:
         job = await self.status(job_id)
         return job if job is not None and reader.may_read(job.get("owner")) else None
 
+    async def owned(self, job_id: str, owner: Principal, action: str) -> dict[str, Any]:
+        """The job's status if `owner` owns it, to `action` it (cancel, retry, erase): an
+        unknown job or another's is 404 as on every job route; an auditor, who reads every
+        job but acts on none, gets 403."""
+        job = await self.readable(job_id, owner)
+        if job is None:
+            raise ApiError(404, "not_found", f"no job {job_id}")
+        if job.get("owner") != owner.name:
+            raise ApiError(403, "forbidden", f"only the job's owner may {action} it")
+        return job
+
     async def recent(
         self,
         *,

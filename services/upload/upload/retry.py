@@ -75,11 +75,7 @@ async def retry_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     principal = principal_of(request)
     jobs = request.app[JOBS]
-    job = await jobs.status(job_id)
-    if job is None or not principal.may_read(job.get("owner")):
-        raise ApiError(404, "not_found", f"no job {job_id}")
-    if job.get("owner") != principal.name:
-        raise ApiError(403, "forbidden", "only the job's owner may retry it")
+    job = await jobs.owned(job_id, principal, "retry")
     _check_retryable(job)
     settings = request.app[SETTINGS]
     given = await _given_pipeline(request, settings.upload_body_timeout_seconds)
