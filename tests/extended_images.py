@@ -6,9 +6,14 @@ from __future__ import annotations
 import io
 import struct
 
+import pillow_heif
 from PIL import Image
 
-EXTENDED_SAMPLES = ("bmp", "ico", "cur", "pbm", "pgm", "ppm", "pfm", "qoi", "jp2", "j2k")
+pillow_heif.register_heif_opener()  # for "HEIF" below (the mesh registers it itself)
+
+EXTENDED_SAMPLES = (
+    "bmp", "ico", "cur", "pbm", "pgm", "ppm", "pfm", "qoi", "jp2", "j2k", "heic",
+)  # fmt: skip
 """Names ``extended_image`` makes; each is 40 x 30 pixels but the icons (32 x 32)."""
 
 
@@ -35,7 +40,7 @@ def extended_image(name: str) -> bytes:
         return _saved(_picture("RGBA").resize((32, 32)), "ICO", sizes=[(32, 32)])
     if name == "pfm":
         return pfm_image()
-    formats = {
+    formats: dict[str, tuple[str, str, dict[str, object]]] = {
         "bmp": ("BMP", "RGB", {}),
         "pbm": ("PPM", "1", {}),
         "pgm": ("PPM", "L", {}),
@@ -43,6 +48,7 @@ def extended_image(name: str) -> bytes:
         "qoi": ("QOI", "RGBA", {}),
         "jp2": ("JPEG2000", "RGB", {"no_jp2": False}),
         "j2k": ("JPEG2000", "RGB", {"no_jp2": True}),
+        "heic": ("HEIF", "RGB", {"quality": 90}),
     }
     fmt, mode, options = formats[name]
     return _saved(_picture(mode), fmt, **options)
@@ -74,3 +80,16 @@ def icon_hiding_a_large_png(width: int, height: int) -> bytes:
     png = _saved(Image.new("L", (width, height)), "PNG")
     entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 6 + 16)
     return struct.pack("<HHH", 0, 1, 1) + entry + png
+
+
+def heif_header(width: int, height: int) -> bytes:
+    """A real small HEIC whose item says (its `ispe` box) it is ``width`` x ``height``."""
+    # 64 x 64: one whole coding block, so no clean-aperture box crops what ispe says.
+    data = bytearray(_saved(_picture().resize((64, 64)), "HEIF", quality=50))
+    assert b"clap" not in data
+    at = data.find(b"ispe")
+    assert at > 0, "a HEIC names its size in an ispe box"
+    while at > 0:
+        data[at + 8 : at + 16] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+        at = data.find(b"ispe", at + 4)
+    return bytes(data)

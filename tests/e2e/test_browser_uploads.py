@@ -217,7 +217,7 @@ async def test_each_file_is_checked_before_upload_and_told_why_next_to_it(
     expected = {
         "empty.png": "The file is empty",
         "notes.jpg": "Not an image type we accept: the file's content is none of "
-        "JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP, ICO/CUR, PNM, QOI, JPEG 2000",
+        "JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP, ICO/CUR, PNM, QOI, JPEG 2000, HEIF/HEIC",
         "wide.jpg": f"Too wide or too tall: {side + 10_000:,} \u00d7 1,000 pixels; "
         f"each side at most {side:,}",
         "bomb.png": f"Too many pixels: 400 MP; {mp}",

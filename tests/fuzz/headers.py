@@ -1,6 +1,6 @@
 """The `input-headers` target: the input-only formats' header checks and decoding
-(`pipeline._pillow`, `imageproc._extended`) on mutated BMP, ICO/CUR, PNM, QOI and JPEG
-2000 files and forged headers.
+(`pipeline._pillow`, `imageproc._extended`) on mutated BMP, ICO/CUR, PNM, QOI, JPEG 2000
+and HEIF/HEIC files and forged headers.
 
 What must hold: a refusal is one of the documented codes; what the probe accepts is
 within the limits, reads the same from a file as from memory, and either decodes into an
@@ -32,6 +32,7 @@ from tests.extended_images import (
     EXTENDED_SAMPLES,
     bmp_header,
     extended_image,
+    heif_header,
     icon_hiding_a_large_png,
     pnm_header,
     qoi_header,
@@ -57,6 +58,7 @@ MAGICS = (
     b"qoif",
     b"\x00\x00\x00\x0cjP  \r\n\x87\n",
     b"\xff\x4f\xff\x51",
+    b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
 )
 
 
@@ -69,6 +71,7 @@ def seeds() -> dict[str, bytes]:
         "pnm-header-huge": pnm_header(70_000, 70_000),
         "qoi-header-huge": qoi_header(9_000, 9_000),
         "icon-hiding-png": icon_hiding_a_large_png(1_000, 700),
+        "heif-header-huge": heif_header(9_000, 9_000),
     }
 
 
@@ -84,6 +87,10 @@ def _forge_size(data: bytes, width: int, height: int) -> bytes:
         return magic + f"\n{width} {height}\n".encode() + rest
     if data[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and len(data) >= 8:
         return data[:6] + bytes([width & 0xFF, height & 0xFF]) + data[8:]
+    at = data.find(b"ispe")  # HEIF: the item's spatial extent
+    if data[4:8] == b"ftyp" and at > 0 and len(data) >= at + 16:
+        sides = (width & 0xFFFFFFFF).to_bytes(4, "big") + (height & 0xFFFFFFFF).to_bytes(4, "big")
+        return data[: at + 8] + sides + data[at + 16 :]
     return data
 
 
@@ -115,7 +122,7 @@ def _mutated(seed: str, mutations: tuple[tuple[Any, ...], ...]) -> tuple[str, by
 
 class InputHeaders(Target):
     name = "input-headers"
-    summary = "BMP/ICO/PNM/QOI/JPEG 2000 header checks and Pillow decoding, mutated"
+    summary = "BMP/ICO/PNM/QOI/JPEG 2000/HEIF header checks and Pillow decoding, mutated"
     suite_examples = 300
 
     def strategy(self) -> st.SearchStrategy[tuple[str, bytes]]:

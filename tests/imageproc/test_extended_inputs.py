@@ -18,7 +18,10 @@ from tests.extended_images import (
 )
 
 LIMITS = ImageLimits()
-INPUT_FORMAT = {"cur": "ico", "pbm": "pnm", "pgm": "pnm", "ppm": "pnm", "pfm": "pnm", "j2k": "jp2"}
+INPUT_FORMAT = {
+    "cur": "ico", "pbm": "pnm", "pgm": "pnm", "ppm": "pnm", "pfm": "pnm", "j2k": "jp2",
+    "heic": "heif",
+}  # fmt: skip
 
 
 def _run(data: bytes, pipeline: list[dict[str, Any]], limits: ImageLimits = LIMITS):

@@ -22,6 +22,7 @@ from tests.extended_images import (
     EXTENDED_SAMPLES,
     bmp_header,
     extended_image,
+    heif_header,
     icon_hiding_a_large_png,
     pnm_header,
     qoi_header,
@@ -39,6 +40,7 @@ FORMAT_OF = {
     "qoi": ExtendedFormat.QOI,
     "jp2": ExtendedFormat.JP2,
     "j2k": ExtendedFormat.JP2,
+    "heic": ExtendedFormat.HEIF,
 }
 ICONS = ("ico", "cur")
 
@@ -68,7 +70,7 @@ def test_sniffs_each_sample(name):
         b"P7\nWIDTH 2\n",  # PAM: no decoder here
         b"PF\n2 2\n-1.0\n",  # colour PFM: Pillow reads only greyscale
         b"P6x",
-        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",  # HEIC: no HEVC decoder here
+        b"\x00\x00\x00\x14ftypmp42\x00\x00\x00\x00isom",  # an MP4 video: not HEIF
     ],
 )
 def test_does_not_sniff_lookalikes(head):
@@ -117,6 +119,8 @@ def test_decodes_each_sample(name):
         (pnm_header(10, 30_000), "too_large_side"),
         (qoi_header(100_000, 100_000), "too_many_pixels"),
         (qoi_header(9_000, 9_000), "too_many_pixels"),
+        (heif_header(9_000, 9_000), "too_many_pixels"),
+        (heif_header(30_000, 10), "too_large_side"),
     ],
 )
 def test_refuses_huge_headers_before_decoding(header, code):
@@ -157,18 +161,18 @@ def test_a_truncated_body_probes_but_does_not_decode(name):
 
 def test_people_read_the_names_they_know():
     assert accepted_format_names() == (
-        "JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP, ICO/CUR, PNM, QOI, JPEG 2000"
+        "JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP, ICO/CUR, PNM, QOI, JPEG 2000, HEIF/HEIC"
     )
 
 
 def test_the_refusal_names_every_accepted_format():
     message = unsupported_message()
 
-    for name in ("jpeg", "png", "webp", "gif", "tiff", "avif", "bmp", "ico", "pnm", "qoi", "jp2"):
+    names = ["jpeg", "png", "webp", "gif", "tiff", "avif"]
+    names += ["bmp", "ico", "pnm", "qoi", "jp2", "heif"]
+    for name in names:
         assert name in message
-    assert accepted_formats() == [
-        "jpeg", "png", "webp", "gif", "tiff", "avif", "bmp", "ico", "pnm", "qoi", "jp2",
-    ]  # fmt: skip
+    assert accepted_formats() == names
 
 
 @pytest.mark.parametrize(
@@ -179,6 +183,7 @@ def test_the_refusal_names_every_accepted_format():
         (ExtendedFormat.PNM, "image/x-portable-anymap", ".pnm"),
         (ExtendedFormat.QOI, "image/qoi", ".qoi"),
         (ExtendedFormat.JP2, "image/jp2", ".jp2"),
+        (ExtendedFormat.HEIF, "image/heif", ".heic"),
     ],
 )
 def test_names_and_types(fmt, content_type, extension):

@@ -82,7 +82,7 @@ def _rejected(data: bytes, limits: ImageLimits = LIMITS) -> ImageRejected:
         b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
         b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n",
         b"P7\nWIDTH 2\nHEIGHT 2\n",  # PAM: no decoder here
-        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",  # HEIC: no HEVC decoder
+        b"\x00\x00\x00\x14ftypmp42\x00\x00\x00\x00isom",  # an MP4 video
     ],
 )
 def test_rejects_unsupported_types(data):
@@ -91,7 +91,7 @@ def test_rejects_unsupported_types(data):
     assert error.code == "unsupported_type"
     assert error.message == (
         "not an allowed image type "
-        "(allowed: jpeg, png, webp, gif, tiff, avif, bmp, ico, pnm, qoi, jp2)"
+        "(allowed: jpeg, png, webp, gif, tiff, avif, bmp, ico, pnm, qoi, jp2, heif)"
     )
 
 

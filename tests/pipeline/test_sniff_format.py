@@ -1,7 +1,7 @@
 import pytest
 import pyvips
 
-from pipeline import SNIFF_BYTES, ImageFormat, sniff_format
+from pipeline import SNIFF_BYTES, ExtendedFormat, ImageFormat, sniff_format
 
 
 def _encoded(fmt: ImageFormat) -> bytes:
@@ -29,6 +29,9 @@ def test_recognises_files_libvips_writes(fmt):
         (b"\x00\x00\x00\x1cftypavis\x00\x00\x00\x00avismif1miaf", ImageFormat.AVIF),
         # Major brand mif1, AVIF only among the compatible brands.
         (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf", ImageFormat.AVIF),
+        # HEIF: HEVC brands, and mif1 with "avif" only past the end of the ftyp box.
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", ExtendedFormat.HEIF),
+        (b"\x00\x00\x00\x10ftypmif1\x00\x00\x00\x00avif", ExtendedFormat.HEIF),
     ],
 )
 def test_recognises_magic_bytes(head, fmt):
@@ -46,10 +49,7 @@ def test_recognises_magic_bytes(head, fmt):
         b"%PDF-1.7\n%\xe2\xe3\xcf\xd3",
         b"BM\x36\x00\x00\x00\x00\x00",  # BMP: not on the allow-list
         b"RIFF\x24\x00\x00\x00WAVEfmt ",  # RIFF, but audio
-        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",  # HEIC is not AVIF
         b"\x00\x00\x00\x14ftypmp42\x00\x00\x00\x00isom",  # MP4 video
-        # "avif" appears, but after the end of the ftyp box.
-        b"\x00\x00\x00\x10ftypmif1\x00\x00\x00\x00avif",
         b"\x00" * 32,
     ],
 )

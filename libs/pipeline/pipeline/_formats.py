@@ -2,8 +2,8 @@
 
 ``ImageFormat`` holds the formats libvips reads and writes here (inputs and outputs);
 ``ExtendedFormat`` the input-only ones this machine's libvips cannot read, decoded by
-Pillow in imageproc's workers (``_pillow``). HEIF/HEIC (HEVC) stays refused: neither
-libvips' libheif here (AV1 only) nor Pillow has an HEVC decoder.
+Pillow in imageproc's workers (``_pillow``): HEIF/HEIC (HEVC, as phones save photos)
+through pillow-heif's libheif and libde265, since libvips' libheif here decodes AV1 only.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ __all__ = [
 SNIFF_BYTES = 32
 
 _AVIF_BRANDS = (b"avif", b"avis")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+"""HEIF brands (ISO/IEC 23008-12): HEVC stills and sequences, and the generic image and
+sequence brands, which an AVIF brand, checked first, would have claimed."""
 
 
 class ImageFormat(StrEnum):
@@ -58,6 +61,8 @@ class ExtendedFormat(StrEnum):
     QOI = "qoi"
     JP2 = "jp2"
     """JPEG 2000: the JP2 container or a bare J2K codestream."""
+    HEIF = "heif"
+    """HEIF/HEIC: HEVC-coded images in an ISO-BMFF container (phones' photos)."""
 
     @property
     def content_type(self) -> str:
@@ -65,7 +70,8 @@ class ExtendedFormat(StrEnum):
 
     @property
     def extension(self) -> str:
-        return f".{self.value}"
+        """The usual file suffix, with its dot (``.heic``, as phones name HEVC photos)."""
+        return ".heic" if self is ExtendedFormat.HEIF else f".{self.value}"
 
 
 _EXTENDED_TYPES = {
@@ -74,6 +80,7 @@ _EXTENDED_TYPES = {
     ExtendedFormat.PNM: "image/x-portable-anymap",
     ExtendedFormat.QOI: "image/qoi",
     ExtendedFormat.JP2: "image/jp2",
+    ExtendedFormat.HEIF: "image/heif",
 }
 
 InputFormat: TypeAlias = ImageFormat | ExtendedFormat
@@ -90,7 +97,13 @@ def accepted_formats() -> list[str]:
     return [f.value for f in ImageFormat] + [f.value for f in ExtendedFormat]
 
 
-_DISPLAY_NAMES = {"jpeg": "JPEG", "webp": "WebP", "ico": "ICO/CUR", "jp2": "JPEG 2000"}
+_DISPLAY_NAMES = {
+    "jpeg": "JPEG",
+    "webp": "WebP",
+    "ico": "ICO/CUR",
+    "jp2": "JPEG 2000",
+    "heif": "HEIF/HEIC",
+}
 
 
 def accepted_format_names() -> str:
@@ -115,6 +128,8 @@ def _sniff_extended(head: bytes) -> ExtendedFormat | None:
         return ExtendedFormat.QOI
     if head.startswith(_JP2_SIGNATURE) or head.startswith(_J2K_CODESTREAM):
         return ExtendedFormat.JP2
+    if any(brand in _HEIF_BRANDS for brand in _ftyp_brands(head)):
+        return ExtendedFormat.HEIF  # AVIF, an ImageFormat, was recognised first
     return None
 
 
@@ -139,10 +154,14 @@ def _is_avif(head: bytes) -> bool:
     """An ISO-BMFF ``ftyp`` box whose major or a compatible brand is AVIF.
 
     Checking compatible brands too admits files whose major brand is ``mif1``;
-    HEIC files (``heic``/``mif1`` without an AVIF brand) stay out.
+    HEIC files (``heic``/``mif1`` without an AVIF brand) are HEIF (``ExtendedFormat``).
     """
+    return any(brand in _AVIF_BRANDS for brand in _ftyp_brands(head))
+
+
+def _ftyp_brands(head: bytes) -> list[bytes]:
+    """The major and compatible brands of an ISO-BMFF ``ftyp`` box (none without one)."""
     if head[4:8] != b"ftyp":
-        return False
+        return []
     box_end = min(int.from_bytes(head[:4], "big"), len(head))
-    brands = [head[8:12]] + [head[i : i + 4] for i in range(16, box_end - 3, 4)]
-    return any(brand in _AVIF_BRANDS for brand in brands)
+    return [head[8:12]] + [head[i : i + 4] for i in range(16, box_end - 3, 4)]

@@ -1,10 +1,11 @@
 """The input-only formats (``ExtendedFormat``): header checks and decoding with Pillow.
 
-This machine's libvips has no BMP, ICO, PNM, QOI or JPEG 2000 loader, Pillow reads each
-of them. ``Image.open`` parses the header only (no pixel is decoded before ``load``), so
-the limits are checked exactly as for libvips' formats before any decode. Only the
-plugin named by the sniffed format may read the bytes: content that looks like a BMP
-is never handed to, say, Pillow's EPS plugin.
+This machine's libvips has no BMP, ICO, PNM, QOI or JPEG 2000 loader, and its HEIF
+loader decodes AV1 only: Pillow reads each of them, HEIF/HEIC through pillow-heif's
+plugin (libheif with the libde265 HEVC decoder). ``Image.open`` parses the header only
+(no pixel is decoded before ``load``), so the limits are checked exactly as for libvips'
+formats before any decode. Only the plugin named by the sniffed format may read the
+bytes: content that looks like a BMP is never handed to, say, Pillow's EPS plugin.
 
 Decoding (``decode_extended``) belongs in imageproc's worker processes only, where the
 deadline and memory limits of every pipeline stop a decoder that overruns (the worker
@@ -19,6 +20,7 @@ import warnings
 from collections.abc import Callable
 from typing import IO, Any
 
+import pillow_heif
 import pyvips
 from PIL import IcoImagePlugin, Image, UnidentifiedImageError
 
@@ -33,7 +35,11 @@ _PLUGINS: dict[ExtendedFormat, list[str]] = {
     ExtendedFormat.PNM: ["PPM"],
     ExtendedFormat.QOI: ["QOI"],
     ExtendedFormat.JP2: ["JPEG2000"],
+    ExtendedFormat.HEIF: ["HEIF"],
 }
+# The HEIF plugin, for `_PLUGINS` only (Image.open is always told which plugin may
+# read): no embedded thumbnails decoded, HDR made 8-bit as the other formats are.
+pillow_heif.register_heif_opener(thumbnails=False)
 
 # Pillow modes libvips takes as they are: mode -> (bands, band format).
 _DIRECT = {
@@ -43,8 +49,10 @@ _DIRECT = {
     "RGBA": (4, "uchar"),
     "I;16": (1, "ushort"),
 }
-# Errors Pillow raises for bytes it cannot parse (a truncated or damaged header).
-_PARSE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError)
+# Errors Pillow raises for bytes it cannot parse (a truncated or damaged header), and
+# pillow-heif for anything libheif refuses (RuntimeError: corrupt data, or its own limits,
+# e.g. an item whose declared extent passes libheif's 1 Gpx while its cropped size is small).
+_PARSE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, RuntimeError)
 
 
 _ICON_ENTRY = struct.Struct("<BBBBHHII")
@@ -139,7 +147,7 @@ def decode_extended(data: bytes, fmt: ExtendedFormat, check: Callable[[int, int]
             try:
                 check(image.width, image.height)
                 image.load()
-                return _to_vips(_normalised(image))
+                return _with_profile(_to_vips(_normalised(image)), image.info.get("icc_profile"))
             finally:
                 image.close()
     except _PARSE_ERRORS as exc:
@@ -180,3 +188,20 @@ def _to_vips(image: Any) -> Any:
     if band_format == "ushort":
         return vips.copy(interpretation="grey16")
     return vips.copy(interpretation="b-w" if bands <= 2 else "srgb")
+
+
+MAX_PROFILE_BYTES = 1024 * 1024
+"""An embedded colour profile larger than this is dropped (real ones are a few KB)."""
+
+
+def _with_profile(image: Any, profile: Any) -> Any:
+    """`image` with the colour profile its file embedded (a phone's HEIC is Display P3),
+    so that the pipeline's colour handling reads it as libvips' own loaders would; a
+    grey image, or an implausible profile, is left without one."""
+    if not isinstance(profile, bytes) or not 0 < len(profile) <= MAX_PROFILE_BYTES:
+        return image
+    if image.bands < 3:
+        return image
+    tagged = image.copy()
+    tagged.set_type(pyvips.GValue.blob_type, "icc-profile-data", profile)
+    return tagged

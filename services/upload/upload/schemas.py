@@ -188,7 +188,7 @@ class About(_Body):
     )
     input_formats: list[str] = Field(
         description="the image formats an upload may be in, decided by its content "
-        "(jpeg, png, webp, gif, tiff, avif; input only: bmp, ico, pnm, qoi, jp2)"
+        "(jpeg, png, webp, gif, tiff, avif; input only: bmp, ico, pnm, qoi, jp2, heif)"
     )
     limits: dict[str, int] = Field(
         description="what an upload may be: image_max_bytes, image_max_pixels, image_max_side, "

@@ -2,8 +2,8 @@
 // upload page checks each file against the server's limits before sending it, and never
 // decodes a huge image to draw a small preview. Reads JPEG (its SOF segment, after any
 // EXIF or ICC data), PNG (IHDR), GIF (the logical screen), WebP (VP8, VP8L, VP8X),
-// AVIF (ispe); TIFF, BMP, ICO/CUR, PNM, QOI and JPEG 2000 are recognised, their size left
-// to the server.
+// AVIF (ispe); TIFF, BMP, ICO/CUR, PNM, QOI, JPEG 2000 and HEIF/HEIC are recognised, their
+// size left to the server.
 
 const FIRST_READ = 64 * 1024;
 const JPEG_MAX_READ = 4 * 1024 * 1024; // EXIF and ICC segments before the SOF: at most 64 KiB each
@@ -41,16 +41,25 @@ function extended(d) {
   if (d.length >= 4 && ascii(d, 0, 4) === "qoif") { return "qoi"; }
   if (d.length >= 12 && ascii(d, 0, 12) === "\0\0\0\x0cjP  \r\n\x87\n") { return "jp2"; }
   if (d.length >= 4 && d[0] === 0xff && d[1] === 0x4f && d[2] === 0xff && d[3] === 0x51) { return "jp2"; }
+  if (ftypBrands(d).some((brand) => HEIF_BRANDS.has(brand))) { return "heif"; }
   return null;
 }
 
+// HEVC stills and sequences, and the generic brands an AVIF brand (checked first) claims.
+const HEIF_BRANDS = new Set(["heic", "heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1"]);
+
 /** An ISO-BMFF ftyp box whose major or a compatible brand is AVIF (as the server sniffs). */
 function isAvif(d) {
-  if (d.length < 12 || ascii(d, 4, 4) !== "ftyp") { return false; }
+  return ftypBrands(d).some((brand) => brand === "avif" || brand === "avis");
+}
+
+/** The major and compatible brands of an ISO-BMFF ftyp box (none without one). */
+function ftypBrands(d) {
+  if (d.length < 12 || ascii(d, 4, 4) !== "ftyp") { return []; }
   const end = Math.min(u32be(d, 0), d.length);
   const brands = [ascii(d, 8, 4)];
   for (let at = 16; at + 4 <= end; at += 4) { brands.push(ascii(d, at, 4)); }
-  return brands.some((brand) => brand === "avif" || brand === "avis");
+  return brands;
 }
 
 function png(d) {

@@ -12,7 +12,7 @@ export const PREVIEW_MAX_PIXELS = 40_000_000;
 
 const NUMBER = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
 const MEGA = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
-const TYPES = "JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP, ICO/CUR, PNM, QOI, JPEG 2000";
+const TYPES = "JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP, ICO/CUR, PNM, QOI, JPEG 2000, HEIF/HEIC";
 
 /** 400 000 000 → "400 MP"; small counts as pixels. */
 export function megapixels(count) {
