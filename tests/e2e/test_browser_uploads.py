@@ -17,6 +17,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser import JOB_DEADLINE_MS, PageProblems, card, photo_like, upload
 from tests.conftest import Mesh
+from tests.waiting import async_wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -70,11 +71,17 @@ async def test_the_live_steps_are_every_step_of_the_job_as_the_job_page_lists_th
         job = card(page, f"photo-{n}.jpg")
         await expect(job).to_have_attribute("data-status", "succeeded", timeout=JOB_DEADLINE_MS)
         job_id = await job.get_attribute("data-job-id")
-        answer = await page.request.get(f"/api/v1/jobs/{job_id}/provenance")
-        activities = (await answer.json())["activity"]
-        # Every step of the job: each event, and each operation image.processed lists
-        # (upload.received, image.uploaded, processing-started, 2 operations, processed).
-        assert len(activities) == 6, activities
+
+        async def recorded(job_id: str | None = job_id) -> dict[str, Any] | None:
+            # Every step of the job: each event, and each operation image.processed lists
+            # (upload.received, image.uploaded, processing-started, 2 operations,
+            # processed). The stream may say succeeded before provenance has recorded its
+            # last step (it follows the live events): wait for it.
+            answer = await page.request.get(f"/api/v1/jobs/{job_id}/provenance")
+            found: dict[str, Any] = (await answer.json()).get("activity") or {}
+            return found if len(found) == 6 else None
+
+        activities = await async_wait_for(recorded, timeout=20, what="the job's recorded steps")
         summary = job.locator(".steps-box summary")
         await expect(summary).to_have_text(f"Steps ({len(activities)})")
         live = await job.locator(".steps-log > li").evaluate_all(

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Mesh, free_port
 from tests.e2e.helpers import photo, submit, wait_finished
+from tests.waiting import async_wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -88,9 +89,16 @@ async def test_a_finished_job_streams_its_status_and_ends(
     async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job['id']}/events") as stream:
         events = await read_events(stream, timeout=10)
     assert events[-1] == ("status", job)
-    # Its steps first, as recorded: the same events as the job page's timeline.
-    async with http.get(f"{mesh.upload_url}/api/v1/jobs/{job['id']}/provenance") as response:
-        activities = (await response.json())["activity"]
+
+    # Its steps first: the same events as the job page's timeline, once provenance has
+    # recorded the last (the stream may come from this replica's live view before).
+    async def recorded() -> dict[str, Any] | None:
+        url = f"{mesh.upload_url}/api/v1/jobs/{job['id']}/provenance"
+        async with http.get(url) as response:
+            found: dict[str, Any] = (await response.json()).get("activity") or {}
+        return found if len(found) >= len(TRAIL) else None
+
+    activities = await async_wait_for(recorded, timeout=20, what="the recorded steps")
     assert [name for name, _ in events[:-1]] == ["step"] * len(TRAIL)
     assert [data["type"] for _, data in events[:-1]] == list(TRAIL)
     assert {f"imagemesh:event/{data['id']}" for _, data in events[:-1]} == set(activities)

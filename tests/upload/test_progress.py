@@ -24,8 +24,8 @@ from provenancedb.provview import merge_prov, prov_view
 from tests.fuzz.samples import JOB, events
 from tests.fuzz.samples import envelope as sample_envelope
 from upload.jobs import Jobs
-from upload.live import Inbox, LiveJobs
-from upload.progress import _first_status, _follow, _status, _Stream, step
+from upload.live import HISTORY_PER_JOB, Inbox, LiveJobs
+from upload.progress import _first_status, _follow, _history, _status, _Stream, step
 from upload.steps import recorded_steps
 
 
@@ -299,3 +299,84 @@ async def test_a_stream_of_a_job_just_accepted_starts_with_its_intake() -> None:
     await _status(stream, cast(Jobs, LateProvenance()), job, first=True)
     types = [data.get("type", data.get("status")) for _, data in recorder.events()]
     assert types == ["upload.received", "image.uploaded", "queued"]
+
+
+class AskedNothing:
+    """Provenance that must not be asked: a stream of a job this replica saw whole."""
+
+    async def recorded_status(self, job_id: str) -> None:
+        raise AssertionError("provenance asked for the status")
+
+    async def provenance(self, job_id: str) -> None:
+        raise AssertionError("provenance asked for the steps")
+
+
+def _seen(live: LiveJobs, *types: str) -> None:
+    for kind in types:
+        live.on_event(envelope(kind), events()[kind])
+
+
+async def _stream_of(live: LiveJobs, jobs: object, *then: str) -> list[tuple[str, dict[str, Any]]]:
+    """What a stream opened now sends, to its end (as `stream_progress` runs it), while the
+    events `then` pass."""
+    recorder = Recorder()
+    stream = _Stream(cast(web.StreamResponse, recorder))
+    with live.follow(JOB) as inbox:
+        job = live.status(JOB)
+        assert job is not None
+        await _history(stream, live.history(JOB))
+        await _status(stream, cast(Jobs, jobs), job, first=True)
+        following = asyncio.create_task(_follow(stream, cast(Jobs, jobs), live, inbox, job))
+        await asyncio.sleep(0)  # the stream waits on its inbox now
+        _seen(live, *then)
+        await asyncio.wait_for(following, 5)
+    return recorder.events()
+
+
+async def test_a_stream_of_a_job_seen_whole_here_asks_provenance_nothing() -> None:
+    # The intake passed (upload.received waits for its job's start), then the stream
+    # opens: every step comes from the live view, in order, with none read back.
+    live = LiveJobs()
+    _seen(live, "upload.received", "image.uploaded")
+    sent = await _stream_of(live, AskedNothing(), "job.processing-started", "image.processed")
+    assert [data.get("type", data.get("status")) for _, data in sent] == [
+        "upload.received",
+        "image.uploaded",
+        "queued",
+        "job.processing-started",
+        "image.processed",
+        "succeeded",
+    ]
+
+
+async def test_a_job_finished_before_its_stream_opened_is_sent_from_the_live_view() -> None:
+    live = LiveJobs()
+    _seen(live, *TRAIL)
+    sent = await _stream_of(live, AskedNothing())
+    assert [data.get("type", data.get("status")) for _, data in sent] == [*TRAIL, "succeeded"]
+
+
+async def test_a_job_seen_from_its_middle_or_past_its_history_asks_provenance() -> None:
+    live = LiveJobs()
+    _seen(live, "image.processed")  # its start was missed
+    assert live.history(JOB) is None
+    live = LiveJobs()
+    _seen(live, "image.uploaded")
+    for n in range(HISTORY_PER_JOB):
+        retry = events()["job.retry-scheduled"]
+        live.on_event(dataclasses.replace(envelope(retry.type), id=f"retry-{n}"), retry)
+    assert live.history(JOB) is None  # not all there: provenance says the steps
+
+
+async def test_a_stream_that_lost_steps_reads_them_from_provenance_at_the_end() -> None:
+    live = LiveJobs()
+    _seen(live, "upload.received", "image.uploaded")
+    recorder = Recorder()
+    stream = _Stream(cast(web.StreamResponse, recorder))
+    await _history(stream, live.history(JOB))
+    inbox = Inbox()
+    queued(inbox, "image.processed")
+    inbox.overflowed = True  # job.processing-started was dropped on the way
+    await _follow(stream, cast(Jobs, FinishedJobs()), live, inbox, {"id": JOB, "status": "queued"})
+    types = [data.get("type", data.get("status")) for _, data in recorder.events()]
+    assert types == [*TRAIL[:2], "image.processed", "job.processing-started", "succeeded"]

@@ -20,6 +20,12 @@ job's records are a few KB (each event carries the input and the pipeline), and 
 replica that kept the last 4096 finished jobs grew by ~30 MB over its first 4096 jobs,
 which a 20-minute soak saw as a slope. Provenance answers for them afterwards.
 
+A job seen from its start also keeps every event of it that passed (`history`, up to
+`HISTORY_PER_JOB`), so that a progress stream opened on this replica sends the steps that
+came before it without asking provenance: each such question cost provenancedb and the
+CouchDB-compatible server ~50 ms of CPU per followed job, and a stream of a job just
+accepted waited for provenance's group commit (~100 ms) before its first step.
+
 The replica that accepts a job remembers its intake at once (`remember`), before the
 202, so the job's own replica never has to ask provenance about a job it just queued
 (provenance records the intake from the broker, concurrently).
@@ -36,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from messaging import Envelope
-from messaging.events import Event, ImageUploaded
+from messaging.events import Event, ImageUploaded, UploadReceived
 from messaging.jobs import (
     EVENT_STATUS,
     FINAL_STATUSES,
@@ -52,6 +58,11 @@ RECENT_JOBS = 4096
 """Jobs whose status events a replica keeps (a few KB each), finished or not."""
 MARKED_JOBS = 4096
 """Jobs whose marks (retried, erased: `messaging.jobs.MARK_EVENTS`) a replica keeps."""
+HISTORY_PER_JOB = 64
+"""Events of one job a replica keeps for progress streams (a job has 4 to a dozen); past
+that its streams read the steps from provenance."""
+INTAKES_WAITING = 1024
+"""`upload.received` events kept until their job's `image.uploaded` follows."""
 MARKS_PER_JOB = 16
 """Marks kept per job: a job retried over and over keeps its first ones (provenance has
 them all)."""
@@ -81,6 +92,10 @@ class _Seen:
     owner: str
     input_sha256: str = ""
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    history: dict[str, tuple[Envelope, Event]] = field(default_factory=dict)
+    """Every event of the job seen live, by event id, in the order they passed."""
+    history_whole: bool = True
+    """False once `HISTORY_PER_JOB` was passed: the history is then not all there is."""
     last: float = 0.0
     waiting: bool = True
     finished: bool = False
@@ -107,12 +122,16 @@ class LiveJobs:
         self._waiting: Counter[str] = Counter()
         self._marks: OrderedDict[str, dict[str, dict[str, Any]]] = OrderedDict()
         """Each job's marks seen live, by type and id, most recently marked last."""
+        self._intakes: OrderedDict[str, tuple[Envelope, Event]] = OrderedDict()
+        """`upload.received` of jobs whose `image.uploaded` has not passed yet."""
 
     def on_event(self, envelope: Envelope, event: Event) -> None:
         if envelope.type in STATUS_EVENTS:
             self.remember(envelope, event)
-        elif envelope.type in MARK_EVENTS:
-            self.mark(envelope, event)
+        else:
+            if envelope.type in MARK_EVENTS:
+                self.mark(envelope, event)
+            self.note(envelope, event)
         for inbox in self._followers.get(event.job_id, ()):
             inbox.put(envelope, event)
 
@@ -131,7 +150,11 @@ class LiveJobs:
             arrival = self._arrivals.pop(event.job_id, None)
             if arrival is not None:
                 arrival.set()
+            intake = self._intakes.pop(event.job_id, None)
+            if intake is not None:
+                _keep(seen, *intake)
         seen.records[f"{envelope.type} {envelope.id}"] = record(envelope, event)
+        _keep(seen, envelope, event)
         seen.last = self._clock()
         if seen.waiting and envelope.type != ImageUploaded.type:
             self._forget(seen)  # started, or ended: no longer waiting
@@ -139,6 +162,25 @@ class LiveJobs:
             seen.finished = True
             self._finished.append((seen.last + self._linger, event.job_id))
         self._expire(seen.last)
+
+    def note(self, envelope: Envelope, event: Event) -> None:
+        """Keep an event that does not change a job's status in its history (a job seen
+        from its start), or, for an `upload.received`, until its job's start passes."""
+        seen = self._recent.get(event.job_id)
+        if seen is not None:
+            _keep(seen, envelope, event)
+        elif isinstance(event, UploadReceived):
+            self._intakes[event.job_id] = (envelope, event)
+            while len(self._intakes) > INTAKES_WAITING:
+                self._intakes.popitem(last=False)
+
+    def history(self, job_id: str) -> list[tuple[Envelope, Event]] | None:
+        """Every event of the job as it passed, if this replica saw it from its start and
+        kept them all; else None (its steps are provenance's to say)."""
+        seen = self._recent.get(job_id)
+        if seen is None or not seen.history_whole:
+            return None
+        return list(seen.history.values())
 
     def mark(self, envelope: Envelope, event: Event) -> None:
         """Keep a mark of a job (retried, erased), whether or not this replica saw the job
@@ -249,3 +291,12 @@ class LiveJobs:
     def following(self) -> int:
         """How many jobs someone follows right now."""
         return len(self._followers)
+
+
+def _keep(seen: _Seen, envelope: Envelope, event: Event) -> None:
+    if envelope.id in seen.history:
+        return
+    if len(seen.history) >= HISTORY_PER_JOB:
+        seen.history_whole = False
+        return
+    seen.history[envelope.id] = (envelope, event)

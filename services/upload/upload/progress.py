@@ -5,7 +5,9 @@
     event: status      data: the job, as GET /api/v1/jobs/{id} shows it
 
 First the steps already recorded (`steps.recorded_steps`: the intake is always over before
-a client can open the stream, often the whole job), then the job's current status; then
+a client can open the stream, often the whole job; or, when this replica saw every event
+of the job pass, those events, with no provenance read: `LiveJobs.history`), then the
+job's current status; then
 each step as the mesh publishes it, and the status again whenever it changes. Before a
 terminal status, any recorded step not sent yet: the stream sends every step of the job
 once (named by its event `id`), the same steps as the job page's timeline. The stream
@@ -127,6 +129,7 @@ async def stream_progress(
         stream = _Stream(response, closed=lambda: _gone(request))
         await stream.send(f"retry: {RECONNECT_MS}\n\n")
         try:
+            await _history(stream, live.history(job_id))
             await _status(stream, jobs, job, first=True)
             await _follow(stream, jobs, live, inbox, job)
         except ConnectionResetError:
@@ -157,6 +160,8 @@ async def _follow(
             continue
         news = time.monotonic()
         implied = await _relay(stream, envelope, event)
+        if inbox.overflowed:
+            stream.from_live = False  # steps were lost: provenance says them at the end
         if inbox.overflowed or (implied and STATUS_RANK[implied] > STATUS_RANK[job["status"]]):
             inbox.overflowed = False
             fresh = await _current(jobs, live, job, implied or job["status"])
@@ -173,17 +178,35 @@ async def _recheck(stream: _Stream, jobs: Jobs, job: dict[str, Any]) -> dict[str
     fresh = await jobs.recorded_status(job["id"])
     if fresh is None or STATUS_RANK[fresh["status"]] <= STATUS_RANK[job["status"]]:
         return job
+    stream.from_live = False  # the live queue lost what moved it on: provenance says it
     await _status(stream, jobs, fresh)
     return fresh
+
+
+async def _history(stream: _Stream, history: list[tuple[Envelope, Event]] | None) -> None:
+    """Send the steps this replica saw pass before the stream opened, when it saw every
+    one of them (`LiveJobs.history`): then no step is provenance's to say."""
+    if history is None:
+        return
+    stream.from_live = True
+    for envelope, event in history:
+        if envelope.id not in stream.sent_ids:
+            await stream.step(step(envelope, event))
 
 
 async def _status(stream: _Stream, jobs: Jobs, job: dict[str, Any], *, first: bool = False) -> None:
     """Send the job's status, after the recorded steps not sent yet: all of them when the
     stream starts (what happened before it opened) and when the job ends (what the live
     queue lost or had not delivered), so that a client that stops at a terminal status
-    has every step by then."""
-    if first or job["status"] in FINAL_STATUSES:
-        await _replay(stream, jobs, job, settle=first)
+    has every step by then. A stream that had every step from this replica's live view
+    (`_history`, no step lost since) reads none from provenance, except for a job that
+    reused an earlier output: the computation it took (the earlier job's
+    `image.processed`, shown at the reuse) is in provenance only, once it has recorded
+    the reuse."""
+    final = job["status"] in FINAL_STATUSES
+    reused = final and bool(job.get("reused_from"))
+    if (first or final) and (reused or not stream.from_live):
+        await _replay(stream, jobs, job, settle=first or reused)
     await stream.event("status", public(job))
 
 
@@ -346,6 +369,9 @@ class _Stream:
         self.closed = closed
         """Whether the client has gone (the connection is closed or closing)."""
         self.last_write = time.monotonic()
+        self.from_live = False
+        """Whether every step came from this replica's live view: those before the stream
+        opened (`_history`), and each since (no inbox overflow)."""
 
     async def send(self, text: str) -> None:
         await self._response.write(text.encode())

@@ -117,6 +117,7 @@ class IntakePublisher:
             self._in_background(refused, self._broker.envelope_for(refused, cause=envelope))
             raise unavailable("the job could not be queued") from exc
         if self._live is not None:
+            self._live.note(received_envelope, received)
             self._live.remember(envelope, uploaded)
         if intake.retry_of is not None:
             await self._retried(intake, intake.retry_of, envelope)
