@@ -204,3 +204,4 @@ def test_only_a_stopped_answer_names_who_cancelled() -> None:
     assert stopped_by(stopped("alice@example.org")) == "alice@example.org"
     assert stopped_by(RpcError("cancelled", "something else")) is None
     assert stopped_by(RpcError("timeout", "cancelled by alice")) is None
+    assert stopped_by(RpcError("cancelled", "cancelled by not a principal")) is None

@@ -326,10 +326,9 @@ async def _stream_of(live: LiveJobs, jobs: object, *then: str) -> list[tuple[str
         assert job is not None
         await _history(stream, live.history(JOB))
         await _status(stream, cast(Jobs, jobs), job, first=True)
-        following = asyncio.create_task(_follow(stream, cast(Jobs, jobs), live, inbox, job))
-        await asyncio.sleep(0)  # the stream waits on its inbox now
+        # Events passing now reach the stream's inbox, whether or not it waits on it yet.
         _seen(live, *then)
-        await asyncio.wait_for(following, 5)
+        await asyncio.wait_for(_follow(stream, cast(Jobs, jobs), live, inbox, job), 5)
     return recorder.events()
 
 
