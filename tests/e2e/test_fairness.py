@@ -135,7 +135,9 @@ async def test_another_principals_thumbnail_finishes_while_a_backlog_waits(
         counts = queue_counts(fair_mesh.env)
         return "processing" not in statuses and counts.get(RUNNER_QUEUE) == statuses["queued"]
 
-    await async_wait_for(all_waiting_are_queued, timeout=30)
+    # Each look reads all of alice's statuses: once a second keeps it within the API's
+    # rate limit (200 reads/s), however long the runner takes to hand its jobs back.
+    await async_wait_for(all_waiting_are_queued, timeout=30, interval=1.0)
 
 
 async def test_waiting_jobs_are_capped_per_principal(
