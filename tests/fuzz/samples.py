@@ -28,9 +28,11 @@ from messaging.events import (
     JobRetried,
     MessageParked,
     OperationApplied,
+    OperationTiming,
     ProcessingStarted,
     RetryScheduled,
     StepTiming,
+    TakenComputation,
     UploadReceived,
     WebhookAttempted,
 )
@@ -104,6 +106,11 @@ def events() -> dict[str, Event]:
             computation="2f3e4d5c-6b7a-4899-8a1b-2c3d4e5f6a7b",
             engine="imagemesh-imageproc/0.1.0 libvips/8.18.7",
             reuse_key=SHA,
+            taken=TakenComputation(
+                duration_ms=41.5,
+                attempt=1,
+                operations=[OperationTiming(op="thumbnail", duration_ms=12.25)],
+            ),
         ),
         JobFailed(job_id=JOB, error=ErrorInfo(code="undecodable", message="no"), attempt=1),
         RetryScheduled(job_id=JOB, queue="q", attempt=1, delay_seconds=1.0, error="boom"),

@@ -40,6 +40,7 @@ from messaging.events import (
     ImageUploaded,
     JobFailed,
     ProcessingStarted,
+    StepTiming,
 )
 from messaging.testing import MemoryBroker, MemoryServer
 from objectstore import ObjectNotFound
@@ -124,7 +125,10 @@ class Imageproc:
             raise RpcError(self.fail_run, "imageproc refused it")
         output = b"output of " + repr(request.pipeline).encode()
         engine = self.run_engine or self.engine
-        reply = RunReply(format="png", width=1, height=1, input_info={"bands": 3}, engine=engine)
+        steps = [StepTiming(op="thumbnail", params={}, duration_ms=1.5)]
+        reply = RunReply(
+            format="png", width=1, height=1, input_info={"bands": 3}, engine=engine, steps=steps
+        )
         return reply, output
 
     def runs(self) -> int:
@@ -256,6 +260,14 @@ async def test_an_identical_job_reuses_the_output_without_imageproc(meshes: Mesh
     assert reused.input.info == {"bands": 3}  # what imageproc read from the same bytes
     # The earlier job's image.processed: the activity that made the output.
     assert reused.computation == follow_up_id("uploaded-job-1", ImageProcessed.type)
+    # What it took, as a progress view shows it without reading job-1's record back.
+    assert reused.taken is not None
+    assert reused.taken.duration_ms == processed.duration_ms
+    assert reused.taken.attempt == processed.attempt
+    assert [(o.op, o.duration_ms) for o in reused.taken.operations] == [
+        (s.op, s.duration_ms) for s in processed.steps
+    ]
+    assert reused.taken.operations  # the stand-in imageproc said it applied one
 
 
 async def test_a_different_parameter_or_input_computes_afresh(meshes: MeshFactory) -> None:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from typing import Any
 
 from messaging import Envelope
 from messaging.events import ImageReused
 from provenancedb.provview import merge_prov, prov_view
 from tests.fuzz.samples import envelope as sample_envelope
 from tests.fuzz.samples import events
+from tests.upload.test_progress import AskedNothing
+from tests.upload.test_progress import _stream_of as stream_of
+from upload.live import LiveJobs
+from upload.progress import taken_step
 from upload.schemas import ProgressStep
 from upload.steps import recorded_steps
 
@@ -60,3 +65,77 @@ def test_the_computation_a_reused_job_took_is_a_step_at_the_reuse_by_the_runner(
         ProgressStep.model_validate(step)
         assert isinstance(step["time"], str), step
         assert step["service"], step
+
+
+def test_the_computation_a_reuse_took_reads_the_same_live_as_from_provenance() -> None:
+    document = merge_prov([prov_view(envelope(kind), events()[kind]) for kind in REUSED_TRAIL])
+    recorded = {step["type"]: step for step in recorded_steps(document)}["image.processed"]
+    reused = events()["image.reused"]
+    assert isinstance(reused, ImageReused)
+    assert reused.taken is not None
+    live = taken_step(envelope("image.reused"), reused)
+    assert live is not None
+    assert live["time"][:19] == recorded["time"][:19]  # rfc3339 keeps microseconds
+    # What provenance says of the earlier computation's own attempt and time is that
+    # job's record; the live step says what the reuse's index entry kept of it.
+    assert {**live, "time": None} == {
+        **recorded,
+        "time": None,
+        "duration_ms": reused.taken.duration_ms,
+        "attempt": reused.taken.attempt,
+        "operations": [
+            {"operation": "thumbnail", "index": 0, "duration_ms": 12.25},
+        ],
+    }
+    ProgressStep.model_validate(live)
+
+
+class Provenance:
+    """Provenance that has recorded the reused job, and counts what it is asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def recorded_status(self, job_id: str) -> dict[str, Any]:
+        self.asked += 1
+        return {"id": job_id, "status": "succeeded"}
+
+    async def provenance(self, job_id: str) -> dict[str, Any]:
+        self.asked += 1
+        return merge_prov([prov_view(envelope(kind), events()[kind]) for kind in REUSED_TRAIL])
+
+
+def _seen_whole(reused: ImageReused) -> LiveJobs:
+    live = LiveJobs()
+    for kind in REUSED_TRAIL:
+        event = reused if kind == "image.reused" else events()[kind]
+        live.on_event(envelope(kind), event)
+    return live
+
+
+async def test_a_reused_job_seen_whole_is_streamed_without_asking_provenance() -> None:
+    # The reuse said what it took: every step, the taken computation too, comes from the
+    # live view, and the stream ends at once (no wait for provenance to record the reuse).
+    reused = events()["image.reused"]
+    assert isinstance(reused, ImageReused)
+    sent = await stream_of(_seen_whole(reused), AskedNothing())
+    assert [data.get("type", data.get("status")) for _, data in sent] == [
+        *REUSED_TRAIL,
+        "image.processed",
+        "succeeded",
+    ]
+    taken = sent[-2][1]
+    assert (taken["id"], taken["reused_from"]) == (reused.computation, reused.reused_from)
+
+
+async def test_a_reuse_that_does_not_say_what_it_took_reads_it_from_provenance() -> None:
+    # An index entry written before entries kept the computation's steps.
+    reused = events()["image.reused"]
+    assert isinstance(reused, ImageReused)
+    provenance = Provenance()
+    sent = await stream_of(_seen_whole(reused.model_copy(update={"taken": None})), provenance)
+    assert provenance.asked >= 2
+    assert [data.get("type", data.get("status")) for _, data in sent][-2:] == [
+        "image.processed",
+        "succeeded",
+    ]

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 ExchangeKind = Literal["events", "provenance"]
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000
 """No step of a job takes a week: a longer (or NaN, infinite) duration is not a fact."""
+MAX_OPERATIONS = 100
+"""The most operations a pipeline may have (the ceiling of `PIPELINE_MAX_OPS`)."""
 LOCAL_PRINCIPAL = "local"
 """Who everyone is when no API tokens are configured (local development)."""
 PRINCIPAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$"
@@ -199,6 +201,23 @@ class ImageProcessed(Event):
     reply); None in documents recorded before it was said."""
 
 
+class OperationTiming(_Frozen):
+    """One operation of a computation, as a progress view shows it: name and time."""
+
+    op: str
+    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
+
+
+class TakenComputation(_Frozen):
+    """What a reuse took, as the earlier job's `image.processed` said it (its operations,
+    time and attempt): a progress view shows the computation at the reuse without reading
+    the earlier job's record back."""
+
+    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
+    attempt: int | None = Field(default=None, ge=1)
+    operations: list[OperationTiming] = Field(max_length=MAX_OPERATIONS)
+
+
 class ImageReused(Event):
     """The job asked for work already done: the same input bytes, canonical pipeline and
     engine as an earlier succeeded job. It takes that job's output (the same object) and
@@ -219,6 +238,8 @@ class ImageReused(Event):
     engine: str
     """What computed it (imageproc, libvips, ... versions), part of the reuse key."""
     reuse_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+    taken: TakenComputation | None = None
+    """The computation's operations and time; None when its index entry predates them."""
 
 
 class JobFailed(Event):

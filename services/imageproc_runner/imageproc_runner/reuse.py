@@ -46,8 +46,15 @@ from messaging import (
     topology,
 )
 from messaging.computations import INDEX_PREFIX, index_key, reuse_key
-from messaging.contracts import EngineRequest, RunReply
-from messaging.events import ImageProcessed, ImageRef, ImageReused, ImageUploaded
+from messaging.contracts import EngineRequest
+from messaging.events import (
+    ImageProcessed,
+    ImageRef,
+    ImageReused,
+    ImageUploaded,
+    OperationTiming,
+    TakenComputation,
+)
 from objectstore import ObjectNotFound, ObjectStore
 from pipeline import canonical_pipeline
 
@@ -86,6 +93,8 @@ class Computation(BaseModel):
     output: ImageRef
     input_info: dict[str, Any] | None = None
     """What imageproc read from the input (the same bytes in every job of this key)."""
+    taken: TakenComputation | None = None
+    """Its operations and time, as a reuse shows them (None in entries written before)."""
 
 
 class Reuse:
@@ -146,6 +155,7 @@ class Reuse:
                 computation=found.computation,
                 engine=found.engine,
                 reuse_key=found.key,
+                taken=found.taken,
             )
         )
         REUSE.labels("hit").inc()
@@ -217,12 +227,15 @@ class Reuse:
             self._known.popitem(last=False)
 
     async def remember(
-        self, event: ImageUploaded, ctx: MessageContext, output: ImageRef, reply: RunReply
+        self,
+        event: ImageUploaded,
+        ctx: MessageContext,
+        processed: ImageProcessed,
+        engine: str | None,
     ) -> None:
-        """Index a computation that succeeded (output stored, `image.processed` next) under
-        the engine that computed it. Best effort: without its entry, the next identical job
-        is computed."""
-        engine = reply.engine
+        """Index a computation that succeeded (output stored, `processed` published with
+        it) under the engine that computed it. Best effort: without its entry, the next
+        identical job is computed."""
         self.observe_engine(engine)
         pipeline = canonical_pipeline(event.pipeline)
         if not engine or pipeline is None:
@@ -233,8 +246,16 @@ class Reuse:
             job_id=event.job_id,
             computation=follow_up_id(ctx.envelope.id, ImageProcessed.type),
             engine=engine,
-            output=output,
-            input_info=reply.input_info,
+            output=processed.output,
+            input_info=processed.input.info,
+            taken=TakenComputation(
+                duration_ms=processed.duration_ms,
+                attempt=processed.attempt,
+                operations=[
+                    OperationTiming(op=step.op, duration_ms=step.duration_ms)
+                    for step in processed.steps
+                ],
+            ),
         )
         raw = entry.model_dump_json().encode()
         try:

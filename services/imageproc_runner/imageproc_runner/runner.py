@@ -154,7 +154,7 @@ class Runner:
         # together: a job that reuses this output in between finds a complete output whose
         # own job's success is on its way.
         await _together(
-            self._reuse.remember(event, ctx, output, reply)
+            self._reuse.remember(event, ctx, processed, reply.engine)
             if self._reuse is not None
             else asyncio.sleep(0),
             ctx.publish(processed),

@@ -190,8 +190,7 @@ async def _history(stream: _Stream, history: list[tuple[Envelope, Event]] | None
         return
     stream.from_live = True
     for envelope, event in history:
-        if envelope.id not in stream.sent_ids:
-            await stream.step(step(envelope, event))
+        await stream.relay(envelope, event)
 
 
 async def _status(stream: _Stream, jobs: Jobs, job: dict[str, Any], *, first: bool = False) -> None:
@@ -199,12 +198,12 @@ async def _status(stream: _Stream, jobs: Jobs, job: dict[str, Any], *, first: bo
     stream starts (what happened before it opened) and when the job ends (what the live
     queue lost or had not delivered), so that a client that stops at a terminal status
     has every step by then. A stream that had every step from this replica's live view
-    (`_history`, no step lost since) reads none from provenance, except for a job that
-    reused an earlier output: the computation it took (the earlier job's
-    `image.processed`, shown at the reuse) is in provenance only, once it has recorded
-    the reuse."""
+    (`_history`, no step lost since) reads none from provenance, nor does one of a job
+    that reused an earlier output when its `image.reused` said the computation it took
+    (`taken_step`); one that did not (an index entry written before) waits for provenance
+    to record the reuse, and reads that computation from there."""
     final = job["status"] in FINAL_STATUSES
-    reused = final and bool(job.get("reused_from"))
+    reused = final and bool(job.get("reused_from")) and not stream.sent_taken
     if (first or final) and (reused or not stream.from_live):
         await _replay(stream, jobs, job, settle=first or reused)
     await stream.event("status", public(job))
@@ -233,8 +232,7 @@ async def _replay(stream: _Stream, jobs: Jobs, job: dict[str, Any], *, settle: b
 async def _relay(stream: _Stream, envelope: Envelope, event: Event) -> str | None:
     """Send one step (unless sent already, replayed from provenance); the status it
     implies, if any."""
-    if envelope.id not in stream.sent_ids:
-        await stream.step(step(envelope, event))
+    await stream.relay(envelope, event)
     return EVENT_STATUS.get(event.type)
 
 
@@ -353,6 +351,28 @@ def step(envelope: Envelope, event: Event) -> dict[str, Any]:
     return shown
 
 
+def taken_step(envelope: Envelope, event: ImageReused) -> dict[str, Any] | None:
+    """The computation a reuse took, as this job's step: the earlier job's
+    `image.processed` at the reuse's time and by its service (as `steps.recorded_steps`
+    reads it from provenance), when the event says what it was."""
+    taken = event.taken
+    if taken is None:
+        return None
+    shown = step(envelope, event)  # its time, service and reused_from
+    shown |= {
+        "id": event.computation,
+        "type": ImageProcessed.type,
+        "duration_ms": taken.duration_ms,
+        "operations": [
+            {"operation": o.op, "index": n, "duration_ms": o.duration_ms}
+            for n, o in enumerate(taken.operations)
+        ],
+    }
+    if taken.attempt is not None:
+        shown["attempt"] = taken.attempt
+    return shown
+
+
 def _gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
@@ -372,6 +392,8 @@ class _Stream:
         self.from_live = False
         """Whether every step came from this replica's live view: those before the stream
         opened (`_history`), and each since (no inbox overflow)."""
+        self.sent_taken = False
+        """Whether a reuse's taken computation was sent from its `image.reused`."""
 
     async def send(self, text: str) -> None:
         await self._response.write(text.encode())
@@ -380,6 +402,16 @@ class _Stream:
     async def step(self, shown: dict[str, Any]) -> None:
         self.sent_ids.add(shown["id"])
         await self.event("step", shown, event_id=shown["id"])
+
+    async def relay(self, envelope: Envelope, event: Event) -> None:
+        """Send an event's step (and a reuse's taken computation), unless sent already."""
+        shown = [step(envelope, event)]
+        if isinstance(event, ImageReused) and (taken := taken_step(envelope, event)):
+            shown.append(taken)
+            self.sent_taken = True
+        for one in shown:
+            if one["id"] not in self.sent_ids:
+                await self.step(one)
 
     async def event(self, name: str, data: dict[str, Any], *, event_id: str | None = None) -> None:
         self._sent += 1
