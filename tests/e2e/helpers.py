@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -119,3 +121,24 @@ async def wait_recorded(
     await async_wait_for(
         recorded, timeout=timeout, what=f"provenance of job {job['id']} with one of {wanted}"
     )
+
+
+@contextlib.asynccontextmanager
+async def bearer_sessions(
+    tokens: dict[str, str],
+) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    """One API client per principal (name: token), each sending its bearer token and
+    keeping no cookies."""
+    opened = {
+        name: aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        for name, token in tokens.items()
+    }
+    try:
+        yield opened
+    finally:
+        for session in opened.values():
+            await session.close()

@@ -10,31 +10,21 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 from playwright.async_api import Page, expect
 
 from tests.browser import JOB_DEADLINE_MS, card, photo_like, upload
 from tests.conftest import Mesh
 from tests.e2e.test_browser_uploads import open_upload_page
-from tests.upload.test_webhooks import Receiver
 from tests.waiting import async_wait_for
+from tests.webhook_receiver import Receiver, receiving
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", found.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    found.url = f"http://127.0.0.1:{port}"
-    yield found
-    await runner.cleanup()
+    async with receiving() as found:
+        yield found
 
 
 async def test_the_notify_url_is_sent_with_each_image_and_told_each_end(

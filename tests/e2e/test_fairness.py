@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import Mesh, isolated_env, queue_counts, running_mesh
-from tests.e2e.helpers import decode, photo, submit, wait_finished
+from tests.e2e.helpers import bearer_sessions, decode, photo, submit, wait_finished
 from tests.waiting import async_wait_for
 from upload.tokens import token_hash
 
@@ -63,17 +63,8 @@ def fair_mesh(
 
 @pytest.fixture
 async def sessions() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
-    """One HTTP client per principal, each sending its own API token."""
-    timeout = aiohttp.ClientTimeout(total=60)
-    opened = {
-        name: aiohttp.ClientSession(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
-        for name, token in TOKENS.items()
-    }
-    try:
+    async with bearer_sessions(TOKENS) as opened:
         yield opened
-    finally:
-        for session in opened.values():
-            await session.close()
 
 
 async def _accepted(session: aiohttp.ClientSession, base: str, data: bytes, pipeline: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 from prov.model import ProvActivity, ProvDerivation, ProvDocument
 
 from tests.conftest import Mesh, audit_env, complete_trail
-from tests.e2e.helpers import photo, submit, wait_finished
+from tests.e2e.helpers import bearer_sessions, photo, submit, wait_finished
 from tests.e2e.test_metrics import scrape, value
 from tests.security.conftest import upload_replica
 from tests.unique import unique_bytes
@@ -165,16 +165,8 @@ def guarded(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Me
 
 @pytest.fixture
 async def sessions() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
-    made = {
-        name: aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=60),
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        for name, token in ((ALICE, ALICE_TOKEN), (BOB, BOB_TOKEN))
-    }
-    yield made
-    for session in made.values():
-        await session.close()
+    async with bearer_sessions({ALICE: ALICE_TOKEN, BOB: BOB_TOKEN}) as opened:
+        yield opened
 
 
 async def test_another_principal_uploading_the_same_bytes_reuses_without_seeing_the_job(

@@ -16,12 +16,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from tests.conftest import Mesh, complete_trail, isolated_env, queue_counts, running_mesh
-from tests.e2e.helpers import photo, wait_finished
-from tests.upload.test_webhooks import Receiver
+from tests.e2e.helpers import bearer_sessions, photo, wait_finished
 from tests.waiting import async_wait_for
+from tests.webhook_receiver import Receiver, receiving
 from upload.signing import verify
 from upload.tokens import token_hash
 
@@ -59,32 +58,14 @@ def hook_mesh(
 
 @pytest.fixture
 async def sessions() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
-    timeout = aiohttp.ClientTimeout(total=60)
-    opened = {
-        name: aiohttp.ClientSession(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
-        for name, token in TOKENS.items()
-    }
-    try:
+    async with bearer_sessions(TOKENS) as opened:
         yield opened
-    finally:
-        for session in opened.values():
-            await session.close()
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", found.handle)
-    app.router.add_post("/elsewhere", found.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    found.url = f"http://127.0.0.1:{port}"
-    yield found
-    await runner.cleanup()
+    async with receiving() as found:
+        yield found
 
 
 async def _submit(

@@ -13,7 +13,14 @@ import aiohttp
 import pytest
 
 from tests.conftest import Mesh, free_port
-from upload.tokens import token_hash
+from tests.e2e.helpers import bearer_sessions
+from upload.tokens import new_token, token_hash
+
+_RUN = uuid.uuid4().hex[:8]
+ALICE, BOB, CAROL = f"alice-{_RUN}", f"bob-{_RUN}", f"carol-{_RUN}"
+"""The owner-scoping tests' principals (cancel, retry, erase): ALICE owns the jobs, BOB is
+another user, CAROL an auditor (she reads every job)."""
+TOKENS = {name: new_token() for name in (ALICE, BOB, CAROL)}
 
 
 @contextlib.contextmanager
@@ -47,27 +54,6 @@ def tokens_replica(
         yield replica
 
 
-@contextlib.asynccontextmanager
-async def bearer_sessions(
-    tokens: dict[str, str],
-) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
-    """One API client per principal (name: token), each sending its bearer token and
-    keeping no cookies."""
-    opened = {
-        name: aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=60),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        for name, token in tokens.items()
-    }
-    try:
-        yield opened
-    finally:
-        for session in opened.values():
-            await session.close()
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """An API client like curl: it keeps no cookies, so it sends only what a test gives."""
@@ -75,3 +61,22 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         timeout=aiohttp.ClientTimeout(total=60), cookie_jar=aiohttp.DummyCookieJar()
     ) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def scoped(
+    mesh: Mesh, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mesh]:
+    """An upload replica with API tokens for ALICE, BOB and CAROL (the auditor), one per
+    test module."""
+    tag = request.module.__name__.rsplit(".", 1)[-1]
+    logs = tmp_path_factory.mktemp(tag)
+    with tokens_replica(mesh, logs, TOKENS, auditors=CAROL, tag=tag) as replica:
+        yield replica
+
+
+@pytest.fixture
+async def principals() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    """ALICE's, BOB's and CAROL's API clients, by name."""
+    async with bearer_sessions(TOKENS) as opened:
+        yield opened

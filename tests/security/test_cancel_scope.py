@@ -6,64 +6,45 @@ owner's cancellation is recorded with the owner's name."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
 from tests.conftest import Mesh, complete_trail
 from tests.e2e.helpers import photo, wait_finished
-from tests.security.conftest import bearer_sessions, tokens_replica
+from tests.security.conftest import ALICE, BOB, CAROL
 from tests.waiting import async_wait_for
-from upload.tokens import new_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-_RUN = uuid.uuid4().hex[:8]
-ALICE, BOB, CAROL = f"alice-{_RUN}", f"bob-{_RUN}", f"carol-{_RUN}"
-TOKENS = {name: new_token() for name in (ALICE, BOB, CAROL)}
 SLOW = json.dumps([{"op": "blur", "sigma": 100}] * 2 + [{"op": "convert", "format": "png"}])
 
 
-@pytest.fixture(scope="module")
-def guarded(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    logs = tmp_path_factory.mktemp("upload-cancel")
-    with tokens_replica(mesh, logs, TOKENS, auditors=CAROL, tag="cancel") as replica:
-        yield replica
-
-
-@pytest.fixture
-async def sessions() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
-    async with bearer_sessions(TOKENS) as opened:
-        yield opened
-
-
 async def test_only_the_owner_may_cancel(
-    guarded: Mesh, sessions: dict[str, aiohttp.ClientSession]
+    scoped: Mesh, principals: dict[str, aiohttp.ClientSession]
 ) -> None:
-    url = guarded.upload_url
+    url = scoped.upload_url
     form = aiohttp.FormData()
     form.add_field("pipeline", SLOW)
     form.add_field("file", photo(3000, 2000), filename="mine.jpg", content_type="image/jpeg")
-    async with sessions[ALICE].post(f"{url}/api/v1/jobs", data=form) as made:
+    async with principals[ALICE].post(f"{url}/api/v1/jobs", data=form) as made:
         assert made.status == 202, await made.text()
         job_id = (await made.json())["id"]
     cancel = f"{url}/api/v1/jobs/{job_id}/cancel"
 
-    async with sessions[BOB].post(cancel) as answer:
+    async with principals[BOB].post(cancel) as answer:
         assert answer.status == 404
         assert (await answer.json())["error"]["code"] == "not_found"
-    async with sessions[CAROL].post(cancel) as answer:
+    async with principals[CAROL].post(cancel) as answer:
         assert answer.status == 403
         assert (await answer.json())["error"]["code"] == "forbidden"
-    async with sessions[ALICE].post(cancel) as answer:
+    async with principals[ALICE].post(cancel) as answer:
         assert answer.status == 202, await answer.text()
         assert (await answer.json())["status"] in {"queued", "processing"}
 
-    job = await wait_finished(sessions[ALICE], url, job_id, timeout=120)
+    job = await wait_finished(principals[ALICE], url, job_id, timeout=120)
     assert (job["status"], job["owner"], job["cancelled_by"]) == ("cancelled", ALICE, ALICE)
-    docs = await async_wait_for(lambda: complete_trail(guarded.env, job_id), timeout=20)
+    docs = await async_wait_for(lambda: complete_trail(scoped.env, job_id), timeout=20)
     (requested,) = [d for d in docs if d["type"] == "job.cancel-requested"]
     assert requested["data"]["principal"] == ALICE
     delegation = next(iter(requested["prov"]["actedOnBehalfOf"].values()))

@@ -9,8 +9,6 @@ the erasure."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -18,45 +16,10 @@ import pytest
 from objectstore import ObjectNotFound, S3Settings, open_store
 from tests.conftest import Mesh, settings_from, trail
 from tests.e2e.helpers import photo, wait_finished
-from tests.security.conftest import upload_replica
+from tests.security.conftest import ALICE, BOB, CAROL
 from tests.waiting import async_wait_for
-from upload.tokens import new_token, token_hash
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-_RUN = uuid.uuid4().hex[:8]
-ALICE, BOB, CAROL = f"alice-{_RUN}", f"bob-{_RUN}", f"carol-{_RUN}"
-TOKENS = {name: new_token() for name in (ALICE, BOB, CAROL)}
-
-
-@pytest.fixture(scope="module")
-def guarded(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    entries = ",".join(f"{name}:{token_hash(token)}" for name, token in TOKENS.items())
-    with upload_replica(
-        mesh,
-        tmp_path_factory.mktemp("upload-erase"),
-        UPLOAD_API_TOKEN_HASHES=entries,
-        UPLOAD_AUDITORS=CAROL,
-        UPLOAD_SESSION_SECRET=f"erase-test-secret-{_RUN}",
-    ) as replica:
-        yield replica
-
-
-@pytest.fixture
-async def sessions() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
-    opened = {
-        name: aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=60),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        for name, token in TOKENS.items()
-    }
-    try:
-        yield opened
-    finally:
-        for session in opened.values():
-            await session.close()
 
 
 async def _job(session: aiohttp.ClientSession, url: str, data: bytes, pipeline: str) -> str:
@@ -71,45 +34,45 @@ async def _job(session: aiohttp.ClientSession, url: str, data: bytes, pipeline: 
 
 
 async def test_only_the_owner_may_erase_and_another_principals_job_keeps_its_input(
-    guarded: Mesh, sessions: dict[str, aiohttp.ClientSession]
+    scoped: Mesh, principals: dict[str, aiohttp.ClientSession]
 ) -> None:
-    url, data = guarded.upload_url, photo(300, 200)
-    mine = await _job(sessions[ALICE], url, data, json.dumps([{"op": "grayscale"}]))
-    theirs = await _job(sessions[BOB], url, data, json.dumps([{"op": "thumbnail", "width": 50}]))
+    url, data = scoped.upload_url, photo(300, 200)
+    mine = await _job(principals[ALICE], url, data, json.dumps([{"op": "grayscale"}]))
+    theirs = await _job(principals[BOB], url, data, json.dumps([{"op": "thumbnail", "width": 50}]))
     erase = f"{url}/api/v1/jobs/{mine}"
 
-    async with sessions[BOB].delete(erase) as answer:
+    async with principals[BOB].delete(erase) as answer:
         assert answer.status == 404
         assert (await answer.json())["error"]["code"] == "not_found"
-    async with sessions[CAROL].delete(erase) as answer:
+    async with principals[CAROL].delete(erase) as answer:
         assert answer.status == 403
         assert (await answer.json())["error"]["code"] == "forbidden"
     cross_site = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
-    async with sessions[ALICE].delete(erase, headers=cross_site) as answer:
+    async with principals[ALICE].delete(erase, headers=cross_site) as answer:
         assert answer.status == 403  # another site's page in Alice's browser (CSRF)
         assert (await answer.json())["error"]["code"] == "csrf_failed"
-    async with sessions[ALICE].get(f"{erase}/result") as untouched:
+    async with principals[ALICE].get(f"{erase}/result") as untouched:
         assert untouched.status == 200  # no refusal erased anything
-    async with sessions[ALICE].delete(erase) as answer:
+    async with principals[ALICE].delete(erase) as answer:
         assert answer.status == 204, await answer.text()
 
-    async with sessions[ALICE].get(erase) as status:
+    async with principals[ALICE].get(erase) as status:
         job = await status.json()
     assert (job["erased_by"], job["owner"]) == (ALICE, ALICE)
-    async with sessions[CAROL].get(f"{erase}/input") as audited:
+    async with principals[CAROL].get(f"{erase}/input") as audited:
         assert audited.status == 410  # the auditor reads the record, not the pixels
     # Bob's job of the same bytes is untouched: its input is still served.
-    async with sessions[BOB].get(f"{url}/api/v1/jobs/{theirs}/input") as answer:
+    async with principals[BOB].get(f"{url}/api/v1/jobs/{theirs}/input") as answer:
         assert (answer.status, await answer.read()) == (200, data)
-    async with sessions[BOB].get(f"{url}/api/v1/jobs/{theirs}") as answer:
+    async with principals[BOB].get(f"{url}/api/v1/jobs/{theirs}") as answer:
         assert "erased_at" not in await answer.json()
 
-    settings = settings_from(guarded.env, S3Settings)
+    settings = settings_from(scoped.env, S3Settings)
     async with open_store(settings) as store:
         outputs = [o async for o in store.objects(settings.s3_output_bucket, f"{mine}/")]
     assert outputs == []  # Alice's output is gone
     docs = await async_wait_for(
-        lambda: [d for d in trail(guarded.env, mine)[2] if d["type"] == "job.erased"] or None,
+        lambda: [d for d in trail(scoped.env, mine)[2] if d["type"] == "job.erased"] or None,
         timeout=20,
     )
     (erased,) = docs
@@ -119,7 +82,7 @@ async def test_only_the_owner_may_erase_and_another_principals_job_keeps_its_inp
     delegation = next(iter(erased["prov"]["actedOnBehalfOf"].values()))
     assert delegation["prov:responsible"] == f"imagemesh:principal/{ALICE}"
 
-    async with sessions[BOB].delete(f"{url}/api/v1/jobs/{theirs}") as answer:
+    async with principals[BOB].delete(f"{url}/api/v1/jobs/{theirs}") as answer:
         assert answer.status == 204  # the input's last user: now it goes
     async with open_store(settings) as store:
         with pytest.raises(ObjectNotFound):

@@ -7,73 +7,54 @@ made a job."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
 from tests.conftest import Mesh, complete_trail
 from tests.e2e.helpers import photo, wait_finished
-from tests.security.conftest import bearer_sessions, tokens_replica
+from tests.security.conftest import ALICE, BOB, CAROL
 from tests.waiting import async_wait_for
-from upload.tokens import new_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-_RUN = uuid.uuid4().hex[:8]
-ALICE, BOB, CAROL = f"alice-{_RUN}", f"bob-{_RUN}", f"carol-{_RUN}"
-TOKENS = {name: new_token() for name in (ALICE, BOB, CAROL)}
 FAILING = json.dumps([{"op": "thumbnail", "width": 10000, "height": 10000, "upscale": True}])
 
 
-@pytest.fixture(scope="module")
-def guarded(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    logs = tmp_path_factory.mktemp("upload-retry")
-    with tokens_replica(mesh, logs, TOKENS, auditors=CAROL, tag="retry") as replica:
-        yield replica
-
-
-@pytest.fixture
-async def sessions() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
-    async with bearer_sessions(TOKENS) as opened:
-        yield opened
-
-
 async def test_only_the_owner_may_retry(
-    guarded: Mesh, sessions: dict[str, aiohttp.ClientSession]
+    scoped: Mesh, principals: dict[str, aiohttp.ClientSession]
 ) -> None:
-    url = guarded.upload_url
+    url = scoped.upload_url
     form = aiohttp.FormData()
     form.add_field("pipeline", FAILING)
     form.add_field("file", photo(200, 150, "PNG"), filename="mine.png", content_type="image/png")
-    async with sessions[ALICE].post(f"{url}/api/v1/jobs", data=form) as made:
+    async with principals[ALICE].post(f"{url}/api/v1/jobs", data=form) as made:
         assert made.status == 202, await made.text()
         job_id = (await made.json())["id"]
-    failed = await wait_finished(sessions[ALICE], url, job_id)
+    failed = await wait_finished(principals[ALICE], url, job_id)
     assert failed["status"] == "failed", failed
     retry = f"{url}/api/v1/jobs/{job_id}/retry"
     fixed = {"pipeline": [{"op": "thumbnail", "width": 32}]}
 
-    async with sessions[BOB].post(retry, json=fixed) as answer:
+    async with principals[BOB].post(retry, json=fixed) as answer:
         assert answer.status == 404
         assert (await answer.json())["error"]["code"] == "not_found"
-    async with sessions[CAROL].post(retry, json=fixed) as answer:
+    async with principals[CAROL].post(retry, json=fixed) as answer:
         assert answer.status == 403
         assert (await answer.json())["error"]["code"] == "forbidden"
-    async with sessions[ALICE].get(f"{url}/api/v1/jobs/{job_id}") as seen:
+    async with principals[ALICE].get(f"{url}/api/v1/jobs/{job_id}") as seen:
         assert "retried_by" not in await seen.json()  # neither refusal made a job
-    async with sessions[ALICE].post(retry, json=fixed) as answer:
+    async with principals[ALICE].post(retry, json=fixed) as answer:
         assert answer.status == 202, await answer.text()
         new_id = (await answer.json())["id"]
 
-    new = await wait_finished(sessions[ALICE], url, new_id)
+    new = await wait_finished(principals[ALICE], url, new_id)
     assert (new["status"], new["owner"], new["retry_of"]) == ("succeeded", ALICE, job_id)
-    async with sessions[BOB].get(f"{url}/api/v1/jobs/{new_id}") as hidden:
+    async with principals[BOB].get(f"{url}/api/v1/jobs/{new_id}") as hidden:
         assert hidden.status == 404  # the retry is Alice's job, as the retried one
-    async with sessions[CAROL].get(f"{url}/api/v1/jobs/{job_id}") as audited:
+    async with principals[CAROL].get(f"{url}/api/v1/jobs/{job_id}") as audited:
         assert (await audited.json())["retried_by"] == [new_id]
-    docs = await async_wait_for(lambda: _retried(guarded, job_id), timeout=20)
+    docs = await async_wait_for(lambda: _retried(scoped, job_id), timeout=20)
     (retried,) = [d for d in docs if d["type"] == "job.retried"]
     assert (retried["data"]["principal"], retried["data"]["retry"]) == (ALICE, new_id)
     delegation = next(iter(retried["prov"]["actedOnBehalfOf"].values()))

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from ipaddress import ip_network
 from typing import Any
 
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
 
 from messaging import topology
@@ -28,7 +26,7 @@ from messaging.events import (
 )
 from messaging.testing import MemoryBroker, MemoryServer, memory_settings
 from tests.waiting import async_wait_for
-from upload.schemas import WebhookNotification
+from tests.webhook_receiver import Receiver, receiving
 from upload.signing import principal_key, verify
 from upload.ssrf import TargetRules
 from upload.webhook_http import Sender
@@ -41,38 +39,10 @@ ATTEMPTS = 3
 LOOPBACK = TargetRules(allowed=(ip_network("127.0.0.0/8"),))
 
 
-@dataclass
-class Receiver:
-    """An HTTP receiver answering each POST with the next of `answers` (then the last)."""
-
-    answers: list[int] = field(default_factory=lambda: [200])
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        WebhookNotification.model_validate_json(body)  # as the OpenAPI document says
-        self.received.append((dict(request.headers), body))
-        status = self.answers[min(len(self.received), len(self.answers)) - 1]
-        if 300 <= status < 400:
-            raise web.HTTPFound(location=f"{self.url}/elsewhere")
-        return web.Response(status=status, text="ok" if status < 300 else "no")
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", found.handle)
-    app.router.add_post("/elsewhere", found.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    found.url = f"http://127.0.0.1:{port}"
-    yield found
-    await runner.cleanup()
+    async with receiving() as found:
+        yield found
 
 
 class Jobs:
