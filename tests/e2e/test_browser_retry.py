@@ -7,6 +7,8 @@ page, which says what it retries ("Retry of"); the retried job's page names it b
 
 from __future__ import annotations
 
+import uuid
+
 import aiohttp
 import pytest
 from playwright.async_api import Page, expect
@@ -18,13 +20,13 @@ from tests.e2e.test_retry import FAILING
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(180)]
 
+NAME = f"again-{uuid.uuid4().hex[:8]}.png"
+
 
 async def test_the_job_page_retries_a_failed_job_once_confirmed(
     page: Page, mesh: Mesh, http: aiohttp.ClientSession
 ) -> None:
-    response = await submit(
-        http, mesh.upload_url, photo(200, 150, "PNG"), FAILING, filename="again.png"
-    )
+    response = await submit(http, mesh.upload_url, photo(200, 150, "PNG"), FAILING, filename=NAME)
     assert response.status == 202, await response.text()
     old_id = (await response.json())["id"]
     assert (await wait_finished(http, mesh.upload_url, old_id))["status"] == "failed"
@@ -57,6 +59,14 @@ async def test_the_job_page_retries_a_failed_job_once_confirmed(
     await expect(page.locator("#timeline li[data-type='job.retried']")).to_contain_text(
         "Retried as a new job", timeout=JOB_DEADLINE_MS
     )
+
+    # The history names the links too, each row the other job.
+    await page.goto(f"/history?search={NAME}")
+    old_row, new_row = (page.locator(f"tr[data-job-id='{job}']") for job in (old_id, new_id))
+    await expect(old_row.locator(".retries")).to_have_text(f"retried as {new_id[:8]}")
+    await expect(new_row.locator(".retries")).to_have_text(f"retry of {old_id[:8]}")
+    await new_row.locator(".retries").get_by_role("link").click()
+    await page.wait_for_url(f"**/jobs/{old_id}")
 
 
 async def test_a_job_card_retries_its_failed_job_in_place(

@@ -1,6 +1,8 @@
 // The imagemesh HTTP API, as the pages use it. Errors are always ApiError with the
 // server's own words ({"error": {"code", "message"}}) when it gave any.
 
+import { h } from "./dom.js";
+
 export class ApiError extends Error {
   constructor(status, code, message, retryAfter = null) {
     super(message);
@@ -116,6 +118,12 @@ export const operations = () => getJson("/api/v1/operations").then((body) => bod
 
 export const jobUrl = (id, part = "") => `/api/v1/jobs/${encodeURIComponent(id)}${part ? `/${part}` : ""}`;
 export const jobPage = (id) => `/jobs/${encodeURIComponent(id)}`;
+
+/** A link to a job's page, by its short id (the whole id in its title). */
+export function jobLink(id) {
+  const full = String(id);
+  return h("a", { href: jobPage(full), class: "job-link", title: full }, full.slice(0, 8));
+}
 export const lineageUrl = (sha256) => `/api/v1/images/${encodeURIComponent(sha256)}/lineage`;
 
 /**

@@ -3,7 +3,7 @@
 // busy; an answer to an earlier question (another filter, search or page) is dropped, so
 // a slow one never overwrites a newer one.
 
-import { getJson, headline, jobPage, jobUrl } from "./api.js";
+import { getJson, headline, jobLink, jobPage, jobUrl } from "./api.js";
 import { $, badge, fill, h, markCurrentNav } from "./dom.js";
 import { ago, dimensions, elapsed, localTime, pipelineSummary, STATUS_TEXT } from "./format.js";
 
@@ -35,7 +35,8 @@ function row(job) {
     h("td", { class: "thumb-cell" }, thumb),
     h("td", { class: "file" },
       h("a", { href: jobPage(job.id) }, name),
-      h("div", { class: "id", title: job.id }, `job ${job.id.slice(0, 8)}`)),
+      h("div", { class: "id", title: job.id }, `job ${job.id.slice(0, 8)}`),
+      retries(job)),
     h("td", { class: "status-cell" }, badge(job.status, STATUS_TEXT[job.status] || job.status)),
     h("td", { class: "pipeline wide" }, pipelineSummary(job.pipeline),
       job.error ? h("div", { class: "row-error" }, `${headline(job.error.code)}: ${job.error.message}`) : null),
@@ -43,6 +44,16 @@ function row(job) {
     h("td", { class: "wide nowrap" },
       h("time", { datetime: job.created_at, title: localTime(job.created_at) }, ago(job.created_at)),
       terminal ? h("div", { class: "hint" }, `took ${elapsed(job, true)}`) : null));
+}
+
+/** "retry of <job>", "retried as <job>, <job>": the job's retry links, if any. */
+function retries(job) {
+  const parts = [];
+  if (job.retry_of) { parts.push("retry of ", jobLink(job.retry_of)); }
+  (job.retried_by || []).forEach((id, n) => {
+    parts.push(n ? ", " : parts.length ? "; retried as " : "retried as ", jobLink(id));
+  });
+  return parts.length ? h("div", { class: "hint retries" }, ...parts) : null;
 }
 
 function table(jobs) {

@@ -1,7 +1,7 @@
 // The job page /jobs/{id}: status (live until it ends), before/after, the provenance
 // timeline, the lineage of its input and output, and links for operators.
 
-import { about, getJson, headline, jobPage, jobUrl, lineageUrl, postJson, sendDelete } from "./api.js";
+import { about, getJson, headline, jobLink, jobPage, jobUrl, lineageUrl, postJson, sendDelete } from "./api.js";
 import { $, badge, fill, h, markCurrentNav } from "./dom.js";
 import { followJob, TERMINAL } from "./follow.js";
 import { ago, bytes, dimensions, elapsed, formatName, localTime, stepText } from "./format.js";
@@ -17,11 +17,6 @@ const RETRYABLE = new Set(["failed", "cancelled"]);
 
 function imageFacts(image) {
   return image ? `${dimensions(image.width, image.height)} ${formatName(image.format)}, ${bytes(image.bytes)}` : "\u2014";
-}
-
-/** A link to another job's page, by its short id. */
-function jobLink(id) {
-  return h("a", { href: jobPage(id), class: "job-link", title: id }, id.slice(0, 8));
 }
 
 function fact(term, ...value) {

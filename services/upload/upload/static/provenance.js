@@ -1,6 +1,6 @@
 // A job's PROV-JSON as an ordered timeline (an image's lineage: lineage.js).
 
-import { jobPage } from "./api.js";
+import { jobLink } from "./api.js";
 import { h } from "./dom.js";
 import { duration, localTime, parseTime, pipelineSummary, stepText } from "./format.js";
 
@@ -64,7 +64,6 @@ export function timelineSteps(doc) {
   return steps;
 }
 
-const jobLink = (id) => h("a", { href: jobPage(String(id)), title: String(id) }, String(id).slice(0, 8));
 
 function details(step) {
   const a = (name) => plain(step.activity[`imagemesh:${name}`]);
