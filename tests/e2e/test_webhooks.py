@@ -21,12 +21,13 @@ from tests.conftest import Mesh, complete_trail, isolated_env, queue_counts, run
 from tests.e2e.helpers import bearer_sessions, photo, wait_finished
 from tests.waiting import async_wait_for
 from tests.webhook_receiver import Receiver, receiving
-from upload.signing import verify
+from upload.signing import principal_key, verify
 from upload.tokens import token_hash
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 TOKENS = {name: f"{name}-webhooks-test-token-0123456789" for name in ("alice", "bob", "eve")}
+MASTER = "webhooks-test-master-secret"
 ATTEMPTS = 3
 PARKING = "upload.webhooks.parking"
 THUMBNAIL = json.dumps([{"op": "thumbnail", "width": 32, "height": 32}])
@@ -44,7 +45,8 @@ def hook_mesh(
         ),
         "UPLOAD_SESSION_SECRET": "webhooks-test-session-secret",
         "UPLOAD_AUDITORS": "eve",
-        "UPLOAD_WEBHOOK_SECRET": "webhooks-test-master-secret",
+        "UPLOAD_WEBHOOK_SECRET": MASTER,
+        "UPLOAD_WEBHOOK_KEY_GENERATIONS": "bob:2",  # bob's key was rotated once
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         "AMQP_RETRY_DELAYS": "0.5,1",
         "AMQP_MAX_ATTEMPTS": str(ATTEMPTS),
@@ -146,6 +148,24 @@ async def test_an_auditor_reads_its_own_key_only(
     url = f"{hook_mesh.upload_url}/api/v1/webhooks/secret"
     async with aiohttp.ClientSession() as anonymous, anonymous.get(url) as response:
         assert response.status == 401
+
+
+async def test_a_rotated_key_is_the_one_read_and_signed_with(
+    hook_mesh: Mesh, sessions: dict[str, aiohttp.ClientSession], receiver: Receiver
+) -> None:
+    url = f"{hook_mesh.upload_url}/api/v1/webhooks/secret"
+    read = {}
+    for name in ("alice", "bob"):
+        async with sessions[name].get(url) as response:
+            read[name] = await response.json()
+    assert (read["bob"]["generation"], read["alice"]["generation"]) == (2, 1)
+    assert read["bob"]["secret"] == principal_key(MASTER, "bob", 2)
+    assert read["alice"]["secret"] == principal_key(MASTER, "alice")  # not rotated
+    await _job(sessions["bob"], hook_mesh, f"{receiver.url}/hook")
+    await async_wait_for(lambda: receiver.received, timeout=60, what="the webhook")
+    ((headers, body),) = receiver.received
+    assert verify(read["bob"]["secret"], body, headers["X-Imagemesh-Signature"])
+    assert not verify(principal_key(MASTER, "bob"), body, headers["X-Imagemesh-Signature"])
 
 
 async def test_a_receiver_failing_twice_gets_a_third_attempt_through_the_broker(

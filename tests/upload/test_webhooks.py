@@ -11,7 +11,7 @@ from ipaddress import ip_network
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import ValidationError
 
 from messaging import topology
 from messaging.events import (
@@ -25,6 +25,7 @@ from messaging.events import (
     WebhookAttempted,
 )
 from messaging.testing import MemoryBroker, MemoryServer, memory_settings
+from tests.security.test_guard import settings as upload_settings
 from tests.waiting import async_wait_for
 from tests.webhook_receiver import Receiver, receiving
 from upload.signing import principal_key, verify
@@ -85,6 +86,7 @@ async def _deliver(
     *,
     rules: TargetRules = LOOPBACK,
     secret: str | None = MASTER,
+    generations: dict[str, int] | None = None,
 ) -> tuple[MemoryServer, list[WebhookAttempted]]:
     """Publish the job's end as the runner would and let upload's handler deliver it (with
     every retry); the attempts recorded."""
@@ -100,7 +102,12 @@ async def _deliver(
         handler = Webhooks(
             Jobs(job),
             sender,
-            secret=SecretStr(secret) if secret else None,
+            keys=upload_settings(
+                upload_webhook_secret=secret or "",
+                upload_webhook_key_generations=",".join(
+                    f"{name}:{n}" for name, n in (generations or {}).items()
+                ),
+            ).webhook_key,
             public_url="https://images.example.org",
         )
         await upload.subscribe(topology.UPLOAD_WEBHOOKS, handler.on_finished, FINISHED_EVENTS)
@@ -137,6 +144,37 @@ async def test_a_delivery_is_signed_with_the_owners_key_and_says_the_jobs_end(
     assert (attempt.outcome, attempt.status_code, attempt.attempt) == ("delivered", 200, 1)
     assert attempt.url == f"{receiver.url}/hook"  # the query (a token) is not kept
     assert attempt.principal == OWNER
+
+
+async def test_a_principal_whose_key_was_rotated_is_signed_for_with_the_new_key(
+    receiver: Receiver,
+) -> None:
+    await _deliver(_job(f"{receiver.url}/hook"), generations={OWNER: 3, "bob": 2})
+    ((headers, body),) = receiver.received
+    signed = headers["X-Imagemesh-Signature"]
+    assert verify(principal_key(MASTER, OWNER, 3), body, signed)
+    assert not verify(principal_key(MASTER, OWNER), body, signed)
+
+
+def test_raising_one_principals_generation_rotates_its_key_alone() -> None:
+    before = upload_settings(upload_webhook_secret=MASTER)
+    after = upload_settings(upload_webhook_secret=MASTER, upload_webhook_key_generations="alice:2")
+    assert after.webhook_key("alice") != before.webhook_key("alice")
+    assert after.webhook_key("alice") == principal_key(MASTER, "alice", 2)
+    assert after.webhook_key("bob") == before.webhook_key("bob") == principal_key(MASTER, "bob")
+    # Generation 1 is the original derivation: keys given out before stay valid.
+    assert upload_settings(
+        upload_webhook_secret=MASTER, upload_webhook_key_generations="alice:1"
+    ).webhook_key("alice") == before.webhook_key("alice")
+    assert upload_settings(upload_webhook_secret="").webhook_key("alice") is None  # off
+
+
+@pytest.mark.parametrize(
+    "value", ["alice", "alice:0", "alice:two", "alice:2,alice:3", "not a name:2", ":2"]
+)
+def test_a_malformed_key_generation_is_refused_naming_the_form(value: str) -> None:
+    with pytest.raises(ValidationError, match=r"principal:N pairs|named twice"):
+        upload_settings(upload_webhook_secret=MASTER, upload_webhook_key_generations=value)
 
 
 async def test_a_failing_receiver_is_tried_again_with_the_same_delivery_id(

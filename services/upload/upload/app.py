@@ -154,7 +154,7 @@ def _webhooks(settings: Settings) -> CleanupContext:
         handler = Webhooks(
             app[JOBS],
             app[WEBHOOK_SENDER],
-            secret=settings.upload_webhook_secret,
+            keys=settings.webhook_key,
             public_url=settings.upload_public_url,
         )
         await app[BROKER].subscribe(

@@ -132,6 +132,9 @@ class WebhookSecret(_Body):
         description="the HMAC-SHA256 key (its text, as UTF-8 bytes) of this principal's "
         "webhook signatures",
     )
+    generation: int = Field(
+        ge=1, description="the key's generation: raised by the operator to rotate this key alone"
+    )
     signature_header: Literal["X-Imagemesh-Signature"]
     algorithm: Literal["sha256"]
 

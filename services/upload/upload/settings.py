@@ -12,6 +12,7 @@ from objectstore import S3Settings
 from pipeline import ImageRulesSettings
 from servicekit import ServiceSettings, split_commas
 
+from .signing import principal_key
 from .tokens import entry, parse_entry, valid_principal
 
 MIN_SESSION_SECRET = 16
@@ -101,6 +102,10 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     """The master secret of webhook signatures: each principal signs with a key derived
     from it and its name (`GET /api/v1/webhooks/secret` gives a principal its own). Unset:
     a job with a `callback_url` is refused (400), as nothing would be signed."""
+    upload_webhook_key_generations: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
+    """`principal:N` pairs, comma-separated: the generation of each principal's webhook key
+    (`signing.principal_key`; 1 when not named). Raising one rotates that principal's key
+    alone; every replica must say the same."""
     webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     """Networks a webhook may be sent to beside globally routable addresses (CIDRs,
     comma-separated). Empty (production): loopback, private, link-local and every other
@@ -129,6 +134,32 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
         if not all(valid_principal(name) for name in value):
             raise ValueError("principal names: letters, digits and . _ @ + - (at most 128)")
         return value
+
+    @field_validator("upload_webhook_key_generations", mode="before")
+    @classmethod
+    def _generations(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        generations: dict[str, int] = {}
+        for part in filter(None, (piece.strip() for piece in value.split(","))):
+            name, _, number = part.rpartition(":")
+            if not valid_principal(name) or not number.isdigit() or int(number) < 1:
+                raise ValueError("principal:N pairs (N >= 1), e.g. alice:2,bob:3")
+            if name in generations:
+                raise ValueError(f"{name} is named twice")
+            generations[name] = int(number)
+        return tuple(generations.items())
+
+    def webhook_key_generation(self, principal: str) -> int:
+        """The generation of `principal`'s webhook key (1 unless configured)."""
+        return dict(self.upload_webhook_key_generations).get(principal, 1)
+
+    def webhook_key(self, principal: str) -> str | None:
+        """The key `principal`'s webhooks are signed with now; None: webhooks are off."""
+        if self.upload_webhook_secret is None:
+            return None
+        secret = self.upload_webhook_secret.get_secret_value()
+        return principal_key(secret, principal, self.webhook_key_generation(principal))
 
     @field_validator("upload_proxy_user_header")
     @classmethod

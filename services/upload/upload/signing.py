@@ -5,7 +5,11 @@ HMAC-SHA256(master, "imagemesh webhook " + principal), as hex text. Keys of diff
 principals are unrelated to whoever holds only one of them, so a principal that knows its
 own key cannot sign a body as another principal's job would be signed; a leaked key is
 that principal's alone. The key is derived, never stored: every replica computes the
-same one, and changing the master changes every key.
+same one, and changing the master changes every key. One principal's key alone is rotated
+by raising its generation (`UPLOAD_WEBHOOK_KEY_GENERATIONS`, `alice:2`): generation N > 1
+derives from "imagemesh webhook " + principal + "#" + N, a key unrelated to the others;
+generation 1 (everyone's, unless configured) is the original derivation, so existing keys
+stay valid until rotated.
 
 The signature is `sha256=` + hex HMAC-SHA256 of the exact body bytes under the
 principal's key text (its UTF-8 bytes, as a receiver naturally passes it to hmac). The
@@ -22,9 +26,12 @@ SIGNATURE_PREFIX = "sha256="
 _CONTEXT = b"imagemesh webhook "
 
 
-def principal_key(master: str, principal: str) -> str:
-    """The key `principal`'s webhooks are signed with (64 hex digits)."""
-    return hmac.new(master.encode(), _CONTEXT + principal.encode(), hashlib.sha256).hexdigest()
+def principal_key(master: str, principal: str, generation: int = 1) -> str:
+    """The key `principal`'s webhooks are signed with in `generation` (64 hex digits)."""
+    message = _CONTEXT + principal.encode()
+    if generation > 1:
+        message += f"#{generation}".encode()
+    return hmac.new(master.encode(), message, hashlib.sha256).hexdigest()
 
 
 def signature(key: str, body: bytes) -> str:

@@ -22,11 +22,11 @@ or error, duration, outcome). Receivers get at-least-once delivery and de-duplic
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
-from pydantic import SecretStr
 
 from messaging import MessageContext
 from messaging.events import (
@@ -43,7 +43,7 @@ from messaging.jobs import EVENT_STATUS, public_image, rfc3339
 
 from .errors import ApiError
 from .settings import Settings
-from .signing import principal_key, signature
+from .signing import signature
 from .ssrf import RefusedTarget, TargetRules, checked_url, vetted_addresses
 from .webhook_http import Answer, Sender
 
@@ -93,12 +93,13 @@ class Webhooks:
         jobs: JobLookup,
         sender: Sender,
         *,
-        secret: SecretStr | None,
+        keys: Callable[[str], str | None],
         public_url: str = "",
     ) -> None:
         self._jobs = jobs
         self._sender = sender
-        self._secret = secret
+        self._keys = keys
+        """A principal's current signing key (`Settings.webhook_key`); None: no secret."""
         self._public_url = public_url
 
     async def on_finished(self, event: Event, ctx: MessageContext) -> None:
@@ -141,13 +142,13 @@ class Webhooks:
     async def _attempt(
         self, event: Event, ctx: MessageContext, job: dict[str, Any], url: str, owner: str
     ) -> Answer:
-        if self._secret is None:
+        key = self._keys(owner)
+        if key is None:
             # Accepted while a secret was configured; never sent unsigned.
             return Answer(None, "UPLOAD_WEBHOOK_SECRET is not set: not sent unsigned", 0.0, True)
         sent_at = datetime.now(UTC)
         name, body = notification(event, ctx, job, public_url=self._public_url, sent_at=sent_at)
         data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-        key = principal_key(self._secret.get_secret_value(), owner)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
