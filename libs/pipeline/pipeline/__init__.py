@@ -13,6 +13,8 @@ never trust a message, so it re-checks everything here that upload already check
   ``harden_vips`` to run once at process start.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._catalogue import (
     OPERATION_MODELS,
     Convert,
@@ -32,17 +34,26 @@ from ._formats import (
     accepted_formats,
     sniff_format,
 )
+from ._limits import ImageInfo, ImageLimits, check_limits, unsupported_message
 from ._parse import DEFAULT_MAX_OPS, canonical_pipeline, parse_pipeline, pipeline_to_json
-from ._probe import (
-    ImageInfo,
-    ImageLimits,
-    check_limits,
-    harden_vips,
-    probe_file,
-    probe_image,
-    unsupported_message,
-)
 from ._settings import ImageRulesSettings
+
+if TYPE_CHECKING:
+    from ._probe import harden_vips, probe_file, probe_image
+
+_PROBES = frozenset({"harden_vips", "probe_file", "probe_image"})
+"""Loaded on first use: they import pyvips and Pillow (~16 MB of a process), which the
+services that only parse pipelines and check limits (the runner, imageproc's parent) never
+need."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PROBES:
+        from . import _probe
+
+        return getattr(_probe, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MAX_OPS",

@@ -1,4 +1,5 @@
-"""Header-only inspection of untrusted images, with the size limits applied before decoding."""
+"""Header-only inspection of untrusted images (pyvips, Pillow), with the size limits
+(`_limits`) applied before decoding."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import mmap
 import os
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pyvips
@@ -17,22 +17,13 @@ from ._formats import (
     SNIFF_BYTES,
     ExtendedFormat,
     ImageFormat,
-    InputFormat,
-    accepted_formats,
     sniff_format,
 )
 from ._jpeg import count_jpeg_scans
+from ._limits import ImageInfo, ImageLimits, check_limits, unsupported_message
 from ._pillow import header_of, icon_sizes, open_extended
 
-__all__ = [
-    "ImageInfo",
-    "ImageLimits",
-    "check_limits",
-    "harden_vips",
-    "probe_file",
-    "probe_image",
-    "unsupported_message",
-]
+__all__ = ["harden_vips", "probe_file", "probe_image"]
 
 # The libvips loaders each allowed format may be read by; any other means the bytes are
 # not what their magic claims. An UltraHDR JPEG (a JPEG with a gain map after it, named
@@ -45,30 +36,6 @@ _LOADERS = {
     ImageFormat.TIFF: ("tiffload",),
     ImageFormat.AVIF: ("heifload",),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ImageLimits:
-    """What an input may be at most; pixels are summed over all frames."""
-
-    max_pixels: int = 50_000_000
-    max_side: int = 20_000
-    max_frames: int = 100
-    max_jpeg_scans: int = 100
-    """Scans a (progressive) JPEG may have; real encoders write a few dozen at most, and
-    every extra one is decoded again in full (see ``_jpeg``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ImageInfo:
-    """What the header says about an image (``height`` is one frame's height)."""
-
-    format: InputFormat
-    width: int
-    height: int
-    pages: int
-    bands: int
-    has_alpha: bool
 
 
 def harden_vips() -> None:
@@ -208,38 +175,6 @@ def _probe(
     return info
 
 
-def check_limits(info: ImageInfo, limits: ImageLimits) -> None:
-    """Raise ImageRejected if the image described by ``info`` exceeds ``limits``."""
-    side = max(info.width, info.height)
-    if side > limits.max_side:
-        raise ImageRejected(
-            "too_large_side",
-            f"image is {info.width}x{info.height} pixels; "
-            f"each side must be at most {limits.max_side}",
-        )
-    if info.pages > limits.max_frames:
-        raise ImageRejected(
-            "too_many_frames",
-            f"image has {info.pages} frames; at most {limits.max_frames} are allowed",
-        )
-    pixels = info.width * info.height * info.pages
-    if pixels > limits.max_pixels:
-        raise ImageRejected(
-            "too_many_pixels",
-            f"image has {count_pixels(pixels)}; at most {count_pixels(limits.max_pixels)} "
-            "are allowed",
-        )
-
-
-def count_pixels(pixels: int) -> str:
-    """A pixel count as people read it: digits grouped, megapixels beside large ones
-    ("200,000,000 pixels (200 MP)")."""
-    text = f"{pixels:,} pixels"
-    if pixels >= 100_000:
-        text += f" ({pixels / 1e6:.3g} MP)"
-    return text
-
-
 def _count_file_scans(descriptor: int, limit: int) -> int:
     # Mapped, not read: the file's pages stay in the page cache, not in this process.
     with mmap.mmap(descriptor, 0, access=mmap.ACCESS_READ) as mapped:
@@ -273,9 +208,3 @@ def _pages(image: Any) -> int:
     if "n-pages" in image.get_fields():
         return max(1, int(image.get("n-pages")))
     return 1
-
-
-def unsupported_message() -> str:
-    """Why a file is refused (415), naming every accepted input format."""
-    allowed = ", ".join(accepted_formats())
-    return f"not an allowed image type (allowed: {allowed})"

@@ -3,8 +3,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ._limits import ImageLimits
 from ._parse import DEFAULT_MAX_OPS
-from ._probe import ImageLimits
 
 
 class ImageRulesSettings(BaseSettings):
