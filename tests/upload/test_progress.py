@@ -25,8 +25,8 @@ from tests.fuzz.samples import JOB, events
 from tests.fuzz.samples import envelope as sample_envelope
 from upload.jobs import Jobs
 from upload.live import HISTORY_PER_JOB, Inbox, LiveJobs
-from upload.progress import _first_status, _follow, _history, _status, _Stream, step
-from upload.steps import recorded_steps
+from upload.progress import _first_status, _follow, _history, _status, _Stream
+from upload.steps import recorded_steps, step
 
 
 def envelope(event_type: str) -> Envelope:

@@ -18,9 +18,8 @@ from tests.fuzz.samples import events
 from tests.upload.test_progress import AskedNothing
 from tests.upload.test_progress import _stream_of as stream_of
 from upload.live import LiveJobs
-from upload.progress import taken_step
 from upload.schemas import ProgressStep
-from upload.steps import recorded_steps
+from upload.steps import recorded_steps, taken_step
 
 REUSED_TRAIL = ("upload.received", "image.uploaded", "image.reused")
 SOURCES = {"image.reused": "/imagemesh/imageproc_runner"}

@@ -34,16 +34,7 @@ from aiohttp import web
 from messaging import Envelope
 from messaging.events import (
     Event,
-    ImageProcessed,
     ImageReused,
-    ImageStored,
-    JobCancelled,
-    JobFailed,
-    MessageParked,
-    OperationApplied,
-    ProcessingStarted,
-    RetryScheduled,
-    UploadReceived,
 )
 from messaging.jobs import EVENT_STATUS, FINAL_STATUSES, STATUS_RANK
 
@@ -52,7 +43,7 @@ from .guard import Principal
 from .jobs import Jobs, public
 from .live import Inbox, LiveJobs
 from .slots import Scope, Slots
-from .steps import recorded_steps
+from .steps import recorded_steps, step, taken_step
 
 log = structlog.get_logger("upload")
 
@@ -303,74 +294,6 @@ async def _status_at_least(
             return job
         await asyncio.sleep(pause)
         pause = min(pause * 2, 1.0)
-
-
-def step(envelope: Envelope, event: Event) -> dict[str, Any]:
-    """What a progress view shows of one step."""
-    shown: dict[str, Any] = {
-        "id": envelope.id,
-        "type": envelope.type,
-        "time": envelope.time.isoformat().replace("+00:00", "Z"),
-        "service": envelope.source.rstrip("/").rsplit("/", 1)[-1],
-    }
-    match event:
-        case OperationApplied():  # recorded before image.processed carried the steps
-            shown |= {
-                "operation": event.op,
-                "index": event.index,
-                "attempt": event.attempt,
-                "duration_ms": event.duration_ms,
-            }
-        case ProcessingStarted():
-            shown["attempt"] = event.attempt
-        case ImageStored():  # recorded before upload.received carried the input
-            shown["role"] = event.role
-        case ImageProcessed():
-            # Every operation applied, done: the job's one record of them (a client marks
-            # each as done from here, as it did from `operation.applied` before).
-            shown |= {
-                "duration_ms": event.duration_ms,
-                "attempt": event.attempt,
-                "operations": [
-                    {"operation": s.op, "index": n, "duration_ms": s.duration_ms}
-                    for n, s in enumerate(event.steps)
-                ],
-            }
-        case UploadReceived():
-            shown["stored"] = event.input is not None
-        case ImageReused():
-            shown["reused_from"] = event.reused_from
-        case JobFailed():
-            shown["error"] = event.error.model_dump()
-        case JobCancelled():
-            shown["attempt"] = event.attempt
-        case RetryScheduled():
-            shown |= {"attempt": event.attempt, "error": event.error}
-        case MessageParked():
-            shown |= {"attempt": event.attempts, "error": event.error}
-    return shown
-
-
-def taken_step(envelope: Envelope, event: ImageReused) -> dict[str, Any] | None:
-    """The computation a reuse took, as this job's step: the earlier job's
-    `image.processed` at the reuse's time and by its service (as `steps.recorded_steps`
-    reads it from provenance), when the event says what it was."""
-    taken = event.taken
-    if taken is None:
-        return None
-    shown = step(envelope, event)  # its time, service and reused_from
-    shown |= {
-        "id": event.computation,
-        "type": ImageProcessed.type,
-        "duration_ms": taken.duration_ms,
-        "operations": [
-            {"operation": o.op, "index": n, "duration_ms": o.duration_ms}
-            for n, o in enumerate(taken.operations)
-        ],
-    }
-    if taken.attempt is not None:
-        shown["attempt"] = taken.attempt
-    return shown
 
 
 def _gone(request: web.Request) -> bool:

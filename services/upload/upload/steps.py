@@ -1,5 +1,6 @@
-"""A job's recorded steps, read back from its W3C PROV-JSON document, in the shape the
-progress stream sends a step it relays live (`progress.step`).
+"""What a progress view shows of each step of a job: one relayed live (`step`, and the
+computation a reuse took, `taken_step`), or one recorded, read back from the job's W3C
+PROV-JSON document (`recorded_steps`) in the same shape.
 
 A progress stream opens after the 202, and a fast job may be over by then: the intake's
 two events (`upload.received`, `image.uploaded`) are always published before the 202, and
@@ -14,6 +15,21 @@ operation that `image.processed` lists (sent as that step's `operations`, as liv
 from __future__ import annotations
 
 from typing import Any
+
+from messaging import Envelope
+from messaging.events import (
+    Event,
+    ImageProcessed,
+    ImageReused,
+    ImageStored,
+    JobCancelled,
+    JobFailed,
+    MessageParked,
+    OperationApplied,
+    ProcessingStarted,
+    RetryScheduled,
+    UploadReceived,
+)
 
 EVENT_PREFIX = "imagemesh:event/"
 OPERATION_PART = "/operation/"
@@ -74,7 +90,7 @@ def _operations(activities: dict[str, Any], activity_id: str) -> list[dict[str, 
 
 
 def _details(activity: dict[str, Any]) -> dict[str, Any]:
-    """What a step adds to its type, time and service (as `progress.step` sends it)."""
+    """What a step adds to its type, time and service (as `step` shows it live)."""
     kind = activity.get("prov:type")
     shown: dict[str, Any] = {}
     for name in ("attempt", "duration_ms", "role", "reused_from"):
@@ -116,3 +132,71 @@ def recorded_steps(document: dict[str, Any]) -> list[dict[str, Any]]:
         steps.append(shown)
     steps.sort(key=lambda s: str(s["time"]))
     return steps
+
+
+def step(envelope: Envelope, event: Event) -> dict[str, Any]:
+    """What a progress view shows of one step."""
+    shown: dict[str, Any] = {
+        "id": envelope.id,
+        "type": envelope.type,
+        "time": envelope.time.isoformat().replace("+00:00", "Z"),
+        "service": envelope.source.rstrip("/").rsplit("/", 1)[-1],
+    }
+    match event:
+        case OperationApplied():  # recorded before image.processed carried the steps
+            shown |= {
+                "operation": event.op,
+                "index": event.index,
+                "attempt": event.attempt,
+                "duration_ms": event.duration_ms,
+            }
+        case ProcessingStarted():
+            shown["attempt"] = event.attempt
+        case ImageStored():  # recorded before upload.received carried the input
+            shown["role"] = event.role
+        case ImageProcessed():
+            # Every operation applied, done: the job's one record of them (a client marks
+            # each as done from here, as it did from `operation.applied` before).
+            shown |= {
+                "duration_ms": event.duration_ms,
+                "attempt": event.attempt,
+                "operations": [
+                    {"operation": s.op, "index": n, "duration_ms": s.duration_ms}
+                    for n, s in enumerate(event.steps)
+                ],
+            }
+        case UploadReceived():
+            shown["stored"] = event.input is not None
+        case ImageReused():
+            shown["reused_from"] = event.reused_from
+        case JobFailed():
+            shown["error"] = event.error.model_dump()
+        case JobCancelled():
+            shown["attempt"] = event.attempt
+        case RetryScheduled():
+            shown |= {"attempt": event.attempt, "error": event.error}
+        case MessageParked():
+            shown |= {"attempt": event.attempts, "error": event.error}
+    return shown
+
+
+def taken_step(envelope: Envelope, event: ImageReused) -> dict[str, Any] | None:
+    """The computation a reuse took, as this job's step: the earlier job's
+    `image.processed` at the reuse's time and by its service (as `steps.recorded_steps`
+    reads it from provenance), when the event says what it was."""
+    taken = event.taken
+    if taken is None:
+        return None
+    shown = step(envelope, event)  # its time, service and reused_from
+    shown |= {
+        "id": event.computation,
+        "type": ImageProcessed.type,
+        "duration_ms": taken.duration_ms,
+        "operations": [
+            {"operation": o.op, "index": n, "duration_ms": o.duration_ms}
+            for n, o in enumerate(taken.operations)
+        ],
+    }
+    if taken.attempt is not None:
+        shown["attempt"] = taken.attempt
+    return shown
