@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imagemesh_cli.render import format_bytes
+from imagemesh_cli.follow import StepRecorded, _operations_of
+from imagemesh_cli.render import format_bytes, step_text
 
 FORMAT_JS = Path(__file__).parents[2] / "services/upload/upload/static/format.js"
 CASES: list[tuple[int | float | None, str]] = [
@@ -55,3 +56,21 @@ def test_web_app_sizes_are_the_cli_sizes() -> None:
         check=True,
     )
     assert json.loads(ran.stdout) == [text for _, text in CASES]
+
+
+def test_a_reused_jobs_computation_is_said_to_be_the_earlier_jobs() -> None:
+    taken = {
+        "type": "image.processed",
+        "service": "imageproc_runner",  # the reuse's service, not the computation's
+        "duration_ms": 102.25,
+        "reused_from": "7c6b9b95-0000-4000-8000-000000000000",
+        "operations": [{"operation": "thumbnail", "index": 0, "duration_ms": 38.25}],
+    }
+    assert step_text(taken) == "image processed (102.2 ms, by job 7c6b9b95, earlier)"
+    (operation,) = _operations_of(taken)
+    assert isinstance(operation, StepRecorded)
+    assert step_text(operation.step, 1) == (
+        "thumbnail applied (1 of 1, 38.2 ms, by job 7c6b9b95, earlier)"
+    )
+    computed = {key: value for key, value in taken.items() if key != "reused_from"}
+    assert step_text(computed) == "image processed (102.2 ms, by imageproc_runner)"

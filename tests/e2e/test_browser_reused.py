@@ -48,6 +48,8 @@ async def test_a_reused_jobs_timeline_shows_the_taken_computation_at_the_reuse(
     taken = page.locator("#timeline li[data-type='image.processed']")
     await expect(taken).to_have_attribute("data-service", "imageproc_runner")
     await expect(taken.locator(".tl-agent")).to_contain_text("imageproc_runner")
+    earlier = f"Computed earlier, by job {jobs[0]['id'][:8]}"  # not this job's own work
+    await expect(taken.locator(".tl-title")).to_have_text(earlier)
     reused_when = await page.locator("#timeline li[data-type='image.reused'] .tl-when").inner_text()
     await expect(taken.locator(".tl-when")).to_have_text(reused_when)
     assert reused_when

@@ -200,6 +200,8 @@ def _operations_of(step: dict[str, Any]) -> list[Update]:
             applied = {"type": OPERATION_APPLIED, **operation, "service": "imageproc"}
             if isinstance(step.get("attempt"), int):
                 applied["attempt"] = step["attempt"]
+            if step.get("reused_from"):  # the earlier job's computation, taken by a reuse
+                applied["reused_from"] = step["reused_from"]
             shown.append(StepRecorded(applied))
     return shown
 

@@ -147,7 +147,11 @@ def step_text(step: Mapping[str, Any], operations: int | None = None) -> str:
         details.append(f"attempt {attempt}")
     if isinstance(step.get("duration_ms"), int | float):
         details.append(f"{step['duration_ms']:.1f} ms")
-    if step.get("service"):
+    # The computation a reused job took is the earlier job's: said so, not who reused it.
+    earlier = step.get("reused_from") if kind in {"image.processed", "operation.applied"} else None
+    if earlier:
+        details.append(f"by job {str(earlier)[:8]}, earlier")
+    elif step.get("service"):
         details.append(f"by {step['service']}")
     suffix = f" ({', '.join(details)})" if details else ""
     # A failed job's error is its status line's; the step only says who recorded it.

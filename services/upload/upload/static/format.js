@@ -100,7 +100,8 @@ export function stepText(step) {
     case "image.uploaded": return "Queued for processing";
     case "job.processing-started": return `Processing started${step.attempt ? ` (attempt ${step.attempt})` : ""}`;
     case "operation.applied": return `Applied ${step.operation || "an operation"}${index}${attempt}`;
-    case "image.processed": return "Finished: result ready";
+    case "image.processed":  // a reused job's is the earlier job's computation, taken
+      return step.reused_from ? `Computed earlier, by job ${String(step.reused_from).slice(0, 8)}` : "Finished: result ready";
     case "image.reused": return "Finished: an earlier job's identical result reused";
     case "job.failed": return "Failed";
     case "job.retry-scheduled": return `Attempt ${step.attempt || "?"} failed; retrying`;

@@ -55,7 +55,8 @@ export function timelineSteps(doc) {
     const reuse = byId.get(relation["prov:informed"]);
     if (taken && reuse && reuse.type === "image.reused" && Number.isNaN(taken.end)) {
       const { start, end, service, version, host } = reuse;
-      Object.assign(taken, { start, end, service, version, host });
+      const reusedFrom = plain(reuse.activity["imagemesh:reused_from"]);
+      Object.assign(taken, { start, end, service, version, host, reusedFrom });
     }
   }
   // By end time: a whole-job activity (image.processed) starts early but ends last.
@@ -133,6 +134,7 @@ export function timeline(doc) {
       operation: plain(step.activity["imagemesh:operation"]),
       index: plain(step.activity["imagemesh:index"]),
       attempt: plain(step.activity["imagemesh:attempt"]),
+      reused_from: step.reusedFrom,
     };
     const offset = Math.max(0, step.end - first);
     const when = Number.isFinite(step.end) ? (offset < 1 ? "start" : `+${duration(offset)}`) : "";
