@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from imageproc import _worker
+from imageproc._jobs import Setup
 
 MB = 2**20
 
@@ -66,6 +67,7 @@ class Pipe:
 
     def __init__(self, jobs: int, *, waiting: bool) -> None:
         self.jobs, self.waiting, self.polls = jobs, waiting, 0
+        self.sent: list[tuple[object, ...]] = []
 
     def poll(self, timeout: float) -> bool:
         self.polls += 1
@@ -79,6 +81,9 @@ class Pipe:
 
     def recv_bytes(self) -> bytes:
         return b""
+
+    def send(self, message: tuple[object, ...]) -> None:
+        self.sent.append(message)
 
 
 @pytest.mark.parametrize("waiting", [True, False])
@@ -94,8 +99,9 @@ def test_back_to_back_jobs_are_not_slowed_by_trims(
 
     monkeypatch.setattr(_worker, "_answer", answer)
     pipe = Pipe(3, waiting=waiting)
-    _worker.serve(pipe, _worker.Setup(vips_threads=1, address_space_bytes=0))  # type: ignore[arg-type]
+    _worker.serve(pipe, Setup(vips_threads=1, address_space_bytes=0))  # type: ignore[arg-type]
     assert pipe.polls == 4
+    assert [message[0] for message in pipe.sent] == ["hello"]
     # With each next job waiting, no trim; with none, a trim after each job (each grew
     # the worker past the slack).
     assert libc.trims == (0 if waiting else 3)

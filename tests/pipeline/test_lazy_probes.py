@@ -1,6 +1,7 @@
 """Parsing pipelines and checking limits loads no image library: the runner (which only
-parses pipelines for its reuse key) stays ~7 MB smaller without pyvips and Pillow. The
-header probes load them on first use."""
+parses pipelines for its reuse key) and imageproc's service process (its workers decode)
+stay ~7 MB smaller each without pyvips and Pillow. The header probes load them on first
+use."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ def _loaded(code: str) -> list[str]:
     return list(json.loads(out.stdout))
 
 
-def test_the_runner_and_the_pipeline_catalogue_load_no_image_library() -> None:
+def test_the_runner_imageprocs_parent_and_the_catalogue_load_no_image_library() -> None:
     assert _loaded("import pipeline; pipeline.parse_pipeline([{'op': 'grayscale'}])") == []
     assert _loaded("import imageproc_runner.app") == []
+    assert _loaded("import imageproc.app") == []  # its workers say the engine (libvips')
 
 
 def test_the_probes_load_pyvips_and_pillow_when_first_used() -> None:

@@ -12,7 +12,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ._worker import Job
+from ._jobs import Job
 
 STOP_SECONDS = 5.0
 """How long a stopped or killed worker has to end (and an exchange with it)."""

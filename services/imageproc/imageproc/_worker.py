@@ -1,7 +1,9 @@
 """The worker process's side of the pool (see ``workers``): receive a job, run the pure
 pipeline, send the answer back, until told to stop or the parent goes away.
 
-Wire format on the worker's duplex pipe, per job: the parent sends a small pickled
+Wire format on the worker's duplex pipe: once started, the worker says
+``("hello", engine)`` (``engine.engine_version``: the service process, which never loads
+libvips, learns from it what it computes with). Then per job: the parent sends a small pickled
 ``Job`` and then the input bytes with ``send_bytes`` (raw, never pickled); the worker
 answers a pickled ``("ok", PipelineResult without its bytes, (size, thumbnail size))``
 followed by the output's ``size`` bytes and the thumbnail's (raw, unframed), or
@@ -22,41 +24,24 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
 import pyvips
 
-from pipeline import ImageLimits, Operation, harden_vips
+from pipeline import harden_vips
 
+from ._jobs import Job, Setup
 from ._procmem import private_resident
+from ._version import engine_version
 from .operations import ProcessingError, run_pipeline
 
 _PR_SET_PDEATHSIG = 1
+ENGINE = engine_version()
+"""Read once, where this module is imported: in the forkserver, so workers share it."""
 _M_MMAP_THRESHOLD = -3
-
-
-@dataclass(frozen=True, slots=True)
-class Setup:
-    """What each worker process applies to itself before its first job."""
-
-    vips_threads: int
-    """libvips threads per pipeline (ignored when VIPS_CONCURRENCY is set)."""
-    address_space_bytes: int
-    """RLIMIT_AS backstop (0 = none): past it allocations fail and the job fails with
-    ``memory_budget_exceeded`` even between two RSS samples of the parent's watchdog."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    ops: Sequence[Operation]
-    limits: ImageLimits
-    timeout: float
-    thumbnail: Sequence[Operation] = ()
-    """The operations making the output's thumbnail; none: no thumbnail."""
 
 
 IDLE_SECONDS = 0.2
@@ -75,6 +60,7 @@ def serve(conn: Connection, setup: Setup) -> None:
     """The worker's main loop (the process target)."""
     _prepare(setup)
     heap = _Heap()
+    conn.send(("hello", ENGINE))  # started: and what it computes with
     while True:
         try:
             if not conn.poll(IDLE_SECONDS):

@@ -9,10 +9,9 @@ from aiohttp import web
 from messaging import Broker, topology
 from messaging.constants import IMAGEPROC
 from messaging.lifetime import broker_resource
-from pipeline import harden_vips
 from servicekit import add_ops_routes, resource
 
-from .engine import on_engine
+from .engine import engine_handler
 from .service import ImageProcessor, Rules
 from .settings import Settings
 from .stops import Stops
@@ -23,7 +22,6 @@ POOL = web.AppKey("pool", WorkerPool)
 
 
 def create_app(settings: Settings) -> web.Application:
-    harden_vips()
     app = web.Application()
     add_ops_routes(app)
 
@@ -43,6 +41,7 @@ def create_app(settings: Settings) -> web.Application:
             topology.IMAGEPROC_RUN, processor.on_run, prefetch=settings.imageproc_concurrency
         )
         # Its own queue: answered at once, however busy the pipelines are.
+        on_engine = engine_handler(lambda: app[POOL].engine)
         await app[BROKER].serve(topology.IMAGEPROC_ENGINE, on_engine, prefetch=4)
         yield
 

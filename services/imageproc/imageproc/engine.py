@@ -9,36 +9,25 @@ carries it (`RunReply.engine`), and `imageproc.engine` answers it without any wo
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import metadata
+from collections.abc import Awaitable, Callable
 
 from messaging import RpcCall
 from messaging.contracts import EngineReply, EngineRequest
 
-ENGINE_DISTRIBUTIONS = ("imagemesh-imageproc", "imagemesh-pipeline", "pyvips", "pillow")
-"""Installed packages whose version changes what a pipeline produces."""
+from ._version import ENGINE_DISTRIBUTIONS, engine_version
+
+__all__ = ["ENGINE_DISTRIBUTIONS", "EngineHandler", "engine_handler", "engine_version"]
+
+EngineHandler = Callable[[EngineRequest, RpcCall], Awaitable[EngineReply]]
 
 
-@cache
-def engine_version() -> str:
-    """E.g. `imagemesh-imageproc/0.1.0 imagemesh-pipeline/0.1.0 pyvips/3.2.0
-    pillow/11.3.0 libvips/8.18.7`: read once, the process runs one engine."""
-    import pyvips
+def engine_handler(engine: Callable[[], str]) -> EngineHandler:
+    """`imageproc.engine`'s handler, answering `{"engine": engine()}` (what the worker
+    pool computes with), so a caller can look up an earlier result before it asks for any
+    work. It takes no parameters and no payload: its route's request model refuses any
+    (`bad_request`)."""
 
-    parts = [f"{name}/{_version(name)}" for name in ENGINE_DISTRIBUTIONS]
-    libvips = ".".join(str(pyvips.version(n)) for n in range(3))
-    return " ".join([*parts, f"libvips/{libvips}"])
+    async def on_engine(request: EngineRequest, call: RpcCall) -> EngineReply:
+        return EngineReply(engine=engine())
 
-
-def _version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-async def on_engine(request: EngineRequest, call: RpcCall) -> EngineReply:
-    """`imageproc.engine`: `{"engine": ...}`, so a caller can look up an earlier result
-    before it asks for any work. It takes no parameters and no payload: its route's
-    request model refuses any (`bad_request`)."""
-    return EngineReply(engine=engine_version())
+    return on_engine

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 import pyvips
@@ -40,6 +40,7 @@ from ._info import describe_bytes, describe_image
 from .ops import OPERATIONS, OpFunction
 from .ops.geometry import autorotate_at_load, thumbnail_from_buffer
 from .ops.output import OPERATIONS as SAVE_TIME_OPS
+from .results import PipelineResult, ProcessingError, StepResult
 
 __all__ = [
     "OPERATIONS",
@@ -57,45 +58,8 @@ Access = Literal["sequential", "random"]
 log = structlog.get_logger("imageproc")
 
 
-class ProcessingError(Exception):
-    """The job can never succeed with this input and pipeline (do not retry)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"ProcessingError(code={self.code!r}, message={self.message!r})"
-
-
 class _OutOfOrderRead(ProcessingError):
     """libvips' sequential read was asked for lines it had already passed."""
-
-
-@dataclass(frozen=True, slots=True)
-class StepResult:
-    """One applied operation. libvips is lazy: most pixel work is timed in ``encode_ms``."""
-
-    op: str
-    params: dict[str, Any]
-    duration_ms: float
-    info: dict[str, Any] | None = None
-    """For `info` steps: the image as it was at that point (see `_info.describe_image`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineResult:
-    data: bytes
-    info: ImageInfo
-    content_type: str
-    steps: tuple[StepResult, ...]
-    encode_ms: float
-    input_info: dict[str, Any]
-    output_info: dict[str, Any]
-    thumbnail: bytes = b""
-    """The output's history thumbnail, when the job asked for one and it could be made
-    (``_worker``: best effort, never a reason to fail the job)."""
 
 
 def run_pipeline(

@@ -14,8 +14,7 @@ from messaging.events import StepTiming
 from messaging.thumbnails import THUMBNAIL_PIPELINE
 from pipeline import ImageLimits, PipelineError, parse_pipeline
 
-from .engine import engine_version
-from .operations import PipelineResult, ProcessingError
+from .results import PipelineResult, ProcessingError
 from .stops import Stops
 from .workers import WorkerPool
 
@@ -113,7 +112,7 @@ class ImageProcessor:
         )
         # The steps go back to the runner, which records them in `image.processed`:
         # imageproc publishes nothing (one event fewer per operation).
-        return _describe(result), result.data + result.thumbnail
+        return _describe(result, self._pool.engine), result.data + result.thumbnail
 
 
 def _observe_steps(result: PipelineResult) -> None:
@@ -122,7 +121,7 @@ def _observe_steps(result: PipelineResult) -> None:
     ENCODE_SECONDS.labels(result.info.format.value).observe(result.encode_ms / 1000)
 
 
-def _describe(result: PipelineResult) -> RunReply:
+def _describe(result: PipelineResult, engine: str) -> RunReply:
     return RunReply(
         format=result.info.format.value,
         content_type=result.content_type,
@@ -137,6 +136,6 @@ def _describe(result: PipelineResult) -> RunReply:
         input_info=result.input_info,
         output_info=result.output_info,
         # What made these bytes: the runner's reuse key names it (`engine.py`).
-        engine=engine_version(),
+        engine=engine,
         thumbnail_bytes=len(result.thumbnail),
     )

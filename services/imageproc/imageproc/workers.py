@@ -55,11 +55,11 @@ import structlog
 
 from pipeline import ImageLimits, Operation
 
+from ._jobs import Job, Setup, serve
 from ._pipe import STOP_SECONDS, Answer, Lost, Worker, exchange, lost
 from ._procmem import peak_private_resident, private_resident
-from ._worker import Job, Setup, serve
 from .admission import Budget, estimate
-from .operations import PipelineResult, ProcessingError
+from .results import PipelineResult, ProcessingError
 
 log = structlog.get_logger("imageproc.workers")
 
@@ -72,6 +72,8 @@ _ADDRESS_SPACE_HEADROOM = 768 * 1024 * 1024
 """Address space a worker reserves beyond what it touches (thread stacks, malloc arenas,
 shared libraries: ~300 MB measured), on top of the ceiling for its RLIMIT_AS backstop."""
 _SPAWN_ATTEMPTS = 3
+_HELLO_SECONDS = 30.0
+"""How long a new worker may take to say it started (~0.1 s: its imports are preloaded)."""
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 4 * 2**20
 
@@ -113,6 +115,9 @@ class WorkerPool:
         self._io = ThreadPoolExecutor(config.workers + 1, "pipeline-io")
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
+        self.engine = ""
+        """What the workers compute with (`engine.engine_version`, as each says when it
+        starts): the service process itself never loads libvips."""
         self.jobs_started = 0
         """Jobs given a slot so far (for tests and diagnostics)."""
         self.kills: Counter[str] = Counter()
@@ -259,7 +264,18 @@ class WorkerPool:
             )
             process.start()
             child.close()
-            return Worker(process, parent)
+            worker = Worker(process, parent)
+            try:
+                # Its first word: started (libvips loaded, limits set), and its engine.
+                if not parent.poll(_HELLO_SECONDS):
+                    raise OSError(f"no word from the new worker in {_HELLO_SECONDS:.0f} s")
+                _, self.engine = parent.recv()
+            except (OSError, EOFError) as exc:
+                worker.kill("not_started")
+                process.join(STOP_SECONDS)
+                parent.close()
+                raise OSError(f"the worker did not start: {exc!r}") from exc
+            return worker
 
         worker = await asyncio.get_running_loop().run_in_executor(self._io, start)
         self._workers.add(worker)
