@@ -7,9 +7,10 @@ The verdicts, each with its stated threshold:
   `FLAT_FRACTION` (5 %) of the group's mean RSS per 10 min. The infrastructure servers'
   trends are shown but not judged: moto keeps every stored object in memory and PouchDB
   Server caches what it stores, so they grow with the data by design, not by a leak;
-- p99 stable: the median of the per-minute p99 latencies over the last third of the
-  minutes at most `P99_FACTOR` (1.5) times that over the first third (three minutes or
-  more; a shorter soak has no verdict);
+- p99 stable: the medians of the per-minute p99 latencies over the first and the last
+  third of the minutes within `P99_FACTOR` (1.5) of each other, either way: a p99 that
+  grows is unstable, and so is one that starts from a backlog and falls (three minutes
+  or more; a shorter soak has no verdict);
 - lost: jobs accepted or sent and not final `GRACE` seconds after the last arrival: 0;
 - drained: every work queue empty within the drain deadline, every parking lot holding
   what it held before the soak;
@@ -107,14 +108,15 @@ def per_minute(jobs: Sequence[SoakJob]) -> list[dict[str, Any]]:
 
 
 def p99_stability(minutes: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """First and last third's median per-minute p99, and whether the last is within
-    P99_FACTOR of the first (None under three minutes)."""
+    """First and last third's median per-minute p99, and whether each is within
+    P99_FACTOR of the other (None under three minutes)."""
     p99s = [m["p99_ms"] for m in minutes if m["p99_ms"] == m["p99_ms"]]  # not NaN
     third = len(p99s) // 3
     if third < 1:
         return {"first_ms": None, "last_ms": None, "stable": None}
     first, last = statistics.median(p99s[:third]), statistics.median(p99s[-third:])
-    return {"first_ms": first, "last_ms": last, "stable": last <= P99_FACTOR * first}
+    stable = max(first, last) <= P99_FACTOR * min(first, last)
+    return {"first_ms": first, "last_ms": last, "stable": stable}
 
 
 def drained(run: SoakRun) -> dict[str, Any]:
@@ -226,7 +228,7 @@ def _verdict_lines(summary: dict[str, Any]) -> list[str]:
         "",
         f"- jobs sent: {summary['sent']} ({_status_text(summary)}); **lost: {summary['lost']}**",
         f"- p99 per minute, median of the first third {_fmt(p99['first_ms'], 0)} ms, of the "
-        f"last third {_fmt(p99['last_ms'], 0)} ms: stable (last <= {P99_FACTOR} x first): "
+        f"last third {_fmt(p99['last_ms'], 0)} ms: stable (each <= {P99_FACTOR} x the other): "
         f"{yes_no(p99['stable'])}",
         f"- queues: drained in {_fmt(queues['drained_in_s'])} s: {yes_no(queues['ok'])}"
         + (f"; left {queues['work_queues_left']}" if queues["work_queues_left"] else "")

@@ -50,6 +50,10 @@ def test_p99_stability_compares_the_last_third_with_the_first() -> None:
     assert soakreport.p99_stability(minutes([100, 110, 90, 120, 130, 140]))["stable"] is True
     assert soakreport.p99_stability(minutes([100, 100, 120, 150, 160, 170]))["stable"] is False
     assert soakreport.p99_stability(minutes([100, 120]))["stable"] is None
+    # A backlog at the start that clears is not stable either.
+    assert (
+        soakreport.p99_stability(minutes([9000, 9100, 4000, 5000, 3900, 4000]))["stable"] is False
+    )
     assert soakreport.p99_stability(minutes([math.nan, 100, 100, 100]))["stable"] is True
 
 
