@@ -3,9 +3,9 @@ pipeline, send the answer back, until told to stop or the parent goes away.
 
 Wire format on the worker's duplex pipe: once started, the worker says
 ``("hello", engine)`` (``engine.engine_version``: the service process, which never loads
-libvips, learns from it what it computes with). Then per job: the parent sends a small pickled
-``Job`` and then the input bytes with ``send_bytes`` (raw, never pickled); the worker
-answers a pickled ``("ok", PipelineResult without its bytes, (size, thumbnail size))``
+libvips, learns from it what it computes with). Then per job: the parent sends a small
+pickled ``Job`` and then the input bytes with ``send_bytes`` (raw, never pickled); the
+worker answers a pickled ``("ok", PipelineResult without its bytes, (size, thumbnail size))``
 followed by the output's ``size`` bytes and the thumbnail's (raw, unframed), or
 ``("error", code, message)``. ``None`` instead of a job asks the worker to exit.
 
@@ -123,9 +123,9 @@ class _Heap:
     instead of ~20). A fixed threshold gives blocks of 4 MiB and more back on free and
     keeps the trim threshold at 128 KiB; what smaller blocks leave inside the heap is
     trimmed (``malloc_trim``) once the worker goes idle (``IDLE_SECONDS``), if its jobs grew
-    it by ``TRIM_SLACK``. Not after every job: the trimmed pages fault in again on the
-    next one: trimming after every job cost a fit-in-512 job ~6 ms of system CPU (9 100
-    page faults instead of 5 500), and the pool did 15.7 mixed jobs/s instead of 17.4.
+    it by ``TRIM_SLACK``. Not after every job, as the trimmed pages fault in again on the
+    next one: that cost a fit-in-512 job ~6 ms of system CPU (9 100 page faults instead
+    of 5 500), and the pool did 15.7 mixed jobs/s instead of 17.4.
     The price: 26 MB more at the pool's peak (292 MB PSS instead of 266,
     ``benchmarks.pool_memory``, admission 128 MB), as busy workers keep their heaps
     between back-to-back jobs. Trimming only past 48 MB of growth changed neither."""

@@ -7,12 +7,12 @@
 First the steps already recorded (`steps.recorded_steps`: the intake is always over before
 a client can open the stream, often the whole job; or, when this replica saw every event
 of the job pass, those events, with no provenance read: `LiveJobs.history`), then the
-job's current status; then
-each step as the mesh publishes it, and the status again whenever it changes. Before a
-terminal status, any recorded step not sent yet: the stream sends every step of the job
-once (named by its event `id`), the same steps as the job page's timeline. The stream
-ends after a terminal status. A client that reconnects (EventSource does, on its own)
-starts over, so nothing it missed matters; it tells the steps it has by their `id`.
+job's current status; then each step as the mesh publishes it, and the status again
+whenever it changes. Before a terminal status, any recorded step not sent yet: the stream
+sends every step of the job once (named by its event `id`), the same steps as the job
+page's timeline. The stream ends after a terminal status. A client that reconnects
+(EventSource does, on its own) starts over, so nothing it missed matters; it tells the
+steps it has by their `id`.
 
 Streams are capped (`stream_slots`): each holds a connection, an inbox and provenance RPCs
 for up to MAX_STREAM_SECONDS, so one principal may hold only so many at once, and the
@@ -32,10 +32,7 @@ import structlog
 from aiohttp import web
 
 from messaging import Envelope
-from messaging.events import (
-    Event,
-    ImageReused,
-)
+from messaging.events import Event, ImageReused
 from messaging.jobs import EVENT_STATUS, FINAL_STATUSES, STATUS_RANK
 
 from .errors import ApiError

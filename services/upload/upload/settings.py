@@ -138,10 +138,11 @@ class Settings(ServiceSettings, BrokerSettings, S3Settings, ImageRulesSettings):
     @field_validator("upload_webhook_key_generations", mode="before")
     @classmethod
     def _generations(cls, value: object) -> object:
-        if not isinstance(value, str):
+        parts = split_commas(value)
+        if not isinstance(parts, tuple):
             return value
         generations: dict[str, int] = {}
-        for part in filter(None, (piece.strip() for piece in value.split(","))):
+        for part in parts:
             name, _, number = part.rpartition(":")
             if not valid_principal(name) or not number.isdigit() or int(number) < 1:
                 raise ValueError("principal:N pairs (N >= 1), e.g. alice:2,bob:3")
