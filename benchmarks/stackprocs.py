@@ -78,6 +78,11 @@ def stack_upload_url() -> str:
     return f"http://127.0.0.1:{config['UPLOAD_PORT']}"
 
 
+def stack_setting(name: str) -> str:
+    """One of the local stack's settings (`.env`, else `.env.example`)."""
+    return str(stack.load_config()[name])
+
+
 def group_roots() -> dict[str, list[int]]:
     """The top process of every group member: supervisors and infrastructure servers."""
     config = stack.load_config()
