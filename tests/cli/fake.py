@@ -81,6 +81,8 @@ class FakeApi:
     uploads: list[dict[str, Any]] = field(default_factory=list)
     retries: list[dict[str, Any]] = field(default_factory=list)
     """Each retry made: the new job's id, the retried job and the pipeline it was given."""
+    webhook_key: dict[str, Any] | None = None
+    """What GET /api/v1/webhooks/secret answers (None: 404, webhooks off)."""
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     """Answers the real API would not give (see contract.py): the test fails with them."""
@@ -95,6 +97,7 @@ class FakeApi:
         app.router.add_get("/api/v1/jobs/{job_id}/result", self._result)
         app.router.add_post("/api/v1/jobs/{job_id}/cancel", self._cancel)
         app.router.add_post("/api/v1/jobs/{job_id}/retry", self._retry)
+        app.router.add_get("/api/v1/webhooks/secret", self._webhook_key)
         return app
 
     def paths(self, method: str = "GET") -> list[str]:
@@ -128,6 +131,11 @@ class FakeApi:
         except ContractViolation as exc:
             self.violations.append(str(exc))
             raise
+
+    async def _webhook_key(self, _request: web.Request) -> web.Response:
+        if self.webhook_key is None:
+            return error(404, "webhooks_off", "webhooks are off on this server")
+        return web.json_response(self.webhook_key, headers={"Cache-Control": "private, no-store"})
 
     async def _operations(self, _request: web.Request) -> web.Response:
         return web.json_response({"operations": describe_operations()})

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,3 +192,14 @@ def test_failed_job_exits_1_with_code_and_message(mesh: Mesh, tmp_path: Path) ->
     assert run.returncode == 1, run.stdout + run.stderr
     assert "failed: invalid_parameter: " in run.stderr
     assert not list(tmp_path.glob("small-*"))
+
+
+def test_webhook_key_prints_the_key_the_server_signs_with(mesh: Mesh) -> None:
+    done = imagemesh(mesh, "webhook-key", "--json")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["principal"] == "local"  # this mesh has no API tokens
+    served = json.loads(
+        urllib.request.urlopen(f"{mesh.upload_url}/api/v1/webhooks/secret", timeout=10).read()
+    )
+    assert printed == served

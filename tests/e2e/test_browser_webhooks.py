@@ -88,3 +88,34 @@ async def test_a_notify_url_that_is_not_http_is_refused_before_sending(
     await expect(refused).to_contain_text("Notify URL refused", timeout=JOB_DEADLINE_MS)
     await expect(refused).to_contain_text("private")
     assert problems.unexpected(r"HTTP 400 POST .*/api/v1/jobs$") == []
+
+
+async def test_the_signing_key_is_shown_on_demand(page: Page, mesh: Mesh) -> None:
+    problems = await open_upload_page(page)
+    await page.get_by_text("Advanced", exact=True).click()
+    await expect(page.locator("#webhook-key")).to_be_hidden()
+    await page.get_by_role("button", name="Show my signing key").click()
+    shown = page.locator("#webhook-key-text")
+    await expect(shown).to_be_visible()
+    answer = await (await page.request.get("/api/v1/webhooks/secret")).json()
+    assert await shown.text_content() == answer["secret"]
+    await expect(page.locator("#webhook-key")).to_contain_text(f"generation {answer['generation']}")
+    await expect(page.locator("#webhook-key")).to_contain_text("X-Imagemesh-Signature")
+    await expect(page.get_by_role("button", name="Show my signing key")).to_be_hidden()
+    assert problems.unexpected() == []
+
+
+async def test_a_server_without_webhooks_says_so_instead_of_a_key(page: Page, mesh: Mesh) -> None:
+    # The shared mesh has webhooks on: its 404 for a server without them (tested against
+    # such a server in tests/upload) is played back here, to see what the page makes of it.
+    off = {"error": {"code": "webhooks_off", "message": "webhooks are off on this server"}}
+    await page.route(
+        "**/api/v1/webhooks/secret",
+        lambda route: route.fulfill(status=404, json=off),
+    )
+    problems = await open_upload_page(page)
+    await page.get_by_text("Advanced", exact=True).click()
+    await page.get_by_role("button", name="Show my signing key").click()
+    await expect(page.locator("#webhook-key")).to_contain_text("Webhooks are off on this server")
+    await expect(page.locator("#webhook-key-text")).to_have_count(0)
+    assert problems.unexpected(r"HTTP 404 GET .*/api/v1/webhooks/secret$") == []

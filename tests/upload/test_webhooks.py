@@ -11,6 +11,8 @@ from ipaddress import ip_network
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from pydantic import ValidationError
 
 from messaging import topology
@@ -28,9 +30,14 @@ from messaging.testing import MemoryBroker, MemoryServer, memory_settings
 from tests.security.test_guard import settings as upload_settings
 from tests.waiting import async_wait_for
 from tests.webhook_receiver import Receiver, receiving
+from upload.errors import ApiError
+from upload.guard import PRINCIPAL, Principal
+from upload.keys import SETTINGS
+from upload.settings import Settings
 from upload.signing import principal_key, verify
 from upload.ssrf import TargetRules
 from upload.webhook_http import Sender
+from upload.webhook_views import webhook_secret
 from upload.webhooks import FINISHED_EVENTS, Webhooks
 
 MASTER = "a-master-secret-for-tests"
@@ -296,3 +303,35 @@ async def test_every_end_is_told_as_its_status_says(
     assert headers["X-Imagemesh-Event"] == f"job.{told['status']}"
     assert {name: sent.get(name) for name in told} == told
     assert [a.outcome for a in attempts] == ["delivered"]
+
+
+# --- GET /api/v1/webhooks/secret ------------------------------------------------------
+
+
+async def _read_key(settings: Settings, principal: str) -> web.Response:
+    app = web.Application()
+    app[SETTINGS] = settings
+    request = make_mocked_request("GET", "/api/v1/webhooks/secret", app=app)
+    request[PRINCIPAL] = Principal(principal)
+    answer = await webhook_secret(request)
+    assert isinstance(answer, web.Response)
+    return answer
+
+
+async def test_a_principal_reads_its_own_current_key_never_cached() -> None:
+    settings = upload_settings(
+        upload_webhook_secret="a-master-secret-of-16+", upload_webhook_key_generations="bob:3"
+    )
+    answer = await _read_key(settings, "bob")
+    assert answer.headers["Cache-Control"] == "private, no-store"
+    body = json.loads(answer.text or "")
+    assert body["principal"] == "bob"
+    assert body["generation"] == 3
+    assert body["secret"] == principal_key("a-master-secret-of-16+", "bob", 3)
+    assert body["secret"] != json.loads((await _read_key(settings, "alice")).text or "")["secret"]
+
+
+async def test_without_a_server_secret_there_is_no_key_to_read() -> None:
+    with pytest.raises(ApiError) as refused:
+        await _read_key(upload_settings(upload_webhook_secret=None), "alice")
+    assert (refused.value.status, refused.value.code) == (404, "webhooks_off")

@@ -11,7 +11,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .api import DEFAULT_URL, ApiClient
-from .commands import Command, UsageError, Waiting, cancel, history, run, status, submit
+from .commands import (
+    Command,
+    UsageError,
+    Waiting,
+    cancel,
+    history,
+    run,
+    status,
+    submit,
+    webhook_key,
+)
 from .download import DEFAULT_ZIP, download
 from .erase import Confirm, confirmation, erase
 from .render import Printer
@@ -36,6 +46,8 @@ examples:
   imagemesh cancel 3f2a9c1d              imagemesh retry 3f2a9c1d --op grayscale --wait
   imagemesh erase 3f2a9c1d --yes         # its images deleted for good, its record kept
   imagemesh download 3f2a9c1d           imagemesh download 3f2a9c1d 9b04e7aa -o results.zip
+  imagemesh submit photo.jpg --callback-url https://example.org/hook
+  imagemesh webhook-key                  # the key that hook checks signatures with
 """
 
 
@@ -86,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_retry(commands, common)
     _add_erase(commands, common)
     _add_download(commands, common)
+    commands.add_parser(
+        "webhook-key",
+        parents=[common],
+        help="print your webhook signing key",
+        description="Print the key your jobs' webhooks (submit --callback-url) are signed "
+        "with, to check their X-Imagemesh-Signature. It is yours alone; exit 1 when the "
+        "server has webhooks off.",
+    )
     recent = commands.add_parser("history", parents=[common], help="list recent jobs")
     recent.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     recent.add_argument("--limit", type=_positive, default=20, help="at most N jobs (default 20)")
@@ -251,6 +271,8 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Comma
             as_zip=args.zip,
             force=args.force,
         )
+    if args.command == "webhook-key":
+        return webhook_key
     if args.command == "history":
         return functools.partial(history, status=args.status, limit=args.limit)
     if not args.wait and (args.output is not None or args.timeout is not None):

@@ -152,6 +152,11 @@ class ApiClient:
         asked, `links`). Sent again after a 503: asking twice is harmless."""
         return await self._json("POST", f"/api/v1/jobs/{job_id}/cancel")
 
+    async def webhook_key(self) -> dict[str, Any]:
+        """The caller's own webhook signing key: `secret`, `generation`, `principal`,
+        `signature_header`, `algorithm` (404 `webhooks_off` when the server has none)."""
+        return await self._json("GET", "/api/v1/webhooks/secret")
+
     async def erase(self, job_id: str) -> None:
         """Erase a finished job: its images are deleted, its record stays (204, no body).
         Sent again after a 503: a repeated erasure completes the first."""

@@ -306,6 +306,25 @@ async def cancel(client: ApiClient, printer: Printer, *, job_id: str) -> int:
     return EXIT_OK
 
 
+async def webhook_key(client: ApiClient, printer: Printer) -> int:
+    """Print your webhook signing key: what a receiver checks `X-Imagemesh-Signature`
+    with. Exit 1 when the server has webhooks off."""
+    key = await client.webhook_key()
+    lines = [
+        f"key         {key.get('secret')}",
+        f"generation  {key.get('generation')}  (an operator's rotation raises it)",
+        f"principal   {key.get('principal')}",
+        f"each webhook carries {key.get('signature_header')}: sha256=<hex HMAC-SHA256 of "
+        "the exact body, keyed with the key's text>",
+    ]
+    if printer.json_mode:
+        printer.emit(key, None)
+    else:
+        for line in lines:
+            printer.emit(key, line)
+    return EXIT_OK
+
+
 async def resolve_job_id(client: ApiClient, given: str) -> str:
     """The whole id of the job `given` names: a whole id as it is, or a prefix of one (the
     8 characters shown everywhere; at least MIN_PREFIX) that exactly one of the caller's

@@ -7,6 +7,7 @@ import { Builder } from "./builder.js";
 import { $, announce, fill, h, markCurrentNav } from "./dom.js";
 import { JobCard } from "./jobcard.js";
 import { checkFile, previewable } from "./precheck.js";
+import { wireWebhookKey } from "./webhookkey.js";
 
 const PARALLEL_UPLOADS = 3;
 const MAX_ATTEMPTS = 3; // a 503 (busy, a dependency down) is retried after Retry-After
@@ -228,5 +229,6 @@ markCurrentNav();
 wireDropzone();
 $("#upload-form").addEventListener("submit", submit);
 $("#clear-finished").addEventListener("click", clearFinished);
+wireWebhookKey();
 updateSubmit();
 loadBuilder();
