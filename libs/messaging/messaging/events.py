@@ -9,61 +9,66 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ._values import (
+    MAX_DURATION_MS,
+    MAX_OPERATIONS,
+    ClientInfo,
+    ErasedObject,
+    ErasedRole,
+    ErrorInfo,
+    FrozenModel,
+    ImageRef,
+    OperationTiming,
+    StepTiming,
+    TakenComputation,
+)
+
+__all__ = [
+    "ALL_EVENTS",
+    "EVENTS_BY_TYPE",
+    "LOCAL_PRINCIPAL",
+    "MAX_DURATION_MS",
+    "MAX_OPERATIONS",
+    "PRINCIPAL_PATTERN",
+    "CancelRequested",
+    "ClientInfo",
+    "ErasedObject",
+    "ErasedRole",
+    "ErrorInfo",
+    "Event",
+    "ExchangeKind",
+    "FrozenModel",
+    "ImageProcessed",
+    "ImageRef",
+    "ImageReused",
+    "ImageStored",
+    "ImageUploaded",
+    "JobCancelled",
+    "JobErased",
+    "JobFailed",
+    "JobRetried",
+    "MessageParked",
+    "OperationApplied",
+    "OperationTiming",
+    "ProcessingStarted",
+    "RetryScheduled",
+    "StepTiming",
+    "TakenComputation",
+    "UploadReceived",
+    "WebhookAttempted",
+    "WebhookOutcome",
+]
 
 ExchangeKind = Literal["events", "provenance"]
-MAX_DURATION_MS = 7 * 24 * 3600 * 1000
-"""No step of a job takes a week: a longer (or NaN, infinite) duration is not a fact."""
-MAX_OPERATIONS = 100
-"""The most operations a pipeline may have (the ceiling of `PIPELINE_MAX_OPS`)."""
 LOCAL_PRINCIPAL = "local"
 """Who everyone is when no API tokens are configured (local development)."""
 PRINCIPAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$"
 """A principal's name: a token's name, a proxy's user (often an e-mail address)."""
 
 
-class _Frozen(BaseModel):
-    # A field's docstring is its description in the AsyncAPI document's schemas.
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
-
-
-class ImageRef(_Frozen):
-    """An image stored in S3, identified by its content."""
-
-    bucket: str
-    key: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    bytes: int = Field(ge=0)
-    format: str
-    width: int = Field(ge=0)
-    height: int = Field(ge=0)
-    content_type: str
-    info: dict[str, Any] | None = None
-    """What imageproc read from the image: colour space, bands, orientation, pages, an
-    EXIF summary (never GPS coordinates). Set once imageproc has seen the image."""
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-class ErrorInfo(_Frozen):
-    code: str
-    message: str
-
-
-class StepTiming(_Frozen):
-    """One pipeline operation as imageproc applied it (its index is its place in
-    `ImageProcessed.steps`): what an `operation.applied` document recorded before."""
-
-    op: str
-    params: dict[str, Any]
-    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
-    info: dict[str, Any] | None = None
-    """For `info` operations: the image at that point of the pipeline."""
-
-
-class Event(_Frozen):
+class Event(FrozenModel):
     """Base of all events. `type` is the CloudEvents type and the routing key."""
 
     type: ClassVar[str]
@@ -72,13 +77,6 @@ class Event(_Frozen):
     """The services that publish it (for the AsyncAPI document)."""
 
     job_id: str
-
-
-class ClientInfo(_Frozen):
-    """Where an upload came from, as the upload service saw it."""
-
-    address: str | None = None
-    user_agent: str | None = Field(default=None, max_length=512)
 
 
 class UploadReceived(Event):
@@ -201,23 +199,6 @@ class ImageProcessed(Event):
     reply); None in documents recorded before it was said."""
 
 
-class OperationTiming(_Frozen):
-    """One operation of a computation, as a progress view shows it: name and time."""
-
-    op: str
-    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
-
-
-class TakenComputation(_Frozen):
-    """What a reuse took, as the earlier job's `image.processed` said it (its operations,
-    time and attempt): a progress view shows the computation at the reuse without reading
-    the earlier job's record back."""
-
-    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
-    attempt: int | None = Field(default=None, ge=1)
-    operations: list[OperationTiming] = Field(max_length=MAX_OPERATIONS)
-
-
 class ImageReused(Event):
     """The job asked for work already done: the same input bytes, canonical pipeline and
     engine as an earlier succeeded job. It takes that job's output (the same object) and
@@ -298,23 +279,6 @@ class JobRetried(Event):
     """The new job's id."""
     principal: str = Field(pattern=PRINCIPAL_PATTERN)
     """Who retried it (the job's owner)."""
-
-
-ErasedRole = Literal["input", "output", "thumbnail", "computation"]
-
-
-class ErasedObject(_Frozen):
-    """One stored object an erasure was about: deleted, or kept (and why)."""
-
-    role: ErasedRole
-    """The job's input or output image, the output's thumbnail, or the reuse index's
-    entry (`computations/<key>.json`) that pointed later jobs at the output."""
-    bucket: str
-    key: str
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    deleted: bool
-    kept_because: str | None = None
-    """Why a shared object stays (another job that is not erased uses it)."""
 
 
 class JobErased(Event):
