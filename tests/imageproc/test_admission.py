@@ -109,6 +109,11 @@ def test_the_estimate_follows_the_decoder_and_the_pipeline() -> None:
     assert estimate(baseline, dither, unknown=0) == plain + 4 * 2000 * 1500
     small_first = parse_pipeline([{"op": "thumbnail", "width": 200}, {"op": "dither"}])
     assert estimate(baseline, small_first, unknown=0) == plain + 4 * 200 * 150
+    # The decoder is let go before the dither holds the image: the two do not add up.
+    dithered = 4 * 2000 * 1500
+    assert estimate(progressive, dither, unknown=0) == admission.FIXED_BYTES + 2 * len(
+        progressive
+    ) + max(held + dithered // 4, dithered)
     bayer = parse_pipeline([{"op": "dither", "method": "bayer"}])
     assert estimate(baseline, bayer, unknown=0) == plain  # streams in libvips
     assert estimate(bytes(ramp(50, 40).tiffsave_buffer()), FIT, unknown=12345) == 12345

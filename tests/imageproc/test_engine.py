@@ -108,3 +108,52 @@ def test_memory_budget_fails_the_job_not_the_worker() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["memory_budget_exceeded", "50"], result.stderr[-2000:]
+
+
+def test_a_whole_image_dither_lets_the_decoder_go_before_it_holds_the_image() -> None:
+    """A progressive JPEG's decoder holds every DCT coefficient until it is freed (24 MP,
+    4:2:0: ~72 MB); Floyd-Steinberg holds the grey image a few times over. The engine
+    computes the grey image into memory and lets the decoder go first, so the two do not
+    add up."""
+    script = textwrap.dedent(
+        """
+        import pyvips
+        from imageproc.operations import run_pipeline
+        from pipeline import ImageLimits, harden_vips, parse_pipeline
+
+        def peak_mb(reset=False):
+            if reset:  # the peak so far (making the test image) is not what is measured
+                with open("/proc/self/clear_refs", "w") as clear:
+                    clear.write("5")
+            with open("/proc/self/status") as status:
+                return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
+
+        from imageproc._worker import _Heap
+
+        _Heap()  # a worker's allocator: large blocks go back to the system when freed
+        harden_vips()
+        pyvips.concurrency_set(1)
+        # Content does not change what the decoder holds; Q85 subsamples chroma (4:2:0).
+        grey = pyvips.Image.xyz(6000, 4000)[0].cast("uchar")
+        data = grey.bandjoin([grey, grey]).jpegsave_buffer(Q=85, interlace=True)
+        ops = parse_pipeline([{"op": "dither", "method": "floyd-steinberg"}])
+        before = peak_mb(reset=True)
+        decode = pyvips.Image.new_from_buffer(data, "", access="sequential")
+        decode.avg()
+        del decode
+        decoded = peak_mb() - before
+        before = peak_mb(reset=True)
+        result = run_pipeline(data, ops, limits=ImageLimits())
+        print(round(decoded), round(peak_mb() - before), result.info.width)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    decode_mb, dither_mb, width = map(int, result.stdout.split())
+    assert width == 6000
+    assert decode_mb > 60, "the decoder holds the coefficients (else this shows nothing)"
+    # The dither's own copies of the 24 MB grey image come on top: ~30 MB (they came on top
+    # of the decoder's coefficients too before, ~75 MB over the decode's peak).
+    assert dither_mb < decode_mb + 50, (decode_mb, dither_mb)

@@ -39,7 +39,12 @@ def estimate(data: bytes, ops: Sequence[Operation], *, unknown: int) -> int:
     header = read_header(data)
     if header is None:
         return unknown
-    return FIXED_BYTES + 2 * len(data) + header.held_bytes + _materialised(header, ops)
+    materialised = _materialised(header, ops)
+    # The engine lets the decoder go before a dither holds the image (`operations.
+    # _materialise`): its coefficients meet the grey image it is decoded into, not the
+    # dither's copies of it.
+    grey = materialised // MATERIALISED_BYTES_PER_PIXEL
+    return FIXED_BYTES + 2 * len(data) + max(header.held_bytes + grey, materialised)
 
 
 def _materialised(header: Header, ops: Sequence[Operation]) -> int:

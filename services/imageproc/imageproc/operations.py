@@ -40,6 +40,7 @@ from ._info import describe_bytes, describe_image
 from .ops import OPERATIONS, OpFunction
 from .ops.geometry import autorotate_at_load, thumbnail_from_buffer
 from .ops.output import OPERATIONS as SAVE_TIME_OPS
+from .ops.tone import WHOLE_IMAGE_SOURCES
 from .results import PipelineResult, ProcessingError, StepResult
 
 __all__ = [
@@ -142,7 +143,11 @@ def _apply_all(
                 image = thumbnail_from_buffer(data, op, _load_options(info), autorotate=upright)
                 canvas = Canvas(guard(image), start_format(info.format), pages=_pages(info))
             else:
-                canvas = _apply(OPERATIONS[op.op], canvas or _load(data, info, upright, access), op)
+                canvas = canvas or _load(data, info, upright, access)
+                if (in_memory := _materialise(canvas, op)) is not None:
+                    canvas = in_memory  # the last hold on the images it was computed from
+                    canvas = replace(canvas, image=_deadline.rebase(canvas.image))
+                canvas = _apply(OPERATIONS[op.op], canvas, op)
         _check_result(label, canvas, limits)
         params = op.model_dump(mode="json", exclude={"op"}, exclude_none=True)
         snapshot = _snapshot(canvas) if isinstance(op, Info) else None
@@ -151,6 +156,15 @@ def _apply_all(
         with _step_errors("load", data):
             canvas = _load(data, info, upright, access)
     return canvas, tuple(steps)
+
+
+def _materialise(canvas: Canvas, op: Operation) -> Canvas | None:
+    """The canvas with what `op` reads whole computed into memory (None when it reads
+    nothing whole). Nothing else holds the images it was computed from: once the caller
+    drops `canvas`, `_deadline.rebase` can let the loaded image go, its decoder with it."""
+    source = WHOLE_IMAGE_SOURCES.get(op.op)
+    image = source(canvas, op) if source is not None else None
+    return None if image is None else replace(canvas, image=image.copy_memory())
 
 
 def _snapshot(canvas: Canvas) -> dict[str, Any]:

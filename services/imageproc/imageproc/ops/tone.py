@@ -78,6 +78,16 @@ def dither(canvas: Canvas, op: Dither) -> Canvas:
     return replace(canvas, image=image, format=ImageFormat.PNG, bilevel=True, palette_colours=None)
 
 
+def dither_source(canvas: Canvas, op: Dither) -> Any | None:
+    """What Floyd-Steinberg reads whole (the grey image on white), or None for the
+    methods that stream. The engine holds it in memory before the operation runs, so that
+    the decoder behind it is gone while the dither holds its own copies; `dither` then
+    finds it already grey."""
+    if op.method != "floyd-steinberg":
+        return None
+    return to_grey(_on_white(canvas.image))
+
+
 def watermark(canvas: Canvas, op: Watermark) -> Canvas:
     if op.opacity == 0:
         return canvas
@@ -176,6 +186,10 @@ def _place(gravity: str, image: Any, mask: Any, margin: int) -> tuple[int, int]:
     y = margin if "north" in gravity else free_y - margin if "south" in gravity else free_y // 2
     return min(max(x, 0), max(free_x, 0)), min(max(y, 0), max(free_y, 0))
 
+
+WHOLE_IMAGE_SOURCES: dict[str, Callable[[Canvas, Any], Any | None]] = {"dither": dither_source}
+"""Operations that read their input whole: what they read, for the engine to hold in
+memory first (`operations._materialise`)."""
 
 OPERATIONS: dict[str, Callable[[Canvas, Any], Canvas]] = {
     "grayscale": grayscale,
