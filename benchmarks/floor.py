@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import statistics
 import time
 import uuid
@@ -190,5 +189,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     raise SystemExit(main())

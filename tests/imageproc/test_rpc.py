@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from imageproc.engine import engine_version
+from imageproc._version import engine_version
 from messaging import Broker, RpcError, RpcMessage, topology
 from messaging.contracts import RunRequest
 

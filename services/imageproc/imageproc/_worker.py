@@ -2,7 +2,7 @@
 pipeline, send the answer back, until told to stop or the parent goes away.
 
 Wire format on the worker's duplex pipe: once started, the worker says
-``("hello", engine)`` (``engine.engine_version``: the service process, which never loads
+``("hello", engine)`` (``_version.engine_version``: the service process, which never loads
 libvips, learns from it what it computes with). Then per job: the parent sends a small
 pickled ``Job`` and then the input bytes with ``send_bytes`` (raw, never pickled); the
 worker answers a pickled ``("ok", PipelineResult without its bytes, (size, thumbnail size))``

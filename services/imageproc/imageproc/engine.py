@@ -4,7 +4,8 @@ The runner reuses an earlier job's output only for the same input bytes, canonic
 pipeline and engine (`imageproc_runner/reuse.py`), so the engine must change whenever an
 output could: imageproc's own code, the operation catalogue (defaults, validation), the
 libvips it runs and the bindings and libraries around it. Every `imageproc.run` reply
-carries it (`RunReply.engine`), and `imageproc.engine` answers it without any work.
+carries it (`RunReply.engine`), and `imageproc.engine` answers it without any work. Its
+string is read in each worker process (`_version.engine_version`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from collections.abc import Awaitable, Callable
 from messaging import RpcCall
 from messaging.contracts import EngineReply, EngineRequest
 
-from ._version import ENGINE_DISTRIBUTIONS, engine_version
-
-__all__ = ["ENGINE_DISTRIBUTIONS", "EngineHandler", "engine_handler", "engine_version"]
+__all__ = ["EngineHandler", "engine_handler"]
 
 EngineHandler = Callable[[EngineRequest, RpcCall], Awaitable[EngineReply]]
 

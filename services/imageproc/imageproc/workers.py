@@ -116,7 +116,7 @@ class WorkerPool:
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
         self.engine = ""
-        """What the workers compute with (`engine.engine_version`, as each says when it
+        """What the workers compute with (`_version.engine_version`, as each says when it
         starts): the service process itself never loads libvips."""
         self.jobs_started = 0
         """Jobs given a slot so far (for tests and diagnostics)."""

@@ -14,6 +14,7 @@ operation that `image.processed` lists (sent as that step's `operations`, as liv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from messaging import Envelope
@@ -26,8 +27,10 @@ from messaging.events import (
     JobFailed,
     MessageParked,
     OperationApplied,
+    OperationTiming,
     ProcessingStarted,
     RetryScheduled,
+    StepTiming,
     UploadReceived,
 )
 
@@ -160,10 +163,7 @@ def step(envelope: Envelope, event: Event) -> dict[str, Any]:
             shown |= {
                 "duration_ms": event.duration_ms,
                 "attempt": event.attempt,
-                "operations": [
-                    {"operation": s.op, "index": n, "duration_ms": s.duration_ms}
-                    for n, s in enumerate(event.steps)
-                ],
+                "operations": _operations_shown(event.steps),
             }
         case UploadReceived():
             shown["stored"] = event.input is not None
@@ -182,8 +182,8 @@ def step(envelope: Envelope, event: Event) -> dict[str, Any]:
 
 def taken_step(envelope: Envelope, event: ImageReused) -> dict[str, Any] | None:
     """The computation a reuse took, as this job's step: the earlier job's
-    `image.processed` at the reuse's time and by its service (as `steps.recorded_steps`
-    reads it from provenance), when the event says what it was."""
+    `image.processed` at the reuse's time and by its service (as `recorded_steps` reads
+    it from provenance), when the event says what it was."""
     taken = event.taken
     if taken is None:
         return None
@@ -192,11 +192,16 @@ def taken_step(envelope: Envelope, event: ImageReused) -> dict[str, Any] | None:
         "id": event.computation,
         "type": ImageProcessed.type,
         "duration_ms": taken.duration_ms,
-        "operations": [
-            {"operation": o.op, "index": n, "duration_ms": o.duration_ms}
-            for n, o in enumerate(taken.operations)
-        ],
+        "operations": _operations_shown(taken.operations),
     }
     if taken.attempt is not None:
         shown["attempt"] = taken.attempt
     return shown
+
+
+def _operations_shown(operations: Sequence[StepTiming | OperationTiming]) -> list[dict[str, Any]]:
+    """Each operation of a computation, in order: its name, place and time."""
+    return [
+        {"operation": o.op, "index": n, "duration_ms": o.duration_ms}
+        for n, o in enumerate(operations)
+    ]
